@@ -1,0 +1,1 @@
+//! The production driver on tokio and TCP.

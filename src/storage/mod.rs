@@ -1,0 +1,1 @@
+//! Durable storage: segmented log, term/vote meta and snapshot directories.
