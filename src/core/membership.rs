@@ -48,6 +48,11 @@ impl Membership {
         self.is_voter(id) || self.learners.contains(&id)
     }
 
+    /// Every voter of either half, ascending, once each.
+    pub fn voter_ids(&self) -> BTreeSet<NodeId> {
+        self.voters.union(&self.outgoing_voters).copied().collect()
+    }
+
     /// Every member (voters of both halves and learners), ascending, once each.
     pub fn members(&self) -> BTreeSet<NodeId> {
         let mut all = self.voters.clone();

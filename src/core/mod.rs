@@ -1,10 +1,52 @@
 //! The sans-IO Raft protocol for one group.
+//!
+//! [`RaftNode`] is a deterministic state machine. The driver feeds it inputs
+//! — time (`handle_tick`), peer messages (`handle_message`), disk completions
+//! (`handle_entries_persisted`, `handle_hard_state_persisted`) and client
+//! proposals (`propose`) — each with the current [`Instant`], then drains
+//! [`Action`]s with `poll_action` and sleeps until `poll_timeout`.
+//!
+//! ```text
+//!   driver ──handle_*(now, input)──► RaftNode ──poll_action()──► Send / PersistHardState /
+//!      ▲                                                         PersistEntries / Apply /
+//!      └──────────── disk completions, replies ◄──────────────── ProposalFailed / RoleChanged
+//! ```
+//!
+//! Nothing here reads a clock, touches a socket or file, spawns a thread or
+//! draws from a global RNG: randomness comes from `RaftOptions::rng_seed`.
+//! Durability comes before acknowledgement: vote grants and append
+//! acknowledgements leave only after the disk confirmed what they claim,
+//! while the leader's own disk write runs in parallel with replication.
+
+mod append;
+mod election;
 pub mod entry;
+pub mod error;
 pub mod ids;
+pub mod inflights;
+pub mod input;
+mod invariants;
+pub mod log;
 pub mod membership;
+pub mod message;
+mod node;
+pub mod options;
+pub mod output;
+pub mod progress;
 pub mod quorum;
+mod replication;
+pub mod status;
+pub mod time;
 
 pub use entry::{Entry, EntryPayload, HardState};
+pub use error::{InputError, OptionsError, ProposalError, ProposeError};
 pub use ids::{LogId, LogIndex, NodeId, Term};
+pub use input::Event;
 pub use membership::Membership;
+pub use message::{AppendRequest, AppendResponse, Heartbeat, Message, MessageBody, RejectHint, VoteRequest, VoteResponse};
+pub use node::{EventError, InitialState, RaftNode};
+pub use options::RaftOptions;
+pub use output::{Action, Role};
 pub use quorum::{JointConfig, MajorityConfig, VoteResult};
+pub use status::{PeerStatus, Status};
+pub use time::Instant;

@@ -205,7 +205,9 @@ mod tests {
             incoming: MajorityConfig::new(ids(&[1, 2, 3])),
             outgoing: MajorityConfig::default(),
         };
+        let a = acked(&[(1, 7), (2, 9), (3, 9)]);
         assert_eq!(simple.committed_index(|id| a.get(&id).copied()), LogIndex(9));
+        assert_eq!(joint.committed_index(|id| a.get(&id).copied()), LogIndex(0));
     }
 
     #[test]

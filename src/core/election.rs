@@ -1,0 +1,295 @@
+//! Terms, votes and role changes: pre-vote, election, step-down, check-quorum
+//! (braft's `elect_self`, `handle_request_vote_request`, `step_down`).
+//!
+//! Every message passes through [`RaftNode::step`] first, which applies the
+//! term rules of Raft §5.1 before the role-specific handlers run.
+
+use std::collections::BTreeMap;
+
+use super::entry::EntryPayload;
+use super::error::InputError;
+use super::ids::{NodeId, Term};
+use super::message::{Message, MessageBody, VoteRequest, VoteResponse};
+use super::node::{RaftNode, RoleState};
+use super::progress::Progress;
+use super::quorum::VoteResult;
+
+impl RaftNode {
+    /// Validates a message, applies the term rules, and dispatches it.
+    pub(super) fn step(&mut self, m: Message) -> Result<(), InputError> {
+        if m.to != self.id() || m.from == self.id() {
+            return Err(InputError::Misaddressed { from: m.from, to: m.to, this: self.id() });
+        }
+        if !self.membership.contains(m.from) {
+            return Err(InputError::UnknownPeer { from: m.from });
+        }
+        if m.term > self.term() {
+            match &m.body {
+                MessageBody::VoteRequest(req) => {
+                    if !req.leadership_transfer && self.in_leader_lease() {
+                        // Leader stickiness: a node that hears from a live
+                        // leader neither bumps its term nor votes (§9.6).
+                        return Ok(());
+                    }
+                    if !req.pre_vote {
+                        self.become_follower(m.term, None);
+                    }
+                }
+                // A granted pre-vote carries the term we would campaign in.
+                MessageBody::VoteResponse(resp) if resp.pre_vote && resp.granted => {}
+                MessageBody::AppendRequest(_) | MessageBody::Heartbeat(_) => {
+                    self.become_follower(m.term, Some(m.from));
+                }
+                _ => self.become_follower(m.term, None),
+            }
+        } else if m.term < self.term() {
+            return self.reject_stale(m);
+        }
+        match m.body {
+            MessageBody::VoteRequest(req) => {
+                self.handle_vote_request(m.from, m.term, req);
+                Ok(())
+            }
+            MessageBody::VoteResponse(resp) => {
+                self.handle_vote_response(m.from, m.term, resp);
+                Ok(())
+            }
+            MessageBody::AppendRequest(req) => self.handle_append_request(m.from, req),
+            MessageBody::AppendResponse(resp) => self.handle_append_response(m.from, resp),
+            MessageBody::Heartbeat(hb) => self.handle_heartbeat(m.from, hb),
+            MessageBody::HeartbeatResponse => {
+                self.handle_heartbeat_response(m.from);
+                Ok(())
+            }
+        }
+    }
+
+    /// A message from an older term: requests are answered with our term so
+    /// that a stale leader or candidate steps down; then it is rejected.
+    fn reject_stale(&mut self, m: Message) -> Result<(), InputError> {
+        match &m.body {
+            MessageBody::AppendRequest(_) | MessageBody::Heartbeat(_) => {
+                self.send(m.from, MessageBody::HeartbeatResponse);
+            }
+            MessageBody::VoteRequest(req) => {
+                let refusal = VoteResponse { pre_vote: req.pre_vote, granted: false };
+                self.send(m.from, MessageBody::VoteResponse(refusal));
+            }
+            _ => {}
+        }
+        Err(InputError::StaleTerm { message_term: m.term, current_term: self.term() })
+    }
+
+    /// Whether this node heard from a live leader recently enough to refuse
+    /// votes (only with check-quorum, which makes leaders step down when
+    /// they lose a quorum, so the lease cannot outlive a dead leader).
+    pub(super) fn in_leader_lease(&self) -> bool {
+        if !self.options.check_quorum {
+            return false;
+        }
+        match self.role {
+            RoleState::Leader { .. } => true,
+            _ => self.leader.is_some()
+                && self.last_leader_contact.is_some_and(|at| {
+                    self.now.saturating_duration_since(at) < self.options.election_timeout_min
+                }),
+        }
+    }
+
+    fn handle_vote_request(&mut self, from: NodeId, term: Term, req: VoteRequest) {
+        let can_vote = self.hard_state.voted_for == Some(from)
+            || (self.hard_state.voted_for.is_none() && self.leader.is_none())
+            || (req.pre_vote && term > self.term());
+        // Raft §5.4.1: only a candidate at least as up to date as us.
+        let up_to_date = req.last_log_id >= self.log.last_id();
+        let granted = can_vote && up_to_date;
+        let response = VoteResponse { pre_vote: req.pre_vote, granted };
+        if req.pre_vote {
+            // A pre-vote changes nothing here; a grant carries the asked term.
+            let message = Message {
+                from: self.id(),
+                to: from,
+                term: if granted { term } else { self.term() },
+                body: MessageBody::VoteResponse(response),
+            };
+            self.actions.push_back(super::output::Action::Send(message));
+            return;
+        }
+        if !granted {
+            self.send(from, MessageBody::VoteResponse(response));
+            return;
+        }
+        if self.hard_state.voted_for != Some(from) {
+            self.hard_state.voted_for = Some(from);
+            self.persist_hard_state();
+        }
+        self.reset_election_deadline();
+        // The grant leaves only once the vote is durable.
+        self.pending_vote_grant = Some((from, self.term()));
+        if self.durable_hard_state == self.hard_state {
+            self.on_hard_state_durable();
+        }
+    }
+
+    fn handle_vote_response(&mut self, from: NodeId, term: Term, resp: VoteResponse) {
+        let counts = match &self.role {
+            RoleState::PreCandidate { .. } => {
+                resp.pre_vote
+                    && ((resp.granted && term == self.term().next()) || (!resp.granted && term == self.term()))
+            }
+            RoleState::Candidate { .. } => !resp.pre_vote && term == self.term(),
+            _ => false,
+        };
+        if !counts {
+            return;
+        }
+        if let RoleState::PreCandidate { votes } | RoleState::Candidate { votes } = &mut self.role {
+            votes.insert(from, resp.granted);
+        }
+        self.tally_votes();
+    }
+
+    /// Counts the votes of a (pre-)candidate and acts on the result.
+    fn tally_votes(&mut self) {
+        let result = match &self.role {
+            RoleState::PreCandidate { votes } | RoleState::Candidate { votes } => {
+                self.membership.quorum().vote_result(|id| votes.get(&id).copied())
+            }
+            _ => return,
+        };
+        match (result, &self.role) {
+            (VoteResult::Won, RoleState::PreCandidate { .. }) => self.become_candidate(false),
+            (VoteResult::Won, RoleState::Candidate { .. }) => self.become_leader(),
+            (VoteResult::Lost, _) => self.become_follower(self.term(), None),
+            _ => {}
+        }
+    }
+
+    /// Starts an election: a pre-vote round first unless disabled or this is
+    /// a leadership transfer.
+    pub(super) fn campaign(&mut self, leadership_transfer: bool) {
+        if self.options.pre_vote && !leadership_transfer {
+            self.become_pre_candidate();
+        } else {
+            self.become_candidate(leadership_transfer);
+        }
+    }
+
+    fn become_pre_candidate(&mut self) {
+        let mut votes = BTreeMap::new();
+        votes.insert(self.id(), true);
+        self.role = RoleState::PreCandidate { votes };
+        self.leader = None;
+        self.reset_election_deadline();
+        self.announce_role();
+        self.request_votes(true, false);
+        self.tally_votes();
+    }
+
+    fn become_candidate(&mut self, leadership_transfer: bool) {
+        self.hard_state.term = self.term().next();
+        self.hard_state.voted_for = Some(self.id());
+        self.role = RoleState::Candidate { votes: BTreeMap::new() };
+        self.leader = None;
+        self.pending_vote_grant = None;
+        self.reset_election_deadline();
+        self.persist_hard_state();
+        self.announce_role();
+        // Requests go out at once; our own vote counts once it is durable.
+        self.request_votes(false, leadership_transfer);
+    }
+
+    fn request_votes(&mut self, pre_vote: bool, leadership_transfer: bool) {
+        let term = if pre_vote { self.term().next() } else { self.term() };
+        let request = VoteRequest { pre_vote, last_log_id: self.log.last_id(), leadership_transfer };
+        let me = self.id();
+        let voters: Vec<NodeId> = self.membership.voter_ids().into_iter().filter(|&id| id != me).collect();
+        for to in voters {
+            let message = Message { from: self.id(), to, term, body: MessageBody::VoteRequest(request.clone()) };
+            self.actions.push_back(super::output::Action::Send(message));
+        }
+    }
+
+    /// The disk caught up with the current term and vote: release what waited.
+    pub(super) fn on_hard_state_durable(&mut self) {
+        if let Some((to, term)) = self.pending_vote_grant.take() {
+            if term == self.term() && self.hard_state.voted_for == Some(to) {
+                let grant = VoteResponse { pre_vote: false, granted: true };
+                self.send(to, MessageBody::VoteResponse(grant));
+            }
+        }
+        if self.hard_state.voted_for == Some(self.id()) {
+            if let RoleState::Candidate { votes } = &mut self.role {
+                votes.insert(self.options.id, true);
+                self.tally_votes();
+            }
+        }
+    }
+
+    /// Becomes a follower in `term` (a new term clears the vote).
+    pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        let was = (self.role(), self.term(), self.leader);
+        if term > self.term() {
+            self.hard_state.term = term;
+            self.hard_state.voted_for = None;
+            self.pending_vote_grant = None;
+            self.persist_hard_state();
+        }
+        self.role = RoleState::Follower;
+        self.set_leader(leader);
+        self.reset_election_deadline();
+        if was != (self.role(), self.term(), self.leader) {
+            self.announce_role();
+        }
+    }
+
+    /// Records the leader of the current term; a new leader starts a fresh
+    /// acknowledgement stream.
+    pub(super) fn set_leader(&mut self, leader: Option<NodeId>) {
+        if self.leader != leader {
+            self.leader = leader;
+            self.leader_matched = super::ids::LogIndex(0);
+            self.ack_wanted = super::ids::LogIndex(0);
+            self.last_acked = super::ids::LogIndex(0);
+            self.ack_owed = false;
+        }
+        if leader.is_some() {
+            self.last_leader_contact = Some(self.now);
+        }
+    }
+
+    fn become_leader(&mut self) {
+        let next = self.log.last_index().next();
+        let (msgs_max, bytes_max) = (self.options.inflight_msgs_max, self.options.inflight_bytes_max);
+        let progress = self
+            .membership
+            .members()
+            .into_iter()
+            .filter(|&id| id != self.id())
+            .map(|id| (id, Progress::new(next, msgs_max, bytes_max)))
+            .collect();
+        self.role = RoleState::Leader { progress };
+        self.leader = Some(self.id());
+        self.heartbeat_deadline = self.now + self.options.heartbeat_interval;
+        self.check_quorum_deadline = self.now + self.options.election_timeout_min;
+        self.announce_role();
+        // Raft §8: commit a no-op of the new term to learn what is committed.
+        self.append_as_leader(EntryPayload::Noop);
+    }
+
+    /// Whether a quorum answered since the last check; clears the marks.
+    pub(super) fn quorum_recently_active(&mut self) -> bool {
+        let me = self.id();
+        let RoleState::Leader { progress } = &mut self.role else {
+            return false;
+        };
+        let active = self
+            .membership
+            .quorum()
+            .is_active(|id| id == me || progress.get(&id).is_some_and(|p| p.recent_active));
+        for p in progress.values_mut() {
+            p.recent_active = false;
+        }
+        active
+    }
+}

@@ -1,0 +1,124 @@
+//! Typed errors of the core. Bad input is an error value, never a panic.
+
+use super::ids::{LogId, LogIndex, NodeId, Term};
+
+/// Why a client proposal was refused at once.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProposeError {
+    /// Only the leader accepts proposals. Remedy: retry at `leader_hint`.
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader {
+        /// The leader this node last heard from in its current term, if any.
+        leader_hint: Option<NodeId>,
+    },
+}
+
+/// Why an accepted proposal will never be applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProposalError {
+    /// A later leader replaced the proposal's entry: the command was not and
+    /// will never be applied. Remedy: propose again to the current leader.
+    #[error("proposal {proposal} was overwritten by an entry of term {by_term:?}")]
+    Overwritten {
+        /// The proposal's log position.
+        proposal: LogId,
+        /// The term of the entry that replaced it, when known.
+        by_term: Option<Term>,
+    },
+}
+
+/// Why an input (a message or a disk completion) was rejected. Rejected
+/// inputs change nothing, except that a request from a stale term is
+/// answered with the current term so that its sender catches up.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// The sender is not a member of the group this node knows.
+    #[error("message from unknown peer {from}")]
+    UnknownPeer {
+        /// The sender.
+        from: NodeId,
+    },
+    /// The message is addressed to another node, or claims to come from this one.
+    #[error("message from {from} to {to} delivered to {this}")]
+    Misaddressed {
+        /// The claimed sender.
+        from: NodeId,
+        /// The addressee.
+        to: NodeId,
+        /// This node.
+        this: NodeId,
+    },
+    /// The message is from an older term; it was answered with ours if it
+    /// was a request.
+    #[error("message of stale term {message_term} (current term {current_term})")]
+    StaleTerm {
+        /// The message's term.
+        message_term: Term,
+        /// This node's term.
+        current_term: Term,
+    },
+    /// An index beyond anything this node's log could hold or could have sent.
+    #[error("index {index} out of range (last index {last_index})")]
+    IndexOutOfRange {
+        /// The offending index.
+        index: LogIndex,
+        /// This node's last index.
+        last_index: LogIndex,
+    },
+    /// An AppendEntries whose entries are not contiguous after `prev_log_id`,
+    /// go back in term, or are from a term later than the message's.
+    #[error("malformed append request: {reason}")]
+    MalformedAppend {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// AppendEntries from a second leader in this node's own term as leader:
+    /// election safety is broken somewhere; the message is ignored.
+    #[error("append from {from} while this node leads term {term}")]
+    DuplicateLeader {
+        /// The other claimed leader.
+        from: NodeId,
+        /// The term.
+        term: Term,
+    },
+    /// The leader asked to overwrite a committed entry; refused (§5.4).
+    #[error("append would overwrite committed entry at {index}")]
+    ConflictWithCommitted {
+        /// The committed index the request conflicts at.
+        index: LogIndex,
+    },
+    /// A disk completion for entries no longer in the log (truncated since),
+    /// or never handed to the disk.
+    #[error("disk completion for {up_to}, which the log does not hold as handed to disk")]
+    StaleDiskCompletion {
+        /// The completion's position.
+        up_to: LogId,
+    },
+    /// A term/vote completion for a term this node never reached.
+    #[error("hard state completion for future term {term}")]
+    FutureHardState {
+        /// The completion's term.
+        term: Term,
+    },
+}
+
+/// Invalid [`RaftOptions`](super::RaftOptions).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OptionsError {
+    /// Node id 0 is reserved for "no node".
+    #[error("node id 0 is reserved")]
+    ZeroNodeId,
+    /// Timeouts must satisfy `0 < heartbeat_interval < election_timeout_min < election_timeout_max`.
+    #[error("timeouts must satisfy 0 < heartbeat_interval < election_timeout_min < election_timeout_max")]
+    Timeouts,
+    /// Batching and flow-control limits must be positive.
+    #[error("limit {name} must be positive")]
+    ZeroLimit {
+        /// The option's name.
+        name: &'static str,
+    },
+}

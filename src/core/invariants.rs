@@ -1,0 +1,40 @@
+//! Internal consistency checks, run after every input in debug builds: they
+//! turn a protocol bug into an immediate, local panic instead of a wrong
+//! answer much later (TigerBeetle's assertion discipline).
+
+use super::ids::LogIndex;
+use super::node::{RaftNode, RoleState};
+
+/// Panics if the node's state breaks one of the documented invariants.
+pub(super) fn check(node: &RaftNode) {
+    let log = &node.log;
+    let last = log.last_index();
+    assert!(log.applied() <= log.committed(), "applied beyond commit");
+    assert!(log.committed() <= last, "commit beyond the log");
+    assert!(log.persisted() <= last, "persisted beyond the log");
+    assert!(log.persisted() < log.unpersisted_from(), "persisted beyond the hand-off point");
+    let mut prev = log.snapshot_last();
+    for entry in log.iter() {
+        assert_eq!(entry.id.index, prev.index.next(), "log not contiguous");
+        assert!(entry.id.term >= prev.term, "log term went back at {}", entry.id);
+        prev = entry.id;
+    }
+    assert!(prev.term <= node.hard_state.term, "entry from a future term");
+    assert!(node.durable_hard_state.term <= node.hard_state.term, "durable term ahead");
+    match &node.role {
+        RoleState::Leader { progress } => {
+            assert_eq!(node.leader, Some(node.id()), "leader does not know itself");
+            assert!(node.membership.is_voter(node.id()), "a non-voter leads");
+            for (id, p) in progress {
+                assert!(p.matched < p.next, "peer {id}: matched {} >= next {}", p.matched, p.next);
+                assert!(p.matched <= last, "peer {id} matched beyond our log");
+            }
+        }
+        RoleState::Candidate { .. } => {
+            assert_eq!(node.hard_state.voted_for, Some(node.id()), "candidate voted for another");
+        }
+        RoleState::Follower | RoleState::PreCandidate { .. } => {}
+    }
+    let first_proposal = node.proposals.keys().next().copied().unwrap_or(LogIndex(u64::MAX));
+    assert!(first_proposal > log.applied(), "a proposal at an applied index is unresolved");
+}

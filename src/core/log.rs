@@ -1,0 +1,304 @@
+//! The in-memory Raft log and its pointers (braft's `LogManager`, memory half;
+//! etcd's `raftLog`).
+//!
+//! ```text
+//!   snapshot_last   first_index                 persisted           last_index
+//!        │               │                          │                    │
+//!  ──────┤ compacted     ├── entries ─────────────────────────────────────┤
+//!                        applied ≤ committed ≤ last_index
+//!                        persisted ≤ last_index; [unpersisted_from, last] not yet handed to disk
+//! ```
+//!
+//! The core keeps every entry since the last snapshot in memory: it can build
+//! any AppendEntries without a disk read (no I/O inside the protocol), and a
+//! snapshot bounds the memory. The storage layer holds the same entries
+//! durably; on restart the driver hands them back.
+
+use std::collections::VecDeque;
+
+use super::entry::Entry;
+use super::ids::{LogId, LogIndex, Term};
+
+/// The replicated log as this node knows it.
+///
+/// Invariants: entries are contiguous from `snapshot_last.index + 1` with
+/// non-decreasing terms not below `snapshot_last.term`; `applied <= committed
+/// <= last_index`; `persisted <= last_index`; `persisted < unpersisted_from
+/// <= last_index + 1`.
+#[derive(Clone, Debug, Default)]
+pub struct RaftLog {
+    /// The last entry covered by the snapshot (compacted away), `(0,0)` if none.
+    snapshot_last: LogId,
+    /// Entries after `snapshot_last`, in order.
+    entries: VecDeque<Entry>,
+    /// The highest index known to be committed.
+    committed: LogIndex,
+    /// The highest index handed out for applying.
+    applied: LogIndex,
+    /// The highest index durable on the local disk and matching this log.
+    persisted: LogIndex,
+    /// The first index not yet handed to the disk.
+    unpersisted_from: LogIndex,
+}
+
+impl RaftLog {
+    /// A log restored from durable state: the snapshot point and every entry
+    /// after it, all durable.
+    ///
+    /// # Panics
+    /// If the entries are not contiguous after `snapshot_last`; storage
+    /// recovery guarantees they are.
+    pub fn restore(snapshot_last: LogId, entries: Vec<Entry>) -> Self {
+        for (offset, entry) in entries.iter().enumerate() {
+            assert_eq!(entry.id.index, snapshot_last.index.plus(offset as u64 + 1));
+        }
+        let last = snapshot_last.index.plus(entries.len() as u64);
+        RaftLog {
+            snapshot_last,
+            entries: entries.into(),
+            committed: snapshot_last.index,
+            applied: snapshot_last.index,
+            persisted: last,
+            unpersisted_from: last.next(),
+        }
+    }
+
+    /// The id of the last entry (or of the snapshot point when empty).
+    pub fn last_id(&self) -> LogId {
+        self.entries.back().map_or(self.snapshot_last, |e| e.id)
+    }
+
+    /// The index of the last entry.
+    pub fn last_index(&self) -> LogIndex {
+        self.last_id().index
+    }
+
+    /// The first index held in memory.
+    pub fn first_index(&self) -> LogIndex {
+        self.snapshot_last.index.next()
+    }
+
+    /// The snapshot point.
+    pub fn snapshot_last(&self) -> LogId {
+        self.snapshot_last
+    }
+
+    /// The commit index.
+    pub fn committed(&self) -> LogIndex {
+        self.committed
+    }
+
+    /// The highest index handed out for applying.
+    pub fn applied(&self) -> LogIndex {
+        self.applied
+    }
+
+    /// The highest locally durable index.
+    pub fn persisted(&self) -> LogIndex {
+        self.persisted
+    }
+
+    /// The first index not yet handed to the disk.
+    pub fn unpersisted_from(&self) -> LogIndex {
+        self.unpersisted_from
+    }
+
+    /// The term of the entry at `index`; `None` if compacted (other than the
+    /// snapshot point itself) or beyond the end.
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if index == self.snapshot_last.index {
+            return Some(self.snapshot_last.term);
+        }
+        self.entry(index).map(|e| e.id.term)
+    }
+
+    /// Whether the log holds `id` (the same term at that index).
+    pub fn matches(&self, id: LogId) -> bool {
+        self.term_at(id.index) == Some(id.term)
+    }
+
+    /// The entry at `index`, if held in memory.
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        let offset = index.0.checked_sub(self.first_index().0)?;
+        self.entries.get(usize::try_from(offset).ok()?)
+    }
+
+    /// Entries in `[lo, hi)`, at most `count_max` of them and, past the
+    /// first, at most `bytes_max` bytes in total. Returns the entries and
+    /// their size.
+    pub fn slice(&self, lo: LogIndex, hi: LogIndex, count_max: usize, bytes_max: u64) -> (Vec<Entry>, u64) {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut index = lo;
+        while index < hi && out.len() < count_max {
+            let Some(entry) = self.entry(index) else { break };
+            let size = entry.size_bytes();
+            if !out.is_empty() && bytes + size > bytes_max {
+                break;
+            }
+            bytes += size;
+            out.push(entry.clone());
+            index = index.next();
+        }
+        (out, bytes)
+    }
+
+    /// Appends one entry at the end (leader side).
+    pub fn append(&mut self, entry: Entry) {
+        debug_assert_eq!(entry.id.index, self.last_index().next());
+        debug_assert!(entry.id.term >= self.last_id().term);
+        self.entries.push_back(entry);
+    }
+
+    /// Removes every entry from `index` on (a conflicting suffix), pulling
+    /// the durable and hand-off pointers back with it.
+    ///
+    /// # Panics
+    /// If `index` is committed: committed entries are never removed (§5.4).
+    pub fn truncate_from(&mut self, index: LogIndex) {
+        assert!(index > self.committed, "truncating committed entry {index}");
+        let keep = index.0 - self.first_index().0;
+        self.entries.truncate(keep as usize);
+        self.persisted = self.persisted.min(index.prev());
+        self.unpersisted_from = self.unpersisted_from.min(index);
+    }
+
+    /// The first index of the run of `term` entries that contains `index`
+    /// (for a rejection hint), scanning back no further than the snapshot.
+    pub fn first_index_of_term_at(&self, index: LogIndex) -> LogIndex {
+        let Some(term) = self.term_at(index) else {
+            return index;
+        };
+        let mut first = index;
+        while first > self.first_index() && self.term_at(first.prev()) == Some(term) {
+            first = first.prev();
+        }
+        first
+    }
+
+    /// The highest index at or below `index` whose term is at most `term`
+    /// (the leader's side of fast backtracking), and its term.
+    pub fn last_index_with_term_at_most(&self, index: LogIndex, term: Term) -> (LogIndex, Term) {
+        let mut at = index.min(self.last_index());
+        loop {
+            match self.term_at(at) {
+                Some(t) if t <= term => return (at, t),
+                Some(_) if at > self.snapshot_last.index => at = at.prev(),
+                _ => return (self.snapshot_last.index, self.snapshot_last.term),
+            }
+        }
+    }
+
+    /// Raises the commit index (never lowers it). Returns whether it moved.
+    pub fn commit_to(&mut self, index: LogIndex) -> bool {
+        let index = index.min(self.last_index());
+        if index > self.committed {
+            self.committed = index;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Records that the disk holds everything up to `index`.
+    pub fn persisted_to(&mut self, index: LogIndex) {
+        debug_assert!(index < self.unpersisted_from);
+        self.persisted = self.persisted.max(index);
+    }
+
+    /// The entries not yet handed to the disk, marking them handed over.
+    pub fn take_unpersisted(&mut self) -> Option<Vec<Entry>> {
+        let last = self.last_index();
+        if self.unpersisted_from > last {
+            return None;
+        }
+        let (entries, _) = self.slice(self.unpersisted_from, last.next(), usize::MAX, u64::MAX);
+        self.unpersisted_from = last.next();
+        Some(entries)
+    }
+
+    /// The committed entries not yet handed out for applying, marking them
+    /// handed out. Entries are applied in order and exactly once.
+    pub fn take_committed(&mut self, count_max: usize) -> Vec<Entry> {
+        let (entries, _) = self.slice(self.applied.next(), self.committed.next(), count_max, u64::MAX);
+        if let Some(last) = entries.last() {
+            self.applied = last.id.index;
+        }
+        entries
+    }
+
+    /// Entries in memory, oldest first (for invariant checks and status).
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::entry::EntryPayload;
+
+    fn log_of(terms: &[u64]) -> RaftLog {
+        let entries = terms
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Entry {
+                id: LogId::new(t, i as u64 + 1),
+                payload: EntryPayload::Noop,
+            })
+            .collect();
+        RaftLog::restore(LogId::default(), entries)
+    }
+
+    #[test]
+    fn truncation_pulls_back_durable_and_handoff_pointers() {
+        let mut log = log_of(&[1, 1, 2, 2, 3]);
+        assert_eq!((log.persisted(), log.unpersisted_from()), (LogIndex(5), LogIndex(6)));
+        log.truncate_from(LogIndex(4));
+        assert_eq!(log.last_id(), LogId::new(2, 3));
+        assert_eq!((log.persisted(), log.unpersisted_from()), (LogIndex(3), LogIndex(4)));
+        log.append(Entry { id: LogId::new(4, 4), payload: EntryPayload::Noop });
+        let handed = log.take_unpersisted().expect("new entry");
+        assert_eq!(handed.len(), 1);
+        assert!(log.take_unpersisted().is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "truncating committed")]
+    fn committed_entries_are_never_truncated() {
+        let mut log = log_of(&[1, 1, 2]);
+        log.commit_to(LogIndex(2));
+        log.truncate_from(LogIndex(2));
+    }
+
+    #[test]
+    fn backtracking_helpers_find_term_boundaries() {
+        let log = log_of(&[1, 1, 2, 2, 2, 5, 5]);
+        assert_eq!(log.first_index_of_term_at(LogIndex(5)), LogIndex(3));
+        assert_eq!(log.first_index_of_term_at(LogIndex(1)), LogIndex(1));
+        assert_eq!(log.last_index_with_term_at_most(LogIndex(7), Term(3)), (LogIndex(5), Term(2)));
+        assert_eq!(log.last_index_with_term_at_most(LogIndex(9), Term(5)), (LogIndex(7), Term(5)));
+        assert_eq!(log.last_index_with_term_at_most(LogIndex(7), Term(0)), (LogIndex(0), Term(0)));
+    }
+
+    #[test]
+    fn commit_never_moves_back_and_apply_hands_out_once() {
+        let mut log = log_of(&[1, 1, 1]);
+        assert!(log.commit_to(LogIndex(2)));
+        assert!(!log.commit_to(LogIndex(1)));
+        assert_eq!(log.committed(), LogIndex(2));
+        assert_eq!(log.take_committed(usize::MAX).len(), 2);
+        assert!(log.take_committed(usize::MAX).is_empty());
+        log.commit_to(LogIndex(9));
+        assert_eq!(log.committed(), LogIndex(3), "capped at the last index");
+    }
+
+    #[test]
+    fn slice_respects_count_and_bytes_but_always_carries_one() {
+        let log = log_of(&[1, 1, 1, 1]);
+        let one = log.entry(LogIndex(1)).unwrap().size_bytes();
+        assert_eq!(log.slice(LogIndex(1), LogIndex(5), 2, u64::MAX).0.len(), 2);
+        assert_eq!(log.slice(LogIndex(1), LogIndex(5), 9, one * 3).0.len(), 3);
+        assert_eq!(log.slice(LogIndex(1), LogIndex(5), 9, 1).0.len(), 1);
+    }
+}

@@ -1,0 +1,105 @@
+//! Protocol messages between peers, as plain Rust values.
+//!
+//! The wire form (protobuf) lives in `runtime`; keeping it out of the core
+//! keeps codec errors out of the protocol (see STYLE.md §11).
+
+use super::entry::Entry;
+use super::ids::{LogId, LogIndex, NodeId, Term};
+
+/// One message from one node to another, in the sender's term.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The sender.
+    pub from: NodeId,
+    /// The recipient.
+    pub to: NodeId,
+    /// The sender's term (for a pre-vote request: the term it would campaign in).
+    pub term: Term,
+    /// What the message says.
+    pub body: MessageBody,
+}
+
+/// The kinds of protocol messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageBody {
+    /// RequestVote (Raft §5.2), or a pre-vote (dissertation §9.6).
+    VoteRequest(VoteRequest),
+    /// The answer to a [`VoteRequest`].
+    VoteResponse(VoteResponse),
+    /// AppendEntries (Raft §5.3).
+    AppendRequest(AppendRequest),
+    /// The answer to an [`AppendRequest`].
+    AppendResponse(AppendResponse),
+    /// A leader's keep-alive, carrying what the recipient may commit.
+    Heartbeat(Heartbeat),
+    /// The answer to a [`Heartbeat`].
+    HeartbeatResponse,
+}
+
+/// A request for a vote or a pre-vote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoteRequest {
+    /// A pre-vote: asks whether the voter would vote, changing no state.
+    pub pre_vote: bool,
+    /// The candidate's last log entry, for the up-to-date check (§5.4.1).
+    pub last_log_id: LogId,
+    /// Sent by a leadership-transfer target: voters skip the lease check.
+    pub leadership_transfer: bool,
+}
+
+/// A vote or pre-vote, granted or refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoteResponse {
+    /// Answers a pre-vote.
+    pub pre_vote: bool,
+    /// Whether the vote was granted.
+    pub granted: bool,
+}
+
+/// Entries for a follower, after `prev_log_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendRequest {
+    /// The entry just before `entries`; the follower must hold it (§5.3).
+    pub prev_log_id: LogId,
+    /// Contiguous entries starting at `prev_log_id.index + 1` (may be empty).
+    pub entries: Vec<Entry>,
+    /// The leader's commit index.
+    pub leader_commit: LogIndex,
+}
+
+/// A follower's answer to an [`AppendRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendResponse {
+    /// Every entry up to `match_index` is durable on the follower and matches
+    /// the leader's log.
+    Success {
+        /// The highest matching durable index.
+        match_index: LogIndex,
+    },
+    /// The follower does not hold the request's `prev_log_id`.
+    Reject {
+        /// The index of the `prev_log_id` that did not match.
+        rejected: LogIndex,
+        /// Where the logs may diverge, for fast backtracking.
+        hint: RejectHint,
+    },
+}
+
+/// A follower's hint after a rejection, so the leader can skip a whole term
+/// of conflicting entries per round trip instead of one entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RejectHint {
+    /// The follower's last index.
+    pub last_index: LogIndex,
+    /// If the follower holds an entry at the rejected index: its term and the
+    /// first index of that term in the follower's log.
+    pub conflict: Option<(Term, LogIndex)>,
+}
+
+/// A leader's heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The leader's commit index, capped at what the recipient is known to
+    /// hold, so the follower may commit up to it without a log check.
+    pub leader_commit: LogIndex,
+}

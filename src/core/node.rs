@@ -1,0 +1,436 @@
+//! `RaftNode`: the sans-IO Raft node (braft's `NodeImpl`, protocol half).
+//!
+//! Inputs are `handle_*` calls, each given the driver's `now`; outputs are
+//! drained with [`RaftNode::poll_action`] and the next wake-up time is
+//! [`RaftNode::poll_timeout`]. This file holds the state, the public entry
+//! points and the flush that turns state into actions; the protocol rules
+//! live in `election.rs` (votes and roles), `append.rs` (follower side) and
+//! `replication.rs` (leader side).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::entry::{Entry, EntryPayload, HardState};
+use super::error::{InputError, OptionsError, ProposalError, ProposeError};
+use super::ids::{LogId, LogIndex, NodeId, Term};
+use super::input::Event;
+use super::log::RaftLog;
+use super::membership::Membership;
+use super::message::{Message, MessageBody};
+use super::options::RaftOptions;
+use super::output::{Action, Role};
+use super::progress::Progress;
+use super::status::{PeerStatus, Status};
+use super::time::Instant;
+
+/// What a node recovered from its disk at start-up.
+#[derive(Clone, Debug, Default)]
+pub struct InitialState {
+    /// The durable term and vote.
+    pub hard_state: HardState,
+    /// The configuration: the latest one in `entries`, or the bootstrap one.
+    pub membership: Membership,
+    /// The last entry covered by a snapshot, `(0,0)` if none.
+    pub snapshot_last: LogId,
+    /// The durable entries after `snapshot_last`, in order.
+    pub entries: Vec<Entry>,
+}
+
+/// Per-role state.
+#[derive(Clone, Debug)]
+pub(super) enum RoleState {
+    Follower,
+    /// Pre-votes received (true = granted), including this node's own.
+    PreCandidate {
+        votes: BTreeMap<NodeId, bool>,
+    },
+    /// Votes received; this node's own counts only once its vote is durable.
+    Candidate {
+        votes: BTreeMap<NodeId, bool>,
+    },
+    Leader {
+        progress: BTreeMap<NodeId, Progress>,
+    },
+}
+
+/// One Raft node: a deterministic state machine from inputs to actions.
+///
+/// Same options, same initial state and the same sequence of inputs give the
+/// same sequence of actions, byte for byte.
+#[derive(Debug)]
+pub struct RaftNode {
+    pub(super) options: RaftOptions,
+    /// The current term and vote (what is durable may lag: `durable_hard_state`).
+    pub(super) hard_state: HardState,
+    /// The term and vote the disk has confirmed.
+    pub(super) durable_hard_state: HardState,
+    pub(super) role: RoleState,
+    /// The leader of the current term, when known.
+    pub(super) leader: Option<NodeId>,
+    pub(super) log: RaftLog,
+    pub(super) membership: Membership,
+    pub(super) rng: ChaCha8Rng,
+    /// The latest `now` seen (inputs never move it back).
+    pub(super) now: Instant,
+    /// When a follower or candidate campaigns.
+    pub(super) election_deadline: Instant,
+    /// When a leader next sends heartbeats.
+    pub(super) heartbeat_deadline: Instant,
+    /// When a leader next checks that a quorum is alive.
+    pub(super) check_quorum_deadline: Instant,
+    /// When this node last heard from the leader of its term.
+    pub(super) last_leader_contact: Option<Instant>,
+    /// A vote granted but not yet durable: (candidate, term).
+    pub(super) pending_vote_grant: Option<(NodeId, Term)>,
+    /// Follower: the highest index known to match the current leader's log.
+    pub(super) leader_matched: LogIndex,
+    /// Follower: the highest index the leader asked to acknowledge.
+    pub(super) ack_wanted: LogIndex,
+    /// Follower: an acknowledgement is owed (even one that repeats).
+    pub(super) ack_owed: bool,
+    /// Follower: the last index acknowledged to the current leader.
+    pub(super) last_acked: LogIndex,
+    /// Proposals accepted by this node and not yet resolved: index → term.
+    pub(super) proposals: BTreeMap<LogIndex, Term>,
+    /// Leader: the commit index changed since followers were last told.
+    pub(super) commit_unannounced: bool,
+    pub(super) actions: VecDeque<Action>,
+    /// State changed since the last flush.
+    pub(super) dirty: bool,
+}
+
+impl RaftNode {
+    /// A node starting from its recovered state at time `now`.
+    ///
+    /// # Errors
+    /// Invalid options.
+    pub fn new(options: RaftOptions, initial: InitialState, now: Instant) -> Result<Self, OptionsError> {
+        options.validate()?;
+        let mut node = RaftNode {
+            rng: ChaCha8Rng::seed_from_u64(options.rng_seed),
+            hard_state: initial.hard_state,
+            durable_hard_state: initial.hard_state,
+            role: RoleState::Follower,
+            leader: None,
+            log: RaftLog::restore(initial.snapshot_last, initial.entries),
+            membership: initial.membership,
+            now,
+            election_deadline: now,
+            heartbeat_deadline: now,
+            check_quorum_deadline: now,
+            last_leader_contact: None,
+            pending_vote_grant: None,
+            leader_matched: LogIndex(0),
+            ack_wanted: LogIndex(0),
+            ack_owed: false,
+            last_acked: LogIndex(0),
+            proposals: BTreeMap::new(),
+            commit_unannounced: false,
+            actions: VecDeque::new(),
+            dirty: false,
+            options,
+        };
+        node.reset_election_deadline();
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.options.id
+    }
+
+    /// The node's role.
+    pub fn role(&self) -> Role {
+        match self.role {
+            RoleState::Follower => Role::Follower,
+            RoleState::PreCandidate { .. } => Role::PreCandidate,
+            RoleState::Candidate { .. } => Role::Candidate,
+            RoleState::Leader { .. } => Role::Leader,
+        }
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.hard_state.term
+    }
+
+    /// The leader of the current term, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The in-memory log.
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+
+    /// A read-only snapshot of the node's state.
+    pub fn status(&self) -> Status {
+        let peers = match &self.role {
+            RoleState::Leader { progress } => progress
+                .iter()
+                .map(|(&id, p)| PeerStatus {
+                    id,
+                    matched: p.matched,
+                    next: p.next,
+                    state: p.state,
+                    inflight_msgs: p.inflights.count(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Status {
+            id: self.id(),
+            role: self.role(),
+            hard_state: self.hard_state,
+            leader: self.leader,
+            last_log_id: self.log.last_id(),
+            committed: self.log.committed(),
+            applied: self.log.applied(),
+            persisted: self.log.persisted(),
+            membership: self.membership.clone(),
+            peers,
+        }
+    }
+
+    /// Dispatches one [`Event`]; returns the new entry's id for a proposal.
+    ///
+    /// # Errors
+    /// As the `handle_*` method the event maps onto.
+    pub fn handle_event(&mut self, now: Instant, event: Event) -> Result<Option<LogId>, EventError> {
+        match event {
+            Event::Tick => self.handle_tick(now),
+            Event::Message(m) => self.handle_message(now, m)?,
+            Event::EntriesPersisted { up_to } => self.handle_entries_persisted(now, up_to)?,
+            Event::HardStatePersisted(hs) => self.handle_hard_state_persisted(now, hs)?,
+            Event::Propose(command) => return Ok(Some(self.propose(now, command)?)),
+        }
+        Ok(None)
+    }
+
+    /// Time advanced to `now`: campaigns, heartbeats and quorum checks whose
+    /// deadline passed run now.
+    pub fn handle_tick(&mut self, now: Instant) {
+        self.advance_time(now);
+        if let RoleState::Leader { .. } = self.role {
+            if self.options.check_quorum && now >= self.check_quorum_deadline {
+                self.check_quorum_deadline = now + self.options.election_timeout_min;
+                if !self.quorum_recently_active() {
+                    self.become_follower(self.term(), None);
+                    return self.finish_input();
+                }
+            }
+            if now >= self.heartbeat_deadline {
+                self.heartbeat_deadline = now + self.options.heartbeat_interval;
+                self.broadcast_heartbeat();
+            }
+        } else if now >= self.election_deadline && self.membership.is_voter(self.id()) {
+            self.campaign(false);
+        }
+        self.finish_input();
+    }
+
+    /// A message from a peer.
+    ///
+    /// # Errors
+    /// The message was rejected (see [`InputError`]); a request from a stale
+    /// term was answered with the current term.
+    pub fn handle_message(&mut self, now: Instant, message: Message) -> Result<(), InputError> {
+        self.advance_time(now);
+        let result = self.step(message);
+        self.finish_input();
+        result
+    }
+
+    /// The disk holds every entry up to `up_to` (reported for a
+    /// `PersistEntries` action).
+    ///
+    /// # Errors
+    /// `StaleDiskCompletion` when the log no longer holds `up_to` as handed
+    /// to disk (it was truncated since): harmless, the later write's
+    /// completion will cover what is still needed.
+    pub fn handle_entries_persisted(&mut self, now: Instant, up_to: LogId) -> Result<(), InputError> {
+        self.advance_time(now);
+        if !self.log.matches(up_to) || up_to.index >= self.log.unpersisted_from() {
+            return Err(InputError::StaleDiskCompletion { up_to });
+        }
+        self.log.persisted_to(up_to.index);
+        if let RoleState::Leader { .. } = self.role {
+            self.maybe_commit();
+        }
+        self.finish_input();
+        Ok(())
+    }
+
+    /// The disk holds this term and vote (reported for a `PersistHardState`).
+    ///
+    /// # Errors
+    /// `FutureHardState` for a term this node never reached.
+    pub fn handle_hard_state_persisted(&mut self, now: Instant, durable: HardState) -> Result<(), InputError> {
+        self.advance_time(now);
+        if durable.term > self.hard_state.term {
+            return Err(InputError::FutureHardState { term: durable.term });
+        }
+        self.durable_hard_state = durable;
+        if durable == self.hard_state {
+            self.on_hard_state_durable();
+        }
+        self.finish_input();
+        Ok(())
+    }
+
+    /// Proposes a command. Returns the log position it was given; the
+    /// command is applied when an `Apply` action carries an entry with this
+    /// id, or fails with a `ProposalFailed` action.
+    ///
+    /// # Errors
+    /// `NotLeader` with a hint when this node does not lead.
+    pub fn propose(&mut self, now: Instant, command: Bytes) -> Result<LogId, ProposeError> {
+        self.advance_time(now);
+        if !matches!(self.role, RoleState::Leader { .. }) {
+            return Err(ProposeError::NotLeader { leader_hint: self.leader });
+        }
+        let id = self.append_as_leader(EntryPayload::Command(command));
+        self.proposals.insert(id.index, id.term);
+        self.finish_input();
+        Ok(id)
+    }
+
+    /// The next action for the driver, if any. Replication and apply work
+    /// accumulated by earlier inputs is turned into actions on the first
+    /// call, so that many proposals made between polls share one
+    /// AppendEntries per peer and one disk write.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        if self.dirty {
+            self.dirty = false;
+            self.flush();
+        }
+        self.actions.pop_front()
+    }
+
+    /// When the driver must call [`handle_tick`](Self::handle_tick) next.
+    pub fn poll_timeout(&self) -> Instant {
+        match self.role {
+            RoleState::Leader { .. } if self.options.check_quorum => {
+                self.heartbeat_deadline.min(self.check_quorum_deadline)
+            }
+            RoleState::Leader { .. } => self.heartbeat_deadline,
+            _ => self.election_deadline,
+        }
+    }
+
+    fn advance_time(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    fn finish_input(&mut self) {
+        self.dirty = true;
+        #[cfg(debug_assertions)]
+        super::invariants::check(self);
+    }
+
+    /// Turns accumulated state into actions: disk writes, replication,
+    /// acknowledgements and applies.
+    fn flush(&mut self) {
+        if let Some(entries) = self.log.take_unpersisted() {
+            self.actions.push_back(Action::PersistEntries { entries });
+        }
+        match self.role {
+            RoleState::Leader { .. } => self.replicate_all(),
+            RoleState::Follower => self.maybe_send_ack(),
+            _ => {}
+        }
+        self.apply_committed();
+    }
+
+    fn apply_committed(&mut self) {
+        loop {
+            let entries = self.log.take_committed(self.options.apply_batch_max);
+            if entries.is_empty() {
+                return;
+            }
+            for entry in &entries {
+                self.resolve_proposal(entry.id);
+            }
+            self.actions.push_back(Action::Apply { entries });
+        }
+    }
+
+    /// An entry at a proposal's index is being applied: the proposal either
+    /// is that entry or lost its slot to it.
+    fn resolve_proposal(&mut self, applied: LogId) {
+        if let Some(term) = self.proposals.remove(&applied.index) {
+            if term != applied.term {
+                let error = ProposalError::Overwritten {
+                    proposal: LogId { term, index: applied.index },
+                    by_term: Some(applied.term),
+                };
+                self.actions.push_back(Action::ProposalFailed(error));
+            }
+        }
+    }
+
+    /// Fails every pending proposal at or after `index`: their entries were
+    /// truncated.
+    pub(super) fn fail_proposals_from(&mut self, index: LogIndex, by_term: Option<Term>) {
+        let failed = self.proposals.split_off(&index);
+        for (index, term) in failed {
+            let proposal = LogId { term, index };
+            let error = ProposalError::Overwritten { proposal, by_term };
+            self.actions.push_back(Action::ProposalFailed(error));
+        }
+    }
+
+    /// Appends an entry of the current term as leader.
+    pub(super) fn append_as_leader(&mut self, payload: EntryPayload) -> LogId {
+        let id = LogId {
+            term: self.term(),
+            index: self.log.last_index().next(),
+        };
+        self.log.append(Entry { id, payload });
+        id
+    }
+
+    pub(super) fn send(&mut self, to: NodeId, body: MessageBody) {
+        let message = Message {
+            from: self.id(),
+            to,
+            term: self.term(),
+            body,
+        };
+        self.actions.push_back(Action::Send(message));
+    }
+
+    pub(super) fn reset_election_deadline(&mut self) {
+        let min = self.options.election_timeout_min;
+        let max = self.options.election_timeout_max;
+        let nanos = self.rng.random_range(min.as_nanos() as u64..max.as_nanos() as u64);
+        self.election_deadline = self.now + std::time::Duration::from_nanos(nanos);
+    }
+
+    pub(super) fn persist_hard_state(&mut self) {
+        self.actions.push_back(Action::PersistHardState(self.hard_state));
+    }
+
+    pub(super) fn announce_role(&mut self) {
+        self.actions.push_back(Action::RoleChanged {
+            role: self.role(),
+            term: self.term(),
+            leader: self.leader,
+        });
+    }
+}
+
+/// The error of [`RaftNode::handle_event`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// A rejected input.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A refused proposal.
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
+}

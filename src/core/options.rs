@@ -1,0 +1,88 @@
+//! Protocol options (braft's `NodeOptions`, protocol part).
+
+use std::time::Duration;
+
+use super::error::OptionsError;
+use super::ids::NodeId;
+
+/// Options of one Raft node. `Default` gives sensible values except `id`.
+#[derive(Clone, Debug)]
+pub struct RaftOptions {
+    /// This node's id (non-zero).
+    pub id: NodeId,
+    /// Lower bound of the randomized election timeout.
+    pub election_timeout_min: Duration,
+    /// Upper bound (exclusive) of the randomized election timeout.
+    pub election_timeout_max: Duration,
+    /// How often a leader sends heartbeats.
+    pub heartbeat_interval: Duration,
+    /// Run a pre-vote round before a real election, so that a node that was
+    /// partitioned does not bump the term on rejoining (dissertation §9.6).
+    pub pre_vote: bool,
+    /// A leader steps down when it has not heard from a quorum within an
+    /// election timeout; followers that hear from a leader ignore votes
+    /// (leader stickiness) for `election_timeout_min`.
+    pub check_quorum: bool,
+    /// At most this many entries in one AppendEntries.
+    pub append_entries_max: usize,
+    /// At most this many entry bytes in one AppendEntries (one larger entry
+    /// still goes alone).
+    pub append_bytes_max: u64,
+    /// At most this many AppendEntries in flight to one peer.
+    pub inflight_msgs_max: usize,
+    /// At most this many entry bytes in flight to one peer.
+    pub inflight_bytes_max: u64,
+    /// At most this many entries handed out in one apply action.
+    pub apply_batch_max: usize,
+    /// Seed of the node's random number generator (election timeouts): the
+    /// only source of randomness in the core.
+    pub rng_seed: u64,
+}
+
+impl Default for RaftOptions {
+    fn default() -> Self {
+        RaftOptions {
+            id: NodeId(0),
+            election_timeout_min: Duration::from_millis(1000),
+            election_timeout_max: Duration::from_millis(2000),
+            heartbeat_interval: Duration::from_millis(100),
+            pre_vote: true,
+            check_quorum: true,
+            append_entries_max: 1024,
+            append_bytes_max: 1 << 20,
+            inflight_msgs_max: 256,
+            inflight_bytes_max: 32 << 20,
+            apply_batch_max: 1024,
+            rng_seed: 0,
+        }
+    }
+}
+
+impl RaftOptions {
+    /// Checks the options.
+    ///
+    /// # Errors
+    /// The first option that is out of range.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        if self.id == NodeId(0) {
+            return Err(OptionsError::ZeroNodeId);
+        }
+        if self.heartbeat_interval.is_zero()
+            || self.heartbeat_interval >= self.election_timeout_min
+            || self.election_timeout_min >= self.election_timeout_max
+        {
+            return Err(OptionsError::Timeouts);
+        }
+        let limits = [
+            ("append_entries_max", self.append_entries_max as u64),
+            ("append_bytes_max", self.append_bytes_max),
+            ("inflight_msgs_max", self.inflight_msgs_max as u64),
+            ("inflight_bytes_max", self.inflight_bytes_max),
+            ("apply_batch_max", self.apply_batch_max as u64),
+        ];
+        match limits.iter().find(|(_, value)| *value == 0) {
+            Some(&(name, _)) => Err(OptionsError::ZeroLimit { name }),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! What the core asks its driver to do.
+//!
+//! The driver drains actions with [`RaftNode::poll_action`](super::RaftNode::poll_action)
+//! after every input. Rules:
+//! - `PersistHardState` and `PersistEntries` must reach the disk in the order
+//!   given (one ordered write queue); each completion is reported back with
+//!   `handle_hard_state_persisted` / `handle_entries_persisted`.
+//! - `Send` may go out at once, in parallel with the disk: the core holds back
+//!   every message that claims durability (vote grants, append
+//!   acknowledgements) until the disk has confirmed it.
+//! - `Apply` batches are handed out in log order, each entry exactly once.
+
+use super::entry::{Entry, HardState};
+use super::error::ProposalError;
+use super::ids::{NodeId, Term};
+use super::message::Message;
+
+/// One thing for the driver to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send this message to `message.to`.
+    Send(Message),
+    /// Make this term and vote durable, then report it.
+    PersistHardState(HardState),
+    /// Remove any durable entries at or after `entries[0].id.index`, then make
+    /// these (contiguous, ascending) entries durable, then report the last.
+    PersistEntries {
+        /// The entries to write.
+        entries: Vec<Entry>,
+    },
+    /// Apply these committed entries to the state machine, in order. A
+    /// client waiting on a proposal with one of these ids gets its result.
+    Apply {
+        /// The entries, in log order.
+        entries: Vec<Entry>,
+    },
+    /// A proposal this node accepted will never be applied.
+    ProposalFailed(ProposalError),
+    /// The node's role, term or known leader changed.
+    RoleChanged {
+        /// The new role.
+        role: Role,
+        /// The current term.
+        term: Term,
+        /// The leader of this term, if known.
+        leader: Option<NodeId>,
+    },
+}
+
+/// A node's role in its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asks for pre-votes, without bumping its term.
+    PreCandidate,
+    /// Asks for votes in a new term.
+    Candidate,
+    /// Leads its term.
+    Leader,
+}

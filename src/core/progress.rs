@@ -1,0 +1,199 @@
+//! The leader's view of one peer's log (braft's `Replicator` state, etcd's
+//! `tracker.Progress`), and every transition between its states.
+//!
+//! ```text
+//!            first success                    rejection / lost messages
+//!   Probe ─────────────────────► Replicate ──────────────────────────► Probe
+//!   one append at a time          many appends in flight (pipelining),
+//!   until the match point         bounded by the inflight window
+//!   is found
+//! ```
+
+use super::ids::LogIndex;
+use super::inflights::Inflights;
+
+/// How the leader is sending to a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressState {
+    /// The match point is unknown: one append at a time, each waiting for its
+    /// answer (or the next heartbeat) before the next is sent.
+    Probe,
+    /// The peer follows: appends are pipelined up to the inflight window and
+    /// `next` advances optimistically as they are sent.
+    Replicate,
+}
+
+/// Replication progress of one peer, kept by the leader.
+///
+/// Invariant: `matched < next`.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// The highest index known to be durable on the peer and to match the
+    /// leader's log.
+    pub matched: LogIndex,
+    /// The index of the next entry to send.
+    pub next: LogIndex,
+    /// Probe or Replicate.
+    pub state: ProgressState,
+    /// In Probe: an append was sent and is not answered yet.
+    pub probe_sent: bool,
+    /// The unacknowledged appends (used in Replicate).
+    pub inflights: Inflights,
+    /// Whether the peer answered since the last check-quorum round.
+    pub recent_active: bool,
+}
+
+impl Progress {
+    /// A fresh progress for a new leader: probe from `next`.
+    pub fn new(next: LogIndex, inflight_msgs_max: usize, inflight_bytes_max: u64) -> Self {
+        Progress {
+            matched: LogIndex(0),
+            next,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            inflights: Inflights::new(inflight_msgs_max, inflight_bytes_max),
+            recent_active: false,
+        }
+    }
+
+    /// Whether nothing more may be sent now.
+    pub fn is_paused(&self) -> bool {
+        match self.state {
+            ProgressState::Probe => self.probe_sent,
+            ProgressState::Replicate => self.inflights.is_full(),
+        }
+    }
+
+    /// Records an append carrying entries up to `last` (`bytes` of them).
+    pub fn on_sent(&mut self, last: LogIndex, bytes: u64) {
+        match self.state {
+            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Replicate => {
+                if last >= self.next {
+                    self.next = last.next();
+                    self.inflights.add(last, bytes);
+                }
+            }
+        }
+    }
+
+    /// Handles an acknowledgement up to `acked`. Returns whether `matched`
+    /// advanced. The first success moves a probing peer to Replicate.
+    pub fn on_ack(&mut self, acked: LogIndex) -> bool {
+        let advanced = acked > self.matched;
+        if advanced {
+            self.matched = acked;
+        }
+        self.next = self.next.max(acked.next());
+        self.probe_sent = false;
+        match self.state {
+            ProgressState::Probe if advanced || acked.next() == self.next => {
+                self.state = ProgressState::Replicate;
+                self.next = self.matched.next();
+                self.inflights.reset();
+            }
+            ProgressState::Probe => {}
+            ProgressState::Replicate => self.inflights.free_to(acked),
+        }
+        advanced
+    }
+
+    /// Handles a rejection of an append whose previous entry was at
+    /// `rejected`; `hint_next` is where the leader computed from the peer's
+    /// hint that the logs may match. Returns false for a stale rejection
+    /// (one that says nothing new), true when `next` moved back and the peer
+    /// went (back) to Probe.
+    pub fn on_reject(&mut self, rejected: LogIndex, hint_next: LogIndex) -> bool {
+        match self.state {
+            // Pipelined appends were answered out of date; only a rejection
+            // above what is known to match means entries were lost.
+            ProgressState::Replicate if rejected <= self.matched => return false,
+            // In Probe only the answer to the outstanding probe counts.
+            ProgressState::Probe if rejected != self.next.prev() => return false,
+            _ => {}
+        }
+        let floor = self.matched.next();
+        self.next = hint_next.min(rejected).max(floor);
+        self.state = ProgressState::Probe;
+        self.probe_sent = false;
+        self.inflights.reset();
+        true
+    }
+
+    /// Lets a probing peer be sent to again (a heartbeat answered, so the
+    /// probe was probably lost); frees one slot of a stuck pipeline.
+    pub fn on_heartbeat_response(&mut self) {
+        self.recent_active = true;
+        match self.state {
+            ProgressState::Probe => self.probe_sent = false,
+            ProgressState::Replicate => {
+                if self.inflights.is_full() {
+                    self.inflights.free_first();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress() -> Progress {
+        Progress::new(LogIndex(11), 4, 1 << 20)
+    }
+
+    #[test]
+    fn probe_sends_one_at_a_time_then_pipelines_after_success() {
+        let mut p = progress();
+        assert!(!p.is_paused());
+        p.on_sent(LogIndex(12), 10);
+        assert!(p.is_paused(), "probe waits for its answer");
+        assert_eq!(p.next, LogIndex(11), "probe does not advance next");
+        assert!(p.on_ack(LogIndex(12)));
+        assert_eq!(p.state, ProgressState::Replicate);
+        assert_eq!((p.matched, p.next), (LogIndex(12), LogIndex(13)));
+        for last in 13..17 {
+            assert!(!p.is_paused());
+            p.on_sent(LogIndex(last), 10);
+        }
+        assert!(p.is_paused(), "window of 4 is full");
+        assert_eq!(p.next, LogIndex(17));
+        p.on_ack(LogIndex(14));
+        assert!(!p.is_paused());
+    }
+
+    #[test]
+    fn rejection_moves_next_back_to_the_hint_but_never_below_match() {
+        let mut p = progress();
+        p.on_ack(LogIndex(5));
+        p.on_sent(LogIndex(8), 10);
+        p.on_sent(LogIndex(10), 10);
+        assert_eq!(p.next, LogIndex(11));
+        // A stale rejection at or below match changes nothing.
+        assert!(!p.on_reject(LogIndex(4), LogIndex(3)));
+        assert!(p.on_reject(LogIndex(8), LogIndex(2)));
+        assert_eq!(p.state, ProgressState::Probe);
+        assert_eq!(p.next, LogIndex(6), "clamped to matched + 1");
+        // In Probe, only the answer to the outstanding probe counts.
+        p.on_sent(LogIndex(7), 10);
+        assert!(!p.on_reject(LogIndex(9), LogIndex(7)));
+        assert!(p.on_reject(LogIndex(5), LogIndex(6)));
+    }
+
+    #[test]
+    fn heartbeat_response_unpauses_a_probe_and_frees_a_full_window() {
+        let mut p = progress();
+        p.on_sent(LogIndex(11), 10);
+        assert!(p.is_paused());
+        p.on_heartbeat_response();
+        assert!(!p.is_paused());
+        p.on_ack(LogIndex(10));
+        for last in 11..15 {
+            p.on_sent(LogIndex(last), 10);
+        }
+        assert!(p.is_paused());
+        p.on_heartbeat_response();
+        assert!(!p.is_paused());
+    }
+}

@@ -1,0 +1,162 @@
+//! The leader side of replication: what to send each peer, handling their
+//! answers, and advancing the commit index (braft's `Replicator` protocol
+//! half and `BallotBox`).
+
+use super::error::InputError;
+use super::ids::{LogIndex, NodeId};
+use super::message::{AppendRequest, AppendResponse, Heartbeat, MessageBody, RejectHint};
+use super::node::{RaftNode, RoleState};
+use super::progress::ProgressState;
+
+impl RaftNode {
+    /// Sends every peer what its window allows; tells idle peers about a
+    /// new commit index.
+    pub(super) fn replicate_all(&mut self) {
+        let peers: Vec<NodeId> = match &self.role {
+            RoleState::Leader { progress } => progress.keys().copied().collect(),
+            _ => return,
+        };
+        let announce = std::mem::take(&mut self.commit_unannounced);
+        for peer in peers {
+            let sent = self.send_appends(peer, false);
+            if announce && !sent {
+                self.announce_commit(peer);
+            }
+        }
+    }
+
+    /// Sends appends to `peer` while its window allows and entries remain;
+    /// with `probe_empty`, sends one empty append even with nothing new.
+    /// Returns whether anything was sent.
+    fn send_appends(&mut self, peer: NodeId, mut probe_empty: bool) -> bool {
+        let mut sent = false;
+        loop {
+            let RoleState::Leader { progress } = &mut self.role else { return sent };
+            let Some(p) = progress.get_mut(&peer) else { return sent };
+            let last = self.log.last_index();
+            if p.is_paused() || (p.next > last && !probe_empty) {
+                return sent;
+            }
+            probe_empty = false;
+            let prev_index = p.next.prev();
+            let Some(prev_term) = self.log.term_at(prev_index) else {
+                // The entries this peer needs were compacted away: it needs a
+                // snapshot, which this core does not install yet.
+                tracing::warn!(%peer, %prev_index, "peer needs compacted entries");
+                return sent;
+            };
+            let (entries, bytes) = self.log.slice(
+                p.next,
+                last.next(),
+                self.options.append_entries_max,
+                self.options.append_bytes_max,
+            );
+            let last_sent = entries.last().map_or(prev_index, |e| e.id.index);
+            p.on_sent(last_sent, bytes);
+            let request = AppendRequest {
+                prev_log_id: super::ids::LogId { term: prev_term, index: prev_index },
+                entries,
+                leader_commit: self.log.committed(),
+            };
+            self.send(peer, MessageBody::AppendRequest(request));
+            sent = true;
+        }
+    }
+
+    /// Tells a caught-up peer the new commit index with an empty append.
+    fn announce_commit(&mut self, peer: NodeId) {
+        let RoleState::Leader { progress } = &self.role else { return };
+        let Some(p) = progress.get(&peer) else { return };
+        if p.state == ProgressState::Replicate && p.inflights.count() == 0 && !p.is_paused() {
+            self.send_appends(peer, true);
+        }
+    }
+
+    pub(super) fn broadcast_heartbeat(&mut self) {
+        let RoleState::Leader { progress } = &self.role else { return };
+        let committed = self.log.committed();
+        let beats: Vec<(NodeId, LogIndex)> =
+            progress.iter().map(|(&id, p)| (id, committed.min(p.matched))).collect();
+        for (peer, leader_commit) in beats {
+            self.send(peer, MessageBody::Heartbeat(Heartbeat { leader_commit }));
+        }
+    }
+
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId) {
+        let last = self.log.last_index();
+        let RoleState::Leader { progress } = &mut self.role else { return };
+        let Some(p) = progress.get_mut(&from) else { return };
+        p.on_heartbeat_response();
+        // The peer lags and nothing is on its way: the last appends may have
+        // been lost, so probe where it should be.
+        let stuck = p.matched < last && p.state == ProgressState::Replicate && p.next > last;
+        self.send_appends(from, stuck);
+    }
+
+    pub(super) fn handle_append_response(&mut self, from: NodeId, resp: AppendResponse) -> Result<(), InputError> {
+        let last_index = self.log.last_index();
+        let hint_next = match resp {
+            AppendResponse::Success { match_index } if match_index > last_index => {
+                return Err(InputError::IndexOutOfRange { index: match_index, last_index });
+            }
+            AppendResponse::Reject { rejected, hint } => {
+                if rejected > last_index {
+                    return Err(InputError::IndexOutOfRange { index: rejected, last_index });
+                }
+                Some((rejected, self.next_from_hint(rejected, hint)))
+            }
+            AppendResponse::Success { .. } => None,
+        };
+        let RoleState::Leader { progress } = &mut self.role else { return Ok(()) };
+        let Some(p) = progress.get_mut(&from) else { return Ok(()) };
+        p.recent_active = true;
+        match (resp, hint_next) {
+            (AppendResponse::Success { match_index }, _) => {
+                if p.on_ack(match_index) {
+                    self.maybe_commit();
+                }
+            }
+            (AppendResponse::Reject { .. }, Some((rejected, next))) => {
+                p.on_reject(rejected, next);
+            }
+            _ => {}
+        }
+        self.send_appends(from, false);
+        Ok(())
+    }
+
+    /// Where the logs may match, from a follower's rejection hint: skip the
+    /// follower's whole conflicting term per round trip.
+    fn next_from_hint(&self, rejected: LogIndex, hint: RejectHint) -> LogIndex {
+        match hint.conflict {
+            Some((conflict_term, conflict_first)) => {
+                let (index, term) = self.log.last_index_with_term_at_most(rejected, conflict_term);
+                if term == conflict_term {
+                    // Both hold entries of that term, which came from one
+                    // leader: they match up to our last one of it.
+                    index.next()
+                } else {
+                    index.next().min(conflict_first)
+                }
+            }
+            None => hint.last_index.next(),
+        }
+    }
+
+    /// Advances the commit index to what a quorum holds durably — only
+    /// through an entry of the current term (Raft §5.4.2, Figure 8).
+    pub(super) fn maybe_commit(&mut self) {
+        let RoleState::Leader { progress } = &self.role else { return };
+        let me = self.id();
+        let own = self.log.persisted();
+        let quorum_index = self.membership.quorum().committed_index(|id| {
+            if id == me { Some(own) } else { progress.get(&id).map(|p| p.matched) }
+        });
+        if quorum_index <= self.log.committed() {
+            return;
+        }
+        if self.log.term_at(quorum_index) == Some(self.term()) && self.log.commit_to(quorum_index) {
+            self.commit_unannounced = true;
+        }
+    }
+}
