@@ -12,7 +12,10 @@ impl RaftNode {
     /// steps down) and restarts the election timer.
     fn follow(&mut self, from: NodeId) -> Result<(), InputError> {
         if let RoleState::Leader { .. } = self.role {
-            return Err(InputError::DuplicateLeader { from, term: self.term() });
+            return Err(InputError::DuplicateLeader {
+                from,
+                term: self.term(),
+            });
         }
         if !matches!(self.role, RoleState::Follower) || self.leader != Some(from) {
             self.become_follower(self.term(), Some(from));
@@ -23,24 +26,47 @@ impl RaftNode {
         Ok(())
     }
 
-    pub(super) fn handle_append_request(&mut self, from: NodeId, req: AppendRequest) -> Result<(), InputError> {
+    pub(super) fn handle_append_request(
+        &mut self,
+        from: NodeId,
+        req: AppendRequest,
+    ) -> Result<(), InputError> {
         self.check_append_shape(&req)?;
         self.follow(from)?;
-        let AppendRequest { mut prev_log_id, mut entries, leader_commit } = req;
+        let AppendRequest {
+            mut prev_log_id,
+            mut entries,
+            leader_commit,
+        } = req;
         // Entries up to our commit index are the leader's too (§5.4, Leader
         // Completeness): skip them, and with them any compacted prefix.
         let committed = self.log.committed();
         if prev_log_id.index < committed {
             let skip = (committed.0 - prev_log_id.index.0).min(entries.len() as u64);
             entries.drain(..skip as usize);
-            let term = self.log.term_at(committed).expect("committed entry is held");
-            prev_log_id = LogId { term, index: committed };
+            let term = self
+                .log
+                .term_at(committed)
+                .expect("committed entry is held");
+            prev_log_id = LogId {
+                term,
+                index: committed,
+            };
         }
         if !self.log.matches(prev_log_id) {
             let rejected = prev_log_id.index;
-            let conflict = self.log.term_at(rejected).map(|t| (t, self.log.first_index_of_term_at(rejected)));
-            let hint = RejectHint { last_index: self.log.last_index(), conflict };
-            self.send(from, MessageBody::AppendResponse(AppendResponse::Reject { rejected, hint }));
+            let conflict = self
+                .log
+                .term_at(rejected)
+                .map(|t| (t, self.log.first_index_of_term_at(rejected)));
+            let hint = RejectHint {
+                last_index: self.log.last_index(),
+                conflict,
+            };
+            self.send(
+                from,
+                MessageBody::AppendResponse(AppendResponse::Reject { rejected, hint }),
+            );
             return Ok(());
         }
         let last_new = prev_log_id.index.plus(entries.len() as u64);
@@ -72,21 +98,31 @@ impl RaftNode {
     fn check_append_shape(&self, req: &AppendRequest) -> Result<(), InputError> {
         let mut expected = req.prev_log_id;
         if expected.term > self.term() {
-            return Err(InputError::MalformedAppend { reason: "prev_log_id term beyond message term" });
+            return Err(InputError::MalformedAppend {
+                reason: "prev_log_id term beyond message term",
+            });
         }
         for entry in &req.entries {
             if entry.id.index != expected.index.next() {
-                return Err(InputError::MalformedAppend { reason: "entries not contiguous" });
+                return Err(InputError::MalformedAppend {
+                    reason: "entries not contiguous",
+                });
             }
             if entry.id.term < expected.term || entry.id.term > self.term() {
-                return Err(InputError::MalformedAppend { reason: "entry term out of order" });
+                return Err(InputError::MalformedAppend {
+                    reason: "entry term out of order",
+                });
             }
             expected = entry.id;
         }
         Ok(())
     }
 
-    pub(super) fn handle_heartbeat(&mut self, from: NodeId, hb: Heartbeat) -> Result<(), InputError> {
+    pub(super) fn handle_heartbeat(
+        &mut self,
+        from: NodeId,
+        hb: Heartbeat,
+    ) -> Result<(), InputError> {
         self.follow(from)?;
         // The leader caps the commit at what we acknowledged durably, so
         // our log matches it that far (even across our restarts).
@@ -109,7 +145,9 @@ impl RaftNode {
             if complete {
                 self.ack_owed = false;
             }
-            let ack = AppendResponse::Success { match_index: ackable };
+            let ack = AppendResponse::Success {
+                match_index: ackable,
+            };
             self.send(leader, MessageBody::AppendResponse(ack));
         }
     }

@@ -18,7 +18,11 @@ impl RaftNode {
     /// Validates a message, applies the term rules, and dispatches it.
     pub(super) fn step(&mut self, m: Message) -> Result<(), InputError> {
         if m.to != self.id() || m.from == self.id() {
-            return Err(InputError::Misaddressed { from: m.from, to: m.to, this: self.id() });
+            return Err(InputError::Misaddressed {
+                from: m.from,
+                to: m.to,
+                this: self.id(),
+            });
         }
         if !self.membership.contains(m.from) {
             return Err(InputError::UnknownPeer { from: m.from });
@@ -72,12 +76,18 @@ impl RaftNode {
                 self.send(m.from, MessageBody::HeartbeatResponse);
             }
             MessageBody::VoteRequest(req) => {
-                let refusal = VoteResponse { pre_vote: req.pre_vote, granted: false };
+                let refusal = VoteResponse {
+                    pre_vote: req.pre_vote,
+                    granted: false,
+                };
                 self.send(m.from, MessageBody::VoteResponse(refusal));
             }
             _ => {}
         }
-        Err(InputError::StaleTerm { message_term: m.term, current_term: self.term() })
+        Err(InputError::StaleTerm {
+            message_term: m.term,
+            current_term: self.term(),
+        })
     }
 
     /// Whether this node heard from a live leader recently enough to refuse
@@ -89,10 +99,12 @@ impl RaftNode {
         }
         match self.role {
             RoleState::Leader { .. } => true,
-            _ => self.leader.is_some()
-                && self.last_leader_contact.is_some_and(|at| {
-                    self.now.saturating_duration_since(at) < self.options.election_timeout_min
-                }),
+            _ => {
+                self.leader.is_some()
+                    && self.last_leader_contact.is_some_and(|at| {
+                        self.now.saturating_duration_since(at) < self.options.election_timeout_min
+                    })
+            }
         }
     }
 
@@ -103,7 +115,10 @@ impl RaftNode {
         // Raft §5.4.1: only a candidate at least as up to date as us.
         let up_to_date = req.last_log_id >= self.log.last_id();
         let granted = can_vote && up_to_date;
-        let response = VoteResponse { pre_vote: req.pre_vote, granted };
+        let response = VoteResponse {
+            pre_vote: req.pre_vote,
+            granted,
+        };
         if req.pre_vote {
             // A pre-vote changes nothing here; a grant carries the asked term.
             let message = Message {
@@ -135,7 +150,8 @@ impl RaftNode {
         let counts = match &self.role {
             RoleState::PreCandidate { .. } => {
                 resp.pre_vote
-                    && ((resp.granted && term == self.term().next()) || (!resp.granted && term == self.term()))
+                    && ((resp.granted && term == self.term().next())
+                        || (!resp.granted && term == self.term()))
             }
             RoleState::Candidate { .. } => !resp.pre_vote && term == self.term(),
             _ => false,
@@ -152,9 +168,10 @@ impl RaftNode {
     /// Counts the votes of a (pre-)candidate and acts on the result.
     fn tally_votes(&mut self) {
         let result = match &self.role {
-            RoleState::PreCandidate { votes } | RoleState::Candidate { votes } => {
-                self.membership.quorum().vote_result(|id| votes.get(&id).copied())
-            }
+            RoleState::PreCandidate { votes } | RoleState::Candidate { votes } => self
+                .membership
+                .quorum()
+                .vote_result(|id| votes.get(&id).copied()),
             _ => return,
         };
         match (result, &self.role) {
@@ -189,7 +206,9 @@ impl RaftNode {
     fn become_candidate(&mut self, leadership_transfer: bool) {
         self.hard_state.term = self.term().next();
         self.hard_state.voted_for = Some(self.id());
-        self.role = RoleState::Candidate { votes: BTreeMap::new() };
+        self.role = RoleState::Candidate {
+            votes: BTreeMap::new(),
+        };
         self.leader = None;
         self.pending_vote_grant = None;
         self.reset_election_deadline();
@@ -200,12 +219,30 @@ impl RaftNode {
     }
 
     fn request_votes(&mut self, pre_vote: bool, leadership_transfer: bool) {
-        let term = if pre_vote { self.term().next() } else { self.term() };
-        let request = VoteRequest { pre_vote, last_log_id: self.log.last_id(), leadership_transfer };
+        let term = if pre_vote {
+            self.term().next()
+        } else {
+            self.term()
+        };
+        let request = VoteRequest {
+            pre_vote,
+            last_log_id: self.log.last_id(),
+            leadership_transfer,
+        };
         let me = self.id();
-        let voters: Vec<NodeId> = self.membership.voter_ids().into_iter().filter(|&id| id != me).collect();
+        let voters: Vec<NodeId> = self
+            .membership
+            .voter_ids()
+            .into_iter()
+            .filter(|&id| id != me)
+            .collect();
         for to in voters {
-            let message = Message { from: self.id(), to, term, body: MessageBody::VoteRequest(request.clone()) };
+            let message = Message {
+                from: self.id(),
+                to,
+                term,
+                body: MessageBody::VoteRequest(request.clone()),
+            };
             self.actions.push_back(super::output::Action::Send(message));
         }
     }
@@ -214,7 +251,10 @@ impl RaftNode {
     pub(super) fn on_hard_state_durable(&mut self) {
         if let Some((to, term)) = self.pending_vote_grant.take() {
             if term == self.term() && self.hard_state.voted_for == Some(to) {
-                let grant = VoteResponse { pre_vote: false, granted: true };
+                let grant = VoteResponse {
+                    pre_vote: false,
+                    granted: true,
+                };
                 self.send(to, MessageBody::VoteResponse(grant));
             }
         }
@@ -260,7 +300,10 @@ impl RaftNode {
 
     fn become_leader(&mut self) {
         let next = self.log.last_index().next();
-        let (msgs_max, bytes_max) = (self.options.inflight_msgs_max, self.options.inflight_bytes_max);
+        let (msgs_max, bytes_max) = (
+            self.options.inflight_msgs_max,
+            self.options.inflight_bytes_max,
+        );
         let progress = self
             .membership
             .members()

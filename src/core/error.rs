@@ -113,7 +113,9 @@ pub enum OptionsError {
     #[error("node id 0 is reserved")]
     ZeroNodeId,
     /// Timeouts must satisfy `0 < heartbeat_interval < election_timeout_min < election_timeout_max`.
-    #[error("timeouts must satisfy 0 < heartbeat_interval < election_timeout_min < election_timeout_max")]
+    #[error(
+        "timeouts must satisfy 0 < heartbeat_interval < election_timeout_min < election_timeout_max"
+    )]
     Timeouts,
     /// Batching and flow-control limits must be positive.
     #[error("limit {name} must be positive")]

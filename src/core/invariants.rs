@@ -12,29 +12,59 @@ pub(super) fn check(node: &RaftNode) {
     assert!(log.applied() <= log.committed(), "applied beyond commit");
     assert!(log.committed() <= last, "commit beyond the log");
     assert!(log.persisted() <= last, "persisted beyond the log");
-    assert!(log.persisted() < log.unpersisted_from(), "persisted beyond the hand-off point");
+    assert!(
+        log.persisted() < log.unpersisted_from(),
+        "persisted beyond the hand-off point"
+    );
     let mut prev = log.snapshot_last();
     for entry in log.iter() {
         assert_eq!(entry.id.index, prev.index.next(), "log not contiguous");
-        assert!(entry.id.term >= prev.term, "log term went back at {}", entry.id);
+        assert!(
+            entry.id.term >= prev.term,
+            "log term went back at {}",
+            entry.id
+        );
         prev = entry.id;
     }
-    assert!(prev.term <= node.hard_state.term, "entry from a future term");
-    assert!(node.durable_hard_state.term <= node.hard_state.term, "durable term ahead");
+    assert!(
+        prev.term <= node.hard_state.term,
+        "entry from a future term"
+    );
+    assert!(
+        node.durable_hard_state.term <= node.hard_state.term,
+        "durable term ahead"
+    );
     match &node.role {
         RoleState::Leader { progress } => {
             assert_eq!(node.leader, Some(node.id()), "leader does not know itself");
             assert!(node.membership.is_voter(node.id()), "a non-voter leads");
             for (id, p) in progress {
-                assert!(p.matched < p.next, "peer {id}: matched {} >= next {}", p.matched, p.next);
+                assert!(
+                    p.matched < p.next,
+                    "peer {id}: matched {} >= next {}",
+                    p.matched,
+                    p.next
+                );
                 assert!(p.matched <= last, "peer {id} matched beyond our log");
             }
         }
         RoleState::Candidate { .. } => {
-            assert_eq!(node.hard_state.voted_for, Some(node.id()), "candidate voted for another");
+            assert_eq!(
+                node.hard_state.voted_for,
+                Some(node.id()),
+                "candidate voted for another"
+            );
         }
         RoleState::Follower | RoleState::PreCandidate { .. } => {}
     }
-    let first_proposal = node.proposals.keys().next().copied().unwrap_or(LogIndex(u64::MAX));
-    assert!(first_proposal > log.applied(), "a proposal at an applied index is unresolved");
+    let first_proposal = node
+        .proposals
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or(LogIndex(u64::MAX));
+    assert!(
+        first_proposal > log.applied(),
+        "a proposal at an applied index is unresolved"
+    );
 }

@@ -126,12 +126,20 @@ impl RaftLog {
     /// Entries in `[lo, hi)`, at most `count_max` of them and, past the
     /// first, at most `bytes_max` bytes in total. Returns the entries and
     /// their size.
-    pub fn slice(&self, lo: LogIndex, hi: LogIndex, count_max: usize, bytes_max: u64) -> (Vec<Entry>, u64) {
+    pub fn slice(
+        &self,
+        lo: LogIndex,
+        hi: LogIndex,
+        count_max: usize,
+        bytes_max: u64,
+    ) -> (Vec<Entry>, u64) {
         let mut out = Vec::new();
         let mut bytes = 0;
         let mut index = lo;
         while index < hi && out.len() < count_max {
-            let Some(entry) = self.entry(index) else { break };
+            let Some(entry) = self.entry(index) else {
+                break;
+            };
             let size = entry.size_bytes();
             if !out.is_empty() && bytes + size > bytes_max {
                 break;
@@ -220,7 +228,12 @@ impl RaftLog {
     /// The committed entries not yet handed out for applying, marking them
     /// handed out. Entries are applied in order and exactly once.
     pub fn take_committed(&mut self, count_max: usize) -> Vec<Entry> {
-        let (entries, _) = self.slice(self.applied.next(), self.committed.next(), count_max, u64::MAX);
+        let (entries, _) = self.slice(
+            self.applied.next(),
+            self.committed.next(),
+            count_max,
+            u64::MAX,
+        );
         if let Some(last) = entries.last() {
             self.applied = last.id.index;
         }
@@ -253,11 +266,20 @@ mod tests {
     #[test]
     fn truncation_pulls_back_durable_and_handoff_pointers() {
         let mut log = log_of(&[1, 1, 2, 2, 3]);
-        assert_eq!((log.persisted(), log.unpersisted_from()), (LogIndex(5), LogIndex(6)));
+        assert_eq!(
+            (log.persisted(), log.unpersisted_from()),
+            (LogIndex(5), LogIndex(6))
+        );
         log.truncate_from(LogIndex(4));
         assert_eq!(log.last_id(), LogId::new(2, 3));
-        assert_eq!((log.persisted(), log.unpersisted_from()), (LogIndex(3), LogIndex(4)));
-        log.append(Entry { id: LogId::new(4, 4), payload: EntryPayload::Noop });
+        assert_eq!(
+            (log.persisted(), log.unpersisted_from()),
+            (LogIndex(3), LogIndex(4))
+        );
+        log.append(Entry {
+            id: LogId::new(4, 4),
+            payload: EntryPayload::Noop,
+        });
         let handed = log.take_unpersisted().expect("new entry");
         assert_eq!(handed.len(), 1);
         assert!(log.take_unpersisted().is_none());
@@ -276,9 +298,18 @@ mod tests {
         let log = log_of(&[1, 1, 2, 2, 2, 5, 5]);
         assert_eq!(log.first_index_of_term_at(LogIndex(5)), LogIndex(3));
         assert_eq!(log.first_index_of_term_at(LogIndex(1)), LogIndex(1));
-        assert_eq!(log.last_index_with_term_at_most(LogIndex(7), Term(3)), (LogIndex(5), Term(2)));
-        assert_eq!(log.last_index_with_term_at_most(LogIndex(9), Term(5)), (LogIndex(7), Term(5)));
-        assert_eq!(log.last_index_with_term_at_most(LogIndex(7), Term(0)), (LogIndex(0), Term(0)));
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(7), Term(3)),
+            (LogIndex(5), Term(2))
+        );
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(9), Term(5)),
+            (LogIndex(7), Term(5))
+        );
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(7), Term(0)),
+            (LogIndex(0), Term(0))
+        );
     }
 
     #[test]

@@ -43,7 +43,10 @@ pub use error::{InputError, OptionsError, ProposalError, ProposeError};
 pub use ids::{LogId, LogIndex, NodeId, Term};
 pub use input::Event;
 pub use membership::Membership;
-pub use message::{AppendRequest, AppendResponse, Heartbeat, Message, MessageBody, RejectHint, VoteRequest, VoteResponse};
+pub use message::{
+    AppendRequest, AppendResponse, Heartbeat, Message, MessageBody, RejectHint, VoteRequest,
+    VoteResponse,
+};
 pub use node::{EventError, InitialState, RaftNode};
 pub use options::RaftOptions;
 pub use output::{Action, Role};

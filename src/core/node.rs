@@ -95,8 +95,6 @@ pub struct RaftNode {
     pub(super) last_acked: LogIndex,
     /// Proposals accepted by this node and not yet resolved: index → term.
     pub(super) proposals: BTreeMap<LogIndex, Term>,
-    /// Leader: the commit index changed since followers were last told.
-    pub(super) commit_unannounced: bool,
     pub(super) actions: VecDeque<Action>,
     /// State changed since the last flush.
     pub(super) dirty: bool,
@@ -107,7 +105,11 @@ impl RaftNode {
     ///
     /// # Errors
     /// Invalid options.
-    pub fn new(options: RaftOptions, initial: InitialState, now: Instant) -> Result<Self, OptionsError> {
+    pub fn new(
+        options: RaftOptions,
+        initial: InitialState,
+        now: Instant,
+    ) -> Result<Self, OptionsError> {
         options.validate()?;
         let mut node = RaftNode {
             rng: ChaCha8Rng::seed_from_u64(options.rng_seed),
@@ -128,7 +130,6 @@ impl RaftNode {
             ack_owed: false,
             last_acked: LogIndex(0),
             proposals: BTreeMap::new(),
-            commit_unannounced: false,
             actions: VecDeque::new(),
             dirty: false,
             options,
@@ -200,7 +201,11 @@ impl RaftNode {
     ///
     /// # Errors
     /// As the `handle_*` method the event maps onto.
-    pub fn handle_event(&mut self, now: Instant, event: Event) -> Result<Option<LogId>, EventError> {
+    pub fn handle_event(
+        &mut self,
+        now: Instant,
+        event: Event,
+    ) -> Result<Option<LogId>, EventError> {
         match event {
             Event::Tick => self.handle_tick(now),
             Event::Message(m) => self.handle_message(now, m)?,
@@ -252,7 +257,11 @@ impl RaftNode {
     /// `StaleDiskCompletion` when the log no longer holds `up_to` as handed
     /// to disk (it was truncated since): harmless, the later write's
     /// completion will cover what is still needed.
-    pub fn handle_entries_persisted(&mut self, now: Instant, up_to: LogId) -> Result<(), InputError> {
+    pub fn handle_entries_persisted(
+        &mut self,
+        now: Instant,
+        up_to: LogId,
+    ) -> Result<(), InputError> {
         self.advance_time(now);
         if !self.log.matches(up_to) || up_to.index >= self.log.unpersisted_from() {
             return Err(InputError::StaleDiskCompletion { up_to });
@@ -269,7 +278,11 @@ impl RaftNode {
     ///
     /// # Errors
     /// `FutureHardState` for a term this node never reached.
-    pub fn handle_hard_state_persisted(&mut self, now: Instant, durable: HardState) -> Result<(), InputError> {
+    pub fn handle_hard_state_persisted(
+        &mut self,
+        now: Instant,
+        durable: HardState,
+    ) -> Result<(), InputError> {
         self.advance_time(now);
         if durable.term > self.hard_state.term {
             return Err(InputError::FutureHardState { term: durable.term });
@@ -291,7 +304,9 @@ impl RaftNode {
     pub fn propose(&mut self, now: Instant, command: Bytes) -> Result<LogId, ProposeError> {
         self.advance_time(now);
         if !matches!(self.role, RoleState::Leader { .. }) {
-            return Err(ProposeError::NotLeader { leader_hint: self.leader });
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            });
         }
         let id = self.append_as_leader(EntryPayload::Command(command));
         self.proposals.insert(id.index, id.term);
@@ -365,7 +380,10 @@ impl RaftNode {
         if let Some(term) = self.proposals.remove(&applied.index) {
             if term != applied.term {
                 let error = ProposalError::Overwritten {
-                    proposal: LogId { term, index: applied.index },
+                    proposal: LogId {
+                        term,
+                        index: applied.index,
+                    },
                     by_term: Some(applied.term),
                 };
                 self.actions.push_back(Action::ProposalFailed(error));
@@ -407,12 +425,15 @@ impl RaftNode {
     pub(super) fn reset_election_deadline(&mut self) {
         let min = self.options.election_timeout_min;
         let max = self.options.election_timeout_max;
-        let nanos = self.rng.random_range(min.as_nanos() as u64..max.as_nanos() as u64);
+        let nanos = self
+            .rng
+            .random_range(min.as_nanos() as u64..max.as_nanos() as u64);
         self.election_deadline = self.now + std::time::Duration::from_nanos(nanos);
     }
 
     pub(super) fn persist_hard_state(&mut self) {
-        self.actions.push_back(Action::PersistHardState(self.hard_state));
+        self.actions
+            .push_back(Action::PersistHardState(self.hard_state));
     }
 
     pub(super) fn announce_role(&mut self) {

@@ -41,6 +41,8 @@ pub struct Progress {
     pub inflights: Inflights,
     /// Whether the peer answered since the last check-quorum round.
     pub recent_active: bool,
+    /// The highest commit index sent to the peer.
+    pub commit_sent: LogIndex,
 }
 
 impl Progress {
@@ -53,6 +55,7 @@ impl Progress {
             probe_sent: false,
             inflights: Inflights::new(inflight_msgs_max, inflight_bytes_max),
             recent_active: false,
+            commit_sent: LogIndex(0),
         }
     }
 

@@ -143,28 +143,46 @@ mod tests {
     }
 
     fn acked(pairs: &[(u64, u64)]) -> BTreeMap<NodeId, LogIndex> {
-        pairs.iter().map(|&(n, i)| (NodeId(n), LogIndex(i))).collect()
+        pairs
+            .iter()
+            .map(|&(n, i)| (NodeId(n), LogIndex(i)))
+            .collect()
     }
 
     #[test]
     fn majority_commit_is_the_median_held_by_a_majority() {
         let config = MajorityConfig::new(ids(&[1, 2, 3]));
         let a = acked(&[(1, 5), (2, 3), (3, 9)]);
-        assert_eq!(config.committed_index(|id| a.get(&id).copied()), LogIndex(5));
+        assert_eq!(
+            config.committed_index(|id| a.get(&id).copied()),
+            LogIndex(5)
+        );
         // A voter that never answered counts as 0.
         let a = acked(&[(1, 5)]);
-        assert_eq!(config.committed_index(|id| a.get(&id).copied()), LogIndex(0));
+        assert_eq!(
+            config.committed_index(|id| a.get(&id).copied()),
+            LogIndex(0)
+        );
         let a = acked(&[(1, 5), (3, 4)]);
-        assert_eq!(config.committed_index(|id| a.get(&id).copied()), LogIndex(4));
+        assert_eq!(
+            config.committed_index(|id| a.get(&id).copied()),
+            LogIndex(4)
+        );
     }
 
     #[test]
     fn even_sized_majority_needs_more_than_half() {
         let config = MajorityConfig::new(ids(&[1, 2, 3, 4]));
         let a = acked(&[(1, 9), (2, 9), (3, 1), (4, 1)]);
-        assert_eq!(config.committed_index(|id| a.get(&id).copied()), LogIndex(1));
+        assert_eq!(
+            config.committed_index(|id| a.get(&id).copied()),
+            LogIndex(1)
+        );
         let a = acked(&[(1, 9), (2, 9), (3, 7), (4, 1)]);
-        assert_eq!(config.committed_index(|id| a.get(&id).copied()), LogIndex(7));
+        assert_eq!(
+            config.committed_index(|id| a.get(&id).copied()),
+            LogIndex(7)
+        );
     }
 
     #[test]
@@ -182,13 +200,25 @@ mod tests {
             v.iter().map(|&(n, g)| (NodeId(n), g)).collect()
         };
         let v = votes(&[(1, true)]);
-        assert_eq!(config.vote_result(|id| v.get(&id).copied()), VoteResult::Pending);
+        assert_eq!(
+            config.vote_result(|id| v.get(&id).copied()),
+            VoteResult::Pending
+        );
         let v = votes(&[(1, true), (2, true)]);
-        assert_eq!(config.vote_result(|id| v.get(&id).copied()), VoteResult::Won);
+        assert_eq!(
+            config.vote_result(|id| v.get(&id).copied()),
+            VoteResult::Won
+        );
         let v = votes(&[(1, true), (2, false), (3, false)]);
-        assert_eq!(config.vote_result(|id| v.get(&id).copied()), VoteResult::Lost);
+        assert_eq!(
+            config.vote_result(|id| v.get(&id).copied()),
+            VoteResult::Lost
+        );
         let v = votes(&[(2, false), (3, false)]);
-        assert_eq!(config.vote_result(|id| v.get(&id).copied()), VoteResult::Lost);
+        assert_eq!(
+            config.vote_result(|id| v.get(&id).copied()),
+            VoteResult::Lost
+        );
     }
 
     #[test]
@@ -206,7 +236,10 @@ mod tests {
             outgoing: MajorityConfig::default(),
         };
         let a = acked(&[(1, 7), (2, 9), (3, 9)]);
-        assert_eq!(simple.committed_index(|id| a.get(&id).copied()), LogIndex(9));
+        assert_eq!(
+            simple.committed_index(|id| a.get(&id).copied()),
+            LogIndex(9)
+        );
         assert_eq!(joint.committed_index(|id| a.get(&id).copied()), LogIndex(0));
     }
 
@@ -220,6 +253,9 @@ mod tests {
         assert_eq!(joint.vote_result(grant(&[3, 4, 5])), VoteResult::Lost);
         assert_eq!(joint.vote_result(grant(&[1, 2, 4])), VoteResult::Lost);
         assert_eq!(joint.vote_result(grant(&[1, 3, 4])), VoteResult::Won);
-        assert_eq!(joint.vote_result(|id| (id.0 == 1).then_some(true)), VoteResult::Pending);
+        assert_eq!(
+            joint.vote_result(|id| (id.0 == 1).then_some(true)),
+            VoteResult::Pending
+        );
     }
 }

@@ -16,10 +16,8 @@ impl RaftNode {
             RoleState::Leader { progress } => progress.keys().copied().collect(),
             _ => return,
         };
-        let announce = std::mem::take(&mut self.commit_unannounced);
         for peer in peers {
-            let sent = self.send_appends(peer, false);
-            if announce && !sent {
+            if !self.send_appends(peer, false) {
                 self.announce_commit(peer);
             }
         }
@@ -31,8 +29,12 @@ impl RaftNode {
     fn send_appends(&mut self, peer: NodeId, mut probe_empty: bool) -> bool {
         let mut sent = false;
         loop {
-            let RoleState::Leader { progress } = &mut self.role else { return sent };
-            let Some(p) = progress.get_mut(&peer) else { return sent };
+            let RoleState::Leader { progress } = &mut self.role else {
+                return sent;
+            };
+            let Some(p) = progress.get_mut(&peer) else {
+                return sent;
+            };
             let last = self.log.last_index();
             if p.is_paused() || (p.next > last && !probe_empty) {
                 return sent;
@@ -53,8 +55,12 @@ impl RaftNode {
             );
             let last_sent = entries.last().map_or(prev_index, |e| e.id.index);
             p.on_sent(last_sent, bytes);
+            p.commit_sent = self.log.committed();
             let request = AppendRequest {
-                prev_log_id: super::ids::LogId { term: prev_term, index: prev_index },
+                prev_log_id: super::ids::LogId {
+                    term: prev_term,
+                    index: prev_index,
+                },
                 entries,
                 leader_commit: self.log.committed(),
             };
@@ -63,20 +69,32 @@ impl RaftNode {
         }
     }
 
-    /// Tells a caught-up peer the new commit index with an empty append.
+    /// Tells a caught-up peer a commit index it has not heard, with an
+    /// empty append. A peer with appends in flight hears it with the next one.
     fn announce_commit(&mut self, peer: NodeId) {
-        let RoleState::Leader { progress } = &self.role else { return };
+        let RoleState::Leader { progress } = &self.role else {
+            return;
+        };
         let Some(p) = progress.get(&peer) else { return };
-        if p.state == ProgressState::Replicate && p.inflights.count() == 0 && !p.is_paused() {
+        let unheard = self.log.committed() > p.commit_sent;
+        if unheard && p.state == ProgressState::Replicate && p.inflights.count() == 0 {
             self.send_appends(peer, true);
         }
     }
 
     pub(super) fn broadcast_heartbeat(&mut self) {
-        let RoleState::Leader { progress } = &self.role else { return };
         let committed = self.log.committed();
-        let beats: Vec<(NodeId, LogIndex)> =
-            progress.iter().map(|(&id, p)| (id, committed.min(p.matched))).collect();
+        let RoleState::Leader { progress } = &mut self.role else {
+            return;
+        };
+        let beats: Vec<(NodeId, LogIndex)> = progress
+            .iter_mut()
+            .map(|(&id, p)| {
+                let leader_commit = committed.min(p.matched);
+                p.commit_sent = p.commit_sent.max(leader_commit);
+                (id, leader_commit)
+            })
+            .collect();
         for (peer, leader_commit) in beats {
             self.send(peer, MessageBody::Heartbeat(Heartbeat { leader_commit }));
         }
@@ -84,8 +102,12 @@ impl RaftNode {
 
     pub(super) fn handle_heartbeat_response(&mut self, from: NodeId) {
         let last = self.log.last_index();
-        let RoleState::Leader { progress } = &mut self.role else { return };
-        let Some(p) = progress.get_mut(&from) else { return };
+        let RoleState::Leader { progress } = &mut self.role else {
+            return;
+        };
+        let Some(p) = progress.get_mut(&from) else {
+            return;
+        };
         p.on_heartbeat_response();
         // The peer lags and nothing is on its way: the last appends may have
         // been lost, so probe where it should be.
@@ -93,22 +115,36 @@ impl RaftNode {
         self.send_appends(from, stuck);
     }
 
-    pub(super) fn handle_append_response(&mut self, from: NodeId, resp: AppendResponse) -> Result<(), InputError> {
+    pub(super) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        resp: AppendResponse,
+    ) -> Result<(), InputError> {
         let last_index = self.log.last_index();
         let hint_next = match resp {
             AppendResponse::Success { match_index } if match_index > last_index => {
-                return Err(InputError::IndexOutOfRange { index: match_index, last_index });
+                return Err(InputError::IndexOutOfRange {
+                    index: match_index,
+                    last_index,
+                });
             }
             AppendResponse::Reject { rejected, hint } => {
                 if rejected > last_index {
-                    return Err(InputError::IndexOutOfRange { index: rejected, last_index });
+                    return Err(InputError::IndexOutOfRange {
+                        index: rejected,
+                        last_index,
+                    });
                 }
                 Some((rejected, self.next_from_hint(rejected, hint)))
             }
             AppendResponse::Success { .. } => None,
         };
-        let RoleState::Leader { progress } = &mut self.role else { return Ok(()) };
-        let Some(p) = progress.get_mut(&from) else { return Ok(()) };
+        let RoleState::Leader { progress } = &mut self.role else {
+            return Ok(());
+        };
+        let Some(p) = progress.get_mut(&from) else {
+            return Ok(());
+        };
         p.recent_active = true;
         match (resp, hint_next) {
             (AppendResponse::Success { match_index }, _) => {
@@ -130,7 +166,9 @@ impl RaftNode {
     fn next_from_hint(&self, rejected: LogIndex, hint: RejectHint) -> LogIndex {
         match hint.conflict {
             Some((conflict_term, conflict_first)) => {
-                let (index, term) = self.log.last_index_with_term_at_most(rejected, conflict_term);
+                let (index, term) = self
+                    .log
+                    .last_index_with_term_at_most(rejected, conflict_term);
                 if term == conflict_term {
                     // Both hold entries of that term, which came from one
                     // leader: they match up to our last one of it.
@@ -146,17 +184,23 @@ impl RaftNode {
     /// Advances the commit index to what a quorum holds durably — only
     /// through an entry of the current term (Raft §5.4.2, Figure 8).
     pub(super) fn maybe_commit(&mut self) {
-        let RoleState::Leader { progress } = &self.role else { return };
+        let RoleState::Leader { progress } = &self.role else {
+            return;
+        };
         let me = self.id();
         let own = self.log.persisted();
         let quorum_index = self.membership.quorum().committed_index(|id| {
-            if id == me { Some(own) } else { progress.get(&id).map(|p| p.matched) }
+            if id == me {
+                Some(own)
+            } else {
+                progress.get(&id).map(|p| p.matched)
+            }
         });
         if quorum_index <= self.log.committed() {
             return;
         }
-        if self.log.term_at(quorum_index) == Some(self.term()) && self.log.commit_to(quorum_index) {
-            self.commit_unannounced = true;
+        if self.log.term_at(quorum_index) == Some(self.term()) {
+            self.log.commit_to(quorum_index);
         }
     }
 }

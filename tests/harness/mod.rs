@@ -1,0 +1,493 @@
+//! A deterministic in-process cluster of `RaftNode`s for tests and benches.
+//!
+//! The test owns everything the driver would: a virtual clock, a network that
+//! is a list of messages in flight (deliver any, in any order; drop;
+//! duplicate), and per-node disks whose writes complete only when the test
+//! says so (or at once, with `auto_disk`). After every step it checks the
+//! safety properties of Raft: election safety, log matching, leader
+//! completeness, state-machine safety and apply-once-in-order.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use oar::core::{
+    Action, Entry, HardState, InitialState, Instant, LogId, LogIndex, Membership, Message,
+    MessageBody, NodeId, ProposalError, RaftNode, RaftOptions, Role, Term,
+};
+
+/// A write the node asked for that the disk has not completed.
+#[derive(Clone, Debug)]
+pub enum DiskOp {
+    HardState(HardState),
+    Entries(Vec<Entry>),
+}
+
+/// One node: the core plus its disk and state machine.
+pub struct TestNode {
+    pub raft: RaftNode,
+    pub options: RaftOptions,
+    /// Writes not yet durable, in order.
+    pub pending_disk: VecDeque<DiskOp>,
+    pub durable_hard_state: HardState,
+    pub durable_log: Vec<Entry>,
+    /// Entries applied to this node's state machine since it (re)started.
+    pub applied: Vec<Entry>,
+    pub failed_proposals: Vec<ProposalError>,
+    /// Proposals this node accepted since it (re)started.
+    pub accepted: Vec<LogId>,
+    pub up: bool,
+}
+
+/// The cluster.
+pub struct Cluster {
+    pub now: Instant,
+    pub nodes: BTreeMap<NodeId, TestNode>,
+    /// Messages in flight, oldest first.
+    pub network: Vec<Message>,
+    /// Nodes cut off from everyone (their messages are dropped both ways).
+    pub isolated: BTreeSet<NodeId>,
+    /// Complete disk writes as soon as they are issued.
+    pub auto_disk: bool,
+    /// The leader of each term, as nodes announced it.
+    pub leaders: BTreeMap<Term, NodeId>,
+    /// Every entry some node applied: index → id (state-machine safety).
+    pub applied_ids: BTreeMap<LogIndex, LogId>,
+    /// Every action every node emitted, formatted, for determinism checks.
+    pub trace: Vec<String>,
+    pub record_trace: bool,
+    /// Counts of messages sent, by kind.
+    pub sent: BTreeMap<&'static str, u64>,
+}
+
+pub const MS: Duration = Duration::from_millis(1);
+
+pub fn ids(n: u64) -> Vec<NodeId> {
+    (1..=n).map(NodeId).collect()
+}
+
+pub fn options(id: NodeId, seed: u64) -> RaftOptions {
+    RaftOptions {
+        id,
+        election_timeout_min: 150 * MS,
+        election_timeout_max: 300 * MS,
+        heartbeat_interval: 30 * MS,
+        rng_seed: seed.wrapping_mul(1_000_003).wrapping_add(id.0),
+        ..RaftOptions::default()
+    }
+}
+
+pub fn kind(body: &MessageBody) -> &'static str {
+    match body {
+        MessageBody::VoteRequest(r) if r.pre_vote => "pre_vote",
+        MessageBody::VoteRequest(_) => "vote",
+        MessageBody::VoteResponse(_) => "vote_response",
+        MessageBody::AppendRequest(_) => "append",
+        MessageBody::AppendResponse(_) => "append_response",
+        MessageBody::Heartbeat(_) => "heartbeat",
+        MessageBody::HeartbeatResponse => "heartbeat_response",
+    }
+}
+
+impl Cluster {
+    /// `n` fresh voters with default test options.
+    pub fn new(n: u64, seed: u64) -> Self {
+        Self::with_options(n, |id| options(id, seed))
+    }
+
+    /// `n` fresh voters with options from `make`.
+    pub fn with_options(n: u64, make: impl Fn(NodeId) -> RaftOptions) -> Self {
+        let membership = Membership::with_voters(ids(n));
+        let states = ids(n)
+            .into_iter()
+            .map(|id| {
+                (
+                    id,
+                    InitialState {
+                        membership: membership.clone(),
+                        ..InitialState::default()
+                    },
+                )
+            })
+            .collect();
+        Self::from_states(states, make)
+    }
+
+    /// Nodes starting from the given durable states.
+    pub fn from_states(
+        states: BTreeMap<NodeId, InitialState>,
+        make: impl Fn(NodeId) -> RaftOptions,
+    ) -> Self {
+        let now = Instant::from_nanos(0);
+        let nodes = states
+            .into_iter()
+            .map(|(id, state)| {
+                let options = make(id);
+                let raft =
+                    RaftNode::new(options.clone(), state.clone(), now).expect("valid options");
+                let node = TestNode {
+                    raft,
+                    options,
+                    pending_disk: VecDeque::new(),
+                    durable_hard_state: state.hard_state,
+                    durable_log: state.entries,
+                    applied: Vec::new(),
+                    failed_proposals: Vec::new(),
+                    accepted: Vec::new(),
+                    up: true,
+                };
+                (id, node)
+            })
+            .collect();
+        Cluster {
+            now,
+            nodes,
+            network: Vec::new(),
+            isolated: BTreeSet::new(),
+            auto_disk: true,
+            leaders: BTreeMap::new(),
+            applied_ids: BTreeMap::new(),
+            trace: Vec::new(),
+            record_trace: false,
+            sent: BTreeMap::new(),
+        }
+    }
+
+    pub fn node(&self, id: u64) -> &RaftNode {
+        &self.nodes[&NodeId(id)].raft
+    }
+
+    pub fn test_node(&self, id: u64) -> &TestNode {
+        &self.nodes[&NodeId(id)]
+    }
+
+    /// Drains every node's actions (and, with `auto_disk`, completes writes).
+    pub fn drain_all(&mut self) {
+        loop {
+            let mut progressed = false;
+            let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+            for id in ids {
+                progressed |= self.drain(id);
+                if self.auto_disk {
+                    progressed |= self.complete_disk(id, usize::MAX) > 0;
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// Drains one node's actions. Returns whether there were any.
+    pub fn drain(&mut self, id: NodeId) -> bool {
+        let mut any = false;
+        loop {
+            let node = self.nodes.get_mut(&id).unwrap();
+            if !node.up {
+                return any;
+            }
+            let Some(action) = node.raft.poll_action() else {
+                return any;
+            };
+            any = true;
+            if self.record_trace {
+                self.trace.push(format!("{id}: {action:?}"));
+            }
+            self.perform(id, action);
+        }
+    }
+
+    fn perform(&mut self, id: NodeId, action: Action) {
+        match action {
+            Action::Send(m) => {
+                *self.sent.entry(kind(&m.body)).or_default() += 1;
+                if !self.isolated.contains(&m.from) && !self.isolated.contains(&m.to) {
+                    self.network.push(m);
+                }
+            }
+            Action::PersistHardState(hs) => self
+                .nodes
+                .get_mut(&id)
+                .unwrap()
+                .pending_disk
+                .push_back(DiskOp::HardState(hs)),
+            Action::PersistEntries { entries } => self
+                .nodes
+                .get_mut(&id)
+                .unwrap()
+                .pending_disk
+                .push_back(DiskOp::Entries(entries)),
+            Action::Apply { entries } => self.apply(id, entries),
+            Action::ProposalFailed(e) => self.nodes.get_mut(&id).unwrap().failed_proposals.push(e),
+            Action::RoleChanged {
+                role: Role::Leader,
+                term,
+                ..
+            } => self.on_new_leader(id, term),
+            Action::RoleChanged { .. } => {}
+        }
+    }
+
+    fn apply(&mut self, id: NodeId, entries: Vec<Entry>) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        for entry in entries {
+            let expected = LogIndex(node.applied.len() as u64 + 1);
+            assert_eq!(
+                entry.id.index, expected,
+                "{id} applied out of order or twice"
+            );
+            // State-machine safety (§5.4.3): one entry per index, cluster-wide.
+            let first = *self.applied_ids.entry(entry.id.index).or_insert(entry.id);
+            assert_eq!(
+                first, entry.id,
+                "{id} applied {} where another node applied {first}",
+                entry.id
+            );
+            node.applied.push(entry);
+        }
+    }
+
+    fn on_new_leader(&mut self, id: NodeId, term: Term) {
+        // Election safety (§5.2).
+        let first = *self.leaders.entry(term).or_insert(id);
+        assert_eq!(first, id, "two leaders in term {term}: {first} and {id}");
+        // Leader completeness (§5.4): the new leader holds every entry any
+        // node has applied (applied implies committed).
+        let log = self.nodes[&id].raft.log();
+        for (index, applied) in &self.applied_ids {
+            assert!(
+                log.matches(*applied),
+                "new leader {id} of term {term} lacks committed entry {applied} (has {:?} at {index})",
+                log.term_at(*index)
+            );
+        }
+    }
+
+    /// Completes up to `n` of a node's pending writes, in order. Returns
+    /// how many completed.
+    pub fn complete_disk(&mut self, id: NodeId, n: usize) -> usize {
+        let mut done = 0;
+        while done < n {
+            let now = self.now;
+            let node = self.nodes.get_mut(&id).unwrap();
+            if !node.up {
+                break;
+            }
+            let Some(op) = node.pending_disk.pop_front() else {
+                break;
+            };
+            done += 1;
+            match op {
+                DiskOp::HardState(hs) => {
+                    node.durable_hard_state = hs;
+                    node.raft
+                        .handle_hard_state_persisted(now, hs)
+                        .expect("hard state completion");
+                }
+                DiskOp::Entries(entries) => {
+                    let first = entries[0].id.index.0 as usize;
+                    node.durable_log.truncate(first - 1);
+                    let up_to = entries.last().unwrap().id;
+                    node.durable_log.extend(entries);
+                    // Stale completions (entries truncated since) are allowed.
+                    let _ = node.raft.handle_entries_persisted(now, up_to);
+                }
+            }
+            self.drain(id);
+        }
+        done
+    }
+
+    /// Delivers the message at `position` in the network.
+    pub fn deliver_at(&mut self, position: usize) -> Result<(), oar::core::InputError> {
+        let m = self.network.remove(position);
+        let to = m.to;
+        let now = self.now;
+        let node = self.nodes.get_mut(&to).unwrap();
+        if !node.up {
+            return Ok(());
+        }
+        let result = node.raft.handle_message(now, m);
+        self.drain(to);
+        result
+    }
+
+    /// Delivers the first message matching `pred`. Returns whether one did.
+    pub fn deliver_first(&mut self, pred: impl Fn(&Message) -> bool) -> bool {
+        match self.network.iter().position(pred) {
+            Some(i) => {
+                let _ = self.deliver_at(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops every message in flight matching `pred`.
+    pub fn drop_where(&mut self, pred: impl Fn(&Message) -> bool) {
+        self.network.retain(|m| !pred(m));
+    }
+
+    /// Delivers everything (and what that produces) until the network and,
+    /// with `auto_disk`, the disks are quiet.
+    pub fn stabilize(&mut self) {
+        self.drain_all();
+        while !self.network.is_empty() {
+            let _ = self.deliver_at(0);
+            self.drain_all();
+        }
+    }
+
+    /// Advances the clock by `dt` and ticks every live node.
+    pub fn advance(&mut self, dt: Duration) {
+        self.now = self.now + dt;
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.tick_node(id);
+        }
+    }
+
+    /// Ticks one node at the current time.
+    pub fn tick_node(&mut self, id: NodeId) {
+        let now = self.now;
+        let node = self.nodes.get_mut(&id).unwrap();
+        if node.up {
+            node.raft.handle_tick(now);
+            self.drain(id);
+        }
+    }
+
+    /// Runs time forward in `step`s, stabilizing after each, until `done`
+    /// holds or `limit` passes. Returns whether `done` held.
+    pub fn run_until(
+        &mut self,
+        step: Duration,
+        limit: Duration,
+        mut done: impl FnMut(&Cluster) -> bool,
+    ) -> bool {
+        let end = self.now + limit;
+        self.stabilize();
+        while self.now < end {
+            if done(self) {
+                return true;
+            }
+            self.advance(step);
+            self.stabilize();
+        }
+        done(self)
+    }
+
+    /// Runs until some node leads; returns it.
+    pub fn elect(&mut self) -> NodeId {
+        let ok = self.run_until(MS, Duration::from_secs(30), |c| c.leader().is_some());
+        assert!(ok, "no leader elected");
+        self.leader().unwrap()
+    }
+
+    /// The live leader with the highest term, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.up && n.raft.role() == Role::Leader)
+            .max_by_key(|(_, n)| n.raft.term())
+            .map(|(&id, _)| id)
+    }
+
+    /// Proposes `data` at node `id`.
+    pub fn propose(&mut self, id: NodeId, data: &str) -> Result<LogId, oar::core::ProposeError> {
+        let now = self.now;
+        let node = self.nodes.get_mut(&id).unwrap();
+        let result = node
+            .raft
+            .propose(now, Bytes::copy_from_slice(data.as_bytes()));
+        if let Ok(id) = result {
+            node.accepted.push(id);
+        }
+        self.drain(id);
+        result
+    }
+
+    /// Cuts a node off from everyone; drops its messages in flight.
+    pub fn isolate(&mut self, id: NodeId) {
+        self.isolated.insert(id);
+        self.network.retain(|m| m.from != id && m.to != id);
+    }
+
+    pub fn heal(&mut self) {
+        self.isolated.clear();
+    }
+
+    /// Crashes a node: it stops, and its unfinished writes are lost.
+    pub fn crash(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        node.up = false;
+        node.pending_disk.clear();
+        self.network.retain(|m| m.to != id);
+    }
+
+    /// Restarts a crashed node from its durable state.
+    pub fn restart(&mut self, id: NodeId, membership: Membership) {
+        let now = self.now;
+        let node = self.nodes.get_mut(&id).unwrap();
+        let state = InitialState {
+            hard_state: node.durable_hard_state,
+            membership,
+            snapshot_last: LogId::default(),
+            entries: node.durable_log.clone(),
+        };
+        node.raft = RaftNode::new(node.options.clone(), state, now).expect("valid options");
+        node.applied.clear();
+        node.accepted.clear();
+        node.failed_proposals.clear();
+        node.up = true;
+    }
+
+    /// Log matching (§5.3) across all nodes' logs: wherever two logs hold an
+    /// entry with the same id, they hold identical prefixes.
+    pub fn check_log_matching(&self) {
+        let logs: Vec<(NodeId, Vec<Entry>)> = self
+            .nodes
+            .iter()
+            .map(|(&id, n)| (id, n.raft.log().iter().cloned().collect()))
+            .collect();
+        for (i, (a_id, a)) in logs.iter().enumerate() {
+            for (b_id, b) in &logs[i + 1..] {
+                let common = a.len().min(b.len());
+                let last_same = (0..common).rev().find(|&k| a[k].id == b[k].id);
+                if let Some(k) = last_same {
+                    assert_eq!(
+                        a[..=k],
+                        b[..=k],
+                        "log matching broken between {a_id} and {b_id}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every proposal a live node accepted was resolved exactly once: applied
+    /// with its id, or failed as overwritten — never both, never neither.
+    pub fn check_proposals_resolved(&self) {
+        for (id, node) in &self.nodes {
+            for proposal in &node.accepted {
+                let applied = node.applied.iter().any(|e| e.id == *proposal);
+                let failed = node.failed_proposals.iter().any(|f| {
+                    matches!(f, ProposalError::Overwritten { proposal: p, .. } if p == proposal)
+                });
+                assert!(
+                    applied != failed,
+                    "{id}: proposal {proposal} applied={applied} failed={failed}"
+                );
+            }
+        }
+    }
+
+    /// Messages in flight of one kind from `from` to `to`.
+    pub fn in_flight(&self, from: u64, to: u64, kind_name: &str) -> Vec<&Message> {
+        self.network
+            .iter()
+            .filter(|m| m.from == NodeId(from) && m.to == NodeId(to) && kind(&m.body) == kind_name)
+            .collect()
+    }
+}
