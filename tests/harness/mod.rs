@@ -339,6 +339,19 @@ impl Cluster {
         }
     }
 
+    /// Like [`stabilize`](Self::stabilize), but every message matching
+    /// `lost` is dropped instead of delivered.
+    pub fn stabilize_dropping(&mut self, lost: impl Fn(&Message) -> bool) {
+        loop {
+            self.drain_all();
+            self.network.retain(|m| !lost(m));
+            if self.network.is_empty() {
+                return;
+            }
+            let _ = self.deliver_at(0);
+        }
+    }
+
     /// Advances the clock by `dt` and ticks every live node.
     pub fn advance(&mut self, dt: Duration) {
         self.now = self.now + dt;
