@@ -147,10 +147,8 @@ impl RaftNode {
         };
         p.recent_active = true;
         match (resp, hint_next) {
-            (AppendResponse::Success { match_index }, _) => {
-                if p.on_ack(match_index) {
-                    self.maybe_commit();
-                }
+            (AppendResponse::Success { match_index }, _) if p.on_ack(match_index) => {
+                self.maybe_commit()
             }
             (AppendResponse::Reject { .. }, Some((rejected, next))) => {
                 p.on_reject(rejected, next);
