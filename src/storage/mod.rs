@@ -1,1 +1,32 @@
 //! Durable storage: segmented log, term/vote meta and snapshot directories.
+//!
+//! Everything is written against the small [`FileSystem`] trait, so the
+//! simulator runs this very code over [`MemFileSystem`], a disk that loses,
+//! tears and corrupts unsynced data as a seed decides. The on-disk format is
+//! described in `docs/on_disk_format.md`, the fault model in
+//! `docs/fault_model.md`.
+//!
+//! Layout of a node's storage directory:
+//! ```text
+//! <dir>/log/log_meta                       first-index marker (atomic file)
+//! <dir>/log/log_{first:020}_{last:020}     closed segments
+//! <dir>/log/log_inprogress_{first:020}     the open segment
+//! ```
+
+pub mod atomic_file;
+pub mod error;
+pub mod fs;
+pub mod fs_mem;
+pub mod fs_std;
+pub mod record;
+mod recovery;
+mod segment;
+pub mod segment_log;
+pub mod segment_name;
+
+pub use error::{CorruptionKind, StorageError};
+pub use fs::{File, FileSystem};
+pub use fs_mem::{FsOp, MemFileSystem};
+pub use fs_std::StdFileSystem;
+pub use segment_log::{LogOptions, RecoveredLog, SegmentLog};
+pub use segment_name::SegmentName;

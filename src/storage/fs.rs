@@ -1,0 +1,80 @@
+//! The file-system trait the storage layer is written against.
+//!
+//! Two implementations: [`StdFileSystem`](super::StdFileSystem) over real
+//! files, and [`MemFileSystem`](super::MemFileSystem), a simulated disk that
+//! loses, tears and corrupts data as a seed decides. The trait is small and
+//! synchronous on purpose: every durability decision (what to sync, in what
+//! order) lives in the storage code above it, so the simulator exercises the
+//! very code that runs in production.
+//!
+//! Durability contract (what a caller may rely on after a crash):
+//! - bytes written to a file are durable only after [`File::sync_data`] or
+//!   [`File::sync_all`] on that file returned;
+//! - a directory entry (a created, renamed or removed name) is durable only
+//!   after [`FileSystem::sync_dir`] on its parent directory returned;
+//! - [`FileSystem::rename`] is atomic: after a crash the target names either
+//!   the old or the new file, never neither and never a mix.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+/// A directory tree of files, real or simulated.
+pub trait FileSystem: Send + Sync + fmt::Debug {
+    /// Creates `path` and any missing parents (not durable until the parents
+    /// are synced).
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Creates a new empty file at `path` (replacing an existing one) and
+    /// opens it for reading and writing.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn File>>;
+    /// Opens an existing file for reading and writing.
+    fn open(&self, path: &Path) -> io::Result<Box<dyn File>>;
+    /// Whether a file or directory exists at `path`.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// The names of the entries of directory `path`, sorted ascending.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Atomically renames a file or directory, replacing a file at `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes a directory and everything in it.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Makes the entries of directory `path` (creations, renames, removals)
+    /// durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+}
+
+/// An open file with positional reads and writes.
+pub trait File: Send + fmt::Debug {
+    /// The file's current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+    /// Fills `buf` from `offset`; fails with `UnexpectedEof` past the end.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Writes all of `data` at `offset`, growing the file if needed.
+    fn write_all_at(&mut self, data: &[u8], offset: u64) -> io::Result<()>;
+    /// Truncates or extends (with zeros) the file to `len` bytes.
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// Makes written data (and the length, if it changed) durable
+    /// (`fdatasync`).
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Makes data and all metadata durable (`fsync`).
+    fn sync_all(&mut self) -> io::Result<()>;
+}
+
+/// Reads the whole file at `path`, refusing files longer than `len_max`
+/// bytes (`InvalidData`) so a damaged file never makes us allocate its size.
+pub fn read_all(fs: &dyn FileSystem, path: &Path, len_max: u64) -> io::Result<Vec<u8>> {
+    let file = fs.open(path)?;
+    let len = file.len()?;
+    if len > len_max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "file too large"));
+    }
+    let len = usize::try_from(len).map_err(|_| io::Error::other("file too large"))?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}
