@@ -1,0 +1,2 @@
+//! oar-sim: deterministic simulation of oar clusters.
+#![warn(missing_docs, unreachable_pub)]
