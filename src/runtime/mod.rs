@@ -1,11 +1,37 @@
-//! The production driver on tokio and TCP.
+//! The production driver on tokio and TCP (through `madsim-tokio`, so the
+//! same code runs in the simulator).
 //!
-//! So far: the wire form of Raft messages (`proto/raft.proto`, compiled with
-//! prost) and its conversion to and from the core's messages.
+//! ```text
+//!   peers ──TCP──► NodeManager ──route by group id──► group task (RaftNode)
+//!                                                    │   ├─► log writer task ─► GroupStorage
+//!   clients ── Node::apply ─────────────────────────►│   └─► apply task ─────► StateMachine
+//!                                                    └─► Transport (one connection per peer server)
+//! ```
 
+mod apply_loop;
 pub mod convert;
+pub mod error;
+pub mod frame;
+mod group;
 pub mod group_id;
+pub mod group_storage;
+mod log_writer;
+mod node;
+mod node_manager;
+pub mod options;
 pub mod proto;
+pub mod state_machine;
+pub mod transport;
 
+pub use apply_loop::Applied;
 pub use convert::{DecodeError, decode_message, encode_message};
+pub use error::Error;
 pub use group_id::GroupId;
+pub use group_storage::{
+    GroupStorage, MemStorage, PersistOp, Persisted, RecoveredState, StorageFailure,
+};
+pub use node::Node;
+pub use node_manager::{NodeManager, ServerStats};
+pub use options::GroupOptions;
+pub use state_machine::{Committed, SnapshotError, SnapshotFiles, StateMachine};
+pub use transport::{Transport, TransportOptions};

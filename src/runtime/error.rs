@@ -1,0 +1,49 @@
+//! The errors a service embedding oar sees.
+
+use std::net::SocketAddr;
+
+use super::group_id::GroupId;
+use crate::core::{LogId, NodeId};
+
+/// Why a client request to a Raft group did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// This node does not lead its group. Remedy: retry at the leader.
+    #[error("not the leader (leader: {leader:?} at {leader_addr:?})")]
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader: Option<NodeId>,
+        /// The leader's Raft address, when known.
+        leader_addr: Option<SocketAddr>,
+    },
+    /// The request's entry was replaced by a later leader's: it was not and
+    /// will never be applied. Remedy: retry.
+    #[error("proposal {0} was overwritten by a new leader")]
+    Overwritten(LogId),
+    /// The group is shutting down or stopped; the outcome of a request in
+    /// flight is unknown unless it completed.
+    #[error("the group is shut down")]
+    Shutdown,
+    /// No group with this id runs on this server.
+    #[error("group {0} not found")]
+    GroupNotFound(GroupId),
+    /// A group with this id already runs on this server.
+    #[error("group {0} already exists")]
+    GroupExists(GroupId),
+    /// The group stopped after a storage failure (fail-stop): the disk
+    /// could not confirm a write, so the node can no longer vouch for its
+    /// log. Remedy: repair the disk and restart the node.
+    #[error("storage failed: {0}")]
+    Storage(String),
+    /// The state machine broke its contract (e.g. a response count that
+    /// does not match the commands).
+    #[error("state machine error: {0}")]
+    StateMachine(String),
+    /// Invalid options.
+    #[error("invalid options: {0}")]
+    Options(String),
+    /// A network operation failed.
+    #[error("transport: {0}")]
+    Transport(String),
+}

@@ -1,0 +1,247 @@
+//! The per-group driver task (braft's `NodeImpl`, driver half): feeds the
+//! core its inputs, performs its actions, and sleeps until its next timer.
+//!
+//! ```text
+//!  transport / clients ──► inbox ──► group task ──► log writer task ──┐
+//!                                      │  ▲                           │
+//!                                      │  └──── completions ◄─────────┘
+//!                                      └──────► apply task (state machine)
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+
+use super::apply_loop::{ApplyTask, Closure};
+use super::convert::to_proto;
+use super::error::Error;
+use super::frame::encode_frame;
+use super::group_id::GroupId;
+use super::group_storage::{PersistOp, Persisted};
+use super::log_writer::WriteResult;
+use super::proto;
+use super::transport::Transport;
+use crate::core::{
+    Action, Instant, LogIndex, Message, NodeId, ProposalError, ProposeError, RaftNode, Status, Term,
+};
+
+/// Inputs a group task accepts.
+pub(crate) enum GroupInput {
+    /// A message from a peer.
+    Message(Message),
+    /// A client command.
+    Propose { command: Bytes, reply: Closure },
+    /// A status request.
+    Status { reply: oneshot::Sender<Status> },
+    /// Stop; `done` fires once storage is quiet.
+    Shutdown { done: oneshot::Sender<()> },
+}
+
+/// What the node handle reads without asking the task.
+#[derive(Debug, Default)]
+pub(crate) struct SharedState {
+    pub(crate) leader: Mutex<Option<NodeId>>,
+    pub(crate) applied_index: Arc<AtomicU64>,
+}
+
+/// The group task's state.
+pub(crate) struct GroupDriver {
+    pub(crate) group: GroupId,
+    pub(crate) raft: RaftNode,
+    pub(crate) epoch: tokio::time::Instant,
+    pub(crate) peers: BTreeMap<NodeId, SocketAddr>,
+    pub(crate) transport: Transport,
+    pub(crate) writes: mpsc::UnboundedSender<Vec<PersistOp>>,
+    pub(crate) write_results: mpsc::UnboundedReceiver<WriteResult>,
+    pub(crate) apply: mpsc::UnboundedSender<ApplyTask>,
+    pub(crate) shared: Arc<SharedState>,
+    /// Clients waiting for their proposal: index → (term, closure).
+    pub(crate) pending: BTreeMap<LogIndex, (Term, Closure)>,
+}
+
+/// Inputs taken per wake-up before actions are drained, so that a burst of
+/// proposals shares one AppendEntries per peer and one disk write.
+const INPUT_BATCH_MAX: usize = 1024;
+
+impl GroupDriver {
+    fn now(&self) -> Instant {
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.epoch);
+        Instant::from_nanos(elapsed.as_nanos() as u64)
+    }
+
+    /// Runs until shutdown or a storage failure. Returns the shutdown
+    /// requester, to be told once storage is quiet.
+    pub(crate) async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<GroupInput>,
+    ) -> Option<oneshot::Sender<()>> {
+        let mut shutdown_done = None;
+        let mut failure = None;
+        loop {
+            let deadline = self.epoch + Duration::from_nanos(self.raft.poll_timeout().as_nanos());
+            tokio::select! {
+                biased;
+                result = self.write_results.recv() => match result {
+                    Some(Ok(done)) => self.on_persisted(done),
+                    Some(Err(e)) => {
+                        failure = Some(Error::Storage(e));
+                        break;
+                    }
+                    None => break,
+                },
+                input = inbox.recv() => match input {
+                    Some(GroupInput::Shutdown { done }) => {
+                        shutdown_done = Some(done);
+                        break;
+                    }
+                    Some(input) => self.on_input(input),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => self.raft.handle_tick(self.now()),
+            }
+            for _ in 0..INPUT_BATCH_MAX {
+                match inbox.try_recv() {
+                    Ok(GroupInput::Shutdown { done }) => {
+                        shutdown_done = Some(done);
+                        break;
+                    }
+                    Ok(input) => self.on_input(input),
+                    Err(_) => break,
+                }
+            }
+            if shutdown_done.is_some() {
+                break;
+            }
+            self.perform_actions();
+        }
+        self.stop(failure, inbox);
+        shutdown_done
+    }
+
+    fn on_input(&mut self, input: GroupInput) {
+        let now = self.now();
+        match input {
+            GroupInput::Message(m) => {
+                if let Err(e) = self.raft.handle_message(now, m) {
+                    tracing::debug!(group = %self.group, error = %e, "message rejected");
+                }
+            }
+            GroupInput::Propose { command, reply } => match self.raft.propose(now, command) {
+                Ok(id) => {
+                    self.pending.insert(id.index, (id.term, reply));
+                }
+                Err(ProposeError::NotLeader { leader_hint }) => {
+                    let leader_addr = leader_hint.and_then(|l| self.peers.get(&l).copied());
+                    let _ = reply.send(Err(Error::NotLeader {
+                        leader: leader_hint,
+                        leader_addr,
+                    }));
+                }
+            },
+            GroupInput::Status { reply } => {
+                let _ = reply.send(self.raft.status());
+            }
+            GroupInput::Shutdown { .. } => unreachable!("handled by the loop"),
+        }
+    }
+
+    fn on_persisted(&mut self, done: Vec<Persisted>) {
+        let now = self.now();
+        for persisted in done {
+            let result = match persisted {
+                Persisted::HardState(hs) => self.raft.handle_hard_state_persisted(now, hs),
+                Persisted::Entries(up_to) => self.raft.handle_entries_persisted(now, up_to),
+            };
+            if let Err(e) = result {
+                tracing::trace!(group = %self.group, error = %e, "completion ignored");
+            }
+        }
+    }
+
+    /// Drains the core's actions and performs them.
+    fn perform_actions(&mut self) {
+        let mut writes = Vec::new();
+        while let Some(action) = self.raft.poll_action() {
+            match action {
+                Action::Send(m) => self.send(m),
+                Action::PersistHardState(hs) => writes.push(PersistOp::HardState(hs)),
+                Action::PersistEntries { entries } => writes.push(PersistOp::Entries(entries)),
+                Action::Apply { entries } => {
+                    let closures = entries
+                        .iter()
+                        .map(|e| match self.pending.remove(&e.id.index) {
+                            Some((term, closure)) if term == e.id.term => Some(closure),
+                            Some((term, closure)) => {
+                                let id = crate::core::LogId {
+                                    term,
+                                    index: e.id.index,
+                                };
+                                let _ = closure.send(Err(Error::Overwritten(id)));
+                                None
+                            }
+                            None => None,
+                        })
+                        .collect();
+                    let _ = self.apply.send(ApplyTask::Entries { entries, closures });
+                }
+                Action::ProposalFailed(ProposalError::Overwritten { proposal, .. }) => {
+                    if let Some((_, closure)) = self.pending.remove(&proposal.index) {
+                        let _ = closure.send(Err(Error::Overwritten(proposal)));
+                    }
+                }
+                Action::RoleChanged { role, term, leader } => {
+                    *self.shared.leader.lock().expect("leader lock") = leader;
+                    let _ = self.apply.send(ApplyTask::Role { role, term, leader });
+                }
+            }
+        }
+        if !writes.is_empty() {
+            let _ = self.writes.send(writes);
+        }
+    }
+
+    fn send(&self, m: Message) {
+        let Some(&addr) = self.peers.get(&m.to) else {
+            tracing::warn!(group = %self.group, to = %m.to, "no address for peer");
+            return;
+        };
+        let frame = proto::Frame {
+            kind: Some(proto::frame::Kind::Raft(to_proto(self.group, &m))),
+        };
+        let body = frame.encode_to_vec();
+        let mut out = BytesMut::with_capacity(body.len() + 4);
+        encode_frame(&body, &mut out);
+        self.transport.send(addr, out.freeze());
+    }
+
+    /// Fails every waiting client and every queued request.
+    fn stop(&mut self, failure: Option<Error>, mut inbox: mpsc::Receiver<GroupInput>) {
+        let error = failure.clone().unwrap_or(Error::Shutdown);
+        if let Some(failure) = failure {
+            tracing::error!(group = %self.group, error = %failure, "group stopped");
+            let _ = self.apply.send(ApplyTask::Failed(failure));
+        }
+        for (_, (_, closure)) in std::mem::take(&mut self.pending) {
+            let _ = closure.send(Err(error.clone()));
+        }
+        inbox.close();
+        while let Ok(input) = inbox.try_recv() {
+            match input {
+                GroupInput::Propose { reply, .. } => {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                GroupInput::Shutdown { done } => {
+                    let _ = done.send(());
+                }
+                _ => {}
+            }
+        }
+        *self.shared.leader.lock().expect("leader lock") = None;
+    }
+}

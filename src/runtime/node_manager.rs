@@ -1,0 +1,323 @@
+//! `NodeManager` (braft's `NodeManager` + `RaftService`): one TCP listener
+//! per server process serving every Raft group on it, routing inbound
+//! messages by group id.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::BytesMut;
+use prost::Message as _;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::apply_loop::run_apply_loop;
+use super::convert::{DecodeError, from_proto};
+use super::error::Error;
+use super::frame::{FrameError, encode_frame, read_frame};
+use super::group::{GroupDriver, GroupInput, SharedState};
+use super::group_id::GroupId;
+use super::group_storage::GroupStorage;
+use super::log_writer::run_log_writer;
+use super::node::Node;
+use super::options::GroupOptions;
+use super::proto;
+use super::state_machine::StateMachine;
+use super::transport::{Transport, TransportOptions};
+use crate::core::{EntryPayload, InitialState, Instant, Membership, RaftNode};
+
+/// Counters of what the server refused, for tests and the status page.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Connections closed for a frame over the size limit.
+    pub oversized_frames: AtomicU64,
+    /// Connections closed for a frame that is not a valid message.
+    pub malformed_frames: AtomicU64,
+    /// Messages answered "unknown group".
+    pub unknown_group_messages: AtomicU64,
+    /// Messages dropped because a group's inbox was full.
+    pub dropped_messages: AtomicU64,
+}
+
+struct Inner {
+    local_addr: SocketAddr,
+    routes: Mutex<BTreeMap<GroupId, Node>>,
+    transport: Transport,
+    options: TransportOptions,
+    accept: Mutex<Option<JoinHandle<()>>>,
+    stats: ServerStats,
+}
+
+/// Many Raft groups on one TCP server. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeManager {
+    inner: Arc<Inner>,
+}
+
+impl NodeManager {
+    /// Listens on `addr` (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// The listener could not be bound.
+    pub async fn bind(addr: SocketAddr, options: TransportOptions) -> std::io::Result<NodeManager> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            local_addr,
+            routes: Mutex::default(),
+            transport: Transport::new(options.clone()),
+            options,
+            accept: Mutex::default(),
+            stats: ServerStats::default(),
+        });
+        let accept = tokio::spawn(accept_loop(listener, Arc::downgrade(&inner)));
+        *inner.accept.lock().expect("accept lock") = Some(accept);
+        Ok(NodeManager { inner })
+    }
+
+    /// The address peers reach this server at.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// What the server refused so far.
+    pub fn stats(&self) -> &ServerStats {
+        &self.inner.stats
+    }
+
+    /// Starts a group member from its storage.
+    ///
+    /// # Errors
+    /// `GroupExists`, `Options` (invalid options, or this node missing from
+    /// `peers`), `Storage` (recovery failed).
+    pub fn add_group(
+        &self,
+        options: GroupOptions,
+        mut storage: Box<dyn GroupStorage>,
+        state_machine: Box<dyn StateMachine>,
+    ) -> Result<Node, Error> {
+        let mut routes = self.inner.routes.lock().expect("routes lock");
+        if routes.contains_key(&options.group) {
+            return Err(Error::GroupExists(options.group));
+        }
+        if !options.peers.contains_key(&options.raft.id) {
+            return Err(Error::Options(format!(
+                "{} is not among the peers",
+                options.raft.id
+            )));
+        }
+        let recovered = storage
+            .recover()
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        let membership = recovered
+            .entries
+            .iter()
+            .rev()
+            .find_map(|e| match &e.payload {
+                EntryPayload::Config(m) => Some(m.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| Membership::with_voters(options.peers.keys().copied()));
+        let initial = InitialState {
+            hard_state: recovered.hard_state,
+            membership,
+            snapshot_last: recovered.snapshot_last,
+            entries: recovered.entries,
+        };
+        let epoch = tokio::time::Instant::now();
+        let raft = RaftNode::new(options.raft.clone(), initial, Instant::from_nanos(0))
+            .map_err(|e| Error::Options(e.to_string()))?;
+        let (inbox_tx, inbox) = mpsc::channel(options.inbox_max);
+        let (writes_tx, writes) = mpsc::unbounded_channel();
+        let (results_tx, write_results) = mpsc::unbounded_channel();
+        let (apply_tx, apply_tasks) = mpsc::unbounded_channel();
+        let shared = Arc::new(SharedState::default());
+        let driver = GroupDriver {
+            group: options.group,
+            raft,
+            epoch,
+            peers: options.peers.clone(),
+            transport: self.inner.transport.clone(),
+            writes: writes_tx,
+            write_results,
+            apply: apply_tx,
+            shared: shared.clone(),
+            pending: BTreeMap::new(),
+        };
+        let node = Node {
+            group: options.group,
+            id: options.raft.id,
+            inbox: inbox_tx,
+            shared: shared.clone(),
+        };
+        routes.insert(options.group, node.clone());
+        let log_writer = tokio::spawn(run_log_writer(storage, writes, results_tx));
+        let apply = tokio::spawn(run_apply_loop(
+            state_machine,
+            apply_tasks,
+            shared.applied_index.clone(),
+        ));
+        let manager = Arc::downgrade(&self.inner);
+        let group = options.group;
+        tokio::spawn(async move {
+            let shutdown_done = driver.run(inbox).await;
+            // The driver is gone with its queues: the writer finishes what
+            // was queued, the apply loop what was committed.
+            let _ = log_writer.await;
+            let _ = apply.await;
+            if let Some(manager) = manager.upgrade() {
+                manager.routes.lock().expect("routes lock").remove(&group);
+            }
+            if let Some(done) = shutdown_done {
+                let _ = done.send(());
+            }
+        });
+        Ok(node)
+    }
+
+    /// The local member of `group`, if it runs here.
+    pub fn group(&self, group: GroupId) -> Option<Node> {
+        self.inner
+            .routes
+            .lock()
+            .expect("routes lock")
+            .get(&group)
+            .cloned()
+    }
+
+    /// The groups running here.
+    pub fn groups(&self) -> Vec<GroupId> {
+        self.inner
+            .routes
+            .lock()
+            .expect("routes lock")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Stops and removes a group member.
+    ///
+    /// # Errors
+    /// `GroupNotFound`.
+    pub async fn remove_group(&self, group: GroupId) -> Result<(), Error> {
+        let node = self.group(group).ok_or(Error::GroupNotFound(group))?;
+        node.shutdown().await;
+        Ok(())
+    }
+
+    /// Stops accepting connections, shuts every group down and closes the
+    /// outbound connections.
+    pub async fn shutdown(&self) {
+        if let Some(accept) = self.inner.accept.lock().expect("accept lock").take() {
+            accept.abort();
+        }
+        let nodes: Vec<Node> = self
+            .inner
+            .routes
+            .lock()
+            .expect("routes lock")
+            .values()
+            .cloned()
+            .collect();
+        for node in nodes {
+            node.shutdown().await;
+        }
+        self.inner.transport.close();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, manager: Weak<Inner>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let Some(inner) = manager.upgrade() else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let max = inner.options.frame_bytes_max;
+        drop(inner);
+        tokio::spawn(serve_connection(stream, peer, max, manager.clone()));
+    }
+}
+
+/// Why an inbound connection was closed.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// Reads frames from one peer connection and routes them until the peer
+/// closes it or sends a bad frame.
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, max: u32, manager: Weak<Inner>) {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let error = loop {
+        let body = match read_frame(&mut reader, max).await {
+            Ok(body) => body,
+            Err(FrameError::Closed) => return,
+            Err(e) => break ConnectionError::from(e),
+        };
+        let message = proto::Frame::decode(body)
+            .map_err(DecodeError::from)
+            .and_then(|frame| match frame.kind {
+                Some(proto::frame::Kind::Raft(m)) => from_proto(m).map(Some),
+                Some(proto::frame::Kind::Error(_)) => Ok(None),
+                None => Err(DecodeError::MissingField("frame.kind")),
+            });
+        let (group, message) = match message {
+            Ok(Some(routed)) => routed,
+            Ok(None) => continue,
+            Err(e) => break ConnectionError::from(e),
+        };
+        let Some(inner) = manager.upgrade() else {
+            return;
+        };
+        let inbox = inner
+            .routes
+            .lock()
+            .expect("routes lock")
+            .get(&group)
+            .map(|n| n.inbox.clone());
+        match inbox {
+            Some(inbox) => {
+                if inbox.try_send(GroupInput::Message(message)).is_err() {
+                    inner.stats.dropped_messages.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => {
+                inner
+                    .stats
+                    .unknown_group_messages
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, %group, "message for an unknown group");
+                let reply = proto::TransportError {
+                    group_id: group.0,
+                    kind: proto::transport_error::Kind::UnknownGroup as i32,
+                    detail: format!("group {group} is not served here"),
+                };
+                let frame = proto::Frame {
+                    kind: Some(proto::frame::Kind::Error(reply)),
+                }
+                .encode_to_vec();
+                let mut out = BytesMut::new();
+                encode_frame(&frame, &mut out);
+                let _ = writer.write_all(&out).await;
+            }
+        }
+    };
+    if let Some(inner) = manager.upgrade() {
+        let counter = match &error {
+            ConnectionError::Frame(FrameError::TooLarge { .. }) => &inner.stats.oversized_frames,
+            _ => &inner.stats.malformed_frames,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::warn!(%peer, %error, "closing connection");
+}

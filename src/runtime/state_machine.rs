@@ -1,0 +1,92 @@
+//! The user's replicated state machine (braft's `StateMachine`).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::error::Error;
+use crate::core::{LogId, Membership, NodeId, Term};
+
+/// A committed client command, handed to [`StateMachine::on_apply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The command's log position.
+    pub id: LogId,
+    /// The command, as proposed.
+    pub data: Bytes,
+}
+
+/// A snapshot's content: named files (braft's snapshot directory), held in
+/// memory.
+pub type SnapshotFiles = BTreeMap<String, Bytes>;
+
+/// Why a snapshot could not be saved or loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// This state machine does not implement snapshots.
+    #[error("snapshots are not supported by this state machine")]
+    Unsupported,
+    /// The snapshot data is invalid.
+    #[error("invalid snapshot: {0}")]
+    Invalid(String),
+}
+
+/// The state machine a Raft group replicates. Every callback runs on the
+/// group's apply task, in log order; none runs concurrently with another.
+pub trait StateMachine: Send + 'static {
+    /// Applies committed commands in log order and returns one response per
+    /// command, in the same order; the proposing client receives its
+    /// command's response. Every replica applies the same commands in the
+    /// same order, so the implementation must be deterministic.
+    fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes>;
+
+    /// This node became leader of `term`.
+    fn on_leader_start(&mut self, term: Term) {
+        let _ = term;
+    }
+
+    /// This node stopped leading.
+    fn on_leader_stop(&mut self) {}
+
+    /// This node started following `leader` in `term`.
+    fn on_start_following(&mut self, leader: NodeId, term: Term) {
+        let _ = (leader, term);
+    }
+
+    /// This node stopped following `leader`.
+    fn on_stop_following(&mut self, leader: NodeId) {
+        let _ = leader;
+    }
+
+    /// A configuration entry was committed and applied.
+    fn on_configuration_committed(&mut self, membership: &Membership) {
+        let _ = membership;
+    }
+
+    /// The group stopped on an error (e.g. a storage failure).
+    fn on_error(&mut self, error: &Error) {
+        let _ = error;
+    }
+
+    /// Saves the state as files. Snapshots arrive with log compaction; until
+    /// then the default says `Unsupported`.
+    ///
+    /// # Errors
+    /// [`SnapshotError`].
+    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+        Err(SnapshotError::Unsupported)
+    }
+
+    /// Replaces the state with a snapshot's files.
+    ///
+    /// # Errors
+    /// [`SnapshotError`].
+    fn on_snapshot_load(&mut self, files: SnapshotFiles) -> Result<(), SnapshotError> {
+        let _ = files;
+        Err(SnapshotError::Unsupported)
+    }
+
+    /// The group shut down; the last callback.
+    fn on_shutdown(&mut self) {}
+}

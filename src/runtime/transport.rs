@@ -1,0 +1,178 @@
+//! Outbound peer connections: one TCP connection per peer server, shared by
+//! every group on this server, each fed by its own sender task.
+//!
+//! Raft messages are one-way and the protocol tolerates loss, so the
+//! transport never blocks a group: a full queue drops the message, and a
+//! write that does not finish within `write_timeout` (a partition can hold a
+//! TCP stream for a long time) drops the connection and reconnects with
+//! backoff. The core's own timers resend what matters.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use prost::Message as _;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::frame::{FRAME_BYTES_MAX, read_frame};
+use super::proto;
+
+/// Connection tuning.
+#[derive(Clone, Debug)]
+pub struct TransportOptions {
+    /// Frames queued per peer before new ones are dropped.
+    pub queue_frames_max: usize,
+    /// Give up on a connection attempt after this long.
+    pub connect_timeout: Duration,
+    /// Give up on a write (and the connection) after this long.
+    pub write_timeout: Duration,
+    /// First reconnect delay; doubles up to `backoff_max`.
+    pub backoff_min: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+    /// Largest frame accepted from a peer.
+    pub frame_bytes_max: u32,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            queue_frames_max: 4096,
+            connect_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(2),
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_secs(1),
+            frame_bytes_max: FRAME_BYTES_MAX,
+        }
+    }
+}
+
+/// Sends frames to peer servers.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    senders: Arc<Mutex<BTreeMap<SocketAddr, mpsc::Sender<Bytes>>>>,
+    options: TransportOptions,
+}
+
+impl Transport {
+    /// A transport with these options.
+    pub fn new(options: TransportOptions) -> Self {
+        Transport {
+            senders: Arc::default(),
+            options,
+        }
+    }
+
+    /// Queues one encoded frame (length prefix included) for `addr`.
+    /// Returns false if it was dropped because the peer's queue is full.
+    pub fn send(&self, addr: SocketAddr, frame: Bytes) -> bool {
+        let mut senders = self.senders.lock().expect("transport lock");
+        let sender = senders.entry(addr).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(self.options.queue_frames_max);
+            tokio::spawn(run_peer_sender(addr, rx, self.options.clone()));
+            tx
+        });
+        match sender.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(%addr, "peer queue full; message dropped");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                senders.remove(&addr);
+                false
+            }
+        }
+    }
+
+    /// Stops every sender task (they end when their queue closes).
+    pub fn close(&self) {
+        self.senders.lock().expect("transport lock").clear();
+    }
+}
+
+/// Keeps one connection to `addr` and writes queued frames to it, batching
+/// what is queued into one write.
+async fn run_peer_sender(
+    addr: SocketAddr,
+    mut queue: mpsc::Receiver<Bytes>,
+    options: TransportOptions,
+) {
+    let mut backoff = options.backoff_min;
+    let mut batch = BytesMut::new();
+    loop {
+        let connect = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr)).await;
+        let stream = match connect {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, error = %e, "connect failed");
+                if !sleep_draining(&mut queue, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(options.backoff_max);
+                continue;
+            }
+            Err(_) => {
+                tracing::debug!(%addr, "connect timed out");
+                if !sleep_draining(&mut queue, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(options.backoff_max);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        backoff = options.backoff_min;
+        let (reader, mut writer) = tokio::io::split(stream);
+        let replies = tokio::spawn(log_replies(addr, reader, options.frame_bytes_max));
+        loop {
+            let Some(frame) = queue.recv().await else {
+                replies.abort();
+                return;
+            };
+            batch.clear();
+            batch.extend_from_slice(&frame);
+            while batch.len() < 1 << 20 {
+                match queue.try_recv() {
+                    Ok(frame) => batch.extend_from_slice(&frame),
+                    Err(_) => break,
+                }
+            }
+            let write = tokio::time::timeout(options.write_timeout, writer.write_all(&batch)).await;
+            if !matches!(write, Ok(Ok(()))) {
+                tracing::debug!(%addr, "write failed or timed out; reconnecting");
+                break;
+            }
+        }
+        replies.abort();
+    }
+}
+
+/// Waits `delay` while dropping what is queued (stale by the time a
+/// connection exists). Returns false when the queue closed.
+async fn sleep_draining(queue: &mut mpsc::Receiver<Bytes>, delay: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + delay;
+    loop {
+        tokio::select! {
+            biased;
+            frame = queue.recv() => if frame.is_none() { return false },
+            _ = tokio::time::sleep_until(deadline) => return true,
+        }
+    }
+}
+
+/// Reads the error frames a peer answers on our connection and logs them.
+async fn log_replies<R: tokio::io::AsyncRead + Unpin>(addr: SocketAddr, mut reader: R, max: u32) {
+    while let Ok(body) = read_frame(&mut reader, max).await {
+        if let Ok(proto::Frame {
+            kind: Some(proto::frame::Kind::Error(e)),
+        }) = proto::Frame::decode(body)
+        {
+            tracing::warn!(%addr, group = e.group_id, kind = e.kind, detail = %e.detail, "peer refused a message");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Helpers for runtime tests over real loopback TCP: clusters of
+//! `NodeManager`s on ports the OS picks, and a recording state machine.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use oar::core::{LogIndex, NodeId, RaftOptions};
+use oar::runtime::{
+    Committed, GroupId, GroupOptions, GroupStorage, MemStorage, Node, NodeManager, StateMachine,
+};
+
+/// What a recording state machine saw, shared with the test.
+#[derive(Debug, Default)]
+pub struct Record {
+    /// `key=value` map built from `set key value` commands.
+    pub map: BTreeMap<String, String>,
+    /// Every applied command, in order.
+    pub log: Vec<(LogIndex, Bytes)>,
+}
+
+/// Applies `set key value`; answers with the number of keys.
+pub struct Recorder(pub Arc<Mutex<Record>>);
+
+impl StateMachine for Recorder {
+    fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+        let mut record = self.0.lock().unwrap();
+        commands
+            .iter()
+            .map(|c| {
+                let text = String::from_utf8_lossy(&c.data).to_string();
+                let mut words = text.splitn(3, ' ');
+                if let (Some("set"), Some(k), Some(v)) = (words.next(), words.next(), words.next())
+                {
+                    record.map.insert(k.to_string(), v.to_string());
+                }
+                record.log.push((c.id.index, c.data.clone()));
+                Bytes::from(record.map.len().to_string())
+            })
+            .collect()
+    }
+}
+
+pub fn fast_raft(id: NodeId, group: GroupId) -> RaftOptions {
+    RaftOptions {
+        id,
+        election_timeout_min: Duration::from_millis(150),
+        election_timeout_max: Duration::from_millis(300),
+        heartbeat_interval: Duration::from_millis(30),
+        rng_seed: group.0 * 1000 + id.0,
+        ..RaftOptions::default()
+    }
+}
+
+/// One member: its server, handle, storage and record.
+pub struct Member {
+    pub server: NodeManager,
+    pub node: Node,
+    pub storage: MemStorage,
+    pub record: Arc<Mutex<Record>>,
+}
+
+/// Binds `n` servers on 127.0.0.1 with OS-chosen ports.
+pub async fn servers(n: usize) -> Vec<NodeManager> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        out.push(NodeManager::bind(addr, Default::default()).await.unwrap());
+    }
+    out
+}
+
+pub fn peers_of(servers: &[NodeManager]) -> BTreeMap<NodeId, SocketAddr> {
+    servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (NodeId(i as u64 + 1), s.local_addr()))
+        .collect()
+}
+
+/// Starts member `id` of `group` on `server` with this storage.
+pub fn start_member(
+    server: &NodeManager,
+    group: GroupId,
+    id: NodeId,
+    peers: BTreeMap<NodeId, SocketAddr>,
+    storage: MemStorage,
+) -> Member {
+    let record = Arc::new(Mutex::new(Record::default()));
+    let mut options = GroupOptions::new(group, id, peers);
+    options.raft = fast_raft(id, group);
+    let boxed: Box<dyn GroupStorage> = Box::new(storage.clone());
+    let node = server
+        .add_group(options, boxed, Box::new(Recorder(record.clone())))
+        .unwrap();
+    Member {
+        server: server.clone(),
+        node,
+        storage,
+        record,
+    }
+}
+
+/// Waits until some member leads with all others agreeing; returns its position.
+pub async fn wait_for_leader(members: &[&Node]) -> usize {
+    for _ in 0..400 {
+        let leaders: Vec<Option<NodeId>> = members.iter().map(|n| n.leader()).collect();
+        if let Some(Some(leader)) = leaders.first() {
+            if leaders.iter().all(|l| *l == Some(*leader)) {
+                if let Some(pos) = members.iter().position(|n| n.id() == *leader) {
+                    return pos;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no leader agreed on within 10 s");
+}
+
+/// Applies a command at whichever member leads, following NotLeader hints.
+pub async fn apply_anywhere(members: &[&Node], command: Bytes) -> oar::runtime::Applied {
+    for _ in 0..400 {
+        for node in members {
+            if let Ok(applied) = node.apply(command.clone()).await {
+                return applied;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no member accepted the command");
+}
+
+/// Waits until every record holds `count` commands.
+pub async fn wait_applied(records: &[Arc<Mutex<Record>>], count: usize) {
+    for _ in 0..800 {
+        if records.iter().all(|r| r.lock().unwrap().log.len() >= count) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let lens: Vec<usize> = records
+        .iter()
+        .map(|r| r.lock().unwrap().log.len())
+        .collect();
+    panic!("records did not reach {count} commands: {lens:?}");
+}
