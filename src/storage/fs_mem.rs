@@ -85,6 +85,8 @@ struct State {
     /// Injected failures: (operation, calls of it to let pass first).
     injected: Vec<(FsOp, u64)>,
     error_probability: f64,
+    /// Calls made of each operation, for tests that count syncs.
+    calls: BTreeMap<FsOp, u64>,
 }
 
 #[derive(Debug)]
@@ -145,6 +147,7 @@ impl MemFileSystem {
             power_left: None,
             injected: Vec::new(),
             error_probability: 0.0,
+            calls: BTreeMap::new(),
         };
         MemFileSystem {
             state: Arc::new(Mutex::new(state)),
@@ -202,6 +205,11 @@ impl MemFileSystem {
         Ok(())
     }
 
+    /// How many calls of `op` were made so far (failed ones included).
+    pub fn calls(&self, op: FsOp) -> u64 {
+        self.lock().calls.get(&op).copied().unwrap_or(0)
+    }
+
     /// The bytes reads of `path` see now (for tests).
     pub fn contents(&self, path: &Path) -> io::Result<Vec<u8>> {
         let mut st = self.lock();
@@ -219,6 +227,7 @@ impl MemFileSystem {
 
 impl State {
     fn check(&mut self, op: FsOp) -> io::Result<()> {
+        *self.calls.entry(op).or_default() += 1;
         match &mut self.power_left {
             Some(0) => return Err(err(io::ErrorKind::Other, "simulated power off")),
             Some(n) if op.is_mutation() => *n -= 1,

@@ -11,22 +11,38 @@
 //! <dir>/log/log_meta                       first-index marker (atomic file)
 //! <dir>/log/log_{first:020}_{last:020}     closed segments
 //! <dir>/log/log_inprogress_{first:020}     the open segment
+//! <dir>/raft_meta                          term and vote (atomic file)
+//! <dir>/snapshot/snapshot_{index:020}/     the newest snapshot
+//! <dir>/snapshot/temp/                     a snapshot being written
 //! ```
+//!
+//! The runtime opens a node's storage with [`LogWriter::open`], which
+//! returns what restart needs ([`Recovered`]), then drives it with
+//! [`LogWriter::submit`] and [`LogWriter::flush`] (one sync a batch);
+//! snapshots go through [`SnapshotStore`].
 
 pub mod atomic_file;
 pub mod error;
 pub mod fs;
 pub mod fs_mem;
 pub mod fs_std;
+pub mod log_writer;
+pub mod meta;
 pub mod record;
 mod recovery;
 mod segment;
 pub mod segment_log;
 pub mod segment_name;
+pub mod snapshot_meta;
+pub mod snapshot_store;
 
 pub use error::{CorruptionKind, StorageError};
 pub use fs::{File, FileSystem};
 pub use fs_mem::{FsOp, MemFileSystem};
 pub use fs_std::StdFileSystem;
+pub use log_writer::{Durable, LogWriter, Recovered, WriteOp};
+pub use meta::MetaStorage;
 pub use segment_log::{LogOptions, RecoveredLog, SegmentLog};
 pub use segment_name::SegmentName;
+pub use snapshot_meta::{SnapshotFile, SnapshotMeta};
+pub use snapshot_store::{SnapshotReader, SnapshotStore, SnapshotWriter};

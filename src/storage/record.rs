@@ -168,7 +168,7 @@ pub fn decode(buf: &[u8], offset: usize, salt: u64) -> Decoded {
 
 /// Configuration payload: three (count u32 LE, ids u64 LE…) lists: voters,
 /// outgoing voters, learners.
-fn encode_membership(m: &Membership, out: &mut Vec<u8>) {
+pub(crate) fn encode_membership(m: &Membership, out: &mut Vec<u8>) {
     for set in [&m.voters, &m.outgoing_voters, &m.learners] {
         out.extend_from_slice(&(set.len() as u32).to_le_bytes());
         for id in set {
@@ -177,7 +177,7 @@ fn encode_membership(m: &Membership, out: &mut Vec<u8>) {
     }
 }
 
-fn decode_membership(mut b: &[u8]) -> Option<Membership> {
+pub(crate) fn decode_membership(mut b: &[u8]) -> Option<Membership> {
     let mut sets = [const { std::collections::BTreeSet::new() }; 3];
     for set in &mut sets {
         let (n, rest) = b.split_first_chunk::<4>()?;

@@ -1,0 +1,318 @@
+//! Snapshot directories (braft's `LocalSnapshotStorage`).
+//!
+//! ```text
+//! <dir>/snapshot_{last_index:020}/__raft_snapshot_meta   the newest snapshot
+//! <dir>/snapshot_{last_index:020}/<data files>
+//! <dir>/temp/                                            one being written
+//! ```
+//! A snapshot is written into `temp/`: data files, each fsynced, then the
+//! meta (atomic, checksummed, listing each file's length and CRC32C), then
+//! `temp/` itself is fsynced and renamed to `snapshot_{index}`, and the
+//! parent fsynced. Older snapshots are removed only after that. After a
+//! crash, `temp/` is discarded, so a half-written snapshot is never visible.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::atomic_file;
+use super::error::{CorruptionKind, Result, StorageError};
+use super::fs::{self, FileSystem};
+use super::segment_log::create_dir_durably;
+use super::snapshot_meta::{SNAPSHOT_META_NAME, SnapshotFile, SnapshotMeta};
+use crate::core::{LogId, Membership};
+
+const TEMP_NAME: &str = "temp";
+const PREFIX: &str = "snapshot_";
+const META_MAGIC: [u8; 4] = *b"OARS";
+/// A bound on the meta file, so a corrupt one is never read whole.
+const META_BYTES_MAX: u64 = 16 << 20;
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StorageError {
+    let path = path.to_path_buf();
+    move |e| StorageError::io(op, path, e)
+}
+
+/// The snapshot directory of one node.
+#[derive(Clone, Debug)]
+pub struct SnapshotStore {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+}
+
+impl SnapshotStore {
+    /// Opens (creating) the store in `dir`, discarding a half-written
+    /// snapshot and finishing the removal of superseded ones.
+    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<SnapshotStore> {
+        create_dir_durably(&*fs, dir)?;
+        let store = SnapshotStore {
+            fs,
+            dir: dir.to_path_buf(),
+        };
+        let mut indexes = store.list()?;
+        let temp = dir.join(TEMP_NAME);
+        let mut changed = false;
+        if store.fs.exists(&temp).map_err(io("exists", &temp))? {
+            store
+                .fs
+                .remove_dir_all(&temp)
+                .map_err(io("remove_dir_all", &temp))?;
+            changed = true;
+        }
+        indexes.pop();
+        for index in indexes {
+            let path = store.snapshot_dir(index);
+            store
+                .fs
+                .remove_dir_all(&path)
+                .map_err(io("remove_dir_all", &path))?;
+            changed = true;
+        }
+        if changed {
+            store.fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
+        }
+        Ok(store)
+    }
+
+    fn snapshot_dir(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("{PREFIX}{index:020}"))
+    }
+
+    /// Indexes of the complete snapshots, ascending.
+    fn list(&self) -> Result<Vec<u64>> {
+        let mut indexes = Vec::new();
+        for name in self
+            .fs
+            .list_dir(&self.dir)
+            .map_err(io("list_dir", &self.dir))?
+        {
+            if name == TEMP_NAME {
+                continue;
+            }
+            let index = name
+                .strip_prefix(PREFIX)
+                .filter(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse().ok());
+            match index {
+                Some(index) => indexes.push(index),
+                None => {
+                    let kind = CorruptionKind::UnexpectedFileName;
+                    return Err(StorageError::corruption(self.dir.join(name), 0, kind));
+                }
+            }
+        }
+        indexes.sort_unstable();
+        Ok(indexes)
+    }
+
+    /// The newest complete snapshot, if any.
+    ///
+    /// # Errors
+    /// [`StorageError::Corruption`] naming the meta file if it is missing,
+    /// fails its checksum, or names another index than its directory.
+    pub fn latest(&self) -> Result<Option<SnapshotReader>> {
+        let Some(&index) = self.list()?.last() else {
+            return Ok(None);
+        };
+        let dir = self.snapshot_dir(index);
+        let meta_path = dir.join(SNAPSHOT_META_NAME);
+        let corrupt = |kind| StorageError::corruption(&meta_path, 0, kind);
+        let payload = atomic_file::read(
+            &*self.fs,
+            &dir,
+            SNAPSHOT_META_NAME,
+            META_MAGIC,
+            META_BYTES_MAX,
+        )?
+        .ok_or_else(|| corrupt(CorruptionKind::FileLength))?;
+        let meta =
+            SnapshotMeta::decode(&payload).ok_or_else(|| corrupt(CorruptionKind::FileLength))?;
+        if meta.last_included.index.0 != index {
+            return Err(corrupt(CorruptionKind::UnexpectedFileName));
+        }
+        Ok(Some(SnapshotReader {
+            fs: Arc::clone(&self.fs),
+            dir,
+            meta,
+        }))
+    }
+
+    /// Starts writing a new snapshot in `temp/` (discarding any there).
+    pub fn begin(&self) -> Result<SnapshotWriter> {
+        let temp = self.dir.join(TEMP_NAME);
+        if self.fs.exists(&temp).map_err(io("exists", &temp))? {
+            self.fs
+                .remove_dir_all(&temp)
+                .map_err(io("remove_dir_all", &temp))?;
+        }
+        self.fs
+            .create_dir_all(&temp)
+            .map_err(io("create_dir_all", &temp))?;
+        Ok(SnapshotWriter {
+            store: self.clone(),
+            temp,
+            files: Vec::new(),
+        })
+    }
+}
+
+/// A snapshot being written (braft's `LocalSnapshotWriter`).
+#[derive(Debug)]
+pub struct SnapshotWriter {
+    store: SnapshotStore,
+    temp: PathBuf,
+    /// Files written so far.
+    files: Vec<SnapshotFile>,
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name != SNAPSHOT_META_NAME
+        && !name.ends_with(atomic_file::TMP_SUFFIX)
+        && !name.contains(['/', '\\', '\0'])
+        && name.len() <= usize::from(u16::MAX);
+    match plain {
+        true => Ok(()),
+        false => Err(StorageError::InvalidFileName {
+            name: name.to_owned(),
+        }),
+    }
+}
+
+impl SnapshotWriter {
+    /// Writes the data file `name` with `data` and syncs it.
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidFileName`] for a name with a separator, empty,
+    /// or reserved.
+    pub fn write_file(&mut self, name: &str, data: &[u8]) -> Result<()> {
+        check_name(name)?;
+        let path = self.temp.join(name);
+        let fs = &self.store.fs;
+        let mut file = fs.create(&path).map_err(io("create", &path))?;
+        file.write_all_at(data, 0).map_err(io("write", &path))?;
+        file.sync_all().map_err(io("sync_all", &path))?;
+        self.files.retain(|f| f.name != name);
+        self.files.push(SnapshotFile {
+            name: name.to_owned(),
+            len: data.len() as u64,
+            crc: crc32c::crc32c(data),
+        });
+        Ok(())
+    }
+
+    /// Publishes the snapshot: writes its meta, syncs `temp/`, renames it to
+    /// `snapshot_{index}`, syncs the parent, then removes older snapshots.
+    /// Durable on return.
+    pub fn commit(mut self, last_included: LogId, membership: Membership) -> Result<SnapshotMeta> {
+        self.files.sort_by(|a, b| a.name.cmp(&b.name));
+        let meta = SnapshotMeta {
+            last_included,
+            membership,
+            files: std::mem::take(&mut self.files),
+        };
+        let fs = &self.store.fs;
+        let parent = &self.store.dir;
+        atomic_file::write(
+            &**fs,
+            &self.temp,
+            SNAPSHOT_META_NAME,
+            META_MAGIC,
+            &meta.encode(),
+        )?;
+        let index = last_included.index.0;
+        let target = self.store.snapshot_dir(index);
+        let older: Vec<u64> = self
+            .store
+            .list()?
+            .into_iter()
+            .filter(|&i| i != index)
+            .collect();
+        if fs.exists(&target).map_err(io("exists", &target))? {
+            // The same snapshot point was published before: keep that one.
+            fs.remove_dir_all(&self.temp)
+                .map_err(io("remove_dir_all", &self.temp))?;
+        } else {
+            fs.rename(&self.temp, &target)
+                .map_err(io("rename", &self.temp))?;
+        }
+        fs.sync_dir(parent).map_err(io("sync_dir", parent))?;
+        for old in older.into_iter().filter(|&i| i < index) {
+            let path = self.store.snapshot_dir(old);
+            fs.remove_dir_all(&path)
+                .map_err(io("remove_dir_all", &path))?;
+        }
+        fs.sync_dir(parent).map_err(io("sync_dir", parent))?;
+        Ok(meta)
+    }
+}
+
+/// A complete snapshot, for loading or sending (braft's `LocalSnapshotReader`).
+#[derive(Debug)]
+pub struct SnapshotReader {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    meta: SnapshotMeta,
+}
+
+impl SnapshotReader {
+    /// What the snapshot covers and holds.
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
+    }
+
+    /// The snapshot's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn file(&self, name: &str) -> Result<&SnapshotFile> {
+        self.meta
+            .files
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| StorageError::NoSuchFile {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Reads the whole data file `name`, checked against the meta's length
+    /// and CRC32C.
+    ///
+    /// # Errors
+    /// [`StorageError::NoSuchFile`] if the meta does not list it;
+    /// [`StorageError::Corruption`] if its bytes differ from the meta.
+    pub fn read_file(&self, name: &str) -> Result<Vec<u8>> {
+        let f = self.file(name)?;
+        let path = self.dir.join(name);
+        let mismatch = || StorageError::corruption(&path, 0, CorruptionKind::SnapshotFileMismatch);
+        let data = match fs::read_all(&*self.fs, &path, f.len) {
+            Ok(data) => data,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(mismatch()),
+            Err(e) => return Err(StorageError::io("read", &path, e)),
+        };
+        if data.len() as u64 != f.len || crc32c::crc32c(&data) != f.crc {
+            return Err(mismatch());
+        }
+        Ok(data)
+    }
+
+    /// Reads `len` bytes of file `name` from `offset` (fewer at its end), for
+    /// chunked copy to a follower, which checks the whole file's CRC32C.
+    pub fn read_chunk(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let f = self.file(name)?;
+        let path = self.dir.join(name);
+        let n = len.min(f.len.saturating_sub(offset));
+        let mut buf = vec![0u8; n as usize];
+        let file = self.fs.open(&path).map_err(io("open", &path))?;
+        file.read_exact_at(&mut buf, offset)
+            .map_err(io("read", &path))?;
+        Ok(buf)
+    }
+}
+
+#[cfg(test)]
+#[path = "snapshot_store_tests.rs"]
+mod tests;
