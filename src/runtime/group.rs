@@ -14,18 +14,14 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use prost::Message as _;
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply_loop::{ApplyTask, Closure};
-use super::convert::to_proto;
 use super::error::Error;
-use super::frame::encode_frame;
 use super::group_id::GroupId;
 use super::group_storage::{PersistOp, Persisted};
 use super::log_writer::WriteResult;
-use super::proto;
 use super::transport::Transport;
 use crate::core::{
     Action, Instant, LogIndex, Message, NodeId, ProposalError, ProposeError, RaftNode, Status, Term,
@@ -211,13 +207,7 @@ impl GroupDriver {
             tracing::warn!(group = %self.group, to = %m.to, "no address for peer");
             return;
         };
-        let frame = proto::Frame {
-            kind: Some(proto::frame::Kind::Raft(to_proto(self.group, &m))),
-        };
-        let body = frame.encode_to_vec();
-        let mut out = BytesMut::with_capacity(body.len() + 4);
-        encode_frame(&body, &mut out);
-        self.transport.send(addr, out.freeze());
+        self.transport.send(addr, self.group, m);
     }
 
     /// Fails every waiting client and every queued request.

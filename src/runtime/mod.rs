@@ -34,4 +34,4 @@ pub use node::Node;
 pub use node_manager::{NodeManager, ServerStats};
 pub use options::GroupOptions;
 pub use state_machine::{Committed, SnapshotError, SnapshotFiles, StateMachine};
-pub use transport::{Transport, TransportOptions};
+pub use transport::{LocalNetwork, Router, Transport, TransportOptions};

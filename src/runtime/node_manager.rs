@@ -26,7 +26,7 @@ use super::node::Node;
 use super::options::GroupOptions;
 use super::proto;
 use super::state_machine::StateMachine;
-use super::transport::{Transport, TransportOptions};
+use super::transport::{LocalNetwork, Transport, TransportOptions};
 use crate::core::{EntryPayload, InitialState, Instant, Membership, RaftNode};
 
 /// Counters of what the server refused, for tests and the status page.
@@ -44,6 +44,8 @@ pub struct ServerStats {
 
 struct Inner {
     local_addr: SocketAddr,
+    /// Set when the server lives on an in-process network instead of TCP.
+    local_network: Option<LocalNetwork>,
     routes: Mutex<BTreeMap<GroupId, Node>>,
     transport: Transport,
     options: TransportOptions,
@@ -67,8 +69,9 @@ impl NodeManager {
         let local_addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
             local_addr,
+            local_network: None,
             routes: Mutex::default(),
-            transport: Transport::new(options.clone()),
+            transport: Transport::tcp(options.clone()),
             options,
             accept: Mutex::default(),
             stats: ServerStats::default(),
@@ -76,6 +79,30 @@ impl NodeManager {
         let accept = tokio::spawn(accept_loop(listener, Arc::downgrade(&inner)));
         *inner.accept.lock().expect("accept lock") = Some(accept);
         Ok(NodeManager { inner })
+    }
+
+    /// A server on an in-process network, reachable at `addr` by the other
+    /// servers of `network` (no sockets: for benchmarks and tests).
+    pub fn local(network: &LocalNetwork, addr: SocketAddr) -> NodeManager {
+        let inner = Arc::new(Inner {
+            local_addr: addr,
+            local_network: Some(network.clone()),
+            routes: Mutex::default(),
+            transport: Transport::local(network.clone()),
+            options: TransportOptions::default(),
+            accept: Mutex::default(),
+            stats: ServerStats::default(),
+        });
+        let weak = Arc::downgrade(&inner);
+        network.register(
+            addr,
+            Arc::new(move |group, message| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.route(group, message);
+                }
+            }),
+        );
+        NodeManager { inner }
     }
 
     /// The address peers reach this server at.
@@ -227,6 +254,32 @@ impl NodeManager {
             node.shutdown().await;
         }
         self.inner.transport.close();
+        if let Some(network) = &self.inner.local_network {
+            network.unregister(self.inner.local_addr);
+        }
+    }
+}
+
+impl Inner {
+    /// Hands a message to its group's inbox. Returns false if no such group
+    /// runs here. A full inbox drops the message (Raft resends).
+    fn route(&self, group: GroupId, message: crate::core::Message) -> bool {
+        let inbox = self
+            .routes
+            .lock()
+            .expect("routes lock")
+            .get(&group)
+            .map(|n| n.inbox.clone());
+        let Some(inbox) = inbox else {
+            self.stats
+                .unknown_group_messages
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        if inbox.try_send(GroupInput::Message(message)).is_err() {
+            self.stats.dropped_messages.fetch_add(1, Ordering::Relaxed);
+        }
+        true
     }
 }
 
@@ -279,37 +332,20 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, max: u32, manager
         let Some(inner) = manager.upgrade() else {
             return;
         };
-        let inbox = inner
-            .routes
-            .lock()
-            .expect("routes lock")
-            .get(&group)
-            .map(|n| n.inbox.clone());
-        match inbox {
-            Some(inbox) => {
-                if inbox.try_send(GroupInput::Message(message)).is_err() {
-                    inner.stats.dropped_messages.fetch_add(1, Ordering::Relaxed);
-                }
+        if !inner.route(group, message) {
+            tracing::debug!(%peer, %group, "message for an unknown group");
+            let reply = proto::TransportError {
+                group_id: group.0,
+                kind: proto::transport_error::Kind::UnknownGroup as i32,
+                detail: format!("group {group} is not served here"),
+            };
+            let frame = proto::Frame {
+                kind: Some(proto::frame::Kind::Error(reply)),
             }
-            None => {
-                inner
-                    .stats
-                    .unknown_group_messages
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%peer, %group, "message for an unknown group");
-                let reply = proto::TransportError {
-                    group_id: group.0,
-                    kind: proto::transport_error::Kind::UnknownGroup as i32,
-                    detail: format!("group {group} is not served here"),
-                };
-                let frame = proto::Frame {
-                    kind: Some(proto::frame::Kind::Error(reply)),
-                }
-                .encode_to_vec();
-                let mut out = BytesMut::new();
-                encode_frame(&frame, &mut out);
-                let _ = writer.write_all(&out).await;
-            }
+            .encode_to_vec();
+            let mut out = BytesMut::new();
+            encode_frame(&frame, &mut out);
+            let _ = writer.write_all(&out).await;
         }
     };
     if let Some(inner) = manager.upgrade() {

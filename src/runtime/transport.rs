@@ -1,5 +1,7 @@
-//! Outbound peer connections: one TCP connection per peer server, shared by
-//! every group on this server, each fed by its own sender task.
+//! Outbound peer messages. Over TCP: one connection per peer server, shared
+//! by every group on this server, each fed by its own sender task. In
+//! process: a [`LocalNetwork`] hands messages straight to the receiving
+//! server's router (for benchmarks and tests of the runtime without sockets).
 //!
 //! Raft messages are one-way and the protocol tolerates loss, so the
 //! transport never blocks a group: a full queue drops the message, and a
@@ -18,8 +20,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::frame::{FRAME_BYTES_MAX, read_frame};
+use super::convert::to_proto;
+use super::frame::{FRAME_BYTES_MAX, encode_frame, read_frame};
+use super::group_id::GroupId;
 use super::proto;
+use crate::core::Message;
 
 /// Connection tuning.
 #[derive(Clone, Debug)]
@@ -51,47 +56,139 @@ impl Default for TransportOptions {
     }
 }
 
-/// Sends frames to peer servers.
+/// Delivers one inbound message to a server's groups.
+pub type Router = Arc<dyn Fn(GroupId, Message) + Send + Sync>;
+
+/// Servers in one process, reachable by address without sockets.
+#[derive(Clone, Default)]
+pub struct LocalNetwork {
+    routers: Arc<Mutex<BTreeMap<SocketAddr, Router>>>,
+}
+
+impl LocalNetwork {
+    /// An empty network.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn register(&self, addr: SocketAddr, router: Router) {
+        self.routers
+            .lock()
+            .expect("network lock")
+            .insert(addr, router);
+    }
+
+    pub(crate) fn unregister(&self, addr: SocketAddr) {
+        self.routers.lock().expect("network lock").remove(&addr);
+    }
+
+    fn deliver(&self, addr: SocketAddr, group: GroupId, message: Message) {
+        let router = self
+            .routers
+            .lock()
+            .expect("network lock")
+            .get(&addr)
+            .cloned();
+        if let Some(router) = router {
+            router(group, message);
+        }
+    }
+}
+
+impl std::fmt::Debug for LocalNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalNetwork").finish_non_exhaustive()
+    }
+}
+
+/// Per-peer frame queues of the TCP transport.
+type SenderMap = Mutex<BTreeMap<SocketAddr, mpsc::Sender<Bytes>>>;
+
+/// Sends messages to peer servers.
 #[derive(Clone, Debug)]
 pub struct Transport {
-    senders: Arc<Mutex<BTreeMap<SocketAddr, mpsc::Sender<Bytes>>>>,
-    options: TransportOptions,
+    kind: TransportKind,
+}
+
+#[derive(Clone, Debug)]
+enum TransportKind {
+    Tcp {
+        senders: Arc<SenderMap>,
+        options: TransportOptions,
+    },
+    Local(LocalNetwork),
 }
 
 impl Transport {
-    /// A transport with these options.
-    pub fn new(options: TransportOptions) -> Self {
+    /// A TCP transport with these options.
+    pub fn tcp(options: TransportOptions) -> Self {
         Transport {
-            senders: Arc::default(),
-            options,
+            kind: TransportKind::Tcp {
+                senders: Arc::default(),
+                options,
+            },
         }
     }
 
-    /// Queues one encoded frame (length prefix included) for `addr`.
-    /// Returns false if it was dropped because the peer's queue is full.
-    pub fn send(&self, addr: SocketAddr, frame: Bytes) -> bool {
-        let mut senders = self.senders.lock().expect("transport lock");
-        let sender = senders.entry(addr).or_insert_with(|| {
-            let (tx, rx) = mpsc::channel(self.options.queue_frames_max);
-            tokio::spawn(run_peer_sender(addr, rx, self.options.clone()));
-            tx
-        });
-        match sender.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::debug!(%addr, "peer queue full; message dropped");
-                false
+    /// An in-process transport over `network`.
+    pub fn local(network: LocalNetwork) -> Self {
+        Transport {
+            kind: TransportKind::Local(network),
+        }
+    }
+
+    /// Sends `message` of `group` to the server at `addr`. Returns false if
+    /// it was dropped because the peer's queue is full.
+    pub fn send(&self, addr: SocketAddr, group: GroupId, message: Message) -> bool {
+        match &self.kind {
+            TransportKind::Tcp { senders, options } => {
+                let frame = proto::Frame {
+                    kind: Some(proto::frame::Kind::Raft(to_proto(group, &message))),
+                };
+                let body = frame.encode_to_vec();
+                let mut out = BytesMut::with_capacity(body.len() + 4);
+                encode_frame(&body, &mut out);
+                send_frame(senders, options, addr, out.freeze())
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                senders.remove(&addr);
-                false
+            TransportKind::Local(network) => {
+                network.deliver(addr, group, message);
+                true
             }
         }
     }
 
-    /// Stops every sender task (they end when their queue closes).
+    /// Stops every TCP sender task (they end when their queue closes).
     pub fn close(&self) {
-        self.senders.lock().expect("transport lock").clear();
+        if let TransportKind::Tcp { senders, .. } = &self.kind {
+            senders.lock().expect("transport lock").clear();
+        }
+    }
+}
+
+/// Queues one encoded frame (length prefix included) for `addr`, starting
+/// its sender task on first use.
+fn send_frame(
+    senders: &SenderMap,
+    options: &TransportOptions,
+    addr: SocketAddr,
+    frame: Bytes,
+) -> bool {
+    let mut senders = senders.lock().expect("transport lock");
+    let sender = senders.entry(addr).or_insert_with(|| {
+        let (tx, rx) = mpsc::channel(options.queue_frames_max);
+        tokio::spawn(run_peer_sender(addr, rx, options.clone()));
+        tx
+    });
+    match sender.try_send(frame) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            tracing::debug!(%addr, "peer queue full; message dropped");
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            senders.remove(&addr);
+            false
+        }
     }
 }
 
