@@ -46,7 +46,7 @@ async fn cluster() -> (Vec<NodeManager>, Vec<Member>) {
                 GroupId(1),
                 NodeId(i as u64 + 1),
                 peers.clone(),
-                MemStorage::new(),
+                Store::Mem(MemStorage::new()),
             )
         })
         .collect();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use oar::core::NodeId;
-use oar::runtime::{GroupId, MemStorage, Node};
+use oar::runtime::{GroupId, Node};
 use runtime::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,14 +16,16 @@ async fn three_nodes_commit_ten_thousand_writes_and_agree() {
     let servers = servers(3).await;
     let peers = peers_of(&servers);
     let group = GroupId(1);
+    let dir = tempfile::tempdir().unwrap();
     let members: Vec<Member> = (0..3)
         .map(|i| {
+            let store = Store::Disk(dir.path().join(format!("n{i}")));
             start_member(
                 &servers[i],
                 group,
                 NodeId(i as u64 + 1),
                 peers.clone(),
-                MemStorage::new(),
+                store,
             )
         })
         .collect();
@@ -61,14 +63,16 @@ async fn a_killed_leader_is_replaced_and_catches_up_after_restart() {
     let servers = servers(3).await;
     let peers = peers_of(&servers);
     let group = GroupId(7);
+    let dir = tempfile::tempdir().unwrap();
     let mut members: Vec<Member> = (0..3)
         .map(|i| {
+            let store = Store::Disk(dir.path().join(format!("n{i}")));
             start_member(
                 &servers[i],
                 group,
                 NodeId(i as u64 + 1),
                 peers.clone(),
-                MemStorage::new(),
+                store,
             )
         })
         .collect();
@@ -95,13 +99,14 @@ async fn a_killed_leader_is_replaced_and_catches_up_after_restart() {
         apply_anywhere(&survivors, Bytes::from(format!("set b{k} {k}"))).await;
     }
     // Restart the old leader from its storage: it catches up.
-    let storage = members[old].storage.clone();
+    // A fresh process would reopen the directory: so does this.
+    let store = members[old].store.clone();
     let restarted = start_member(
         &servers[old],
         group,
         NodeId(old as u64 + 1),
         peers.clone(),
-        storage,
+        store,
     );
     members[old] = restarted;
     let records: Vec<_> = members.iter().map(|m| m.record.clone()).collect();
@@ -125,15 +130,18 @@ async fn fifty_groups_on_three_servers_elect_and_commit_independently() {
     let servers = servers(3).await;
     let peers = peers_of(&servers);
     let mut groups = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
     for g in 1..=50 {
         let members: Vec<Member> = (0..3)
             .map(|i| {
+                // One directory per group and member, as a server would keep.
+                let store = Store::Disk(dir.path().join(format!("g{g}/n{i}")));
                 start_member(
                     &servers[i],
                     GroupId(g),
                     NodeId(i as u64 + 1),
                     peers.clone(),
-                    MemStorage::new(),
+                    store,
                 )
             })
             .collect();

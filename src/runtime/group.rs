@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::apply_loop::{ApplyTask, Closure};
 use super::error::Error;
 use super::group_id::GroupId;
-use super::group_storage::{PersistOp, Persisted};
+use crate::storage::{Durable, WriteOp};
 use super::log_writer::WriteResult;
 use super::transport::Transport;
 use crate::core::{
@@ -53,7 +53,7 @@ pub(crate) struct GroupDriver {
     pub(crate) epoch: tokio::time::Instant,
     pub(crate) peers: BTreeMap<NodeId, SocketAddr>,
     pub(crate) transport: Transport,
-    pub(crate) writes: mpsc::UnboundedSender<Vec<PersistOp>>,
+    pub(crate) writes: mpsc::UnboundedSender<Vec<WriteOp>>,
     pub(crate) write_results: mpsc::UnboundedReceiver<WriteResult>,
     pub(crate) apply: mpsc::UnboundedSender<ApplyTask>,
     pub(crate) shared: Arc<SharedState>,
@@ -147,12 +147,12 @@ impl GroupDriver {
         }
     }
 
-    fn on_persisted(&mut self, done: Vec<Persisted>) {
+    fn on_persisted(&mut self, done: Vec<Durable>) {
         let now = self.now();
         for persisted in done {
             let result = match persisted {
-                Persisted::HardState(hs) => self.raft.handle_hard_state_persisted(now, hs),
-                Persisted::Entries(up_to) => self.raft.handle_entries_persisted(now, up_to),
+                Durable::HardState(hs) => self.raft.handle_hard_state_persisted(now, hs),
+                Durable::Entries(up_to) => self.raft.handle_entries_persisted(now, up_to),
             };
             if let Err(e) = result {
                 tracing::trace!(group = %self.group, error = %e, "completion ignored");
@@ -166,8 +166,8 @@ impl GroupDriver {
         while let Some(action) = self.raft.poll_action() {
             match action {
                 Action::Send(m) => self.send(m),
-                Action::PersistHardState(hs) => writes.push(PersistOp::HardState(hs)),
-                Action::PersistEntries { entries } => writes.push(PersistOp::Entries(entries)),
+                Action::PersistHardState(hs) => writes.push(WriteOp::HardState(hs)),
+                Action::PersistEntries { entries } => writes.push(WriteOp::Entries(entries)),
                 Action::Apply { entries } => {
                     let closures = entries
                         .iter()

@@ -7,15 +7,16 @@
 
 use tokio::sync::mpsc;
 
-use super::group_storage::{GroupStorage, PersistOp, Persisted};
+use super::group_storage::GroupStorage;
+use crate::storage::{Durable, WriteOp};
 
 /// A batch's outcome: completions in order, or the failure that stops the group.
-pub(crate) type WriteResult = Result<Vec<Persisted>, String>;
+pub(crate) type WriteResult = Result<Vec<Durable>, String>;
 
 /// Runs until the group closes the queue; returns the storage.
 pub(crate) async fn run_log_writer(
     mut storage: Box<dyn GroupStorage>,
-    mut writes: mpsc::UnboundedReceiver<Vec<PersistOp>>,
+    mut writes: mpsc::UnboundedReceiver<Vec<WriteOp>>,
     done: mpsc::UnboundedSender<WriteResult>,
 ) -> Box<dyn GroupStorage> {
     while let Some(mut batch) = writes.recv().await {

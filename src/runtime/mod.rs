@@ -27,9 +27,7 @@ pub use apply_loop::Applied;
 pub use convert::{DecodeError, decode_message, encode_message};
 pub use error::Error;
 pub use group_id::GroupId;
-pub use group_storage::{
-    GroupStorage, MemStorage, PersistOp, Persisted, RecoveredState, StorageFailure,
-};
+pub use group_storage::{DiskStorage, GroupStorage, MemStorage, StorageFailure};
 pub use node::Node;
 pub use node_manager::{NodeManager, ServerStats};
 pub use options::GroupOptions;

@@ -151,7 +151,7 @@ impl NodeManager {
         let initial = InitialState {
             hard_state: recovered.hard_state,
             membership,
-            snapshot_last: recovered.snapshot_last,
+            snapshot_last: recovered.last_purged,
             entries: recovered.entries,
         };
         let epoch = tokio::time::Instant::now();

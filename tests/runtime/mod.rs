@@ -10,8 +10,37 @@ use std::time::Duration;
 use bytes::Bytes;
 use oar::core::{LogIndex, NodeId, RaftOptions};
 use oar::runtime::{
-    Committed, GroupId, GroupOptions, GroupStorage, MemStorage, Node, NodeManager, StateMachine,
+    Committed, DiskStorage, GroupId, GroupOptions, GroupStorage, MemStorage, Node, NodeManager,
+    StateMachine,
 };
+use oar::storage::{LogOptions, StdFileSystem};
+
+/// Where a member keeps its log: in memory, or in a real directory.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Mem(MemStorage),
+    Disk(std::path::PathBuf),
+}
+
+impl Store {
+    /// Opens the storage (recovering a directory's content).
+    pub fn open(&self) -> Box<dyn GroupStorage> {
+        match self {
+            Store::Mem(mem) => Box::new(mem.clone()),
+            Store::Disk(dir) => {
+                // Small segments: tests run many groups and rotate often.
+                let options = LogOptions {
+                    segment_bytes_max: 256 << 10,
+                    preallocate: true,
+                };
+                Box::new(
+                    DiskStorage::open(Arc::new(StdFileSystem), dir, options)
+                        .expect("storage opens"),
+                )
+            }
+        }
+    }
+}
 
 /// What a recording state machine saw, shared with the test.
 #[derive(Debug, Default)]
@@ -59,7 +88,7 @@ pub fn fast_raft(id: NodeId, group: GroupId) -> RaftOptions {
 pub struct Member {
     pub server: NodeManager,
     pub node: Node,
-    pub storage: MemStorage,
+    pub store: Store,
     pub record: Arc<Mutex<Record>>,
 }
 
@@ -87,19 +116,18 @@ pub fn start_member(
     group: GroupId,
     id: NodeId,
     peers: BTreeMap<NodeId, SocketAddr>,
-    storage: MemStorage,
+    store: Store,
 ) -> Member {
     let record = Arc::new(Mutex::new(Record::default()));
     let mut options = GroupOptions::new(group, id, peers);
     options.raft = fast_raft(id, group);
-    let boxed: Box<dyn GroupStorage> = Box::new(storage.clone());
     let node = server
-        .add_group(options, boxed, Box::new(Recorder(record.clone())))
+        .add_group(options, store.open(), Box::new(Recorder(record.clone())))
         .unwrap();
     Member {
         server: server.clone(),
         node,
-        storage,
+        store,
         record,
     }
 }
