@@ -473,3 +473,6 @@ impl Line {
             .map_err(|source| ReadError::Record { line, source })
     }
 }
+
+#[cfg(test)]
+mod tests;
