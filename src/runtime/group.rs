@@ -20,12 +20,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::apply_loop::{ApplyTask, Closure};
 use super::error::Error;
 use super::group_id::GroupId;
-use crate::storage::{Durable, WriteOp};
 use super::log_writer::WriteResult;
 use super::transport::Transport;
 use crate::core::{
     Action, Instant, LogIndex, Message, NodeId, ProposalError, ProposeError, RaftNode, Status, Term,
 };
+use crate::storage::{Durable, WriteOp};
 
 /// Inputs a group task accepts.
 pub(crate) enum GroupInput {

@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::storage::{Durable, FileSystem, LogOptions, LogWriter, Recovered, StorageError, WriteOp};
+use crate::storage::{
+    Durable, FileSystem, LogOptions, LogWriter, Recovered, StorageError, WriteOp,
+};
 
 /// A storage failure, as the runtime reports it.
 pub type StorageFailure = Box<dyn std::error::Error + Send + Sync>;
@@ -41,15 +43,24 @@ impl DiskStorage {
     ///
     /// # Errors
     /// Corruption that recovery may not repair, or an I/O error.
-    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: LogOptions) -> Result<Self, StorageError> {
+    pub fn open(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        options: LogOptions,
+    ) -> Result<Self, StorageError> {
         let (writer, recovered) = LogWriter::open(fs, dir, options)?;
-        Ok(DiskStorage { writer, recovered: Some(recovered) })
+        Ok(DiskStorage {
+            writer,
+            recovered: Some(recovered),
+        })
     }
 }
 
 impl GroupStorage for DiskStorage {
     fn recover(&mut self) -> Result<Recovered, StorageFailure> {
-        self.recovered.take().ok_or_else(|| "storage already recovered".into())
+        self.recovered
+            .take()
+            .ok_or_else(|| "storage already recovered".into())
     }
 
     fn persist(&mut self, ops: Vec<WriteOp>) -> Result<Vec<Durable>, StorageFailure> {
@@ -86,8 +97,14 @@ impl GroupStorage for MemStorage {
                     done.push(Durable::HardState(hs));
                 }
                 WriteOp::Entries(entries) => {
-                    let Some(last) = entries.last().map(|e| e.id) else { continue };
-                    let keep = entries[0].id.index.0.saturating_sub(state.last_purged.index.0 + 1);
+                    let Some(last) = entries.last().map(|e| e.id) else {
+                        continue;
+                    };
+                    let keep = entries[0]
+                        .id
+                        .index
+                        .0
+                        .saturating_sub(state.last_purged.index.0 + 1);
                     state.entries.truncate(keep as usize);
                     state.entries.extend(entries);
                     done.push(Durable::Entries(last));

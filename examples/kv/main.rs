@@ -1,0 +1,187 @@
+//! A replicated key-value store on oar that stock Redis clients can use.
+//!
+//! Each node runs one Raft group on its Raft address and serves RESP2 on its
+//! client address: GET, SET, DEL, INCR, MGET, PING. A follower answers
+//! writes and reads with `-MOVED 0 <leader client address>`, so
+//! `redis-cli -c` follows it to the leader.
+//!
+//! ```sh
+//! PEERS=1=127.0.0.1:7001/127.0.0.1:6381,2=127.0.0.1:7002/127.0.0.1:6382,3=127.0.0.1:7003/127.0.0.1:6383
+//! cargo run --release --example kv -- --id 1 --peers $PEERS --data-dir /tmp/kv1 &
+//! cargo run --release --example kv -- --id 2 --peers $PEERS --data-dir /tmp/kv2 &
+//! cargo run --release --example kv -- --id 3 --peers $PEERS --data-dir /tmp/kv3 &
+//! redis-cli -c -p 6381 set greeting hello
+//! ```
+
+mod resp;
+mod store;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use clap::Parser;
+use oar::core::NodeId;
+use oar::runtime::{DiskStorage, Error, GroupId, GroupOptions, Node, NodeManager};
+use oar::storage::{LogOptions, StdFileSystem};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use store::{KvStore, Op, encode};
+
+/// Command line of one key-value node.
+#[derive(Parser, Debug)]
+#[command(about = "A replicated key-value store on oar, spoken to with the Redis protocol")]
+struct Args {
+    /// This node's id in the group.
+    #[arg(long)]
+    id: u64,
+    /// Every member: `ID=RAFT_ADDR/CLIENT_ADDR`, comma-separated.
+    #[arg(long, value_parser = parse_peers)]
+    peers: Peers,
+    /// Where this node keeps its log and meta.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The Raft address to listen on (default: this node's in --peers).
+    #[arg(long)]
+    raft_addr: Option<SocketAddr>,
+    /// The Redis-protocol address to listen on (default: this node's in --peers).
+    #[arg(long)]
+    client_addr: Option<SocketAddr>,
+    /// The Raft group id.
+    #[arg(long, default_value_t = 1)]
+    group: u64,
+}
+
+/// Raft and client address of each member.
+#[derive(Clone, Debug)]
+struct Peers(BTreeMap<NodeId, (SocketAddr, SocketAddr)>);
+
+fn parse_peers(text: &str) -> Result<Peers, String> {
+    let mut peers = BTreeMap::new();
+    for item in text.split(',').filter(|s| !s.is_empty()) {
+        let (id, addrs) = item
+            .split_once('=')
+            .ok_or(format!("{item}: expected ID=RAFT_ADDR/CLIENT_ADDR"))?;
+        let (raft, client) = addrs
+            .split_once('/')
+            .ok_or(format!("{item}: expected RAFT_ADDR/CLIENT_ADDR"))?;
+        let id = id.parse::<u64>().map_err(|e| format!("{item}: id: {e}"))?;
+        let raft = raft
+            .parse()
+            .map_err(|e| format!("{item}: raft address: {e}"))?;
+        let client = client
+            .parse()
+            .map_err(|e| format!("{item}: client address: {e}"))?;
+        peers.insert(NodeId(id), (raft, client));
+    }
+    Ok(Peers(peers))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let id = NodeId(args.id);
+    let &(raft_default, client_default) =
+        args.peers.0.get(&id).ok_or("--id is not among --peers")?;
+    let raft_addr = args.raft_addr.unwrap_or(raft_default);
+    let client_addr = args.client_addr.unwrap_or(client_default);
+    let server = NodeManager::bind(raft_addr, Default::default()).await?;
+    let group = GroupId(args.group);
+    let storage = DiskStorage::open(
+        Arc::new(StdFileSystem),
+        &args.data_dir.join(format!("group_{}", group.0)),
+        LogOptions::default(),
+    )?;
+    let raft_peers = args
+        .peers
+        .0
+        .iter()
+        .map(|(&id, &(raft, _))| (id, raft))
+        .collect();
+    let node = server.add_group(
+        GroupOptions::new(group, id, raft_peers),
+        Box::new(storage),
+        Box::new(KvStore::default()),
+    )?;
+    let listener = TcpListener::bind(client_addr).await?;
+    eprintln!("kv node {id}: raft on {raft_addr}, redis protocol on {client_addr}");
+    let peers = Arc::new(args.peers);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_client(stream, node.clone(), peers.clone()));
+    }
+}
+
+/// Serves one client connection; pipelined commands are answered in order.
+async fn serve_client(mut stream: TcpStream, node: Node, peers: Arc<Peers>) {
+    let mut buf = BytesMut::with_capacity(16 << 10);
+    let mut out = Vec::new();
+    loop {
+        match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        out.clear();
+        loop {
+            match resp::parse_command(&mut buf) {
+                Ok(Some(args)) if !args.is_empty() => execute(&node, &peers, args, &mut out).await,
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(resp::ProtocolError(why)) => {
+                    resp::error(&mut out, &format!("ERR Protocol error: {why}"));
+                    let _ = stream.write_all(&out).await;
+                    return;
+                }
+            }
+        }
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn execute(node: &Node, peers: &Peers, args: Vec<Vec<u8>>, out: &mut Vec<u8>) {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+    let rest = &args[1..];
+    let op = match (name.as_str(), rest.len()) {
+        ("PING", 0) => return resp::simple(out, "PONG"),
+        ("PING", 1) => return resp::bulk(out, Some(&rest[0])),
+        // Clients probe these at start; an empty answer satisfies them.
+        ("COMMAND" | "CONFIG", _) => return resp::array_header(out, 0),
+        ("GET", 1) => Op::Get,
+        ("SET", 2..) => Op::Set,
+        ("DEL", 1..) => Op::Del,
+        ("INCR", 1) => Op::Incr,
+        ("MGET", 1..) => Op::Mget,
+        ("GET" | "SET" | "DEL" | "INCR" | "MGET", _) => {
+            return resp::error(
+                out,
+                &format!(
+                    "ERR wrong number of arguments for '{}' command",
+                    name.to_lowercase()
+                ),
+            );
+        }
+        _ => return resp::error(out, &format!("ERR unknown command '{name}'")),
+    };
+    // SET's options (EX, NX, ...) are not supported: only key and value.
+    let args = if op == Op::Set { &rest[..2] } else { rest };
+    match node.apply(encode(op, args)).await {
+        Ok(applied) => out.extend_from_slice(&applied.response),
+        Err(Error::NotLeader {
+            leader: Some(leader),
+            ..
+        }) => match peers.0.get(&leader) {
+            Some((_, client)) => resp::error(out, &format!("MOVED 0 {client}")),
+            None => resp::error(out, &format!("ERR not the leader; leader is node {leader}")),
+        },
+        Err(Error::NotLeader { leader: None, .. }) => {
+            resp::error(out, "CLUSTERDOWN no leader elected yet; try again")
+        }
+        Err(e) => resp::error(out, &format!("ERR {e}")),
+    }
+}

@@ -1,0 +1,136 @@
+//! The replicated key-value state machine and its command encoding.
+//!
+//! Every command, reads included, goes through the Raft log, so that every
+//! reply is linearizable (reads served by ReadIndex are a later step). The
+//! state machine answers with the RESP reply itself.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use oar::runtime::{Committed, StateMachine};
+
+use crate::resp;
+
+/// Operations of the key-value store, as logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Op {
+    Get = 1,
+    Set = 2,
+    Del = 3,
+    Incr = 4,
+    Mget = 5,
+}
+
+/// Encodes an operation and its arguments: op byte, then each argument as a
+/// u32 length and its bytes.
+pub(crate) fn encode(op: Op, args: &[Vec<u8>]) -> Bytes {
+    let mut out = vec![op as u8];
+    for arg in args {
+        out.extend_from_slice(&(arg.len() as u32).to_be_bytes());
+        out.extend_from_slice(arg);
+    }
+    Bytes::from(out)
+}
+
+fn decode(data: &[u8]) -> Option<(u8, Vec<&[u8]>)> {
+    let (&op, mut rest) = data.split_first()?;
+    let mut args = Vec::new();
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        args.push(rest.get(4..4 + len)?);
+        rest = &rest[4 + len..];
+    }
+    Some((op, args))
+}
+
+/// The key-value map.
+#[derive(Debug, Default)]
+pub(crate) struct KvStore {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl KvStore {
+    fn execute(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let Some((op, args)) = decode(data) else {
+            resp::error(&mut out, "ERR corrupt command in log");
+            return out;
+        };
+        match (op, args.as_slice()) {
+            (1, [key]) => resp::bulk(&mut out, self.map.get(*key).map(Vec::as_slice)),
+            (2, [key, value]) => {
+                self.map.insert(key.to_vec(), value.to_vec());
+                resp::simple(&mut out, "OK");
+            }
+            (3, keys) => {
+                let removed = keys
+                    .iter()
+                    .filter(|k| self.map.remove(**k).is_some())
+                    .count();
+                resp::integer(&mut out, removed as i64);
+            }
+            (4, [key]) => {
+                let current = self.map.get(*key).map_or(Some(0), |v| {
+                    std::str::from_utf8(v).ok()?.parse::<i64>().ok()
+                });
+                match current.and_then(|n| n.checked_add(1)) {
+                    Some(n) => {
+                        self.map.insert(key.to_vec(), n.to_string().into_bytes());
+                        resp::integer(&mut out, n);
+                    }
+                    None => resp::error(&mut out, "ERR value is not an integer or out of range"),
+                }
+            }
+            (5, keys) => {
+                resp::array_header(&mut out, keys.len());
+                for key in keys {
+                    resp::bulk(&mut out, self.map.get(*key).map(Vec::as_slice));
+                }
+            }
+            _ => resp::error(&mut out, "ERR malformed command in log"),
+        }
+        out
+    }
+}
+
+impl StateMachine for KvStore {
+    fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+        commands
+            .iter()
+            .map(|c| Bytes::from(self.execute(&c.data)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oar::core::LogId;
+
+    fn run(store: &mut KvStore, op: Op, args: &[&str]) -> String {
+        let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+        let data = encode(op, &args);
+        let reply = store.on_apply(&[Committed {
+            id: LogId::new(1, 1),
+            data,
+        }]);
+        String::from_utf8(reply[0].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn commands_behave_like_redis() {
+        let mut s = KvStore::default();
+        assert_eq!(run(&mut s, Op::Get, &["a"]), "$-1\r\n");
+        assert_eq!(run(&mut s, Op::Set, &["a", "1"]), "+OK\r\n");
+        assert_eq!(run(&mut s, Op::Incr, &["a"]), ":2\r\n");
+        assert_eq!(run(&mut s, Op::Incr, &["n"]), ":1\r\n");
+        assert_eq!(run(&mut s, Op::Set, &["b", "x"]), "+OK\r\n");
+        assert!(run(&mut s, Op::Incr, &["b"]).starts_with("-ERR"));
+        assert_eq!(
+            run(&mut s, Op::Mget, &["a", "zz", "b"]),
+            "*3\r\n$1\r\n2\r\n$-1\r\n$1\r\nx\r\n"
+        );
+        assert_eq!(run(&mut s, Op::Del, &["a", "b", "zz"]), ":2\r\n");
+    }
+}
