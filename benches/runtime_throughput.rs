@@ -1,22 +1,31 @@
-//! Throughput of the real runtime (group tasks, log writer and apply tasks,
-//! a state machine) for a 3-node group over an in-process transport and
-//! in-memory storage, with N closed-loop clients each writing one command
-//! at a time to the leader. Prints writes/s and ns per write.
+//! Throughput and latency of the real runtime (group tasks, log writer and
+//! apply tasks, a state machine) for a 3-node group, with N closed-loop
+//! clients each writing one 16-byte command at a time to the leader.
 //!
-//! Run: `cargo bench --bench runtime_throughput` (`OAR_BENCH_MS` sets the
-//! measuring time per row, default 3000; `OAR_BENCH_CLIENTS` a comma list).
+//! Two setups, one table each:
+//! - `memory`: in-process transport and in-memory storage (the shape of
+//!   openraft's `benchmarks/minimal`);
+//! - `tcp+disk`: loopback TCP and the real segment log with fsync, in a
+//!   temporary directory.
+//!
+//! Run: `cargo bench --bench runtime_throughput`. Environment:
+//! `OAR_BENCH_MS` measuring time per row (default 3000),
+//! `OAR_BENCH_SETUPS` (default `memory,tcp+disk`),
+//! `OAR_BENCH_CLIENTS` per setup as a comma list.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use oar::core::{NodeId, RaftOptions};
 use oar::runtime::{
-    Committed, GroupId, GroupOptions, LocalNetwork, MemStorage, Node, NodeManager, StateMachine,
+    Committed, DiskStorage, GroupId, GroupOptions, GroupStorage, LocalNetwork, MemStorage, Node,
+    NodeManager, StateMachine,
 };
+use oar::storage::{LogOptions, StdFileSystem};
 
 /// Counts writes; answers with nothing, like openraft's minimal store.
 struct Counter(u64);
@@ -28,20 +37,35 @@ impl StateMachine for Counter {
     }
 }
 
-async fn cluster() -> (Vec<NodeManager>, Node) {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    Memory,
+    TcpDisk,
+}
+
+async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Node) {
     let network = LocalNetwork::new();
-    let addrs: Vec<SocketAddr> = (1..=3)
-        .map(|i| format!("10.0.0.{i}:5000").parse().unwrap())
-        .collect();
-    let peers: BTreeMap<NodeId, SocketAddr> = addrs
+    let mut servers = Vec::new();
+    for i in 1..=3 {
+        servers.push(match setup {
+            Setup::Memory => {
+                NodeManager::local(&network, format!("10.0.0.{i}:5000").parse().unwrap())
+            }
+            Setup::TcpDisk => {
+                let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+                NodeManager::bind(addr, Default::default())
+                    .await
+                    .expect("bind")
+            }
+        });
+    }
+    let peers: BTreeMap<NodeId, SocketAddr> = servers
         .iter()
         .enumerate()
-        .map(|(i, a)| (NodeId(i as u64 + 1), *a))
+        .map(|(i, s)| (NodeId(i as u64 + 1), s.local_addr()))
         .collect();
-    let mut servers = Vec::new();
     let mut nodes = Vec::new();
-    for (i, addr) in addrs.iter().enumerate() {
-        let server = NodeManager::local(&network, *addr);
+    for (i, server) in servers.iter().enumerate() {
         let id = NodeId(i as u64 + 1);
         let mut options = GroupOptions::new(GroupId(1), id, peers.clone());
         options.raft = RaftOptions {
@@ -52,12 +76,22 @@ async fn cluster() -> (Vec<NodeManager>, Node) {
             heartbeat_interval: Duration::from_millis(50),
             ..options.raft
         };
+        let storage: Box<dyn GroupStorage> = match setup {
+            Setup::Memory => Box::new(MemStorage::new()),
+            Setup::TcpDisk => Box::new(
+                DiskStorage::open(
+                    Arc::new(StdFileSystem),
+                    &dir.join(format!("n{i}")),
+                    LogOptions::default(),
+                )
+                .expect("storage"),
+            ),
+        };
         nodes.push(
             server
-                .add_group(options, Box::new(MemStorage::new()), Box::new(Counter(0)))
-                .unwrap(),
+                .add_group(options, storage, Box::new(Counter(0)))
+                .expect("group"),
         );
-        servers.push(server);
     }
     while nodes[0].leader() != Some(NodeId(1)) {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -65,26 +99,40 @@ async fn cluster() -> (Vec<NodeManager>, Node) {
     (servers, nodes.swap_remove(0))
 }
 
-async fn measure(clients: usize, duration: Duration) -> (f64, f64) {
-    let (servers, leader) = cluster().await;
-    let done = Arc::new(AtomicU64::new(0));
+/// Writes/s and the latency percentiles (p50, p99) of `clients` clients.
+async fn measure(setup: Setup, clients: usize, duration: Duration) -> (f64, Duration, Duration) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (servers, leader) = cluster(setup, dir.path()).await;
+    let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (leader, done, stop) = (leader.clone(), done.clone(), stop.clone());
+        let (leader, measuring, stop, latencies) = (
+            leader.clone(),
+            measuring.clone(),
+            stop.clone(),
+            latencies.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let command = Bytes::from_static(b"0123456789abcdef");
+            let mut mine = Vec::new();
             while !stop.load(Ordering::Relaxed) {
+                let start = Instant::now();
                 leader.apply(command.clone()).await.expect("write");
-                done.fetch_add(1, Ordering::Relaxed);
+                if measuring.load(Ordering::Relaxed) {
+                    mine.push(start.elapsed());
+                }
             }
+            latencies.lock().unwrap().extend(mine);
         }));
     }
-    // Warm up, then measure.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (start, before) = (Instant::now(), done.load(Ordering::Relaxed));
+    tokio::time::sleep(Duration::from_millis(300)).await; // warm up
+    measuring.store(true, Ordering::Relaxed);
+    let start = Instant::now();
     tokio::time::sleep(duration).await;
-    let (elapsed, writes) = (start.elapsed(), done.load(Ordering::Relaxed) - before);
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = start.elapsed();
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;
@@ -92,8 +140,18 @@ async fn measure(clients: usize, duration: Duration) -> (f64, f64) {
     for server in &servers {
         server.shutdown().await;
     }
-    let per_second = writes as f64 / elapsed.as_secs_f64();
-    (per_second, 1e9 / per_second)
+    let mut latencies = std::mem::take(&mut *latencies.lock().unwrap());
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+    };
+    let per_second = latencies.len() as f64 / elapsed.as_secs_f64();
+    (
+        per_second,
+        at(0.50).copied().unwrap_or_default(),
+        at(0.99).copied().unwrap_or_default(),
+    )
 }
 
 fn main() {
@@ -101,21 +159,41 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3_000);
-    let clients: Vec<usize> = std::env::var("OAR_BENCH_CLIENTS")
+    let setups = std::env::var("OAR_BENCH_SETUPS").unwrap_or_else(|_| "memory,tcp+disk".into());
+    let clients_override: Option<Vec<usize>> = std::env::var("OAR_BENCH_CLIENTS")
         .ok()
-        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1, 64, 256, 1024]);
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    println!(
-        "oar runtime throughput: 3 nodes in one process, in-process transport, in-memory storage, 16-byte writes"
-    );
-    println!("{:>8} | {:>12} | {:>10}", "clients", "writes/s", "ns/write");
-    println!("{:-<8}-+-{:-<12}-+-{:-<10}", "", "", "");
-    for n in clients {
-        let (per_second, ns) = runtime.block_on(measure(n, Duration::from_millis(millis)));
-        println!("{n:>8} | {per_second:>12.0} | {ns:>10.0}");
+    for name in setups.split(',') {
+        let (setup, default_clients) = match name.trim() {
+            "memory" => (Setup::Memory, vec![1, 64, 256, 1024]),
+            "tcp+disk" => (Setup::TcpDisk, vec![1, 16, 256]),
+            other => panic!("unknown setup {other}"),
+        };
+        let clients = clients_override.clone().unwrap_or(default_clients);
+        println!(
+            "\noar runtime, {name}: 3 nodes in one process, 16-byte writes, closed-loop clients"
+        );
+        println!(
+            "{:>8} | {:>10} | {:>8} | {:>10} | {:>10}",
+            "clients", "writes/s", "ns/write", "p50", "p99"
+        );
+        println!(
+            "{:-<8}-+-{:-<10}-+-{:-<8}-+-{:-<10}-+-{:-<10}",
+            "", "", "", "", ""
+        );
+        for n in clients {
+            let (per_second, p50, p99) =
+                runtime.block_on(measure(setup, n, Duration::from_millis(millis)));
+            println!(
+                "{n:>8} | {per_second:>10.0} | {:>8.0} | {:>10.1?} | {:>10.1?}",
+                1e9 / per_second,
+                p50,
+                p99
+            );
+        }
     }
 }
