@@ -3,7 +3,7 @@
 //! Each operation touches one key and keys are independent, so a history is
 //! linearizable exactly when each key's sub-history is (Herlihy & Wing's
 //! locality). The checker splits the history by key and runs one WGL search
-//! per key ([`super::wgl`]), in turns of a bounded number of steps each, so
+//! per key (module `wgl`), in turns of a bounded number of steps each, so
 //! that a violation on any key is found about as fast as that key's search
 //! alone finds it, even when other keys are slow to prove correct.
 //!

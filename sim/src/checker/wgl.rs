@@ -16,9 +16,7 @@
 //! search succeeds as soon as every operation with a known outcome is
 //! linearized, which also covers unknown operations that never took effect.
 
-use std::collections::HashMap;
-
-use super::kv_model::{MISSING, ModelOp, StateId, ValueTable};
+use super::kv_model::{FastMap, MISSING, ModelOp, StateId, ValueTable};
 use crate::history::OpId;
 
 /// One operation of the partition.
@@ -87,9 +85,13 @@ pub(crate) struct Search {
     known_left: usize,
     /// The choices made: (call event, state before it).
     stack: Vec<(usize, StateId)>,
-    /// For each linearized set explored, the states it was explored with.
-    /// A pure lookup cache, never iterated.
-    explored: HashMap<Box<[u64]>, Vec<StateId>>,
+    /// The (linearized set, state) pairs explored.
+    explored: Explored,
+    /// A fixed pseudo-random word per operation; the XOR of those of the
+    /// linearized operations identifies the set in the cache's hash.
+    op_hashes: Vec<u64>,
+    /// XOR of `op_hashes` of the linearized operations.
+    linearized_hash: u64,
     cursor: usize,
     deepest: Option<Stuck>,
 }
@@ -144,6 +146,7 @@ impl Search {
             .collect();
         let known_left = ops.iter().filter(|op| op.complete_ns.is_some()).count();
         let words = ops.len().div_ceil(64);
+        let ops_count = ops.len();
         Search {
             ops,
             events,
@@ -155,7 +158,11 @@ impl Search {
             linearized: vec![0; words],
             known_left,
             stack: Vec::new(),
-            explored: HashMap::new(),
+            explored: Explored::new(words),
+            op_hashes: (0..ops_count)
+                .map(|index| split_mix(index as u64))
+                .collect(),
+            linearized_hash: 0,
             cursor: 1,
             deepest: None,
         }
@@ -194,7 +201,11 @@ impl Search {
         let op = self.events[call].op;
         if let Some(new_state) = self.ops[op].model.step(self.state, &mut self.table) {
             set_bit(&mut self.linearized, op, true);
-            if self.remember(new_state) {
+            self.linearized_hash ^= self.op_hashes[op];
+            if self
+                .explored
+                .insert(&self.linearized, self.linearized_hash, new_state)
+            {
                 self.stack.push((call, self.state));
                 self.state = new_state;
                 self.unlink(call);
@@ -206,6 +217,7 @@ impl Search {
                 return;
             }
             set_bit(&mut self.linearized, op, false);
+            self.linearized_hash ^= self.op_hashes[op];
         }
         self.cursor = self.next[call];
     }
@@ -233,6 +245,7 @@ impl Search {
         let op = self.events[call].op;
         self.state = state_before;
         set_bit(&mut self.linearized, op, false);
+        self.linearized_hash ^= self.op_hashes[op];
         if let Some(return_event) = self.events[call].return_event {
             self.relink(return_event);
         }
@@ -254,22 +267,6 @@ impl Search {
                 .collect(),
             state_after: self.table.value(self.state).map(str::to_owned),
             blocked: self.ops.get(blocked_op).map(|op| op.id),
-        }
-    }
-
-    /// Records (linearized set, state) as explored; `false` if it already was.
-    fn remember(&mut self, state: StateId) -> bool {
-        match self.explored.get_mut(&self.linearized[..]) {
-            Some(states) if states.contains(&state) => false,
-            Some(states) => {
-                states.push(state);
-                true
-            }
-            None => {
-                self.explored
-                    .insert(self.linearized.clone().into_boxed_slice(), vec![state]);
-                true
-            }
         }
     }
 
@@ -296,5 +293,77 @@ fn set_bit(bits: &mut [u64], index: usize, value: bool) {
         bits[word] |= mask;
     } else {
         bits[word] &= !mask;
+    }
+}
+
+/// The set of (linearized set, state) pairs explored, without an
+/// allocation per pair: the bitsets live end to end in one arena, and a
+/// hash map from (set hash, state) leads to a chain of arena entries with
+/// that hash, compared word for word so a hash collision cannot lose a pair.
+/// A pure lookup structure, never iterated, so hashing cannot sway a verdict.
+#[derive(Debug)]
+struct Explored {
+    /// Words per bitset.
+    words: usize,
+    /// Bitset `i` is `arena[i * words..(i + 1) * words]`.
+    arena: Vec<u64>,
+    /// The next entry with the same (set hash, state); `u32::MAX` ends it.
+    chain: Vec<u32>,
+    /// First entry for each (set hash, state).
+    heads: FastMap<(u64, StateId), u32>,
+}
+
+impl Explored {
+    fn new(words: usize) -> Explored {
+        Explored {
+            words,
+            arena: Vec::new(),
+            chain: Vec::new(),
+            heads: FastMap::default(),
+        }
+    }
+
+    /// Adds the pair; `false` if it was already there.
+    fn insert(&mut self, bits: &[u64], set_hash: u64, state: StateId) -> bool {
+        let new_entry = u32::try_from(self.chain.len()).unwrap_or(u32::MAX);
+        let head = self.heads.entry((set_hash, state)).or_insert(u32::MAX);
+        let mut entry = *head;
+        while entry != u32::MAX {
+            let start = entry as usize * self.words;
+            if self.arena[start..start + self.words] == *bits {
+                return false;
+            }
+            entry = self.chain[entry as usize];
+        }
+        self.chain.push(*head);
+        *head = new_entry;
+        self.arena.extend_from_slice(bits);
+        true
+    }
+}
+
+/// A well-mixed 64-bit word from `seed` (SplitMix64's finalizer).
+fn split_mix(seed: u64) -> u64 {
+    let mut word = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    word = (word ^ (word >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    word = (word ^ (word >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    word ^ (word >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explored_pairs_with_the_same_hash_stay_apart() {
+        let mut explored = Explored::new(2);
+        let (first, second) = ([1, 0], [0, 1]);
+        // Force a collision: both sets under one hash and state.
+        assert!(explored.insert(&first, 7, 3));
+        assert!(explored.insert(&second, 7, 3));
+        assert!(!explored.insert(&first, 7, 3));
+        assert!(!explored.insert(&second, 7, 3));
+        assert!(explored.insert(&first, 7, 4));
+        assert!(explored.insert(&first, 8, 3));
     }
 }
