@@ -11,6 +11,7 @@
 //! <dir>/log/log_meta                       first-index marker (atomic file)
 //! <dir>/log/log_{first:020}_{last:020}     closed segments
 //! <dir>/log/log_inprogress_{first:020}     the open segment
+//! <dir>/log/log_recycle_{seq:020}          a purged segment kept for reuse
 //! <dir>/raft_meta                          term and vote (atomic file)
 //! <dir>/snapshot/snapshot_{index:020}/     the newest snapshot
 //! <dir>/snapshot/temp/                     a snapshot being written
@@ -30,6 +31,7 @@ pub mod log_writer;
 pub mod meta;
 pub mod record;
 mod recovery;
+mod recycle;
 mod segment;
 pub mod segment_log;
 pub mod segment_name;

@@ -18,6 +18,7 @@ use super::atomic_file;
 use super::error::{CorruptionKind, Result, StorageError};
 use super::fs::FileSystem;
 use super::recovery::load_segment;
+use super::recycle::RecyclePool;
 use super::segment::Segment;
 use super::segment_name::SegmentName;
 use crate::core::{Entry, LogId, LogIndex, Term};
@@ -71,6 +72,8 @@ pub struct SegmentLog {
     segments: Vec<Segment>,
     /// The last entry removed by prefix truncation.
     last_purged: LogId,
+    /// Purged segment files kept for reuse.
+    pool: RecyclePool,
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
@@ -95,13 +98,14 @@ impl SegmentLog {
         create_dir_durably(&*fs, dir)?;
         atomic_file::remove_leftover(&*fs, dir, LOG_META_NAME)?;
         let last_purged = read_log_meta(&*fs, dir)?;
-        let names = list_segments(&*fs, dir)?;
+        let (names, pool) = list_segments(&*fs, dir)?;
         let mut log = SegmentLog {
             fs,
             dir: dir.to_path_buf(),
             options,
             segments: Vec::new(),
             last_purged,
+            pool,
         };
         let mut entries = Vec::new();
         let bytes_max = options.segment_bytes_max;
@@ -232,8 +236,18 @@ impl SegmentLog {
             open.flush()?;
             open.close(&self.fs)?;
         }
-        let prealloc = if self.options.preallocate { bound } else { 0 };
-        let segment = Segment::create(&self.fs, &self.dir, entry.id.index.0, prealloc)?;
+        let first = entry.id.index.0;
+        let recycled = match self.options.preallocate {
+            true => self.pool.take(&self.fs, &self.dir, first, bound)?,
+            false => None,
+        };
+        let segment = match recycled {
+            Some(segment) => segment,
+            None => {
+                let prealloc = if self.options.preallocate { bound } else { 0 };
+                Segment::create(&self.fs, &self.dir, first, prealloc)?
+            }
+        };
         self.segments.push(segment);
         Ok(())
     }
@@ -305,9 +319,14 @@ impl SegmentLog {
             .partition_point(|s| s.last() <= last_purged.index.0);
         for segment in self.segments.drain(..keep_from) {
             let path = segment.path();
-            self.fs
-                .remove_file(&path)
-                .map_err(io("remove_file", &path))?;
+            drop(segment);
+            match self.options.preallocate {
+                true => self.pool.recycle_or_remove(&*self.fs, &self.dir, &path)?,
+                false => self
+                    .fs
+                    .remove_file(&path)
+                    .map_err(io("remove_file", &path))?,
+            }
         }
         if keep_from > 0 {
             self.fs
@@ -344,10 +363,17 @@ pub(crate) fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> 
     Ok(())
 }
 
-fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<BTreeMap<u64, SegmentName>> {
+type Listing = (BTreeMap<u64, SegmentName>, RecyclePool);
+
+fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Listing> {
     let mut names = BTreeMap::new();
+    let mut pool = RecyclePool::default();
     for file_name in fs.list_dir(dir).map_err(io("list_dir", dir))? {
         if file_name == LOG_META_NAME {
+            continue;
+        }
+        if let Some(seq) = RecyclePool::parse(&file_name) {
+            pool.add_existing(seq);
             continue;
         }
         let path = dir.join(&file_name);
@@ -379,7 +405,7 @@ fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<BTreeMap<u64, Segmen
             ));
         }
     }
-    Ok(names)
+    Ok((names, pool))
 }
 
 fn read_log_meta(fs: &dyn FileSystem, dir: &Path) -> Result<LogId> {

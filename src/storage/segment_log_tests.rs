@@ -29,7 +29,19 @@ fn open(fs: &MemFileSystem) -> (SegmentLog, RecoveredLog) {
 }
 
 fn segment_names(fs: &MemFileSystem) -> Vec<String> {
-    fs.list_dir(Path::new(DIR)).unwrap()
+    let names = fs.list_dir(Path::new(DIR)).unwrap();
+    names
+        .into_iter()
+        .filter(|n| SegmentName::parse(n).is_some())
+        .collect()
+}
+
+fn recycled_names(fs: &MemFileSystem) -> Vec<String> {
+    let names = fs.list_dir(Path::new(DIR)).unwrap();
+    names
+        .into_iter()
+        .filter(|n| n.starts_with("log_recycle_"))
+        .collect()
 }
 
 #[test]
@@ -110,6 +122,8 @@ fn truncate_prefix_removes_whole_segments_and_survives_reopen() {
     let before = segment_names(&fs).len();
     log.truncate_prefix(LogId::new(1, 20)).unwrap();
     assert!(segment_names(&fs).len() < before);
+    let recycled = recycled_names(&fs).len();
+    assert!(recycled > 0);
     assert_eq!(log.first_index(), LogIndex(21));
     assert!(matches!(
         log.term(LogIndex(5)),
@@ -121,6 +135,16 @@ fn truncate_prefix_removes_whole_segments_and_survives_reopen() {
     assert_eq!(recovered.last_purged, LogId::new(1, 20));
     assert_eq!(recovered.entries, entries(1, 21, 30));
     assert_eq!(log.first_index(), LogIndex(21));
+
+    // Purged files become the next open segments; their stale records (of
+    // another salt) never show up.
+    let (mut log, _) = open(&fs);
+    log.append(&entries(1, 30, 60)).unwrap();
+    log.flush().unwrap();
+    assert!(recycled_names(&fs).len() < recycled);
+    fs.crash();
+    let (_, recovered) = open(&fs);
+    assert_eq!(recovered.entries, entries(1, 21, 60));
 }
 
 #[test]
