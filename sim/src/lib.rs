@@ -2,4 +2,20 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod checker;
+pub mod final_checks;
 pub mod history;
+pub mod kv_machine;
+pub mod observe;
+pub mod options;
+pub mod trace;
+
+// The simulation itself runs only in the madsim build (`cargo simrun`,
+// `cargo simtest`); the checkers above are plain code, tested everywhere.
+#[cfg(madsim)]
+pub mod cluster;
+#[cfg(madsim)]
+pub mod nemesis;
+#[cfg(madsim)]
+pub mod run;
+#[cfg(madsim)]
+pub mod workload;

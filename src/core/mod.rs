@@ -25,6 +25,7 @@ pub mod error;
 pub mod ids;
 pub mod inflights;
 pub mod input;
+#[cfg(any(debug_assertions, feature = "invariants"))]
 mod invariants;
 pub mod log;
 pub mod membership;

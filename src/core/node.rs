@@ -343,7 +343,7 @@ impl RaftNode {
 
     fn finish_input(&mut self) {
         self.dirty = true;
-        #[cfg(debug_assertions)]
+        #[cfg(any(debug_assertions, feature = "invariants"))]
         super::invariants::check(self);
     }
 

@@ -21,10 +21,15 @@ pub enum Error {
     /// will never be applied. Remedy: retry.
     #[error("proposal {0} was overwritten by a new leader")]
     Overwritten(LogId),
-    /// The group is shutting down or stopped; the outcome of a request in
-    /// flight is unknown unless it completed.
-    #[error("the group is shut down")]
+    /// The group stopped while the request was in flight: it may or may
+    /// not have been committed. Remedy: read back, or retry an idempotent
+    /// request.
+    #[error("the group shut down with the request in flight")]
     Shutdown,
+    /// The group is not running, so the request was not accepted: it was
+    /// not and will not be applied. Remedy: retry at another member.
+    #[error("the group is not running; request not accepted")]
+    NotRunning,
     /// No group with this id runs on this server.
     #[error("group {0} not found")]
     GroupNotFound(GroupId),

@@ -223,8 +223,9 @@ impl GroupDriver {
         inbox.close();
         while let Ok(input) = inbox.try_recv() {
             match input {
+                // Never handed to the core: definitely not applied.
                 GroupInput::Propose { reply, .. } => {
-                    let _ = reply.send(Err(error.clone()));
+                    let _ = reply.send(Err(Error::NotRunning));
                 }
                 GroupInput::Shutdown { done } => {
                     let _ = done.send(());

@@ -28,6 +28,15 @@ pub trait GroupStorage: Send + 'static {
     /// Any failure: the runtime then stops the group (fail-stop), because
     /// it can no longer vouch for what is durable.
     fn persist(&mut self, ops: Vec<WriteOp>) -> Result<Vec<Durable>, StorageFailure>;
+
+    /// How long the device takes before the next batch is durable. The log
+    /// writer waits this long (in the runtime's time) before `persist`:
+    /// real devices answer at once here and spend their time inside
+    /// `persist`; a simulated device uses it to open the window in which a
+    /// crash loses a write that is not yet durable.
+    fn device_latency(&mut self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// The real storage: braft's SegmentLogStorage and LocalRaftMetaStorage in

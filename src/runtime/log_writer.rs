@@ -23,6 +23,14 @@ pub(crate) async fn run_log_writer(
         while let Ok(more) = writes.try_recv() {
             batch.extend(more);
         }
+        let latency = storage.device_latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+            // What queued meanwhile joins this batch, as on a real device.
+            while let Ok(more) = writes.try_recv() {
+                batch.extend(more);
+            }
+        }
         let result = storage.persist(batch).map_err(|e| e.to_string());
         let failed = result.is_err();
         if done.send(result).is_err() || failed {

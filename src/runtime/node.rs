@@ -39,15 +39,16 @@ impl Node {
     ///
     /// # Errors
     /// `NotLeader` (with the leader's address when known) on a non-leader;
-    /// `Overwritten` when a new leader replaced the entry; `Shutdown` when
-    /// the group stops first (the command may or may not have committed);
+    /// `Overwritten` when a new leader replaced the entry; `NotRunning` when
+    /// the group had stopped (not applied); `Shutdown` when it stops with
+    /// the command in flight (it may or may not have committed);
     /// `Storage` after a storage failure.
     pub async fn apply(&self, command: Bytes) -> Result<Applied, Error> {
         let (reply, response) = oneshot::channel();
         self.inbox
             .send(GroupInput::Propose { command, reply })
             .await
-            .map_err(|_| Error::Shutdown)?;
+            .map_err(|_| Error::NotRunning)?;
         response.await.map_err(|_| Error::Shutdown)?
     }
 
@@ -64,14 +65,14 @@ impl Node {
     /// The member's role, term, log pointers and (when leading) per-peer progress.
     ///
     /// # Errors
-    /// `Shutdown` if the group stopped.
+    /// `NotRunning` if the group stopped.
     pub async fn status(&self) -> Result<Status, Error> {
         let (reply, status) = oneshot::channel();
         self.inbox
             .send(GroupInput::Status { reply })
             .await
-            .map_err(|_| Error::Shutdown)?;
-        status.await.map_err(|_| Error::Shutdown)
+            .map_err(|_| Error::NotRunning)?;
+        status.await.map_err(|_| Error::NotRunning)
     }
 
     /// Stops the member: pending requests fail with `Shutdown`, queued disk

@@ -345,7 +345,9 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, max: u32, manager
             .encode_to_vec();
             let mut out = BytesMut::new();
             encode_frame(&frame, &mut out);
-            let _ = writer.write_all(&out).await;
+            if writer.write_all(&out).await.is_ok() {
+                let _ = writer.flush().await;
+            }
         }
     };
     if let Some(inner) = manager.upgrade() {

@@ -239,7 +239,13 @@ async fn run_peer_sender(
                     Err(_) => break,
                 }
             }
-            let write = tokio::time::timeout(options.write_timeout, writer.write_all(&batch)).await;
+            // Flush: a no-op on a real socket, but madsim's stream sends
+            // only on flush.
+            let write = tokio::time::timeout(options.write_timeout, async {
+                writer.write_all(&batch).await?;
+                writer.flush().await
+            })
+            .await;
             if !matches!(write, Ok(Ok(()))) {
                 tracing::debug!(%addr, "write failed or timed out; reconnecting");
                 break;

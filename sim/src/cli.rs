@@ -1,0 +1,243 @@
+//! The command line: `run` one seed or `sweep` a range, with a progress bar
+//! and a summary table; failing seeds print the command that replays them.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use oar_sim::options::{FaultSet, SimOptions};
+use oar_sim::run::{RunReport, Verdict, run};
+
+/// Exit code of a run that lost liveness (TigerBeetle's convention).
+const EXIT_LIVENESS: u8 = 128;
+/// Exit code of a run that broke safety or linearizability.
+const EXIT_CORRECTNESS: u8 = 129;
+
+#[derive(Parser)]
+#[command(
+    name = "oar-sim",
+    about = "Deterministic simulation of oar clusters under faults"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Shape {
+    /// Raft nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Fault classes the nemesis may inject.
+    #[arg(long, value_enum, default_value_t = FaultSet::All)]
+    faults: FaultSet,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Simulated seconds of faults and load before healing.
+    #[arg(long, default_value_t = 20)]
+    fault_secs: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one seed and print one line.
+    Run {
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        #[command(flatten)]
+        shape: Shape,
+        /// Write the event trace here, one JSON object a line.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Write the client history here, one JSON object a line.
+        #[arg(long)]
+        history: Option<PathBuf>,
+    },
+    /// Run a range of seeds with a progress bar and a summary table.
+    Sweep {
+        /// Seeds as `start..end` (end excluded).
+        #[arg(long, default_value = "0..200", value_parser = parse_range)]
+        seeds: Range<u64>,
+        #[command(flatten)]
+        shape: Shape,
+    },
+}
+
+fn parse_range(text: &str) -> Result<Range<u64>, String> {
+    let (start, end) = text.split_once("..").ok_or("expected START..END")?;
+    let start = start.parse::<u64>().map_err(|e| e.to_string())?;
+    let end = end.parse::<u64>().map_err(|e| e.to_string())?;
+    if start >= end {
+        return Err("the range is empty".into());
+    }
+    Ok(start..end)
+}
+
+fn options(seed: u64, shape: &Shape) -> SimOptions {
+    SimOptions {
+        nodes: shape.nodes,
+        faults: shape.faults,
+        clients: shape.clients,
+        fault_phase: Duration::from_secs(shape.fault_secs),
+        ..SimOptions::new(seed)
+    }
+}
+
+fn replay_command(seed: u64, shape: &Shape) -> String {
+    format!(
+        "cargo simrun -p oar-sim -- run --seed {seed} --nodes {} --faults {} --clients {} --fault-secs {} --trace trace.jsonl --history history.jsonl",
+        shape.nodes,
+        format!("{:?}", shape.faults).to_lowercase(),
+        shape.clients,
+        shape.fault_secs
+    )
+}
+
+fn verdict_name(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass => "pass",
+        Verdict::Correctness(_) => "CORRECTNESS",
+        Verdict::Liveness(_) => "LIVENESS",
+    }
+}
+
+fn line(report: &RunReport) -> String {
+    format!(
+        "seed {} ops {} faults {} terms {} sim {:.1}s wall {:.2}s {}",
+        report.seed,
+        report.ops,
+        report.faults,
+        report.leader_terms,
+        report.sim_ns as f64 / 1e9,
+        report.wall.as_secs_f64(),
+        verdict_name(&report.verdict)
+    )
+}
+
+fn exit_code(verdict: &Verdict) -> ExitCode {
+    match verdict {
+        Verdict::Pass => ExitCode::SUCCESS,
+        Verdict::Liveness(_) => ExitCode::from(EXIT_LIVENESS),
+        Verdict::Correctness(_) => ExitCode::from(EXIT_CORRECTNESS),
+    }
+}
+
+fn describe(verdict: &Verdict) {
+    match verdict {
+        Verdict::Pass => {}
+        Verdict::Liveness(reason) => eprintln!("  liveness: {reason}"),
+        Verdict::Correctness(violations) => {
+            for v in violations.iter().take(10) {
+                eprintln!("  violation: {v:?}");
+            }
+        }
+    }
+}
+
+fn write_file(path: &PathBuf, write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>) {
+    let result = File::create(path).map(BufWriter::new).and_then(|mut out| {
+        write(&mut out)?;
+        out.flush()
+    });
+    if let Err(e) = result {
+        eprintln!("cannot write {}: {e}", path.display());
+    }
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            seed,
+            shape,
+            trace,
+            history,
+        } => {
+            let mut opts = options(seed, &shape);
+            opts.trace = trace.is_some();
+            let output = run(&opts);
+            println!("{}", line(&output.report));
+            describe(&output.report.verdict);
+            if let Some(path) = trace {
+                write_file(&path, |out| output.trace.write_jsonl(out));
+            }
+            if let Some(path) = history {
+                write_file(&path, |out| output.history.write_jsonl(out));
+            }
+            if !matches!(output.report.verdict, Verdict::Pass) {
+                eprintln!("replay: {}", replay_command(seed, &shape));
+            }
+            exit_code(&output.report.verdict)
+        }
+        Command::Sweep { seeds, shape } => sweep(seeds, &shape),
+    }
+}
+
+fn sweep(seeds: Range<u64>, shape: &Shape) -> ExitCode {
+    let count = seeds.end - seeds.start;
+    let bar = ProgressBar::new(count);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seeds  {elapsed_precise} (eta {eta})  {msg}",
+        )
+        .expect("progress template"),
+    );
+    let start = Instant::now();
+    let (mut ops, mut faults, mut sim_ns, mut terms) = (0usize, 0u64, 0u64, 0usize);
+    let mut failures: Vec<RunReport> = Vec::new();
+    for seed in seeds.clone() {
+        let report = run(&options(seed, shape)).report;
+        ops += report.ops;
+        faults += report.faults;
+        sim_ns += report.sim_ns;
+        terms += report.leader_terms;
+        if !matches!(report.verdict, Verdict::Pass) {
+            bar.println(line(&report));
+            bar.println(format!("  replay: {}", replay_command(seed, shape)));
+            failures.push(report);
+        }
+        bar.set_message(format!("{} failed", failures.len()));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let wall = start.elapsed().as_secs_f64();
+    let correctness = failures
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Correctness(_)))
+        .count();
+    let liveness = failures.len() - correctness;
+    println!(
+        "oar-sim sweep: seeds {}..{}, {} nodes, faults {:?}",
+        seeds.start, seeds.end, shape.nodes, shape.faults
+    );
+    println!(
+        "| seeds | passed | safety failures | liveness failures | client ops | faults | leader terms | simulated s | wall s | seeds/s | sim s / wall s |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {count} | {} | {correctness} | {liveness} | {ops} | {faults} | {terms} | {:.0} | {wall:.1} | {:.2} | {:.1} |",
+        count as usize - failures.len(),
+        sim_ns as f64 / 1e9,
+        count as f64 / wall,
+        sim_ns as f64 / 1e9 / wall
+    );
+    for report in &failures {
+        println!("{}", line(report));
+        describe(&report.verdict);
+    }
+    match failures
+        .iter()
+        .find(|r| matches!(r.verdict, Verdict::Correctness(_)))
+        .or(failures.first())
+    {
+        Some(report) => exit_code(&report.verdict),
+        None => ExitCode::SUCCESS,
+    }
+}

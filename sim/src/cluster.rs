@@ -1,0 +1,368 @@
+//! A cluster of simulated servers, each a madsim node running the
+//! production runtime (`NodeManager`, group task, log writer, apply loop)
+//! over the simulated disk, with crash, restart, pause and partition
+//! controls.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle};
+use oar::core::{Entry, NodeId, RaftOptions};
+use oar::runtime::{DiskStorage, GroupId, GroupOptions, Node, NodeManager, TransportOptions};
+use oar::storage::{FileSystem, LogOptions, LogWriter, MemFileSystem};
+use serde_json::json;
+
+use crate::kv_machine::KvMachine;
+use crate::observe::Observations;
+use crate::trace::Trace;
+
+/// The Raft group every simulated server runs.
+pub const GROUP: GroupId = GroupId(1);
+const RAFT_PORT: u16 = 7000;
+
+/// Where a node keeps its group's storage on its simulated disk.
+pub fn data_dir() -> PathBuf {
+    PathBuf::from("/data/group_1")
+}
+
+/// One simulated server.
+pub struct SimNode {
+    /// Its Raft id.
+    pub id: NodeId,
+    /// Its madsim node.
+    pub madsim: NodeHandle,
+    /// Its disk; outlives crashes.
+    pub fs: MemFileSystem,
+    /// The running member's handle, `None` while down.
+    pub member: Arc<Mutex<Option<Node>>>,
+    /// Killed and not restarted.
+    pub down: bool,
+    /// Paused (its tasks do not run).
+    pub paused: bool,
+    /// Its storage refused to open after a crash (detected corruption).
+    pub unrecoverable: Arc<Mutex<bool>>,
+    /// An I/O error was injected since its last start: its group may have
+    /// stopped (fail-stop) and needs a restart.
+    pub disk_error_injected: bool,
+}
+
+/// The simulated servers.
+pub struct SimCluster {
+    /// The servers, in id order.
+    pub nodes: Vec<SimNode>,
+    handle: Handle,
+    trace: Trace,
+}
+
+fn node_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1))
+}
+
+/// Timeouts short enough for many elections per simulated minute.
+fn raft_options(id: NodeId, seed: u64) -> RaftOptions {
+    RaftOptions {
+        id,
+        election_timeout_min: Duration::from_millis(300),
+        election_timeout_max: Duration::from_millis(600),
+        heartbeat_interval: Duration::from_millis(60),
+        rng_seed: seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        ..RaftOptions::default()
+    }
+}
+
+impl SimCluster {
+    /// Starts `n` servers.
+    pub fn start(
+        n: usize,
+        seed: u64,
+        observations: Arc<Mutex<Observations>>,
+        trace: Trace,
+    ) -> SimCluster {
+        let handle = Handle::current();
+        let peers: BTreeMap<NodeId, SocketAddr> = (0..n)
+            .map(|i| (NodeId(i as u64 + 1), SocketAddr::new(node_ip(i), RAFT_PORT)))
+            .collect();
+        let nodes = (0..n)
+            .map(|i| {
+                let id = NodeId(i as u64 + 1);
+                let fs = MemFileSystem::new(seed.wrapping_add(i as u64).wrapping_mul(31));
+                let member = Arc::new(Mutex::new(None));
+                let unrecoverable = Arc::new(Mutex::new(false));
+                let init = {
+                    let (fs, member, unrecoverable) =
+                        (fs.clone(), member.clone(), unrecoverable.clone());
+                    let (peers, observations, trace) =
+                        (peers.clone(), observations.clone(), trace.clone());
+                    move || {
+                        let (fs, member, unrecoverable) =
+                            (fs.clone(), member.clone(), unrecoverable.clone());
+                        let (peers, observations, trace) =
+                            (peers.clone(), observations.clone(), trace.clone());
+                        async move {
+                            serve(
+                                id,
+                                seed,
+                                fs,
+                                peers,
+                                observations,
+                                member,
+                                unrecoverable,
+                                trace,
+                            )
+                            .await;
+                        }
+                    }
+                };
+                let madsim = handle
+                    .create_node()
+                    .name(format!("n{}", id.0))
+                    .ip(node_ip(i))
+                    .init(init)
+                    .build();
+                SimNode {
+                    id,
+                    madsim,
+                    fs,
+                    member,
+                    down: false,
+                    paused: false,
+                    unrecoverable,
+                    disk_error_injected: false,
+                }
+            })
+            .collect();
+        SimCluster {
+            nodes,
+            handle,
+            trace,
+        }
+    }
+
+    /// Simulated nanoseconds since the run began.
+    pub fn now_ns() -> u64 {
+        madsim::time::TimeHandle::current().elapsed().as_nanos() as u64
+    }
+
+    /// Crashes server `i`: its tasks die and its disk loses unsynced writes.
+    pub fn kill(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        self.handle.kill(node.madsim.id());
+        *node.member.lock().expect("member") = None;
+        node.fs.crash();
+        node.down = true;
+        node.paused = false;
+        self.trace
+            .event(Self::now_ns(), "kill", json!({ "node": node.id.0 }));
+    }
+
+    /// Restarts a killed server from its disk.
+    pub fn restart(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        self.handle.restart(node.madsim.id());
+        node.down = false;
+        node.disk_error_injected = false;
+        self.trace
+            .event(Self::now_ns(), "restart", json!({ "node": node.id.0 }));
+    }
+
+    /// Stops scheduling server `i`'s tasks (a stalled process).
+    pub fn pause(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        self.handle.pause(node.madsim.id());
+        node.paused = true;
+        self.trace
+            .event(Self::now_ns(), "pause", json!({ "node": node.id.0 }));
+    }
+
+    /// Lets a paused server run again.
+    pub fn resume(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        self.handle.resume(node.madsim.id());
+        node.paused = false;
+        self.trace
+            .event(Self::now_ns(), "resume", json!({ "node": node.id.0 }));
+    }
+
+    /// Cuts the one-way link from server `from` to server `to`.
+    pub fn clog_link(&self, from: usize, to: usize) {
+        NetSim::current().clog_link(self.nodes[from].madsim.id(), self.nodes[to].madsim.id());
+        let (a, b) = (self.nodes[from].id.0, self.nodes[to].id.0);
+        self.trace
+            .event(Self::now_ns(), "clog_link", json!({ "from": a, "to": b }));
+    }
+
+    /// Splits the servers into two sides that cannot reach each other.
+    pub fn partition(&self, side: &[usize]) {
+        let net = NetSim::current();
+        for &a in side {
+            for b in (0..self.nodes.len()).filter(|b| !side.contains(b)) {
+                net.clog_link(self.nodes[a].madsim.id(), self.nodes[b].madsim.id());
+                net.clog_link(self.nodes[b].madsim.id(), self.nodes[a].madsim.id());
+            }
+        }
+        let ids: Vec<u64> = side.iter().map(|&i| self.nodes[i].id.0).collect();
+        self.trace
+            .event(Self::now_ns(), "partition", json!({ "side": ids }));
+    }
+
+    /// Restores every link and normal latency.
+    pub fn heal_network(&self) {
+        let net = NetSim::current();
+        for a in &self.nodes {
+            for b in &self.nodes {
+                net.unclog_link(a.madsim.id(), b.madsim.id());
+            }
+        }
+        net.update_config(|c| c.send_latency = Duration::from_millis(1)..Duration::from_millis(10));
+        self.trace.event(Self::now_ns(), "heal_network", json!({}));
+    }
+
+    /// Makes every message slow for a while.
+    pub fn slow_network(&self, max: Duration) {
+        NetSim::current().update_config(|c| c.send_latency = Duration::from_millis(1)..max);
+        self.trace.event(
+            Self::now_ns(),
+            "slow_network",
+            json!({ "max_ms": max.as_millis() as u64 }),
+        );
+    }
+
+    /// The handle of server `i`'s member, if it runs.
+    pub fn member(&self, i: usize) -> Option<Node> {
+        self.member_of(&self.nodes[i])
+    }
+
+    fn member_of(&self, node: &SimNode) -> Option<Node> {
+        if node.down || node.paused {
+            return None;
+        }
+        node.member.lock().expect("member").clone()
+    }
+
+    /// Every member handle (running or not), shared with the clients.
+    pub fn member_slots(&self) -> Vec<Arc<Mutex<Option<Node>>>> {
+        self.nodes.iter().map(|n| n.member.clone()).collect()
+    }
+
+    /// Servers whose storage refused to open (corruption was detected).
+    pub fn unrecoverable(&self, i: usize) -> bool {
+        *self.nodes[i].unrecoverable.lock().expect("unrecoverable")
+    }
+
+    /// Stops every server and reads each durable log back from its disk.
+    pub fn durable_logs(&mut self) -> BTreeMap<NodeId, Vec<Entry>> {
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].down {
+                self.handle.kill(self.nodes[i].madsim.id());
+                self.nodes[i].down = true;
+            }
+        }
+        self.nodes
+            .iter()
+            .filter_map(|node| {
+                let fs: Arc<dyn FileSystem> = Arc::new(node.fs.clone());
+                let (_, recovered) = LogWriter::open(fs, &data_dir(), log_options()).ok()?;
+                Some((node.id, recovered.entries))
+            })
+            .collect()
+    }
+}
+
+/// Small segments, so that runs rotate and recover many of them.
+fn log_options() -> LogOptions {
+    LogOptions {
+        segment_bytes_max: 64 << 10,
+        preallocate: true,
+    }
+}
+
+/// The body of a simulated server: open storage, start the member, serve.
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    id: NodeId,
+    seed: u64,
+    fs: MemFileSystem,
+    peers: BTreeMap<NodeId, SocketAddr>,
+    observations: Arc<Mutex<Observations>>,
+    member: Arc<Mutex<Option<Node>>>,
+    unrecoverable: Arc<Mutex<bool>>,
+    trace: Trace,
+) {
+    let addr = peers[&id];
+    let transport = TransportOptions {
+        write_timeout: Duration::from_millis(500),
+        ..TransportOptions::default()
+    };
+    let server = NodeManager::bind(addr, transport)
+        .await
+        .expect("bind in simulation");
+    let fs: Arc<dyn FileSystem> = Arc::new(fs);
+    let storage = match DiskStorage::open(fs, Path::new(&data_dir()), log_options()) {
+        Ok(storage) => storage,
+        Err(e) => {
+            // Detected corruption (or an injected error at open): this node
+            // cannot vouch for its log and stays down.
+            trace.event(
+                SimCluster::now_ns(),
+                "storage_refused",
+                json!({ "node": id.0, "error": e.to_string() }),
+            );
+            *unrecoverable.lock().expect("unrecoverable") = true;
+            return std::future::pending().await;
+        }
+    };
+    let mut options = GroupOptions::new(GROUP, id, peers);
+    options.raft = raft_options(id, seed);
+    let machine = KvMachine::new(id, observations);
+    let disk = {
+        use rand::SeedableRng;
+        // Each start draws its own latencies, still from the run's seed.
+        let start = SimCluster::now_ns();
+        SlowDisk {
+            inner: storage,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ id.0 ^ start),
+        }
+    };
+    let node = server
+        .add_group(options, Box::new(disk), Box::new(machine))
+        .expect("group starts");
+    *member.lock().expect("member") = Some(node);
+    trace.event(SimCluster::now_ns(), "started", json!({ "node": id.0 }));
+    std::future::pending::<()>().await;
+}
+
+/// The real storage with a simulated device latency: a batch becomes
+/// durable only after a delay drawn from the seed, so that a crash can land
+/// between a write being issued and it being durable.
+struct SlowDisk {
+    inner: DiskStorage,
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl oar::runtime::GroupStorage for SlowDisk {
+    fn recover(&mut self) -> Result<oar::storage::Recovered, oar::runtime::StorageFailure> {
+        self.inner.recover()
+    }
+
+    fn persist(
+        &mut self,
+        ops: Vec<oar::storage::WriteOp>,
+    ) -> Result<Vec<oar::storage::Durable>, oar::runtime::StorageFailure> {
+        self.inner.persist(ops)
+    }
+
+    fn device_latency(&mut self) -> Duration {
+        use rand::RngExt;
+        // Mostly fast, sometimes a slow fsync.
+        let micros = if self.rng.random_range(0..10) == 0 {
+            self.rng.random_range(2_000..20_000)
+        } else {
+            self.rng.random_range(50..2_000)
+        };
+        Duration::from_micros(micros)
+    }
+}

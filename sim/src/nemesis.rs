@@ -1,0 +1,195 @@
+//! The fault scheduler: every few hundred simulated milliseconds it draws a
+//! fault from the enabled classes — partitions, one-way clogs, slow links,
+//! crashes, pauses, disk I/O errors, bit flips — or heals one. It never
+//! takes down more than a minority at once, so that the cluster may make
+//! progress between faults; the liveness phase then heals everything.
+
+use std::time::Duration;
+
+use oar::storage::FsOp;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use crate::cluster::{SimCluster, data_dir};
+use crate::options::FaultSet;
+use crate::trace::Trace;
+
+/// The fault scheduler of one run.
+pub struct Nemesis {
+    rng: ChaCha8Rng,
+    faults: FaultSet,
+    trace: Trace,
+    /// Faults injected so far.
+    pub injected: u64,
+}
+
+impl Nemesis {
+    /// A scheduler drawing from `faults`, seeded by the run.
+    pub fn new(seed: u64, faults: FaultSet, trace: Trace) -> Self {
+        Nemesis {
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x006e_656d_6573_6973),
+            faults,
+            trace,
+            injected: 0,
+        }
+    }
+
+    /// Injects faults until `phase` of simulated time has passed.
+    pub async fn run(&mut self, cluster: &mut SimCluster, phase: Duration) {
+        let end = tokio::time::Instant::now() + phase;
+        if self.faults == FaultSet::None {
+            tokio::time::sleep_until(end).await;
+            return;
+        }
+        while tokio::time::Instant::now() < end {
+            let pause = Duration::from_millis(self.rng.random_range(200..1200));
+            tokio::time::sleep(
+                pause.min(end.saturating_duration_since(tokio::time::Instant::now())),
+            )
+            .await;
+            self.step(cluster);
+        }
+    }
+
+    /// How many servers are out (down, paused, or unable to recover).
+    fn out(cluster: &SimCluster) -> usize {
+        (0..cluster.nodes.len())
+            .filter(|&i| {
+                let node = &cluster.nodes[i];
+                node.down || node.paused || node.disk_error_injected || cluster.unrecoverable(i)
+            })
+            .count()
+    }
+
+    fn step(&mut self, cluster: &mut SimCluster) {
+        let n = cluster.nodes.len();
+        let minority = (n - 1) / 2;
+        let choice = self.rng.random_range(0..100);
+        let pick = |rng: &mut ChaCha8Rng, cond: &dyn Fn(usize) -> bool| -> Option<usize> {
+            let candidates: Vec<usize> = (0..n).filter(|&i| cond(i)).collect();
+            (!candidates.is_empty()).then(|| candidates[rng.random_range(0..candidates.len())])
+        };
+        match choice {
+            0..20 if self.faults.net() => {
+                // A random side: a lone node, a minority, or a majority.
+                let size = self.rng.random_range(1..n.max(2));
+                let mut side: Vec<usize> = (0..n).collect();
+                for i in (1..side.len()).rev() {
+                    let j = self.rng.random_range(0..=i);
+                    side.swap(i, j);
+                }
+                side.truncate(size);
+                side.sort_unstable();
+                cluster.partition(&side);
+            }
+            20..30 if self.faults.net() => {
+                let from = self.rng.random_range(0..n);
+                let to = (from + self.rng.random_range(1..n)) % n;
+                cluster.clog_link(from, to);
+            }
+            30..36 if self.faults.net() => {
+                cluster.slow_network(Duration::from_millis(self.rng.random_range(20..200)))
+            }
+            36..50 if self.faults.net() => cluster.heal_network(),
+            50..62 if self.faults.crash() && Self::out(cluster) < minority => {
+                let Some(i) = pick(&mut self.rng, &|i| {
+                    !cluster.nodes[i].down && !cluster.nodes[i].paused
+                }) else {
+                    return;
+                };
+                cluster.kill(i);
+            }
+            62..76 if self.faults.crash() => {
+                let Some(i) = pick(&mut self.rng, &|i| {
+                    (cluster.nodes[i].down || cluster.nodes[i].disk_error_injected)
+                        && !cluster.unrecoverable(i)
+                }) else {
+                    return;
+                };
+                if !cluster.nodes[i].down {
+                    cluster.kill(i);
+                }
+                cluster.restart(i);
+            }
+            76..82 if self.faults.crash() && Self::out(cluster) < minority => {
+                let Some(i) = pick(&mut self.rng, &|i| {
+                    !cluster.nodes[i].down && !cluster.nodes[i].paused
+                }) else {
+                    return;
+                };
+                cluster.pause(i);
+            }
+            82..90 if self.faults.crash() => {
+                let Some(i) = pick(&mut self.rng, &|i| cluster.nodes[i].paused) else {
+                    return;
+                };
+                cluster.resume(i);
+            }
+            90..96 if self.faults.disk() && Self::out(cluster) < minority => {
+                // The next sync fails: the group stops (fail-stop) until the
+                // nemesis restarts the server.
+                let Some(i) = pick(&mut self.rng, &|i| {
+                    !cluster.nodes[i].down && !cluster.nodes[i].paused
+                }) else {
+                    return;
+                };
+                cluster.nodes[i]
+                    .fs
+                    .inject_error(FsOp::Sync, self.rng.random_range(0..3));
+                cluster.nodes[i].disk_error_injected = true;
+                self.trace.event(
+                    SimCluster::now_ns(),
+                    "inject_sync_error",
+                    json!({ "node": cluster.nodes[i].id.0 }),
+                );
+            }
+            96..100 if self.faults.disk() && Self::out(cluster) < minority => {
+                // Latent corruption of the term/vote file of a crashed
+                // server: detected at restart, the server stays out.
+                let Some(i) = pick(&mut self.rng, &|i| {
+                    !cluster.nodes[i].down && !cluster.nodes[i].paused
+                }) else {
+                    return;
+                };
+                if (0..n).any(|j| cluster.unrecoverable(j)) {
+                    return;
+                }
+                cluster.kill(i);
+                let meta = data_dir().join("raft_meta");
+                let bit = self.rng.random_range(0..8u8);
+                if cluster.nodes[i]
+                    .fs
+                    .flip_bit(&meta, self.rng.random_range(0..16), bit)
+                    .is_ok()
+                {
+                    self.trace.event(
+                        SimCluster::now_ns(),
+                        "flip_bit",
+                        json!({ "node": cluster.nodes[i].id.0, "file": "raft_meta" }),
+                    );
+                }
+                cluster.restart(i);
+            }
+            _ => return,
+        }
+        self.injected += 1;
+    }
+
+    /// Ends every fault: heals the network, resumes and restarts servers
+    /// (except those whose storage refused to open).
+    pub fn heal_all(&mut self, cluster: &mut SimCluster) {
+        cluster.heal_network();
+        for i in 0..cluster.nodes.len() {
+            if cluster.nodes[i].paused {
+                cluster.resume(i);
+            }
+            if cluster.nodes[i].disk_error_injected && !cluster.nodes[i].down {
+                cluster.kill(i);
+            }
+            if cluster.nodes[i].down && !cluster.unrecoverable(i) {
+                cluster.restart(i);
+            }
+        }
+    }
+}

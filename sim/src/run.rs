@@ -1,0 +1,243 @@
+//! One seed, end to end: start the cluster and the clients, inject faults,
+//! heal, require progress (liveness), then check safety and
+//! linearizability.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use oar::core::NodeId;
+use serde_json::json;
+
+use crate::checker::linearizability;
+use crate::cluster::SimCluster;
+use crate::final_checks::{
+    check_acknowledged_writes, check_leader_completeness, check_log_matching,
+};
+use crate::history::History;
+use crate::kv_machine::KvCommand;
+use crate::nemesis::Nemesis;
+use crate::observe::{Observations, Violation};
+use crate::options::SimOptions;
+use crate::trace::Trace;
+use crate::workload::{ClientContext, run_client};
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub enum Verdict {
+    /// Every check passed.
+    Pass,
+    /// A safety property or linearizability broke.
+    Correctness(Vec<Violation>),
+    /// The healed cluster did not make progress in time.
+    Liveness(String),
+}
+
+/// What one run did and found.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// Client operations invoked.
+    pub ops: usize,
+    /// Faults injected.
+    pub faults: u64,
+    /// Terms that had a leader.
+    pub leader_terms: usize,
+    /// Simulated time, in nanoseconds.
+    pub sim_ns: u64,
+    /// Wall-clock time the run took.
+    pub wall: Duration,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// Everything a run leaves: its report, event trace and client history.
+pub struct RunOutput {
+    /// The report.
+    pub report: RunReport,
+    /// The event trace (empty unless enabled).
+    pub trace: Trace,
+    /// The client history.
+    pub history: History,
+}
+
+/// Runs one seed in a fresh madsim runtime.
+pub fn run(options: &SimOptions) -> RunOutput {
+    let wall = Instant::now();
+    let runtime =
+        madsim::runtime::Runtime::with_seed_and_config(options.seed, madsim::Config::default());
+    let options = options.clone();
+    let (mut report, trace, history) = runtime.block_on(simulate(options));
+    report.wall = wall.elapsed();
+    RunOutput {
+        report,
+        trace,
+        history,
+    }
+}
+
+async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
+    let trace = Trace::new(options.trace);
+    let observations = Arc::new(Mutex::new(Observations::default()));
+    let mut cluster = SimCluster::start(
+        options.nodes,
+        options.seed,
+        observations.clone(),
+        trace.clone(),
+    );
+    let ctx = ClientContext {
+        members: cluster.member_slots(),
+        history: Arc::new(Mutex::new(History::new())),
+        acknowledged: Arc::default(),
+        stop: Arc::new(AtomicBool::new(false)),
+        keys: options.keys,
+        op_timeout: options.op_timeout,
+    };
+    let clients_node = madsim::runtime::Handle::current()
+        .create_node()
+        .name("clients")
+        .ip("10.0.1.1".parse().expect("ip"))
+        .build();
+    let clients: Vec<_> = (0..options.clients as u64)
+        .map(|client| clients_node.spawn(run_client(client, options.seed, ctx.clone())))
+        .collect();
+
+    // Fault phase.
+    let mut nemesis = Nemesis::new(options.seed, options.faults, trace.clone());
+    nemesis.run(&mut cluster, options.fault_phase).await;
+    ctx.stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        let _ = client.await;
+    }
+
+    // Liveness phase: heal, then a write must commit and everyone converge.
+    nemesis.heal_all(&mut cluster);
+    trace.event(SimCluster::now_ns(), "heal_all", json!({}));
+    let liveness = require_progress(&cluster, options.heal_deadline).await;
+
+    let history = std::mem::take(&mut *ctx.history.lock().expect("history"));
+    let mut violations = observations
+        .lock()
+        .expect("observations")
+        .violations()
+        .to_vec();
+    let verdict = match liveness {
+        Err(reason) if violations.is_empty() => Verdict::Liveness(reason),
+        Err(_) => Verdict::Correctness(violations),
+        Ok(leader) => {
+            let logs = cluster.durable_logs();
+            violations.extend(check_log_matching(&logs));
+            if let Some(leader_log) = logs.get(&leader) {
+                let applied: Vec<_> = observations
+                    .lock()
+                    .expect("observations")
+                    .applied_commands()
+                    .map(|(id, _)| id)
+                    .collect();
+                violations.extend(check_leader_completeness(leader, leader_log, applied));
+                let acknowledged: Vec<(usize, Bytes)> =
+                    ctx.acknowledged.lock().expect("acknowledged").clone();
+                violations.extend(check_acknowledged_writes(leader_log, &acknowledged));
+            }
+            // A budget keeps a pathological history from stalling a sweep;
+            // running out is reported, never taken for a pass.
+            let budget = linearizability::CheckOptions {
+                max_steps: Some(20_000_000),
+                ..Default::default()
+            };
+            let verdict = linearizability::check_with(&history, &budget);
+            if !verdict.is_linearizable() {
+                violations.push(Violation::NotLinearizable {
+                    detail: format!("{verdict:?}"),
+                });
+            }
+            if violations.is_empty() {
+                Verdict::Pass
+            } else {
+                Verdict::Correctness(violations)
+            }
+        }
+    };
+    let report = RunReport {
+        seed: options.seed,
+        ops: history.len(),
+        faults: nemesis.injected,
+        leader_terms: observations.lock().expect("observations").leader_terms(),
+        sim_ns: SimCluster::now_ns(),
+        wall: Duration::ZERO,
+        verdict,
+    };
+    (report, trace, history)
+}
+
+/// After healing: some server accepts a write, then every running server
+/// applies and persists up to the same commit index. Returns the leader.
+async fn require_progress(cluster: &SimCluster, deadline: Duration) -> Result<NodeId, String> {
+    let end = tokio::time::Instant::now() + deadline;
+    let probe = KvCommand::Put {
+        key: "liveness".into(),
+        value: "probe".into(),
+    }
+    .encode();
+    let leader = 'found: loop {
+        for i in 0..cluster.nodes.len() {
+            if let Some(member) = cluster.member(i) {
+                let attempt =
+                    tokio::time::timeout(Duration::from_millis(500), member.apply(probe.clone()))
+                        .await;
+                if let Ok(Ok(_)) = attempt {
+                    break 'found member.id();
+                }
+            }
+        }
+        if tokio::time::Instant::now() >= end {
+            let mut roles = Vec::new();
+            for i in 0..cluster.nodes.len() {
+                if let Some(member) = cluster.member(i)
+                    && let Ok(s) = member.status().await
+                {
+                    roles.push(format!("{}:{:?}@{}", s.id, s.role, s.hard_state.term));
+                }
+            }
+            return Err(format!(
+                "no write committed within {deadline:?} of healing; nodes: {}",
+                roles.join(" ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    loop {
+        let mut states = Vec::new();
+        for i in 0..cluster.nodes.len() {
+            if cluster.unrecoverable(i) {
+                continue;
+            }
+            let Some(member) = cluster.member(i) else {
+                continue;
+            };
+            if let Ok(status) = member.status().await {
+                states.push((status.committed, status.applied, status.persisted));
+            }
+        }
+        let target = states.iter().map(|s| s.0).max();
+        let converged = states.len()
+            + (0..cluster.nodes.len())
+                .filter(|&i| cluster.unrecoverable(i))
+                .count()
+            == cluster.nodes.len()
+            && states
+                .iter()
+                .all(|&(c, a, p)| Some(c) == target && a == c && p >= c);
+        if converged {
+            return Ok(leader);
+        }
+        if tokio::time::Instant::now() >= end {
+            return Err(format!(
+                "servers did not converge within {deadline:?} of healing: {states:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,142 @@
+//! Concurrent clients on a small key space: put, get, append and cas, each
+//! recorded in the history with its invoke and completion times. A client
+//! retries at the leader a refusal names, and gives up on an operation
+//! (outcome unknown) after the operation timeout, as a real client does.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use oar::runtime::{Error, Node};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::cluster::SimCluster;
+use crate::history::{History, Operation, Outcome, Reply};
+use crate::kv_machine::{KvCommand, KvReply, decode_reply};
+
+/// What the clients share.
+#[derive(Clone)]
+pub struct ClientContext {
+    /// Each server's member handle (`None` while down).
+    pub members: Vec<Arc<Mutex<Option<Node>>>>,
+    /// The history every client records into.
+    pub history: Arc<Mutex<History>>,
+    /// Acknowledged writes: history op index → the command it logged.
+    pub acknowledged: Arc<Mutex<Vec<(usize, Bytes)>>>,
+    /// Set when the fault phase ends.
+    pub stop: Arc<AtomicBool>,
+    /// Keys to choose from.
+    pub keys: usize,
+    /// When a client gives up on an operation.
+    pub op_timeout: Duration,
+}
+
+/// Runs one client until `stop` is set.
+pub async fn run_client(client: u64, seed: u64, ctx: ClientContext) {
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (client + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+    let mut target = rng.random_range(0..ctx.members.len());
+    let mut sequence = 0u64;
+    let mut last_seen: Vec<Option<String>> = vec![None; ctx.keys];
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let member = ctx.members[target].lock().expect("member").clone();
+        let Some(member) = member else {
+            target = rng.random_range(0..ctx.members.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let key_index = rng.random_range(0..ctx.keys);
+        let key = format!("k{key_index}");
+        sequence += 1;
+        let value = format!("c{client}-{sequence}");
+        let (command, operation) = match rng.random_range(0..10) {
+            0..3 => (
+                KvCommand::Put {
+                    key: key.clone(),
+                    value: value.clone(),
+                },
+                Operation::Put { value },
+            ),
+            3..6 => (KvCommand::Get { key: key.clone() }, Operation::Get),
+            6..8 => (
+                KvCommand::Append {
+                    key: key.clone(),
+                    value: value.clone(),
+                },
+                Operation::Append { value },
+            ),
+            _ => {
+                let expected = last_seen[key_index].clone().unwrap_or_default();
+                let command = KvCommand::Cas {
+                    key: key.clone(),
+                    expected: expected.clone(),
+                    new: value.clone(),
+                };
+                (
+                    command,
+                    Operation::Cas {
+                        expected,
+                        new: value,
+                    },
+                )
+            }
+        };
+        let bytes = command.encode();
+        let op = ctx.history.lock().expect("history").invoke(
+            client,
+            key,
+            operation,
+            SimCluster::now_ns(),
+        );
+        let result = tokio::time::timeout(ctx.op_timeout, member.apply(bytes.clone())).await;
+        let outcome = match result {
+            Ok(Ok(applied)) => {
+                let reply = match decode_reply(&applied.response) {
+                    KvReply::Done => Reply::Done,
+                    KvReply::Value(v) => {
+                        last_seen[key_index] = v.clone();
+                        Reply::Value(v)
+                    }
+                    KvReply::Swapped(swapped) => Reply::Swapped(swapped),
+                    KvReply::Invalid => panic!("the state machine refused a well-formed command"),
+                };
+                if !matches!(reply, Reply::Value(_) | Reply::Swapped(false)) {
+                    ctx.acknowledged
+                        .lock()
+                        .expect("acknowledged")
+                        .push((op.index(), bytes));
+                }
+                Outcome::Ok(reply)
+            }
+            // Refused before reaching the log, or its entry was replaced:
+            // definitely not applied.
+            Ok(Err(Error::NotLeader { leader, .. })) => {
+                target = match leader {
+                    Some(id) => (id.0 as usize).saturating_sub(1).min(ctx.members.len() - 1),
+                    None => rng.random_range(0..ctx.members.len()),
+                };
+                Outcome::Fail
+            }
+            Ok(Err(Error::Overwritten(_))) => Outcome::Fail,
+            Ok(Err(Error::NotRunning)) => {
+                target = rng.random_range(0..ctx.members.len());
+                Outcome::Fail
+            }
+            // Shut down mid-flight, storage failure, or no answer in time:
+            // it may or may not have taken effect.
+            Ok(Err(_)) | Err(_) => {
+                target = rng.random_range(0..ctx.members.len());
+                Outcome::Unknown
+            }
+        };
+        let now = SimCluster::now_ns();
+        ctx.history
+            .lock()
+            .expect("history")
+            .complete(op, now, outcome)
+            .expect("history accepts the completion");
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..20))).await;
+    }
+}
