@@ -67,6 +67,9 @@ enum Command {
         seeds: Range<u64>,
         #[command(flatten)]
         shape: Shape,
+        /// Stop at the first failing seed (to count how many seeds a bug takes).
+        #[arg(long)]
+        stop_at_first_failure: bool,
     },
 }
 
@@ -176,13 +179,12 @@ pub(crate) fn main() -> ExitCode {
             }
             exit_code(&output.report.verdict)
         }
-        Command::Sweep { seeds, shape } => sweep(seeds, &shape),
+        Command::Sweep { seeds, shape, stop_at_first_failure } => sweep(seeds, &shape, stop_at_first_failure),
     }
 }
 
-fn sweep(seeds: Range<u64>, shape: &Shape) -> ExitCode {
-    let count = seeds.end - seeds.start;
-    let bar = ProgressBar::new(count);
+fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool) -> ExitCode {
+    let bar = ProgressBar::new(seeds.end - seeds.start);
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:40} {pos}/{len} seeds  {elapsed_precise} (eta {eta})  {msg}",
@@ -192,7 +194,12 @@ fn sweep(seeds: Range<u64>, shape: &Shape) -> ExitCode {
     let start = Instant::now();
     let (mut ops, mut faults, mut sim_ns, mut terms) = (0usize, 0u64, 0u64, 0usize);
     let mut failures: Vec<RunReport> = Vec::new();
+    let mut count = 0;
     for seed in seeds.clone() {
+        if stop_at_first_failure && !failures.is_empty() {
+            break;
+        }
+        count += 1;
         let report = run(&options(seed, shape)).report;
         ops += report.ops;
         faults += report.faults;
