@@ -179,7 +179,11 @@ pub(crate) fn main() -> ExitCode {
             }
             exit_code(&output.report.verdict)
         }
-        Command::Sweep { seeds, shape, stop_at_first_failure } => sweep(seeds, &shape, stop_at_first_failure),
+        Command::Sweep {
+            seeds,
+            shape,
+            stop_at_first_failure,
+        } => sweep(seeds, &shape, stop_at_first_failure),
     }
 }
 

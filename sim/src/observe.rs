@@ -57,6 +57,12 @@ pub enum Violation {
         /// The write's client and op index in the history.
         op: usize,
     },
+    /// A node panicked: an internal invariant of the core or the runtime
+    /// broke (they are checked after every input in the simulator).
+    Panic {
+        /// The panic message and location.
+        message: String,
+    },
     /// The client history is not linearizable.
     NotLinearizable {
         /// What the checker says.

@@ -68,14 +68,45 @@ pub fn run(options: &SimOptions) -> RunOutput {
     let wall = Instant::now();
     let runtime =
         madsim::runtime::Runtime::with_seed_and_config(options.seed, madsim::Config::default());
-    let options = options.clone();
-    let (mut report, trace, history) = runtime.block_on(simulate(options));
+    // A panic anywhere in the simulated cluster is a failed seed, not a
+    // crashed sweep: record its message quietly and report it.
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        LAST_PANIC.with(|last| *last.borrow_mut() = Some(info.to_string()));
+    }));
+    let simulation = simulate(options.clone());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(simulation)
+    }));
+    std::panic::set_hook(previous_hook);
+    let (mut report, trace, history) = match result {
+        Ok(output) => output,
+        Err(_) => {
+            let message = LAST_PANIC
+                .with(|last| last.borrow_mut().take())
+                .unwrap_or_else(|| "unknown panic".into());
+            let report = RunReport {
+                seed: options.seed,
+                ops: 0,
+                faults: 0,
+                leader_terms: 0,
+                sim_ns: 0,
+                wall: Duration::ZERO,
+                verdict: Verdict::Correctness(vec![Violation::Panic { message }]),
+            };
+            (report, Trace::new(false), History::new())
+        }
+    };
     report.wall = wall.elapsed();
     RunOutput {
         report,
         trace,
         history,
     }
+}
+
+thread_local! {
+    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
 async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {

@@ -134,6 +134,17 @@ impl RaftNode {
             dirty: false,
             options,
         };
+        // Storage writes the term before the entries of that term, but a
+        // log restored from elsewhere may still run ahead of the meta: adopt
+        // the log's term (with no vote, so none is repeated) and persist it.
+        let log_term = node.log.last_id().term;
+        if log_term > node.hard_state.term {
+            node.hard_state = HardState {
+                term: log_term,
+                voted_for: None,
+            };
+            node.persist_hard_state();
+        }
         node.reset_election_deadline();
         Ok(node)
     }

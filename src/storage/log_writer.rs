@@ -99,10 +99,10 @@ impl LogWriter {
         self.pending.len()
     }
 
-    /// Executes every queued op in order and makes all durable: one write
+    /// Executes every queued op and makes all durable: one atomic meta write
+    /// first if the hard state changed (the last one queued), then one write
     /// and one `fdatasync` for the entries (more only when a segment fills
-    /// or a suffix is truncated), one atomic meta write if the hard state
-    /// changed. Returns one completion per op, in order (none for an empty
+    /// or a suffix is truncated). Returns one completion per op, in order (none for an empty
     /// `Entries`).
     ///
     /// # Errors
@@ -111,7 +111,16 @@ impl LogWriter {
     pub fn flush(&mut self) -> Result<Vec<Durable>> {
         let ops = std::mem::take(&mut self.pending);
         let mut done = Vec::with_capacity(ops.len());
-        let mut hard_state = None;
+        // The term/vote goes first: an entry must never be durable ahead of
+        // the term it was written in, or recovery after a crash between the
+        // two writes would find an entry from a future term.
+        let hard_state = ops.iter().rev().find_map(|op| match op {
+            WriteOp::HardState(hs) => Some(*hs),
+            WriteOp::Entries(_) => None,
+        });
+        if let Some(hs) = hard_state {
+            self.meta.save(hs)?;
+        }
         for op in ops {
             match op {
                 WriteOp::Entries(entries) => {
@@ -124,16 +133,10 @@ impl LogWriter {
                     self.log.append(&entries)?;
                     done.push(Durable::Entries(last.id));
                 }
-                WriteOp::HardState(hs) => {
-                    hard_state = Some(hs);
-                    done.push(Durable::HardState(hs));
-                }
+                WriteOp::HardState(hs) => done.push(Durable::HardState(hs)),
             }
         }
         self.log.flush()?;
-        if let Some(hs) = hard_state {
-            self.meta.save(hs)?;
-        }
         Ok(done)
     }
 
