@@ -12,6 +12,7 @@ use std::time::Duration;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use oar::core::{Entry, NodeId, RaftOptions};
+
 use oar::runtime::{DiskStorage, GroupId, GroupOptions, Node, NodeManager, TransportOptions};
 use oar::storage::{FileSystem, LogOptions, LogWriter, MemFileSystem};
 use serde_json::json;
@@ -62,23 +63,12 @@ fn node_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1))
 }
 
-/// Timeouts short enough for many elections per simulated minute.
-fn raft_options(id: NodeId, seed: u64) -> RaftOptions {
-    RaftOptions {
-        id,
-        election_timeout_min: Duration::from_millis(300),
-        election_timeout_max: Duration::from_millis(600),
-        heartbeat_interval: Duration::from_millis(60),
-        rng_seed: seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        ..RaftOptions::default()
-    }
-}
-
 impl SimCluster {
     /// Starts `n` servers.
     pub fn start(
         n: usize,
         seed: u64,
+        raft: RaftOptions,
         observations: Arc<Mutex<Observations>>,
         trace: Trace,
     ) -> SimCluster {
@@ -92,31 +82,19 @@ impl SimCluster {
                 let fs = MemFileSystem::new(seed.wrapping_add(i as u64).wrapping_mul(31));
                 let member = Arc::new(Mutex::new(None));
                 let unrecoverable = Arc::new(Mutex::new(false));
-                let init = {
-                    let (fs, member, unrecoverable) =
-                        (fs.clone(), member.clone(), unrecoverable.clone());
-                    let (peers, observations, trace) =
-                        (peers.clone(), observations.clone(), trace.clone());
-                    move || {
-                        let (fs, member, unrecoverable) =
-                            (fs.clone(), member.clone(), unrecoverable.clone());
-                        let (peers, observations, trace) =
-                            (peers.clone(), observations.clone(), trace.clone());
-                        async move {
-                            serve(
-                                id,
-                                seed,
-                                fs,
-                                peers,
-                                observations,
-                                member,
-                                unrecoverable,
-                                trace,
-                            )
-                            .await;
-                        }
-                    }
+                let server = ServerContext {
+                    id,
+                    seed,
+                    raft: raft.clone(),
+                    fs: fs.clone(),
+                    peers: peers.clone(),
+                    observations: observations.clone(),
+                    member: member.clone(),
+                    unrecoverable: unrecoverable.clone(),
+                    trace: trace.clone(),
                 };
+                // Runs at every (re)start of the madsim node.
+                let init = move || serve(server.clone());
                 let madsim = handle
                     .create_node()
                     .name(format!("n{}", id.0))
@@ -243,6 +221,20 @@ impl SimCluster {
         node.member.lock().expect("member").clone()
     }
 
+    /// The server the running members name as leader most often, if any.
+    pub fn leader_index(&self) -> Option<usize> {
+        let mut votes = BTreeMap::new();
+        for i in 0..self.nodes.len() {
+            if let Some(leader) = self.member(i).and_then(|m| m.leader()) {
+                *votes.entry(leader).or_insert(0) += 1;
+            }
+        }
+        let (&leader, _) = votes
+            .iter()
+            .max_by_key(|&(id, count)| (*count, std::cmp::Reverse(*id)))?;
+        self.nodes.iter().position(|n| n.id == leader)
+    }
+
     /// Every member handle (running or not), shared with the clients.
     pub fn member_slots(&self) -> Vec<Arc<Mutex<Option<Node>>>> {
         self.nodes.iter().map(|n| n.member.clone()).collect()
@@ -280,18 +272,33 @@ fn log_options() -> LogOptions {
     }
 }
 
-/// The body of a simulated server: open storage, start the member, serve.
-#[allow(clippy::too_many_arguments)]
-async fn serve(
+/// What a simulated server needs at each (re)start; it outlives crashes.
+#[derive(Clone)]
+struct ServerContext {
     id: NodeId,
     seed: u64,
+    raft: RaftOptions,
     fs: MemFileSystem,
     peers: BTreeMap<NodeId, SocketAddr>,
     observations: Arc<Mutex<Observations>>,
     member: Arc<Mutex<Option<Node>>>,
     unrecoverable: Arc<Mutex<bool>>,
     trace: Trace,
-) {
+}
+
+/// The body of a simulated server: open storage, start the member, serve.
+async fn serve(ctx: ServerContext) {
+    let ServerContext {
+        id,
+        seed,
+        raft,
+        fs,
+        peers,
+        observations,
+        member,
+        unrecoverable,
+        trace,
+    } = ctx;
     let addr = peers[&id];
     let transport = TransportOptions {
         write_timeout: Duration::from_millis(500),
@@ -316,7 +323,11 @@ async fn serve(
         }
     };
     let mut options = GroupOptions::new(GROUP, id, peers);
-    options.raft = raft_options(id, seed);
+    options.raft = RaftOptions {
+        id,
+        rng_seed: seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        ..raft
+    };
     let machine = KvMachine::new(id, observations);
     let disk = {
         use rand::SeedableRng;

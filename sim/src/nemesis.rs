@@ -71,7 +71,15 @@ impl Nemesis {
             (!candidates.is_empty()).then(|| candidates[rng.random_range(0..candidates.len())])
         };
         match choice {
-            0..20 if self.faults.net() => {
+            0..8 if self.faults.net() => {
+                // Cut the leader off, the fault that forces elections and
+                // leaves deposed leaders with uncommitted tails.
+                let Some(leader) = cluster.leader_index() else {
+                    return;
+                };
+                cluster.partition(&[leader]);
+            }
+            8..20 if self.faults.net() => {
                 // A random side: a lone node, a minority, or a majority.
                 let size = self.rng.random_range(1..n.max(2));
                 let mut side: Vec<usize> = (0..n).collect();
@@ -93,8 +101,14 @@ impl Nemesis {
             }
             36..50 if self.faults.net() => cluster.heal_network(),
             50..62 if self.faults.crash() && Self::out(cluster) < minority => {
-                let Some(i) = pick(&mut self.rng, &|i| {
-                    !cluster.nodes[i].down && !cluster.nodes[i].paused
+                // Half the time the leader, whose death matters most.
+                let leader = cluster
+                    .leader_index()
+                    .filter(|_| self.rng.random_range(0..2) == 0);
+                let Some(i) = leader.or_else(|| {
+                    pick(&mut self.rng, &|i| {
+                        !cluster.nodes[i].down && !cluster.nodes[i].paused
+                    })
                 }) else {
                     return;
                 };

@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+use oar::core::RaftOptions;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
 /// Which faults the nemesis may inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FaultSet {
@@ -56,6 +60,9 @@ pub struct SimOptions {
     pub op_timeout: Duration,
     /// Record the event trace.
     pub trace: bool,
+    /// The protocol options every server runs with (`id` and `rng_seed`
+    /// are set per server).
+    pub raft: RaftOptions,
 }
 
 impl SimOptions {
@@ -71,6 +78,26 @@ impl SimOptions {
             heal_deadline: Duration::from_secs(20),
             op_timeout: Duration::from_secs(2),
             trace: false,
+            raft: swarm_raft_options(seed),
         }
+    }
+}
+
+/// Protocol options drawn from the seed ("swarm testing", as TigerBeetle's
+/// simulator does): tiny batches and windows, short and long timeouts,
+/// pre-vote and check-quorum on or off, so that different seeds stress
+/// different paths (probing, pipelining, split votes, disruption).
+pub fn swarm_raft_options(seed: u64) -> RaftOptions {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5357_4152_4d00_0000);
+    let election_ms = rng.random_range(150..600);
+    RaftOptions {
+        election_timeout_min: Duration::from_millis(election_ms),
+        election_timeout_max: Duration::from_millis(election_ms * 2),
+        heartbeat_interval: Duration::from_millis(election_ms / 5),
+        pre_vote: rng.random_range(0..4) != 0,
+        check_quorum: rng.random_range(0..4) != 0,
+        append_entries_max: [1, 3, 16, 1024][rng.random_range(0..4)],
+        inflight_msgs_max: [1, 2, 8, 256][rng.random_range(0..4)],
+        ..RaftOptions::default()
     }
 }

@@ -115,6 +115,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
     let mut cluster = SimCluster::start(
         options.nodes,
         options.seed,
+        options.raft.clone(),
         observations.clone(),
         trace.clone(),
     );
