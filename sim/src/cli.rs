@@ -63,7 +63,7 @@ enum Command {
     /// Run a range of seeds with a progress bar and a summary table.
     Sweep {
         /// Seeds as `start..end` (end excluded).
-        #[arg(long, default_value = "0..200", value_parser = parse_range)]
+        #[arg(long, default_value = "0..1000", value_parser = parse_range)]
         seeds: Range<u64>,
         #[command(flatten)]
         shape: Shape,

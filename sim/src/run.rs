@@ -109,6 +109,12 @@ thread_local! {
     static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
+/// Runs one simulation inside the current madsim runtime (for
+/// `Runtime::check_determinism`, which builds the runtime itself).
+pub async fn simulate_in_current_runtime(options: SimOptions) -> RunReport {
+    simulate(options).await.0
+}
+
 async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
     let trace = Trace::new(options.trace);
     let observations = Arc::new(Mutex::new(Observations::default()));
