@@ -187,6 +187,21 @@ impl SimCluster {
             .event(Self::now_ns(), "partition", json!({ "side": ids }));
     }
 
+    /// Cuts every link between `left` and `right`; `bridge` still reaches both.
+    pub fn bridge(&self, bridge: usize, left: &[usize], right: &[usize]) {
+        let net = NetSim::current();
+        for &a in left {
+            for &b in right {
+                net.clog_link(self.nodes[a].madsim.id(), self.nodes[b].madsim.id());
+                net.clog_link(self.nodes[b].madsim.id(), self.nodes[a].madsim.id());
+            }
+        }
+        let ids = |side: &[usize]| side.iter().map(|&i| self.nodes[i].id.0).collect::<Vec<_>>();
+        let fields =
+            json!({ "bridge": self.nodes[bridge].id.0, "left": ids(left), "right": ids(right) });
+        self.trace.event(Self::now_ns(), "bridge", fields);
+    }
+
     /// Restores every link and normal latency.
     pub fn heal_network(&self) {
         let net = NetSim::current();

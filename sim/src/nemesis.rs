@@ -79,17 +79,21 @@ impl Nemesis {
                 };
                 cluster.partition(&[leader]);
             }
-            8..20 if self.faults.net() => {
+            8..17 if self.faults.net() => {
                 // A random side: a lone node, a minority, or a majority.
                 let size = self.rng.random_range(1..n.max(2));
-                let mut side: Vec<usize> = (0..n).collect();
-                for i in (1..side.len()).rev() {
-                    let j = self.rng.random_range(0..=i);
-                    side.swap(i, j);
-                }
+                let mut side = self.shuffled(n);
                 side.truncate(size);
                 side.sort_unstable();
                 cluster.partition(&side);
+            }
+            17..20 if self.faults.net() && n >= 3 => {
+                // A bridge: two halves that reach each other only through
+                // one node, which sees a majority on both sides.
+                let order = self.shuffled(n);
+                let (bridge, rest) = order.split_first().expect("n >= 3");
+                let (left, right) = rest.split_at(rest.len() / 2);
+                cluster.bridge(*bridge, left, right);
             }
             20..30 if self.faults.net() => {
                 let from = self.rng.random_range(0..n);
@@ -188,6 +192,16 @@ impl Nemesis {
             _ => return,
         }
         self.injected += 1;
+    }
+
+    /// The servers in a random order.
+    fn shuffled(&mut self, n: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = self.rng.random_range(0..=i);
+            order.swap(i, j);
+        }
+        order
     }
 
     /// Ends every fault: heals the network, resumes and restarts servers
