@@ -78,11 +78,11 @@ impl RaftNode {
                 if at <= self.log.committed() {
                     return Err(InputError::ConflictWithCommitted { index: at });
                 }
-                self.log.truncate_from(at);
+                self.truncate_log_from(at);
                 self.fail_proposals_from(at, Some(entries[first_new].id.term));
             }
             for entry in entries.drain(first_new..) {
-                self.log.append(entry);
+                self.append_entry(entry);
             }
         }
         self.leader_matched = self.leader_matched.max(last_new);

@@ -11,7 +11,6 @@ use super::error::InputError;
 use super::ids::{NodeId, Term};
 use super::message::{Message, MessageBody, VoteRequest, VoteResponse};
 use super::node::{RaftNode, RoleState};
-use super::progress::Progress;
 use super::quorum::VoteResult;
 
 impl RaftNode {
@@ -24,8 +23,19 @@ impl RaftNode {
                 this: self.id(),
             });
         }
-        if !self.membership.contains(m.from) {
-            return Err(InputError::UnknownPeer { from: m.from });
+        // Only votes are refused from outside the configuration. Appends
+        // and heartbeats are accepted from any node claiming leadership of a
+        // term: a new member, or a follower whose configuration predates the
+        // leader's, must be able to hear from a leader it does not know yet
+        // (dissertation §4.2.1), and doing so is safe — a leader won its term
+        // from a quorum of its own configuration, and election safety holds
+        // per term whatever the sender. A candidate that is not a voter here
+        // is refused without adopting its term, so a removed server cannot
+        // disrupt the group (dissertation §4.2.3).
+        if let MessageBody::VoteRequest(_) = m.body {
+            if !self.configs.effective().is_voter(m.from) {
+                return Err(InputError::UnknownPeer { from: m.from });
+            }
         }
         if m.term > self.term() {
             match &m.body {
@@ -41,7 +51,10 @@ impl RaftNode {
                 }
                 // A granted pre-vote carries the term we would campaign in.
                 MessageBody::VoteResponse(resp) if resp.pre_vote && resp.granted => {}
-                MessageBody::AppendRequest(_) | MessageBody::Heartbeat(_) => {
+                // Only a leader sends these (TimeoutNow: to hand its term over).
+                MessageBody::AppendRequest(_)
+                | MessageBody::Heartbeat(_)
+                | MessageBody::TimeoutNow => {
                     self.become_follower(m.term, Some(m.from));
                 }
                 _ => self.become_follower(m.term, None),
@@ -63,6 +76,10 @@ impl RaftNode {
             MessageBody::Heartbeat(hb) => self.handle_heartbeat(m.from, hb),
             MessageBody::HeartbeatResponse => {
                 self.handle_heartbeat_response(m.from);
+                Ok(())
+            }
+            MessageBody::TimeoutNow => {
+                self.handle_timeout_now(m.from);
                 Ok(())
             }
         }
@@ -169,7 +186,8 @@ impl RaftNode {
     fn tally_votes(&mut self) {
         let result = match &self.role {
             RoleState::PreCandidate { votes } | RoleState::Candidate { votes } => self
-                .membership
+                .configs
+                .effective()
                 .quorum()
                 .vote_result(|id| votes.get(&id).copied()),
             _ => return,
@@ -231,7 +249,8 @@ impl RaftNode {
         };
         let me = self.id();
         let voters: Vec<NodeId> = self
-            .membership
+            .configs
+            .effective()
             .voter_ids()
             .into_iter()
             .filter(|&id| id != me)
@@ -269,6 +288,7 @@ impl RaftNode {
     /// Becomes a follower in `term` (a new term clears the vote).
     pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
         let was = (self.role(), self.term(), self.leader);
+        self.transfer = None;
         if term > self.term() {
             self.hard_state.term = term;
             self.hard_state.voted_for = None;
@@ -299,25 +319,24 @@ impl RaftNode {
     }
 
     fn become_leader(&mut self) {
-        let next = self.log.last_index().next();
-        let (msgs_max, bytes_max) = (
-            self.options.inflight_msgs_max,
-            self.options.inflight_bytes_max,
-        );
-        let progress = self
-            .membership
-            .members()
-            .into_iter()
-            .filter(|&id| id != self.id())
-            .map(|id| (id, Progress::new(next, msgs_max, bytes_max)))
-            .collect();
-        self.role = RoleState::Leader { progress };
+        self.role = RoleState::Leader {
+            progress: BTreeMap::new(),
+        };
+        self.transfer = None;
+        self.sync_progress();
         self.leader = Some(self.id());
         self.heartbeat_deadline = self.now + self.options.heartbeat_interval;
         self.check_quorum_deadline = self.now + self.options.election_timeout_min;
         self.announce_role();
-        // Raft §8: commit a no-op of the new term to learn what is committed.
-        self.append_as_leader(EntryPayload::Noop);
+        if self.configs.is_forced() {
+            // After `reset_peers`: the forced configuration is written as
+            // this term's first entry, which also serves as the no-op.
+            let forced = self.configs.effective().clone();
+            self.append_as_leader(EntryPayload::Config(forced));
+        } else {
+            // Raft §8: commit a no-op of the new term to learn what is committed.
+            self.append_as_leader(EntryPayload::Noop);
+        }
     }
 
     /// Whether a quorum answered since the last check; clears the marks.
@@ -327,7 +346,8 @@ impl RaftNode {
             return false;
         };
         let active = self
-            .membership
+            .configs
+            .effective()
             .quorum()
             .is_active(|id| id == me || progress.get(&id).is_some_and(|p| p.recent_active));
         for p in progress.values_mut() {

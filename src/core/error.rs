@@ -124,3 +124,107 @@ pub enum OptionsError {
         name: &'static str,
     },
 }
+
+/// Why a membership change was refused. Nothing was appended.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfChangeError {
+    /// Only the leader changes the configuration. Remedy: ask `leader_hint`.
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader {
+        /// The leader this node last heard from in its current term, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// A configuration entry is not committed yet, or a joint configuration
+    /// has not been left yet: one change at a time (dissertation §4.1).
+    /// Remedy: retry once the configuration is stable.
+    #[error("a membership change is in progress (configuration at {pending})")]
+    InProgress {
+        /// The index of the configuration entry still in flight.
+        pending: LogIndex,
+    },
+    /// A new leader has not committed an entry of its own term yet, so it
+    /// does not know the latest committed configuration. Remedy: retry soon.
+    #[error("the leader has not committed an entry of its term yet")]
+    LeaderNotReady,
+    /// A leadership transfer is running; changes wait for it to end.
+    #[error("a leadership transfer to {target} is in progress")]
+    TransferInProgress {
+        /// The transfer's target.
+        target: NodeId,
+    },
+    /// A configuration needs at least one voter.
+    #[error("the new configuration has no voter")]
+    EmptyVoters,
+    /// The node is not in the configuration (as the change requires).
+    #[error("{id} is not a member")]
+    NotAMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// The node is already a member (as a voter or a learner).
+    #[error("{id} is already a member")]
+    AlreadyAMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// A new voter must first join as a learner and catch up (dissertation
+    /// §4.2.1), so that adding it does not stall commits.
+    #[error("{id} must join as a learner before it becomes a voter")]
+    NotALearner {
+        /// The node.
+        id: NodeId,
+    },
+    /// The learner is too far behind the leader to be promoted (braft's
+    /// `catchup_margin`). Remedy: retry once it caught up.
+    #[error("learner {id} lags: it holds {matched}, the leader {last_index} (margin {margin})")]
+    LearnerLagging {
+        /// The learner.
+        id: NodeId,
+        /// The highest index it holds durably, as the leader knows.
+        matched: LogIndex,
+        /// The leader's last index.
+        last_index: LogIndex,
+        /// The allowed lag (`RaftOptions::catchup_margin`).
+        margin: u64,
+    },
+    /// The requested configuration is not one a change may reach.
+    #[error("invalid configuration: {reason}")]
+    Invalid {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The requested configuration is the current one.
+    #[error("the configuration is unchanged")]
+    Unchanged,
+}
+
+/// Why a leadership transfer was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// Only the leader transfers leadership. Remedy: ask `leader_hint`.
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader {
+        /// The leader this node last heard from in its current term, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// This node already leads.
+    #[error("transfer to self")]
+    ToSelf,
+    /// The target is not a voter of the configuration in effect.
+    #[error("{id} is not a voter")]
+    NotAVoter {
+        /// The target.
+        id: NodeId,
+    },
+    /// Another transfer is running.
+    #[error("a transfer to {target} is in progress")]
+    InProgress {
+        /// The running transfer's target.
+        target: NodeId,
+    },
+    /// A membership change is in flight; transfers wait for it to settle.
+    #[error("a membership change is in progress")]
+    ConfChangeInProgress,
+}

@@ -45,7 +45,31 @@ pub(super) fn check(node: &RaftNode) {
     match &node.role {
         RoleState::Leader { progress } => {
             assert_eq!(node.leader, Some(node.id()), "leader does not know itself");
-            assert!(node.membership.is_voter(node.id()), "a non-voter leads");
+            // A leader is a voter of the configuration in effect, except
+            // while it replicates a C(new) that removes it (dissertation
+            // §4.2.2): it steps down as soon as that entry commits.
+            let configs = &node.configs;
+            assert!(
+                configs.effective().is_voter(node.id())
+                    || configs.effective_index() > log.committed(),
+                "a non-voter leads"
+            );
+            // Every member of the configuration in effect is replicated to.
+            for id in configs.effective().members() {
+                assert!(
+                    id == node.id() || progress.contains_key(&id),
+                    "member {id} has no progress"
+                );
+            }
+            if let Some(transfer) = &node.transfer {
+                assert!(
+                    configs.effective().is_voter(transfer.target),
+                    "transfer to a non-voter"
+                );
+            }
+            for id in progress.keys() {
+                assert_ne!(*id, node.id(), "leader tracks itself");
+            }
             for (id, p) in progress {
                 assert!(
                     p.matched < p.next,
@@ -65,6 +89,15 @@ pub(super) fn check(node: &RaftNode) {
         }
         RoleState::Follower | RoleState::PreCandidate { .. } => {}
     }
+    let effective = node.configs.effective();
+    assert!(
+        effective.learners.is_disjoint(&effective.voter_ids()),
+        "a learner is also a voter"
+    );
+    assert!(
+        node.transfer.is_none() || matches!(node.role, RoleState::Leader { .. }),
+        "a transfer outlived leadership"
+    );
     let first_proposal = node
         .proposals
         .keys()

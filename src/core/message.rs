@@ -34,6 +34,9 @@ pub enum MessageBody {
     Heartbeat(Heartbeat),
     /// The answer to a [`Heartbeat`].
     HeartbeatResponse,
+    /// A leader transferring leadership tells its up-to-date target to
+    /// campaign at once, skipping pre-vote (dissertation §3.10).
+    TimeoutNow,
 }
 
 /// A request for a vote or a pre-vote.

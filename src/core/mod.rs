@@ -19,6 +19,7 @@
 //! while the leader's own disk write runs in parallel with replication.
 
 mod append;
+pub mod config_manager;
 mod election;
 pub mod entry;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod input;
 mod invariants;
 pub mod log;
 pub mod membership;
+mod membership_change;
 pub mod message;
 mod node;
 pub mod options;
@@ -38,9 +40,13 @@ pub mod quorum;
 mod replication;
 pub mod status;
 pub mod time;
+mod transfer;
 
+pub use config_manager::ConfigManager;
 pub use entry::{Entry, EntryPayload, HardState};
-pub use error::{InputError, OptionsError, ProposalError, ProposeError};
+pub use error::{
+    ConfChangeError, InputError, OptionsError, ProposalError, ProposeError, TransferError,
+};
 pub use ids::{LogId, LogIndex, NodeId, Term};
 pub use input::Event;
 pub use membership::Membership;

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::config_manager::ConfigManager;
 use super::entry::{Entry, EntryPayload, HardState};
 use super::error::{InputError, OptionsError, ProposalError, ProposeError};
 use super::ids::{LogId, LogIndex, NodeId, Term};
@@ -31,7 +32,10 @@ use super::time::Instant;
 pub struct InitialState {
     /// The durable term and vote.
     pub hard_state: HardState,
-    /// The configuration: the latest one in `entries`, or the bootstrap one.
+    /// The configuration in effect at `snapshot_last` (from the snapshot's
+    /// meta), or the bootstrap configuration; empty for a node joining an
+    /// existing group, which then waits for the leader. Configuration
+    /// entries in `entries` take effect on top of it, in order.
     pub membership: Membership,
     /// The last entry covered by a snapshot, `(0,0)` if none.
     pub snapshot_last: LogId,
@@ -71,7 +75,10 @@ pub struct RaftNode {
     /// The leader of the current term, when known.
     pub(super) leader: Option<NodeId>,
     pub(super) log: RaftLog,
-    pub(super) membership: Membership,
+    /// The configuration history; the effective configuration is the latest.
+    pub(super) configs: ConfigManager,
+    /// Leader: a leadership transfer in progress.
+    pub(super) transfer: Option<super::transfer::Transfer>,
     pub(super) rng: ChaCha8Rng,
     /// The latest `now` seen (inputs never move it back).
     pub(super) now: Instant,
@@ -111,6 +118,12 @@ impl RaftNode {
         now: Instant,
     ) -> Result<Self, OptionsError> {
         options.validate()?;
+        let mut configs = ConfigManager::new(initial.snapshot_last.index, initial.membership);
+        for entry in &initial.entries {
+            if let EntryPayload::Config(m) = &entry.payload {
+                configs.add(entry.id.index, m.clone());
+            }
+        }
         let mut node = RaftNode {
             rng: ChaCha8Rng::seed_from_u64(options.rng_seed),
             hard_state: initial.hard_state,
@@ -118,7 +131,8 @@ impl RaftNode {
             role: RoleState::Follower,
             leader: None,
             log: RaftLog::restore(initial.snapshot_last, initial.entries),
-            membership: initial.membership,
+            configs,
+            transfer: None,
             now,
             election_deadline: now,
             heartbeat_deadline: now,
@@ -179,6 +193,11 @@ impl RaftNode {
         &self.log
     }
 
+    /// The configuration in effect (the latest appended, committed or not).
+    pub fn membership(&self) -> &Membership {
+        self.configs.effective()
+    }
+
     /// A read-only snapshot of the node's state.
     pub fn status(&self) -> Status {
         let peers = match &self.role {
@@ -203,7 +222,7 @@ impl RaftNode {
             committed: self.log.committed(),
             applied: self.log.applied(),
             persisted: self.log.persisted(),
-            membership: self.membership.clone(),
+            membership: self.membership().clone(),
             peers,
         }
     }
@@ -232,6 +251,7 @@ impl RaftNode {
     pub fn handle_tick(&mut self, now: Instant) {
         self.advance_time(now);
         if let RoleState::Leader { .. } = self.role {
+            self.check_transfer_deadline();
             if self.options.check_quorum && now >= self.check_quorum_deadline {
                 self.check_quorum_deadline = now + self.options.election_timeout_min;
                 if !self.quorum_recently_active() {
@@ -243,7 +263,7 @@ impl RaftNode {
                 self.heartbeat_deadline = now + self.options.heartbeat_interval;
                 self.broadcast_heartbeat();
             }
-        } else if now >= self.election_deadline && self.membership.is_voter(self.id()) {
+        } else if now >= self.election_deadline && self.membership().is_voter(self.id()) {
             self.campaign(false);
         }
         self.finish_input();
@@ -319,6 +339,13 @@ impl RaftNode {
                 leader_hint: self.leader,
             });
         }
+        if let Some(transfer) = &self.transfer {
+            // Leadership is on its way to the target (dissertation §3.10):
+            // new entries would only delay it. The hint points there.
+            return Err(ProposeError::NotLeader {
+                leader_hint: Some(transfer.target),
+            });
+        }
         let id = self.append_as_leader(EntryPayload::Command(command));
         self.proposals.insert(id.index, id.term);
         self.finish_input();
@@ -339,20 +366,24 @@ impl RaftNode {
 
     /// When the driver must call [`handle_tick`](Self::handle_tick) next.
     pub fn poll_timeout(&self) -> Instant {
-        match self.role {
+        let deadline = match self.role {
             RoleState::Leader { .. } if self.options.check_quorum => {
                 self.heartbeat_deadline.min(self.check_quorum_deadline)
             }
             RoleState::Leader { .. } => self.heartbeat_deadline,
             _ => self.election_deadline,
+        };
+        match &self.transfer {
+            Some(transfer) => deadline.min(transfer.deadline),
+            None => deadline,
         }
     }
 
-    fn advance_time(&mut self, now: Instant) {
+    pub(super) fn advance_time(&mut self, now: Instant) {
         self.now = self.now.max(now);
     }
 
-    fn finish_input(&mut self) {
+    pub(super) fn finish_input(&mut self) {
         self.dirty = true;
         #[cfg(any(debug_assertions, feature = "invariants"))]
         super::invariants::check(self);
@@ -419,8 +450,28 @@ impl RaftNode {
             term: self.term(),
             index: self.log.last_index().next(),
         };
-        self.log.append(Entry { id, payload });
+        let is_config = matches!(payload, EntryPayload::Config(_));
+        self.append_entry(Entry { id, payload });
+        if is_config {
+            self.sync_progress();
+        }
         id
+    }
+
+    /// Appends an entry to the log; a configuration takes effect at once,
+    /// committed or not (dissertation §4.1).
+    pub(super) fn append_entry(&mut self, entry: Entry) {
+        if let EntryPayload::Config(m) = &entry.payload {
+            self.configs.add(entry.id.index, m.clone());
+        }
+        self.log.append(entry);
+    }
+
+    /// Removes the log suffix from `index` on; configurations carried there
+    /// are rolled back to the one before.
+    pub(super) fn truncate_log_from(&mut self, index: LogIndex) {
+        self.log.truncate_from(index);
+        self.configs.truncate_suffix(index);
     }
 
     pub(super) fn send(&mut self, to: NodeId, body: MessageBody) {

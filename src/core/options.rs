@@ -37,6 +37,9 @@ pub struct RaftOptions {
     /// Seed of the node's random number generator (election timeouts): the
     /// only source of randomness in the core.
     pub rng_seed: u64,
+    /// A learner is promoted to voter only when it holds entries within this
+    /// many of the leader's last index (braft's `catchup_margin`).
+    pub catchup_margin: u64,
 }
 
 impl Default for RaftOptions {
@@ -54,6 +57,7 @@ impl Default for RaftOptions {
             inflight_bytes_max: 32 << 20,
             apply_batch_max: 1024,
             rng_seed: 0,
+            catchup_margin: 1000,
         }
     }
 }

@@ -148,7 +148,8 @@ impl RaftNode {
         p.recent_active = true;
         match (resp, hint_next) {
             (AppendResponse::Success { match_index }, _) if p.on_ack(match_index) => {
-                self.maybe_commit()
+                self.maybe_commit();
+                self.maybe_send_timeout_now(from);
             }
             (AppendResponse::Reject { .. }, Some((rejected, next))) => {
                 p.on_reject(rejected, next);
@@ -187,7 +188,7 @@ impl RaftNode {
         };
         let me = self.id();
         let own = self.log.persisted();
-        let quorum_index = self.membership.quorum().committed_index(|id| {
+        let quorum_index = self.configs.effective().quorum().committed_index(|id| {
             if id == me {
                 Some(own)
             } else {
@@ -197,8 +198,8 @@ impl RaftNode {
         if quorum_index <= self.log.committed() {
             return;
         }
-        if self.log.term_at(quorum_index) == Some(self.term()) {
-            self.log.commit_to(quorum_index);
+        if self.log.term_at(quorum_index) == Some(self.term()) && self.log.commit_to(quorum_index) {
+            self.on_leader_commit();
         }
     }
 }

@@ -168,6 +168,7 @@ pub fn to_proto(group: GroupId, m: &Message) -> proto::RaftMessage {
             leader_commit: h.leader_commit.0,
         }),
         MessageBody::HeartbeatResponse => Body::HeartbeatResponse(proto::HeartbeatResponse {}),
+        MessageBody::TimeoutNow => Body::TimeoutNowRequest(proto::TimeoutNowRequest {}),
     };
     proto::RaftMessage {
         group_id: group.0,
@@ -238,8 +239,10 @@ pub fn from_proto(m: proto::RaftMessage) -> Result<(GroupId, Message), DecodeErr
         Body::InstallSnapshotRequest(_) | Body::InstallSnapshotResponse(_) => {
             return Err(DecodeError::Unsupported("install_snapshot"));
         }
-        Body::TimeoutNowRequest(_) | Body::TimeoutNowResponse(_) => {
-            return Err(DecodeError::Unsupported("timeout_now"));
+        Body::TimeoutNowRequest(_) => MessageBody::TimeoutNow,
+        // The core needs no answer: the target's vote request is the answer.
+        Body::TimeoutNowResponse(_) => {
+            return Err(DecodeError::Unsupported("timeout_now_response"));
         }
     };
     let message = Message {
@@ -304,6 +307,20 @@ mod tests {
                 leader_commit: LogIndex(8),
             }),
             MessageBody::HeartbeatResponse,
+            MessageBody::TimeoutNow,
+            MessageBody::AppendRequest(AppendRequest {
+                prev_log_id: LogId::new(3, 7),
+                entries: vec![entry(
+                    3,
+                    8,
+                    EntryPayload::Config(Membership {
+                        voters: [NodeId(1), NodeId(4)].into(),
+                        outgoing_voters: [NodeId(1), NodeId(2), NodeId(3)].into(),
+                        learners: [NodeId(5)].into(),
+                    }),
+                )],
+                leader_commit: LogIndex(7),
+            }),
         ];
         bodies
             .into_iter()

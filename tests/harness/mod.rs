@@ -87,6 +87,7 @@ pub fn kind(body: &MessageBody) -> &'static str {
         MessageBody::AppendResponse(_) => "append_response",
         MessageBody::Heartbeat(_) => "heartbeat",
         MessageBody::HeartbeatResponse => "heartbeat_response",
+        MessageBody::TimeoutNow => "timeout_now",
     }
 }
 
