@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 
 use super::entry::EntryPayload;
 use super::error::ConfChangeError;
-use super::ids::{LogId, NodeId};
+use super::ids::{LogId, LogIndex, NodeId};
 use super::membership::Membership;
 use super::node::{RaftNode, RoleState};
 use super::progress::Progress;
@@ -237,7 +237,10 @@ impl RaftNode {
             wanted.extend(self.configs.previous().members());
         }
         wanted.remove(&self.id());
-        let next = self.log.last_index().next();
+        // From the last entry (usually the configuration just appended),
+        // so that a new peer is probed at once rather than at the next
+        // heartbeat.
+        let next = self.log.last_index().max(LogIndex(1));
         let (msgs_max, bytes_max) = (
             self.options.inflight_msgs_max,
             self.options.inflight_bytes_max,

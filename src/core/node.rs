@@ -346,6 +346,11 @@ impl RaftNode {
                 leader_hint: Some(transfer.target),
             });
         }
+        if !self.configs.effective().is_voter(self.id()) {
+            // Removed by a C(new) still in flight: it steps down when that
+            // commits, and would never learn the fate of later entries.
+            return Err(ProposeError::NotLeader { leader_hint: None });
+        }
         let id = self.append_as_leader(EntryPayload::Command(command));
         self.proposals.insert(id.index, id.term);
         self.finish_input();

@@ -38,6 +38,9 @@ pub struct TestNode {
     /// Proposals this node accepted since it (re)started.
     pub accepted: Vec<LogId>,
     pub up: bool,
+    /// The configuration the node was created with (configuration entries
+    /// in its durable log take effect on top of it at restart).
+    pub bootstrap: Membership,
 }
 
 /// The cluster.
@@ -137,6 +140,7 @@ impl Cluster {
                     failed_proposals: Vec::new(),
                     accepted: Vec::new(),
                     up: true,
+                    bootstrap: state.membership.clone(),
                 };
                 (id, node)
             })
@@ -455,6 +459,41 @@ impl Cluster {
         node.accepted.clear();
         node.failed_proposals.clear();
         node.up = true;
+    }
+
+    /// Restarts a crashed node from its durable state and the configuration
+    /// it was created with.
+    pub fn restart_bootstrap(&mut self, id: NodeId) {
+        let bootstrap = self.nodes[&id].bootstrap.clone();
+        self.restart(id, bootstrap);
+    }
+
+    /// Adds a fresh node that knows no configuration (it joins an existing
+    /// group and waits to hear from its leader).
+    pub fn add_node(&mut self, id: NodeId, options: RaftOptions) {
+        let state = InitialState::default();
+        let raft = RaftNode::new(options.clone(), state, self.now).expect("valid options");
+        let node = TestNode {
+            raft,
+            options,
+            pending_disk: VecDeque::new(),
+            durable_hard_state: HardState::default(),
+            durable_log: Vec::new(),
+            applied: Vec::new(),
+            failed_proposals: Vec::new(),
+            accepted: Vec::new(),
+            up: true,
+            bootstrap: Membership::default(),
+        };
+        assert!(self.nodes.insert(id, node).is_none(), "{id} exists");
+    }
+
+    /// Calls `f` on node `id`'s core at the current time, then drains it.
+    pub fn call<R>(&mut self, id: NodeId, f: impl FnOnce(&mut RaftNode, Instant) -> R) -> R {
+        let now = self.now;
+        let result = f(&mut self.nodes.get_mut(&id).unwrap().raft, now);
+        self.drain(id);
+        result
     }
 
     /// Log matching (§5.3) across all nodes' logs: wherever two logs hold an
