@@ -1,15 +1,20 @@
 //! Random schedules: hundreds of seeds of message loss, duplication and
 //! reordering, slow disks, crashes with lost unsynced writes, partitions and
-//! client proposals. The harness checks election safety, log matching,
-//! leader completeness and state-machine safety after every step; at the end
-//! the cluster heals and must make progress and converge.
+//! client proposals; with `churn`, also membership changes (learners added,
+//! promoted, members removed, through joint consensus) and leadership
+//! transfers. The harness checks election safety (one leader per term,
+//! whatever the configuration), log matching, leader completeness and
+//! state-machine safety after every step; at the end the cluster heals and
+//! its members must make progress and converge.
 
 mod harness;
 
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use harness::{Cluster, MS};
-use oar::core::{Membership, NodeId, RaftOptions};
+use oar::core::{NodeId, RaftOptions};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -18,18 +23,31 @@ fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> Option<T> {
 }
 
 /// One random run; returns the cluster for final checks.
-fn run(seed: u64, n: u64, steps: usize, pipeline: RaftOptions) -> Cluster {
+fn run(seed: u64, n: u64, steps: usize, pipeline: RaftOptions, churn: bool) -> Cluster {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut c = Cluster::with_options(n, |id| RaftOptions {
+    let make = |id| RaftOptions {
         inflight_msgs_max: pipeline.inflight_msgs_max,
         append_entries_max: pipeline.append_entries_max,
+        catchup_margin: 8,
         ..harness::options(id, seed)
-    });
+    };
+    let mut c = Cluster::with_options(n, make);
+    if churn {
+        // Two spare nodes that know no configuration until added.
+        for id in n + 1..=n + 2 {
+            c.add_node(NodeId(id), make(NodeId(id)));
+        }
+    }
     c.auto_disk = false;
     let all: Vec<NodeId> = c.nodes.keys().copied().collect();
-    let membership = Membership::with_voters(all.clone());
     let mut proposals = 0;
+    let mut changes = 0;
     for _ in 0..steps {
+        if churn && rng.random_range(0..100) < 3 {
+            changes += usize::from(churn_step(&mut c, &mut rng, &all));
+            c.drain_all();
+            continue;
+        }
         let up: Vec<NodeId> = all.iter().copied().filter(|id| c.nodes[id].up).collect();
         let down: Vec<NodeId> = all.iter().copied().filter(|id| !c.nodes[id].up).collect();
         match rng.random_range(0..100) {
@@ -69,7 +87,7 @@ fn run(seed: u64, n: u64, steps: usize, pipeline: RaftOptions) -> Cluster {
             }
             92..95 => {
                 if let Some(id) = pick(&mut rng, &down) {
-                    c.restart(id, membership.clone());
+                    c.restart_bootstrap(id);
                 }
             }
             95..97 => {
@@ -86,20 +104,42 @@ fn run(seed: u64, n: u64, steps: usize, pipeline: RaftOptions) -> Cluster {
     c.heal();
     for id in all.clone() {
         if !c.nodes[&id].up {
-            c.restart(id, membership.clone());
+            c.restart_bootstrap(id);
         }
     }
     c.auto_disk = true;
-    let leader = c.elect();
-    let last = c.propose(leader, "final").expect("leader accepts");
-    let converged = c.run_until(5 * MS, Duration::from_secs(20), |c| {
-        c.nodes
-            .values()
-            .all(|n| n.applied.last().is_some_and(|e| e.id.index >= last.index))
-    });
+    // The members of the final configuration converge on a last write;
+    // removed nodes stop. The write is retried if a leader does not take
+    // it (transferring, being removed) or it is overwritten (a late
+    // TimeoutNow from an abandoned transfer may still start an election).
+    let mut members = BTreeSet::new();
+    let mut converged = false;
+    for _ in 0..200 {
+        let Some(leader) = c.leader() else {
+            c.advance(5 * MS);
+            c.stabilize();
+            continue;
+        };
+        let Ok(last) = c.propose(leader, "final") else {
+            c.advance(5 * MS);
+            c.stabilize();
+            continue;
+        };
+        members = c.node(leader.0).membership().members();
+        converged = c.run_until(5 * MS, Duration::from_secs(5), |c| {
+            members.iter().all(|id| {
+                let applied = &c.nodes[id].applied;
+                applied.len() as u64 >= last.index.0
+                    && applied[last.index.0 as usize - 1].id == last
+            })
+        });
+        if converged {
+            break;
+        }
+    }
     assert!(converged, "seed {seed}: no progress after healing");
     c.check_log_matching();
-    c.check_proposals_resolved();
+    c.check_proposals_resolved_among(&members);
     // Nothing any node applied was lost: every node applied the same prefix.
     let reference: Vec<_> = c.applied_ids.values().copied().collect();
     for (id, node) in &c.nodes {
@@ -112,7 +152,7 @@ fn run(seed: u64, n: u64, steps: usize, pipeline: RaftOptions) -> Cluster {
     if std::env::var("STATS").is_ok() {
         let failed: usize = c.nodes.values().map(|n| n.failed_proposals.len()).sum();
         eprintln!(
-            "seed {seed}: terms {} applied {} proposals {proposals} failed {failed} sent {:?}",
+            "seed {seed}: terms {} applied {} proposals {proposals} failed {failed} changes {changes} sent {:?}",
             c.leaders.len(),
             reference.len(),
             c.sent
@@ -121,11 +161,35 @@ fn run(seed: u64, n: u64, steps: usize, pipeline: RaftOptions) -> Cluster {
     c
 }
 
+/// One membership change or leadership transfer at the leader, chosen at
+/// random; refusals (in flight, lagging, not a member...) are expected.
+/// Returns whether the leader accepted it.
+fn churn_step(c: &mut Cluster, rng: &mut ChaCha8Rng, all: &[NodeId]) -> bool {
+    let Some(leader) = c.leader() else {
+        return false;
+    };
+    let Some(target) = pick(rng, all) else {
+        return false;
+    };
+    match rng.random_range(0..4) {
+        0 => c.call(leader, |r, now| r.add_learner(now, target)).is_ok(),
+        1 => c
+            .call(leader, |r, now| r.promote_learner(now, target))
+            .is_ok(),
+        2 => c
+            .call(leader, |r, now| r.remove_member(now, target))
+            .is_ok(),
+        _ => c
+            .call(leader, |r, now| r.transfer_leadership(now, target))
+            .is_ok(),
+    }
+}
+
 #[test]
 fn three_nodes_stay_safe_under_random_schedules() {
     let mut leaders = 0;
     for seed in 0..300 {
-        let c = run(seed, 3, 4000, RaftOptions::default());
+        let c = run(seed, 3, 4000, RaftOptions::default(), false);
         leaders += c.leaders.len();
     }
     assert!(leaders > 300, "elections happened: {leaders}");
@@ -134,8 +198,23 @@ fn three_nodes_stay_safe_under_random_schedules() {
 #[test]
 fn five_nodes_stay_safe_under_random_schedules() {
     for seed in 1000..1150 {
-        run(seed, 5, 3000, RaftOptions::default());
+        run(seed, 5, 3000, RaftOptions::default(), false);
     }
+}
+
+#[test]
+fn membership_changes_and_transfers_stay_safe_under_random_schedules() {
+    let mut changed = 0;
+    for seed in 3000..3200 {
+        let n = if seed % 2 == 0 { 3 } else { 5 };
+        let c = run(seed, n, 4000, RaftOptions::default(), true);
+        changed += usize::from(
+            c.nodes
+                .values()
+                .any(|node| node.raft.membership().voters.len() != n as usize),
+        );
+    }
+    assert!(changed > 20, "voter sets changed in {changed} runs");
 }
 
 #[test]
@@ -147,6 +226,6 @@ fn tiny_windows_and_batches_stay_safe() {
         ..RaftOptions::default()
     };
     for seed in 2000..2100 {
-        run(seed, 3, 3000, tight.clone());
+        run(seed, 3, 3000, tight.clone(), seed % 2 == 0);
     }
 }

@@ -169,6 +169,18 @@ impl RaftNode {
         self.configs.effective_index() > self.log.committed() || self.configs.effective().is_joint()
     }
 
+    /// Whether this node may start elections: a voter of the configuration
+    /// in effect, or of the one before while the latest is not known to be
+    /// committed — a server a pending C(new) removes may still be needed to
+    /// elect a leader that finishes the change (dissertation §4.2.2). Its own
+    /// vote counts only where it is a voter.
+    pub(super) fn may_campaign(&self) -> bool {
+        let me = self.id();
+        self.configs.effective().is_voter(me)
+            || (self.configs.effective_index() > self.log.committed()
+                && self.configs.previous().is_voter(me))
+    }
+
     fn validate_target(&self, target: &Membership) -> Result<(), ConfChangeError> {
         check_shape(target)?;
         let current = self.configs.effective();

@@ -263,7 +263,7 @@ impl RaftNode {
                 self.heartbeat_deadline = now + self.options.heartbeat_interval;
                 self.broadcast_heartbeat();
             }
-        } else if now >= self.election_deadline && self.membership().is_voter(self.id()) {
+        } else if now >= self.election_deadline && self.may_campaign() {
             self.campaign(false);
         }
         self.finish_input();

@@ -97,7 +97,7 @@ impl RaftNode {
     /// TimeoutNow from the leader of our term: campaign at once, without
     /// pre-vote (the leader vouched that our log is up to date).
     pub(super) fn handle_timeout_now(&mut self, from: NodeId) {
-        let voter = self.configs.effective().is_voter(self.id());
+        let voter = self.may_campaign();
         if self.leader != Some(from) || !voter || matches!(self.role, RoleState::Leader { .. }) {
             tracing::debug!(node = %self.id(), %from, "TimeoutNow ignored");
             return;

@@ -522,7 +522,15 @@ impl Cluster {
     /// Every proposal a live node accepted was resolved exactly once: applied
     /// with its id, or failed as overwritten — never both, never neither.
     pub fn check_proposals_resolved(&self) {
-        for (id, node) in &self.nodes {
+        let all: BTreeSet<NodeId> = self.nodes.keys().copied().collect();
+        self.check_proposals_resolved_among(&all);
+    }
+
+    /// [`check_proposals_resolved`](Self::check_proposals_resolved) for
+    /// these nodes only (a node removed from the group may never learn the
+    /// fate of proposals it accepted before its removal).
+    pub fn check_proposals_resolved_among(&self, ids: &BTreeSet<NodeId>) {
+        for (id, node) in self.nodes.iter().filter(|(id, _)| ids.contains(id)) {
             for proposal in &node.accepted {
                 let applied = node.applied.iter().any(|e| e.id == *proposal);
                 let failed = node.failed_proposals.iter().any(|f| {
