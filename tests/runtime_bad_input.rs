@@ -38,18 +38,7 @@ async fn wait_for(mut done: impl FnMut() -> bool) {
 
 async fn cluster() -> (Vec<NodeManager>, Vec<Member>) {
     let servers = servers(3).await;
-    let peers = peers_of(&servers);
-    let members = (0..3)
-        .map(|i| {
-            start_member(
-                &servers[i],
-                GroupId(1),
-                NodeId(i as u64 + 1),
-                peers.clone(),
-                Store::Mem(MemStorage::new()),
-            )
-        })
-        .collect();
+    let members = start_group(&servers, GroupId(1), |_| Store::Mem(MemStorage::new()));
     (servers, members)
 }
 

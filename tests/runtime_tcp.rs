@@ -14,21 +14,11 @@ use runtime::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_commit_ten_thousand_writes_and_agree() {
     let servers = servers(3).await;
-    let peers = peers_of(&servers);
     let group = GroupId(1);
     let dir = tempfile::tempdir().unwrap();
-    let members: Vec<Member> = (0..3)
-        .map(|i| {
-            let store = Store::Disk(dir.path().join(format!("n{i}")));
-            start_member(
-                &servers[i],
-                group,
-                NodeId(i as u64 + 1),
-                peers.clone(),
-                store,
-            )
-        })
-        .collect();
+    let members = start_group(&servers, group, |i| {
+        Store::Disk(dir.path().join(format!("n{i}")))
+    });
     let nodes: Vec<&Node> = members.iter().map(|m| &m.node).collect();
     let leader = wait_for_leader(&nodes).await;
     // 100 concurrent clients, 100 writes each.
@@ -64,18 +54,9 @@ async fn a_killed_leader_is_replaced_and_catches_up_after_restart() {
     let peers = peers_of(&servers);
     let group = GroupId(7);
     let dir = tempfile::tempdir().unwrap();
-    let mut members: Vec<Member> = (0..3)
-        .map(|i| {
-            let store = Store::Disk(dir.path().join(format!("n{i}")));
-            start_member(
-                &servers[i],
-                group,
-                NodeId(i as u64 + 1),
-                peers.clone(),
-                store,
-            )
-        })
-        .collect();
+    let mut members = start_group(&servers, group, |i| {
+        Store::Disk(dir.path().join(format!("n{i}")))
+    });
     let nodes: Vec<Node> = members.iter().map(|m| m.node.clone()).collect();
     let refs: Vec<&Node> = nodes.iter().collect();
     let old = wait_for_leader(&refs).await;
@@ -128,23 +109,13 @@ async fn a_killed_leader_is_replaced_and_catches_up_after_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_groups_on_three_servers_elect_and_commit_independently() {
     let servers = servers(3).await;
-    let peers = peers_of(&servers);
     let mut groups = Vec::new();
     let dir = tempfile::tempdir().unwrap();
     for g in 1..=50 {
-        let members: Vec<Member> = (0..3)
-            .map(|i| {
-                // One directory per group and member, as a server would keep.
-                let store = Store::Disk(dir.path().join(format!("g{g}/n{i}")));
-                start_member(
-                    &servers[i],
-                    GroupId(g),
-                    NodeId(i as u64 + 1),
-                    peers.clone(),
-                    store,
-                )
-            })
-            .collect();
+        // One directory per group and member, as a server would keep.
+        let members = start_group(&servers, GroupId(g), |i| {
+            Store::Disk(dir.path().join(format!("g{g}/n{i}")))
+        });
         groups.push(members);
     }
     assert_eq!(servers[0].groups().len(), 50);

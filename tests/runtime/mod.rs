@@ -132,6 +132,27 @@ pub fn start_member(
     }
 }
 
+/// Starts member `i + 1` of `group` on each server `i`, each with the
+/// storage `store(i)` gives.
+pub fn start_group(
+    servers: &[NodeManager],
+    group: GroupId,
+    store: impl Fn(usize) -> Store,
+) -> Vec<Member> {
+    let peers = peers_of(servers);
+    (0..servers.len())
+        .map(|i| {
+            start_member(
+                &servers[i],
+                group,
+                NodeId(i as u64 + 1),
+                peers.clone(),
+                store(i),
+            )
+        })
+        .collect()
+}
+
 /// Waits until some member leads with all others agreeing; returns its position.
 pub async fn wait_for_leader(members: &[&Node]) -> usize {
     for _ in 0..400 {
