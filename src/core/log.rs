@@ -135,18 +135,21 @@ impl RaftLog {
     ) -> (Vec<Entry>, u64) {
         let mut out = Vec::new();
         let mut bytes = 0;
-        let mut index = lo;
-        while index < hi && out.len() < count_max {
-            let Some(entry) = self.entry(index) else {
-                break;
-            };
+        let first = self.first_index().0;
+        let start = lo.0.max(first) - first;
+        let end = hi.0.min(self.last_index().0 + 1).saturating_sub(first);
+        if lo.0 < first || start >= end {
+            return (out, bytes);
+        }
+        let (start, end) = (start as usize, end as usize);
+        out.reserve((end - start).min(count_max));
+        for entry in self.entries.range(start..end).take(count_max) {
             let size = entry.size_bytes();
             if !out.is_empty() && bytes + size > bytes_max {
                 break;
             }
             bytes += size;
             out.push(entry.clone());
-            index = index.next();
         }
         (out, bytes)
     }

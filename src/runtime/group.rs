@@ -96,18 +96,21 @@ impl GroupDriver {
                         shutdown_done = Some(done);
                         break;
                     }
-                    Some(input) => self.on_input(input),
+                    Some(input) => self.on_input(input, self.now()),
                     None => break,
                 },
                 _ = tokio::time::sleep_until(deadline) => self.raft.handle_tick(self.now()),
             }
+            // One clock read for the whole batch: inputs drained together
+            // happened "now" as far as the protocol can tell.
+            let now = self.now();
             for _ in 0..INPUT_BATCH_MAX {
                 match inbox.try_recv() {
                     Ok(GroupInput::Shutdown { done }) => {
                         shutdown_done = Some(done);
                         break;
                     }
-                    Ok(input) => self.on_input(input),
+                    Ok(input) => self.on_input(input, now),
                     Err(_) => break,
                 }
             }
@@ -120,8 +123,7 @@ impl GroupDriver {
         shutdown_done
     }
 
-    fn on_input(&mut self, input: GroupInput) {
-        let now = self.now();
+    fn on_input(&mut self, input: GroupInput, now: Instant) {
         match input {
             GroupInput::Message(m) => {
                 if let Err(e) = self.raft.handle_message(now, m) {

@@ -27,7 +27,7 @@ use super::options::GroupOptions;
 use super::proto;
 use super::state_machine::StateMachine;
 use super::transport::{LocalNetwork, Transport, TransportOptions};
-use crate::core::{EntryPayload, InitialState, Instant, Membership, RaftNode};
+use crate::core::{InitialState, Instant, Membership, RaftNode};
 
 /// Counters of what the server refused, for tests and the status page.
 #[derive(Debug, Default)]
@@ -139,15 +139,10 @@ impl NodeManager {
         let recovered = storage
             .recover()
             .map_err(|e| Error::Storage(e.to_string()))?;
-        let membership = recovered
-            .entries
-            .iter()
-            .rev()
-            .find_map(|e| match &e.payload {
-                EntryPayload::Config(m) => Some(m.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| Membership::with_voters(options.peers.keys().copied()));
+        // The configuration at the start of the log (bootstrap, until
+        // snapshots carry one); the core layers the log's configuration
+        // entries on top, so a truncated one rolls back.
+        let membership = Membership::with_voters(options.peers.keys().copied());
         let initial = InitialState {
             hard_state: recovered.hard_state,
             membership,
