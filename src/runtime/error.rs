@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use super::group_id::GroupId;
-use crate::core::{LogId, NodeId};
+use crate::core::{ConfChangeError, LogId, NodeId, TransferError};
 
 /// Why a client request to a Raft group did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +45,12 @@ pub enum Error {
     /// does not match the commands).
     #[error("state machine error: {0}")]
     StateMachine(String),
+    /// A membership change was refused (see the inner error for the remedy).
+    #[error("membership change refused: {0}")]
+    ConfChange(#[from] ConfChangeError),
+    /// A leadership transfer was refused.
+    #[error("leadership transfer refused: {0}")]
+    Transfer(#[from] TransferError),
     /// Invalid options.
     #[error("invalid options: {0}")]
     Options(String),

@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use super::admin::{AdminReply, AdminRequest, PendingChange};
 use super::apply_loop::{ApplyTask, Closure};
 use super::error::Error;
 use super::group_id::GroupId;
@@ -35,6 +36,11 @@ pub(crate) enum GroupInput {
     Propose { command: Bytes, reply: Closure },
     /// A status request.
     Status { reply: oneshot::Sender<Status> },
+    /// A membership change, transfer or address update.
+    Admin {
+        request: AdminRequest,
+        reply: AdminReply,
+    },
     /// Stop; `done` fires once storage is quiet.
     Shutdown { done: oneshot::Sender<()> },
 }
@@ -59,6 +65,8 @@ pub(crate) struct GroupDriver {
     pub(crate) shared: Arc<SharedState>,
     /// Clients waiting for their proposal: index → (term, closure).
     pub(crate) pending: BTreeMap<LogIndex, (Term, Closure)>,
+    /// Membership changes waiting to complete.
+    pub(crate) pending_changes: Vec<PendingChange>,
 }
 
 /// Inputs taken per wake-up before actions are drained, so that a burst of
@@ -142,6 +150,7 @@ impl GroupDriver {
                     }));
                 }
             },
+            GroupInput::Admin { request, reply } => self.on_admin(request, reply, now),
             GroupInput::Status { reply } => {
                 let _ = reply.send(self.raft.status());
             }
@@ -186,6 +195,7 @@ impl GroupDriver {
                             None => None,
                         })
                         .collect();
+                    self.resolve_changes(&entries);
                     let _ = self.apply.send(ApplyTask::Entries { entries, closures });
                 }
                 Action::ProposalFailed(ProposalError::Overwritten { proposal, .. }) => {
@@ -219,6 +229,7 @@ impl GroupDriver {
             tracing::error!(group = %self.group, error = %failure, "group stopped");
             let _ = self.apply.send(ApplyTask::Failed(failure));
         }
+        self.fail_changes(&error);
         for (_, (_, closure)) in std::mem::take(&mut self.pending) {
             let _ = closure.send(Err(error.clone()));
         }

@@ -8,6 +8,7 @@
 //!                                                    └─► Transport (one connection per peer server)
 //! ```
 
+mod admin;
 mod apply_loop;
 pub mod convert;
 pub mod error;

@@ -7,11 +7,15 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use super::admin::AdminRequest;
 use super::apply_loop::Applied;
 use super::error::Error;
 use super::group::{GroupInput, SharedState};
 use super::group_id::GroupId;
-use crate::core::{LogIndex, NodeId, Status};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::core::{ConfChangeError, LogId, LogIndex, Membership, NodeId, Status};
 
 /// A handle on one member of a Raft group running on a
 /// [`NodeManager`](super::NodeManager). Cheap to clone.
@@ -73,6 +77,121 @@ impl Node {
             .await
             .map_err(|_| Error::NotRunning)?;
         status.await.map_err(|_| Error::NotRunning)
+    }
+
+    async fn admin(&self, request: AdminRequest) -> Result<Option<LogId>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox
+            .send(GroupInput::Admin { request, reply })
+            .await
+            .map_err(|_| Error::NotRunning)?;
+        answer.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// Moves the group to the simple configuration `target` (braft's
+    /// `change_peers`), through a joint configuration when voters change.
+    /// New voters must be caught-up learners. Resolves with the entry that
+    /// completed the change (C(new)) once it is applied here.
+    ///
+    /// # Errors
+    /// `ConfChange` (not the leader, a change in flight, a lagging
+    /// learner...), `Overwritten` if a new leader dropped the change,
+    /// `Shutdown` / `NotRunning`.
+    pub async fn change_membership(&self, target: Membership) -> Result<LogId, Error> {
+        let done = self.admin(AdminRequest::ChangeMembership(target)).await?;
+        done.ok_or_else(|| Error::Options("change completed without an entry".into()))
+    }
+
+    /// Adds a learner reachable at `addr`: it receives the log but does not
+    /// vote. Every member should know `addr` (see
+    /// [`set_peer_address`](Self::set_peer_address)) before it may lead.
+    ///
+    /// # Errors
+    /// As [`change_membership`](Self::change_membership).
+    pub async fn add_learner(&self, id: NodeId, addr: SocketAddr) -> Result<LogId, Error> {
+        let done = self.admin(AdminRequest::AddLearner(id, addr)).await?;
+        done.ok_or_else(|| Error::Options("change completed without an entry".into()))
+    }
+
+    /// Promotes a caught-up learner to voter (joint consensus).
+    ///
+    /// # Errors
+    /// As [`change_membership`](Self::change_membership); `ConfChange(LearnerLagging)`
+    /// while the learner is behind by more than the catch-up margin.
+    pub async fn promote_learner(&self, id: NodeId) -> Result<LogId, Error> {
+        let done = self.admin(AdminRequest::PromoteLearner(id)).await?;
+        done.ok_or_else(|| Error::Options("change completed without an entry".into()))
+    }
+
+    /// Adds a voter (braft's `add_peer`): as a learner first, promoted once
+    /// it has caught up, retrying the promotion until `catch_up` passes.
+    ///
+    /// # Errors
+    /// As [`add_learner`](Self::add_learner); the last `LearnerLagging` if
+    /// it did not catch up in time.
+    pub async fn add_peer(
+        &self,
+        id: NodeId,
+        addr: SocketAddr,
+        catch_up: Duration,
+    ) -> Result<LogId, Error> {
+        self.add_learner(id, addr).await?;
+        let deadline = tokio::time::Instant::now() + catch_up;
+        loop {
+            match self.promote_learner(id).await {
+                Err(Error::ConfChange(ConfChangeError::LearnerLagging { .. }))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Removes a voter or a learner (braft's `remove_peer`). A leader that
+    /// removes itself steps down once the change is committed.
+    ///
+    /// # Errors
+    /// As [`change_membership`](Self::change_membership).
+    pub async fn remove_peer(&self, id: NodeId) -> Result<LogId, Error> {
+        let done = self.admin(AdminRequest::RemoveMember(id)).await?;
+        done.ok_or_else(|| Error::Options("change completed without an entry".into()))
+    }
+
+    /// **Unsafe** (braft's `reset_peers`): forces `membership` on this
+    /// member, without consensus, for a group that lost its majority for
+    /// good. Use only on the survivors, all with the same membership.
+    ///
+    /// # Errors
+    /// `ConfChange` for an invalid membership.
+    pub async fn reset_peers(&self, membership: Membership) -> Result<(), Error> {
+        self.admin(AdminRequest::ResetPeers(membership))
+            .await
+            .map(|_| ())
+    }
+
+    /// Hands leadership to the voter `to` (braft's `transfer_leadership_to`).
+    /// Resolves once the transfer started; this member refuses proposals
+    /// until `to` takes over or an election timeout passes.
+    ///
+    /// # Errors
+    /// `Transfer` (not the leader, not a voter, a transfer or change in flight).
+    pub async fn transfer_leadership(&self, to: NodeId) -> Result<(), Error> {
+        self.admin(AdminRequest::TransferLeadership(to))
+            .await
+            .map(|_| ())
+    }
+
+    /// Records the Raft address of member `id`, so that this member can
+    /// reach it (e.g. a member added after this one started).
+    ///
+    /// # Errors
+    /// `NotRunning` if the group stopped.
+    pub async fn set_peer_address(&self, id: NodeId, addr: SocketAddr) -> Result<(), Error> {
+        self.admin(AdminRequest::SetAddress(id, addr))
+            .await
+            .map(|_| ())
     }
 
     /// Stops the member: pending requests fail with `Shutdown`, queued disk

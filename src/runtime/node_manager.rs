@@ -27,7 +27,7 @@ use super::options::GroupOptions;
 use super::proto;
 use super::state_machine::StateMachine;
 use super::transport::{LocalNetwork, Transport, TransportOptions};
-use crate::core::{InitialState, Instant, Membership, RaftNode};
+use crate::core::{InitialState, Instant, RaftNode};
 
 /// Counters of what the server refused, for tests and the status page.
 #[derive(Debug, Default)]
@@ -142,7 +142,7 @@ impl NodeManager {
         // The configuration at the start of the log (bootstrap, until
         // snapshots carry one); the core layers the log's configuration
         // entries on top, so a truncated one rolls back.
-        let membership = Membership::with_voters(options.peers.keys().copied());
+        let membership = options.bootstrap_membership();
         let initial = InitialState {
             hard_state: recovered.hard_state,
             membership,
@@ -168,6 +168,7 @@ impl NodeManager {
             apply: apply_tx,
             shared: shared.clone(),
             pending: BTreeMap::new(),
+            pending_changes: Vec::new(),
         };
         let node = Node {
             group: options.group,

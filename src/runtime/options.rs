@@ -1,10 +1,10 @@
 //! Options of a group on a server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use super::group_id::GroupId;
-use crate::core::{NodeId, RaftOptions};
+use crate::core::{Membership, NodeId, RaftOptions};
 
 /// How to run one Raft group on a [`NodeManager`](super::NodeManager).
 #[derive(Clone, Debug)]
@@ -13,14 +13,26 @@ pub struct GroupOptions {
     pub group: GroupId,
     /// The protocol options; `raft.id` is this node's id in the group.
     pub raft: RaftOptions,
-    /// Every member's Raft address (this node's included). Until membership
-    /// changes land, this is also the group's bootstrap configuration.
+    /// The address book: the Raft address of every node that is or may
+    /// become a member (this node's included).
     pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The voters the group starts with (the same on every member); `None`
+    /// means every node in `peers`. Members join later as learners
+    /// (`Node::add_learner`, `Node::add_peer`).
+    pub initial_voters: Option<BTreeSet<NodeId>>,
     /// Client requests queued before `apply` callers wait.
     pub inbox_max: usize,
 }
 
 impl GroupOptions {
+    /// The configuration the group starts from.
+    pub fn bootstrap_membership(&self) -> Membership {
+        match &self.initial_voters {
+            Some(voters) => Membership::with_voters(voters.iter().copied()),
+            None => Membership::with_voters(self.peers.keys().copied()),
+        }
+    }
+
     /// Options for `id` in `group` with these peers and default protocol options.
     pub fn new(group: GroupId, id: NodeId, peers: BTreeMap<NodeId, SocketAddr>) -> Self {
         GroupOptions {
@@ -31,6 +43,7 @@ impl GroupOptions {
                 ..RaftOptions::default()
             },
             peers,
+            initial_voters: None,
             inbox_max: 65_536,
         }
     }

@@ -118,8 +118,21 @@ pub fn start_member(
     peers: BTreeMap<NodeId, SocketAddr>,
     store: Store,
 ) -> Member {
+    start_member_with(server, group, id, peers, store, None)
+}
+
+/// Like [`start_member`], with the group's initial voters (`None`: all peers).
+pub fn start_member_with(
+    server: &NodeManager,
+    group: GroupId,
+    id: NodeId,
+    peers: BTreeMap<NodeId, SocketAddr>,
+    store: Store,
+    initial_voters: Option<std::collections::BTreeSet<NodeId>>,
+) -> Member {
     let record = Arc::new(Mutex::new(Record::default()));
     let mut options = GroupOptions::new(group, id, peers);
+    options.initial_voters = initial_voters;
     options.raft = fast_raft(id, group);
     let node = server
         .add_group(options, store.open(), Box::new(Recorder(record.clone())))
