@@ -55,6 +55,10 @@ pub struct SimNode {
 pub struct SimCluster {
     /// The servers, in id order.
     pub nodes: Vec<SimNode>,
+    /// A node outside the cluster for admin tools (membership changes).
+    admin: NodeHandle,
+    /// Every server's Raft address.
+    peers: BTreeMap<NodeId, SocketAddr>,
     handle: Handle,
     trace: Trace,
 }
@@ -113,8 +117,15 @@ impl SimCluster {
                 }
             })
             .collect();
+        let admin = handle
+            .create_node()
+            .name("admin")
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2)))
+            .build();
         SimCluster {
             nodes,
+            admin,
+            peers,
             handle,
             trace,
         }
@@ -123,6 +134,16 @@ impl SimCluster {
     /// Simulated nanoseconds since the run began.
     pub fn now_ns() -> u64 {
         madsim::time::TimeHandle::current().elapsed().as_nanos() as u64
+    }
+
+    /// The node admin tools run on.
+    pub fn admin_node(&self) -> &NodeHandle {
+        &self.admin
+    }
+
+    /// Server `i`'s Raft address.
+    pub fn raft_addr(&self, i: usize) -> SocketAddr {
+        self.peers[&self.nodes[i].id]
     }
 
     /// Crashes server `i`: its tasks die and its disk loses unsynced writes.

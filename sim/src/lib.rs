@@ -16,6 +16,8 @@ pub mod cluster;
 #[cfg(madsim)]
 pub mod nemesis;
 #[cfg(madsim)]
+pub mod reconfigure;
+#[cfg(madsim)]
 pub mod run;
 #[cfg(madsim)]
 pub mod workload;

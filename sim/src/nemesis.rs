@@ -1,6 +1,7 @@
 //! The fault scheduler: every few hundred simulated milliseconds it draws a
 //! fault from the enabled classes — partitions, one-way clogs, slow links,
-//! crashes, pauses, disk I/O errors, bit flips — or heals one. It never
+//! crashes, pauses, disk I/O errors, bit flips, membership changes and
+//! leadership transfers — or heals one. It never
 //! takes down more than a minority at once, so that the cluster may make
 //! progress between faults; the liveness phase then heals everything.
 
@@ -18,6 +19,7 @@ use crate::trace::Trace;
 /// The fault scheduler of one run.
 pub struct Nemesis {
     rng: ChaCha8Rng,
+    reconfig: crate::reconfigure::SharedReconfig,
     faults: FaultSet,
     trace: Trace,
     /// Faults injected so far.
@@ -26,9 +28,14 @@ pub struct Nemesis {
 
 impl Nemesis {
     /// A scheduler drawing from `faults`, seeded by the run.
-    pub fn new(seed: u64, faults: FaultSet, trace: Trace) -> Self {
+    pub fn new(seed: u64, nodes: usize, faults: FaultSet, trace: Trace) -> Self {
+        let reconfig = crate::reconfigure::ReconfigState {
+            in_flight: false,
+            voters: nodes,
+        };
         Nemesis {
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x006e_656d_6573_6973),
+            reconfig: std::sync::Arc::new(std::sync::Mutex::new(reconfig)),
             faults,
             trace,
             injected: 0,
@@ -52,6 +59,13 @@ impl Nemesis {
         }
     }
 
+    /// Whether losing one server for good leaves the voters a majority:
+    /// at least three voters and no change in flight.
+    fn loss_survivable(&self) -> bool {
+        let state = self.reconfig.lock().expect("reconfig");
+        !state.in_flight && state.voters >= 3
+    }
+
     /// How many servers are out (down, paused, or unable to recover).
     fn out(cluster: &SimCluster) -> usize {
         (0..cluster.nodes.len())
@@ -65,7 +79,10 @@ impl Nemesis {
     fn step(&mut self, cluster: &mut SimCluster) {
         let n = cluster.nodes.len();
         let minority = (n - 1) / 2;
-        let choice = self.rng.random_range(0..100);
+        // Draws past 100 are membership changes and transfers, when enabled.
+        let choice = self
+            .rng
+            .random_range(0..if self.faults.membership() { 120 } else { 100 });
         let pick = |rng: &mut ChaCha8Rng, cond: &dyn Fn(usize) -> bool| -> Option<usize> {
             let candidates: Vec<usize> = (0..n).filter(|&i| cond(i)).collect();
             (!candidates.is_empty()).then(|| candidates[rng.random_range(0..candidates.len())])
@@ -162,7 +179,12 @@ impl Nemesis {
                     json!({ "node": cluster.nodes[i].id.0 }),
                 );
             }
-            96..100 if self.faults.disk() && Self::out(cluster) < minority => {
+            // A permanent loss only where the voters left keep a majority.
+            96..100
+                if self.faults.disk()
+                    && Self::out(cluster) < minority
+                    && self.loss_survivable() =>
+            {
                 // Latent corruption of the term/vote file of a crashed
                 // server: detected at restart, the server stays out.
                 let Some(i) = pick(&mut self.rng, &|i| {
@@ -188,6 +210,26 @@ impl Nemesis {
                     );
                 }
                 cluster.restart(i);
+            }
+            // A change only while every server is fine, so that a crash or
+            // a permanent loss cannot meet a half-done change.
+            100..114
+                if Self::out(cluster) == 0
+                    && !self.reconfig.lock().expect("reconfig").in_flight =>
+            {
+                let Some(leader) = cluster.leader_index().and_then(|i| cluster.member(i)) else {
+                    return;
+                };
+                let target = self.rng.random_range(0..n);
+                let (state, trace) = (self.reconfig.clone(), self.trace.clone());
+                crate::reconfigure::spawn_membership_change(cluster, leader, target, state, trace);
+            }
+            114..120 => {
+                let Some(leader) = cluster.leader_index().and_then(|i| cluster.member(i)) else {
+                    return;
+                };
+                let to = cluster.nodes[self.rng.random_range(0..n)].id;
+                crate::reconfigure::spawn_transfer(cluster, leader, to, self.trace.clone());
             }
             _ => return,
         }

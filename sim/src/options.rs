@@ -18,6 +18,8 @@ pub enum FaultSet {
     Crash,
     /// I/O errors and bit flips (with crashes to recover).
     Disk,
+    /// Membership changes (remove, re-add, promote) and leadership transfers.
+    Membership,
     /// No faults: a baseline.
     None,
 }
@@ -31,6 +33,11 @@ impl FaultSet {
     /// Whether crash and pause faults are on.
     pub fn crash(self) -> bool {
         matches!(self, FaultSet::All | FaultSet::Crash | FaultSet::Disk)
+    }
+
+    /// Whether membership changes and leadership transfers are on.
+    pub fn membership(self) -> bool {
+        matches!(self, FaultSet::All | FaultSet::Membership)
     }
 
     /// Whether disk faults are on.

@@ -143,7 +143,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         .collect();
 
     // Fault phase.
-    let mut nemesis = Nemesis::new(options.seed, options.faults, trace.clone());
+    let mut nemesis = Nemesis::new(options.seed, options.nodes, options.faults, trace.clone());
     nemesis.run(&mut cluster, options.fault_phase).await;
     ctx.stop.store(true, Ordering::Relaxed);
     for client in clients {
@@ -247,27 +247,37 @@ async fn require_progress(cluster: &SimCluster, deadline: Duration) -> Result<No
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     loop {
-        let mut states = Vec::new();
+        // Every member of the leader's configuration (servers removed by a
+        // membership change no longer follow) has applied and persisted up
+        // to the same commit index.
+        let mut statuses = Vec::new();
         for i in 0..cluster.nodes.len() {
-            if cluster.unrecoverable(i) {
-                continue;
-            }
-            let Some(member) = cluster.member(i) else {
-                continue;
-            };
-            if let Ok(status) = member.status().await {
-                states.push((status.committed, status.applied, status.persisted));
+            if let Some(member) = cluster.member(i)
+                && let Ok(status) = member.status().await
+            {
+                statuses.push(status);
             }
         }
-        let target = states.iter().map(|s| s.0).max();
-        let converged = states.len()
-            + (0..cluster.nodes.len())
-                .filter(|&i| cluster.unrecoverable(i))
-                .count()
-            == cluster.nodes.len()
-            && states
-                .iter()
-                .all(|&(c, a, p)| Some(c) == target && a == c && p >= c);
+        let leading = statuses
+            .iter()
+            .filter(|s| s.role == oar::core::Role::Leader)
+            .max_by_key(|s| s.hard_state.term);
+        let states: Vec<_> = statuses
+            .iter()
+            .map(|s| (s.id, s.committed, s.applied, s.persisted))
+            .collect();
+        let converged = leading.is_some_and(|leading| {
+            leading.membership.members().iter().all(|id| {
+                let index = (id.0 as usize).saturating_sub(1);
+                cluster.unrecoverable(index)
+                    || statuses.iter().any(|s| {
+                        s.id == *id
+                            && s.committed == leading.committed
+                            && s.applied == s.committed
+                            && s.persisted >= s.committed
+                    })
+            })
+        });
         if converged {
             return Ok(leader);
         }

@@ -1,0 +1,113 @@
+//! Membership changes and leadership transfers as nemesis actions: each
+//! runs as an admin client against the current leader, like an operator's
+//! tool would, and its outcome goes to the trace. Which server and which
+//! action are drawn by the nemesis from the seed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oar::core::NodeId;
+use oar::runtime::Node;
+use serde_json::json;
+
+use crate::cluster::SimCluster;
+use crate::trace::Trace;
+
+/// How long an admin request may take before the tool gives up.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The fewest voters a change may leave (two, so that a 3-server cluster
+/// still sees removals and re-additions).
+const VOTERS_MIN: usize = 2;
+
+/// What the nemesis must know of reconfigurations to keep its faults
+/// survivable: a change in flight, and the voter count it last saw.
+#[derive(Debug)]
+pub struct ReconfigState {
+    /// A change is running.
+    pub in_flight: bool,
+    /// Voters after the last change (all servers at start).
+    pub voters: usize,
+}
+
+/// Shared between the nemesis and the admin tasks.
+pub type SharedReconfig = Arc<Mutex<ReconfigState>>;
+
+/// Toggles `target`'s membership through the leader: a voter is removed
+/// (while enough remain), a learner promoted, a non-member added back as a
+/// voter (learner first, promoted once caught up).
+pub fn spawn_membership_change(
+    cluster: &SimCluster,
+    leader: Node,
+    target: usize,
+    state: SharedReconfig,
+    trace: Trace,
+) {
+    let target_id = cluster.nodes[target].id;
+    let addr = cluster.raft_addr(target);
+    state.lock().expect("reconfig").in_flight = true;
+    cluster.admin_node().spawn(async move {
+        let attempt = tokio::time::timeout(ADMIN_TIMEOUT, async {
+            let membership = leader.status().await?.membership;
+            if membership.voters.contains(&target_id) {
+                if membership.voters.len() <= VOTERS_MIN {
+                    return Ok("kept: too few voters");
+                }
+                leader.remove_peer(target_id).await.map(|_| "removed")
+            } else if membership.learners.contains(&target_id) {
+                leader.promote_learner(target_id).await.map(|_| "promoted")
+            } else {
+                leader
+                    .add_peer(target_id, addr, ADMIN_TIMEOUT)
+                    .await
+                    .map(|_| "added")
+            }
+        })
+        .await;
+        let outcome = match attempt {
+            Ok(Ok(done)) => done.to_string(),
+            Ok(Err(e)) => format!("refused: {e}"),
+            Err(_) => "timed out".to_string(),
+        };
+        // Learn the voter count the change left, whatever its outcome.
+        // A joint configuration still in force counts by its smaller half:
+        // both halves need a live majority.
+        let voters = match leader.status().await {
+            Ok(status) if status.membership.is_joint() => status
+                .membership
+                .voters
+                .len()
+                .min(status.membership.outgoing_voters.len()),
+            Ok(status) => status.membership.voters.len(),
+            // Unknown (the leader died): assume the worst.
+            Err(_) => 0,
+        };
+        {
+            let mut state = state.lock().expect("reconfig");
+            state.in_flight = false;
+            state.voters = voters;
+        }
+        trace.event(
+            SimCluster::now_ns(),
+            "membership_change",
+            json!({ "node": target_id.0, "outcome": outcome }),
+        );
+    });
+}
+
+/// Asks the leader to hand leadership to `to`.
+pub fn spawn_transfer(cluster: &SimCluster, leader: Node, to: NodeId, trace: Trace) {
+    cluster.admin_node().spawn(async move {
+        let attempt = tokio::time::timeout(ADMIN_TIMEOUT, leader.transfer_leadership(to)).await;
+        let outcome = match attempt {
+            Ok(Ok(())) => "started".to_string(),
+            Ok(Err(e)) => format!("refused: {e}"),
+            Err(_) => "timed out".to_string(),
+        };
+        trace.event(
+            SimCluster::now_ns(),
+            "transfer_leadership",
+            json!({ "to": to.0, "outcome": outcome }),
+        );
+    });
+}
