@@ -73,6 +73,7 @@ impl SimCluster {
         n: usize,
         seed: u64,
         raft: RaftOptions,
+        voters: usize,
         observations: Arc<Mutex<Observations>>,
         trace: Trace,
     ) -> SimCluster {
@@ -90,6 +91,7 @@ impl SimCluster {
                     id,
                     seed,
                     raft: raft.clone(),
+                    voters,
                     fs: fs.clone(),
                     peers: peers.clone(),
                     observations: observations.clone(),
@@ -314,6 +316,8 @@ struct ServerContext {
     id: NodeId,
     seed: u64,
     raft: RaftOptions,
+    /// Servers `1..=voters` start as the group's voters.
+    voters: usize,
     fs: MemFileSystem,
     peers: BTreeMap<NodeId, SocketAddr>,
     observations: Arc<Mutex<Observations>>,
@@ -328,6 +332,7 @@ async fn serve(ctx: ServerContext) {
         id,
         seed,
         raft,
+        voters,
         fs,
         peers,
         observations,
@@ -359,6 +364,7 @@ async fn serve(ctx: ServerContext) {
         }
     };
     let mut options = GroupOptions::new(GROUP, id, peers);
+    options.initial_voters = Some((1..=voters as u64).map(NodeId).collect());
     options.raft = RaftOptions {
         id,
         rng_seed: seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),

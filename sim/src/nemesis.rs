@@ -31,6 +31,7 @@ impl Nemesis {
     pub fn new(seed: u64, nodes: usize, faults: FaultSet, trace: Trace) -> Self {
         let reconfig = crate::reconfigure::ReconfigState {
             in_flight: false,
+            changed: false,
             voters: nodes,
         };
         Nemesis {
@@ -59,11 +60,12 @@ impl Nemesis {
         }
     }
 
-    /// Whether losing one server for good leaves the voters a majority:
-    /// at least three voters and no change in flight.
+    /// Whether losing one server for good surely leaves the voters a
+    /// majority: the configuration never changed (a change that timed out
+    /// leaves it unknown) and has at least three voters.
     fn loss_survivable(&self) -> bool {
         let state = self.reconfig.lock().expect("reconfig");
-        !state.in_flight && state.voters >= 3
+        !state.in_flight && !state.changed && state.voters >= 3
     }
 
     /// How many servers are out (down, paused, or unable to recover).
@@ -82,7 +84,7 @@ impl Nemesis {
         // Draws past 100 are membership changes and transfers, when enabled.
         let choice = self
             .rng
-            .random_range(0..if self.faults.membership() { 120 } else { 100 });
+            .random_range(0..if self.faults.membership() { 124 } else { 100 });
         let pick = |rng: &mut ChaCha8Rng, cond: &dyn Fn(usize) -> bool| -> Option<usize> {
             let candidates: Vec<usize> = (0..n).filter(|&i| cond(i)).collect();
             (!candidates.is_empty()).then(|| candidates[rng.random_range(0..candidates.len())])
@@ -223,6 +225,17 @@ impl Nemesis {
                 let target = self.rng.random_range(0..n);
                 let (state, trace) = (self.reconfig.clone(), self.trace.clone());
                 crate::reconfigure::spawn_membership_change(cluster, leader, target, state, trace);
+            }
+            120..124
+                if Self::out(cluster) == 0
+                    && !self.reconfig.lock().expect("reconfig").in_flight =>
+            {
+                let Some(leader) = cluster.leader_index().and_then(|i| cluster.member(i)) else {
+                    return;
+                };
+                let picks = [self.rng.random_range(0..n), self.rng.random_range(0..n)];
+                let (state, trace) = (self.reconfig.clone(), self.trace.clone());
+                crate::reconfigure::spawn_replacement(cluster, leader, picks, state, trace);
             }
             114..120 => {
                 let Some(leader) = cluster.leader_index().and_then(|i| cluster.member(i)) else {

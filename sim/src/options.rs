@@ -70,6 +70,10 @@ pub struct SimOptions {
     /// The protocol options every server runs with (`id` and `rng_seed`
     /// are set per server).
     pub raft: RaftOptions,
+    /// Servers `1..=initial_voters` start as the voters; the others start
+    /// outside the group, as spares for membership changes. Drawn from the
+    /// seed when membership faults are on; every server otherwise.
+    pub initial_voters: Option<usize>,
 }
 
 impl SimOptions {
@@ -86,6 +90,19 @@ impl SimOptions {
             op_timeout: Duration::from_secs(2),
             trace: false,
             raft: swarm_raft_options(seed),
+            initial_voters: None,
+        }
+    }
+}
+
+impl SimOptions {
+    /// How many servers start as voters: with membership faults, half the
+    /// seeds start with three and keep the rest as spares.
+    pub fn starting_voters(&self) -> usize {
+        match self.initial_voters {
+            Some(voters) => voters.clamp(1, self.nodes),
+            None if self.faults.membership() && self.nodes > 3 && self.seed % 2 == 1 => 3,
+            None => self.nodes,
         }
     }
 }

@@ -26,6 +26,8 @@ const VOTERS_MIN: usize = 2;
 pub struct ReconfigState {
     /// A change is running.
     pub in_flight: bool,
+    /// A change was ever attempted.
+    pub changed: bool,
     /// Voters after the last change (all servers at start).
     pub voters: usize,
 }
@@ -45,7 +47,11 @@ pub fn spawn_membership_change(
 ) {
     let target_id = cluster.nodes[target].id;
     let addr = cluster.raft_addr(target);
-    state.lock().expect("reconfig").in_flight = true;
+    {
+        let mut state = state.lock().expect("reconfig");
+        state.in_flight = true;
+        state.changed = true;
+    }
     cluster.admin_node().spawn(async move {
         let attempt = tokio::time::timeout(ADMIN_TIMEOUT, async {
             let membership = leader.status().await?.membership;
@@ -108,6 +114,103 @@ pub fn spawn_transfer(cluster: &SimCluster, leader: Node, to: NodeId, trace: Tra
             SimCluster::now_ns(),
             "transfer_leadership",
             json!({ "to": to.0, "outcome": outcome }),
+        );
+    });
+}
+
+/// Replaces two voters by two other servers in one joint change,
+/// C(old,new) with disjoint majorities — the case where counting only one
+/// half is unsafe. The newcomers join as learners first; `picks` are the
+/// nemesis' random draws, so the choice follows the seed.
+pub fn spawn_replacement(
+    cluster: &SimCluster,
+    leader: Node,
+    picks: [usize; 2],
+    state: SharedReconfig,
+    trace: Trace,
+) {
+    let addrs: Vec<(NodeId, std::net::SocketAddr)> = (0..cluster.nodes.len())
+        .map(|i| (cluster.nodes[i].id, cluster.raft_addr(i)))
+        .collect();
+    {
+        let mut state = state.lock().expect("reconfig");
+        state.in_flight = true;
+        state.changed = true;
+    }
+    cluster.admin_node().spawn(async move {
+        let attempt = tokio::time::timeout(ADMIN_TIMEOUT, async {
+            let current = leader.status().await?.membership;
+            let outsiders: Vec<_> = addrs
+                .iter()
+                .filter(|(id, _)| !current.voters.contains(id))
+                .collect();
+            let voters: Vec<NodeId> = current.voters.iter().copied().collect();
+            if outsiders.len() < 2 || voters.len() < 3 {
+                return Ok("kept: nobody to swap in".to_string());
+            }
+            let incoming = [
+                outsiders[picks[0] % outsiders.len()],
+                outsiders[(picks[0] + 1) % outsiders.len()],
+            ];
+            let leaving = [
+                voters[picks[1] % voters.len()],
+                voters[(picks[1] + 1) % voters.len()],
+            ];
+            for &&(id, addr) in &incoming {
+                if !current.learners.contains(&id) {
+                    leader.add_learner(id, addr).await?;
+                }
+            }
+            let mut target = current.clone();
+            for id in leaving {
+                target.voters.remove(&id);
+            }
+            for &&(id, _) in &incoming {
+                target.learners.remove(&id);
+                target.voters.insert(id);
+            }
+            loop {
+                match leader.change_membership(target.clone()).await {
+                    Err(oar::runtime::Error::ConfChange(
+                        oar::core::ConfChangeError::LearnerLagging { .. },
+                    )) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    result => {
+                        return result.map(|_| {
+                            format!(
+                                "replaced {leaving:?} by {:?}",
+                                [incoming[0].0, incoming[1].0]
+                            )
+                        });
+                    }
+                }
+            }
+        })
+        .await;
+        let outcome = match attempt {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => format!("refused: {e}"),
+            Err(_) => "timed out".to_string(),
+        };
+        let voters = match leader.status().await {
+            Ok(status) if status.membership.is_joint() => status
+                .membership
+                .voters
+                .len()
+                .min(status.membership.outgoing_voters.len()),
+            Ok(status) => status.membership.voters.len(),
+            Err(_) => 0,
+        };
+        {
+            let mut state = state.lock().expect("reconfig");
+            state.in_flight = false;
+            state.voters = voters;
+        }
+        trace.event(
+            SimCluster::now_ns(),
+            "replace_voters",
+            json!({ "outcome": outcome }),
         );
     });
 }

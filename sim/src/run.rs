@@ -122,6 +122,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         options.nodes,
         options.seed,
         options.raft.clone(),
+        options.starting_voters(),
         observations.clone(),
         trace.clone(),
     );
@@ -143,7 +144,12 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         .collect();
 
     // Fault phase.
-    let mut nemesis = Nemesis::new(options.seed, options.nodes, options.faults, trace.clone());
+    let mut nemesis = Nemesis::new(
+        options.seed,
+        options.starting_voters(),
+        options.faults,
+        trace.clone(),
+    );
     nemesis.run(&mut cluster, options.fault_phase).await;
     ctx.stop.store(true, Ordering::Relaxed);
     for client in clients {
