@@ -70,34 +70,17 @@ pub fn spawn_membership_change(
             }
         })
         .await;
-        let outcome = match attempt {
-            Ok(Ok(done)) => done.to_string(),
-            Ok(Err(e)) => format!("refused: {e}"),
-            Err(_) => "timed out".to_string(),
-        };
-        // Learn the voter count the change left, whatever its outcome.
-        // A joint configuration still in force counts by its smaller half:
-        // both halves need a live majority.
-        let voters = match leader.status().await {
-            Ok(status) if status.membership.is_joint() => status
-                .membership
-                .voters
-                .len()
-                .min(status.membership.outgoing_voters.len()),
-            Ok(status) => status.membership.voters.len(),
-            // Unknown (the leader died): assume the worst.
-            Err(_) => 0,
-        };
-        {
-            let mut state = state.lock().expect("reconfig");
-            state.in_flight = false;
-            state.voters = voters;
-        }
-        trace.event(
-            SimCluster::now_ns(),
+        let attempt = attempt.map(|result| result.map(str::to_string));
+        let fields = json!({ "node": target_id.0 });
+        finish_change(
+            &leader,
+            &state,
+            &trace,
             "membership_change",
-            json!({ "node": target_id.0, "outcome": outcome }),
-        );
+            attempt,
+            fields,
+        )
+        .await;
     });
 }
 
@@ -188,29 +171,49 @@ pub fn spawn_replacement(
             }
         })
         .await;
-        let outcome = match attempt {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => format!("refused: {e}"),
-            Err(_) => "timed out".to_string(),
-        };
-        let voters = match leader.status().await {
-            Ok(status) if status.membership.is_joint() => status
-                .membership
-                .voters
-                .len()
-                .min(status.membership.outgoing_voters.len()),
-            Ok(status) => status.membership.voters.len(),
-            Err(_) => 0,
-        };
-        {
-            let mut state = state.lock().expect("reconfig");
-            state.in_flight = false;
-            state.voters = voters;
-        }
-        trace.event(
-            SimCluster::now_ns(),
+        finish_change(
+            &leader,
+            &state,
+            &trace,
             "replace_voters",
-            json!({ "outcome": outcome }),
-        );
+            attempt,
+            json!({}),
+        )
+        .await;
     });
+}
+
+/// Records a change's outcome and the voter count it left, whatever the
+/// outcome: a joint configuration still in force counts by its smaller half
+/// (both halves need a live majority); an unknown one (the leader died)
+/// counts as none.
+async fn finish_change(
+    leader: &Node,
+    state: &SharedReconfig,
+    trace: &Trace,
+    event: &str,
+    attempt: Result<Result<String, oar::runtime::Error>, tokio::time::error::Elapsed>,
+    mut fields: serde_json::Value,
+) {
+    let outcome = match attempt {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => format!("refused: {e}"),
+        Err(_) => "timed out".to_string(),
+    };
+    let voters = match leader.status().await {
+        Ok(status) if status.membership.is_joint() => status
+            .membership
+            .voters
+            .len()
+            .min(status.membership.outgoing_voters.len()),
+        Ok(status) => status.membership.voters.len(),
+        Err(_) => 0,
+    };
+    {
+        let mut state = state.lock().expect("reconfig");
+        state.in_flight = false;
+        state.voters = voters;
+    }
+    fields["outcome"] = json!(outcome);
+    trace.event(SimCluster::now_ns(), event, fields);
 }
