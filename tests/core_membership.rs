@@ -97,6 +97,35 @@ fn joint_consensus_needs_both_majorities() {
     c.check_log_matching();
 }
 
+/// The mirror of the test above: C(new)'s majority alone, without C(old)'s,
+/// may neither commit C(old,new) nor elect a leader.
+#[test]
+fn the_new_majority_alone_cannot_commit_nor_elect() {
+    let mut c = with_learners(1, &[4, 5], 1000);
+    // C(old) = {1,2,3} → C(new) = {1,4,5}; 2 and 3 are cut off first.
+    c.isolate(n(2));
+    c.isolate(n(3));
+    let target = Membership::with_voters(set(&[1, 4, 5]));
+    let joint = c
+        .call(n(1), |r, now| r.change_membership(now, target))
+        .expect("change accepted");
+    let command = c.propose(n(1), "during joint").expect("leader accepts");
+    c.stabilize();
+    for id in [4, 5] {
+        assert!(c.node(id).log().matches(command), "n{id} holds the command");
+    }
+    assert!(
+        committed(&c, 1) < joint.index,
+        "the new majority {{1,4,5}} alone committed C(old,new)"
+    );
+    // The leader dies; 4 and 5 hold C(old,new) and are a majority of C(new)
+    // only: no election may succeed.
+    c.crash(n(1));
+    c.run_until(5 * MS, Duration::from_secs(3), |_| false);
+    assert_eq!(c.leader(), None, "elected without a majority of C(old)");
+    c.check_log_matching();
+}
+
 /// A leader that removes itself keeps leading until C(new) commits, takes no
 /// more proposals meanwhile, then steps down and never campaigns again.
 #[test]
