@@ -52,15 +52,16 @@ fn committed(c: &Cluster, id: u64) -> LogIndex {
     c.node(id).log().committed()
 }
 
-/// The old majority alone can neither commit nor elect during C(old,new);
-/// with the new majority back, the change completes and a leader that C(new)
-/// removes steps down.
-#[test]
-fn joint_consensus_needs_both_majorities() {
+/// Moves {1,2,3} → {1,4,5} with `cut` (one half's other two voters) cut off
+/// first, then checks that the remaining half alone — it holds C(old,new)
+/// and a command — can neither commit C(old,new) nor, once leader 1 dies,
+/// elect anyone. Every leader announced counts, even one that check-quorum
+/// deposes at once. Returns the cluster, with 1 crashed and `cut` still cut.
+fn one_half_alone_cannot_commit_nor_elect(cut: [u64; 2], half: &str) -> Cluster {
     let mut c = with_learners(1, &[4, 5], 1000);
-    // C(old) = {1,2,3} → C(new) = {1,4,5}; 4 and 5 are cut off first.
-    c.isolate(n(4));
-    c.isolate(n(5));
+    for id in cut {
+        c.isolate(n(id));
+    }
     let target = Membership::with_voters(set(&[1, 4, 5]));
     let joint = c
         .call(n(1), |r, now| r.change_membership(now, target))
@@ -68,24 +69,34 @@ fn joint_consensus_needs_both_majorities() {
     assert_eq!(c.node(1).membership().outgoing_voters, set(&[1, 2, 3]));
     let command = c.propose(n(1), "during joint").expect("leader accepts");
     c.stabilize();
-    for id in [2, 3] {
+    let holders: Vec<u64> = [2, 3, 4, 5]
+        .into_iter()
+        .filter(|id| !cut.contains(id))
+        .collect();
+    for &id in &holders {
         assert!(c.node(id).log().matches(command), "n{id} holds the command");
     }
     assert!(
         committed(&c, 1) < joint.index,
-        "the old majority {{1,2,3}} alone committed C(old,new)"
+        "the {half} majority alone committed C(old,new)"
     );
-    // The leader dies; 2 and 3 hold C(old,new) and are a majority of C(old)
-    // only: no election may succeed.
     let last_term = *c.leaders.keys().max().expect("1 led");
     c.crash(n(1));
     c.run_until(5 * MS, Duration::from_secs(3), |_| false);
-    // Every leader announced counts, even one check-quorum undid at once.
     let elected: Vec<_> = c.leaders.range(last_term.next()..).collect();
     assert!(
         elected.is_empty(),
-        "elected without a majority of C(new): {elected:?}"
+        "the {half} majority alone elected: {elected:?}"
     );
+    c
+}
+
+/// The old majority alone can neither commit nor elect during C(old,new);
+/// with the new majority back, the change completes and a leader that C(new)
+/// removes steps down.
+#[test]
+fn joint_consensus_needs_both_majorities() {
+    let mut c = one_half_alone_cannot_commit_nor_elect([4, 5], "old {1,2,3}");
     // 4 and 5 come back: 2 or 3 wins a majority of both halves, finishes
     // the change, and — not in C(new) — steps down once C(new) commits.
     c.heal();
@@ -107,34 +118,7 @@ fn joint_consensus_needs_both_majorities() {
 /// may neither commit C(old,new) nor elect a leader.
 #[test]
 fn the_new_majority_alone_cannot_commit_nor_elect() {
-    let mut c = with_learners(1, &[4, 5], 1000);
-    // C(old) = {1,2,3} → C(new) = {1,4,5}; 2 and 3 are cut off first.
-    c.isolate(n(2));
-    c.isolate(n(3));
-    let target = Membership::with_voters(set(&[1, 4, 5]));
-    let joint = c
-        .call(n(1), |r, now| r.change_membership(now, target))
-        .expect("change accepted");
-    let command = c.propose(n(1), "during joint").expect("leader accepts");
-    c.stabilize();
-    for id in [4, 5] {
-        assert!(c.node(id).log().matches(command), "n{id} holds the command");
-    }
-    assert!(
-        committed(&c, 1) < joint.index,
-        "the new majority {{1,4,5}} alone committed C(old,new)"
-    );
-    // The leader dies; 4 and 5 hold C(old,new) and are a majority of C(new)
-    // only: no election may succeed — not even one that check-quorum would
-    // undo at once, so look at every leader announced, not just the last.
-    let last_term = *c.leaders.keys().max().expect("1 led");
-    c.crash(n(1));
-    c.run_until(5 * MS, Duration::from_secs(3), |_| false);
-    let elected: Vec<_> = c.leaders.range(last_term.next()..).collect();
-    assert!(
-        elected.is_empty(),
-        "elected without a majority of C(old): {elected:?}"
-    );
+    let c = one_half_alone_cannot_commit_nor_elect([2, 3], "new {1,4,5}");
     c.check_log_matching();
 }
 
