@@ -88,6 +88,13 @@ impl Node {
         answer.await.map_err(|_| Error::Shutdown)?
     }
 
+    /// Runs a membership change; it completes with the configuration entry
+    /// that finished it (the group answers every change with one).
+    async fn change(&self, request: AdminRequest) -> Result<LogId, Error> {
+        let done = self.admin(request).await?;
+        done.ok_or_else(|| Error::Options("change completed without an entry".into()))
+    }
+
     /// Moves the group to the simple configuration `target` (braft's
     /// `change_peers`), through a joint configuration when voters change.
     /// New voters must be caught-up learners. Resolves with the entry that
@@ -98,8 +105,7 @@ impl Node {
     /// learner...), `Overwritten` if a new leader dropped the change,
     /// `Shutdown` / `NotRunning`.
     pub async fn change_membership(&self, target: Membership) -> Result<LogId, Error> {
-        let done = self.admin(AdminRequest::ChangeMembership(target)).await?;
-        done.ok_or_else(|| Error::Options("change completed without an entry".into()))
+        self.change(AdminRequest::ChangeMembership(target)).await
     }
 
     /// Adds a learner reachable at `addr`: it receives the log but does not
@@ -109,8 +115,7 @@ impl Node {
     /// # Errors
     /// As [`change_membership`](Self::change_membership).
     pub async fn add_learner(&self, id: NodeId, addr: SocketAddr) -> Result<LogId, Error> {
-        let done = self.admin(AdminRequest::AddLearner(id, addr)).await?;
-        done.ok_or_else(|| Error::Options("change completed without an entry".into()))
+        self.change(AdminRequest::AddLearner(id, addr)).await
     }
 
     /// Promotes a caught-up learner to voter (joint consensus).
@@ -119,8 +124,7 @@ impl Node {
     /// As [`change_membership`](Self::change_membership); `ConfChange(LearnerLagging)`
     /// while the learner is behind by more than the catch-up margin.
     pub async fn promote_learner(&self, id: NodeId) -> Result<LogId, Error> {
-        let done = self.admin(AdminRequest::PromoteLearner(id)).await?;
-        done.ok_or_else(|| Error::Options("change completed without an entry".into()))
+        self.change(AdminRequest::PromoteLearner(id)).await
     }
 
     /// Adds a voter (braft's `add_peer`): as a learner first, promoted once
@@ -155,8 +159,7 @@ impl Node {
     /// # Errors
     /// As [`change_membership`](Self::change_membership).
     pub async fn remove_peer(&self, id: NodeId) -> Result<LogId, Error> {
-        let done = self.admin(AdminRequest::RemoveMember(id)).await?;
-        done.ok_or_else(|| Error::Options("change completed without an entry".into()))
+        self.change(AdminRequest::RemoveMember(id)).await
     }
 
     /// **Unsafe** (braft's `reset_peers`): forces `membership` on this
