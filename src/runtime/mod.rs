@@ -21,6 +21,7 @@ mod node;
 mod node_manager;
 pub mod options;
 pub mod proto;
+pub mod snapshot_storage;
 pub mod state_machine;
 pub mod transport;
 
@@ -32,5 +33,6 @@ pub use group_storage::{DiskStorage, GroupStorage, MemStorage, StorageFailure};
 pub use node::Node;
 pub use node_manager::{NodeManager, ServerStats};
 pub use options::GroupOptions;
+pub use snapshot_storage::{DiskSnapshots, MemSnapshots, SnapshotReadError, SnapshotStorage};
 pub use state_machine::{Committed, SnapshotError, SnapshotFiles, StateMachine};
 pub use transport::{LocalNetwork, Router, Transport, TransportOptions};
