@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use bytes::BytesMut;
 use prost::Message as _;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -17,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::apply_loop::run_apply_loop;
 use super::convert::{DecodeError, from_proto};
 use super::error::Error;
-use super::frame::{FrameError, encode_frame, read_frame};
+use super::frame::{FrameError, read_frame};
 use super::group::{GroupDriver, GroupInput, SharedState};
 use super::group_id::GroupId;
 use super::group_storage::GroupStorage;
@@ -25,7 +23,10 @@ use super::log_writer::run_log_writer;
 use super::node::Node;
 use super::options::GroupOptions;
 use super::proto;
+use super::snapshot_copy::{FileService, SnapshotSource, write_frame};
+use super::snapshot_storage::SnapshotStorage;
 use super::state_machine::StateMachine;
+use super::throttle::Throttle;
 use super::transport::{LocalNetwork, Transport, TransportOptions};
 use crate::core::{InitialState, Instant, RaftNode};
 
@@ -40,6 +41,8 @@ pub struct ServerStats {
     pub unknown_group_messages: AtomicU64,
     /// Messages dropped because a group's inbox was full.
     pub dropped_messages: AtomicU64,
+    /// Snapshot file bytes sent to copying peers.
+    pub snapshot_bytes_served: AtomicU64,
 }
 
 struct Inner {
@@ -51,6 +54,8 @@ struct Inner {
     options: TransportOptions,
     accept: Mutex<Option<JoinHandle<()>>>,
     stats: ServerStats,
+    /// The groups whose snapshots peers may copy from here.
+    files: FileService,
 }
 
 /// Many Raft groups on one TCP server. Cheap to clone.
@@ -72,6 +77,7 @@ impl NodeManager {
             local_network: None,
             routes: Mutex::default(),
             transport: Transport::tcp(options.clone()),
+            files: file_service(&options),
             options,
             accept: Mutex::default(),
             stats: ServerStats::default(),
@@ -84,15 +90,28 @@ impl NodeManager {
     /// A server on an in-process network, reachable at `addr` by the other
     /// servers of `network` (no sockets: for benchmarks and tests).
     pub fn local(network: &LocalNetwork, addr: SocketAddr) -> NodeManager {
+        let options = TransportOptions::default();
         let inner = Arc::new(Inner {
             local_addr: addr,
             local_network: Some(network.clone()),
             routes: Mutex::default(),
             transport: Transport::local(network.clone()),
-            options: TransportOptions::default(),
+            files: file_service(&options),
+            options,
             accept: Mutex::default(),
             stats: ServerStats::default(),
         });
+        let weak = Arc::downgrade(&inner);
+        network.register_file_handler(
+            addr,
+            Arc::new(move |request| {
+                let inner = weak.upgrade();
+                Box::pin(async move {
+                    let inner = inner?;
+                    Some(inner.serve_file(request).await)
+                })
+            }),
+        );
         let weak = Arc::downgrade(&inner);
         network.register(
             addr,
@@ -113,6 +132,36 @@ impl NodeManager {
     /// What the server refused so far.
     pub fn stats(&self) -> &ServerStats {
         &self.inner.stats
+    }
+
+    /// Lets peers copy `group`'s snapshots from `storage` (replacing any
+    /// earlier registration). Call when a group with snapshots starts here.
+    pub fn serve_snapshots(&self, group: GroupId, storage: Arc<dyn SnapshotStorage>) {
+        self.inner.files.serve(group, storage);
+    }
+
+    /// Stops serving `group`'s snapshots; copies under way fail with
+    /// [`CopyError::UnknownGroup`](super::CopyError::UnknownGroup).
+    pub fn stop_serving_snapshots(&self, group: GroupId) {
+        self.inner.files.stop(group);
+    }
+
+    /// The server-wide snapshot copy throttle: serving copies take from it,
+    /// and so should copies into this server's groups.
+    pub fn snapshot_throttle(&self) -> &Throttle {
+        self.inner.files.throttle()
+    }
+
+    /// Where this server copies snapshots from the server at `addr`: over
+    /// TCP, or in process for a [`NodeManager::local`] server.
+    pub fn snapshot_source(&self, addr: SocketAddr) -> SnapshotSource {
+        match &self.inner.local_network {
+            Some(network) => SnapshotSource::Local {
+                network: network.clone(),
+                addr,
+            },
+            None => SnapshotSource::Tcp(addr),
+        }
     }
 
     /// Starts a group member from its storage.
@@ -256,7 +305,22 @@ impl NodeManager {
     }
 }
 
+/// The file service `options` call for.
+fn file_service(options: &TransportOptions) -> FileService {
+    FileService::new(
+        Throttle::new(options.snapshot_bytes_per_sec),
+        options.frame_bytes_max,
+    )
+}
+
 impl Inner {
+    /// Answers a snapshot copier's request.
+    async fn serve_file(&self, request: proto::GetFileRequest) -> proto::GetFileResponse {
+        self.files
+            .handle(request, &self.stats.snapshot_bytes_served)
+            .await
+    }
+
     /// Hands a message to its group's inbox. Returns false if no such group
     /// runs here. A full inbox drops the message (Raft resends).
     fn route(&self, group: GroupId, message: crate::core::Message) -> bool {
@@ -303,8 +367,9 @@ enum ConnectionError {
     Decode(#[from] DecodeError),
 }
 
-/// Reads frames from one peer connection and routes them until the peer
-/// closes it or sends a bad frame.
+/// Reads frames from one peer connection until the peer closes it or sends
+/// a bad frame: routes Raft messages, and answers snapshot file requests in
+/// the order they came.
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, max: u32, manager: Weak<Inner>) {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let error = loop {
@@ -313,37 +378,41 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, max: u32, manager
             Err(FrameError::Closed) => return,
             Err(e) => break ConnectionError::from(e),
         };
-        let message = proto::Frame::decode(body)
-            .map_err(DecodeError::from)
-            .and_then(|frame| match frame.kind {
-                Some(proto::frame::Kind::Raft(m)) => from_proto(m).map(Some),
-                Some(proto::frame::Kind::Error(_)) => Ok(None),
-                None => Err(DecodeError::MissingField("frame.kind")),
-            });
-        let (group, message) = match message {
-            Ok(Some(routed)) => routed,
-            Ok(None) => continue,
-            Err(e) => break ConnectionError::from(e),
+        let kind = match proto::Frame::decode(body) {
+            Ok(frame) => frame.kind,
+            Err(e) => break DecodeError::from(e).into(),
         };
         let Some(inner) = manager.upgrade() else {
             return;
         };
-        if !inner.route(group, message) {
-            tracing::debug!(%peer, %group, "message for an unknown group");
-            let reply = proto::TransportError {
-                group_id: group.0,
-                kind: proto::transport_error::Kind::UnknownGroup as i32,
-                detail: format!("group {group} is not served here"),
-            };
-            let frame = proto::Frame {
-                kind: Some(proto::frame::Kind::Error(reply)),
-            }
-            .encode_to_vec();
-            let mut out = BytesMut::new();
-            encode_frame(&frame, &mut out);
-            if writer.write_all(&out).await.is_ok() {
-                let _ = writer.flush().await;
-            }
+        let reply = match kind {
+            Some(proto::frame::Kind::Raft(m)) => match from_proto(m) {
+                Ok((group, message)) => (!inner.route(group, message)).then(|| {
+                    tracing::debug!(%peer, %group, "message for an unknown group");
+                    proto::frame::Kind::Error(proto::TransportError {
+                        group_id: group.0,
+                        kind: proto::transport_error::Kind::UnknownGroup as i32,
+                        detail: format!("group {group} is not served here"),
+                    })
+                }),
+                Err(e) => break e.into(),
+            },
+            Some(proto::frame::Kind::GetFileRequest(request)) => Some(
+                proto::frame::Kind::GetFileResponse(inner.serve_file(request).await),
+            ),
+            Some(proto::frame::Kind::Error(_) | proto::frame::Kind::GetFileResponse(_)) => None,
+            None => break DecodeError::MissingField("frame.kind").into(),
+        };
+        let write_timeout = inner.options.write_timeout;
+        drop(inner);
+        let Some(reply) = reply else {
+            continue;
+        };
+        // A peer that stops reading must not hold this task forever.
+        let written = tokio::time::timeout(write_timeout, write_frame(&mut writer, reply)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::debug!(%peer, "reply not written; closing connection");
+            return;
         }
     };
     if let Some(inner) = manager.upgrade() {

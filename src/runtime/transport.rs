@@ -24,6 +24,7 @@ use super::convert::to_proto;
 use super::frame::{FRAME_BYTES_MAX, encode_frame, read_frame};
 use super::group_id::GroupId;
 use super::proto;
+use super::snapshot_copy::FileHandler;
 use crate::core::Message;
 
 /// Connection tuning.
@@ -41,6 +42,9 @@ pub struct TransportOptions {
     pub backoff_max: Duration,
     /// Largest frame accepted from a peer.
     pub frame_bytes_max: u32,
+    /// The server's snapshot copy rate limit, shared by every group's
+    /// serving and receiving copies (`None`: unlimited).
+    pub snapshot_bytes_per_sec: Option<u64>,
 }
 
 impl Default for TransportOptions {
@@ -52,6 +56,7 @@ impl Default for TransportOptions {
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
             frame_bytes_max: FRAME_BYTES_MAX,
+            snapshot_bytes_per_sec: None,
         }
     }
 }
@@ -63,6 +68,8 @@ pub type Router = Arc<dyn Fn(GroupId, Message) + Send + Sync>;
 #[derive(Clone, Default)]
 pub struct LocalNetwork {
     routers: Arc<Mutex<BTreeMap<SocketAddr, Router>>>,
+    /// Each server's snapshot file service.
+    file_handlers: Arc<Mutex<BTreeMap<SocketAddr, FileHandler>>>,
 }
 
 impl LocalNetwork {
@@ -80,6 +87,26 @@ impl LocalNetwork {
 
     pub(crate) fn unregister(&self, addr: SocketAddr) {
         self.routers.lock().expect("network lock").remove(&addr);
+        self.file_handlers
+            .lock()
+            .expect("network lock")
+            .remove(&addr);
+    }
+
+    pub(crate) fn register_file_handler(&self, addr: SocketAddr, handler: FileHandler) {
+        self.file_handlers
+            .lock()
+            .expect("network lock")
+            .insert(addr, handler);
+    }
+
+    /// The snapshot file service of the server at `addr`.
+    pub(crate) fn file_handler(&self, addr: SocketAddr) -> Option<FileHandler> {
+        self.file_handlers
+            .lock()
+            .expect("network lock")
+            .get(&addr)
+            .cloned()
     }
 
     fn deliver(&self, addr: SocketAddr, group: GroupId, message: Message) {
