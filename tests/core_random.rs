@@ -24,11 +24,28 @@ fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> Option<T> {
 
 /// One random run; returns the cluster for final checks.
 fn run(seed: u64, n: u64, steps: usize, pipeline: RaftOptions, churn: bool) -> Cluster {
+    run_with(seed, n, steps, pipeline, churn, false)
+}
+
+/// [`run`], with `snapshots`: nodes also save snapshots at random times and
+/// compact their logs down to a tiny margin, so that lagging and restarted
+/// nodes catch up by installing the leader's snapshot.
+fn run_with(
+    seed: u64,
+    n: u64,
+    steps: usize,
+    pipeline: RaftOptions,
+    churn: bool,
+    snapshots: bool,
+) -> Cluster {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let margin = seed % 4;
     let make = |id| RaftOptions {
         inflight_msgs_max: pipeline.inflight_msgs_max,
         append_entries_max: pipeline.append_entries_max,
         catchup_margin: 8,
+        compaction_margin: margin,
+        snapshot_install_timeout: Duration::from_millis(500),
         ..harness::options(id, seed)
     };
     let mut c = Cluster::with_options(n, make);
@@ -39,12 +56,27 @@ fn run(seed: u64, n: u64, steps: usize, pipeline: RaftOptions, churn: bool) -> C
         }
     }
     c.auto_disk = false;
+    c.defer_installs = snapshots;
     let all: Vec<NodeId> = c.nodes.keys().copied().collect();
     let mut proposals = 0;
     let mut changes = 0;
     for _ in 0..steps {
         if churn && rng.random_range(0..100) < 3 {
             changes += usize::from(churn_step(&mut c, &mut rng, &all));
+            c.drain_all();
+            continue;
+        }
+        if snapshots && !c.pending_installs.is_empty() && rng.random_range(0..100) < 3 {
+            let at = rng.random_range(0..c.pending_installs.len());
+            c.complete_install(at);
+            c.drain_all();
+            continue;
+        }
+        if snapshots && rng.random_range(0..100) < 2 {
+            let up: Vec<NodeId> = all.iter().copied().filter(|id| c.nodes[id].up).collect();
+            if let Some(id) = pick(&mut rng, &up) {
+                c.snapshot_now(id);
+            }
             c.drain_all();
             continue;
         }
@@ -108,6 +140,10 @@ fn run(seed: u64, n: u64, steps: usize, pipeline: RaftOptions, churn: bool) -> C
         }
     }
     c.auto_disk = true;
+    c.defer_installs = false;
+    while !c.pending_installs.is_empty() {
+        c.complete_install(0);
+    }
     // The members of the final configuration converge on a last write;
     // removed nodes stop. The write is retried if a leader does not take
     // it (transferring, being removed) or it is overwritten (a late
@@ -152,9 +188,10 @@ fn run(seed: u64, n: u64, steps: usize, pipeline: RaftOptions, churn: bool) -> C
     if std::env::var("STATS").is_ok() {
         let failed: usize = c.nodes.values().map(|n| n.failed_proposals.len()).sum();
         eprintln!(
-            "seed {seed}: terms {} applied {} proposals {proposals} failed {failed} changes {changes} sent {:?}",
+            "seed {seed}: terms {} applied {} proposals {proposals} failed {failed} changes {changes} installs {} sent {:?}",
             c.leaders.len(),
             reference.len(),
+            c.nodes.values().map(|n| n.installs).sum::<usize>(),
             c.sent
         );
     }
@@ -228,4 +265,15 @@ fn tiny_windows_and_batches_stay_safe() {
     for seed in 2000..2100 {
         run(seed, 3, 3000, tight.clone(), seed % 2 == 0);
     }
+}
+
+#[test]
+fn snapshots_and_compaction_stay_safe_under_random_schedules() {
+    let mut installs = 0;
+    for seed in 4000..4200 {
+        let n = if seed % 3 == 0 { 5 } else { 3 };
+        let c = run_with(seed, n, 4000, RaftOptions::default(), seed % 2 == 0, true);
+        installs += c.sent.get("install_snapshot").copied().unwrap_or(0);
+    }
+    assert!(installs > 100, "snapshots were offered: {installs}");
 }

@@ -36,7 +36,8 @@ fn state(term: u64, voted_for: Option<u64>, log: Vec<Entry>, n: u64) -> InitialS
             voted_for: voted_for.map(NodeId),
         },
         membership: Membership::with_voters(harness::ids(n)),
-        snapshot_last: LogId::default(),
+        snapshot: None,
+        log_start: LogId::default(),
         entries: log,
     }
 }

@@ -24,7 +24,9 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use clap::Parser;
 use oar::core::NodeId;
-use oar::runtime::{DiskStorage, Error, GroupId, GroupOptions, Node, NodeManager};
+use oar::runtime::{
+    DiskStorage, Error, GroupId, GroupOptions, Node, NodeManager, TransportOptions,
+};
 use oar::storage::{LogOptions, StdFileSystem};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -53,6 +55,13 @@ struct Args {
     /// The Raft group id.
     #[arg(long, default_value_t = 1)]
     group: u64,
+    /// Snapshot (and compact the log) every this many applied entries.
+    #[arg(long, default_value_t = 100_000)]
+    snapshot_interval: u64,
+    /// Cap on snapshot copy bandwidth, bytes per second (both serving and
+    /// fetching); unlimited if absent.
+    #[arg(long)]
+    snapshot_throttle: Option<u64>,
 }
 
 /// Raft and client address of each member.
@@ -88,7 +97,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.peers.0.get(&id).ok_or("--id is not among --peers")?;
     let raft_addr = args.raft_addr.unwrap_or(raft_default);
     let client_addr = args.client_addr.unwrap_or(client_default);
-    let server = NodeManager::bind(raft_addr, Default::default()).await?;
+    let transport = TransportOptions {
+        snapshot_bytes_per_sec: args.snapshot_throttle,
+        ..TransportOptions::default()
+    };
+    let server = NodeManager::bind(raft_addr, transport).await?;
     let group = GroupId(args.group);
     let storage = DiskStorage::open(
         Arc::new(StdFileSystem),
@@ -101,11 +114,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|(&id, &(raft, _))| (id, raft))
         .collect();
-    let node = server.add_group(
-        GroupOptions::new(group, id, raft_peers),
-        Box::new(storage),
-        Box::new(KvStore::default()),
-    )?;
+    let options = GroupOptions {
+        snapshot_interval: Some(args.snapshot_interval),
+        ..GroupOptions::new(group, id, raft_peers)
+    };
+    let node = server.add_group(options, Box::new(storage), Box::new(KvStore::default()))?;
     let listener = TcpListener::bind(client_addr).await?;
     eprintln!("kv node {id}: raft on {raft_addr}, redis protocol on {client_addr}");
     let peers = Arc::new(args.peers);

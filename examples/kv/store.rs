@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use oar::runtime::{Committed, StateMachine};
+use oar::core::LogId;
+use oar::runtime::{Committed, SnapshotError, SnapshotFiles, StateMachine};
 
 use crate::resp;
 
@@ -101,12 +102,63 @@ impl StateMachine for KvStore {
             .map(|c| Bytes::from(self.execute(&c.data)))
             .collect()
     }
+
+    /// One file, `data`: per key, a u32 length and the key, a u32 length
+    /// and the value, in key order.
+    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+        let size: usize = self.map.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+        let mut data = Vec::with_capacity(size);
+        for (k, v) in &self.map {
+            for part in [k, v] {
+                data.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                data.extend_from_slice(part);
+            }
+        }
+        Ok(SnapshotFiles::from([(
+            SNAPSHOT_FILE.to_owned(),
+            Bytes::from(data),
+        )]))
+    }
+
+    fn on_snapshot_load(
+        &mut self,
+        _last: LogId,
+        files: SnapshotFiles,
+    ) -> Result<(), SnapshotError> {
+        let data = files
+            .get(SNAPSHOT_FILE)
+            .ok_or_else(|| SnapshotError::Invalid(format!("no {SNAPSHOT_FILE} file")))?;
+        let mut map = BTreeMap::new();
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let key = take_part(&mut rest)?;
+            let value = take_part(&mut rest)?;
+            map.insert(key, value);
+        }
+        self.map = map;
+        Ok(())
+    }
+}
+
+/// The snapshot's one file.
+const SNAPSHOT_FILE: &str = "data";
+
+/// Splits a u32-length-prefixed part off the front of `rest`.
+fn take_part(rest: &mut &[u8]) -> Result<Vec<u8>, SnapshotError> {
+    let truncated = || SnapshotError::Invalid("truncated snapshot record".into());
+    let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(truncated)?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if tail.len() < len {
+        return Err(truncated());
+    }
+    let (part, tail) = tail.split_at(len);
+    *rest = tail;
+    Ok(part.to_vec())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oar::core::LogId;
 
     fn run(store: &mut KvStore, op: Op, args: &[&str]) -> String {
         let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
@@ -132,5 +184,21 @@ mod tests {
             "*3\r\n$1\r\n2\r\n$-1\r\n$1\r\nx\r\n"
         );
         assert_eq!(run(&mut s, Op::Del, &["a", "b", "zz"]), ":2\r\n");
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_map_and_bad_ones_are_refused() {
+        let mut s = KvStore::default();
+        run(&mut s, Op::Set, &["a", "1"]);
+        run(&mut s, Op::Set, &["", "empty key"]);
+        let files = s.on_snapshot_save().unwrap();
+        let mut t = KvStore::default();
+        t.on_snapshot_load(LogId::new(1, 2), files.clone()).unwrap();
+        assert_eq!(t.map, s.map);
+        let mut cut = files.clone();
+        let data = cut.get_mut(SNAPSHOT_FILE).unwrap();
+        *data = data.slice(..data.len() - 1);
+        assert!(t.on_snapshot_load(LogId::new(1, 2), cut).is_err());
+        assert_eq!(t.map, s.map, "a refused snapshot changes nothing");
     }
 }

@@ -113,11 +113,12 @@ fn verdict_name(verdict: &Verdict) -> &'static str {
 
 fn line(report: &RunReport) -> String {
     format!(
-        "seed {} ops {} faults {} terms {} sim {:.1}s wall {:.2}s {}",
+        "seed {} ops {} faults {} terms {} snapshot loads {} sim {:.1}s wall {:.2}s {}",
         report.seed,
         report.ops,
         report.faults,
         report.leader_terms,
+        report.snapshot_loads,
         report.sim_ns as f64 / 1e9,
         report.wall.as_secs_f64(),
         verdict_name(&report.verdict)
@@ -197,6 +198,7 @@ fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool) -> ExitC
     );
     let start = Instant::now();
     let (mut ops, mut faults, mut sim_ns, mut terms) = (0usize, 0u64, 0u64, 0usize);
+    let mut loads = 0;
     let mut failures: Vec<RunReport> = Vec::new();
     let mut count = 0;
     for seed in seeds.clone() {
@@ -209,6 +211,7 @@ fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool) -> ExitC
         faults += report.faults;
         sim_ns += report.sim_ns;
         terms += report.leader_terms;
+        loads += report.snapshot_loads;
         if !matches!(report.verdict, Verdict::Pass) {
             bar.println(line(&report));
             bar.println(format!("  replay: {}", replay_command(seed, shape)));
@@ -229,11 +232,11 @@ fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool) -> ExitC
         seeds.start, seeds.end, shape.nodes, shape.faults
     );
     println!(
-        "| seeds | passed | safety failures | liveness failures | client ops | faults | leader terms | simulated s | wall s | seeds/s | sim s / wall s |"
+        "| seeds | passed | safety failures | liveness failures | client ops | faults | leader terms | snapshot loads | simulated s | wall s | seeds/s | sim s / wall s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {count} | {} | {correctness} | {liveness} | {ops} | {faults} | {terms} | {:.0} | {wall:.1} | {:.2} | {:.1} |",
+        "| {count} | {} | {correctness} | {liveness} | {ops} | {faults} | {terms} | {loads} | {:.0} | {wall:.1} | {:.2} | {:.1} |",
         count as usize - failures.len(),
         sim_ns as f64 / 1e9,
         count as f64 / wall,

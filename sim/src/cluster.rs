@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
-use oar::core::{Entry, NodeId, RaftOptions};
+use oar::core::{NodeId, RaftOptions};
 
 use oar::runtime::{DiskStorage, GroupId, GroupOptions, Node, NodeManager, TransportOptions};
 use oar::storage::{FileSystem, LogOptions, LogWriter, MemFileSystem};
 use serde_json::json;
 
+use crate::final_checks::DurableLog;
 use crate::kv_machine::KvMachine;
 use crate::observe::Observations;
 use crate::trace::Trace;
@@ -284,7 +285,7 @@ impl SimCluster {
     }
 
     /// Stops every server and reads each durable log back from its disk.
-    pub fn durable_logs(&mut self) -> BTreeMap<NodeId, Vec<Entry>> {
+    pub fn durable_logs(&mut self) -> BTreeMap<NodeId, DurableLog> {
         for i in 0..self.nodes.len() {
             if !self.nodes[i].down {
                 self.handle.kill(self.nodes[i].madsim.id());
@@ -296,7 +297,11 @@ impl SimCluster {
             .filter_map(|node| {
                 let fs: Arc<dyn FileSystem> = Arc::new(node.fs.clone());
                 let (_, recovered) = LogWriter::open(fs, &data_dir(), log_options()).ok()?;
-                Some((node.id, recovered.entries))
+                let log = DurableLog {
+                    start: recovered.last_purged,
+                    entries: recovered.entries,
+                };
+                Some((node.id, log))
             })
             .collect()
     }
@@ -365,6 +370,7 @@ async fn serve(ctx: ServerContext) {
     };
     let mut options = GroupOptions::new(GROUP, id, peers);
     options.initial_voters = Some((1..=voters as u64).map(NodeId).collect());
+    options.snapshot_interval = crate::options::swarm_snapshot_interval(seed);
     options.raft = RaftOptions {
         id,
         rng_seed: seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),
@@ -417,5 +423,9 @@ impl oar::runtime::GroupStorage for SlowDisk {
             self.rng.random_range(50..2_000)
         };
         Duration::from_micros(micros)
+    }
+
+    fn snapshots(&self) -> std::sync::Arc<dyn oar::runtime::SnapshotStorage> {
+        self.inner.snapshots()
     }
 }

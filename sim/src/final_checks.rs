@@ -4,25 +4,44 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use oar::core::{Entry, EntryPayload, LogId, NodeId};
+use oar::core::{Entry, EntryPayload, LogId, LogIndex, NodeId};
 
 use crate::observe::Violation;
 
-/// Log Matching (§5.3): wherever two logs hold the same entry id, their
-/// prefixes up to it are identical.
-pub fn check_log_matching(logs: &BTreeMap<NodeId, Vec<Entry>>) -> Vec<Violation> {
+/// One node's durable log, read back from its disk at the end of a run.
+#[derive(Clone, Debug, Default)]
+pub struct DurableLog {
+    /// The last entry compacted away (covered by the node's snapshot).
+    pub start: LogId,
+    /// The entries after `start`, in order.
+    pub entries: Vec<Entry>,
+}
+
+/// Log Matching (§5.3): wherever two logs hold the same entry id, they
+/// agree at every index below it that both still hold (compaction may have
+/// dropped different prefixes).
+pub fn check_log_matching(logs: &BTreeMap<NodeId, DurableLog>) -> Vec<Violation> {
     let mut violations = Vec::new();
-    let nodes: Vec<(&NodeId, &Vec<Entry>)> = logs.iter().collect();
-    for (i, (a_id, a)) in nodes.iter().enumerate() {
-        for (b_id, b) in &nodes[i + 1..] {
-            let common = a.len().min(b.len());
-            let Some(last_same) = (0..common).rev().find(|&k| a[k].id == b[k].id) else {
+    let by_index: Vec<(NodeId, BTreeMap<LogIndex, &Entry>)> = logs
+        .iter()
+        .map(|(&id, log)| (id, log.entries.iter().map(|e| (e.id.index, e)).collect()))
+        .collect();
+    for (i, (a_id, a)) in by_index.iter().enumerate() {
+        for (b_id, b) in &by_index[i + 1..] {
+            let last_same = a
+                .iter()
+                .rev()
+                .find(|(index, e)| b.get(index).is_some_and(|f| f.id == e.id));
+            let Some((&last_same, _)) = last_same else {
                 continue;
             };
-            if let Some(k) = (0..=last_same).find(|&k| a[k] != b[k]) {
+            let differs = a
+                .range(..=last_same)
+                .find(|(index, e)| b.get(index).is_some_and(|f| f != *e));
+            if let Some((&index, _)) = differs {
                 violations.push(Violation::LogMismatch {
-                    nodes: (**a_id, **b_id),
-                    index: a[k].id.index,
+                    nodes: (*a_id, *b_id),
+                    index,
                 });
             }
         }
@@ -31,32 +50,40 @@ pub fn check_log_matching(logs: &BTreeMap<NodeId, Vec<Entry>>) -> Vec<Violation>
 }
 
 /// Leader Completeness (§5.4): the final leader holds every entry that any
-/// node applied.
+/// node applied, in its log or (before its compaction point) its snapshot.
 pub fn check_leader_completeness(
     leader: NodeId,
-    leader_log: &[Entry],
+    leader_log: &DurableLog,
     applied: impl IntoIterator<Item = LogId>,
 ) -> Vec<Violation> {
-    let held: BTreeSet<LogId> = leader_log.iter().map(|e| e.id).collect();
+    let held: BTreeSet<LogId> = leader_log.entries.iter().map(|e| e.id).collect();
     applied
         .into_iter()
-        .filter(|id| !held.contains(id))
+        .filter(|id| id.index > leader_log.start.index && !held.contains(id))
         .map(|entry| Violation::LeaderMissesCommitted { leader, entry })
         .collect()
 }
 
 /// Every acknowledged write (`op` index → the command bytes it logged) is
-/// in the final leader's log.
-pub fn check_acknowledged_writes(
-    leader_log: &[Entry],
+/// in the final leader's log, or among the commands applied before its
+/// compaction point (which its snapshot holds).
+pub fn check_acknowledged_writes<'a>(
+    leader_log: &'a DurableLog,
+    applied: impl IntoIterator<Item = (LogId, &'a Bytes)>,
     acknowledged: &[(usize, Bytes)],
 ) -> Vec<Violation> {
+    let compacted = applied
+        .into_iter()
+        .filter(|(id, _)| id.index <= leader_log.start.index)
+        .map(|(_, data)| data);
     let logged: BTreeSet<&Bytes> = leader_log
+        .entries
         .iter()
         .filter_map(|e| match &e.payload {
             EntryPayload::Command(data) => Some(data),
             _ => None,
         })
+        .chain(compacted)
         .collect();
     acknowledged
         .iter()
@@ -69,6 +96,13 @@ pub fn check_acknowledged_writes(
 mod tests {
     use super::*;
 
+    fn log(start: u64, entries: Vec<Entry>) -> DurableLog {
+        DurableLog {
+            start: LogId::new(1, start),
+            entries,
+        }
+    }
+
     fn entry(term: u64, index: u64, data: &'static str) -> Entry {
         Entry {
             id: LogId::new(term, index),
@@ -79,9 +113,11 @@ mod tests {
     #[test]
     fn diverging_prefixes_under_a_shared_entry_are_caught() {
         let mut logs = BTreeMap::new();
-        logs.insert(NodeId(1), vec![entry(1, 1, "a"), entry(2, 2, "b")]);
-        logs.insert(NodeId(2), vec![entry(1, 1, "x"), entry(2, 2, "b")]);
-        logs.insert(NodeId(3), vec![entry(1, 1, "a")]);
+        logs.insert(NodeId(1), log(0, vec![entry(1, 1, "a"), entry(2, 2, "b")]));
+        logs.insert(NodeId(2), log(0, vec![entry(1, 1, "x"), entry(2, 2, "b")]));
+        logs.insert(NodeId(3), log(0, vec![entry(1, 1, "a")]));
+        // Compacted past the disagreement: nothing left to compare.
+        logs.insert(NodeId(4), log(1, vec![entry(2, 2, "b")]));
         let violations = check_log_matching(&logs);
         assert_eq!(violations.len(), 2, "{violations:?}");
         assert!(matches!(violations[0], Violation::LogMismatch { index, .. } if index.0 == 1));
@@ -89,10 +125,10 @@ mod tests {
 
     #[test]
     fn a_leader_missing_an_applied_entry_and_a_lost_write_are_caught() {
-        let log = vec![entry(1, 1, "a"), entry(2, 2, "b")];
-        assert!(check_leader_completeness(NodeId(1), &log, [LogId::new(1, 1)]).is_empty());
+        let full = log(0, vec![entry(1, 1, "a"), entry(2, 2, "b")]);
+        assert!(check_leader_completeness(NodeId(1), &full, [LogId::new(1, 1)]).is_empty());
         assert_eq!(
-            check_leader_completeness(NodeId(1), &log, [LogId::new(1, 2)]).len(),
+            check_leader_completeness(NodeId(1), &full, [LogId::new(1, 2)]).len(),
             1
         );
         let acked = vec![
@@ -100,7 +136,16 @@ mod tests {
             (5, Bytes::from_static(b"gone")),
         ];
         assert_eq!(
-            check_acknowledged_writes(&log, &acked),
+            check_acknowledged_writes(&full, [], &acked),
+            [Violation::LostAcknowledgedWrite { op: 5 }]
+        );
+        // Compacted entries count when applied before the compaction point.
+        let compacted = log(1, vec![entry(2, 2, "b")]);
+        let a = Bytes::from_static(b"a");
+        let applied = [(LogId::new(1, 1), &a)];
+        assert!(check_leader_completeness(NodeId(1), &compacted, [LogId::new(1, 1)]).is_empty());
+        assert_eq!(
+            check_acknowledged_writes(&compacted, applied, &acked),
             [Violation::LostAcknowledgedWrite { op: 5 }]
         );
     }

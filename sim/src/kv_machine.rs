@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use oar::core::{NodeId, Term};
-use oar::runtime::{Committed, StateMachine};
+use oar::core::{LogId, LogIndex, NodeId, Term};
+use oar::runtime::{Committed, SnapshotError, SnapshotFiles, StateMachine};
 use serde::{Deserialize, Serialize};
 
-use crate::observe::Observations;
+use crate::observe::{Observations, Violation};
 
 /// A client command, as logged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,28 +93,48 @@ impl KvMachine {
             observations,
         }
     }
+}
 
-    fn execute(&mut self, command: KvCommand) -> KvReply {
-        match command {
-            KvCommand::Put { key, value } => {
-                self.map.insert(key, value);
-                KvReply::Done
+/// Runs one command on a map.
+fn execute(map: &mut BTreeMap<String, String>, command: KvCommand) -> KvReply {
+    match command {
+        KvCommand::Put { key, value } => {
+            map.insert(key, value);
+            KvReply::Done
+        }
+        KvCommand::Get { key } => KvReply::Value(map.get(&key).cloned()),
+        KvCommand::Append { key, value } => {
+            map.entry(key).or_default().push_str(&value);
+            KvReply::Done
+        }
+        KvCommand::Cas { key, expected, new } => {
+            let swap = map.get(&key) == Some(&expected);
+            if swap {
+                map.insert(key, new);
             }
-            KvCommand::Get { key } => KvReply::Value(self.map.get(&key).cloned()),
-            KvCommand::Append { key, value } => {
-                self.map.entry(key).or_default().push_str(&value);
-                KvReply::Done
-            }
-            KvCommand::Cas { key, expected, new } => {
-                let swap = self.map.get(&key) == Some(&expected);
-                if swap {
-                    self.map.insert(key, new);
-                }
-                KvReply::Swapped(swap)
-            }
+            KvReply::Swapped(swap)
         }
     }
 }
+
+/// The state after the commands applied through `last`, from what the run
+/// observed (every command was applied by some node before any snapshot
+/// could cover it).
+fn replay(observations: &Observations, last: LogIndex) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for (id, data) in observations.applied_commands() {
+        if id.index > last {
+            break;
+        }
+        if let Ok(command) = serde_json::from_slice::<KvCommand>(data) {
+            execute(&mut map, command);
+        }
+    }
+    map
+}
+
+/// The snapshot's one file: the map as JSON.
+const SNAPSHOT_FILE: &str = "map.json";
 
 impl StateMachine for KvMachine {
     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
@@ -125,12 +145,38 @@ impl StateMachine for KvMachine {
             .map(|c| {
                 observations.applied(self.node, c.id, &c.data);
                 let reply = match serde_json::from_slice::<KvCommand>(&c.data) {
-                    Ok(command) => self.execute(command),
+                    Ok(command) => execute(&mut self.map, command),
                     Err(_) => KvReply::Invalid,
                 };
                 Bytes::from(serde_json::to_vec(&reply).expect("replies serialize"))
             })
             .collect()
+    }
+
+    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+        let json = serde_json::to_vec(&self.map).expect("maps serialize");
+        Ok(SnapshotFiles::from([(
+            SNAPSHOT_FILE.to_owned(),
+            Bytes::from(json),
+        )]))
+    }
+
+    fn on_snapshot_load(&mut self, last: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
+        let data = files
+            .get(SNAPSHOT_FILE)
+            .ok_or_else(|| SnapshotError::Invalid(format!("no {SNAPSHOT_FILE}")))?;
+        let map: BTreeMap<String, String> =
+            serde_json::from_slice(data).map_err(|e| SnapshotError::Invalid(e.to_string()))?;
+        let mut observations = self.observations.lock().expect("observations");
+        if replay(&observations, last.index) != map {
+            observations.violation(Violation::SnapshotDivergence {
+                node: self.node,
+                last: last.index,
+            });
+        }
+        observations.snapshot_loaded(self.node, last.index);
+        self.map = map;
+        Ok(())
     }
 
     fn on_leader_start(&mut self, term: Term) {
@@ -144,7 +190,6 @@ impl StateMachine for KvMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oar::core::LogId;
 
     #[test]
     fn commands_apply_and_reply() {

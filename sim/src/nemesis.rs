@@ -81,10 +81,18 @@ impl Nemesis {
     fn step(&mut self, cluster: &mut SimCluster) {
         let n = cluster.nodes.len();
         let minority = (n - 1) / 2;
-        // Draws past 100 are membership changes and transfers, when enabled.
-        let choice = self
-            .rng
-            .random_range(0..if self.faults.membership() { 124 } else { 100 });
+        // Draws past 100 are membership changes and transfers, when enabled;
+        // the last few ask a server for a snapshot (whatever the faults).
+        let top = if self.faults.membership() { 124 } else { 100 };
+        let choice = self.rng.random_range(0..top + 6);
+        if choice >= top {
+            let i = self.rng.random_range(0..n);
+            if let Some(member) = cluster.member(i) {
+                crate::reconfigure::spawn_snapshot(cluster, member, self.trace.clone());
+                self.injected += 1;
+            }
+            return;
+        }
         let pick = |rng: &mut ChaCha8Rng, cond: &dyn Fn(usize) -> bool| -> Option<usize> {
             let candidates: Vec<usize> = (0..n).filter(|&i| cond(i)).collect();
             (!candidates.is_empty()).then(|| candidates[rng.random_range(0..candidates.len())])

@@ -63,6 +63,14 @@ pub enum Violation {
         /// The panic message and location.
         message: String,
     },
+    /// A node loaded a snapshot whose state differs from replaying the
+    /// commands applied up to its last index.
+    SnapshotDivergence {
+        /// The node that loaded it.
+        node: NodeId,
+        /// The snapshot's last index.
+        last: LogIndex,
+    },
     /// The client history is not linearizable.
     NotLinearizable {
         /// What the checker says.
@@ -80,12 +88,25 @@ pub struct Observations {
     /// node → the next index it must apply (its state machine restarts empty).
     next_apply: BTreeMap<NodeId, LogIndex>,
     violations: Vec<Violation>,
+    /// Snapshots loaded (at restart or installed from a leader).
+    snapshot_loads: usize,
 }
 
 impl Observations {
     /// A node's state machine (re)started empty: it replays from index 1.
     pub fn node_started(&mut self, node: NodeId) {
         self.next_apply.insert(node, LogIndex(1));
+    }
+
+    /// `node` loaded a snapshot through `last`: it applies from after it.
+    pub fn snapshot_loaded(&mut self, node: NodeId, last: LogIndex) {
+        self.next_apply.insert(node, last.next());
+        self.snapshot_loads += 1;
+    }
+
+    /// How many snapshots were loaded.
+    pub fn snapshot_loads(&self) -> usize {
+        self.snapshot_loads
     }
 
     /// `node` leads `term`.

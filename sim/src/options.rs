@@ -122,6 +122,17 @@ pub fn swarm_raft_options(seed: u64) -> RaftOptions {
         check_quorum: rng.random_range(0..4) != 0,
         append_entries_max: [1, 3, 16, 1024][rng.random_range(0..4)],
         inflight_msgs_max: [1, 2, 8, 256][rng.random_range(0..4)],
+        compaction_margin: [0, 3, 20, 1000][rng.random_range(0..4)],
+        // Offers lost with a crashed or partitioned server are repeated
+        // within the run.
+        snapshot_install_timeout: Duration::from_millis(election_ms * 10),
         ..RaftOptions::default()
     }
+}
+
+/// How often servers snapshot on their own, drawn from the seed: often, so
+/// that compaction and installs happen in most runs.
+pub fn swarm_snapshot_interval(seed: u64) -> Option<u64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x534e_4150_0000_0000);
+    [None, Some(8), Some(40), Some(150)][rng.random_range(0..4)]
 }

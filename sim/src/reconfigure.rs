@@ -101,6 +101,23 @@ pub fn spawn_transfer(cluster: &SimCluster, leader: Node, to: NodeId, trace: Tra
     });
 }
 
+/// Asks `member` to save a snapshot now (and compact its log).
+pub fn spawn_snapshot(cluster: &SimCluster, member: Node, trace: Trace) {
+    cluster.admin_node().spawn(async move {
+        let attempt = tokio::time::timeout(ADMIN_TIMEOUT, member.snapshot()).await;
+        let outcome = match attempt {
+            Ok(Ok(last)) => format!("saved through {last}"),
+            Ok(Err(e)) => format!("failed: {e}"),
+            Err(_) => "timed out".to_string(),
+        };
+        trace.event(
+            SimCluster::now_ns(),
+            "snapshot",
+            json!({ "node": member.id().0, "outcome": outcome }),
+        );
+    });
+}
+
 /// Replaces two voters by two other servers in one joint change,
 /// C(old,new) with disjoint majorities — the case where counting only one
 /// half is unsafe. The newcomers join as learners first; `picks` are the

@@ -45,6 +45,8 @@ pub struct RunReport {
     pub faults: u64,
     /// Terms that had a leader.
     pub leader_terms: usize,
+    /// Snapshots loaded by state machines (restarts and installs).
+    pub snapshot_loads: usize,
     /// Simulated time, in nanoseconds.
     pub sim_ns: u64,
     /// Wall-clock time the run took.
@@ -90,6 +92,7 @@ pub fn run(options: &SimOptions) -> RunOutput {
                 ops: 0,
                 faults: 0,
                 leader_terms: 0,
+                snapshot_loads: 0,
                 sim_ns: 0,
                 wall: Duration::ZERO,
                 verdict: Verdict::Correctness(vec![Violation::Panic { message }]),
@@ -174,16 +177,16 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
             let logs = cluster.durable_logs();
             violations.extend(check_log_matching(&logs));
             if let Some(leader_log) = logs.get(&leader) {
-                let applied: Vec<_> = observations
-                    .lock()
-                    .expect("observations")
-                    .applied_commands()
-                    .map(|(id, _)| id)
-                    .collect();
+                let observed = observations.lock().expect("observations");
+                let applied = observed.applied_commands().map(|(id, _)| id);
                 violations.extend(check_leader_completeness(leader, leader_log, applied));
                 let acknowledged: Vec<(usize, Bytes)> =
                     ctx.acknowledged.lock().expect("acknowledged").clone();
-                violations.extend(check_acknowledged_writes(leader_log, &acknowledged));
+                violations.extend(check_acknowledged_writes(
+                    leader_log,
+                    observed.applied_commands(),
+                    &acknowledged,
+                ));
             }
             // A budget keeps a pathological history from stalling a sweep;
             // running out is reported, never taken for a pass.
@@ -204,11 +207,15 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
             }
         }
     };
+    let observed = observations.lock().expect("observations");
+    let (leader_terms, snapshot_loads) = (observed.leader_terms(), observed.snapshot_loads());
+    drop(observed);
     let report = RunReport {
         seed: options.seed,
         ops: history.len(),
         faults: nemesis.injected,
-        leader_terms: observations.lock().expect("observations").leader_terms(),
+        leader_terms,
+        snapshot_loads,
         sim_ns: SimCluster::now_ns(),
         wall: Duration::ZERO,
         verdict,

@@ -10,7 +10,7 @@ use super::node::{RaftNode, RoleState};
 impl RaftNode {
     /// Accepts the leader of the current term (a candidate of the same term
     /// steps down) and restarts the election timer.
-    fn follow(&mut self, from: NodeId) -> Result<(), InputError> {
+    pub(super) fn follow(&mut self, from: NodeId) -> Result<(), InputError> {
         if let RoleState::Leader { .. } = self.role {
             return Err(InputError::DuplicateLeader {
                 from,

@@ -54,6 +54,7 @@ impl RaftNode {
                 // Only a leader sends these (TimeoutNow: to hand its term over).
                 MessageBody::AppendRequest(_)
                 | MessageBody::Heartbeat(_)
+                | MessageBody::InstallSnapshot(_)
                 | MessageBody::TimeoutNow => {
                     self.become_follower(m.term, Some(m.from));
                 }
@@ -82,6 +83,15 @@ impl RaftNode {
                 self.handle_timeout_now(m.from);
                 Ok(())
             }
+            MessageBody::InstallSnapshot(info) => {
+                self.follow(m.from)?;
+                self.handle_install_snapshot(m.from, info);
+                Ok(())
+            }
+            MessageBody::SnapshotFailed { last } => {
+                self.handle_snapshot_failed(m.from, last);
+                Ok(())
+            }
         }
     }
 
@@ -89,7 +99,9 @@ impl RaftNode {
     /// that a stale leader or candidate steps down; then it is rejected.
     fn reject_stale(&mut self, m: Message) -> Result<(), InputError> {
         match &m.body {
-            MessageBody::AppendRequest(_) | MessageBody::Heartbeat(_) => {
+            MessageBody::AppendRequest(_)
+            | MessageBody::Heartbeat(_)
+            | MessageBody::InstallSnapshot(_) => {
                 self.send(m.from, MessageBody::HeartbeatResponse);
             }
             MessageBody::VoteRequest(req) => {

@@ -27,6 +27,15 @@ pub enum ProposalError {
         /// The term of the entry that replaced it, when known.
         by_term: Option<Term>,
     },
+    /// A snapshot installed from the leader covered the proposal's index
+    /// before this node applied it: it may or may not have been applied,
+    /// and its response is lost. Remedy: read back, or retry an idempotent
+    /// command.
+    #[error("proposal {proposal} was covered by an installed snapshot; outcome unknown")]
+    OutcomeUnknown {
+        /// The proposal's log position.
+        proposal: LogId,
+    },
 }
 
 /// Why an input (a message or a disk completion) was rejected. Rejected
@@ -96,6 +105,21 @@ pub enum InputError {
     StaleDiskCompletion {
         /// The completion's position.
         up_to: LogId,
+    },
+    /// A snapshot reported saved beyond what was applied, or of an entry
+    /// the log never held.
+    #[error("snapshot through {last} does not match the applied log (applied {applied})")]
+    SnapshotMismatch {
+        /// The snapshot's last entry.
+        last: LogId,
+        /// This node's applied index.
+        applied: LogIndex,
+    },
+    /// An install completion for a snapshot this node was not installing.
+    #[error("snapshot {last} was not being installed")]
+    UnexpectedSnapshot {
+        /// The snapshot's last entry.
+        last: LogId,
     },
     /// A term/vote completion for a term this node never reached.
     #[error("hard state completion for future term {term}")]

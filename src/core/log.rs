@@ -9,10 +9,11 @@
 //!                        persisted ≤ last_index; [unpersisted_from, last] not yet handed to disk
 //! ```
 //!
-//! The core keeps every entry since the last snapshot in memory: it can build
-//! any AppendEntries without a disk read (no I/O inside the protocol), and a
-//! snapshot bounds the memory. The storage layer holds the same entries
-//! durably; on restart the driver hands them back.
+//! The core keeps every entry since the compaction point in memory: it can
+//! build any AppendEntries without a disk read (no I/O inside the protocol),
+//! and snapshots bound the memory (the compaction point trails the newest
+//! snapshot by a margin, for slow followers). The storage layer holds the
+//! same entries durably; on restart the driver hands them back.
 
 use std::collections::VecDeque;
 
@@ -27,7 +28,7 @@ use super::ids::{LogId, LogIndex, Term};
 /// <= last_index + 1`.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLog {
-    /// The last entry covered by the snapshot (compacted away), `(0,0)` if none.
+    /// The last entry compacted away (covered by a snapshot), `(0,0)` if none.
     snapshot_last: LogId,
     /// Entries after `snapshot_last`, in order.
     entries: VecDeque<Entry>,
@@ -78,7 +79,7 @@ impl RaftLog {
         self.snapshot_last.index.next()
     }
 
-    /// The snapshot point.
+    /// The compaction point: the entry just before the first one held.
     pub fn snapshot_last(&self) -> LogId {
         self.snapshot_last
     }
@@ -243,6 +244,42 @@ impl RaftLog {
         entries
     }
 
+    /// The state machine holds a snapshot through `index`, which is
+    /// committed: commit and apply from there on.
+    pub fn skip_to_snapshot(&mut self, index: LogIndex) {
+        debug_assert!(index <= self.last_index() || index == self.snapshot_last.index);
+        self.committed = self.committed.max(index);
+        self.applied = self.applied.max(index);
+    }
+
+    /// Drops the entries through `index` from memory (a durable snapshot
+    /// covers them). Only applied, durable entries go: the disk must still
+    /// be able to hand back everything the snapshot does not cover.
+    /// Returns the new compaction point if it moved.
+    pub fn compact_to(&mut self, index: LogIndex) -> Option<LogId> {
+        let index = index.min(self.applied).min(self.persisted);
+        if index <= self.snapshot_last.index {
+            return None;
+        }
+        let term = self.term_at(index)?;
+        let drop = index.0 - self.snapshot_last.index.0;
+        self.entries.drain(..drop as usize);
+        self.snapshot_last = LogId { term, index };
+        Some(self.snapshot_last)
+    }
+
+    /// Replaces the whole log with a snapshot point: an installed snapshot
+    /// the log does not match. Everything through it is committed, applied
+    /// and durable (in the snapshot).
+    pub fn reset_to(&mut self, snapshot: LogId) {
+        self.entries.clear();
+        self.snapshot_last = snapshot;
+        self.committed = snapshot.index;
+        self.applied = snapshot.index;
+        self.persisted = snapshot.index;
+        self.unpersisted_from = snapshot.index.next();
+    }
+
     /// Entries in memory, oldest first (for invariant checks and status).
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter()
@@ -325,6 +362,29 @@ mod tests {
         assert!(log.take_committed(usize::MAX).is_empty());
         log.commit_to(LogIndex(9));
         assert_eq!(log.committed(), LogIndex(3), "capped at the last index");
+    }
+
+    #[test]
+    fn compaction_keeps_unapplied_and_undurable_entries() {
+        let mut log = log_of(&[1, 1, 2, 2, 3]);
+        log.commit_to(LogIndex(4));
+        log.take_committed(3);
+        assert_eq!(
+            log.compact_to(LogIndex(4)),
+            Some(LogId::new(2, 3)),
+            "only applied"
+        );
+        assert_eq!(log.first_index(), LogIndex(4));
+        assert_eq!(log.term_at(LogIndex(3)), Some(Term(2)));
+        assert_eq!(log.term_at(LogIndex(2)), None);
+        assert_eq!(log.compact_to(LogIndex(2)), None, "never moves back");
+        log.reset_to(LogId::new(4, 9));
+        assert_eq!(log.last_id(), LogId::new(4, 9));
+        assert_eq!(
+            (log.committed(), log.applied(), log.persisted()),
+            (LogIndex(9), LogIndex(9), LogIndex(9))
+        );
+        assert!(log.take_unpersisted().is_none());
     }
 
     #[test]

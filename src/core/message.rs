@@ -5,6 +5,7 @@
 
 use super::entry::Entry;
 use super::ids::{LogId, LogIndex, NodeId, Term};
+use super::snapshot::SnapshotInfo;
 
 /// One message from one node to another, in the sender's term.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +38,16 @@ pub enum MessageBody {
     /// A leader transferring leadership tells its up-to-date target to
     /// campaign at once, skipping pre-vote (dissertation §3.10).
     TimeoutNow,
+    /// The leader no longer holds the entries the follower needs: it offers
+    /// its snapshot, which the follower's driver pulls in chunks (Raft §7).
+    /// Success is acknowledged like an append; see [`MessageBody::SnapshotFailed`].
+    InstallSnapshot(SnapshotInfo),
+    /// The follower could not install the offered snapshot (e.g. the leader
+    /// replaced it meanwhile): the leader offers its newest one again.
+    SnapshotFailed {
+        /// The snapshot that failed.
+        last: LogId,
+    },
 }
 
 /// A request for a vote or a pre-vote.

@@ -24,6 +24,7 @@ use super::message::{Message, MessageBody};
 use super::options::RaftOptions;
 use super::output::{Action, Role};
 use super::progress::Progress;
+use super::snapshot::SnapshotInfo;
 use super::status::{PeerStatus, Status};
 use super::time::Instant;
 
@@ -32,14 +33,17 @@ use super::time::Instant;
 pub struct InitialState {
     /// The durable term and vote.
     pub hard_state: HardState,
-    /// The configuration in effect at `snapshot_last` (from the snapshot's
-    /// meta), or the bootstrap configuration; empty for a node joining an
-    /// existing group, which then waits for the leader. Configuration
-    /// entries in `entries` take effect on top of it, in order.
+    /// The bootstrap configuration when there is no snapshot; empty for a
+    /// node joining an existing group, which then waits for the leader.
+    /// Configuration entries in `entries` take effect on top of it, in order.
     pub membership: Membership,
-    /// The last entry covered by a snapshot, `(0,0)` if none.
-    pub snapshot_last: LogId,
-    /// The durable entries after `snapshot_last`, in order.
+    /// The newest durable snapshot, which the state machine was loaded
+    /// from; its configuration replaces `membership`.
+    pub snapshot: Option<SnapshotInfo>,
+    /// The entry just before `entries` (the storage's last purged entry),
+    /// `(0,0)` if none.
+    pub log_start: LogId,
+    /// The durable entries after `log_start`, in order.
     pub entries: Vec<Entry>,
 }
 
@@ -77,6 +81,10 @@ pub struct RaftNode {
     pub(super) log: RaftLog,
     /// The configuration history; the effective configuration is the latest.
     pub(super) configs: ConfigManager,
+    /// The newest durable snapshot (the one a lagging peer is offered).
+    pub(super) snapshot: Option<SnapshotInfo>,
+    /// Follower: the snapshot being installed; nothing is applied meanwhile.
+    pub(super) installing: Option<SnapshotInfo>,
     /// Leader: a leadership transfer in progress.
     pub(super) transfer: Option<super::transfer::Transfer>,
     pub(super) rng: ChaCha8Rng,
@@ -118,8 +126,24 @@ impl RaftNode {
         now: Instant,
     ) -> Result<Self, OptionsError> {
         options.validate()?;
-        let mut configs = ConfigManager::new(initial.snapshot_last.index, initial.membership);
-        for entry in &initial.entries {
+        let mut log = RaftLog::restore(initial.log_start, initial.entries);
+        let mut log_reset = None;
+        let mut configs = match &initial.snapshot {
+            Some(snapshot) => {
+                if log.matches(snapshot.last) {
+                    log.skip_to_snapshot(snapshot.last.index);
+                } else {
+                    // The log does not continue the snapshot (an install
+                    // whose log reset was not durable yet): start after it.
+                    log.reset_to(snapshot.last);
+                    log_reset = Some(snapshot.last);
+                }
+                ConfigManager::new(snapshot.last.index, snapshot.membership.clone())
+            }
+            None => ConfigManager::new(initial.log_start.index, initial.membership),
+        };
+        let base_index = configs.effective_index();
+        for entry in log.iter().filter(|e| e.id.index > base_index) {
             if let EntryPayload::Config(m) = &entry.payload {
                 configs.add(entry.id.index, m.clone());
             }
@@ -130,8 +154,10 @@ impl RaftNode {
             durable_hard_state: initial.hard_state,
             role: RoleState::Follower,
             leader: None,
-            log: RaftLog::restore(initial.snapshot_last, initial.entries),
+            log,
             configs,
+            snapshot: initial.snapshot,
+            installing: None,
             transfer: None,
             now,
             election_deadline: now,
@@ -148,6 +174,9 @@ impl RaftNode {
             dirty: false,
             options,
         };
+        if let Some(snapshot) = log_reset {
+            node.actions.push_back(Action::ResetLog { snapshot });
+        }
         // Storage writes the term before the entries of that term, but a
         // log restored from elsewhere may still run ahead of the meta: adopt
         // the log's term (with no vote, so none is repeated) and persist it.
@@ -405,7 +434,11 @@ impl RaftNode {
             RoleState::Follower => self.maybe_send_ack(),
             _ => {}
         }
-        self.apply_committed();
+        // The state machine is about to be replaced: applying now would
+        // race the snapshot's load.
+        if self.installing.is_none() {
+            self.apply_committed();
+        }
     }
 
     fn apply_committed(&mut self) {

@@ -40,6 +40,13 @@ pub struct RaftOptions {
     /// A learner is promoted to voter only when it holds entries within this
     /// many of the leader's last index (braft's `catchup_margin`).
     pub catchup_margin: u64,
+    /// After a snapshot, the log keeps this many entries before its last
+    /// index, so a follower lagging by less catches up from the log rather
+    /// than with a whole snapshot (braft's `raft_log_margin` idea).
+    pub compaction_margin: u64,
+    /// A peer that has not acknowledged a snapshot within this long is
+    /// offered it again (the install may have been lost with its peer).
+    pub snapshot_install_timeout: Duration,
 }
 
 impl Default for RaftOptions {
@@ -58,6 +65,8 @@ impl Default for RaftOptions {
             apply_batch_max: 1024,
             rng_seed: 0,
             catchup_margin: 1000,
+            compaction_margin: 1000,
+            snapshot_install_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -12,8 +12,9 @@
 
 use super::entry::{Entry, HardState};
 use super::error::ProposalError;
-use super::ids::{NodeId, Term};
+use super::ids::{LogId, NodeId, Term};
 use super::message::Message;
+use super::snapshot::SnapshotInfo;
 
 /// One thing for the driver to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +34,27 @@ pub enum Action {
     Apply {
         /// The entries, in log order.
         entries: Vec<Entry>,
+    },
+    /// The log through `through` is covered by a durable snapshot: storage
+    /// may drop it (prefix truncation), in order with the other writes.
+    CompactLog {
+        /// The last entry to drop.
+        through: LogId,
+    },
+    /// An installed snapshot replaced the whole log: storage drops every
+    /// entry and continues after `snapshot` (in order with the other writes).
+    ResetLog {
+        /// The installed snapshot's last entry.
+        snapshot: LogId,
+    },
+    /// Pull `snapshot` from `from` (the leader), make it durable, load it
+    /// into the state machine, then report `handle_snapshot_installed` (or
+    /// `handle_snapshot_install_failed`). No `Apply` is handed out meanwhile.
+    InstallSnapshot {
+        /// Who offers it.
+        from: NodeId,
+        /// What it covers.
+        snapshot: SnapshotInfo,
     },
     /// A proposal this node accepted will never be applied.
     ProposalFailed(ProposalError),

@@ -7,10 +7,15 @@
 //!   one append at a time          many appends in flight (pipelining),
 //!   until the match point         bounded by the inflight window
 //!   is found
+//!      │ the entries it needs were compacted away
+//!      ▼
+//!   Snapshot ──── acknowledged (Replicate) / failed or timed out (Probe)
+//!   nothing sent but heartbeats while the peer pulls the snapshot
 //! ```
 
 use super::ids::LogIndex;
 use super::inflights::Inflights;
+use super::time::Instant;
 
 /// How the leader is sending to a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +26,9 @@ pub enum ProgressState {
     /// The peer follows: appends are pipelined up to the inflight window and
     /// `next` advances optimistically as they are sent.
     Replicate,
+    /// The peer is installing the snapshot through `pending_snapshot`:
+    /// appends wait for its acknowledgement.
+    Snapshot,
 }
 
 /// Replication progress of one peer, kept by the leader.
@@ -37,6 +45,10 @@ pub struct Progress {
     pub state: ProgressState,
     /// In Probe: an append was sent and is not answered yet.
     pub probe_sent: bool,
+    /// In Snapshot: the last index of the snapshot being installed.
+    pub pending_snapshot: LogIndex,
+    /// In Snapshot: when the snapshot was offered.
+    pub snapshot_sent_at: Instant,
     /// The unacknowledged appends (used in Replicate).
     pub inflights: Inflights,
     /// Whether the peer answered since the last check-quorum round.
@@ -53,6 +65,8 @@ impl Progress {
             next,
             state: ProgressState::Probe,
             probe_sent: false,
+            pending_snapshot: LogIndex(0),
+            snapshot_sent_at: Instant::from_nanos(0),
             inflights: Inflights::new(inflight_msgs_max, inflight_bytes_max),
             recent_active: false,
             commit_sent: LogIndex(0),
@@ -64,6 +78,26 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflights.is_full(),
+            ProgressState::Snapshot => true,
+        }
+    }
+
+    /// The peer was offered the snapshot through `index`.
+    pub fn on_snapshot_sent(&mut self, index: LogIndex, now: Instant) {
+        self.state = ProgressState::Snapshot;
+        self.pending_snapshot = index;
+        self.snapshot_sent_at = now;
+        self.inflights.reset();
+    }
+
+    /// The install failed or took too long: probe again once the next
+    /// heartbeat answers, which offers the newest snapshot if still needed
+    /// (not at once, so a snapshot that keeps failing is not resent in a
+    /// tight loop).
+    pub fn on_snapshot_failed(&mut self) {
+        if self.state == ProgressState::Snapshot {
+            self.state = ProgressState::Probe;
+            self.probe_sent = true;
         }
     }
 
@@ -77,6 +111,7 @@ impl Progress {
                     self.inflights.add(last, bytes);
                 }
             }
+            ProgressState::Snapshot => {}
         }
     }
 
@@ -97,6 +132,15 @@ impl Progress {
             }
             ProgressState::Probe => {}
             ProgressState::Replicate => self.inflights.free_to(acked),
+            // Any durable match ends the install; short of the snapshot, the
+            // probe offers it again.
+            ProgressState::Snapshot => {
+                self.state = match acked >= self.pending_snapshot {
+                    true => ProgressState::Replicate,
+                    false => ProgressState::Probe,
+                };
+                self.next = self.matched.next();
+            }
         }
         advanced
     }
@@ -113,6 +157,7 @@ impl Progress {
             ProgressState::Replicate if rejected <= self.matched => return false,
             // In Probe only the answer to the outstanding probe counts.
             ProgressState::Probe if rejected != self.next.prev() => return false,
+            ProgressState::Snapshot => return false,
             _ => {}
         }
         let floor = self.matched.next();
@@ -134,6 +179,7 @@ impl Progress {
                     self.inflights.free_first();
                 }
             }
+            ProgressState::Snapshot => {}
         }
     }
 }
@@ -182,6 +228,31 @@ mod tests {
         p.on_sent(LogIndex(7), 10);
         assert!(!p.on_reject(LogIndex(9), LogIndex(7)));
         assert!(p.on_reject(LogIndex(5), LogIndex(6)));
+    }
+
+    #[test]
+    fn snapshot_state_waits_for_the_install_then_pipelines() {
+        let mut p = progress();
+        p.on_snapshot_sent(LogIndex(50), Instant::from_nanos(0));
+        assert!(p.is_paused(), "nothing but heartbeats while installing");
+        p.on_heartbeat_response();
+        assert!(p.is_paused());
+        assert!(
+            !p.on_reject(LogIndex(10), LogIndex(3)),
+            "stale rejections change nothing"
+        );
+        assert!(p.on_ack(LogIndex(50)));
+        assert_eq!(p.state, ProgressState::Replicate);
+        assert_eq!((p.matched, p.next), (LogIndex(50), LogIndex(51)));
+        p.on_snapshot_sent(LogIndex(80), Instant::from_nanos(0));
+        p.on_snapshot_failed();
+        assert_eq!(p.state, ProgressState::Probe);
+        assert!(
+            p.is_paused(),
+            "a failed install is retried after the next heartbeat"
+        );
+        p.on_heartbeat_response();
+        assert!(!p.is_paused());
     }
 
     #[test]

@@ -42,10 +42,8 @@ impl RaftNode {
             probe_empty = false;
             let prev_index = p.next.prev();
             let Some(prev_term) = self.log.term_at(prev_index) else {
-                // The entries this peer needs were compacted away: it needs a
-                // snapshot, which this core does not install yet.
-                tracing::warn!(%peer, %prev_index, "peer needs compacted entries");
-                return sent;
+                // The entries this peer needs were compacted away.
+                return self.send_snapshot(peer) || sent;
             };
             let (entries, bytes) = self.log.slice(
                 p.next,
@@ -83,6 +81,7 @@ impl RaftNode {
     }
 
     pub(super) fn broadcast_heartbeat(&mut self) {
+        self.expire_snapshot_installs();
         let committed = self.log.committed();
         let RoleState::Leader { progress } = &mut self.role else {
             return;

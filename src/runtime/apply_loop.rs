@@ -1,6 +1,8 @@
 //! The apply task (braft's `FSMCaller`): runs the user's state machine on
 //! committed entries in log order, batched, and completes each client's
-//! request exactly once with its response.
+//! request exactly once with its response. It also saves snapshots (every
+//! N entries or on request) and loads installed ones, in the same order, so
+//! a snapshot is always of exactly the applied prefix.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,8 +11,12 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::Error;
-use super::state_machine::{Committed, StateMachine};
-use crate::core::{Entry, EntryPayload, LogIndex, NodeId, Role, Term};
+use super::group::GroupInput;
+use super::snapshot_storage::SnapshotStorage;
+use super::state_machine::{Committed, SnapshotError, SnapshotFiles, StateMachine};
+use crate::core::{
+    Entry, EntryPayload, LogId, LogIndex, Membership, NodeId, Role, SnapshotInfo, Term,
+};
 
 /// A client's result: where its command landed and what the state machine
 /// answered.
@@ -25,6 +31,9 @@ pub struct Applied {
 /// Completes a client request.
 pub(crate) type Closure = oneshot::Sender<Result<Applied, Error>>;
 
+/// Completes a snapshot request with the snapshot's last entry.
+pub(crate) type SnapshotReply = oneshot::Sender<Result<LogId, Error>>;
+
 /// Work for the apply task, in log order.
 pub(crate) enum ApplyTask {
     /// Committed entries, with the waiting client (if any) of each.
@@ -38,58 +47,154 @@ pub(crate) enum ApplyTask {
         term: Term,
         leader: Option<NodeId>,
     },
+    /// Save a snapshot now (a user's request).
+    Snapshot { reply: SnapshotReply },
+    /// Replace the state with a snapshot pulled from the leader and made
+    /// durable.
+    Install {
+        snapshot: SnapshotInfo,
+        files: SnapshotFiles,
+    },
     /// The group stopped on an error.
     Failed(Error),
 }
 
-/// Runs the apply loop until the group closes the queue.
-pub(crate) async fn run_apply_loop(
-    mut sm: Box<dyn StateMachine>,
-    mut tasks: mpsc::UnboundedReceiver<ApplyTask>,
-    applied_index: Arc<AtomicU64>,
-) -> Box<dyn StateMachine> {
-    let mut leading = false;
-    let mut following: Option<NodeId> = None;
-    while let Some(task) = tasks.recv().await {
-        match task {
-            ApplyTask::Entries { entries, closures } => {
-                let last = entries.last().map(|e| e.id.index);
-                apply_batch(sm.as_mut(), entries, closures);
-                if let Some(last) = last {
-                    applied_index.store(last.0, Ordering::Release);
-                }
-            }
-            ApplyTask::Role { role, term, leader } => {
-                if leading && role != Role::Leader {
-                    leading = false;
-                    sm.on_leader_stop();
-                }
-                if let Some(old) =
-                    following.filter(|&old| Some(old) != leader || role != Role::Follower)
-                {
-                    following = None;
-                    sm.on_stop_following(old);
-                }
-                match (role, leader) {
-                    (Role::Leader, _) if !leading => {
-                        leading = true;
-                        sm.on_leader_start(term);
-                    }
-                    (Role::Follower, Some(l)) if following.is_none() => {
-                        following = Some(l);
-                        sm.on_start_following(l, term);
-                    }
-                    _ => {}
-                }
-            }
-            ApplyTask::Failed(error) => sm.on_error(&error),
-        }
-    }
-    sm.on_shutdown();
-    sm
+/// When the apply task saves snapshots on its own.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SnapshotPolicy {
+    /// Save after this many applied entries; `None`: only on request.
+    pub(crate) interval: Option<u64>,
 }
 
-fn apply_batch(sm: &mut dyn StateMachine, entries: Vec<Entry>, closures: Vec<Option<Closure>>) {
+/// The apply task's state.
+pub(crate) struct ApplyLoop {
+    pub(crate) sm: Box<dyn StateMachine>,
+    pub(crate) snapshots: Arc<dyn SnapshotStorage>,
+    /// Where saved and installed snapshots are reported.
+    pub(crate) group: mpsc::Sender<GroupInput>,
+    pub(crate) applied_index: Arc<AtomicU64>,
+    /// The last entry applied (or loaded from a snapshot).
+    pub(crate) last_applied: LogId,
+    /// The configuration in effect at `last_applied`.
+    pub(crate) membership: Membership,
+    pub(crate) policy: SnapshotPolicy,
+    /// Entries applied since the last snapshot.
+    pub(crate) since_snapshot: u64,
+}
+
+impl ApplyLoop {
+    /// Runs until the group closes the queue.
+    pub(crate) async fn run(
+        mut self,
+        mut tasks: mpsc::UnboundedReceiver<ApplyTask>,
+    ) -> Box<dyn StateMachine> {
+        let mut leading = false;
+        let mut following: Option<NodeId> = None;
+        while let Some(task) = tasks.recv().await {
+            let sm = self.sm.as_mut();
+            match task {
+                ApplyTask::Entries { entries, closures } => {
+                    let Some(last) = entries.last().map(|e| e.id) else {
+                        continue;
+                    };
+                    self.since_snapshot += entries.len() as u64;
+                    if let Some(m) = apply_batch(sm, entries, closures) {
+                        self.membership = m;
+                    }
+                    self.last_applied = last;
+                    self.applied_index.store(last.index.0, Ordering::Release);
+                    if self
+                        .policy
+                        .interval
+                        .is_some_and(|n| self.since_snapshot >= n)
+                    {
+                        self.save_snapshot().await.ok();
+                    }
+                }
+                ApplyTask::Role { role, term, leader } => {
+                    if leading && role != Role::Leader {
+                        leading = false;
+                        sm.on_leader_stop();
+                    }
+                    if let Some(old) =
+                        following.filter(|&old| Some(old) != leader || role != Role::Follower)
+                    {
+                        following = None;
+                        sm.on_stop_following(old);
+                    }
+                    match (role, leader) {
+                        (Role::Leader, _) if !leading => {
+                            leading = true;
+                            sm.on_leader_start(term);
+                        }
+                        (Role::Follower, Some(l)) if following.is_none() => {
+                            following = Some(l);
+                            sm.on_start_following(l, term);
+                        }
+                        _ => {}
+                    }
+                }
+                ApplyTask::Snapshot { reply } => {
+                    let _ = reply.send(self.save_snapshot().await);
+                }
+                ApplyTask::Install { snapshot, files } => self.install(snapshot, files).await,
+                ApplyTask::Failed(error) => sm.on_error(&error),
+            }
+        }
+        self.sm.on_shutdown();
+        self.sm
+    }
+
+    /// Saves the state as a durable snapshot and tells the group, which
+    /// compacts the log.
+    async fn save_snapshot(&mut self) -> Result<LogId, Error> {
+        self.since_snapshot = 0;
+        let last = self.last_applied;
+        let files = self.sm.on_snapshot_save().map_err(|e| {
+            if e == SnapshotError::Unsupported {
+                // Never ask again on our own.
+                self.policy.interval = None;
+            }
+            Error::StateMachine(format!("saving a snapshot: {e}"))
+        })?;
+        self.snapshots
+            .save(last, self.membership.clone(), &files)
+            .map_err(|e| Error::Storage(format!("saving snapshot {last}: {e}")))?;
+        let snapshot = SnapshotInfo {
+            last,
+            membership: self.membership.clone(),
+        };
+        let _ = self.group.send(GroupInput::SnapshotSaved(snapshot)).await;
+        Ok(last)
+    }
+
+    /// Loads an installed snapshot and tells the group.
+    async fn install(&mut self, snapshot: SnapshotInfo, files: SnapshotFiles) {
+        let report = match self.sm.on_snapshot_load(snapshot.last, files) {
+            Ok(()) => {
+                self.last_applied = snapshot.last;
+                self.membership = snapshot.membership.clone();
+                self.since_snapshot = 0;
+                self.applied_index
+                    .store(snapshot.last.index.0, Ordering::Release);
+                GroupInput::SnapshotInstalled(snapshot)
+            }
+            Err(e) => {
+                tracing::error!(last = %snapshot.last, error = %e, "loading a snapshot failed");
+                GroupInput::SnapshotInstallFailed(snapshot)
+            }
+        };
+        let _ = self.group.send(report).await;
+    }
+}
+
+/// Applies a batch; returns the last configuration it carried.
+fn apply_batch(
+    sm: &mut dyn StateMachine,
+    entries: Vec<Entry>,
+    closures: Vec<Option<Closure>>,
+) -> Option<Membership> {
+    let mut membership = None;
     // Commands go to the state machine in runs between configuration
     // entries, so that each callback sees the log order.
     let mut run: Vec<Committed> = Vec::new();
@@ -100,14 +205,16 @@ fn apply_batch(sm: &mut dyn StateMachine, entries: Vec<Entry>, closures: Vec<Opt
                 run.push(Committed { id: entry.id, data });
                 run_closures.push(closure);
             }
-            EntryPayload::Config(membership) => {
+            EntryPayload::Config(m) => {
                 flush_run(sm, &mut run, &mut run_closures);
-                sm.on_configuration_committed(&membership);
+                sm.on_configuration_committed(&m);
+                membership = Some(m);
             }
             EntryPayload::Noop => {}
         }
     }
     flush_run(sm, &mut run, &mut run_closures);
+    membership
 }
 
 fn flush_run(

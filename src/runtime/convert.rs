@@ -8,7 +8,7 @@ use super::group_id::GroupId;
 use super::proto;
 use crate::core::{
     AppendRequest, AppendResponse, Entry, EntryPayload, Heartbeat, LogId, LogIndex, Membership,
-    Message, MessageBody, NodeId, RejectHint, Term, VoteRequest, VoteResponse,
+    Message, MessageBody, NodeId, RejectHint, SnapshotInfo, Term, VoteRequest, VoteResponse,
 };
 
 /// Why bytes from the network are not a valid Raft message.
@@ -169,6 +169,20 @@ pub fn to_proto(group: GroupId, m: &Message) -> proto::RaftMessage {
         }),
         MessageBody::HeartbeatResponse => Body::HeartbeatResponse(proto::HeartbeatResponse {}),
         MessageBody::TimeoutNow => Body::TimeoutNowRequest(proto::TimeoutNowRequest {}),
+        MessageBody::InstallSnapshot(info) => {
+            Body::InstallSnapshotRequest(proto::InstallSnapshotRequest {
+                last_included: log_id_to_proto(info.last),
+                configuration: Some(membership_to_proto(&info.membership)),
+                // Files are pulled from the sender's server address.
+                uri: String::new(),
+            })
+        }
+        MessageBody::SnapshotFailed { last } => {
+            Body::InstallSnapshotResponse(proto::InstallSnapshotResponse {
+                success: false,
+                last_included: log_id_to_proto(*last),
+            })
+        }
     };
     proto::RaftMessage {
         group_id: group.0,
@@ -236,8 +250,23 @@ pub fn from_proto(m: proto::RaftMessage) -> Result<(GroupId, Message), DecodeErr
             leader_commit: LogIndex(h.leader_commit),
         }),
         Body::HeartbeatResponse(_) => MessageBody::HeartbeatResponse,
-        Body::InstallSnapshotRequest(_) | Body::InstallSnapshotResponse(_) => {
-            return Err(DecodeError::Unsupported("install_snapshot"));
+        Body::InstallSnapshotRequest(r) => {
+            let c = r
+                .configuration
+                .ok_or(DecodeError::MissingField("install_snapshot.configuration"))?;
+            MessageBody::InstallSnapshot(SnapshotInfo {
+                last: log_id_from_proto(r.last_included, "install_snapshot.last_included")?,
+                membership: membership_from_proto(c)?,
+            })
+        }
+        Body::InstallSnapshotResponse(r) if !r.success => MessageBody::SnapshotFailed {
+            last: log_id_from_proto(r.last_included, "install_snapshot_response.last_included")?,
+        },
+        // Success travels as an append acknowledgement.
+        Body::InstallSnapshotResponse(_) => {
+            return Err(DecodeError::Unsupported(
+                "install_snapshot_response.success",
+            ));
         }
         Body::TimeoutNowRequest(_) => MessageBody::TimeoutNow,
         // The core needs no answer: the target's vote request is the answer.

@@ -21,6 +21,12 @@ pub enum Error {
     /// will never be applied. Remedy: retry.
     #[error("proposal {0} was overwritten by a new leader")]
     Overwritten(LogId),
+    /// A snapshot installed from the leader covered the request's entry
+    /// before this node applied it: it may or may not have been applied,
+    /// and its response is lost. Remedy: read back, or retry an idempotent
+    /// request.
+    #[error("proposal {0} was covered by an installed snapshot; outcome unknown")]
+    OutcomeUnknown(LogId),
     /// The group stopped while the request was in flight: it may or may
     /// not have been committed. Remedy: read back, or retry an idempotent
     /// request.

@@ -18,13 +18,15 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::admin::{AdminReply, AdminRequest, PendingChange};
-use super::apply_loop::{ApplyTask, Closure};
+use super::apply_loop::{ApplyTask, Closure, SnapshotReply};
 use super::error::Error;
 use super::group_id::GroupId;
 use super::log_writer::WriteResult;
+use super::snapshot_install::SnapshotInstaller;
 use super::transport::Transport;
 use crate::core::{
-    Action, Instant, LogIndex, Message, NodeId, ProposalError, ProposeError, RaftNode, Status, Term,
+    Action, Instant, LogIndex, Message, NodeId, ProposalError, ProposeError, RaftNode,
+    SnapshotInfo, Status, Term,
 };
 use crate::storage::{Durable, WriteOp};
 
@@ -41,6 +43,14 @@ pub(crate) enum GroupInput {
         request: AdminRequest,
         reply: AdminReply,
     },
+    /// Save a snapshot now.
+    Snapshot { reply: SnapshotReply },
+    /// The apply task saved a durable snapshot.
+    SnapshotSaved(SnapshotInfo),
+    /// A snapshot from the leader is durable and loaded.
+    SnapshotInstalled(SnapshotInfo),
+    /// A snapshot from the leader could not be installed.
+    SnapshotInstallFailed(SnapshotInfo),
     /// Stop; `done` fires once storage is quiet.
     Shutdown { done: oneshot::Sender<()> },
 }
@@ -67,6 +77,8 @@ pub(crate) struct GroupDriver {
     pub(crate) pending: BTreeMap<LogIndex, (Term, Closure)>,
     /// Membership changes waiting to complete.
     pub(crate) pending_changes: Vec<PendingChange>,
+    /// Pulls snapshots from the leader; one install at a time.
+    pub(crate) installer: SnapshotInstaller,
 }
 
 /// Inputs taken per wake-up before actions are drained, so that a burst of
@@ -154,6 +166,22 @@ impl GroupDriver {
             GroupInput::Status { reply } => {
                 let _ = reply.send(self.raft.status());
             }
+            GroupInput::Snapshot { reply } => {
+                let _ = self.apply.send(ApplyTask::Snapshot { reply });
+            }
+            GroupInput::SnapshotSaved(snapshot) => {
+                if let Err(e) = self.raft.handle_snapshot_saved(now, snapshot) {
+                    tracing::warn!(group = %self.group, error = %e, "snapshot not used");
+                }
+            }
+            GroupInput::SnapshotInstalled(snapshot) => {
+                if let Err(e) = self.raft.handle_snapshot_installed(now, snapshot) {
+                    tracing::warn!(group = %self.group, error = %e, "installed snapshot not used");
+                }
+            }
+            GroupInput::SnapshotInstallFailed(snapshot) => {
+                self.raft.handle_snapshot_install_failed(now, snapshot);
+            }
             GroupInput::Shutdown { .. } => unreachable!("handled by the loop"),
         }
     }
@@ -198,10 +226,24 @@ impl GroupDriver {
                     self.resolve_changes(&entries);
                     let _ = self.apply.send(ApplyTask::Entries { entries, closures });
                 }
-                Action::ProposalFailed(ProposalError::Overwritten { proposal, .. }) => {
+                Action::ProposalFailed(failure) => {
+                    let (proposal, error) = match failure {
+                        ProposalError::Overwritten { proposal, .. } => {
+                            (proposal, Error::Overwritten(proposal))
+                        }
+                        ProposalError::OutcomeUnknown { proposal } => {
+                            (proposal, Error::OutcomeUnknown(proposal))
+                        }
+                    };
                     if let Some((_, closure)) = self.pending.remove(&proposal.index) {
-                        let _ = closure.send(Err(Error::Overwritten(proposal)));
+                        let _ = closure.send(Err(error));
                     }
+                }
+                Action::CompactLog { through } => writes.push(WriteOp::Compact(through)),
+                Action::ResetLog { snapshot } => writes.push(WriteOp::Reset(snapshot)),
+                Action::InstallSnapshot { from, snapshot } => {
+                    let source = self.peers.get(&from).copied();
+                    self.installer.start(source, snapshot, self.apply.clone());
                 }
                 Action::RoleChanged { role, term, leader } => {
                     *self.shared.leader.lock().expect("leader lock") = leader;
@@ -233,6 +275,7 @@ impl GroupDriver {
         for (_, (_, closure)) in std::mem::take(&mut self.pending) {
             let _ = closure.send(Err(error.clone()));
         }
+        self.installer.cancel();
         inbox.close();
         while let Ok(input) = inbox.try_recv() {
             match input {

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use super::snapshot_storage::{DiskSnapshots, MemSnapshots, SnapshotStorage};
 use crate::storage::{
     Durable, FileSystem, LogOptions, LogWriter, Recovered, StorageError, WriteOp,
 };
@@ -37,6 +38,10 @@ pub trait GroupStorage: Send + 'static {
     fn device_latency(&mut self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
+
+    /// The group's snapshot storage, shared with the apply task and the
+    /// file service.
+    fn snapshots(&self) -> Arc<dyn SnapshotStorage>;
 }
 
 /// The real storage: braft's SegmentLogStorage and LocalRaftMetaStorage in
@@ -45,10 +50,13 @@ pub trait GroupStorage: Send + 'static {
 pub struct DiskStorage {
     writer: LogWriter,
     recovered: Option<Recovered>,
+    snapshots: Arc<DiskSnapshots>,
 }
 
 impl DiskStorage {
-    /// Opens (creating) a group's storage directory and recovers it.
+    /// Opens (creating) a group's storage directory and recovers it: the
+    /// log and meta as [`LogWriter`] lays them out, snapshots in
+    /// `dir/snapshot`.
     ///
     /// # Errors
     /// Corruption that recovery may not repair, or an I/O error.
@@ -57,10 +65,12 @@ impl DiskStorage {
         dir: &Path,
         options: LogOptions,
     ) -> Result<Self, StorageError> {
-        let (writer, recovered) = LogWriter::open(fs, dir, options)?;
+        let (writer, recovered) = LogWriter::open(Arc::clone(&fs), dir, options)?;
+        let snapshots = Arc::new(DiskSnapshots::open(fs, &dir.join(SNAPSHOT_DIR_NAME))?);
         Ok(DiskStorage {
             writer,
             recovered: Some(recovered),
+            snapshots,
         })
     }
 }
@@ -75,13 +85,21 @@ impl GroupStorage for DiskStorage {
     fn persist(&mut self, ops: Vec<WriteOp>) -> Result<Vec<Durable>, StorageFailure> {
         Ok(self.writer.write(ops)?)
     }
+
+    fn snapshots(&self) -> Arc<dyn SnapshotStorage> {
+        self.snapshots.clone()
+    }
 }
+
+/// The snapshot subdirectory of a group's storage directory.
+pub const SNAPSHOT_DIR_NAME: &str = "snapshot";
 
 /// In-memory storage: durable for the life of the value (clones share it),
 /// so a test can stop a group and start it again from the same state.
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     state: Arc<Mutex<Recovered>>,
+    snapshots: MemSnapshots,
 }
 
 impl MemStorage {
@@ -92,6 +110,10 @@ impl MemStorage {
 }
 
 impl GroupStorage for MemStorage {
+    fn snapshots(&self) -> Arc<dyn SnapshotStorage> {
+        Arc::new(self.snapshots.clone())
+    }
+
     fn recover(&mut self) -> Result<Recovered, StorageFailure> {
         Ok(self.state.lock().map_err(|_| "poisoned")?.clone())
     }
@@ -117,6 +139,16 @@ impl GroupStorage for MemStorage {
                     state.entries.truncate(keep as usize);
                     state.entries.extend(entries);
                     done.push(Durable::Entries(last));
+                }
+                WriteOp::Compact(through) => {
+                    let drop = through.index.0.saturating_sub(state.last_purged.index.0);
+                    let drop = (drop as usize).min(state.entries.len());
+                    state.entries.drain(..drop);
+                    state.last_purged = state.last_purged.max(through);
+                }
+                WriteOp::Reset(snapshot) => {
+                    state.entries.clear();
+                    state.last_purged = snapshot;
                 }
             }
         }

@@ -22,6 +22,7 @@ mod node_manager;
 pub mod options;
 pub mod proto;
 pub mod snapshot_copy;
+mod snapshot_install;
 pub mod snapshot_storage;
 pub mod state_machine;
 pub mod throttle;

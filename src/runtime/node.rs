@@ -79,6 +79,22 @@ impl Node {
         status.await.map_err(|_| Error::NotRunning)
     }
 
+    /// Saves a snapshot of the state machine now (braft's `snapshot`); once
+    /// durable, the log before it (less the compaction margin) is dropped.
+    /// Returns the snapshot's last entry.
+    ///
+    /// # Errors
+    /// `StateMachine` if it does not support snapshots or failed to save;
+    /// `Storage` if the snapshot could not be made durable; `NotRunning`.
+    pub async fn snapshot(&self) -> Result<LogId, Error> {
+        let (reply, done) = oneshot::channel();
+        self.inbox
+            .send(GroupInput::Snapshot { reply })
+            .await
+            .map_err(|_| Error::NotRunning)?;
+        done.await.map_err(|_| Error::Shutdown)?
+    }
+
     async fn admin(&self, request: AdminRequest) -> Result<Option<LogId>, Error> {
         let (reply, answer) = oneshot::channel();
         self.inbox

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::apply_loop::run_apply_loop;
+use super::apply_loop::{ApplyLoop, SnapshotPolicy};
 use super::convert::{DecodeError, from_proto};
 use super::error::Error;
 use super::frame::{FrameError, read_frame};
@@ -24,11 +24,12 @@ use super::node::Node;
 use super::options::GroupOptions;
 use super::proto;
 use super::snapshot_copy::{FileService, SnapshotSource, write_frame};
+use super::snapshot_install::{SnapshotInstaller, SourceResolver};
 use super::snapshot_storage::SnapshotStorage;
 use super::state_machine::StateMachine;
 use super::throttle::Throttle;
 use super::transport::{LocalNetwork, Transport, TransportOptions};
-use crate::core::{InitialState, Instant, RaftNode};
+use crate::core::{InitialState, Instant, RaftNode, SnapshotInfo};
 
 /// Counters of what the server refused, for tests and the status page.
 #[derive(Debug, Default)]
@@ -164,6 +165,17 @@ impl NodeManager {
         }
     }
 
+    fn snapshot_resolver(&self) -> SourceResolver {
+        let network = self.inner.local_network.clone();
+        Arc::new(move |addr| match &network {
+            Some(network) => SnapshotSource::Local {
+                network: network.clone(),
+                addr,
+            },
+            None => SnapshotSource::Tcp(addr),
+        })
+    }
+
     /// Starts a group member from its storage.
     ///
     /// # Errors
@@ -188,14 +200,17 @@ impl NodeManager {
         let recovered = storage
             .recover()
             .map_err(|e| Error::Storage(e.to_string()))?;
-        // The configuration at the start of the log (bootstrap, until
-        // snapshots carry one); the core layers the log's configuration
-        // entries on top, so a truncated one rolls back.
-        let membership = options.bootstrap_membership();
+        let snapshots = storage.snapshots();
+        let mut state_machine = state_machine;
+        let snapshot = load_snapshot(&*snapshots, state_machine.as_mut())?;
+        // The configuration at the start of the log: the snapshot's, or the
+        // bootstrap one; the core layers the log's configuration entries on
+        // top, so a truncated one rolls back.
         let initial = InitialState {
             hard_state: recovered.hard_state,
-            membership,
-            snapshot_last: recovered.last_purged,
+            membership: options.bootstrap_membership(),
+            snapshot: snapshot.clone(),
+            log_start: recovered.last_purged,
             entries: recovered.entries,
         };
         let epoch = tokio::time::Instant::now();
@@ -218,20 +233,38 @@ impl NodeManager {
             shared: shared.clone(),
             pending: BTreeMap::new(),
             pending_changes: Vec::new(),
+            installer: SnapshotInstaller {
+                group: options.group,
+                snapshots: Arc::clone(&snapshots),
+                inbox: inbox_tx.clone(),
+                source: self.snapshot_resolver(),
+                throttle: self.snapshot_throttle().clone(),
+                options: Default::default(),
+                task: None,
+            },
         };
         let node = Node {
             group: options.group,
             id: options.raft.id,
-            inbox: inbox_tx,
+            inbox: inbox_tx.clone(),
             shared: shared.clone(),
         };
         routes.insert(options.group, node.clone());
         let log_writer = tokio::spawn(run_log_writer(storage, writes, results_tx));
-        let apply = tokio::spawn(run_apply_loop(
-            state_machine,
-            apply_tasks,
-            shared.applied_index.clone(),
-        ));
+        let apply_loop = ApplyLoop {
+            sm: state_machine,
+            snapshots: Arc::clone(&snapshots),
+            group: inbox_tx,
+            applied_index: shared.applied_index.clone(),
+            last_applied: snapshot.as_ref().map(|s| s.last).unwrap_or_default(),
+            membership: snapshot.map_or_else(|| options.bootstrap_membership(), |s| s.membership),
+            policy: SnapshotPolicy {
+                interval: options.snapshot_interval,
+            },
+            since_snapshot: 0,
+        };
+        self.serve_snapshots(options.group, Arc::clone(&snapshots));
+        let apply = tokio::spawn(apply_loop.run(apply_tasks));
         let manager = Arc::downgrade(&self.inner);
         let group = options.group;
         tokio::spawn(async move {
@@ -242,6 +275,7 @@ impl NodeManager {
             let _ = apply.await;
             if let Some(manager) = manager.upgrade() {
                 manager.routes.lock().expect("routes lock").remove(&group);
+                manager.files.stop(group);
             }
             if let Some(done) = shutdown_done {
                 let _ = done.send(());
@@ -303,6 +337,28 @@ impl NodeManager {
             network.unregister(self.inner.local_addr);
         }
     }
+}
+
+/// Loads the newest durable snapshot into the state machine at start.
+fn load_snapshot(
+    snapshots: &dyn SnapshotStorage,
+    state_machine: &mut dyn StateMachine,
+) -> Result<Option<SnapshotInfo>, Error> {
+    let loaded = snapshots
+        .load()
+        .map_err(|e| Error::Storage(e.to_string()))?;
+    let Some((meta, files)) = loaded else {
+        return Ok(None);
+    };
+    state_machine
+        .on_snapshot_load(meta.last_included, files)
+        .map_err(|e| {
+            Error::StateMachine(format!("loading snapshot {}: {e}", meta.last_included))
+        })?;
+    Ok(Some(SnapshotInfo {
+        last: meta.last_included,
+        membership: meta.membership,
+    }))
 }
 
 /// The file service `options` call for.

@@ -22,6 +22,10 @@ pub struct GroupOptions {
     pub initial_voters: Option<BTreeSet<NodeId>>,
     /// Client requests queued before `apply` callers wait.
     pub inbox_max: usize,
+    /// Save a snapshot (and compact the log) after this many applied
+    /// entries; `None`: only on request (`Node::snapshot`). A state machine
+    /// without snapshot support turns this off at its first refusal.
+    pub snapshot_interval: Option<u64>,
 }
 
 impl GroupOptions {
@@ -45,6 +49,7 @@ impl GroupOptions {
             peers,
             initial_voters: None,
             inbox_max: 65_536,
+            snapshot_interval: Some(100_000),
         }
     }
 }

@@ -69,8 +69,11 @@ pub trait StateMachine: Send + 'static {
         let _ = error;
     }
 
-    /// Saves the state as files. Snapshots arrive with log compaction; until
-    /// then the default says `Unsupported`.
+    /// Saves the whole state as named files: the snapshot of everything
+    /// applied so far. The runtime makes them durable, then compacts the
+    /// log before them. Runs between applies, so the state is exactly the
+    /// applied prefix. The default says `Unsupported`: the log then grows
+    /// without bound (fine for tests, not for a service).
     ///
     /// # Errors
     /// [`SnapshotError`].
@@ -78,12 +81,15 @@ pub trait StateMachine: Send + 'static {
         Err(SnapshotError::Unsupported)
     }
 
-    /// Replaces the state with a snapshot's files.
+    /// Replaces the whole state with a snapshot's files, saved through the
+    /// entry `last` (at start-up, or installed from the leader); applies
+    /// continue after `last`.
     ///
     /// # Errors
-    /// [`SnapshotError`].
-    fn on_snapshot_load(&mut self, files: SnapshotFiles) -> Result<(), SnapshotError> {
-        let _ = files;
+    /// [`SnapshotError`]; after a failed load at start-up the group does not
+    /// start, during an install the install is retried.
+    fn on_snapshot_load(&mut self, last: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
+        let _ = (last, files);
         Err(SnapshotError::Unsupported)
     }
 

@@ -26,6 +26,12 @@ pub enum WriteOp {
     Entries(Vec<Entry>),
     /// `PersistHardState`: make this term and vote durable.
     HardState(HardState),
+    /// `CompactLog`: drop the entries through this one (a durable snapshot
+    /// covers them).
+    Compact(LogId),
+    /// `ResetLog`: drop every entry; the log continues after this one (an
+    /// installed snapshot's last entry).
+    Reset(LogId),
 }
 
 /// A completed write, to report back to the core.
@@ -116,7 +122,7 @@ impl LogWriter {
         // two writes would find an entry from a future term.
         let hard_state = ops.iter().rev().find_map(|op| match op {
             WriteOp::HardState(hs) => Some(*hs),
-            WriteOp::Entries(_) => None,
+            _ => None,
         });
         if let Some(hs) = hard_state {
             self.meta.save(hs)?;
@@ -134,6 +140,15 @@ impl LogWriter {
                     done.push(Durable::Entries(last.id));
                 }
                 WriteOp::HardState(hs) => done.push(Durable::HardState(hs)),
+                // The purge marker is durable before the call returns; the
+                // entries it drops are covered by a durable snapshot.
+                WriteOp::Compact(through) => self.log.truncate_prefix(through)?,
+                WriteOp::Reset(snapshot) => {
+                    if self.log.last_index() > snapshot.index {
+                        self.log.truncate_suffix(snapshot.index)?;
+                    }
+                    self.log.truncate_prefix(snapshot)?;
+                }
             }
         }
         self.log.flush()?;

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oar::core::{
-    Action, Entry, HardState, InitialState, Instant, LogId, LogIndex, Membership, Message,
-    MessageBody, NodeId, ProposalError, RaftNode, RaftOptions, Role, Term,
+    Action, Entry, EntryPayload, HardState, InitialState, Instant, LogId, LogIndex, Membership,
+    Message, MessageBody, NodeId, ProposalError, RaftNode, RaftOptions, Role, SnapshotInfo, Term,
 };
 
 /// A write the node asked for that the disk has not completed.
@@ -22,6 +22,16 @@ use oar::core::{
 pub enum DiskOp {
     HardState(HardState),
     Entries(Vec<Entry>),
+    Compact(LogId),
+    Reset(LogId),
+}
+
+/// A durable snapshot: what it covers and the state machine's state then
+/// (every entry applied, so that states compare entry by entry).
+#[derive(Clone, Debug)]
+pub struct TestSnapshot {
+    pub info: SnapshotInfo,
+    pub applied: Vec<Entry>,
 }
 
 /// One node: the core plus its disk and state machine.
@@ -31,9 +41,16 @@ pub struct TestNode {
     /// Writes not yet durable, in order.
     pub pending_disk: VecDeque<DiskOp>,
     pub durable_hard_state: HardState,
+    /// The entry before `durable_log` (the durable purge point).
+    pub durable_log_start: LogId,
     pub durable_log: Vec<Entry>,
-    /// Entries applied to this node's state machine since it (re)started.
+    /// The newest durable snapshot.
+    pub snapshot: Option<TestSnapshot>,
+    /// The state machine: every entry applied, from index 1 (a loaded
+    /// snapshot brings its prefix).
     pub applied: Vec<Entry>,
+    /// Snapshots installed from a leader since the node (re)started.
+    pub installs: usize,
     pub failed_proposals: Vec<ProposalError>,
     /// Proposals this node accepted since it (re)started.
     pub accepted: Vec<LogId>,
@@ -53,6 +70,10 @@ pub struct Cluster {
     pub isolated: BTreeSet<NodeId>,
     /// Complete disk writes as soon as they are issued.
     pub auto_disk: bool,
+    /// Hold snapshot installs until `complete_install` (else at once).
+    pub defer_installs: bool,
+    /// Installs asked for and not yet done: (installing node, source, snapshot).
+    pub pending_installs: Vec<(NodeId, NodeId, SnapshotInfo)>,
     /// The leader of each term, as nodes announced it.
     pub leaders: BTreeMap<Term, NodeId>,
     /// Every entry some node applied: index → id (state-machine safety).
@@ -91,6 +112,8 @@ pub fn kind(body: &MessageBody) -> &'static str {
         MessageBody::Heartbeat(_) => "heartbeat",
         MessageBody::HeartbeatResponse => "heartbeat_response",
         MessageBody::TimeoutNow => "timeout_now",
+        MessageBody::InstallSnapshot(_) => "install_snapshot",
+        MessageBody::SnapshotFailed { .. } => "snapshot_failed",
     }
 }
 
@@ -135,8 +158,11 @@ impl Cluster {
                     options,
                     pending_disk: VecDeque::new(),
                     durable_hard_state: state.hard_state,
+                    durable_log_start: state.log_start,
                     durable_log: state.entries,
+                    snapshot: None,
                     applied: Vec::new(),
+                    installs: 0,
                     failed_proposals: Vec::new(),
                     accepted: Vec::new(),
                     up: true,
@@ -151,6 +177,8 @@ impl Cluster {
             network: Vec::new(),
             isolated: BTreeSet::new(),
             auto_disk: true,
+            defer_installs: false,
+            pending_installs: Vec::new(),
             leaders: BTreeMap::new(),
             applied_ids: BTreeMap::new(),
             trace: Vec::new(),
@@ -231,7 +259,97 @@ impl Cluster {
                 ..
             } => self.on_new_leader(id, term),
             Action::RoleChanged { .. } => {}
+            Action::CompactLog { through } => self.queue_disk(id, DiskOp::Compact(through)),
+            Action::ResetLog { snapshot } => self.queue_disk(id, DiskOp::Reset(snapshot)),
+            Action::InstallSnapshot { from, snapshot } if self.defer_installs => {
+                self.pending_installs.push((id, from, snapshot));
+            }
+            Action::InstallSnapshot { from, snapshot } => self.install(id, from, snapshot),
         }
+    }
+
+    fn queue_disk(&mut self, id: NodeId, op: DiskOp) {
+        self.nodes.get_mut(&id).unwrap().pending_disk.push_back(op);
+    }
+
+    /// Completes the pending install at `position` (the copy happens now).
+    pub fn complete_install(&mut self, position: usize) {
+        let (id, from, snapshot) = self.pending_installs.remove(position);
+        if self.nodes[&id].up {
+            self.install(id, from, snapshot);
+            self.drain(id);
+        }
+    }
+
+    /// Pulls `snapshot` from `from` at once (the driver's copy, durable
+    /// save and load), or fails the install if `from` no longer has it.
+    fn install(&mut self, id: NodeId, from: NodeId, snapshot: SnapshotInfo) {
+        let source = self.nodes[&from]
+            .snapshot
+            .clone()
+            .filter(|s| s.info == snapshot && !self.isolated.contains(&from));
+        let now = self.now;
+        let Some(source) = source else {
+            let node = self.nodes.get_mut(&id).unwrap();
+            node.raft.handle_snapshot_install_failed(now, snapshot);
+            return;
+        };
+        for entry in &source.applied {
+            let first = *self.applied_ids.entry(entry.id.index).or_insert(entry.id);
+            assert_eq!(
+                first, entry.id,
+                "{id} installed a snapshot disagreeing at {}",
+                entry.id
+            );
+        }
+        let node = self.nodes.get_mut(&id).unwrap();
+        assert!(
+            source.applied.len() > node.applied.len(),
+            "{id} installed snapshot {} at or behind its applied {}",
+            snapshot.last,
+            node.applied.len()
+        );
+        node.applied = source.applied.clone();
+        node.snapshot = Some(source);
+        node.installs += 1;
+        node.raft
+            .handle_snapshot_installed(now, snapshot)
+            .expect("install completion");
+    }
+
+    /// Saves a snapshot of `id`'s applied state (durable at once) and
+    /// tells its core. Returns its last entry, if anything was applied.
+    pub fn snapshot_now(&mut self, id: NodeId) -> Option<LogId> {
+        let now = self.now;
+        let node = self.nodes.get_mut(&id).unwrap();
+        let last = node.applied.last()?.id;
+        if node
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.info.last.index >= last.index)
+        {
+            return None;
+        }
+        let membership = node
+            .applied
+            .iter()
+            .rev()
+            .find_map(|e| match &e.payload {
+                EntryPayload::Config(m) => Some(m.clone()),
+                _ => None,
+            })
+            .or_else(|| node.snapshot.as_ref().map(|s| s.info.membership.clone()))
+            .unwrap_or_else(|| node.bootstrap.clone());
+        let info = SnapshotInfo { last, membership };
+        node.snapshot = Some(TestSnapshot {
+            info: info.clone(),
+            applied: node.applied.clone(),
+        });
+        node.raft
+            .handle_snapshot_saved(now, info)
+            .expect("snapshot of the applied state");
+        self.drain(id);
+        Some(last)
     }
 
     fn apply(&mut self, id: NodeId, entries: Vec<Entry>) {
@@ -260,7 +378,9 @@ impl Cluster {
         // Leader completeness (§5.4): the new leader holds every entry any
         // node has applied (applied implies committed).
         let log = self.nodes[&id].raft.log();
-        for (index, applied) in &self.applied_ids {
+        // Entries it compacted are in its snapshot, checked when applied.
+        let compacted = log.snapshot_last().index;
+        for (index, applied) in self.applied_ids.range(compacted.next()..) {
             assert!(
                 log.matches(*applied),
                 "new leader {id} of term {term} lacks committed entry {applied} (has {:?} at {index})",
@@ -291,12 +411,25 @@ impl Cluster {
                         .expect("hard state completion");
                 }
                 DiskOp::Entries(entries) => {
-                    let first = entries[0].id.index.0 as usize;
-                    node.durable_log.truncate(first - 1);
+                    let first = entries[0].id.index.0;
+                    let start = node.durable_log_start.index.0;
+                    node.durable_log
+                        .truncate(first.saturating_sub(start + 1) as usize);
                     let up_to = entries.last().unwrap().id;
-                    node.durable_log.extend(entries);
+                    let skip = (start + 1).saturating_sub(first) as usize;
+                    node.durable_log.extend(entries.into_iter().skip(skip));
                     // Stale completions (entries truncated since) are allowed.
                     let _ = node.raft.handle_entries_persisted(now, up_to);
+                }
+                DiskOp::Compact(through) => {
+                    let start = node.durable_log_start.index.0;
+                    let drop = through.index.0.saturating_sub(start) as usize;
+                    node.durable_log.drain(..drop.min(node.durable_log.len()));
+                    node.durable_log_start = node.durable_log_start.max(through);
+                }
+                DiskOp::Reset(snapshot) => {
+                    node.durable_log.clear();
+                    node.durable_log_start = snapshot;
                 }
             }
             self.drain(id);
@@ -441,6 +574,8 @@ impl Cluster {
         let node = self.nodes.get_mut(&id).unwrap();
         node.up = false;
         node.pending_disk.clear();
+        self.pending_installs
+            .retain(|(installing, ..)| *installing != id);
         self.network.retain(|m| m.to != id);
     }
 
@@ -451,14 +586,21 @@ impl Cluster {
         let state = InitialState {
             hard_state: node.durable_hard_state,
             membership,
-            snapshot_last: LogId::default(),
+            snapshot: node.snapshot.as_ref().map(|s| s.info.clone()),
+            log_start: node.durable_log_start,
             entries: node.durable_log.clone(),
         };
         node.raft = RaftNode::new(node.options.clone(), state, now).expect("valid options");
-        node.applied.clear();
+        // The state machine starts from the snapshot.
+        node.applied = node
+            .snapshot
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.applied.clone());
+        node.installs = 0;
         node.accepted.clear();
         node.failed_proposals.clear();
         node.up = true;
+        self.drain(id);
     }
 
     /// Restarts a crashed node from its durable state and the configuration
@@ -478,8 +620,11 @@ impl Cluster {
             options,
             pending_disk: VecDeque::new(),
             durable_hard_state: HardState::default(),
+            durable_log_start: LogId::default(),
             durable_log: Vec::new(),
+            snapshot: None,
             applied: Vec::new(),
+            installs: 0,
             failed_proposals: Vec::new(),
             accepted: Vec::new(),
             up: true,
@@ -499,21 +644,25 @@ impl Cluster {
     /// Log matching (§5.3) across all nodes' logs: wherever two logs hold an
     /// entry with the same id, they hold identical prefixes.
     pub fn check_log_matching(&self) {
-        let logs: Vec<(NodeId, Vec<Entry>)> = self
+        let logs: Vec<(NodeId, BTreeMap<LogIndex, &Entry>)> = self
             .nodes
             .iter()
-            .map(|(&id, n)| (id, n.raft.log().iter().cloned().collect()))
+            .map(|(&id, n)| (id, n.raft.log().iter().map(|e| (e.id.index, e)).collect()))
             .collect();
         for (i, (a_id, a)) in logs.iter().enumerate() {
             for (b_id, b) in &logs[i + 1..] {
-                let common = a.len().min(b.len());
-                let last_same = (0..common).rev().find(|&k| a[k].id == b[k].id);
-                if let Some(k) = last_same {
-                    assert_eq!(
-                        a[..=k],
-                        b[..=k],
-                        "log matching broken between {a_id} and {b_id}"
-                    );
+                // The highest index both hold with the same id: every index
+                // below it that both still hold (after compaction) agrees.
+                let last_same = a
+                    .iter()
+                    .rev()
+                    .find(|(index, e)| b.get(index).is_some_and(|f| f.id == e.id));
+                if let Some((&k, _)) = last_same {
+                    for (index, e) in a.range(..=k) {
+                        if let Some(f) = b.get(index) {
+                            assert_eq!(e, f, "log matching broken between {a_id} and {b_id}");
+                        }
+                    }
                 }
             }
         }
@@ -533,11 +682,16 @@ impl Cluster {
         for (id, node) in self.nodes.iter().filter(|(id, _)| ids.contains(id)) {
             for proposal in &node.accepted {
                 let applied = node.applied.iter().any(|e| e.id == *proposal);
-                let failed = node.failed_proposals.iter().any(|f| {
-                    matches!(f, ProposalError::Overwritten { proposal: p, .. } if p == proposal)
+                let failed = node.failed_proposals.iter().any(|f| match f {
+                    ProposalError::Overwritten { proposal: p, .. } => p == proposal,
+                    _ => false,
                 });
+                // Covered by an installed snapshot: in its state or not.
+                let unknown = node.failed_proposals.iter().any(
+                    |f| matches!(f, ProposalError::OutcomeUnknown { proposal: p } if p == proposal),
+                );
                 assert!(
-                    applied != failed,
+                    (unknown && !failed) || applied != failed,
                     "{id}: proposal {proposal} applied={applied} failed={failed}"
                 );
             }
