@@ -17,8 +17,12 @@ pub struct Status {
     pub hard_state: HardState,
     /// The leader it knows for its term.
     pub leader: Option<NodeId>,
+    /// Its first log entry held (earlier ones were compacted).
+    pub first_index: LogIndex,
     /// Its last log entry.
     pub last_log_id: LogId,
+    /// The last entry of its newest durable snapshot.
+    pub snapshot: Option<LogId>,
     /// Its commit index.
     pub committed: LogIndex,
     /// The highest index handed out for applying.
@@ -40,7 +44,7 @@ pub struct PeerStatus {
     pub matched: LogIndex,
     /// The next index to send.
     pub next: LogIndex,
-    /// Probe or Replicate.
+    /// Probe, Replicate or Snapshot.
     pub state: ProgressState,
     /// AppendEntries in flight.
     pub inflight_msgs: usize,

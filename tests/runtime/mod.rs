@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use oar::core::{LogIndex, NodeId, RaftOptions};
+use oar::core::{LogId, LogIndex, NodeId, RaftOptions};
 use oar::runtime::{
     Committed, DiskStorage, GroupId, GroupOptions, GroupStorage, MemStorage, Node, NodeManager,
-    StateMachine,
+    SnapshotError, SnapshotFiles, StateMachine,
 };
 use oar::storage::{LogOptions, StdFileSystem};
 
@@ -47,8 +47,10 @@ impl Store {
 pub struct Record {
     /// `key=value` map built from `set key value` commands.
     pub map: BTreeMap<String, String>,
-    /// Every applied command, in order.
+    /// Every applied command, in order (since the last snapshot loaded).
     pub log: Vec<(LogIndex, Bytes)>,
+    /// The snapshots loaded (at start or installed), by last index.
+    pub loaded: Vec<LogIndex>,
 }
 
 /// Applies `set key value`; answers with the number of keys.
@@ -70,6 +72,39 @@ impl StateMachine for Recorder {
                 Bytes::from(record.map.len().to_string())
             })
             .collect()
+    }
+
+    /// The map as `key=value` lines.
+    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+        let record = self.0.lock().unwrap();
+        let text: String = record
+            .map
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        Ok(SnapshotFiles::from([(
+            "map".to_string(),
+            Bytes::from(text),
+        )]))
+    }
+
+    fn on_snapshot_load(&mut self, last: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
+        let text = files
+            .get("map")
+            .ok_or(SnapshotError::Invalid("no map".into()))?;
+        let text = std::str::from_utf8(text).map_err(|e| SnapshotError::Invalid(e.to_string()))?;
+        let mut map = BTreeMap::new();
+        for line in text.lines() {
+            let (k, v) = line
+                .split_once('=')
+                .ok_or(SnapshotError::Invalid(line.into()))?;
+            map.insert(k.to_string(), v.to_string());
+        }
+        let mut record = self.0.lock().unwrap();
+        record.map = map;
+        record.log.clear();
+        record.loaded.push(last.index);
+        Ok(())
     }
 }
 
@@ -130,10 +165,19 @@ pub fn start_member_with(
     store: Store,
     initial_voters: Option<std::collections::BTreeSet<NodeId>>,
 ) -> Member {
-    let record = Arc::new(Mutex::new(Record::default()));
     let mut options = GroupOptions::new(group, id, peers);
     options.initial_voters = initial_voters;
     options.raft = fast_raft(id, group);
+    start_member_with_options(server, options, store)
+}
+
+/// Starts a member with these options.
+pub fn start_member_with_options(
+    server: &NodeManager,
+    options: GroupOptions,
+    store: Store,
+) -> Member {
+    let record = Arc::new(Mutex::new(Record::default()));
     let node = server
         .add_group(options, store.open(), Box::new(Recorder(record.clone())))
         .unwrap();

@@ -1,0 +1,187 @@
+//! Snapshots in the production runtime over loopback TCP and real files: a
+//! node restarted after the others compacted their logs catches up by
+//! installing the leader's snapshot (pulled in chunks through the file
+//! service); a node restarts from its own snapshot and replays only the log
+//! after it; a state machine without snapshots gets a typed error.
+
+mod runtime;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use oar::core::{LogIndex, NodeId, RaftOptions};
+use oar::runtime::{Committed, Error, GroupId, GroupOptions, Node, NodeManager, StateMachine};
+use runtime::*;
+
+/// Options of member `id`: snapshots only on request, a short margin.
+fn options(group: GroupId, id: NodeId, servers: &[NodeManager]) -> GroupOptions {
+    GroupOptions {
+        raft: RaftOptions {
+            compaction_margin: 10,
+            ..fast_raft(id, group)
+        },
+        snapshot_interval: None,
+        ..GroupOptions::new(group, id, peers_of(servers))
+    }
+}
+
+async fn write_range(nodes: &[&Node], range: std::ops::Range<usize>) {
+    for i in range {
+        apply_anywhere(nodes, Bytes::from(format!("set k{} v{i}", i % 50))).await;
+    }
+}
+
+/// Waits until `member` holds the leader's map and applied index.
+async fn wait_converged(member: &Member, leader: &Member) {
+    for _ in 0..400 {
+        let same_map = member.record.lock().unwrap().map == leader.record.lock().unwrap().map;
+        if same_map && member.node.applied_index() >= leader.node.applied_index() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{} did not converge with the leader", member.node.id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_after_compaction_catches_up_through_a_snapshot() {
+    let servers = servers(3).await;
+    let group = GroupId(7);
+    let dir = tempfile::tempdir().unwrap();
+    let store = |i: usize| Store::Disk(dir.path().join(format!("n{i}")));
+    let mut members: Vec<Member> = (0..3)
+        .map(|i| {
+            let id = NodeId(i as u64 + 1);
+            start_member_with_options(&servers[i], options(group, id, &servers), store(i))
+        })
+        .collect();
+    let nodes: Vec<Node> = members.iter().map(|m| m.node.clone()).collect();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    write_range(&refs, 0..200).await;
+    let records: Vec<_> = members.iter().map(|m| m.record.clone()).collect();
+    wait_applied(&records, 200).await;
+
+    members[2].node.shutdown().await;
+    write_range(&refs[..2], 200..500).await;
+    let leader = wait_for_leader(&refs[..2]).await;
+    let snapshot = members[leader]
+        .node
+        .snapshot()
+        .await
+        .expect("snapshot saved");
+    members[1 - leader]
+        .node
+        .snapshot()
+        .await
+        .expect("snapshot saved");
+    let status = members[leader].node.status().await.unwrap();
+    assert_eq!(status.snapshot, Some(snapshot));
+    assert_eq!(
+        status.first_index,
+        LogIndex(snapshot.index.0 - 10 + 1),
+        "compacted behind the margin"
+    );
+    assert!(status.first_index.0 > 250, "node 3's next entries are gone");
+
+    let id = NodeId(3);
+    members[2] = start_member_with_options(&servers[2], options(group, id, &servers), store(2));
+    wait_converged(&members[2], &members[leader]).await;
+    let loaded = members[2].record.lock().unwrap().loaded.clone();
+    assert_eq!(
+        loaded.len(),
+        1,
+        "installed exactly one snapshot: {loaded:?}"
+    );
+    assert!(loaded[0] >= snapshot.index);
+    let status = members[2].node.status().await.unwrap();
+    assert!(
+        status.first_index > snapshot.index,
+        "its log restarts after the snapshot"
+    );
+    assert!(status.snapshot.is_some_and(|s| s.index >= snapshot.index));
+
+    // It replicates normally from there, and restarts from the installed snapshot.
+    let nodes: Vec<Node> = members.iter().map(|m| m.node.clone()).collect();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    write_range(&refs, 500..520).await;
+    wait_converged(&members[2], &members[leader]).await;
+    members[2].node.shutdown().await;
+    members[2] = start_member_with_options(&servers[2], options(group, id, &servers), store(2));
+    wait_converged(&members[2], &members[leader]).await;
+    assert_eq!(
+        members[2].record.lock().unwrap().loaded.len(),
+        1,
+        "loaded its own snapshot"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarts_from_its_snapshot_and_replays_only_the_log_after_it() {
+    let servers = servers(3).await;
+    let group = GroupId(8);
+    let dir = tempfile::tempdir().unwrap();
+    let store = |i: usize| Store::Disk(dir.path().join(format!("n{i}")));
+    let mut members: Vec<Member> = (0..3)
+        .map(|i| {
+            let id = NodeId(i as u64 + 1);
+            start_member_with_options(&servers[i], options(group, id, &servers), store(i))
+        })
+        .collect();
+    let nodes: Vec<Node> = members.iter().map(|m| m.node.clone()).collect();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    write_range(&refs, 0..100).await;
+    let records: Vec<_> = members.iter().map(|m| m.record.clone()).collect();
+    wait_applied(&records, 100).await;
+    let snapshot = members[1].node.snapshot().await.expect("snapshot saved");
+    write_range(&refs, 100..130).await;
+    wait_applied(&records, 130).await;
+    let before = members[1].record.lock().unwrap().map.clone();
+
+    members[1].node.shutdown().await;
+    members[1] =
+        start_member_with_options(&servers[1], options(group, NodeId(2), &servers), store(1));
+    let leader = wait_for_leader(&refs_of(&members)).await;
+    wait_converged(&members[1], &members[leader]).await;
+    let record = members[1].record.lock().unwrap();
+    assert_eq!(record.loaded, [snapshot.index]);
+    assert_eq!(record.map, before);
+    assert!(
+        record.log.iter().all(|(index, _)| *index > snapshot.index),
+        "nothing the snapshot covers is applied again"
+    );
+    assert_eq!(record.log.len(), 30, "the 30 commands after the snapshot");
+}
+
+fn refs_of(members: &[Member]) -> Vec<&Node> {
+    members.iter().map(|m| &m.node).collect()
+}
+
+/// Applies nothing but counts; no snapshot support.
+struct NoSnapshots;
+
+impl StateMachine for NoSnapshots {
+    fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+        vec![Bytes::new(); commands.len()]
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_request_to_a_state_machine_without_support_is_a_typed_error() {
+    let servers = servers(1).await;
+    let group = GroupId(9);
+    let node = servers[0]
+        .add_group(
+            options(group, NodeId(1), &servers),
+            Store::Mem(Default::default()).open(),
+            Box::new(NoSnapshots),
+        )
+        .unwrap();
+    wait_for_leader(&[&node]).await;
+    node.apply(Bytes::from_static(b"x")).await.unwrap();
+    match node.snapshot().await {
+        Err(Error::StateMachine(message)) => assert!(message.contains("not supported")),
+        other => panic!("expected a state machine error, got {other:?}"),
+    }
+    let status = node.status().await.unwrap();
+    assert_eq!((status.snapshot, status.first_index), (None, LogIndex(1)));
+}
