@@ -87,6 +87,9 @@ pub struct Cluster {
 
 pub const MS: Duration = Duration::from_millis(1);
 
+/// Deliveries without time passing after which a cluster is livelocked.
+const LIVELOCK_MESSAGES: usize = 1_000_000;
+
 pub fn ids(n: u64) -> Vec<NodeId> {
     (1..=n).map(NodeId).collect()
 }
@@ -471,16 +474,21 @@ impl Cluster {
     /// with `auto_disk`, the disks are quiet.
     pub fn stabilize(&mut self) {
         self.drain_all();
+        let mut delivered = 0;
         while !self.network.is_empty() {
             let _ = self.deliver_at(0);
             self.drain_all();
+            delivered += 1;
+            // Without time passing, a correct cluster goes quiet quickly;
+            // endless message ping-pong is a livelock, reported as such.
+            assert!(delivered < LIVELOCK_MESSAGES, "livelock: the network never went quiet");
         }
     }
 
     /// Like [`stabilize`](Self::stabilize), but every message matching
     /// `lost` is dropped instead of delivered.
     pub fn stabilize_dropping(&mut self, lost: impl Fn(&Message) -> bool) {
-        loop {
+        for _ in 0..LIVELOCK_MESSAGES {
             self.drain_all();
             self.network.retain(|m| !lost(m));
             if self.network.is_empty() {
@@ -488,6 +496,7 @@ impl Cluster {
             }
             let _ = self.deliver_at(0);
         }
+        panic!("livelock: the network never went quiet");
     }
 
     /// Advances the clock by `dt` and ticks every live node.
