@@ -33,6 +33,8 @@ impl Nemesis {
             in_flight: false,
             changed: false,
             voters: nodes,
+            split_request: None,
+            split_done: false,
         };
         Nemesis {
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x006e_656d_6573_6973),
@@ -80,6 +82,16 @@ impl Nemesis {
 
     fn step(&mut self, cluster: &mut SimCluster) {
         let n = cluster.nodes.len();
+        let split = self.reconfig.lock().expect("reconfig").split_request.take();
+        if let Some(leaving) = split {
+            let side: Vec<usize> = (0..n)
+                .filter(|&i| leaving.contains(&cluster.nodes[i].id))
+                .collect();
+            cluster.partition(&side);
+            self.reconfig.lock().expect("reconfig").split_done = true;
+            self.injected += 1;
+            return;
+        }
         let minority = (n - 1) / 2;
         // Draws past 100 are membership changes and transfers, when enabled;
         // the last few ask a server for a snapshot (whatever the faults).
@@ -242,8 +254,11 @@ impl Nemesis {
                     return;
                 };
                 let picks = [self.rng.random_range(0..n), self.rng.random_range(0..n)];
+                // With network faults, half the replacements are made while
+                // the leaving voters are cut off (the nemesis' next step).
+                let split = self.faults.net() && self.rng.random_range(0..2) == 0;
                 let (state, trace) = (self.reconfig.clone(), self.trace.clone());
-                crate::reconfigure::spawn_replacement(cluster, leader, picks, state, trace);
+                crate::reconfigure::spawn_replacement(cluster, leader, picks, split, state, trace);
             }
             114..120 => {
                 let Some(leader) = cluster.leader_index().and_then(|i| cluster.member(i)) else {

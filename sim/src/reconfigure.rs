@@ -30,6 +30,12 @@ pub struct ReconfigState {
     pub changed: bool,
     /// Voters after the last change (all servers at start).
     pub voters: usize,
+    /// A replacement asks the nemesis to cut these leaving voters off from
+    /// everyone else just before its joint change: the one moment where a
+    /// joint quorum that counts only one half lets both sides commit.
+    pub split_request: Option<Vec<NodeId>>,
+    /// The nemesis made the cut.
+    pub split_done: bool,
 }
 
 /// Shared between the nemesis and the admin tasks.
@@ -126,6 +132,7 @@ pub fn spawn_replacement(
     cluster: &SimCluster,
     leader: Node,
     picks: [usize; 2],
+    split: bool,
     state: SharedReconfig,
     trace: Trace,
 ) {
@@ -169,6 +176,9 @@ pub fn spawn_replacement(
                 target.learners.remove(&id);
                 target.voters.insert(id);
             }
+            if split {
+                request_split(&state, leaving.to_vec()).await;
+            }
             loop {
                 match leader.change_membership(target.clone()).await {
                     Err(oar::runtime::Error::ConfChange(
@@ -198,6 +208,23 @@ pub fn spawn_replacement(
         )
         .await;
     });
+}
+
+/// Asks the nemesis to cut `leaving` off and waits (briefly) until it did;
+/// the nemesis acts at its next step.
+async fn request_split(state: &SharedReconfig, leaving: Vec<NodeId>) {
+    {
+        let mut state = state.lock().expect("reconfig");
+        state.split_request = Some(leaving);
+        state.split_done = false;
+    }
+    for _ in 0..100 {
+        if state.lock().expect("reconfig").split_done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    state.lock().expect("reconfig").split_request = None;
 }
 
 /// Records a change's outcome and the voter count it left, whatever the
