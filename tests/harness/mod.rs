@@ -481,7 +481,10 @@ impl Cluster {
             delivered += 1;
             // Without time passing, a correct cluster goes quiet quickly;
             // endless message ping-pong is a livelock, reported as such.
-            assert!(delivered < LIVELOCK_MESSAGES, "livelock: the network never went quiet");
+            assert!(
+                delivered < LIVELOCK_MESSAGES,
+                "livelock: the network never went quiet"
+            );
         }
     }
 
