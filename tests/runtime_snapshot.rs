@@ -6,12 +6,17 @@
 
 mod runtime;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use oar::core::{LogIndex, NodeId, RaftOptions};
 use oar::runtime::{Committed, Error, GroupId, GroupOptions, Node, NodeManager, StateMachine};
 use runtime::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// Options of member `id`: snapshots only on request, a short margin.
 fn options(group: GroupId, id: NodeId, servers: &[NodeManager]) -> GroupOptions {
@@ -40,7 +45,13 @@ async fn wait_converged(member: &Member, leader: &Member) {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("{} did not converge with the leader", member.node.id());
+    let status = member.node.status().await;
+    let leader_status = leader.node.status().await;
+    panic!(
+        "{} did not converge with the leader: {status:?} loaded {:?}; leader {leader_status:?}",
+        member.node.id(),
+        member.record.lock().unwrap().loaded
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,6 +161,107 @@ async fn a_node_restarts_from_its_snapshot_and_replays_only_the_log_after_it() {
         "nothing the snapshot covers is applied again"
     );
     assert_eq!(record.log.len(), 30, "the 30 commands after the snapshot");
+}
+
+/// A TCP proxy to `target` that cuts the first `cuts` connections once
+/// `after` bytes went from the server to the client; returns its address
+/// and how many connections it cut.
+async fn cutting_proxy(
+    target: SocketAddr,
+    after: usize,
+    cuts: usize,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cut = Arc::new(AtomicUsize::new(0));
+    let counter = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(target).await else {
+                continue;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+                });
+                let mut buf = vec![0u8; 64 << 10];
+                let mut sent = 0;
+                while let Ok(n) = from_server.read(&mut buf).await {
+                    if n == 0 || to_client.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    sent += n;
+                    if sent >= after && counter.load(Ordering::SeqCst) < cuts {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    (addr, cut)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_interrupted_by_broken_connections_resumes_and_completes() {
+    let servers = servers(3).await;
+    let group = GroupId(10);
+    let dir = tempfile::tempdir().unwrap();
+    let store = |i: usize| Store::Disk(dir.path().join(format!("n{i}")));
+    // Node 3 reaches the others only through proxies that cut the first
+    // two connections carrying more than 1.5 MiB: the snapshot copies.
+    let mut proxied = peers_of(&servers);
+    let mut cuts = Vec::new();
+    for id in [NodeId(1), NodeId(2)] {
+        let (addr, cut) = cutting_proxy(proxied[&id], 3 << 19, 2).await;
+        proxied.insert(id, addr);
+        cuts.push(cut);
+    }
+    let node3_options = || GroupOptions {
+        peers: proxied.clone(),
+        ..options(group, NodeId(3), &servers)
+    };
+    let mut members: Vec<Member> = (0..2)
+        .map(|i| {
+            let id = NodeId(i as u64 + 1);
+            start_member_with_options(&servers[i], options(group, id, &servers), store(i))
+        })
+        .collect();
+    members.push(start_member_with_options(
+        &servers[2],
+        node3_options(),
+        store(2),
+    ));
+    let nodes: Vec<Node> = members.iter().map(|m| m.node.clone()).collect();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    // About 3 MiB of state: 48 keys of 64 KiB.
+    let big = "x".repeat(64 << 10);
+    for i in 0..48 {
+        apply_anywhere(&refs, Bytes::from(format!("set big{i} {big}"))).await;
+    }
+    members[2].node.shutdown().await;
+    write_range(&refs[..2], 0..100).await;
+    let leader = wait_for_leader(&refs[..2]).await;
+    members[leader]
+        .node
+        .snapshot()
+        .await
+        .expect("snapshot saved");
+    members[1 - leader]
+        .node
+        .snapshot()
+        .await
+        .expect("snapshot saved");
+
+    members[2] = start_member_with_options(&servers[2], node3_options(), store(2));
+    wait_converged(&members[2], &members[leader]).await;
+    assert_eq!(members[2].record.lock().unwrap().loaded.len(), 1);
+    let cut: usize = cuts.iter().map(|c| c.load(Ordering::SeqCst)).sum();
+    assert_eq!(cut, 2, "the copy was cut twice and still completed");
 }
 
 fn refs_of(members: &[Member]) -> Vec<&Node> {
