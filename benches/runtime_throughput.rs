@@ -20,20 +20,40 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use oar::core::{NodeId, RaftOptions};
+use oar::core::{LogId, NodeId, RaftOptions};
 use oar::runtime::{
     Committed, DiskStorage, GroupId, GroupOptions, GroupStorage, LocalNetwork, MemStorage, Node,
-    NodeManager, StateMachine,
+    NodeManager, SnapshotError, SnapshotFiles, StateMachine,
 };
 use oar::storage::{LogOptions, StdFileSystem};
 
 /// Counts writes; answers with nothing, like openraft's minimal store.
+/// Snapshots (the count) let the log be compacted, as openraft's store does
+/// by default, so memory stays bounded however long a row runs.
 struct Counter(u64);
 
 impl StateMachine for Counter {
     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
         self.0 += commands.len() as u64;
         vec![Bytes::new(); commands.len()]
+    }
+
+    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+        let count = Bytes::copy_from_slice(&self.0.to_le_bytes());
+        Ok(SnapshotFiles::from([("count".to_string(), count)]))
+    }
+
+    fn on_snapshot_load(
+        &mut self,
+        _last: LogId,
+        files: SnapshotFiles,
+    ) -> Result<(), SnapshotError> {
+        let bytes = files
+            .get("count")
+            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok());
+        let bytes = bytes.ok_or_else(|| SnapshotError::Invalid("no count".into()))?;
+        self.0 = u64::from_le_bytes(bytes);
+        Ok(())
     }
 }
 
@@ -68,8 +88,11 @@ async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Node
     for (i, server) in servers.iter().enumerate() {
         let id = NodeId(i as u64 + 1);
         let mut options = GroupOptions::new(GroupId(1), id, peers.clone());
+        // openraft's defaults: a snapshot every 5,000 entries, 1,000 kept.
+        options.snapshot_interval = Some(5000);
         options.raft = RaftOptions {
             id,
+            compaction_margin: 1000,
             // Node 1 times out first, so it leads and gets the clients.
             election_timeout_min: Duration::from_millis(100 + 200 * i as u64),
             election_timeout_max: Duration::from_millis(150 + 200 * i as u64),
