@@ -50,6 +50,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
         Err(e) => return Err(e.into()),
     }
+    read_frame_body(reader, header, max).await
+}
+
+/// Reads the body of a frame whose length prefix `header` was already read
+/// (a server sniffing the first bytes of a connection).
+///
+/// # Errors
+/// As [`read_frame`].
+pub async fn read_frame_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    header: [u8; 4],
+    max: u32,
+) -> Result<Bytes, FrameError> {
     let len = u32::from_be_bytes(header);
     if len > max {
         return Err(FrameError::TooLarge { len, max });

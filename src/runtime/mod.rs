@@ -9,6 +9,8 @@
 //! ```
 
 mod admin;
+pub mod admin_client;
+mod admin_service;
 mod apply_loop;
 pub mod convert;
 pub mod error;
@@ -28,6 +30,7 @@ pub mod state_machine;
 pub mod throttle;
 pub mod transport;
 
+pub use admin_service::status_text;
 pub use apply_loop::Applied;
 pub use convert::{DecodeError, decode_message, encode_message};
 pub use error::Error;

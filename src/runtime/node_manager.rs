@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use prost::Message as _;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::admin_service;
 use super::apply_loop::{ApplyLoop, SnapshotPolicy};
 use super::convert::{DecodeError, from_proto};
 use super::error::Error;
-use super::frame::{FrameError, read_frame};
+use super::frame::{FrameError, read_frame, read_frame_body};
 use super::group::{GroupDriver, GroupInput, SharedState};
 use super::group_id::GroupId;
 use super::group_storage::GroupStorage;
@@ -377,6 +379,21 @@ impl Inner {
             .await
     }
 
+    /// The local member of `group`, if it runs here.
+    fn node(&self, group: GroupId) -> Option<Node> {
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .get(&group)
+            .cloned()
+    }
+
+    /// Every group served here, by id.
+    fn groups(&self) -> Vec<(GroupId, Node)> {
+        let routes = self.routes.lock().expect("routes lock");
+        routes.iter().map(|(&g, n)| (g, n.clone())).collect()
+    }
+
     /// Hands a message to its group's inbox. Returns false if no such group
     /// runs here. A full inbox drops the message (Raft resends).
     fn route(&self, group: GroupId, message: crate::core::Message) -> bool {
@@ -428,8 +445,26 @@ enum ConnectionError {
 /// the order they came.
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, max: u32, manager: Weak<Inner>) {
     let (mut reader, mut writer) = tokio::io::split(stream);
+    // The first four bytes tell a frame's length from an HTTP request.
+    let mut first = [0u8; 4];
+    if reader.read_exact(&mut first).await.is_err() {
+        return;
+    }
+    if first == admin_service::HTTP_GET {
+        let groups = match manager.upgrade() {
+            Some(inner) => inner.groups(),
+            None => return,
+        };
+        admin_service::serve_status_page(&mut reader, &mut writer, groups).await;
+        return;
+    }
+    let mut header = Some(first);
     let error = loop {
-        let body = match read_frame(&mut reader, max).await {
+        let read = match header.take() {
+            Some(first) => read_frame_body(&mut reader, first, max).await,
+            None => read_frame(&mut reader, max).await,
+        };
+        let body = match read {
             Ok(body) => body,
             Err(FrameError::Closed) => return,
             Err(e) => break ConnectionError::from(e),
@@ -438,7 +473,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, max: u32, manager
             Ok(frame) => frame.kind,
             Err(e) => break DecodeError::from(e).into(),
         };
-        let Some(inner) = manager.upgrade() else {
+        let Some(mut inner) = manager.upgrade() else {
             return;
         };
         let reply = match kind {
@@ -456,7 +491,21 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, max: u32, manager
             Some(proto::frame::Kind::GetFileRequest(request)) => Some(
                 proto::frame::Kind::GetFileResponse(inner.serve_file(request).await),
             ),
-            Some(proto::frame::Kind::Error(_) | proto::frame::Kind::GetFileResponse(_)) => None,
+            Some(proto::frame::Kind::AdminRequest(request)) => {
+                let node = inner.node(GroupId(request.group_id));
+                drop(inner);
+                let response = admin_service::handle(node, request).await;
+                let Some(again) = manager.upgrade() else {
+                    return;
+                };
+                inner = again;
+                Some(proto::frame::Kind::AdminResponse(response))
+            }
+            Some(
+                proto::frame::Kind::Error(_)
+                | proto::frame::Kind::GetFileResponse(_)
+                | proto::frame::Kind::AdminResponse(_),
+            ) => None,
             None => break DecodeError::MissingField("frame.kind").into(),
         };
         let write_timeout = inner.options.write_timeout;

@@ -1,0 +1,164 @@
+//! The admin service on the Raft port (what `oarctl` talks to) and the
+//! plain-text status page for HTTP `GET`, over loopback TCP.
+
+mod runtime;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use oar::core::NodeId;
+use oar::runtime::admin_client::{AdminError, call};
+use oar::runtime::proto::{self, admin_request::Op};
+use oar::runtime::{GroupId, Node};
+use runtime::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn request(group: GroupId, op: Op) -> proto::AdminRequest {
+    proto::AdminRequest {
+        group_id: group.0,
+        op: Some(op),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_snapshot_transfer_and_membership_through_the_admin_service() {
+    let servers = servers(3).await;
+    let group = GroupId(3);
+    let members = start_group(&servers, group, |_| Store::Mem(Default::default()));
+    let nodes: Vec<&Node> = members.iter().map(|m| &m.node).collect();
+    for i in 0..20 {
+        apply_anywhere(&nodes, Bytes::from(format!("set k{i} v"))).await;
+    }
+    let leader = wait_for_leader(&nodes).await;
+    let leader_addr = servers[leader].local_addr();
+
+    let status = call(
+        leader_addr,
+        request(group, Op::Status(proto::AdminStatus {})),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    assert!(status.contains("role Leader"), "{status}");
+    assert!(status.contains("voters n1,n2,n3"), "{status}");
+    assert_eq!(status.matches("  peer ").count(), 2, "{status}");
+
+    let saved = call(
+        leader_addr,
+        request(group, Op::Snapshot(proto::AdminSnapshot {})),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    assert!(saved.starts_with("snapshot saved through"), "{saved}");
+    let status = call(
+        leader_addr,
+        request(group, Op::Status(proto::AdminStatus {})),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    assert!(!status.contains("snapshot none"), "{status}");
+
+    // Remove a follower, then add it back as a voter.
+    let follower = (leader + 1) % 3;
+    let id = NodeId(follower as u64 + 1);
+    let removed = call(
+        leader_addr,
+        request(group, Op::RemovePeer(proto::AdminRemovePeer { id: id.0 })),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    assert!(removed.contains("removed"), "{removed}");
+    let added = call(
+        leader_addr,
+        request(
+            group,
+            Op::AddPeer(proto::AdminAddPeer {
+                id: id.0,
+                addr: servers[follower].local_addr().to_string(),
+                catch_up_ms: 5_000,
+            }),
+        ),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    assert!(added.contains("added as a voter"), "{added}");
+
+    // Hand leadership to the other follower.
+    let target = NodeId(((leader + 2) % 3) as u64 + 1);
+    call(
+        leader_addr,
+        request(
+            group,
+            Op::TransferLeader(proto::AdminTransfer { to: target.0 }),
+        ),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    for _ in 0..200 {
+        if nodes.iter().all(|n| n.leader() == Some(target)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("leadership did not move to {target}");
+}
+
+#[tokio::test]
+async fn unknown_groups_and_empty_requests_are_refused_with_a_reason() {
+    let servers = servers(1).await;
+    let addr = servers[0].local_addr();
+    let err = call(
+        addr,
+        request(GroupId(42), Op::Status(proto::AdminStatus {})),
+        TIMEOUT,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, AdminError::Refused(m) if m.contains("not found")),
+        "{err:?}"
+    );
+    let empty = proto::AdminRequest {
+        group_id: 42,
+        op: None,
+    };
+    assert!(matches!(
+        call(addr, empty, TIMEOUT).await,
+        Err(AdminError::Refused(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_get_on_the_raft_port_shows_every_group() {
+    let servers = servers(3).await;
+    let members: Vec<_> = [GroupId(1), GroupId(2)]
+        .into_iter()
+        .flat_map(|g| start_group(&servers, g, |_| Store::Mem(Default::default())))
+        .collect();
+    let nodes: Vec<&Node> = members.iter().map(|m| &m.node).collect();
+    wait_for_leader(&nodes[..3]).await;
+    let mut stream = tokio::net::TcpStream::connect(servers[0].local_addr())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).await.unwrap();
+    assert!(page.starts_with("HTTP/1.0 200 OK"), "{page}");
+    assert!(page.contains("oar: 2 group(s)"), "{page}");
+    assert!(
+        page.contains("group g1 node n1") && page.contains("group g2 node n1"),
+        "{page}"
+    );
+    // The server still speaks Raft afterwards.
+    apply_anywhere(&nodes[..3], Bytes::from_static(b"set after page")).await;
+}
