@@ -90,11 +90,13 @@ pub fn status_text(group: GroupId, s: &Status) -> String {
         s.first_index, s.last_log_id, s.committed, s.applied, s.persisted
     );
     let m = &s.membership;
-    let ids = |set: &std::collections::BTreeSet<NodeId>| {
-        set.iter()
+    let ids = |set: &std::collections::BTreeSet<NodeId>| match set.is_empty() {
+        true => "-".to_string(),
+        false => set
+            .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
-            .join(",")
+            .join(","),
     };
     let _ = write!(out, "  voters {}", ids(&m.voter_ids()));
     if m.is_joint() {
