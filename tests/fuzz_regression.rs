@@ -3,6 +3,8 @@
 //! with bytes flipped, cut or appended — where bugs hide. libFuzzer explores
 //! further with `cargo fuzz run <target>` (see `fuzz/`).
 
+// Public in the fuzz crate, private here.
+#[allow(unreachable_pub)]
 #[path = "../fuzz/src/lib.rs"]
 mod bodies;
 
