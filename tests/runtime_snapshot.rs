@@ -7,6 +7,7 @@
 mod runtime;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -28,6 +29,33 @@ fn options(group: GroupId, id: NodeId, servers: &[NodeManager]) -> GroupOptions 
         snapshot_interval: None,
         ..GroupOptions::new(group, id, peers_of(servers))
     }
+}
+
+/// Where member `i` keeps its storage.
+fn disk(dir: &Path, i: usize) -> Store {
+    Store::Disk(dir.join(format!("n{i}")))
+}
+
+/// Starts member `i + 1` of `group` on `servers[i]`, on disk under `dir`.
+fn start(servers: &[NodeManager], group: GroupId, dir: &Path, i: usize) -> Member {
+    let id = NodeId(i as u64 + 1);
+    start_member_with_options(&servers[i], options(group, id, servers), disk(dir, i))
+}
+
+/// Has the leader and the other live member save snapshots; returns the
+/// leader's.
+async fn snapshot_both(members: &[Member], leader: usize) -> oar::core::LogId {
+    let snapshot = members[leader]
+        .node
+        .snapshot()
+        .await
+        .expect("snapshot saved");
+    members[1 - leader]
+        .node
+        .snapshot()
+        .await
+        .expect("snapshot saved");
+    snapshot
 }
 
 async fn write_range(nodes: &[&Node], range: std::ops::Range<usize>) {
@@ -59,12 +87,8 @@ async fn a_node_restarted_after_compaction_catches_up_through_a_snapshot() {
     let servers = servers(3).await;
     let group = GroupId(7);
     let dir = tempfile::tempdir().unwrap();
-    let store = |i: usize| Store::Disk(dir.path().join(format!("n{i}")));
     let mut members: Vec<Member> = (0..3)
-        .map(|i| {
-            let id = NodeId(i as u64 + 1);
-            start_member_with_options(&servers[i], options(group, id, &servers), store(i))
-        })
+        .map(|i| start(&servers, group, dir.path(), i))
         .collect();
     let nodes: Vec<Node> = members.iter().map(|m| m.node.clone()).collect();
     let refs: Vec<&Node> = nodes.iter().collect();
@@ -75,16 +99,7 @@ async fn a_node_restarted_after_compaction_catches_up_through_a_snapshot() {
     members[2].node.shutdown().await;
     write_range(&refs[..2], 200..500).await;
     let leader = wait_for_leader(&refs[..2]).await;
-    let snapshot = members[leader]
-        .node
-        .snapshot()
-        .await
-        .expect("snapshot saved");
-    members[1 - leader]
-        .node
-        .snapshot()
-        .await
-        .expect("snapshot saved");
+    let snapshot = snapshot_both(&members, leader).await;
     let status = members[leader].node.status().await.unwrap();
     assert_eq!(status.snapshot, Some(snapshot));
     assert_eq!(
@@ -94,8 +109,7 @@ async fn a_node_restarted_after_compaction_catches_up_through_a_snapshot() {
     );
     assert!(status.first_index.0 > 250, "node 3's next entries are gone");
 
-    let id = NodeId(3);
-    members[2] = start_member_with_options(&servers[2], options(group, id, &servers), store(2));
+    members[2] = start(&servers, group, dir.path(), 2);
     wait_converged(&members[2], &members[leader]).await;
     let loaded = members[2].record.lock().unwrap().loaded.clone();
     assert_eq!(
@@ -117,7 +131,7 @@ async fn a_node_restarted_after_compaction_catches_up_through_a_snapshot() {
     write_range(&refs, 500..520).await;
     wait_converged(&members[2], &members[leader]).await;
     members[2].node.shutdown().await;
-    members[2] = start_member_with_options(&servers[2], options(group, id, &servers), store(2));
+    members[2] = start(&servers, group, dir.path(), 2);
     wait_converged(&members[2], &members[leader]).await;
     assert_eq!(
         members[2].record.lock().unwrap().loaded.len(),
@@ -131,12 +145,8 @@ async fn a_node_restarts_from_its_snapshot_and_replays_only_the_log_after_it() {
     let servers = servers(3).await;
     let group = GroupId(8);
     let dir = tempfile::tempdir().unwrap();
-    let store = |i: usize| Store::Disk(dir.path().join(format!("n{i}")));
     let mut members: Vec<Member> = (0..3)
-        .map(|i| {
-            let id = NodeId(i as u64 + 1);
-            start_member_with_options(&servers[i], options(group, id, &servers), store(i))
-        })
+        .map(|i| start(&servers, group, dir.path(), i))
         .collect();
     let nodes: Vec<Node> = members.iter().map(|m| m.node.clone()).collect();
     let refs: Vec<&Node> = nodes.iter().collect();
@@ -149,8 +159,7 @@ async fn a_node_restarts_from_its_snapshot_and_replays_only_the_log_after_it() {
     let before = members[1].record.lock().unwrap().map.clone();
 
     members[1].node.shutdown().await;
-    members[1] =
-        start_member_with_options(&servers[1], options(group, NodeId(2), &servers), store(1));
+    members[1] = start(&servers, group, dir.path(), 1);
     let leader = wait_for_leader(&refs_of(&members)).await;
     wait_converged(&members[1], &members[leader]).await;
     let record = members[1].record.lock().unwrap();
@@ -211,7 +220,6 @@ async fn an_install_interrupted_by_broken_connections_resumes_and_completes() {
     let servers = servers(3).await;
     let group = GroupId(10);
     let dir = tempfile::tempdir().unwrap();
-    let store = |i: usize| Store::Disk(dir.path().join(format!("n{i}")));
     // Node 3 reaches the others only through proxies that cut the first
     // two connections carrying more than 1.5 MiB: the snapshot copies.
     let mut proxied = peers_of(&servers);
@@ -226,15 +234,12 @@ async fn an_install_interrupted_by_broken_connections_resumes_and_completes() {
         ..options(group, NodeId(3), &servers)
     };
     let mut members: Vec<Member> = (0..2)
-        .map(|i| {
-            let id = NodeId(i as u64 + 1);
-            start_member_with_options(&servers[i], options(group, id, &servers), store(i))
-        })
+        .map(|i| start(&servers, group, dir.path(), i))
         .collect();
     members.push(start_member_with_options(
         &servers[2],
         node3_options(),
-        store(2),
+        disk(dir.path(), 2),
     ));
     let nodes: Vec<Node> = members.iter().map(|m| m.node.clone()).collect();
     let refs: Vec<&Node> = nodes.iter().collect();
@@ -246,18 +251,9 @@ async fn an_install_interrupted_by_broken_connections_resumes_and_completes() {
     members[2].node.shutdown().await;
     write_range(&refs[..2], 0..100).await;
     let leader = wait_for_leader(&refs[..2]).await;
-    members[leader]
-        .node
-        .snapshot()
-        .await
-        .expect("snapshot saved");
-    members[1 - leader]
-        .node
-        .snapshot()
-        .await
-        .expect("snapshot saved");
+    snapshot_both(&members, leader).await;
 
-    members[2] = start_member_with_options(&servers[2], node3_options(), store(2));
+    members[2] = start_member_with_options(&servers[2], node3_options(), disk(dir.path(), 2));
     wait_converged(&members[2], &members[leader]).await;
     assert_eq!(members[2].record.lock().unwrap().loaded.len(), 1);
     let cut: usize = cuts.iter().map(|c| c.load(Ordering::SeqCst)).sum();
