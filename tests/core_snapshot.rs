@@ -43,6 +43,16 @@ fn write(c: &mut Cluster, count: usize) -> LogId {
     last
 }
 
+/// Writes `count` entries while node 3 is cut off, has node 1 save a
+/// snapshot, then reconnects node 3. Returns the last entry written.
+fn write_while_3_is_cut_off(c: &mut Cluster, count: usize) -> LogId {
+    c.isolate(n(3));
+    let last = write(c, count);
+    c.snapshot_now(n(1));
+    c.heal();
+    last
+}
+
 fn applied_ids(c: &Cluster, id: u64) -> Vec<LogId> {
     c.test_node(id).applied.iter().map(|e| e.id).collect()
 }
@@ -72,10 +82,7 @@ fn a_saved_snapshot_compacts_memory_and_disk_behind_the_margin() {
 #[test]
 fn a_follower_behind_the_compaction_point_installs_the_snapshot() {
     let mut c = led_by_1(2, 5);
-    c.isolate(n(3));
-    let last = write(&mut c, 30);
-    c.snapshot_now(n(1));
-    c.heal();
+    let last = write_while_3_is_cut_off(&mut c, 30);
     let caught_up = c.run_until(MS, Duration::from_secs(5), |c| {
         c.test_node(3).applied.len() as u64 >= last.index.0
     });
@@ -95,10 +102,7 @@ fn a_follower_behind_the_compaction_point_installs_the_snapshot() {
 #[test]
 fn a_follower_within_the_margin_catches_up_from_the_log() {
     let mut c = led_by_1(3, 50);
-    c.isolate(n(3));
-    let last = write(&mut c, 30);
-    c.snapshot_now(n(1));
-    c.heal();
+    let last = write_while_3_is_cut_off(&mut c, 30);
     let caught_up = c.run_until(MS, Duration::from_secs(5), |c| {
         c.test_node(3).applied.len() as u64 >= last.index.0
     });
@@ -130,10 +134,7 @@ fn a_restarted_node_resumes_from_its_snapshot_and_applies_nothing_twice() {
 #[test]
 fn a_failed_install_is_offered_again_with_the_newer_snapshot() {
     let mut c = led_by_1(5, 0);
-    c.isolate(n(3));
-    write(&mut c, 10);
-    c.snapshot_now(n(1));
-    c.heal();
+    write_while_3_is_cut_off(&mut c, 10);
     // Replace the snapshot after it was offered, before node 3 pulls it:
     // its copy fails.
     run_until_offered(&mut c);
@@ -180,10 +181,7 @@ fn write_without_3(c: &mut Cluster, count: usize) -> LogId {
 #[test]
 fn a_lost_offer_is_repeated_after_the_install_timeout() {
     let mut c = led_by_1(6, 0);
-    c.isolate(n(3));
-    write(&mut c, 10);
-    c.snapshot_now(n(1));
-    c.heal();
+    write_while_3_is_cut_off(&mut c, 10);
     run_until_offered(&mut c);
     c.drop_where(|m| matches!(m.body, MessageBody::InstallSnapshot(_)));
     c.run_until(10 * MS, Duration::from_millis(1500), |_| false);
