@@ -22,6 +22,11 @@ fn request(group: GroupId, op: Op) -> proto::AdminRequest {
     }
 }
 
+/// Runs `op` on `group` at the server `addr`, which must succeed.
+async fn admin(addr: std::net::SocketAddr, group: GroupId, op: Op) -> String {
+    call(addr, request(group, op), TIMEOUT).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_snapshot_transfer_and_membership_through_the_admin_service() {
     let servers = servers(3).await;
@@ -34,73 +39,46 @@ async fn status_snapshot_transfer_and_membership_through_the_admin_service() {
     let leader = wait_for_leader(&nodes).await;
     let leader_addr = servers[leader].local_addr();
 
-    let status = call(
-        leader_addr,
-        request(group, Op::Status(proto::AdminStatus {})),
-        TIMEOUT,
-    )
-    .await
-    .unwrap();
+    let status = admin(leader_addr, group, Op::Status(proto::AdminStatus {})).await;
     assert!(status.contains("role Leader"), "{status}");
     assert!(status.contains("voters n1,n2,n3"), "{status}");
     assert_eq!(status.matches("  peer ").count(), 2, "{status}");
 
-    let saved = call(
-        leader_addr,
-        request(group, Op::Snapshot(proto::AdminSnapshot {})),
-        TIMEOUT,
-    )
-    .await
-    .unwrap();
+    let saved = admin(leader_addr, group, Op::Snapshot(proto::AdminSnapshot {})).await;
     assert!(saved.starts_with("snapshot saved through"), "{saved}");
-    let status = call(
-        leader_addr,
-        request(group, Op::Status(proto::AdminStatus {})),
-        TIMEOUT,
-    )
-    .await
-    .unwrap();
+    let status = admin(leader_addr, group, Op::Status(proto::AdminStatus {})).await;
     assert!(!status.contains("snapshot none"), "{status}");
 
     // Remove a follower, then add it back as a voter.
     let follower = (leader + 1) % 3;
     let id = NodeId(follower as u64 + 1);
-    let removed = call(
+    let removed = admin(
         leader_addr,
-        request(group, Op::RemovePeer(proto::AdminRemovePeer { id: id.0 })),
-        TIMEOUT,
+        group,
+        Op::RemovePeer(proto::AdminRemovePeer { id: id.0 }),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(removed.contains("removed"), "{removed}");
-    let added = call(
+    let added = admin(
         leader_addr,
-        request(
-            group,
-            Op::AddPeer(proto::AdminAddPeer {
-                id: id.0,
-                addr: servers[follower].local_addr().to_string(),
-                catch_up_ms: 5_000,
-            }),
-        ),
-        TIMEOUT,
+        group,
+        Op::AddPeer(proto::AdminAddPeer {
+            id: id.0,
+            addr: servers[follower].local_addr().to_string(),
+            catch_up_ms: 5_000,
+        }),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(added.contains("added as a voter"), "{added}");
 
     // Hand leadership to the other follower.
     let target = NodeId(((leader + 2) % 3) as u64 + 1);
-    call(
+    admin(
         leader_addr,
-        request(
-            group,
-            Op::TransferLeader(proto::AdminTransfer { to: target.0 }),
-        ),
-        TIMEOUT,
+        group,
+        Op::TransferLeader(proto::AdminTransfer { to: target.0 }),
     )
-    .await
-    .unwrap();
+    .await;
     for _ in 0..200 {
         if nodes.iter().all(|n| n.leader() == Some(target)) {
             return;
