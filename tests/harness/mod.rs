@@ -60,6 +60,29 @@ pub struct TestNode {
     pub bootstrap: Membership,
 }
 
+impl TestNode {
+    /// A running node whose disk holds `state`; its configuration there is
+    /// the one it restarts with.
+    fn new(options: RaftOptions, state: InitialState, now: Instant) -> Self {
+        let raft = RaftNode::new(options.clone(), state.clone(), now).expect("valid options");
+        TestNode {
+            raft,
+            options,
+            pending_disk: VecDeque::new(),
+            durable_hard_state: state.hard_state,
+            durable_log_start: state.log_start,
+            durable_log: state.entries,
+            snapshot: None,
+            applied: Vec::new(),
+            installs: 0,
+            failed_proposals: Vec::new(),
+            accepted: Vec::new(),
+            up: true,
+            bootstrap: state.membership,
+        }
+    }
+}
+
 /// The cluster.
 pub struct Cluster {
     pub now: Instant,
@@ -153,24 +176,7 @@ impl Cluster {
         let nodes = states
             .into_iter()
             .map(|(id, state)| {
-                let options = make(id);
-                let raft =
-                    RaftNode::new(options.clone(), state.clone(), now).expect("valid options");
-                let node = TestNode {
-                    raft,
-                    options,
-                    pending_disk: VecDeque::new(),
-                    durable_hard_state: state.hard_state,
-                    durable_log_start: state.log_start,
-                    durable_log: state.entries,
-                    snapshot: None,
-                    applied: Vec::new(),
-                    installs: 0,
-                    failed_proposals: Vec::new(),
-                    accepted: Vec::new(),
-                    up: true,
-                    bootstrap: state.membership.clone(),
-                };
+                let node = TestNode::new(make(id), state, now);
                 (id, node)
             })
             .collect();
@@ -625,23 +631,7 @@ impl Cluster {
     /// Adds a fresh node that knows no configuration (it joins an existing
     /// group and waits to hear from its leader).
     pub fn add_node(&mut self, id: NodeId, options: RaftOptions) {
-        let state = InitialState::default();
-        let raft = RaftNode::new(options.clone(), state, self.now).expect("valid options");
-        let node = TestNode {
-            raft,
-            options,
-            pending_disk: VecDeque::new(),
-            durable_hard_state: HardState::default(),
-            durable_log_start: LogId::default(),
-            durable_log: Vec::new(),
-            snapshot: None,
-            applied: Vec::new(),
-            installs: 0,
-            failed_proposals: Vec::new(),
-            accepted: Vec::new(),
-            up: true,
-            bootstrap: Membership::default(),
-        };
+        let node = TestNode::new(options, InitialState::default(), self.now);
         assert!(self.nodes.insert(id, node).is_none(), "{id} exists");
     }
 
