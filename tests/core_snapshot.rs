@@ -213,6 +213,16 @@ fn a_snapshot_of_unapplied_entries_is_refused() {
     );
 }
 
+/// Leader 1 of term 1 offers `info` to node 3.
+fn offer(info: &SnapshotInfo) -> Message {
+    Message {
+        from: n(1),
+        to: n(3),
+        term: Term(1),
+        body: MessageBody::InstallSnapshot(info.clone()),
+    }
+}
+
 /// A lone follower holding entries 1..=10 of term 1 (none known
 /// committed), offered a snapshot through (1, 5) by leader 1 of term 1.
 fn offered() -> (RaftNode, SnapshotInfo, Vec<Action>) {
@@ -243,14 +253,8 @@ fn offered() -> (RaftNode, SnapshotInfo, Vec<Action>) {
         last: LogId::new(1, 5),
         membership,
     };
-    let offer = Message {
-        from: n(1),
-        to: n(3),
-        term: Term(1),
-        body: MessageBody::InstallSnapshot(info.clone()),
-    };
     let now = oar::core::Instant::from_nanos(1);
-    node.handle_message(now, offer).unwrap();
+    node.handle_message(now, offer(&info)).unwrap();
     let actions = std::iter::from_fn(|| node.poll_action()).collect();
     (node, info, actions)
 }
@@ -291,14 +295,8 @@ fn an_installed_snapshot_replaces_a_log_that_does_not_match_it() {
         last: LogId::new(1, 12),
         membership: Membership::with_voters(harness::ids(3)),
     };
-    let offer = Message {
-        from: n(1),
-        to: n(3),
-        term: Term(1),
-        body: MessageBody::InstallSnapshot(info.clone()),
-    };
     let now = oar::core::Instant::from_nanos(3);
-    node.handle_message(now, offer).unwrap();
+    node.handle_message(now, offer(&info)).unwrap();
     let _: Vec<Action> = std::iter::from_fn(|| node.poll_action()).collect();
     // A newer offer replaced the first; the first's completion is refused.
     let stale = SnapshotInfo {

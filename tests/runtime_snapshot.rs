@@ -42,6 +42,22 @@ fn start(servers: &[NodeManager], group: GroupId, dir: &Path, i: usize) -> Membe
     start_member_with_options(&servers[i], options(group, id, servers), disk(dir, i))
 }
 
+/// Starts three members on disk under `dir` and writes `count` commands,
+/// applied everywhere. Returns the members and their handles.
+async fn start_and_write(
+    servers: &[NodeManager],
+    group: GroupId,
+    dir: &Path,
+    count: usize,
+) -> (Vec<Member>, Vec<Node>) {
+    let members: Vec<Member> = (0..3).map(|i| start(servers, group, dir, i)).collect();
+    let nodes: Vec<Node> = members.iter().map(|m| m.node.clone()).collect();
+    write_range(&nodes.iter().collect::<Vec<_>>(), 0..count).await;
+    let records: Vec<_> = members.iter().map(|m| m.record.clone()).collect();
+    wait_applied(&records, count).await;
+    (members, nodes)
+}
+
 /// Has the leader and the other live member save snapshots; returns the
 /// leader's.
 async fn snapshot_both(members: &[Member], leader: usize) -> oar::core::LogId {
@@ -87,14 +103,8 @@ async fn a_node_restarted_after_compaction_catches_up_through_a_snapshot() {
     let servers = servers(3).await;
     let group = GroupId(7);
     let dir = tempfile::tempdir().unwrap();
-    let mut members: Vec<Member> = (0..3)
-        .map(|i| start(&servers, group, dir.path(), i))
-        .collect();
-    let nodes: Vec<Node> = members.iter().map(|m| m.node.clone()).collect();
+    let (mut members, nodes) = start_and_write(&servers, group, dir.path(), 200).await;
     let refs: Vec<&Node> = nodes.iter().collect();
-    write_range(&refs, 0..200).await;
-    let records: Vec<_> = members.iter().map(|m| m.record.clone()).collect();
-    wait_applied(&records, 200).await;
 
     members[2].node.shutdown().await;
     write_range(&refs[..2], 200..500).await;
@@ -145,14 +155,9 @@ async fn a_node_restarts_from_its_snapshot_and_replays_only_the_log_after_it() {
     let servers = servers(3).await;
     let group = GroupId(8);
     let dir = tempfile::tempdir().unwrap();
-    let mut members: Vec<Member> = (0..3)
-        .map(|i| start(&servers, group, dir.path(), i))
-        .collect();
-    let nodes: Vec<Node> = members.iter().map(|m| m.node.clone()).collect();
+    let (mut members, nodes) = start_and_write(&servers, group, dir.path(), 100).await;
     let refs: Vec<&Node> = nodes.iter().collect();
-    write_range(&refs, 0..100).await;
     let records: Vec<_> = members.iter().map(|m| m.record.clone()).collect();
-    wait_applied(&records, 100).await;
     let snapshot = members[1].node.snapshot().await.expect("snapshot saved");
     write_range(&refs, 100..130).await;
     wait_applied(&records, 130).await;

@@ -41,6 +41,14 @@ pub struct ReconfigState {
 /// Shared between the nemesis and the admin tasks.
 pub type SharedReconfig = Arc<Mutex<ReconfigState>>;
 
+/// Records that a change is under way (and that the configuration may no
+/// longer be the initial one).
+fn mark_started(state: &SharedReconfig) {
+    let mut state = state.lock().expect("reconfig");
+    state.in_flight = true;
+    state.changed = true;
+}
+
 /// Toggles `target`'s membership through the leader: a voter is removed
 /// (while enough remain), a learner promoted, a non-member added back as a
 /// voter (learner first, promoted once caught up).
@@ -53,11 +61,7 @@ pub fn spawn_membership_change(
 ) {
     let target_id = cluster.nodes[target].id;
     let addr = cluster.raft_addr(target);
-    {
-        let mut state = state.lock().expect("reconfig");
-        state.in_flight = true;
-        state.changed = true;
-    }
+    mark_started(&state);
     cluster.admin_node().spawn(async move {
         let attempt = tokio::time::timeout(ADMIN_TIMEOUT, async {
             let membership = leader.status().await?.membership;
@@ -139,11 +143,7 @@ pub fn spawn_replacement(
     let addrs: Vec<(NodeId, std::net::SocketAddr)> = (0..cluster.nodes.len())
         .map(|i| (cluster.nodes[i].id, cluster.raft_addr(i)))
         .collect();
-    {
-        let mut state = state.lock().expect("reconfig");
-        state.in_flight = true;
-        state.changed = true;
-    }
+    mark_started(&state);
     cluster.admin_node().spawn(async move {
         let attempt = tokio::time::timeout(ADMIN_TIMEOUT, async {
             let current = leader.status().await?.membership;

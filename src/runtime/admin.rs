@@ -54,22 +54,10 @@ impl GroupDriver {
                 return;
             }
             AdminRequest::TransferLeadership(to) => {
-                let result = self
-                    .raft
-                    .transfer_leadership(now, to)
-                    .map(|()| None)
-                    .map_err(Error::from);
-                let _ = reply.send(result);
-                return;
+                return reply_at_once(reply, self.raft.transfer_leadership(now, to));
             }
             AdminRequest::ResetPeers(membership) => {
-                let result = self
-                    .raft
-                    .reset_peers(now, membership)
-                    .map(|()| None)
-                    .map_err(Error::from);
-                let _ = reply.send(result);
-                return;
+                return reply_at_once(reply, self.raft.reset_peers(now, membership));
             }
             AdminRequest::ChangeMembership(target) => self.raft.change_membership(now, target),
             AdminRequest::AddLearner(id, addr) => {
@@ -128,4 +116,10 @@ impl GroupDriver {
             let _ = change.reply.send(Err(error.clone()));
         }
     }
+}
+
+/// Answers a request that completes when the core accepts it (no entry to
+/// wait for).
+fn reply_at_once<E: Into<Error>>(reply: AdminReply, result: Result<(), E>) {
+    let _ = reply.send(result.map(|()| None).map_err(Into::into));
 }
