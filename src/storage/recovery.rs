@@ -9,9 +9,9 @@
 //! the last batch, one write, of which a prefix survives, so nothing valid
 //! can lie beyond the tear. A valid header beyond it means synced records
 //! follow: corruption in the middle. The cut is made durable by zeroing the
-//! torn bytes. A closed segment may hold records past the last index its
-//! name promises (a truncation or close interrupted after its rename, the
-//! commit point); they are trimmed.
+//! torn bytes. A closed segment's name bounds its entries: what follows its
+//! last record (zeros, records a truncation dropped, stale records of a
+//! recycled file) is not read.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -93,19 +93,7 @@ pub(crate) fn load_segment(
         }
     }
 
-    let file = match promised_last {
-        None => Some(file),
-        Some(_) => {
-            if (offset as u64) < len {
-                // Finish a close or truncation that crashed after its rename.
-                file.set_len(offset as u64)
-                    .map_err(|e| StorageError::io("set_len", &path, e))?;
-                file.sync_all()
-                    .map_err(|e| StorageError::io("sync_all", &path, e))?;
-            }
-            None
-        }
-    };
+    let file = promised_last.is_none().then_some(file);
     let segment = Segment::loaded(dir, first, index, offset as u64, file);
     Ok(LoadedSegment { segment, entries })
 }

@@ -61,7 +61,7 @@ impl RecyclePool {
     }
 
     /// Moves the purged segment file at `path` into the pool, or removes it
-    /// when the pool is full. The caller syncs the directory.
+    /// when the pool is full; durable with the next sync of the directory.
     pub(crate) fn recycle_or_remove(
         &mut self,
         fs: &dyn FileSystem,
@@ -96,8 +96,9 @@ impl RecyclePool {
         fs.rename(&from, &to).map_err(io("rename", &from))?;
         let mut file = fs.open(&to).map_err(io("open", &to))?;
         if file.len().map_err(io("len", &to))? < bytes_min {
-            // Closed segments were trimmed to their records: the short tail
-            // becomes a hole, allocated by the first writes that reach it.
+            // A file from a smaller size bound (or an older version, which
+            // trimmed closed segments): the short tail becomes a hole,
+            // allocated by the first writes that reach it.
             file.set_len(bytes_min).map_err(io("set_len", &to))?;
             file.sync_all().map_err(io("sync_all", &to))?;
         }

@@ -6,9 +6,13 @@
 //! `fdatasync` per batch ([`Segment::flush`]): a crash can then tear only
 //! the last batch, which is what recovery's tail rule relies on.
 //!
-//! Closing and truncating both rename the file to its closed name first; the
-//! rename is the commit point, and the trim of trailing bytes that follows is
-//! redone by recovery if a crash interrupts it.
+//! Closing and truncating both rename the file to its closed name, and the
+//! rename (made durable by syncing the directory) is the commit point: a
+//! closed segment's name bounds its entries, so bytes after its last record
+//! (the zero tail, stale records of a recycled file, records a truncation
+//! dropped) are never read and need not be trimmed. Not trimming keeps a
+//! rotation to one rename and one directory sync, and keeps the file at its
+//! full size for reuse (see `recycle`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -163,10 +167,10 @@ impl Segment {
     }
 
     /// Closes the open segment (after [`flush`](Self::flush)): renames it to
-    /// its closed name, durably, then trims the preallocated tail.
+    /// its closed name, durably.
     pub(crate) fn close(&mut self, fs: &Arc<dyn FileSystem>) -> Result<()> {
         assert!(self.is_open && self.buffer.is_empty() && !self.is_empty());
-        self.rename_and_trim(fs, self.last())
+        self.rename_closed(fs, self.last())
     }
 
     /// Keeps entries `≤ last_kept` (which must be `≥ first`), durably. A
@@ -191,12 +195,12 @@ impl Segment {
             return Ok(());
         }
         self.buffer.clear();
-        self.rename_and_trim(fs, last_kept)
+        self.rename_closed(fs, last_kept)
     }
 
-    /// Renames to `log_{first}_{last_kept}` (the commit point), syncs the
-    /// directory, then trims the file to the kept records and syncs it.
-    fn rename_and_trim(&mut self, fs: &Arc<dyn FileSystem>, last_kept: u64) -> Result<()> {
+    /// Renames to `log_{first}_{last_kept}` and syncs the directory: from
+    /// then on the segment holds exactly the entries up to `last_kept`.
+    fn rename_closed(&mut self, fs: &Arc<dyn FileSystem>, last_kept: u64) -> Result<()> {
         let from = self.path();
         let keep = (last_kept + 1 - self.first) as usize;
         let end = self.index.get(keep).map_or(self.written, |&(o, _)| o);
@@ -212,12 +216,8 @@ impl Segment {
         self.is_open = false;
         self.index.truncate(keep);
         self.written = end;
-        let mut file = match self.file.take() {
-            Some(file) => file,
-            None => fs.open(&to).map_err(io("open", &to))?,
-        };
-        file.set_len(end).map_err(io("set_len", &to))?;
-        file.sync_all().map_err(io("sync_all", &to))?;
+        // Closed segments open their file for each read.
+        self.file = None;
         Ok(())
     }
 

@@ -317,6 +317,10 @@ impl SegmentLog {
         let keep_from = self
             .segments
             .partition_point(|s| s.last() <= last_purged.index.0);
+        // The renames and removals below need no directory sync of their
+        // own: one a crash undoes brings back a segment wholly below the
+        // durable marker, which recovery removes; the next directory sync
+        // (the next segment's creation) makes them durable with it.
         for segment in self.segments.drain(..keep_from) {
             let path = segment.path();
             drop(segment);
@@ -327,11 +331,6 @@ impl SegmentLog {
                     .remove_file(&path)
                     .map_err(io("remove_file", &path))?,
             }
-        }
-        if keep_from > 0 {
-            self.fs
-                .sync_dir(&self.dir)
-                .map_err(io("sync_dir", &self.dir))?;
         }
         Ok(())
     }
