@@ -179,3 +179,78 @@ fn everything_reported_durable_survives_crashes() {
         }
     }
 }
+
+/// A compacted log in steady state: purged segments are reused, a rotation
+/// syncs no file beyond the data and trims nothing, and a purge adds only its
+/// marker's atomic write.
+#[test]
+fn rotations_and_purges_in_steady_state_do_no_metadata_work_beyond_their_renames() {
+    let fs = MemFileSystem::new(5);
+    let options = LogOptions {
+        segment_bytes_max: 64 << 10,
+        ..LogOptions::default()
+    };
+    let (mut w, _) = LogWriter::open(Arc::new(fs.clone()), Path::new(DIR), options).unwrap();
+    // 1 KiB entries, 16 a batch: four batches fill a 64 KiB segment.
+    let batch = |w: &mut LogWriter, first: u64| {
+        let entries = (first..first + 16).map(|i| entry(1, i, 1000)).collect();
+        w.write([WriteOp::Entries(entries)]).unwrap();
+    };
+    let mut next = 1;
+    while next < 400 {
+        batch(&mut w, next);
+        next += 16;
+    }
+    // Purge all but the open segment, filling the recycle pool.
+    w.truncate_prefix(LogId::new(1, next - 40)).unwrap();
+    let calls = |fs: &MemFileSystem| {
+        [
+            FsOp::Sync,
+            FsOp::SyncDir,
+            FsOp::SetLen,
+            FsOp::Rename,
+            FsOp::Create,
+        ]
+        .map(|op| fs.calls(op))
+    };
+    // Write until a rotation happens, counting its metadata work.
+    let segments_before = w.log().first_index();
+    let rotated_at = loop {
+        let before = calls(&fs);
+        batch(&mut w, next);
+        next += 16;
+        let after = calls(&fs);
+        if after[3] > before[3] {
+            break [0, 1, 2, 3, 4].map(|i| after[i] - before[i]);
+        }
+    };
+    assert_eq!(w.log().first_index(), segments_before);
+    // Two fdatasyncs (the part of the batch that filled the old segment,
+    // the rest in the new one); the old segment renamed to its closed name
+    // and a pool file to the new open one, each rename made durable before
+    // anything relies on it; no trim, no resize, no new file.
+    assert_eq!(
+        rotated_at,
+        [2, 2, 0, 2, 0],
+        "[sync, sync_dir, set_len, rename, create]"
+    );
+
+    // A purge: the marker's atomic write (file sync, rename, directory
+    // sync); the purged segments' renames ride the next directory sync.
+    let before = calls(&fs);
+    w.truncate_prefix(LogId::new(1, next - 40)).unwrap();
+    let after = calls(&fs);
+    let purge = [0, 1, 2, 3, 4].map(|i| after[i] - before[i]);
+    assert_eq!(purge[0], 1, "the marker's file sync");
+    assert_eq!(purge[1], 1, "the marker's directory sync only");
+    assert_eq!(purge[2], 0);
+
+    fs.crash();
+    let (_, recovered) = open_with(&fs, options);
+    assert_eq!(recovered.last_purged, LogId::new(1, next - 40));
+    assert_eq!(recovered.entries.len(), 39);
+}
+
+fn open_with(fs: &MemFileSystem, options: LogOptions) -> (LogWriter, Recovered) {
+    LogWriter::open(Arc::new(fs.clone()), Path::new(DIR), options).unwrap()
+}
