@@ -7,7 +7,8 @@
 //! - every unsynced write is **lost** wholly, **torn** (a prefix of it up to a
 //!   sector boundary survives) or **kept**, independently;
 //! - every directory with unsynced changes (creations, renames, removals)
-//!   keeps them all or loses them all;
+//!   keeps none, all, or a prefix of them in the order they were made (a
+//!   journaling file system commits directory operations in order);
 //! - open handles die (any use errors), files no name reaches are freed.
 //!
 //! Also on command: [`flip_bit`](MemFileSystem::flip_bit) (latent
@@ -112,6 +113,43 @@ enum Pending {
 struct DirNode {
     entries: BTreeMap<String, u64>,
     durable: BTreeMap<String, u64>,
+    /// Changes since the last sync, oldest first; each persists whole (a
+    /// rename within the directory is one change). A crash keeps a prefix,
+    /// as a journaling file system commits directory operations in order.
+    unsynced: Vec<DirChange>,
+}
+
+/// One directory operation: names set (`Some`) or removed (`None`).
+type DirChange = Vec<(String, Option<u64>)>;
+
+impl DirNode {
+    fn change(&mut self, change: DirChange) {
+        for (name, ino) in &change {
+            match ino {
+                Some(ino) => self.entries.insert(name.clone(), *ino),
+                None => self.entries.remove(name),
+            };
+        }
+        self.unsynced.push(change);
+    }
+
+    fn sync(&mut self) {
+        self.durable = self.entries.clone();
+        self.unsynced.clear();
+    }
+
+    /// Keeps the first `kept` unsynced changes and loses the rest.
+    fn crash(&mut self, kept: usize) {
+        for change in self.unsynced.drain(..).take(kept) {
+            for (name, ino) in change {
+                match ino {
+                    Some(ino) => self.durable.insert(name, ino),
+                    None => self.durable.remove(&name),
+                };
+            }
+        }
+        self.entries = self.durable.clone();
+    }
 }
 
 const ROOT: u64 = 0;
@@ -277,13 +315,14 @@ impl State {
         let State { rng, nodes, .. } = self;
         for node in nodes.values_mut() {
             let Node::Dir(dir) = node else { continue };
-            if dir.entries != dir.durable {
-                if rng.random_bool(0.5) {
-                    dir.durable = dir.entries.clone();
-                } else {
-                    dir.entries = dir.durable.clone();
-                }
-            }
+            // None, all, or a prefix in between, each a third of the time.
+            let n = dir.unsynced.len();
+            let kept = match rng.random_range(0..3) {
+                0 => 0,
+                1 => n,
+                _ => rng.random_range(0..=n),
+            };
+            dir.crash(kept);
         }
     }
 
@@ -402,7 +441,7 @@ impl FileSystem for MemFileSystem {
                 }
                 None => {
                     let child = st.new_node(Node::Dir(DirNode::default()));
-                    st.dir_mut(ino)?.entries.insert(part, child);
+                    st.dir_mut(ino)?.change(vec![(part, Some(child))]);
                     child
                 }
             };
@@ -423,7 +462,7 @@ impl FileSystem for MemFileSystem {
             }
             None => {
                 let ino = st.new_node(Node::File(FileNode::default()));
-                st.dir_mut(dir)?.entries.insert(name, ino);
+                st.dir_mut(dir)?.change(vec![(name, Some(ino))]);
                 ino
             }
         };
@@ -462,8 +501,15 @@ impl FileSystem for MemFileSystem {
         {
             return Err(err(io::ErrorKind::DirectoryNotEmpty, "target not empty"));
         }
-        st.dir_mut(from_dir)?.entries.remove(&from_name);
-        st.dir_mut(to_dir)?.entries.insert(to_name, ino);
+        if from_dir == to_dir {
+            let change = vec![(from_name, None), (to_name, Some(ino))];
+            st.dir_mut(from_dir)?.change(change);
+        } else {
+            // Across directories each side is its own change (this code
+            // never renames across directories; real ones are atomic).
+            st.dir_mut(from_dir)?.change(vec![(from_name, None)]);
+            st.dir_mut(to_dir)?.change(vec![(to_name, Some(ino))]);
+        }
         Ok(())
     }
 
@@ -472,7 +518,7 @@ impl FileSystem for MemFileSystem {
         let (dir, name) = st.parent_of(path)?;
         let ino = st.lookup(dir, &name)?;
         st.file_mut(ino)?;
-        st.dir_mut(dir)?.entries.remove(&name);
+        st.dir_mut(dir)?.change(vec![(name, None)]);
         Ok(())
     }
 
@@ -484,15 +530,14 @@ impl FileSystem for MemFileSystem {
         // Unlinking the top is enough: unreachable children are freed at the
         // next crash, and until the parent is synced a crash may bring the
         // whole tree back, as on a real disk.
-        st.dir_mut(dir)?.entries.remove(&name);
+        st.dir_mut(dir)?.change(vec![(name, None)]);
         Ok(())
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut st = self.check(FsOp::SyncDir)?;
         let ino = st.resolve(path)?;
-        let dir = st.dir_mut(ino)?;
-        dir.durable = dir.entries.clone();
+        st.dir_mut(ino)?.sync();
         Ok(())
     }
 }

@@ -64,6 +64,33 @@ fn rename_without_dir_sync_may_be_undone() {
 }
 
 #[test]
+fn a_crash_keeps_a_prefix_of_a_directorys_unsynced_changes() {
+    let mut kept_counts = BTreeSet::new();
+    for seed in 0..64 {
+        let fs = MemFileSystem::new(seed);
+        for name in ["/a", "/b", "/c"] {
+            write_file(&fs, name, b"x", true);
+        }
+        fs.sync_dir(Path::new("/")).unwrap();
+        // Three changes, in order: a → a2, b removed, c → c2.
+        fs.rename(Path::new("/a"), Path::new("/a2")).unwrap();
+        fs.remove_file(Path::new("/b")).unwrap();
+        fs.rename(Path::new("/c"), Path::new("/c2")).unwrap();
+        fs.crash();
+        let names = fs.list_dir(Path::new("/")).unwrap();
+        let kept = match names.as_slice() {
+            [a, b, c] if (a, b, c) == (&"a".into(), &"b".into(), &"c".into()) => 0,
+            [a, b, c] if (a, b, c) == (&"a2".into(), &"b".into(), &"c".into()) => 1,
+            [a, c] if (a, c) == (&"a2".into(), &"c".into()) => 2,
+            [a, c] if (a, c) == (&"a2".into(), &"c2".into()) => 3,
+            other => panic!("seed {seed}: {other:?} is not a prefix of the changes"),
+        };
+        kept_counts.insert(kept);
+    }
+    assert_eq!(kept_counts.len(), 4, "every prefix occurs: {kept_counts:?}");
+}
+
+#[test]
 fn handles_die_at_a_crash() {
     let fs = MemFileSystem::new(3);
     let mut f = fs.create(Path::new("/a")).unwrap();
