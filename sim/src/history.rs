@@ -276,6 +276,21 @@ impl History {
         Ok(())
     }
 
+    /// A copy in which every operation of unknown outcome that
+    /// `took_effect` says never took effect is marked failed (at its invoke
+    /// time). Sound for a pass: an unknown operation may always be taken as
+    /// never applied, so if the copy is linearizable, so is `self`.
+    pub fn resolve_unknowns(&self, took_effect: impl Fn(&OpRecord) -> bool) -> History {
+        let mut resolved = self.clone();
+        for record in &mut resolved.records {
+            if record.outcome == Outcome::Unknown && !took_effect(record) {
+                record.outcome = Outcome::Fail;
+                record.complete_ns = Some(record.invoke_ns);
+            }
+        }
+        resolved
+    }
+
     /// All operations, in invoke order; `records()[id.index()]` is `id`'s.
     pub fn records(&self) -> &[OpRecord] {
         &self.records

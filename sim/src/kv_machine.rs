@@ -13,6 +13,7 @@ use oar::core::{LogId, LogIndex, NodeId, Term};
 use oar::runtime::{Committed, SnapshotError, SnapshotFiles, StateMachine};
 use serde::{Deserialize, Serialize};
 
+use crate::history::Operation;
 use crate::observe::{Observations, Violation};
 
 /// A client command, as logged.
@@ -62,6 +63,17 @@ pub enum KvReply {
 }
 
 impl KvCommand {
+    /// The command a client sends for `operation` on `key`.
+    pub fn of(key: &str, operation: &Operation) -> KvCommand {
+        let key = key.to_string();
+        match operation.clone() {
+            Operation::Put { value } => KvCommand::Put { key, value },
+            Operation::Get => KvCommand::Get { key },
+            Operation::Append { value } => KvCommand::Append { key, value },
+            Operation::Cas { expected, new } => KvCommand::Cas { key, expected, new },
+        }
+    }
+
     /// The command as log bytes.
     pub fn encode(&self) -> Bytes {
         Bytes::from(serde_json::to_vec(self).expect("commands serialize"))

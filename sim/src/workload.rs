@@ -51,39 +51,16 @@ pub async fn run_client(client: u64, seed: u64, ctx: ClientContext) {
         let key = format!("k{key_index}");
         sequence += 1;
         let value = format!("c{client}-{sequence}");
-        let (command, operation) = match rng.random_range(0..10) {
-            0..3 => (
-                KvCommand::Put {
-                    key: key.clone(),
-                    value: value.clone(),
-                },
-                Operation::Put { value },
-            ),
-            3..6 => (KvCommand::Get { key: key.clone() }, Operation::Get),
-            6..8 => (
-                KvCommand::Append {
-                    key: key.clone(),
-                    value: value.clone(),
-                },
-                Operation::Append { value },
-            ),
-            _ => {
-                let expected = last_seen[key_index].clone().unwrap_or_default();
-                let command = KvCommand::Cas {
-                    key: key.clone(),
-                    expected: expected.clone(),
-                    new: value.clone(),
-                };
-                (
-                    command,
-                    Operation::Cas {
-                        expected,
-                        new: value,
-                    },
-                )
-            }
+        let operation = match rng.random_range(0..10) {
+            0..3 => Operation::Put { value },
+            3..6 => Operation::Get,
+            6..8 => Operation::Append { value },
+            _ => Operation::Cas {
+                expected: last_seen[key_index].clone().unwrap_or_default(),
+                new: value,
+            },
         };
-        let bytes = command.encode();
+        let bytes = KvCommand::of(&key, &operation).encode();
         let op = ctx.history.lock().expect("history").invoke(
             client,
             key,

@@ -204,3 +204,38 @@ fn unknown_outcomes_drop_the_completion_time() {
     assert_eq!(history.records()[0].complete_ns, None);
     assert!(written(&history).contains(r#""complete_ns":null,"outcome":"unknown""#));
 }
+
+#[test]
+fn resolving_unknowns_fails_only_the_unapplied_ones() {
+    let mut history = History::new();
+    let applied = history.invoke(1, "k1", Operation::Put { value: "a".into() }, 100);
+    history.complete(applied, 900, Outcome::Unknown).unwrap();
+    let lost = history.invoke(2, "k1", Operation::Put { value: "b".into() }, 200);
+    history.complete(lost, 900, Outcome::Unknown).unwrap();
+    let known = history.invoke(3, "k1", Operation::Get, 300);
+    history
+        .complete(known, 400, Outcome::Ok(Reply::Value(Some("a".into()))))
+        .unwrap();
+    let resolved =
+        history.resolve_unknowns(|record| record.operation == Operation::Put { value: "a".into() });
+    let outcomes: Vec<_> = resolved
+        .records()
+        .iter()
+        .map(|r| r.outcome.clone())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Unknown,
+            Outcome::Fail,
+            Outcome::Ok(Reply::Value(Some("a".into())))
+        ]
+    );
+    assert_eq!(resolved.records()[1].complete_ns, Some(200));
+    assert_eq!(resolved.records()[0].complete_ns, None);
+    assert_eq!(
+        history.records()[1].outcome,
+        Outcome::Unknown,
+        "the original is untouched"
+    );
+}
