@@ -2,8 +2,10 @@
 //! core's writes in order, batching everything queued into one storage call
 //! (one sync), and reports completions to the group.
 //!
-//! An async task calling synchronous storage, not an OS thread: madsim
-//! refuses threads, and the same code must run in the simulator.
+//! An async task: in production each batch's storage call runs on tokio's
+//! blocking pool, so a sync never stalls a runtime worker that the group
+//! tasks and the transport need; under madsim, which has no threads, it
+//! runs inline (the simulated disk answers at once).
 
 use tokio::sync::mpsc;
 
@@ -13,12 +15,12 @@ use crate::storage::{Durable, WriteOp};
 /// A batch's outcome: completions in order, or the failure that stops the group.
 pub(crate) type WriteResult = Result<Vec<Durable>, String>;
 
-/// Runs until the group closes the queue; returns the storage.
+/// Runs until the group closes the queue or storage fails.
 pub(crate) async fn run_log_writer(
     mut storage: Box<dyn GroupStorage>,
     mut writes: mpsc::UnboundedReceiver<Vec<WriteOp>>,
     done: mpsc::UnboundedSender<WriteResult>,
-) -> Box<dyn GroupStorage> {
+) {
     while let Some(mut batch) = writes.recv().await {
         while let Ok(more) = writes.try_recv() {
             batch.extend(more);
@@ -31,13 +33,38 @@ pub(crate) async fn run_log_writer(
                 batch.extend(more);
             }
         }
-        let result = storage.persist(batch).map_err(|e| e.to_string());
+        let (returned, result) = persist(storage, batch).await;
         let failed = result.is_err();
         if done.send(result).is_err() || failed {
             break;
         }
+        let Some(returned) = returned else { break };
+        storage = returned;
         // Let the group run between batches so completions flow back.
         tokio::task::yield_now().await;
     }
-    storage
+}
+
+/// One batch's storage call, off the runtime's workers where there are
+/// threads. Gives the storage back unless the call panicked.
+async fn persist(
+    mut storage: Box<dyn GroupStorage>,
+    batch: Vec<WriteOp>,
+) -> (Option<Box<dyn GroupStorage>>, WriteResult) {
+    #[cfg(not(madsim))]
+    {
+        let job = tokio::task::spawn_blocking(move || {
+            let result = storage.persist(batch).map_err(|e| e.to_string());
+            (storage, result)
+        });
+        match job.await {
+            Ok((storage, result)) => (Some(storage), result),
+            Err(e) => (None, Err(format!("storage call failed: {e}"))),
+        }
+    }
+    #[cfg(madsim)]
+    {
+        let result = storage.persist(batch).map_err(|e| e.to_string());
+        (Some(storage), result)
+    }
 }
