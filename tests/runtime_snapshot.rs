@@ -298,3 +298,45 @@ async fn a_snapshot_request_to_a_state_machine_without_support_is_a_typed_error(
     let status = node.status().await.unwrap();
     assert_eq!((status.snapshot, status.first_index), (None, LogIndex(1)));
 }
+
+/// The apply task (a user's request) and the installer (a snapshot from the
+/// leader) may save at the same time on different threads: saves must not
+/// share a half-written temp directory.
+#[test]
+fn concurrent_saves_each_commit_whole() {
+    use oar::core::{LogId, Membership};
+    use oar::runtime::{DiskSnapshots, SnapshotFiles, SnapshotStorage};
+    use oar::storage::StdFileSystem;
+
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = Arc::new(DiskSnapshots::open(Arc::new(StdFileSystem), dir.path()).unwrap());
+    let membership = Membership::with_voters([NodeId(1)]);
+    let threads: Vec<_> = (0..2u64)
+        .map(|t| {
+            let snapshots = Arc::clone(&snapshots);
+            let membership = membership.clone();
+            std::thread::spawn(move || {
+                for round in 0..15u64 {
+                    let index = 1 + round * 2 + t;
+                    let mut files = SnapshotFiles::new();
+                    for f in 0..4 {
+                        let data = vec![(index % 251) as u8; 64 << 10];
+                        files.insert(format!("part{f}"), Bytes::from(data));
+                    }
+                    snapshots
+                        .save(LogId::new(1, index), membership.clone(), &files)
+                        .unwrap_or_else(|e| panic!("save of {index} failed: {e}"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (meta, files) = snapshots.load().unwrap().expect("a snapshot");
+    assert_eq!(meta.last_included, LogId::new(1, 30));
+    assert_eq!(files.len(), 4);
+    for data in files.values() {
+        assert!(data.len() == 64 << 10 && data.iter().all(|&b| b == 30));
+    }
+}

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use super::blocking::run_blocking;
 use super::error::Error;
 use super::group::GroupInput;
 use super::snapshot_storage::SnapshotStorage;
@@ -157,9 +158,17 @@ impl ApplyLoop {
             }
             Error::StateMachine(format!("saving a snapshot: {e}"))
         })?;
-        self.snapshots
-            .save(last, self.membership.clone(), &files)
-            .map_err(|e| Error::Storage(format!("saving snapshot {last}: {e}")))?;
+        // Writing and syncing the files may take long: off the workers.
+        let snapshots = Arc::clone(&self.snapshots);
+        let membership = self.membership.clone();
+        run_blocking(move || {
+            snapshots
+                .save(last, membership, &files)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .and_then(|saved| saved)
+        .map_err(|e| Error::Storage(format!("saving snapshot {last}: {e}")))?;
         let snapshot = SnapshotInfo {
             last,
             membership: self.membership.clone(),

@@ -2,13 +2,12 @@
 //! core's writes in order, batching everything queued into one storage call
 //! (one sync), and reports completions to the group.
 //!
-//! An async task: in production each batch's storage call runs on tokio's
-//! blocking pool, so a sync never stalls a runtime worker that the group
-//! tasks and the transport need; under madsim, which has no threads, it
-//! runs inline (the simulated disk answers at once).
+//! An async task; each batch's storage call runs through
+//! [`run_blocking`], so a slow sync stalls only this group.
 
 use tokio::sync::mpsc;
 
+use super::blocking::run_blocking;
 use super::group_storage::GroupStorage;
 use crate::storage::{Durable, WriteOp};
 
@@ -45,26 +44,18 @@ pub(crate) async fn run_log_writer(
     }
 }
 
-/// One batch's storage call, off the runtime's workers where there are
-/// threads. Gives the storage back unless the call panicked.
+/// One batch's storage call, off the runtime's workers. Gives the storage
+/// back unless the call panicked.
 async fn persist(
     mut storage: Box<dyn GroupStorage>,
     batch: Vec<WriteOp>,
 ) -> (Option<Box<dyn GroupStorage>>, WriteResult) {
-    #[cfg(not(madsim))]
-    {
-        let job = tokio::task::spawn_blocking(move || {
-            let result = storage.persist(batch).map_err(|e| e.to_string());
-            (storage, result)
-        });
-        match job.await {
-            Ok((storage, result)) => (Some(storage), result),
-            Err(e) => (None, Err(format!("storage call failed: {e}"))),
-        }
-    }
-    #[cfg(madsim)]
-    {
+    let job = run_blocking(move || {
         let result = storage.persist(batch).map_err(|e| e.to_string());
-        (Some(storage), result)
+        (storage, result)
+    });
+    match job.await {
+        Ok((storage, result)) => (Some(storage), result),
+        Err(e) => (None, Err(e)),
     }
 }

@@ -12,6 +12,7 @@ mod admin;
 pub mod admin_client;
 mod admin_service;
 mod apply_loop;
+mod blocking;
 pub mod convert;
 pub mod error;
 pub mod frame;

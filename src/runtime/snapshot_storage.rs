@@ -79,6 +79,9 @@ pub trait SnapshotStorage: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct DiskSnapshots {
     store: SnapshotStore,
+    /// Held for a whole save: the store has one temp directory, and the
+    /// apply task and the installer may save at the same time.
+    saving: Mutex<()>,
 }
 
 impl DiskSnapshots {
@@ -89,6 +92,7 @@ impl DiskSnapshots {
     pub fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Self, StorageError> {
         Ok(DiskSnapshots {
             store: SnapshotStore::open(fs, dir)?,
+            saving: Mutex::new(()),
         })
     }
 }
@@ -115,6 +119,9 @@ impl SnapshotStorage for DiskSnapshots {
         membership: Membership,
         files: &SnapshotFiles,
     ) -> Result<SnapshotMeta, StorageFailure> {
+        // A save that panicked left nothing the next one's `begin` does not
+        // discard, so a poisoned lock is still usable.
+        let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
         let mut writer = self.store.begin()?;
         for (name, data) in files {
             writer.write_file(name, data)?;

@@ -138,6 +138,8 @@ impl SnapshotStore {
     }
 
     /// Starts writing a new snapshot in `temp/` (discarding any there).
+    /// One writer at a time: a second would discard the first's files
+    /// (`DiskSnapshots` serializes its saves).
     pub fn begin(&self) -> Result<SnapshotWriter> {
         let temp = self.dir.join(TEMP_NAME);
         if self.fs.exists(&temp).map_err(io("exists", &temp))? {

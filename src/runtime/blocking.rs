@@ -1,0 +1,23 @@
+//! Where the runtime runs blocking storage work (fsync, snapshot files).
+//!
+//! In production, on tokio's blocking pool, so that a slow disk never
+//! stalls a runtime worker that other groups and the transport need.
+//! Under madsim, which has no threads, inline: the simulated disk answers at
+//! once and the schedule stays deterministic.
+
+/// Runs `job` off the runtime's workers and returns its result; `Err` if it
+/// panicked.
+pub(crate) async fn run_blocking<R: Send + 'static>(
+    job: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, String> {
+    #[cfg(not(madsim))]
+    {
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| format!("blocking storage call failed: {e}"))
+    }
+    #[cfg(madsim)]
+    {
+        Ok(job())
+    }
+}
