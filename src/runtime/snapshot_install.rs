@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::apply_loop::ApplyTask;
+use super::blocking::run_blocking;
 use super::group::GroupInput;
 use super::group_id::GroupId;
 use super::snapshot_copy::{CopyOptions, SnapshotSource, fetch_snapshot};
@@ -53,7 +54,7 @@ impl SnapshotInstaller {
         let throttle = self.throttle.clone();
         let options = self.options.clone();
         self.task = Some(tokio::spawn(async move {
-            let result = install(group, source, &snapshot, &*snapshots, &throttle, &options).await;
+            let result = install(group, source, &snapshot, snapshots, &throttle, &options).await;
             match result {
                 Ok(files) => {
                     let _ = apply.send(ApplyTask::Install { snapshot, files });
@@ -81,7 +82,7 @@ async fn install(
     group: GroupId,
     source: Option<SnapshotSource>,
     snapshot: &SnapshotInfo,
-    snapshots: &dyn SnapshotStorage,
+    snapshots: Arc<dyn SnapshotStorage>,
     throttle: &Throttle,
     options: &CopyOptions,
 ) -> Result<super::state_machine::SnapshotFiles, String> {
@@ -97,8 +98,14 @@ async fn install(
             meta.last_included, snapshot.last
         ));
     }
-    snapshots
-        .save(snapshot.last, snapshot.membership.clone(), &files)
-        .map_err(|e| format!("saving the snapshot: {e}"))?;
-    Ok(files)
+    // Off the workers. A cancelled install's save still finishes (saves
+    // are serialized), and the newer install's save then supersedes it.
+    let (last, membership) = (snapshot.last, snapshot.membership.clone());
+    run_blocking(move || {
+        let saved = snapshots.save(last, membership, &files);
+        saved.map(|_| files).map_err(|e| e.to_string())
+    })
+    .await
+    .and_then(|saved| saved)
+    .map_err(|e| format!("saving the snapshot: {e}"))
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::wire::{log_id_from_proto, log_id_to_proto, snapshot_meta_to_proto};
+use crate::runtime::blocking::run_blocking;
 use crate::runtime::group_id::GroupId;
 use crate::runtime::proto;
 use crate::runtime::proto::get_file_response::Error as WireError;
@@ -115,7 +116,11 @@ impl FileService {
         // Pace before reading: the throttle guards the disk as well as the
         // link (braft's SnapshotThrottle sits on the reader too).
         self.throttle.acquire(count).await;
-        match storage.read_chunk(snapshot, &request.name, request.offset, count) {
+        let (name, offset) = (request.name.clone(), request.offset);
+        let read = run_blocking(move || storage.read_chunk(snapshot, &name, offset, count))
+            .await
+            .unwrap_or_else(|e| Err(SnapshotReadError::Storage(e)));
+        match read {
             Ok(data) => {
                 served.fetch_add(data.len() as u64, Ordering::Relaxed);
                 chunk(group, data, count)
