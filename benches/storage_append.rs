@@ -156,14 +156,20 @@ fn main() {
         ..LogOptions::default()
     };
     // compacted: purged segments are recycled, so writes overwrite owned
-    // blocks; zeroed: the log only grows, each segment zero-filled at
+    // blocks (direct I/O, the default); buffered: the same through the page
+    // cache; zeroed: the log only grows, each segment zero-filled at
     // creation; grown: the log only grows, each batch extends the file.
     let big = LogOptions {
         segment_bytes_max: 64 << 20,
         ..LogOptions::default()
     };
+    let buffered = LogOptions {
+        direct_io: false,
+        ..LogOptions::default()
+    };
     let variants = [
         ("compacted", LogOptions::default(), Some(2 * per_segment())),
+        ("buffered", buffered, Some(2 * per_segment())),
         ("compact-64M", big, Some(16 * per_segment())),
         ("zeroed", LogOptions::default(), None),
         ("grown", grow, None),

@@ -114,6 +114,7 @@ fn sample_segment() -> Vec<u8> {
     let options = LogOptions {
         segment_bytes_max: 64 << 10,
         preallocate: false,
+        direct_io: false,
     };
     let (mut log, _) = SegmentLog::open(fs_arc, dir, options).unwrap();
     let entries: Vec<Entry> = (1..=5)

@@ -19,6 +19,7 @@ fn options() -> LogOptions {
     LogOptions {
         segment_bytes_max: 1024,
         preallocate: true,
+        direct_io: true,
     }
 }
 

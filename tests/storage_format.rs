@@ -37,6 +37,7 @@ fn small() -> LogOptions {
     LogOptions {
         segment_bytes_max: 16 << 10,
         preallocate: true,
+        direct_io: true,
     }
 }
 

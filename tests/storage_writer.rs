@@ -103,6 +103,7 @@ fn everything_reported_durable_survives_crashes() {
         let options = LogOptions {
             segment_bytes_max: 2048,
             preallocate: true,
+            direct_io: seed % 2 == 0,
         };
         let open = || LogWriter::open(Arc::new(fs.clone()), Path::new(DIR), options).unwrap();
         let (mut w, _) = open();

@@ -48,6 +48,7 @@ pub fn recover_segment(data: &[u8]) {
     let options = LogOptions {
         segment_bytes_max: 64 << 10,
         preallocate: false,
+        direct_io: false,
     };
     if let Ok((mut log, recovered)) = SegmentLog::open(fs, dir, options) {
         let last = log.last_index();

@@ -312,6 +312,7 @@ fn log_options() -> LogOptions {
     LogOptions {
         segment_bytes_max: 64 << 10,
         preallocate: true,
+        direct_io: true,
     }
 }
 

@@ -42,7 +42,24 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// Makes the entries of directory `path` (creations, renames, removals)
     /// durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Opens an existing file for direct I/O (`O_DIRECT`): writes bypass the
+    /// page cache, and each write's buffer address, offset and length must be
+    /// multiples of [`DIRECT_IO_ALIGN`]. Only written through; reads use a
+    /// handle from [`open`](Self::open). Durability is unchanged: data is
+    /// durable after `sync_data` (the device may cache writes).
+    ///
+    /// # Errors
+    /// `Unsupported` where the file system has no direct I/O (the default);
+    /// callers then write through the page cache.
+    fn open_direct(&self, path: &Path) -> io::Result<Box<dyn File>> {
+        let _ = path;
+        Err(io::Error::new(io::ErrorKind::Unsupported, "no direct I/O"))
+    }
 }
+
+/// The alignment direct I/O asks of buffer addresses, file offsets and
+/// lengths: a page, a multiple of every common logical block size.
+pub const DIRECT_IO_ALIGN: usize = 4096;
 
 /// An open file with positional reads and writes.
 pub trait File: Send + fmt::Debug {

@@ -17,7 +17,8 @@
 //! operation fails), [`set_error_probability`](MemFileSystem::set_error_probability)
 //! (random I/O errors) and [`power_off_after`](MemFileSystem::power_off_after)
 //! (every call fails after n more mutating calls: a crash in the middle of a
-//! sequence). Not modelled: sectors of one write persisting out of order,
+//! sequence). A file opened with `open_direct` refuses unaligned writes, as
+//! `O_DIRECT` does, so the simulator checks the log's alignment. Not modelled: sectors of one write persisting out of order,
 //! misdirected writes, reads returning other sectors. See
 //! `docs/fault_model.md`.
 
@@ -29,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::fs::{File, FileSystem};
+use super::fs::{DIRECT_IO_ALIGN, File, FileSystem};
 
 /// The torn-write granularity: a torn write survives up to a multiple of this.
 pub const SECTOR_BYTES: u64 = 512;
@@ -213,6 +214,12 @@ impl MemFileSystem {
     /// After `ops` more mutating calls, every call fails until [`crash`](Self::crash).
     pub fn power_off_after(&self, ops: u64) {
         self.lock().power_left = Some(ops);
+    }
+
+    /// Whether the power is off (`power_off_after` ran out): every call
+    /// fails until [`crash`](Self::crash).
+    pub fn is_powered_off(&self) -> bool {
+        self.lock().power_left == Some(0)
     }
 
     /// Makes the call of `op` after `skip` more calls of it fail once with an
@@ -476,6 +483,15 @@ impl FileSystem for MemFileSystem {
         Ok(Box::new(self.handle(&st, ino)))
     }
 
+    fn open_direct(&self, path: &Path) -> io::Result<Box<dyn File>> {
+        let mut st = self.check(FsOp::Open)?;
+        let ino = st.resolve(path)?;
+        st.file_mut(ino)?;
+        let mut file = self.handle(&st, ino);
+        file.direct = true;
+        Ok(Box::new(file))
+    }
+
     fn exists(&self, path: &Path) -> io::Result<bool> {
         let st = self.check(FsOp::Open)?;
         match st.resolve(path) {
@@ -548,6 +564,7 @@ impl MemFileSystem {
             state: Arc::clone(&self.state),
             ino,
             epoch: st.epoch,
+            direct: false,
         }
     }
 }
@@ -558,6 +575,8 @@ struct MemFile {
     state: Arc<Mutex<State>>,
     ino: u64,
     epoch: u64,
+    /// Opened for direct I/O: unaligned writes fail, as with `O_DIRECT`.
+    direct: bool,
 }
 
 impl MemFile {
@@ -590,6 +609,14 @@ impl File for MemFile {
     }
 
     fn write_all_at(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
+        let align = DIRECT_IO_ALIGN;
+        if self.direct
+            && (offset % align as u64 != 0
+                || data.len() % align != 0
+                || data.as_ptr() as usize % align != 0)
+        {
+            return Err(err(io::ErrorKind::InvalidInput, "unaligned direct write"));
+        }
         self.with(FsOp::Write, |f| {
             let op = Pending::Write {
                 offset,

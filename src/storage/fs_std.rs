@@ -2,14 +2,15 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::fs::{File, FileSystem};
 
 /// The real file system. `sync_data` is `fdatasync`, `sync_all` is `fsync`,
-/// and `sync_dir` opens the directory and fsyncs it, which is what makes a
-/// create, rename or remove durable on Linux.
+/// `sync_dir` opens the directory and fsyncs it, which is what makes a
+/// create, rename or remove durable on Linux, and `open_direct` opens with
+/// `O_DIRECT`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StdFileSystem;
 
@@ -69,6 +70,22 @@ impl FileSystem for StdFileSystem {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         fs::File::open(path)?.sync_all()
+    }
+
+    fn open_direct(&self, path: &Path) -> io::Result<Box<dyn File>> {
+        let opened = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path);
+        match opened {
+            Ok(file) => Ok(Box::new(StdFile { file })),
+            // tmpfs and some others refuse O_DIRECT with EINVAL.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Err(io::Error::new(io::ErrorKind::Unsupported, e))
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

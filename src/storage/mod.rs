@@ -23,6 +23,7 @@
 //! snapshots go through [`SnapshotStore`].
 
 pub mod atomic_file;
+mod direct_writer;
 pub mod error;
 pub mod fs;
 pub mod fs_mem;
@@ -39,7 +40,7 @@ pub mod snapshot_meta;
 pub mod snapshot_store;
 
 pub use error::{CorruptionKind, StorageError};
-pub use fs::{File, FileSystem};
+pub use fs::{DIRECT_IO_ALIGN, File, FileSystem};
 pub use fs_mem::{FsOp, MemFileSystem};
 pub use fs_std::StdFileSystem;
 pub use log_writer::{Durable, LogWriter, Recovered, WriteOp};

@@ -17,6 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::direct_writer::DirectWriter;
 use super::error::{Result, StorageError};
 use super::fs::{File, FileSystem};
 use super::record::{self, Decoded};
@@ -45,6 +46,9 @@ pub(crate) struct Segment {
     is_open: bool,
     /// The open segment's file; closed segments open theirs for each read.
     file: Option<Box<dyn File>>,
+    /// The open segment's direct-I/O writer, when in use: batches go
+    /// through it, `file` serves reads.
+    direct: Option<DirectWriter>,
     /// The log directory.
     dir: PathBuf,
 }
@@ -94,8 +98,21 @@ impl Segment {
             buffer: Vec::new(),
             is_open: file.is_some(),
             file,
+            direct: None,
             dir: dir.to_path_buf(),
         }
+    }
+
+    /// Writes the open segment's batches with direct I/O from now on, if
+    /// the file system has it (otherwise through the page cache, as before).
+    pub(crate) fn use_direct_io(&mut self, fs: &Arc<dyn FileSystem>) -> Result<()> {
+        let path = self.path();
+        let Some(file) = self.file.as_deref() else {
+            return Ok(());
+        };
+        self.direct =
+            DirectWriter::open(fs, &path, file, self.written).map_err(io("open_direct", &path))?;
+        Ok(())
     }
 
     /// The index of the last entry; `first - 1` when empty.
@@ -157,10 +174,16 @@ impl Segment {
             return Ok(false);
         }
         let path = self.path();
-        let file = self.file.as_mut().expect("the open segment has a file");
-        file.write_all_at(&self.buffer, self.written)
-            .map_err(io("write", &path))?;
-        file.sync_data().map_err(io("sync_data", &path))?;
+        if let Some(direct) = &mut self.direct {
+            direct
+                .write_and_sync(&self.buffer, self.written)
+                .map_err(io("direct write", &path))?;
+        } else {
+            let file = self.file.as_mut().expect("the open segment has a file");
+            file.write_all_at(&self.buffer, self.written)
+                .map_err(io("write", &path))?;
+            file.sync_data().map_err(io("sync_data", &path))?;
+        }
         self.written += self.buffer.len() as u64;
         self.buffer.clear();
         Ok(true)
@@ -218,6 +241,7 @@ impl Segment {
         self.written = end;
         // Closed segments open their file for each read.
         self.file = None;
+        self.direct = None;
         Ok(())
     }
 

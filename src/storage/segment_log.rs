@@ -38,6 +38,9 @@ pub struct LogOptions {
     /// when created, so that each later `fdatasync` is an overwrite that
     /// commits no file-size metadata.
     pub preallocate: bool,
+    /// Whether batches are written with direct I/O (`O_DIRECT`) where the
+    /// file system has it (through the page cache where it has not).
+    pub direct_io: bool,
 }
 
 impl Default for LogOptions {
@@ -45,6 +48,7 @@ impl Default for LogOptions {
         LogOptions {
             segment_bytes_max: 8 << 20,
             preallocate: true,
+            direct_io: true,
         }
     }
 }
@@ -137,6 +141,11 @@ impl SegmentLog {
             log.segments.push(segment);
         }
         log.fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
+        if let Some(open) = log.segments.last_mut().filter(|s| s.is_open())
+            && options.direct_io
+        {
+            open.use_direct_io(&log.fs)?;
+        }
         Ok((
             log,
             RecoveredLog {
@@ -241,13 +250,16 @@ impl SegmentLog {
             true => self.pool.take(&self.fs, &self.dir, first, bound)?,
             false => None,
         };
-        let segment = match recycled {
+        let mut segment = match recycled {
             Some(segment) => segment,
             None => {
                 let prealloc = if self.options.preallocate { bound } else { 0 };
                 Segment::create(&self.fs, &self.dir, first, prealloc)?
             }
         };
+        if self.options.direct_io {
+            segment.use_direct_io(&self.fs)?;
+        }
         self.segments.push(segment);
         Ok(())
     }

@@ -21,6 +21,7 @@ fn small() -> LogOptions {
     LogOptions {
         segment_bytes_max: 512,
         preallocate: true,
+        direct_io: true,
     }
 }
 

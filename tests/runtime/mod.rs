@@ -32,6 +32,7 @@ impl Store {
                 let options = LogOptions {
                     segment_bytes_max: 256 << 10,
                     preallocate: true,
+                    direct_io: true,
                 };
                 Box::new(
                     DiskStorage::open(Arc::new(StdFileSystem), dir, options)

@@ -3,13 +3,14 @@
 //! keeping the file's synced image; `crash` kills every handle and, as the
 //! seed decides per write, reverts it (lost), keeps a prefix of it up to a
 //! 512-byte boundary (torn) or keeps it — then rewrites the file and syncs.
+//! `open_direct` writes through `O_DIRECT` like the real one.
 //! Directory operations go straight to disk and are not undone: the real
 //! kernel makes them durable or not on its own terms, which a test cannot
 //! reach into.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -37,7 +38,10 @@ struct State {
 
 #[derive(Debug)]
 struct Tracked {
+    /// The handle writes go through (`O_DIRECT` for `open_direct`).
     file: Arc<fs::File>,
+    /// A buffered handle for reads and for rewriting the image at a crash.
+    plain: Arc<fs::File>,
     /// The bytes as of the last sync, once a write made them differ.
     synced: Option<Vec<u8>>,
     pending: Vec<(u64, Vec<u8>, bool)>, // (offset or new len, data, is_set_len)
@@ -80,16 +84,36 @@ impl CrashFs {
         }
     }
 
-    fn track(&self, path: &Path, truncate: bool) -> io::Result<Box<dyn File>> {
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(truncate)
-            .truncate(truncate)
-            .open(path)?;
+    fn track(&self, path: &Path, truncate: bool, direct: bool) -> io::Result<Box<dyn File>> {
+        let plain = Arc::new(
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(truncate)
+                .truncate(truncate)
+                .open(path)?,
+        );
+        let file = match direct {
+            true => {
+                let opened = fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(path);
+                match opened {
+                    Ok(file) => Arc::new(file),
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        return Err(io::Error::new(io::ErrorKind::Unsupported, e));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            false => Arc::clone(&plain),
+        };
         let mut st = self.state.lock().unwrap();
         st.tracked.push(Tracked {
-            file: Arc::new(file),
+            file,
+            plain,
             synced: None,
             pending: Vec::new(),
         });
@@ -108,6 +132,10 @@ impl Disk for CrashFs {
 
     fn power_off_after(&self, ops: u64) {
         self.state.lock().unwrap().power_left = Some(ops);
+    }
+
+    fn is_powered_off(&self) -> bool {
+        self.state.lock().unwrap().power_left == Some(0)
     }
 
     fn crash(&self) {
@@ -145,9 +173,9 @@ impl Disk for CrashFs {
                 }
                 image[at as usize..end].copy_from_slice(&data[..keep]);
             }
-            t.file.set_len(image.len() as u64).unwrap();
-            t.file.write_all_at(&image, 0).unwrap();
-            t.file.sync_all().unwrap();
+            t.plain.set_len(image.len() as u64).unwrap();
+            t.plain.write_all_at(&image, 0).unwrap();
+            t.plain.sync_all().unwrap();
         }
     }
 }
@@ -159,11 +187,15 @@ impl FileSystem for CrashFs {
     }
     fn create(&self, path: &Path) -> io::Result<Box<dyn File>> {
         self.tick(true)?;
-        self.track(path, true)
+        self.track(path, true, false)
     }
     fn open(&self, path: &Path) -> io::Result<Box<dyn File>> {
         self.tick(false)?;
-        self.track(path, false)
+        self.track(path, false, false)
+    }
+    fn open_direct(&self, path: &Path) -> io::Result<Box<dyn File>> {
+        self.tick(false)?;
+        self.track(path, false, true)
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
         self.tick(false)?;
@@ -208,9 +240,9 @@ impl CrashFile {
     fn mutate(&mut self, at: u64, data: &[u8], is_set_len: bool) -> io::Result<()> {
         self.with(true, |t| {
             if t.synced.is_none() {
-                let len = t.file.metadata()?.len();
+                let len = t.plain.metadata()?.len();
                 let mut image = vec![0u8; len as usize];
-                t.file.read_exact_at(&mut image, 0)?;
+                t.plain.read_exact_at(&mut image, 0)?;
                 t.synced = Some(image);
             }
             t.pending.push((at, data.to_vec(), is_set_len));
@@ -236,7 +268,7 @@ impl File for CrashFile {
         self.with(false, |t| Ok(t.file.metadata()?.len()))
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.with(false, |t| t.file.read_exact_at(buf, offset))
+        self.with(false, |t| t.plain.read_exact_at(buf, offset))
     }
     fn write_all_at(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
         self.mutate(offset, data, false)

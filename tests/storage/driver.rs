@@ -19,6 +19,8 @@ pub trait Disk {
     fn power_off_after(&self, ops: u64);
     /// Loses unsynced state as the disk's seed decides; power comes back.
     fn crash(&self);
+    /// Whether the power is off, so that calls fail.
+    fn is_powered_off(&self) -> bool;
 }
 
 impl Disk for MemFileSystem {
@@ -30,6 +32,9 @@ impl Disk for MemFileSystem {
     }
     fn crash(&self) {
         MemFileSystem::crash(self)
+    }
+    fn is_powered_off(&self) -> bool {
+        MemFileSystem::is_powered_off(self)
     }
 }
 
@@ -51,6 +56,7 @@ pub fn run_seed(seed: u64, disk: &dyn Disk, dir: &Path, rounds: u32) -> Result<S
     let options = LogOptions {
         segment_bytes_max: rng.random_range(600..4000),
         preallocate: rng.random_bool(0.8),
+        direct_io: rng.random_bool(0.5),
     };
     let mut stats = Stats::default();
     let mut model = LogModel::default();
@@ -91,7 +97,11 @@ pub fn run_seed(seed: u64, disk: &dyn Disk, dir: &Path, rounds: u32) -> Result<S
                 in_flight = InFlight::TruncatePrefix(id);
                 log.truncate_prefix(id).map(|()| model.truncated_prefix(id))
             };
-            if result.is_err() {
+            if let Err(e) = result {
+                // Only the power going off may fail a call here.
+                if !disk.is_powered_off() {
+                    return Err(format!("round {round}: failed with the power on: {e}"));
+                }
                 stats.crashes_mid_op += 1;
                 break;
             }
@@ -106,15 +116,17 @@ pub fn run_seed(seed: u64, disk: &dyn Disk, dir: &Path, rounds: u32) -> Result<S
             .map_err(|e| format!("round {round}: {e}"))?;
         stats.acked_checked += acked.saturating_sub(model.purged.index.0);
         stats.recovered_unacked += model.acked_last.saturating_sub(acked);
-        // The recovered log must be usable: one more append, flushed.
-        let next = model.last() + 1;
-        let e = super::entry(term, next, 10);
-        model.append(std::slice::from_ref(&e));
-        log.append(&[e])
-            .map_err(|e| format!("append after recovery: {e}"))?;
-        log.flush()
-            .map_err(|e| format!("flush after recovery: {e}"))?;
-        model.flushed();
+        // The recovered log must be usable: a few more appends, flushed.
+        for _ in 0..3 {
+            let next = model.last() + 1;
+            let e = super::entry(term, next, rng.random_range(0..300));
+            model.append(std::slice::from_ref(&e));
+            log.append(&[e])
+                .map_err(|e| format!("append after recovery: {e}"))?;
+            log.flush()
+                .map_err(|e| format!("flush after recovery: {e}"))?;
+            model.flushed();
+        }
     }
     Ok(stats)
 }
