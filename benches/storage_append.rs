@@ -16,7 +16,8 @@
 //! both raw loops interleaved in slices so that drift of a shared machine
 //! hits all three.
 //!
-//! `cargo bench --bench storage_append` (`OAR_BENCH_DIR` picks the disk).
+//! `cargo bench --bench storage_append` (`OAR_BENCH_DIR` picks the disk,
+//! `OAR_BENCH_LOGS` a comma list of the rows' log names).
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -182,7 +183,9 @@ fn main() {
         "{:<12} {:>6} {:>11} {:>8} {:>11} {:>6} {:>11} {:>6}",
         "log", "batch", "ours ops/s", "MB/s", "raw seq", "ratio", "raw same", "ratio"
     );
-    for (name, options, keep) in variants {
+    let wanted = std::env::var("OAR_BENCH_LOGS").ok();
+    let wanted = |name: &str| wanted.as_deref().is_none_or(|w| w.split(',').any(|n| n == name));
+    for (name, options, keep) in variants.into_iter().filter(|v| wanted(v.0)) {
         for batch in BATCHES {
             let mut ours = Ours::new(&tmp.path().join(format!("{name}-{batch}")), options, keep);
             let slice = Duration::from_secs_f64(secs / f64::from(SLICES));
