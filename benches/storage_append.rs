@@ -184,7 +184,11 @@ fn main() {
         "log", "batch", "ours ops/s", "MB/s", "raw seq", "ratio", "raw same", "ratio"
     );
     let wanted = std::env::var("OAR_BENCH_LOGS").ok();
-    let wanted = |name: &str| wanted.as_deref().is_none_or(|w| w.split(',').any(|n| n == name));
+    let wanted = |name: &str| {
+        wanted
+            .as_deref()
+            .is_none_or(|w| w.split(',').any(|n| n == name))
+    };
     for (name, options, keep) in variants.into_iter().filter(|v| wanted(v.0)) {
         for batch in BATCHES {
             let mut ours = Ours::new(&tmp.path().join(format!("{name}-{batch}")), options, keep);

@@ -90,3 +90,62 @@ async fn a_stalled_disk_stalls_only_its_own_group() {
     let applied = tokio::time::timeout(Duration::from_secs(5), stalled).await;
     assert!(matches!(applied, Ok(Ok(Ok(_)))), "{applied:?}");
 }
+
+/// Every `shutdown` call, concurrent ones included, resolves only once the
+/// group's storage is quiet, so that the caller may reopen it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shutdown_waits_until_the_disk_is_quiet() {
+    let server = servers(1).await.remove(0);
+    let peers = BTreeMap::from([(NodeId(1), server.local_addr())]);
+    let shut = Arc::new((Mutex::new(false), Condvar::new()));
+    let mut options = GroupOptions::new(GroupId(1), NodeId(1), peers);
+    options.raft = fast_raft(NodeId(1), GroupId(1));
+    let storage = GatedStorage {
+        inner: MemStorage::new(),
+        shut: Arc::clone(&shut),
+    };
+    let record = Arc::new(Mutex::new(Record::default()));
+    let node = server
+        .add_group(options, Box::new(storage), Box::new(Recorder(record)))
+        .unwrap();
+    wait_for_leader(&[&node]).await;
+
+    *shut.0.lock().unwrap() = true;
+    let write = tokio::spawn({
+        let node = node.clone();
+        async move { node.apply(Bytes::from_static(b"set a 1")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let first = tokio::spawn({
+        let node = node.clone();
+        async move { node.shutdown().await }
+    });
+    let second = tokio::spawn({
+        let node = node.clone();
+        async move { node.shutdown().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "a shutdown returned while a disk write was still running"
+    );
+    assert!(
+        server.group(GroupId(1)).is_some(),
+        "still registered while stopping"
+    );
+
+    *shut.0.lock().unwrap() = false;
+    shut.1.notify_all();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        first.await.unwrap();
+        second.await.unwrap();
+    })
+    .await
+    .expect("both shutdowns finish once the disk is quiet");
+    assert!(server.group(GroupId(1)).is_none());
+    let _ = write.await;
+    // A third call on the stopped member returns at once.
+    tokio::time::timeout(Duration::from_secs(1), node.shutdown())
+        .await
+        .expect("shutdown of a stopped member returns");
+}

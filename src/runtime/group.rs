@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::admin::{AdminReply, AdminRequest, PendingChange};
 use super::apply_loop::{ApplyTask, Closure, SnapshotReply};
@@ -51,15 +51,29 @@ pub(crate) enum GroupInput {
     SnapshotInstalled(SnapshotInfo),
     /// A snapshot from the leader could not be installed.
     SnapshotInstallFailed(SnapshotInfo),
-    /// Stop; `done` fires once storage is quiet.
-    Shutdown { done: oneshot::Sender<()> },
+    /// Stop; [`SharedState::stopped`] tells when storage is quiet.
+    Shutdown,
 }
 
 /// What the node handle reads without asking the task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SharedState {
     pub(crate) leader: Mutex<Option<NodeId>>,
     pub(crate) applied_index: Arc<AtomicU64>,
+    /// Set once the group and every task that touches its storage (log
+    /// writer, apply loop, installer) have finished: only then may the
+    /// storage directory be opened again.
+    pub(crate) stopped: watch::Sender<bool>,
+}
+
+impl Default for SharedState {
+    fn default() -> Self {
+        SharedState {
+            leader: Mutex::default(),
+            applied_index: Arc::default(),
+            stopped: watch::Sender::new(false),
+        }
+    }
 }
 
 /// The group task's state.
@@ -93,11 +107,8 @@ impl GroupDriver {
 
     /// Runs until shutdown or a storage failure. Returns the shutdown
     /// requester, to be told once storage is quiet.
-    pub(crate) async fn run(
-        mut self,
-        mut inbox: mpsc::Receiver<GroupInput>,
-    ) -> Option<oneshot::Sender<()>> {
-        let mut shutdown_done = None;
+    pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<GroupInput>) {
+        let mut shutdown = false;
         let mut failure = None;
         loop {
             let deadline = self.epoch + Duration::from_nanos(self.raft.poll_timeout().as_nanos());
@@ -112,10 +123,7 @@ impl GroupDriver {
                     None => break,
                 },
                 input = inbox.recv() => match input {
-                    Some(GroupInput::Shutdown { done }) => {
-                        shutdown_done = Some(done);
-                        break;
-                    }
+                    Some(GroupInput::Shutdown) => break,
                     Some(input) => self.on_input(input, self.now()),
                     None => break,
                 },
@@ -126,21 +134,20 @@ impl GroupDriver {
             let now = self.now();
             for _ in 0..INPUT_BATCH_MAX {
                 match inbox.try_recv() {
-                    Ok(GroupInput::Shutdown { done }) => {
-                        shutdown_done = Some(done);
+                    Ok(GroupInput::Shutdown) => {
+                        shutdown = true;
                         break;
                     }
                     Ok(input) => self.on_input(input, now),
                     Err(_) => break,
                 }
             }
-            if shutdown_done.is_some() {
+            if shutdown {
                 break;
             }
             self.perform_actions();
         }
         self.stop(failure, inbox);
-        shutdown_done
     }
 
     fn on_input(&mut self, input: GroupInput, now: Instant) {
@@ -182,7 +189,7 @@ impl GroupDriver {
             GroupInput::SnapshotInstallFailed(snapshot) => {
                 self.raft.handle_snapshot_install_failed(now, snapshot);
             }
-            GroupInput::Shutdown { .. } => unreachable!("handled by the loop"),
+            GroupInput::Shutdown => unreachable!("handled by the loop"),
         }
     }
 
@@ -277,16 +284,11 @@ impl GroupDriver {
         }
         self.installer.cancel();
         inbox.close();
+        // Queued proposals were never handed to the core: definitely not
+        // applied. (Queued shutdown callers wait for `SharedState::stopped`.)
         while let Ok(input) = inbox.try_recv() {
-            match input {
-                // Never handed to the core: definitely not applied.
-                GroupInput::Propose { reply, .. } => {
-                    let _ = reply.send(Err(Error::NotRunning));
-                }
-                GroupInput::Shutdown { done } => {
-                    let _ = done.send(());
-                }
-                _ => {}
+            if let GroupInput::Propose { reply, .. } = input {
+                let _ = reply.send(Err(Error::NotRunning));
             }
         }
         *self.shared.leader.lock().expect("leader lock") = None;

@@ -215,11 +215,13 @@ impl Node {
 
     /// Stops the member: pending requests fail with `Shutdown`, queued disk
     /// writes finish, the state machine gets `on_shutdown`. Resolves once
-    /// all of that is done; a no-op on a stopped member.
+    /// all of that is done and nothing touches the group's storage any more
+    /// (also when the group stopped on its own, e.g. on a storage failure),
+    /// so that the storage may be reopened at once.
     pub async fn shutdown(&self) {
-        let (done, finished) = oneshot::channel();
-        if self.inbox.send(GroupInput::Shutdown { done }).await.is_ok() {
-            let _ = finished.await;
-        }
+        let mut stopped = self.shared.stopped.subscribe();
+        // A closed inbox means the group is already stopping on its own.
+        let _ = self.inbox.send(GroupInput::Shutdown).await;
+        let _ = stopped.wait_for(|&stopped| stopped).await;
     }
 }

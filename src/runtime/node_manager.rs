@@ -2,7 +2,7 @@
 //! per server process serving every Raft group on it, routing inbound
 //! messages by group id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -53,6 +53,9 @@ struct Inner {
     /// Set when the server lives on an in-process network instead of TCP.
     local_network: Option<LocalNetwork>,
     routes: Mutex<BTreeMap<GroupId, Node>>,
+    /// Groups `add_group` is starting (recovering, loading a snapshot)
+    /// without holding `routes`, which every incoming message needs.
+    starting: Mutex<BTreeSet<GroupId>>,
     transport: Transport,
     options: TransportOptions,
     accept: Mutex<Option<JoinHandle<()>>>,
@@ -79,6 +82,7 @@ impl NodeManager {
             local_addr,
             local_network: None,
             routes: Mutex::default(),
+            starting: Mutex::default(),
             transport: Transport::tcp(options.clone()),
             files: file_service(&options),
             options,
@@ -98,6 +102,7 @@ impl NodeManager {
             local_addr: addr,
             local_network: Some(network.clone()),
             routes: Mutex::default(),
+            starting: Mutex::default(),
             transport: Transport::local(network.clone()),
             files: file_service(&options),
             options,
@@ -189,16 +194,13 @@ impl NodeManager {
         mut storage: Box<dyn GroupStorage>,
         state_machine: Box<dyn StateMachine>,
     ) -> Result<Node, Error> {
-        let mut routes = self.inner.routes.lock().expect("routes lock");
-        if routes.contains_key(&options.group) {
-            return Err(Error::GroupExists(options.group));
-        }
         if !options.peers.contains_key(&options.raft.id) {
             return Err(Error::Options(format!(
                 "{} is not among the peers",
                 options.raft.id
             )));
         }
+        let _reservation = self.reserve(options.group)?;
         let recovered = storage
             .recover()
             .map_err(|e| Error::Storage(e.to_string()))?;
@@ -251,6 +253,7 @@ impl NodeManager {
             inbox: inbox_tx.clone(),
             shared: shared.clone(),
         };
+        let mut routes = self.inner.routes.lock().expect("routes lock");
         routes.insert(options.group, node.clone());
         let log_writer = tokio::spawn(run_log_writer(storage, writes, results_tx));
         let apply_loop = ApplyLoop {
@@ -270,20 +273,34 @@ impl NodeManager {
         let manager = Arc::downgrade(&self.inner);
         let group = options.group;
         tokio::spawn(async move {
-            let shutdown_done = driver.run(inbox).await;
+            driver.run(inbox).await;
             // The driver is gone with its queues: the writer finishes what
             // was queued, the apply loop what was committed.
             let _ = log_writer.await;
             let _ = apply.await;
             if let Some(manager) = manager.upgrade() {
-                manager.routes.lock().expect("routes lock").remove(&group);
+                // Under the routes lock, so that a successor `add_group`
+                // (which takes it first) never has its serving undone.
+                let mut routes = manager.routes.lock().expect("routes lock");
+                routes.remove(&group);
                 manager.files.stop(group);
             }
-            if let Some(done) = shutdown_done {
-                let _ = done.send(());
-            }
+            shared.stopped.send_replace(true);
         });
         Ok(node)
+    }
+
+    /// Claims `group` for an `add_group` under way; released on drop.
+    fn reserve(&self, group: GroupId) -> Result<Reservation<'_>, Error> {
+        let routes = self.inner.routes.lock().expect("routes lock");
+        let mut starting = self.inner.starting.lock().expect("starting lock");
+        if routes.contains_key(&group) || !starting.insert(group) {
+            return Err(Error::GroupExists(group));
+        }
+        Ok(Reservation {
+            starting: &self.inner.starting,
+            group,
+        })
     }
 
     /// The local member of `group`, if it runs here.
@@ -528,4 +545,20 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, max: u32, manager
         counter.fetch_add(1, Ordering::Relaxed);
     }
     tracing::warn!(%peer, %error, "closing connection");
+}
+
+/// A group `add_group` is starting; dropping it lets the id be claimed again
+/// (by then the group is in `routes`, or its start failed).
+struct Reservation<'a> {
+    starting: &'a Mutex<BTreeSet<GroupId>>,
+    group: GroupId,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.starting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.group);
+    }
 }

@@ -11,7 +11,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::apply_loop::ApplyTask;
-use super::blocking::run_blocking;
 use super::group::GroupInput;
 use super::group_id::GroupId;
 use super::snapshot_copy::{CopyOptions, SnapshotSource, fetch_snapshot};
@@ -54,7 +53,7 @@ impl SnapshotInstaller {
         let throttle = self.throttle.clone();
         let options = self.options.clone();
         self.task = Some(tokio::spawn(async move {
-            let result = install(group, source, &snapshot, snapshots, &throttle, &options).await;
+            let result = install(group, source, &snapshot, &*snapshots, &throttle, &options).await;
             match result {
                 Ok(files) => {
                     let _ = apply.send(ApplyTask::Install { snapshot, files });
@@ -82,7 +81,7 @@ async fn install(
     group: GroupId,
     source: Option<SnapshotSource>,
     snapshot: &SnapshotInfo,
-    snapshots: Arc<dyn SnapshotStorage>,
+    snapshots: &dyn SnapshotStorage,
     throttle: &Throttle,
     options: &CopyOptions,
 ) -> Result<super::state_machine::SnapshotFiles, String> {
@@ -98,14 +97,11 @@ async fn install(
             meta.last_included, snapshot.last
         ));
     }
-    // Off the workers. A cancelled install's save still finishes (saves
-    // are serialized), and the newer install's save then supersedes it.
-    let (last, membership) = (snapshot.last, snapshot.membership.clone());
-    run_blocking(move || {
-        let saved = snapshots.save(last, membership, &files);
-        saved.map(|_| files).map_err(|e| e.to_string())
-    })
-    .await
-    .and_then(|saved| saved)
-    .map_err(|e| format!("saving the snapshot: {e}"))
+    // Inline, not through `run_blocking`: an install is cancelled by
+    // aborting its task, which must never leave a save running on its own
+    // (it would outlive the group's shutdown and race a restart's storage).
+    snapshots
+        .save(snapshot.last, snapshot.membership.clone(), &files)
+        .map_err(|e| format!("saving the snapshot: {e}"))?;
+    Ok(files)
 }
