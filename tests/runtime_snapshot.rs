@@ -300,8 +300,9 @@ async fn a_snapshot_request_to_a_state_machine_without_support_is_a_typed_error(
 }
 
 /// The apply task (a user's request) and the installer (a snapshot from the
-/// leader) may save at the same time on different threads: saves must not
-/// share a half-written temp directory.
+/// leader) may save at the same time on different threads, while the file
+/// service reads: saves must not share a half-written temp directory, and a
+/// read must not see a snapshot half removed.
 #[test]
 fn concurrent_saves_each_commit_whole() {
     use oar::core::{LogId, Membership};
@@ -330,9 +331,37 @@ fn concurrent_saves_each_commit_whole() {
             })
         })
         .collect();
+    // Meanwhile the file service reads chunks of whatever is newest: each
+    // read gives the right bytes or says the snapshot was replaced.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (snapshots, done) = (Arc::clone(&snapshots), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !done.load(Ordering::Relaxed) {
+                let Ok(Some(meta)) = snapshots.latest() else {
+                    continue;
+                };
+                let index = meta.last_included.index.0;
+                match snapshots.read_chunk(meta.last_included, "part1", 4096, 4096) {
+                    Ok(data) => {
+                        assert!(
+                            data.len() == 4096 && data.iter().all(|&b| b == (index % 251) as u8)
+                        );
+                        reads += 1;
+                    }
+                    Err(oar::runtime::SnapshotReadError::NotFound { .. }) => {}
+                    Err(e) => panic!("read of snapshot {index} failed: {e}"),
+                }
+            }
+            reads
+        })
+    };
     for t in threads {
         t.join().unwrap();
     }
+    done.store(true, Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0, "the reader read something");
     let (meta, files) = snapshots.load().unwrap().expect("a snapshot");
     assert_eq!(meta.last_included, LogId::new(1, 30));
     assert_eq!(files.len(), 4);
