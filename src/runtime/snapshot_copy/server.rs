@@ -102,7 +102,11 @@ impl FileService {
             return refusal(group, WireError::BadRequest, "no snapshot id".into());
         };
         if request.name.is_empty() {
-            return match storage.latest() {
+            // Off the workers: a save under way holds the storage's lock.
+            let latest = run_blocking(move || storage.latest().map_err(|e| e.to_string()))
+                .await
+                .and_then(|latest| latest);
+            return match latest {
                 Ok(Some(meta)) if meta.last_included == snapshot => proto::GetFileResponse {
                     group_id: group.0,
                     meta: Some(snapshot_meta_to_proto(&meta)),
