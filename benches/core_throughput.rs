@@ -161,7 +161,7 @@ fn run(proposers: u64, duration: Duration) -> (u64, Duration) {
         outstanding -= bench.leader_applied - before;
         rounds += 1;
         // Let heartbeats and quorum checks run as simulated time passes.
-        if rounds % 64 == 0 {
+        if rounds.is_multiple_of(64) {
             bench.advance(Duration::from_millis(1));
         }
     }

@@ -100,16 +100,26 @@ async fn grow_to_five_shrink_to_three_and_transfer_while_writing() {
     );
     assert_ne!(nodes[0].status().await.unwrap().role, Role::Leader);
 
-    // Hand leadership to another voter.
-    let target = if new_leader.id() == NodeId(2) {
-        NodeId(3)
-    } else {
-        NodeId(2)
-    };
-    new_leader
-        .transfer_leadership(target)
-        .await
-        .expect("transfer starts");
+    // Hand leadership to another voter. A new leader may refuse while its
+    // first entry or the last change is still committing: ask again.
+    let mut new_leader = new_leader;
+    let mut target = NodeId(0);
+    for attempt in 0.. {
+        new_leader = current_leader(&remaining).await;
+        target = if new_leader.id() == NodeId(2) {
+            NodeId(3)
+        } else {
+            NodeId(2)
+        };
+        match new_leader.transfer_leadership(target).await {
+            Ok(()) => break,
+            Err(e) if attempt < 40 => {
+                tracing::info!("transfer refused, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("transfer never started: {e}"),
+        }
+    }
     let mut moved = new_leader.id();
     for _ in 0..200 {
         moved = current_leader(&remaining).await.id();

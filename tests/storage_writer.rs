@@ -255,3 +255,45 @@ fn rotations_and_purges_in_steady_state_do_no_metadata_work_beyond_their_renames
 fn open_with(fs: &MemFileSystem, options: LogOptions) -> (LogWriter, Recovered) {
     LogWriter::open(Arc::new(fs.clone()), Path::new(DIR), options).unwrap()
 }
+
+/// Two writers on one directory would corrupt the log: the second open is
+/// refused with a typed error until the first writer is gone (or, on the
+/// simulated disk, its process crashed).
+#[test]
+fn a_storage_directory_has_one_writer_at_a_time() {
+    let fs = MemFileSystem::new(6);
+    let (first, _) = open(&fs);
+    let second = LogWriter::open(Arc::new(fs.clone()), Path::new(DIR), LogOptions::default());
+    assert!(
+        matches!(second, Err(oar::storage::StorageError::Locked { .. })),
+        "{second:?}"
+    );
+    drop(first);
+    let (before_crash, _) = open(&fs);
+    fs.crash();
+    let (after_crash, _) = open(&fs);
+    // A guard from before the crash must not release the new holder's lock.
+    drop(before_crash);
+    let third = LogWriter::open(Arc::new(fs.clone()), Path::new(DIR), LogOptions::default());
+    assert!(matches!(
+        third,
+        Err(oar::storage::StorageError::Locked { .. })
+    ));
+    drop(after_crash);
+
+    let dir = tempfile::tempdir().unwrap();
+    let real = || {
+        LogWriter::open(
+            Arc::new(oar::storage::StdFileSystem),
+            dir.path(),
+            LogOptions::default(),
+        )
+    };
+    let first = real().unwrap();
+    assert!(matches!(
+        real(),
+        Err(oar::storage::StorageError::Locked { .. })
+    ));
+    drop(first);
+    real().unwrap();
+}

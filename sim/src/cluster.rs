@@ -14,7 +14,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use oar::core::{NodeId, RaftOptions};
 
 use oar::runtime::{DiskStorage, GroupId, GroupOptions, Node, NodeManager, TransportOptions};
-use oar::storage::{FileSystem, LogOptions, LogWriter, MemFileSystem};
+use oar::storage::{FileSystem, LogOptions, LogWriter, MemFileSystem, StorageError};
 use serde_json::json;
 
 use crate::final_checks::DurableLog;
@@ -289,6 +289,8 @@ impl SimCluster {
         for i in 0..self.nodes.len() {
             if !self.nodes[i].down {
                 self.handle.kill(self.nodes[i].madsim.id());
+                // The process is gone (not the power): what it wrote stays.
+                self.nodes[i].fs.process_died();
                 self.nodes[i].down = true;
             }
         }
@@ -296,7 +298,14 @@ impl SimCluster {
             .iter()
             .filter_map(|node| {
                 let fs: Arc<dyn FileSystem> = Arc::new(node.fs.clone());
-                let (_, recovered) = LogWriter::open(fs, &data_dir(), log_options()).ok()?;
+                let (_, recovered) = match LogWriter::open(fs, &data_dir(), log_options()) {
+                    Ok(opened) => opened,
+                    // A killed server's tasks are gone with it: a held lock
+                    // would mean its storage outlived it.
+                    Err(e @ StorageError::Locked { .. }) => panic!("{}: {e}", node.id),
+                    // Detected corruption: the node is unrecoverable.
+                    Err(_) => return None,
+                };
                 let log = DurableLog {
                     start: recovered.last_purged,
                     entries: recovered.entries,
@@ -357,6 +366,9 @@ async fn serve(ctx: ServerContext) {
     let fs: Arc<dyn FileSystem> = Arc::new(fs);
     let storage = match DiskStorage::open(fs, Path::new(&data_dir()), log_options()) {
         Ok(storage) => storage,
+        // Every restart follows a kill, which ends the old process: its lock
+        // still held would mean its storage outlived it.
+        Err(e @ StorageError::Locked { .. }) => panic!("{id}: {e}"),
         Err(e) => {
             // Detected corruption (or an injected error at open): this node
             // cannot vouch for its log and stays down.

@@ -32,10 +32,10 @@ impl RaftNode {
         // per term whatever the sender. A candidate that is not a voter here
         // is refused without adopting its term, so a removed server cannot
         // disrupt the group (dissertation §4.2.3).
-        if let MessageBody::VoteRequest(_) = m.body {
-            if !self.configs.effective().is_voter(m.from) {
-                return Err(InputError::UnknownPeer { from: m.from });
-            }
+        if let MessageBody::VoteRequest(_) = m.body
+            && !self.configs.effective().is_voter(m.from)
+        {
+            return Err(InputError::UnknownPeer { from: m.from });
         }
         if m.term > self.term() {
             match &m.body {
@@ -280,20 +280,21 @@ impl RaftNode {
 
     /// The disk caught up with the current term and vote: release what waited.
     pub(super) fn on_hard_state_durable(&mut self) {
-        if let Some((to, term)) = self.pending_vote_grant.take() {
-            if term == self.term() && self.hard_state.voted_for == Some(to) {
-                let grant = VoteResponse {
-                    pre_vote: false,
-                    granted: true,
-                };
-                self.send(to, MessageBody::VoteResponse(grant));
-            }
+        if let Some((to, term)) = self.pending_vote_grant.take()
+            && term == self.term()
+            && self.hard_state.voted_for == Some(to)
+        {
+            let grant = VoteResponse {
+                pre_vote: false,
+                granted: true,
+            };
+            self.send(to, MessageBody::VoteResponse(grant));
         }
-        if self.hard_state.voted_for == Some(self.id()) {
-            if let RoleState::Candidate { votes } = &mut self.role {
-                votes.insert(self.options.id, true);
-                self.tally_votes();
-            }
+        if self.hard_state.voted_for == Some(self.id())
+            && let RoleState::Candidate { votes } = &mut self.role
+        {
+            votes.insert(self.options.id, true);
+            self.tally_votes();
         }
     }
 

@@ -459,17 +459,17 @@ impl RaftNode {
     /// An entry at a proposal's index is being applied: the proposal either
     /// is that entry or lost its slot to it.
     fn resolve_proposal(&mut self, applied: LogId) {
-        if let Some(term) = self.proposals.remove(&applied.index) {
-            if term != applied.term {
-                let error = ProposalError::Overwritten {
-                    proposal: LogId {
-                        term,
-                        index: applied.index,
-                    },
-                    by_term: Some(applied.term),
-                };
-                self.actions.push_back(Action::ProposalFailed(error));
-            }
+        if let Some(term) = self.proposals.remove(&applied.index)
+            && term != applied.term
+        {
+            let error = ProposalError::Overwritten {
+                proposal: LogId {
+                    term,
+                    index: applied.index,
+                },
+                by_term: Some(applied.term),
+            };
+            self.actions.push_back(Action::ProposalFailed(error));
         }
     }
 

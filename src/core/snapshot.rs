@@ -184,10 +184,11 @@ impl RaftNode {
         let RoleState::Leader { progress } = &mut self.role else {
             return;
         };
-        if let Some(p) = progress.get_mut(&from) {
-            if p.state == ProgressState::Snapshot && p.pending_snapshot == last.index {
-                p.on_snapshot_failed();
-            }
+        if let Some(p) = progress.get_mut(&from)
+            && p.state == ProgressState::Snapshot
+            && p.pending_snapshot == last.index
+        {
+            p.on_snapshot_failed();
         }
     }
 

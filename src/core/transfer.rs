@@ -69,11 +69,11 @@ impl RaftNode {
 
     /// Leader: abandons a transfer whose deadline passed; proposals resume.
     pub(super) fn check_transfer_deadline(&mut self) {
-        if let Some(transfer) = &self.transfer {
-            if self.now >= transfer.deadline {
-                tracing::info!(node = %self.id(), target = %transfer.target, "leadership transfer timed out");
-                self.transfer = None;
-            }
+        if let Some(transfer) = &self.transfer
+            && self.now >= transfer.deadline
+        {
+            tracing::info!(node = %self.id(), target = %transfer.target, "leadership transfer timed out");
+            self.transfer = None;
         }
     }
 

@@ -25,6 +25,13 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// Another instance (this process or another) has the storage directory
+    /// open. Remedy: stop it first; two writers would corrupt the log.
+    #[error("storage directory {path} is in use by another instance")]
+    Locked {
+        /// The locked directory.
+        path: PathBuf,
+    },
     /// Stored bytes failed validation. The data may have been acknowledged, so
     /// it is never skipped silently. Remedy: restore this node from its peers.
     #[error("corrupt storage in {path} at offset {offset}: {kind}")]

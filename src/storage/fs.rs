@@ -55,7 +55,28 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
         let _ = path;
         Err(io::Error::new(io::ErrorKind::Unsupported, "no direct I/O"))
     }
+    /// Takes an exclusive lock on directory `path` (creating the lock file
+    /// [`DIR_LOCK_NAME`] in it), held until the returned guard is dropped or
+    /// the process dies; another holder, in this process or another, makes
+    /// it fail with `WouldBlock`. The default takes no lock, for wrappers
+    /// used in tests.
+    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        let _ = path;
+        Ok(Box::new(NoLock))
+    }
 }
+
+/// The name of the lock file [`FileSystem::lock_dir`] creates.
+pub const DIR_LOCK_NAME: &str = "LOCK";
+
+/// A held directory lock; dropping it releases the lock.
+pub trait DirLock: Send + Sync + fmt::Debug {}
+
+/// What file systems without locks hand out.
+#[derive(Debug)]
+struct NoLock;
+
+impl DirLock for NoLock {}
 
 /// The alignment direct I/O asks of buffer addresses, file offsets and
 /// lengths: a page, a multiple of every common logical block size.

@@ -24,13 +24,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::fs::{DIRECT_IO_ALIGN, File, FileSystem};
+use super::fs::{DIRECT_IO_ALIGN, DirLock, File, FileSystem};
 
 /// The torn-write granularity: a torn write survives up to a multiple of this.
 pub const SECTOR_BYTES: u64 = 512;
@@ -89,6 +89,9 @@ struct State {
     error_probability: f64,
     /// Calls made of each operation, for tests that count syncs.
     calls: BTreeMap<FsOp, u64>,
+    /// Directories locked by `lock_dir` (a crash releases them all, as the
+    /// process holding them died).
+    locked: BTreeSet<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -187,6 +190,7 @@ impl MemFileSystem {
             injected: Vec::new(),
             error_probability: 0.0,
             calls: BTreeMap::new(),
+            locked: BTreeSet::new(),
         };
         MemFileSystem {
             state: Arc::new(Mutex::new(state)),
@@ -204,11 +208,21 @@ impl MemFileSystem {
     pub fn crash(&self) {
         let mut st = self.lock();
         st.epoch += 1;
+        st.locked.clear();
         st.power_left = None;
         st.injected.clear();
         st.crash_files();
         st.crash_dirs();
         st.free_unreachable();
+    }
+
+    /// The process using the disk died, but the power stayed on: its open
+    /// handles die and its directory locks are released, while everything
+    /// it wrote, synced or not, stays (the kernel still holds it).
+    pub fn process_died(&self) {
+        let mut st = self.lock();
+        st.epoch += 1;
+        st.locked.clear();
     }
 
     /// After `ops` more mutating calls, every call fails until [`crash`](Self::crash).
@@ -483,6 +497,19 @@ impl FileSystem for MemFileSystem {
         Ok(Box::new(self.handle(&st, ino)))
     }
 
+    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        let mut st = self.check(FsOp::Open)?;
+        st.dir(st.resolve(path)?)?;
+        if !st.locked.insert(path.to_path_buf()) {
+            return Err(err(io::ErrorKind::WouldBlock, "directory locked"));
+        }
+        Ok(Box::new(MemDirLock {
+            state: Arc::clone(&self.state),
+            path: path.to_path_buf(),
+            epoch: st.epoch,
+        }))
+    }
+
     fn open_direct(&self, path: &Path) -> io::Result<Box<dyn File>> {
         let mut st = self.check(FsOp::Open)?;
         let ino = st.resolve(path)?;
@@ -569,6 +596,26 @@ impl MemFileSystem {
     }
 }
 
+/// A held lock on a directory of a [`MemFileSystem`].
+#[derive(Debug)]
+struct MemDirLock {
+    state: Arc<Mutex<State>>,
+    path: PathBuf,
+    /// A guard from before a crash must not release a later holder's lock.
+    epoch: u64,
+}
+
+impl DirLock for MemDirLock {}
+
+impl Drop for MemDirLock {
+    fn drop(&mut self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.epoch == self.epoch {
+            st.locked.remove(&self.path);
+        }
+    }
+}
+
 /// An open file of a [`MemFileSystem`].
 #[derive(Debug)]
 struct MemFile {
@@ -611,9 +658,9 @@ impl File for MemFile {
     fn write_all_at(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
         let align = DIRECT_IO_ALIGN;
         if self.direct
-            && (offset % align as u64 != 0
-                || data.len() % align != 0
-                || data.as_ptr() as usize % align != 0)
+            && (!offset.is_multiple_of(align as u64)
+                || !data.len().is_multiple_of(align)
+                || !(data.as_ptr() as usize).is_multiple_of(align))
         {
             return Err(err(io::ErrorKind::InvalidInput, "unaligned direct write"));
         }

@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
-use super::fs::{File, FileSystem};
+use super::fs::{DIR_LOCK_NAME, DirLock, File, FileSystem};
 
 /// The real file system. `sync_data` is `fdatasync`, `sync_all` is `fsync`,
 /// `sync_dir` opens the directory and fsyncs it, which is what makes a
@@ -13,6 +13,14 @@ use super::fs::{File, FileSystem};
 /// `O_DIRECT`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StdFileSystem;
+
+/// A held `flock` on a directory's lock file.
+#[derive(Debug)]
+struct StdDirLock {
+    _file: fs::File,
+}
+
+impl DirLock for StdDirLock {}
 
 /// A real open file.
 #[derive(Debug)]
@@ -70,6 +78,26 @@ impl FileSystem for StdFileSystem {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         fs::File::open(path)?.sync_all()
+    }
+
+    fn lock_dir(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path.join(DIR_LOCK_NAME))?;
+        // `flock`: released when the file closes, so also when the process
+        // dies; one holder per open file, so two instances in one process
+        // exclude each other too.
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(StdDirLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "directory locked by another instance",
+            )),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 
     fn open_direct(&self, path: &Path) -> io::Result<Box<dyn File>> {

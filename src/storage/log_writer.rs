@@ -12,8 +12,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::error::Result;
-use super::fs::FileSystem;
+use super::error::{Result, StorageError};
+use super::fs::{DirLock, FileSystem};
 use super::meta::MetaStorage;
 use super::segment_log::{LogOptions, SegmentLog, create_dir_durably};
 use crate::core::{Entry, HardState, LogId};
@@ -62,6 +62,8 @@ pub struct LogWriter {
     meta: MetaStorage,
     /// Ops submitted since the last flush, in order.
     pending: Vec<WriteOp>,
+    /// The lock on the storage directory: one writer at a time.
+    _lock: Box<dyn DirLock>,
 }
 
 /// The log's subdirectory of a node's storage directory.
@@ -69,17 +71,25 @@ pub const LOG_DIR_NAME: &str = "log";
 
 impl LogWriter {
     /// Opens (creating) the storage in `dir` — log in `dir/log`, meta in
-    /// `dir/raft_meta` — and recovers it.
+    /// `dir/raft_meta` — and recovers it, holding the directory's lock
+    /// (`dir/LOCK`) until dropped.
     ///
     /// # Errors
-    /// [`StorageError::Corruption`](super::StorageError::Corruption) for any
-    /// damage recovery may not repair; [`StorageError::Io`](super::StorageError::Io).
+    /// [`StorageError::Locked`] while another instance has `dir` open;
+    /// [`StorageError::Corruption`] for any damage recovery may not repair;
+    /// [`StorageError::Io`].
     pub fn open(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
         options: LogOptions,
     ) -> Result<(LogWriter, Recovered)> {
         create_dir_durably(&*fs, dir)?;
+        let lock = fs.lock_dir(dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => StorageError::Locked {
+                path: dir.to_path_buf(),
+            },
+            _ => StorageError::io("lock_dir", dir, e),
+        })?;
         let (meta, hard_state) = MetaStorage::open(Arc::clone(&fs), dir)?;
         let (log, recovered) = SegmentLog::open(fs, &dir.join(LOG_DIR_NAME), options)?;
         let recovered = Recovered {
@@ -91,6 +101,7 @@ impl LogWriter {
             log,
             meta,
             pending: Vec::new(),
+            _lock: lock,
         };
         Ok((writer, recovered))
     }

@@ -40,7 +40,7 @@ pub mod snapshot_meta;
 pub mod snapshot_store;
 
 pub use error::{CorruptionKind, StorageError};
-pub use fs::{DIRECT_IO_ALIGN, File, FileSystem};
+pub use fs::{DIR_LOCK_NAME, DIRECT_IO_ALIGN, DirLock, File, FileSystem};
 pub use fs_mem::{FsOp, MemFileSystem};
 pub use fs_std::StdFileSystem;
 pub use log_writer::{Durable, LogWriter, Recovered, WriteOp};

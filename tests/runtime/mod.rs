@@ -215,12 +215,11 @@ pub fn start_group(
 pub async fn wait_for_leader(members: &[&Node]) -> usize {
     for _ in 0..400 {
         let leaders: Vec<Option<NodeId>> = members.iter().map(|n| n.leader()).collect();
-        if let Some(Some(leader)) = leaders.first() {
-            if leaders.iter().all(|l| *l == Some(*leader)) {
-                if let Some(pos) = members.iter().position(|n| n.id() == *leader) {
-                    return pos;
-                }
-            }
+        if let Some(Some(leader)) = leaders.first()
+            && leaders.iter().all(|l| *l == Some(*leader))
+            && let Some(pos) = members.iter().position(|n| n.id() == *leader)
+        {
+            return pos;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
