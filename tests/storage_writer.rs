@@ -297,3 +297,25 @@ fn a_storage_directory_has_one_writer_at_a_time() {
     drop(first);
     real().unwrap();
 }
+
+/// The meta's rename reached the kernel but its directory sync failed (then
+/// the process died): a reopen reads the new term and vote, and must make
+/// them durable before the node acts on them, or a power loss could undo a
+/// vote already given.
+#[test]
+fn a_term_and_vote_read_at_open_survive_a_power_loss_right_after() {
+    for seed in 0..16 {
+        let fs = MemFileSystem::new(100 + seed);
+        let (mut w, _) = open(&fs);
+        w.write([WriteOp::HardState(hs(3, Some(2)))]).unwrap();
+        fs.inject_error(FsOp::SyncDir, 0);
+        assert!(w.write([WriteOp::HardState(hs(4, Some(1)))]).is_err());
+        drop(w);
+        fs.process_died();
+        let (_, recovered) = open(&fs);
+        assert_eq!(recovered.hard_state, hs(4, Some(1)), "seed {seed}");
+        fs.crash();
+        let (_, after) = open(&fs);
+        assert_eq!(after.hard_state, recovered.hard_state, "seed {seed}");
+    }
+}

@@ -41,6 +41,11 @@ impl MetaStorage {
                 StorageError::corruption(dir.join(META_NAME), 0, CorruptionKind::FileLength)
             })?,
         };
+        // What we read must be durable before anyone relies on it: a
+        // process that died between the rename and its directory sync left a
+        // name the kernel holds but the disk may not.
+        fs.sync_dir(dir)
+            .map_err(|e| StorageError::io("sync_dir", dir, e))?;
         let meta = MetaStorage {
             fs,
             dir: dir.to_path_buf(),

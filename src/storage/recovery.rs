@@ -93,6 +93,13 @@ pub(crate) fn load_segment(
         }
     }
 
+    if promised_last.is_none() {
+        // Everything recovery hands back counts as durable: a process that
+        // died before its sync left records the kernel still holds, which
+        // must reach the disk before anyone relies on them.
+        file.sync_data()
+            .map_err(|e| StorageError::io("sync_data", &path, e))?;
+    }
     let file = promised_last.is_none().then_some(file);
     let segment = Segment::loaded(dir, first, index, offset as u64, file);
     Ok(LoadedSegment { segment, entries })

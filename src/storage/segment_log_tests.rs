@@ -2,7 +2,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::core::EntryPayload;
-use crate::storage::MemFileSystem;
+use crate::storage::{FsOp, MemFileSystem};
 
 const DIR: &str = "/node/log";
 
@@ -182,5 +182,28 @@ fn unflushed_entries_may_vanish_but_flushed_ones_stay() {
         assert_eq!(recovered.entries, entries(1, 1, 1 + n as u64));
         log.append(&entries(2, 1 + n as u64, 12)).unwrap();
         log.flush().unwrap();
+    }
+}
+
+/// A process that died before its sync leaves records the kernel still
+/// holds; the next open recovers them, so it must make them durable before
+/// they are counted on: a power loss right after must not take them back.
+#[test]
+fn what_a_reopen_recovers_survives_a_power_loss_right_after() {
+    for seed in 0..16 {
+        let fs = MemFileSystem::new(seed);
+        let (mut log, _) = open(&fs);
+        log.append(&entries(1, 1, 6)).unwrap();
+        log.flush().unwrap();
+        log.append(&entries(1, 6, 9)).unwrap();
+        fs.inject_error(FsOp::Sync, 0);
+        assert!(log.flush().is_err(), "the sync fails, the write stays");
+        drop(log);
+        fs.process_died();
+        let (_, recovered) = open(&fs);
+        assert_eq!(recovered.entries, entries(1, 1, 9), "seed {seed}");
+        fs.crash();
+        let (_, after_power_loss) = open(&fs);
+        assert_eq!(after_power_loss.entries, recovered.entries, "seed {seed}");
     }
 }

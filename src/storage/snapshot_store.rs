@@ -51,13 +51,11 @@ impl SnapshotStore {
         };
         let mut indexes = store.list()?;
         let temp = dir.join(TEMP_NAME);
-        let mut changed = false;
         if store.fs.exists(&temp).map_err(io("exists", &temp))? {
             store
                 .fs
                 .remove_dir_all(&temp)
                 .map_err(io("remove_dir_all", &temp))?;
-            changed = true;
         }
         indexes.pop();
         for index in indexes {
@@ -66,11 +64,12 @@ impl SnapshotStore {
                 .fs
                 .remove_dir_all(&path)
                 .map_err(io("remove_dir_all", &path))?;
-            changed = true;
         }
-        if changed {
-            store.fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
-        }
+        // Always, not only after a change here: a process that died between
+        // a snapshot's rename and its directory sync left a snapshot the
+        // kernel shows but the disk may not hold, and it must be durable
+        // before the log is compacted behind it.
+        store.fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
         Ok(store)
     }
 
