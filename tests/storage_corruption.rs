@@ -155,3 +155,44 @@ fn corruption_after_open_is_caught_on_read() {
         vec![entry(3, 30, 60)]
     );
 }
+
+/// After a torn tail, bytes that merely look like one of this segment's
+/// record headers (stale data of a recycled file can, by chance) are not
+/// taken for synced records: only a whole valid record would be.
+#[test]
+fn a_torn_tail_followed_by_a_header_lookalike_is_cut_not_corruption() {
+    use oar::storage::record::{self, Decoded};
+    use oar::storage::{FileSystem as _, SegmentName};
+
+    for lookalike_is_whole in [false, true] {
+        let fs = populated(3);
+        let name = segments(&fs).last().unwrap().clone();
+        let salt = SegmentName::parse(&name).unwrap().first();
+        let path = log_dir().join(&name);
+        let bytes = fs.contents(&path).unwrap();
+        let (mut end, mut last) = (0, 0);
+        while let Decoded::Record { entry, len } = record::decode(&bytes, end, salt) {
+            end += len;
+            last = entry.id.index.0;
+        }
+        // A torn record, then a record of this segment for a later index.
+        let mut lookalike = Vec::new();
+        record::encode(&entry(3, last + 3, 60), salt, &mut lookalike).unwrap();
+        if !lookalike_is_whole {
+            let at = lookalike.len() - 1;
+            lookalike[at] ^= 0x40;
+        }
+        let mut file = fs.open(&path).unwrap();
+        file.write_all_at(&[0xee; 50], end as u64).unwrap();
+        file.write_all_at(&lookalike, end as u64 + 200).unwrap();
+        file.sync_data().unwrap();
+        drop(file);
+        let reopened = LogWriter::open(Arc::new(fs.clone()), Path::new(DIR), options());
+        if lookalike_is_whole {
+            assert_corrupt(reopened.map(|_| ()), &name, Some(end as u64));
+        } else {
+            let (_, recovered) = reopened.expect("the torn tail is cut");
+            assert_eq!(recovered.entries.last().unwrap().id.index.0, last);
+        }
+    }
+}

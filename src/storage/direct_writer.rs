@@ -9,7 +9,8 @@
 //! A batch rarely starts or ends on a block boundary, so the writer keeps
 //! the bytes of the last partial block it wrote (the tail) and writes each
 //! batch from that block's start: the tail, the new records, then zeros up
-//! to the next boundary (recovery reads zeros as the end of the records).
+//! to the next boundary, at least a record header's worth (recovery reads
+//! them as the end of the records).
 //! Rewriting the tail is safe against a torn write: a sector is written
 //! whole or not at all, and every sector before the new records holds the
 //! same bytes either way.
@@ -19,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::fs::{DIRECT_IO_ALIGN, File, FileSystem};
+use super::segment::END_MARK_BYTES;
 
 const ALIGN: usize = DIRECT_IO_ALIGN;
 
@@ -65,7 +67,8 @@ impl DirectWriter {
     pub(crate) fn write_and_sync(&mut self, records: &[u8], written: u64) -> io::Result<()> {
         let start = written - self.tail.len() as u64;
         let used = self.tail.len() + records.len();
-        let len = used.div_ceil(ALIGN) * ALIGN;
+        // At least END_MARK_BYTES zeros after the records, to the block end.
+        let len = (used + END_MARK_BYTES).div_ceil(ALIGN) * ALIGN;
         if self.scratch.len() < len + ALIGN {
             self.scratch = vec![0u8; len + ALIGN];
         }

@@ -4,14 +4,14 @@
 //! the **open** segment may be cut. Every other invalid byte is reported as
 //! [`StorageError::Corruption`] naming file and offset.
 //!
-//! In the open segment, the first invalid record is a torn tail when no valid
-//! record header (for this segment's salt) follows it: a crash tears only
-//! the last batch, one write, of which a prefix survives, so nothing valid
-//! can lie beyond the tear. A valid header beyond it means synced records
-//! follow: corruption in the middle. The cut is made durable by zeroing the
-//! torn bytes. A closed segment's name bounds its entries: what follows its
-//! last record (zeros, records a truncation dropped, stale records of a
-//! recycled file) is not read.
+//! In the open segment, the first invalid record is a torn tail when no
+//! whole valid record of this segment (its salt, a later index) follows it:
+//! a crash tears only the last batch, one write, of which a prefix survives,
+//! so nothing valid can lie beyond the tear. A valid record beyond it means
+//! synced records follow: corruption in the middle. The cut is made durable
+//! by zeroing the torn bytes. A closed segment's name bounds its entries:
+//! what follows its last record (zeros, records a truncation dropped, stale
+//! records of a recycled file) is not read.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -84,7 +84,7 @@ pub(crate) fn load_segment(
                 return corrupt(offset, CorruptionKind::SegmentTooShort { expected, found });
             }
             Decoded::Invalid(kind) => {
-                if promised_last.is_some() || valid_header_after(&buf, offset, first) {
+                if promised_last.is_some() || valid_record_after(&buf, offset, first, expected) {
                     return corrupt(offset, kind);
                 }
                 cut_torn_tail(&mut *file, &path, &buf, offset)?;
@@ -105,12 +105,21 @@ pub(crate) fn load_segment(
     Ok(LoadedSegment { segment, entries })
 }
 
-/// Whether any valid record header for `salt` starts after `bad` in `buf`.
-fn valid_header_after(buf: &[u8], bad: usize, salt: u64) -> bool {
+/// Whether a whole valid record of this segment (`salt`) for an index after
+/// `expected` starts after `bad` in `buf`. Whole records only: the bytes
+/// scanned may be megabytes of a recycled file's stale data, where a 32-bit
+/// header checksum alone would match by chance once in a few hundred scans.
+fn valid_record_after(buf: &[u8], bad: usize, salt: u64, expected: u64) -> bool {
     // Headers are not all zero, so none starts at or after the last
     // non-zero byte's end; the preallocated zero tail is skipped at once.
     let data_end = buf.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    (bad + 1..data_end).any(|o| record::is_valid_header(buf, o, salt))
+    (bad + 1..data_end).any(|o| {
+        record::is_valid_header(buf, o, salt)
+            && matches!(
+                record::decode(buf, o, salt),
+                Decoded::Record { entry, .. } if entry.id.index.0 > expected
+            )
+    })
 }
 
 /// Zeroes the torn bytes from `offset` on and syncs, so that the cut is

@@ -24,6 +24,11 @@ use super::record::{self, Decoded};
 use super::segment_name::SegmentName;
 use crate::core::{Entry, Term};
 
+/// Zero bytes written after each batch's records (a whole record header),
+/// so that recovery finds a clean end rather than a recycled file's stale
+/// bytes.
+pub(crate) const END_MARK_BYTES: usize = super::record::HEADER_BYTES;
+
 /// Zeros are written in chunks of this size to bound memory.
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
 
@@ -180,8 +185,13 @@ impl Segment {
                 .map_err(io("direct write", &path))?;
         } else {
             let file = self.file.as_mut().expect("the open segment has a file");
-            file.write_all_at(&self.buffer, self.written)
-                .map_err(io("write", &path))?;
+            // Zeros after the records: the end mark recovery stops at, over
+            // whatever a recycled file held there.
+            let records = self.buffer.len();
+            self.buffer.resize(records + END_MARK_BYTES, 0);
+            let written = file.write_all_at(&self.buffer, self.written);
+            self.buffer.truncate(records);
+            written.map_err(io("write", &path))?;
             file.sync_data().map_err(io("sync_data", &path))?;
         }
         self.written += self.buffer.len() as u64;

@@ -326,9 +326,20 @@ impl SegmentLog {
             &payload,
         )?;
         self.last_purged = last_purged;
-        let keep_from = self
+        let mut keep_from = self
             .segments
             .partition_point(|s| s.last() <= last_purged.index.0);
+        // An empty open segment that starts right after the purge point
+        // still continues the log: keep it rather than recycle a file whose
+        // name (salt) the next segment would reuse.
+        if keep_from == self.segments.len()
+            && self
+                .segments
+                .last()
+                .is_some_and(|s| s.is_empty() && s.first == last_purged.index.0 + 1)
+        {
+            keep_from -= 1;
+        }
         // The renames and removals below need no directory sync of their
         // own: one a crash undoes brings back a segment wholly below the
         // durable marker, which recovery removes; the next directory sync
