@@ -227,8 +227,9 @@ impl Segment {
             self.index.truncate((last_kept + 1 - self.first) as usize);
             return Ok(());
         }
+        self.rename_closed(fs, last_kept)?;
         self.buffer.clear();
-        self.rename_closed(fs, last_kept)
+        Ok(())
     }
 
     /// Renames to `log_{first}_{last_kept}` and syncs the directory: from
