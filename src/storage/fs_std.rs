@@ -14,6 +14,25 @@ use super::fs::{DIR_LOCK_NAME, DirLock, File, FileSystem};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StdFileSystem;
 
+/// Opens an existing file for reading and writing with `O_DIRECT`.
+///
+/// # Errors
+/// `Unsupported` where the file system refuses `O_DIRECT` (tmpfs and some
+/// others answer `EINVAL`); any other open error as is.
+pub fn open_direct_file(path: &Path) -> io::Result<fs::File> {
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path);
+    match opened {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            Err(io::Error::new(io::ErrorKind::Unsupported, e))
+        }
+        other => other,
+    }
+}
+
 /// A held `flock` on a directory's lock file.
 #[derive(Debug)]
 struct StdDirLock {
@@ -101,19 +120,8 @@ impl FileSystem for StdFileSystem {
     }
 
     fn open_direct(&self, path: &Path) -> io::Result<Box<dyn File>> {
-        let opened = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path);
-        match opened {
-            Ok(file) => Ok(Box::new(StdFile { file })),
-            // tmpfs and some others refuse O_DIRECT with EINVAL.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                Err(io::Error::new(io::ErrorKind::Unsupported, e))
-            }
-            Err(e) => Err(e),
-        }
+        let file = open_direct_file(path)?;
+        Ok(Box::new(StdFile { file }))
     }
 }
 

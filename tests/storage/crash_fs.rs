@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -94,20 +94,7 @@ impl CrashFs {
                 .open(path)?,
         );
         let file = match direct {
-            true => {
-                let opened = fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .custom_flags(libc::O_DIRECT)
-                    .open(path);
-                match opened {
-                    Ok(file) => Arc::new(file),
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                        return Err(io::Error::new(io::ErrorKind::Unsupported, e));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+            true => Arc::new(oar::storage::fs_std::open_direct_file(path)?),
             false => Arc::clone(&plain),
         };
         let mut st = self.state.lock().unwrap();
