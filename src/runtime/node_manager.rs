@@ -272,8 +272,13 @@ impl NodeManager {
         let apply = tokio::spawn(apply_loop.run(apply_tasks));
         let manager = Arc::downgrade(&self.inner);
         let group = options.group;
+        // The driver runs as its own task so that even its panic is joined
+        // here and `stopped` still means that storage is quiet.
+        let driver = tokio::spawn(driver.run(inbox));
         tokio::spawn(async move {
-            driver.run(inbox).await;
+            if let Err(e) = driver.await {
+                tracing::error!(%group, error = %e, "group task failed");
+            }
             // The driver is gone with its queues: the writer finishes what
             // was queued, the apply loop what was committed.
             let _ = log_writer.await;
