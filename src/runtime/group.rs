@@ -105,8 +105,8 @@ impl GroupDriver {
         Instant::from_nanos(elapsed.as_nanos() as u64)
     }
 
-    /// Runs until shutdown or a storage failure. Returns the shutdown
-    /// requester, to be told once storage is quiet.
+    /// Runs until shutdown, a storage failure, or the end of the apply task
+    /// (the state machine panicked).
     pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<GroupInput>) {
         let mut shutdown = false;
         let mut failure = None;
@@ -146,6 +146,13 @@ impl GroupDriver {
                 break;
             }
             self.perform_actions();
+            if self.apply.is_closed() {
+                // Nothing committed can be applied or answered any more:
+                // fail-stop rather than lead on with a dead state machine.
+                let reason = "the apply task ended: the state machine panicked";
+                failure = Some(Error::StateMachine(reason.into()));
+                break;
+            }
         }
         self.stop(failure, inbox);
     }

@@ -1,5 +1,7 @@
-//! A group whose disk stalls must not stall the other groups of its server:
-//! the log writer's storage calls run off the runtime's workers.
+//! How a group lives with a slow disk and a failing state machine: a stalled
+//! disk stalls only its own group (storage calls run off the runtime's
+//! workers), shutdown waits until storage is quiet, and a panicking state
+//! machine stops its group.
 
 mod runtime;
 
@@ -148,4 +150,54 @@ async fn every_shutdown_waits_until_the_disk_is_quiet() {
     tokio::time::timeout(Duration::from_secs(1), node.shutdown())
         .await
         .expect("shutdown of a stopped member returns");
+}
+
+/// Applies commands, and panics on `boom` (a bug in user code).
+struct Fragile;
+
+impl oar::runtime::StateMachine for Fragile {
+    fn on_apply(&mut self, commands: &[oar::runtime::Committed]) -> Vec<Bytes> {
+        commands
+            .iter()
+            .map(|c| {
+                assert!(&c.data[..] != b"boom", "the state machine's own bug");
+                Bytes::from_static(b"ok")
+            })
+            .collect()
+    }
+}
+
+/// A state machine that panics cannot apply anything more: the group stops
+/// (fail-stop) instead of leading on, and clients get errors, not silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_state_machine_stops_its_group() {
+    let server = servers(1).await.remove(0);
+    let peers = BTreeMap::from([(NodeId(1), server.local_addr())]);
+    let mut options = GroupOptions::new(GroupId(1), NodeId(1), peers);
+    options.raft = fast_raft(NodeId(1), GroupId(1));
+    let node = server
+        .add_group(options, Box::new(MemStorage::new()), Box::new(Fragile))
+        .unwrap();
+    wait_for_leader(&[&node]).await;
+    node.apply(Bytes::from_static(b"fine")).await.unwrap();
+
+    let boom = tokio::time::timeout(
+        Duration::from_secs(5),
+        node.apply(Bytes::from_static(b"boom")),
+    )
+    .await
+    .expect("the client hears back");
+    assert!(boom.is_err(), "{boom:?}");
+    let stopped = tokio::time::timeout(Duration::from_secs(5), async {
+        while server.group(GroupId(1)).is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(stopped.is_ok(), "the group stopped");
+    let after = node.apply(Bytes::from_static(b"fine")).await;
+    assert!(after.is_err(), "{after:?}");
+    tokio::time::timeout(Duration::from_secs(1), node.shutdown())
+        .await
+        .expect("shutdown of the stopped group returns");
 }
