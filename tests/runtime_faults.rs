@@ -1,7 +1,7 @@
-//! How a group lives with a slow disk and a failing state machine: a stalled
+//! How a server lives with slow disks and a failing state machine: a stalled
 //! disk stalls only its own group (storage calls run off the runtime's
-//! workers), shutdown waits until storage is quiet, and a panicking state
-//! machine stops its group.
+//! workers), a slow recovery holds no server-wide lock, shutdown waits until
+//! storage is quiet, and a panicking state machine stops its group.
 
 mod runtime;
 
@@ -25,17 +25,24 @@ struct GatedStorage {
     shut: Arc<(Mutex<bool>, Condvar)>,
 }
 
-impl GroupStorage for GatedStorage {
-    fn recover(&mut self) -> Result<Recovered, StorageFailure> {
-        self.inner.recover()
-    }
-
-    fn persist(&mut self, ops: Vec<WriteOp>) -> Result<Vec<Durable>, StorageFailure> {
+impl GatedStorage {
+    fn wait_for_the_gate(&self) {
         let (lock, opened) = &*self.shut;
         let shut = lock.lock().unwrap();
         let _ = opened
             .wait_timeout_while(shut, Duration::from_secs(10), |shut| *shut)
             .unwrap();
+    }
+}
+
+impl GroupStorage for GatedStorage {
+    fn recover(&mut self) -> Result<Recovered, StorageFailure> {
+        self.wait_for_the_gate();
+        self.inner.recover()
+    }
+
+    fn persist(&mut self, ops: Vec<WriteOp>) -> Result<Vec<Durable>, StorageFailure> {
+        self.wait_for_the_gate();
         self.inner.persist(ops)
     }
 
@@ -200,4 +207,58 @@ async fn a_panicking_state_machine_stops_its_group() {
     tokio::time::timeout(Duration::from_secs(1), node.shutdown())
         .await
         .expect("shutdown of the stopped group returns");
+}
+
+/// A group whose recovery is slow (a big log or snapshot) must not hold the
+/// server's routing table meanwhile: every incoming message needs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_recovery_blocks_neither_lookups_nor_a_second_claim() {
+    let server = servers(1).await.remove(0);
+    let peers = BTreeMap::from([(NodeId(1), server.local_addr())]);
+    let shut = Arc::new((Mutex::new(true), Condvar::new()));
+    let options = |group| {
+        let mut options = GroupOptions::new(group, NodeId(1), peers.clone());
+        options.raft = fast_raft(NodeId(1), group);
+        options
+    };
+    let starting = std::thread::spawn({
+        let (server, options, shut) = (server.clone(), options(GroupId(1)), Arc::clone(&shut));
+        let runtime = tokio::runtime::Handle::current();
+        move || {
+            // `add_group` is synchronous but starts the group's tasks.
+            let _in_runtime = runtime.enter();
+            let storage = GatedStorage {
+                inner: MemStorage::new(),
+                shut,
+            };
+            let record = Arc::new(Mutex::new(Record::default()));
+            server
+                .add_group(options, Box::new(storage), Box::new(Recorder(record)))
+                .map(|_| ())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Meanwhile: lookups answer, and the same group cannot be claimed twice.
+    let asked = std::time::Instant::now();
+    assert!(server.group(GroupId(7)).is_none());
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "a lookup waited for a recovery"
+    );
+    let record = Arc::new(Mutex::new(Record::default()));
+    let twice = server.add_group(
+        options(GroupId(1)),
+        Box::new(MemStorage::new()),
+        Box::new(Recorder(record)),
+    );
+    assert!(
+        matches!(twice, Err(oar::runtime::Error::GroupExists(GroupId(1)))),
+        "{:?}",
+        twice.map(|_| ())
+    );
+
+    *shut.0.lock().unwrap() = false;
+    shut.1.notify_all();
+    starting.join().unwrap().expect("the slow start completes");
+    assert!(server.group(GroupId(1)).is_some());
 }
