@@ -149,16 +149,32 @@ impl SimCluster {
         self.peers[&self.nodes[i].id]
     }
 
-    /// Crashes server `i`: its tasks die and its disk loses unsynced writes.
+    /// Crashes server `i` with a power loss: its tasks die and its disk
+    /// loses unsynced writes.
     pub fn kill(&mut self, i: usize) {
+        self.stop(i, true);
+    }
+
+    /// Kills server `i`'s process while the power stays on: its tasks die,
+    /// and everything it wrote, synced or not, stays on its disk (for the
+    /// next start to recover, and to make durable before relying on it).
+    pub fn kill_process(&mut self, i: usize) {
+        self.stop(i, false);
+    }
+
+    fn stop(&mut self, i: usize, power_loss: bool) {
         let node = &mut self.nodes[i];
         self.handle.kill(node.madsim.id());
         *node.member.lock().expect("member") = None;
-        node.fs.crash();
+        match power_loss {
+            true => node.fs.crash(),
+            false => node.fs.process_died(),
+        }
         node.down = true;
         node.paused = false;
+        let event = if power_loss { "kill" } else { "kill_process" };
         self.trace
-            .event(Self::now_ns(), "kill", json!({ "node": node.id.0 }));
+            .event(Self::now_ns(), event, json!({ "node": node.id.0 }));
     }
 
     /// Restarts a killed server from its disk.

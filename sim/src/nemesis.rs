@@ -155,7 +155,12 @@ impl Nemesis {
                 }) else {
                     return;
                 };
-                cluster.kill(i);
+                // A quarter of the time the process dies but the power
+                // stays: the next start recovers writes never synced.
+                match self.rng.random_range(0..4) {
+                    0 => cluster.kill_process(i),
+                    _ => cluster.kill(i),
+                }
             }
             62..76 if self.faults.crash() => {
                 let Some(i) = pick(&mut self.rng, &|i| {
