@@ -202,14 +202,14 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
                 // effect; with them marked failed the search is smaller,
                 // and a pass still proves the whole history (see
                 // `History::resolve_unknowns`).
-                let observed = observations.lock().expect("observations");
-                let applied: BTreeSet<&Bytes> =
-                    observed.applied_commands().map(|(_, data)| data).collect();
-                let resolved = history.resolve_unknowns(|record| {
-                    applied.contains(&KvCommand::of(&record.key, &record.operation).encode())
-                });
-                drop(applied);
-                drop(observed);
+                let resolved = {
+                    let observed = observations.lock().expect("observations");
+                    let applied: BTreeSet<&Bytes> =
+                        observed.applied_commands().map(|(_, data)| data).collect();
+                    history.resolve_unknowns(|record| {
+                        applied.contains(&KvCommand::of(&record.key, &record.operation).encode())
+                    })
+                };
                 verdict = linearizability::check_with(&resolved, &budget);
             }
             if !verdict.is_linearizable() {

@@ -79,11 +79,11 @@ pub trait SnapshotStorage: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct DiskSnapshots {
     store: SnapshotStore,
-    /// Held for a whole save (the store has one temp directory, and the
-    /// apply task and the installer may save at the same time) and for each
-    /// read (a save's commit removes the snapshot it supersedes, which a
-    /// read must not see half gone).
-    saving: Mutex<()>,
+    /// One operation at a time: held for a whole save (the store has one
+    /// temp directory, and the apply task and the installer may save at the
+    /// same time) and for each read (a save's commit removes the snapshot it
+    /// supersedes, which a read must not see half gone).
+    exclusive: Mutex<()>,
 }
 
 impl DiskSnapshots {
@@ -94,19 +94,19 @@ impl DiskSnapshots {
     pub fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Self, StorageError> {
         Ok(DiskSnapshots {
             store: SnapshotStore::open(fs, dir)?,
-            saving: Mutex::new(()),
+            exclusive: Mutex::new(()),
         })
     }
 }
 
 impl SnapshotStorage for DiskSnapshots {
     fn latest(&self) -> Result<Option<SnapshotMeta>, StorageFailure> {
-        let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
+        let _exclusive = self.exclusive.lock().unwrap_or_else(|e| e.into_inner());
         Ok(self.store.latest()?.map(|r| r.meta().clone()))
     }
 
     fn load(&self) -> Result<Option<(SnapshotMeta, SnapshotFiles)>, StorageFailure> {
-        let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
+        let _exclusive = self.exclusive.lock().unwrap_or_else(|e| e.into_inner());
         let Some(reader) = self.store.latest()? else {
             return Ok(None);
         };
@@ -125,7 +125,7 @@ impl SnapshotStorage for DiskSnapshots {
     ) -> Result<SnapshotMeta, StorageFailure> {
         // A save that panicked left nothing the next one's `begin` does not
         // discard, so a poisoned lock is still usable (here and in reads).
-        let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
+        let _exclusive = self.exclusive.lock().unwrap_or_else(|e| e.into_inner());
         let mut writer = self.store.begin()?;
         for (name, data) in files {
             writer.write_file(name, data)?;
@@ -141,7 +141,7 @@ impl SnapshotStorage for DiskSnapshots {
         len: u64,
     ) -> Result<Bytes, SnapshotReadError> {
         let storage = |e: StorageError| SnapshotReadError::Storage(e.to_string());
-        let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
+        let _exclusive = self.exclusive.lock().unwrap_or_else(|e| e.into_inner());
         let reader = self.store.latest().map_err(storage)?;
         let newest = reader.as_ref().map(|r| r.meta().last_included);
         let reader = reader

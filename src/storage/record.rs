@@ -114,15 +114,6 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// Whether a valid header for `salt` starts at `offset` of `buf` (the payload
-/// is not checked). Used to tell a torn tail from corruption mid-segment.
-pub fn is_valid_header(buf: &[u8], offset: usize, salt: u64) -> bool {
-    match buf.get(offset..offset.saturating_add(HEADER_BYTES)) {
-        Some(h) => h.iter().any(|&b| b != 0) && header_crc(h, salt) == u32_at(h, 4),
-        None => false,
-    }
-}
-
 /// Decodes the record at `offset` of `buf`, which holds the file's bytes.
 /// Never reads or allocates past `buf`, whatever the header claims.
 pub fn decode(buf: &[u8], offset: usize, salt: u64) -> Decoded {
