@@ -5,8 +5,10 @@
 //! Two setups, one table each:
 //! - `memory`: in-process transport and in-memory storage (the shape of
 //!   openraft's `benchmarks/minimal`);
-//! - `tcp+disk`: loopback TCP and the real segment log with fsync, in a
-//!   temporary directory.
+//! - `tcp+disk`: loopback TCP with mutual TLS (as servers run by default)
+//!   and the real segment log with fsync, in a temporary directory;
+//! - `tcp+disk+insecure`: the same without authentication;
+//! - `tls-cost`: both of the above, interleaved row by row, with their ratio.
 //!
 //! Run: `cargo bench --bench runtime_throughput`. Environment:
 //! `OAR_BENCH_MS` measuring time per row (default 3000),
@@ -23,7 +25,7 @@ use bytes::Bytes;
 use oar::core::{LogId, NodeId, RaftOptions};
 use oar::runtime::{
     Committed, DiskStorage, GroupId, GroupOptions, GroupStorage, LocalNetwork, MemStorage, Node,
-    NodeManager, SnapshotError, SnapshotFiles, StateMachine,
+    NodeManager, Security, SnapshotError, SnapshotFiles, StateMachine,
 };
 use oar::storage::{LogOptions, StdFileSystem};
 
@@ -57,10 +59,13 @@ impl StateMachine for Counter {
     }
 }
 
+#[path = "../tests/runtime/pki.rs"]
+mod pki;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Setup {
     Memory,
-    TcpDisk,
+    TcpDisk { tls: bool },
 }
 
 async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Node) {
@@ -71,9 +76,13 @@ async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Node
             Setup::Memory => {
                 NodeManager::local(&network, format!("10.0.0.{i}:5000").parse().unwrap())
             }
-            Setup::TcpDisk => {
+            Setup::TcpDisk { tls } => {
                 let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-                NodeManager::bind(addr, Default::default())
+                let security = match tls {
+                    true => pki::shared().security(addr.ip()),
+                    false => Security::insecure(pki::CLUSTER),
+                };
+                NodeManager::bind(addr, security, Default::default())
                     .await
                     .expect("bind")
             }
@@ -101,7 +110,7 @@ async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Node
         };
         let storage: Box<dyn GroupStorage> = match setup {
             Setup::Memory => Box::new(MemStorage::new()),
-            Setup::TcpDisk => Box::new(
+            Setup::TcpDisk { .. } => Box::new(
                 DiskStorage::open(
                     Arc::new(StdFileSystem),
                     &dir.join(format!("n{i}")),
@@ -191,9 +200,16 @@ fn main() {
         .build()
         .expect("tokio runtime");
     for name in setups.split(',') {
-        let (setup, default_clients) = match name.trim() {
+        let name = name.trim();
+        let (setup, default_clients) = match name {
             "memory" => (Setup::Memory, vec![1, 64, 256, 1024]),
-            "tcp+disk" => (Setup::TcpDisk, vec![1, 16, 256]),
+            "tcp+disk" => (Setup::TcpDisk { tls: true }, vec![1, 16, 256]),
+            "tcp+disk+insecure" => (Setup::TcpDisk { tls: false }, vec![1, 16, 256]),
+            "tls-cost" => {
+                let clients = clients_override.clone().unwrap_or(vec![1, 16, 256]);
+                tls_cost(&runtime, &clients, Duration::from_millis(millis));
+                continue;
+            }
             other => panic!("unknown setup {other}"),
         };
         let clients = clients_override.clone().unwrap_or(default_clients);
@@ -218,5 +234,29 @@ fn main() {
                 p99
             );
         }
+    }
+}
+
+/// tcp+disk with TLS against without, each row measured back to back so
+/// that the machine's drift hits both alike.
+fn tls_cost(runtime: &tokio::runtime::Runtime, clients: &[usize], time: Duration) {
+    println!("\noar runtime, tcp+disk: mutual TLS against none, interleaved");
+    println!(
+        "{:>8} | {:>12} | {:>12} | {:>7} | {:>10} | {:>10} | {:>10}",
+        "clients", "insecure w/s", "tls w/s", "tls/ins", "ins p50", "tls p50", "p50 cost"
+    );
+    println!(
+        "{:-<8}-+-{:-<12}-+-{:-<12}-+-{:-<7}-+-{:-<10}-+-{:-<10}-+-{:-<10}",
+        "", "", "", "", "", "", ""
+    );
+    for &n in clients {
+        let (plain, plain_p50, _) =
+            runtime.block_on(measure(Setup::TcpDisk { tls: false }, n, time));
+        let (tls, tls_p50, _) = runtime.block_on(measure(Setup::TcpDisk { tls: true }, n, time));
+        println!(
+            "{n:>8} | {plain:>12.0} | {tls:>12.0} | {:>7.2} | {plain_p50:>10.1?} | {tls_p50:>10.1?} | {:>10.1?}",
+            tls / plain,
+            tls_p50.saturating_sub(plain_p50)
+        );
     }
 }

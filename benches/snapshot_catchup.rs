@@ -30,6 +30,9 @@
 //! `OAR_BENCH_THROTTLES` rows as a comma list of MB/s or `none` (default
 //! `none,50,20`), `OAR_BENCH_CLIENTS` (default 16).
 
+#[path = "../tests/runtime/pki.rs"]
+mod pki;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -262,7 +265,7 @@ async fn bind_servers(throttle_mib: Option<u64>) -> Vec<NodeManager> {
     for _ in 0..3 {
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         servers.push(
-            NodeManager::bind(addr, options.clone())
+            NodeManager::bind(addr, pki::shared().security(addr.ip()), options.clone())
                 .await
                 .expect("bind"),
         );

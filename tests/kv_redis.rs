@@ -2,6 +2,9 @@
 //! spoken to with the Redis protocol: a raw RESP client, then the stock
 //! `redis-cli` (Debian's redis-tools; CI installs it).
 
+#[path = "runtime/pki.rs"]
+mod pki;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -49,12 +52,21 @@ fn start_cluster() -> Cluster {
         .map(|i| format!("{}=127.0.0.1:{}/127.0.0.1:{}", i + 1, raft[i], client[i]))
         .collect();
     let peers = peers.join(",");
+    // Authenticated, as the README's quick start runs it.
+    let [ca, cert, key] =
+        pki::shared().write_server_files(dir.path(), "127.0.0.1".parse().unwrap());
     let children = (0..3)
         .map(|i| {
             Command::new(kv_binary())
                 .args(["--id", &(i + 1).to_string(), "--peers", &peers])
                 .arg("--data-dir")
                 .arg(dir.path().join(format!("n{i}")))
+                .arg("--ca")
+                .arg(&ca)
+                .arg("--cert")
+                .arg(&cert)
+                .arg("--key")
+                .arg(&key)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oar::core::NodeId;
+use oar::runtime::Authenticator;
 use oar::runtime::admin_client::{AdminError, call};
 use oar::runtime::proto::{self, admin_request::Op};
 use oar::runtime::{GroupId, Node};
+use runtime::pki::{self, OPERATOR_TOKEN};
 use runtime::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -24,7 +26,23 @@ fn request(group: GroupId, op: Op) -> proto::AdminRequest {
 
 /// Runs `op` on `group` at the server `addr`, which must succeed.
 async fn admin(addr: std::net::SocketAddr, group: GroupId, op: Op) -> String {
-    call(addr, request(group, op), TIMEOUT).await.unwrap()
+    let dialer = pki::shared().operator_dialer();
+    call(&dialer, addr, request(group, op), TIMEOUT)
+        .await
+        .unwrap()
+}
+
+/// Sends `request` to the status page at `addr` over TLS (as an operator's
+/// client: the server's certificate checked, none of ours) and returns the
+/// whole response.
+async fn https_get(addr: std::net::SocketAddr, request: &str) -> String {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = pki::shared().operator().connect(tcp, addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut page = Vec::new();
+    let _ = stream.read_to_end(&mut page).await;
+    String::from_utf8_lossy(&page).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +110,9 @@ async fn status_snapshot_transfer_and_membership_through_the_admin_service() {
 async fn unknown_groups_and_empty_requests_are_refused_with_a_reason() {
     let servers = servers(1).await;
     let addr = servers[0].local_addr();
+    let dialer = pki::shared().operator_dialer();
     let err = call(
+        &dialer,
         addr,
         request(GroupId(42), Op::Status(proto::AdminStatus {})),
         TIMEOUT,
@@ -108,7 +128,7 @@ async fn unknown_groups_and_empty_requests_are_refused_with_a_reason() {
         op: None,
     };
     assert!(matches!(
-        call(addr, empty, TIMEOUT).await,
+        call(&dialer, addr, empty, TIMEOUT).await,
         Err(AdminError::Refused(_))
     ));
 }
@@ -122,15 +142,9 @@ async fn an_http_get_on_the_raft_port_shows_every_group() {
         .collect();
     let nodes: Vec<&Node> = members.iter().map(|m| &m.node).collect();
     wait_for_leader(&nodes[..3]).await;
-    let mut stream = tokio::net::TcpStream::connect(servers[0].local_addr())
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut page = String::new();
-    stream.read_to_string(&mut page).await.unwrap();
+    let get =
+        format!("GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR_TOKEN}\r\n\r\n");
+    let page = https_get(servers[0].local_addr(), &get).await;
     assert!(page.starts_with("HTTP/1.0 200 OK"), "{page}");
     assert!(page.contains("oar: 2 group(s)"), "{page}");
     assert!(

@@ -1,7 +1,8 @@
-//! Bad input on the Raft port: random bytes, a frame claiming 4 GiB, a valid
-//! frame for an unknown group, a vote from a non-member. Each is refused
-//! with a typed error; the server keeps serving and loses no acknowledged
-//! write.
+//! Bad input on the Raft port: random bytes before and after the
+//! handshake, a frame claiming 4 GiB, a valid frame for an unknown group, a
+//! vote from a non-member. Each is refused with a typed error; the server
+//! keeps serving and loses no acknowledged write. (Attacks on the handshake
+//! itself are in `runtime_front_door.rs`.)
 
 mod runtime;
 
@@ -36,6 +37,17 @@ async fn wait_for(mut done: impl FnMut() -> bool) {
     panic!("condition not reached");
 }
 
+/// An authenticated connection as a server on 127.0.0.1 (vouched for by
+/// its certificate, so the handshake passes and frames are read).
+async fn peer(target: std::net::SocketAddr) -> oar::runtime::auth::BoxedStream {
+    let security = runtime::pki::shared().security("127.0.0.1".parse().unwrap());
+    let own = "127.0.0.1:1".parse().unwrap();
+    oar::runtime::Dialer::server(&security, own, Duration::from_secs(5))
+        .dial(target)
+        .await
+        .unwrap()
+}
+
 async fn cluster() -> (Vec<NodeManager>, Vec<Member>) {
     let servers = servers(3).await;
     let members = start_group(&servers, GroupId(1), |_| Store::Mem(MemStorage::new()));
@@ -56,30 +68,41 @@ async fn garbage_oversized_frames_unknown_groups_and_strangers_are_refused() {
     let target = &servers[leader];
     let stats = target.stats();
 
-    // Random bytes: not a frame of a valid message; the connection is closed.
+    // Random bytes instead of a TLS handshake: refused, connection closed.
     let mut conn = TcpStream::connect(target.local_addr()).await.unwrap();
+    conn.write_all(&[0xde, 0xad, 0xbe, 0xef, 0x13, 0x37, 0xff, 0x00])
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let _ = conn.read_to_end(&mut Vec::new()).await;
+    wait_for(|| stats.refused_handshakes.load(Ordering::Relaxed) == 1).await;
+
+    // Random bytes from an authenticated peer: not a frame of a valid
+    // message; the connection is closed.
+    let mut conn = peer(target.local_addr()).await;
     let mut garbage = BytesMut::new();
     encode_frame(
         &[0xde, 0xad, 0xbe, 0xef, 0x13, 0x37, 0xff, 0x00],
         &mut garbage,
     );
     conn.write_all(&garbage).await.unwrap();
-    let mut buf = [0u8; 16];
+    conn.flush().await.unwrap();
     assert_eq!(
-        conn.read(&mut buf).await.unwrap(),
+        conn.read(&mut buf).await.unwrap_or(0),
         0,
         "server closed the connection"
     );
     wait_for(|| stats.malformed_frames.load(Ordering::Relaxed) == 1).await;
 
     // A header claiming 4 GiB: refused before allocating; connection closed.
-    let mut conn = TcpStream::connect(target.local_addr()).await.unwrap();
+    let mut conn = peer(target.local_addr()).await;
     conn.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
-    assert_eq!(conn.read(&mut buf).await.unwrap(), 0);
+    conn.flush().await.unwrap();
+    assert_eq!(conn.read(&mut buf).await.unwrap_or(0), 0);
     wait_for(|| stats.oversized_frames.load(Ordering::Relaxed) == 1).await;
 
     // A valid frame for a group this server does not host: an error frame back.
-    let mut conn = TcpStream::connect(target.local_addr()).await.unwrap();
+    let mut conn = peer(target.local_addr()).await;
     let stranger_group = Message {
         from: NodeId(2),
         to: NodeId(1),
@@ -89,6 +112,7 @@ async fn garbage_oversized_frames_unknown_groups_and_strangers_are_refused() {
     conn.write_all(&frame_of(GroupId(999), &stranger_group))
         .await
         .unwrap();
+    conn.flush().await.unwrap();
     let body = oar::runtime::frame::read_frame(&mut conn, 1 << 20)
         .await
         .unwrap();
@@ -117,6 +141,7 @@ async fn garbage_oversized_frames_unknown_groups_and_strangers_are_refused() {
         }),
     };
     conn.write_all(&frame_of(GroupId(1), &vote)).await.unwrap();
+    conn.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let after = nodes[leader].status().await.unwrap();
     assert_eq!(

@@ -12,9 +12,9 @@ use bytes::{Bytes, BytesMut};
 use oar::core::{LogId, Membership, NodeId};
 use oar::runtime::frame::{FRAME_BYTES_MAX, encode_frame, read_frame};
 use oar::runtime::{
-    CopyError, CopyOptions, DiskSnapshots, GroupId, LocalNetwork, MemSnapshots, NodeManager,
-    SnapshotFiles, SnapshotReadError, SnapshotSource, SnapshotStorage, StorageFailure, Throttle,
-    TransportOptions, fetch_snapshot, proto,
+    CopyError, CopyOptions, Dialer, DiskSnapshots, GroupId, LocalNetwork, MemSnapshots,
+    NodeManager, Security, SnapshotFiles, SnapshotReadError, SnapshotSource, SnapshotStorage,
+    StorageFailure, Throttle, TransportOptions, fetch_snapshot, proto,
 };
 use oar::storage::{SnapshotMeta, StdFileSystem};
 use prost::Message as _;
@@ -51,9 +51,26 @@ fn total_bytes(files: &SnapshotFiles) -> u64 {
     files.values().map(|d| d.len() as u64).sum()
 }
 
+// These tests are about the copy's mechanics, through proxies that read
+// and damage frames: the servers run insecure, so the proxies see plain
+// frames. Copies between authenticated servers are in runtime_snapshot.rs.
+const CLUSTER: &str = "copy-tests";
+
 async fn server(options: TransportOptions) -> NodeManager {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    NodeManager::bind(addr, options).await.unwrap()
+    NodeManager::bind(addr, Security::insecure(CLUSTER), options)
+        .await
+        .unwrap()
+}
+
+/// Copying from the server at `addr` as a peer server on 127.0.0.1.
+fn tcp_source(addr: SocketAddr) -> SnapshotSource {
+    let security = Security::insecure(CLUSTER);
+    let own: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    SnapshotSource::Tcp {
+        addr,
+        dialer: Dialer::server(&security, own, Duration::from_secs(5)),
+    }
 }
 
 /// A server serving `files` as snapshot [`SNAPSHOT`] of [`GROUP`] from memory.
@@ -113,7 +130,7 @@ async fn a_multi_file_snapshot_copies_exactly_from_memory_and_from_disk() {
     ];
     for server in [&mem_server, &disk_server] {
         for options in &variants {
-            let source = SnapshotSource::Tcp(server.local_addr());
+            let source = tcp_source(server.local_addr());
             let (got_meta, got_files) = copy(source, SNAPSHOT, &unlimited, options)
                 .await
                 .expect("copy succeeds");
@@ -260,14 +277,9 @@ async fn a_broken_connection_resumes_where_it_stopped() {
         window: 1,
         ..quick_retries()
     };
-    let got = copy(
-        SnapshotSource::Tcp(addr),
-        SNAPSHOT,
-        &Throttle::new(None),
-        &options,
-    )
-    .await
-    .expect("the copy survives two breaks");
+    let got = copy(tcp_source(addr), SNAPSHOT, &Throttle::new(None), &options)
+        .await
+        .expect("the copy survives two breaks");
     assert_eq!(got, (meta, files.clone()));
     assert_eq!(connections.load(Ordering::SeqCst), 3);
     // Restarting the file would serve 2 + 2 + 5 MiB; resuming 5 MiB plus
@@ -297,7 +309,7 @@ async fn a_stalled_connection_times_out_and_resumes() {
     };
     let start = Instant::now();
     let unlimited = Throttle::new(None);
-    let copying = copy(SnapshotSource::Tcp(addr), SNAPSHOT, &unlimited, &options);
+    let copying = copy(tcp_source(addr), SNAPSHOT, &unlimited, &options);
     // Without a request timeout the copy would wait forever.
     let got = tokio::time::timeout(Duration::from_secs(20), copying)
         .await
@@ -317,7 +329,7 @@ async fn a_flipped_bit_is_caught_and_the_chunk_fetched_again() {
     let (addr, connections) =
         proxy(server.local_addr(), Fault::Flip(|c, k| c == 0 && k == 2)).await;
     let got = copy(
-        SnapshotSource::Tcp(addr),
+        tcp_source(addr),
         SNAPSHOT,
         &Throttle::new(None),
         &quick_retries(),
@@ -335,14 +347,9 @@ async fn a_flipped_bit_is_caught_and_the_chunk_fetched_again() {
         retries_max: 3,
         ..quick_retries()
     };
-    let err = copy(
-        SnapshotSource::Tcp(addr),
-        SNAPSHOT,
-        &Throttle::new(None),
-        &options,
-    )
-    .await
-    .unwrap_err();
+    let err = copy(tcp_source(addr), SNAPSHOT, &Throttle::new(None), &options)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, CopyError::Corrupt { file, offset: 262_144 } if file == "big"),
         "{err:?}"
@@ -404,7 +411,7 @@ async fn a_snapshot_replaced_mid_copy_fails_the_copy_at_once() {
     };
     let server = server(TransportOptions::default()).await;
     server.serve_snapshots(GROUP, Arc::new(storage));
-    let source = SnapshotSource::Tcp(server.local_addr());
+    let source = tcp_source(server.local_addr());
     let unlimited = Throttle::new(None);
     let err = copy(source.clone(), SNAPSHOT, &unlimited, &quick_retries())
         .await
@@ -429,7 +436,7 @@ async fn unknown_groups_unreachable_servers_and_cancellation_are_typed_errors() 
     let files = sample_files();
     let (server, _) = serving(TransportOptions::default(), &files).await;
     let unlimited = Throttle::new(None);
-    let source = SnapshotSource::Tcp(server.local_addr());
+    let source = tcp_source(server.local_addr());
     let (_keep, cancelled) = watch::channel(false);
     let options = quick_retries();
     let err = fetch_snapshot(
@@ -461,7 +468,7 @@ async fn unknown_groups_unreachable_servers_and_cancellation_are_typed_errors() 
         retries_max: 2,
         ..quick_retries()
     };
-    let err = copy(SnapshotSource::Tcp(addr), SNAPSHOT, &unlimited, &few)
+    let err = copy(tcp_source(addr), SNAPSHOT, &unlimited, &few)
         .await
         .unwrap_err();
     assert!(matches!(err, CopyError::Io { attempts: 3, .. }), "{err:?}");
@@ -483,7 +490,7 @@ async fn measured_rate(server_rate: Option<u64>, client: &Throttle) -> f64 {
         ..TransportOptions::default()
     };
     let (server, meta) = serving(options, &files).await;
-    let source = SnapshotSource::Tcp(server.local_addr());
+    let source = tcp_source(server.local_addr());
     let start = Instant::now();
     let got = copy(source, SNAPSHOT, client, &CopyOptions::default())
         .await

@@ -25,7 +25,8 @@ use bytes::BytesMut;
 use clap::Parser;
 use oar::core::NodeId;
 use oar::runtime::{
-    DiskStorage, Error, GroupId, GroupOptions, Node, NodeManager, TransportOptions,
+    DiskStorage, Error, GroupId, GroupOptions, Node, NodeManager, Security, TlsAuthenticator,
+    TransportOptions,
 };
 use oar::storage::{LogOptions, StdFileSystem};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,6 +63,42 @@ struct Args {
     /// fetching); unlimited if absent.
     #[arg(long)]
     snapshot_throttle: Option<u64>,
+    /// The cluster CA's certificate (PEM); `oarctl certs` makes one.
+    #[arg(long, required_unless_present = "insecure")]
+    ca: Option<PathBuf>,
+    /// This server's certificate (PEM), naming its Raft IP address.
+    #[arg(long, required_unless_present = "insecure")]
+    cert: Option<PathBuf>,
+    /// This server's private key (PEM).
+    #[arg(long, required_unless_present = "insecure")]
+    key: Option<PathBuf>,
+    /// A file holding the operator token (`oarctl` and the status page).
+    #[arg(long)]
+    operator_token_file: Option<PathBuf>,
+    /// The cluster's id; servers of another cluster are refused.
+    #[arg(long, default_value = "kv")]
+    cluster_id: String,
+    /// Run without authentication: anyone who reaches the Raft port can
+    /// act as a peer or an operator. Only on a network you fully trust.
+    #[arg(long, conflicts_with_all = ["ca", "cert", "key"])]
+    insecure: bool,
+}
+
+/// The server's security settings from the command line.
+fn security(args: &Args) -> Result<Security, Box<dyn std::error::Error>> {
+    if args.insecure {
+        eprintln!("WARNING: --insecure: peers and operators are NOT authenticated");
+        return Ok(Security::insecure(&args.cluster_id));
+    }
+    let (Some(ca), Some(cert), Some(key)) = (&args.ca, &args.cert, &args.key) else {
+        return Err("--ca, --cert and --key are required (or --insecure)".into());
+    };
+    let tls = TlsAuthenticator::server_from_pem_files(ca, cert, key)?;
+    let tokens = match &args.operator_token_file {
+        Some(path) => vec![std::fs::read_to_string(path)?.trim().to_string()],
+        None => Vec::new(),
+    };
+    Ok(Security::new(Arc::new(tls), &args.cluster_id, tokens))
 }
 
 /// Raft and client address of each member.
@@ -101,7 +138,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         snapshot_bytes_per_sec: args.snapshot_throttle,
         ..TransportOptions::default()
     };
-    let server = NodeManager::bind(raft_addr, transport).await?;
+    let server = NodeManager::bind(raft_addr, security(&args)?, transport).await?;
     let group = GroupId(args.group);
     let storage = DiskStorage::open(
         Arc::new(StdFileSystem),

@@ -1,31 +1,53 @@
 //! `oarctl`: the operator's tool for oar servers (braft's `braft_cli`).
-//! Each command is one admin request to a server's Raft port, answered by
-//! that server's member of the group; changes must go to the leader.
+//! Each admin command is one request to a server's Raft port over TLS, as
+//! an operator (the token), answered by that server's member of the group;
+//! changes must go to the leader. `certs` makes a CA, server certificates
+//! and a token.
 //!
 //! ```text
+//! oarctl certs --out certs --ip 127.0.0.1 --ip 127.0.0.2 --ip 127.0.0.3
+//! export OARCTL_CA=certs/ca.pem OARCTL_TOKEN_FILE=certs/operator.token
 //! oarctl --server 127.0.0.1:7001 status
 //! oarctl --server 127.0.0.1:7001 snapshot
 //! oarctl --server 127.0.0.1:7001 transfer-leader --to 2
-//! oarctl --server 127.0.0.1:7001 add-peer --id 4 --addr 127.0.0.1:7004
+//! oarctl --server 127.0.0.1:7001 add-peer --id 4 --addr 127.0.0.4:7001
 //! oarctl --server 127.0.0.1:7001 remove-peer --id 4
-//! curl http://127.0.0.1:7001/      # every group's status, as text
+//! curl --cacert certs/ca.pem -H "Authorization: Bearer $(cat certs/operator.token)" \
+//!      https://127.0.0.1:7001/      # every group's status, as text
 //! ```
 
-use std::net::SocketAddr;
+mod certs;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use oar::runtime::admin_client::call;
 use oar::runtime::proto::{self, admin_request::Op};
+use oar::runtime::{Dialer, Insecure, TlsAuthenticator};
 
 /// Command line.
 #[derive(Parser, Debug)]
 #[command(about = "Admin tool for oar servers")]
 struct Args {
-    /// The server's Raft address.
+    /// The server's Raft address (every command but `certs`).
     #[arg(long)]
-    server: SocketAddr,
+    server: Option<SocketAddr>,
+    /// The cluster CA's certificate (PEM), to check the server's.
+    #[arg(long, env = "OARCTL_CA")]
+    ca: Option<PathBuf>,
+    /// A file holding the operator token.
+    #[arg(long, env = "OARCTL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// The cluster's id.
+    #[arg(long, env = "OARCTL_CLUSTER_ID", default_value = "kv")]
+    cluster_id: String,
+    /// Talk to a server started with `--insecure` (no TLS, no token).
+    #[arg(long)]
+    insecure: bool,
     /// The Raft group.
     #[arg(long, default_value_t = 1)]
     group: u64,
@@ -66,12 +88,102 @@ enum Command {
         #[arg(long)]
         id: u64,
     },
+    /// Make a cluster CA, a certificate for each server IP and an operator
+    /// token, in a directory (for tests and small clusters; a production
+    /// CA belongs in your PKI).
+    Certs {
+        /// Where to write the files.
+        #[arg(long)]
+        out: PathBuf,
+        /// A server's IP address (repeat for each server).
+        #[arg(long = "ip", required = true)]
+        ips: Vec<IpAddr>,
+    },
+}
+
+/// The operator's dialer the command line asks for.
+fn dialer(args: &Args) -> Result<Dialer, String> {
+    let timeout = Duration::from_secs(args.timeout);
+    if args.insecure {
+        let authenticator = Arc::new(Insecure);
+        return Ok(Dialer::operator(
+            authenticator,
+            &args.cluster_id,
+            Vec::new(),
+            timeout,
+        ));
+    }
+    let ca = args
+        .ca
+        .as_ref()
+        .ok_or("--ca (or OARCTL_CA) is required, or --insecure")?;
+    let token_file = args
+        .token_file
+        .as_ref()
+        .ok_or("--token-file (or OARCTL_TOKEN_FILE) is required, or --insecure")?;
+    let token = std::fs::read_to_string(token_file)
+        .map_err(|e| format!("{}: {e}", token_file.display()))?;
+    let tls = TlsAuthenticator::operator_from_pem_file(ca).map_err(|e| e.to_string())?;
+    Ok(Dialer::operator(
+        Arc::new(tls),
+        &args.cluster_id,
+        token.trim().as_bytes().to_vec(),
+        timeout,
+    ))
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let op = match args.command {
+    let op = match &args.command {
+        Command::Certs { out, ips } => {
+            return match certs::make(out, ips) {
+                Ok(()) => {
+                    println!(
+                        "wrote a CA, {} server certificate(s) and operator.token to {}",
+                        ips.len(),
+                        out.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("oarctl: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => admin_op(&args.command),
+    };
+    let Some(server) = args.server else {
+        eprintln!("oarctl: --server is required");
+        return ExitCode::FAILURE;
+    };
+    let dialer = match dialer(&args) {
+        Ok(dialer) => dialer,
+        Err(e) => {
+            eprintln!("oarctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let request = proto::AdminRequest {
+        group_id: args.group,
+        op: Some(op),
+    };
+    match call(&dialer, server, request, Duration::from_secs(args.timeout)).await {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("oarctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The admin request an admin command stands for.
+fn admin_op(command: &Command) -> Op {
+    match *command {
         Command::Status => Op::Status(proto::AdminStatus {}),
         Command::Snapshot => Op::Snapshot(proto::AdminSnapshot {}),
         Command::TransferLeader { to } => Op::TransferLeader(proto::AdminTransfer { to }),
@@ -81,19 +193,6 @@ async fn main() -> ExitCode {
             catch_up_ms: catch_up * 1000,
         }),
         Command::RemovePeer { id } => Op::RemovePeer(proto::AdminRemovePeer { id }),
-    };
-    let request = proto::AdminRequest {
-        group_id: args.group,
-        op: Some(op),
-    };
-    match call(args.server, request, Duration::from_secs(args.timeout)).await {
-        Ok(text) => {
-            println!("{}", text.trim_end());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("oarctl: {e}");
-            ExitCode::FAILURE
-        }
+        Command::Certs { .. } => unreachable!("certs is not an admin request"),
     }
 }

@@ -13,7 +13,10 @@ use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use oar::core::{NodeId, RaftOptions};
 
-use oar::runtime::{DiskStorage, GroupId, GroupOptions, Node, NodeManager, TransportOptions};
+use oar::runtime::{
+    ClusterKeyAuthenticator, DiskStorage, GroupId, GroupOptions, Node, NodeManager, Security,
+    TransportOptions,
+};
 use oar::storage::{FileSystem, LogOptions, LogWriter, MemFileSystem, StorageError};
 use serde_json::json;
 
@@ -357,6 +360,22 @@ struct ServerContext {
     trace: Trace,
 }
 
+/// The simulated cluster's key and id: every server is authenticated, as
+/// in production, with the challenge–response madsim can replay (TLS draws
+/// on the OS's randomness and clock).
+pub const CLUSTER_KEY: &[u8] = b"oar-sim cluster key";
+/// The simulated cluster's id.
+pub const CLUSTER_ID: &str = "oar-sim";
+
+/// A server's security settings: its nonces drawn from the run's seed,
+/// the node and the time of this start, so that every start differs and
+/// every replay is the same.
+pub fn security(seed: u64, id: NodeId) -> Security {
+    let nonce_seed = seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ SimCluster::now_ns();
+    let authenticator = ClusterKeyAuthenticator::new(CLUSTER_KEY, nonce_seed);
+    Security::new(Arc::new(authenticator), CLUSTER_ID, Vec::new())
+}
+
 /// The body of a simulated server: open storage, start the member, serve.
 async fn serve(ctx: ServerContext) {
     let ServerContext {
@@ -376,7 +395,7 @@ async fn serve(ctx: ServerContext) {
         write_timeout: Duration::from_millis(500),
         ..TransportOptions::default()
     };
-    let server = NodeManager::bind(addr, transport)
+    let server = NodeManager::bind(addr, security(seed, id), transport)
         .await
         .expect("bind in simulation");
     let fs: Arc<dyn FileSystem> = Arc::new(fs);

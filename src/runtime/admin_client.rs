@@ -5,11 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use prost::Message as _;
-use tokio::net::TcpStream;
 
-use super::frame::{FRAME_BYTES_MAX, read_frame};
+use super::auth::{DialError, Dialer};
+use super::frame::{FRAME_BYTES_MAX, read_frame, write_frame};
 use super::proto;
-use super::snapshot_copy::write_frame;
 
 /// Why an admin request got no answer, or a refusal.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +17,10 @@ pub enum AdminError {
     /// The server could not be reached or the connection broke.
     #[error("transport: {0}")]
     Io(#[from] std::io::Error),
+    /// No authenticated connection: unreachable, a bad certificate, or the
+    /// server refused our credentials.
+    #[error(transparent)]
+    Dial(#[from] DialError),
     /// No answer within the timeout.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -29,18 +32,19 @@ pub enum AdminError {
     Refused(String),
 }
 
-/// Sends `request` to the server at `addr` and returns the answer's text.
+/// Sends `request` to the server at `addr` over a connection `dialer`
+/// opens (an operator's) and returns the answer's text.
 ///
 /// # Errors
 /// [`AdminError`].
 pub async fn call(
+    dialer: &Dialer,
     addr: SocketAddr,
     request: proto::AdminRequest,
     timeout: Duration,
 ) -> Result<String, AdminError> {
     let exchange = async {
-        let stream = TcpStream::connect(addr).await?;
-        let _ = stream.set_nodelay(true);
+        let stream = dialer.dial(addr).await?;
         let (mut reader, mut writer) = tokio::io::split(stream);
         write_frame(&mut writer, proto::frame::Kind::AdminRequest(request)).await?;
         let body = read_frame(&mut reader, FRAME_BYTES_MAX)
@@ -49,6 +53,7 @@ pub async fn call(
         match proto::Frame::decode(body).map(|f| f.kind) {
             Ok(Some(proto::frame::Kind::AdminResponse(r))) if r.error.is_empty() => Ok(r.text),
             Ok(Some(proto::frame::Kind::AdminResponse(r))) => Err(AdminError::Refused(r.error)),
+            Ok(Some(proto::frame::Kind::Error(e))) => Err(AdminError::Refused(e.detail)),
             Ok(other) => Err(AdminError::Malformed(format!("unexpected frame {other:?}"))),
             Err(e) => Err(AdminError::Malformed(e.to_string())),
         }

@@ -1,15 +1,17 @@
 //! The operator's side of a server (braft's `CliService` and builtin status
 //! page): admin requests on the Raft port, answered by the local member of
-//! the group, and a plain-text status page for any HTTP `GET` on the same
-//! port, so `curl http://host:port/` shows every group without extra
-//! listeners. `oarctl` is the client.
+//! the group, and a plain-text status page for an HTTP `GET` on the same
+//! port (inside TLS when the server runs it), so `curl` with the operator
+//! token shows every group without extra listeners. `oarctl` is the
+//! client. Both are for operators only (see `inbound.rs`).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::auth::{BoxedStream, Credential, Security};
 use super::error::Error;
 use super::group_id::GroupId;
 use super::node::Node;
@@ -19,6 +21,9 @@ use crate::core::{NodeId, Status};
 /// The first bytes of an HTTP request: as a frame length they would claim
 /// over 1 GB, so no valid frame starts this way.
 pub(crate) const HTTP_GET: [u8; 4] = *b"GET ";
+
+/// The longest catch-up an admin `add-peer` may ask for: one hour.
+const CATCH_UP_MS_MAX: u64 = 3_600_000;
 
 /// The longest HTTP request head read before answering.
 const HTTP_HEAD_BYTES_MAX: usize = 8 << 10;
@@ -45,7 +50,9 @@ pub(crate) async fn handle(
             .map(|()| format!("transferring leadership to {}", NodeId(t.to))),
         Some(Op::AddPeer(add)) => match add.addr.parse::<SocketAddr>() {
             Ok(addr) => {
-                let catch_up = Duration::from_millis(add.catch_up_ms.max(1));
+                // Bounded: a change waiting a year for its learner would
+                // block every other change for as long.
+                let catch_up = Duration::from_millis(add.catch_up_ms.clamp(1, CATCH_UP_MS_MAX));
                 node.add_peer(NodeId(add.id), addr, catch_up)
                     .await
                     .map(|at| format!("{} added as a voter at {at}", NodeId(add.id)))
@@ -114,24 +121,44 @@ pub fn status_text(group: GroupId, s: &Status) -> String {
 }
 
 /// Answers an HTTP request whose first four bytes (`GET `) were read: the
-/// rest of its head is read (bounded), then every group's status is sent
-/// and the connection closed.
-pub(crate) async fn serve_status_page<R, W>(
-    reader: &mut R,
-    writer: &mut W,
+/// rest of its head is read (bounded); an operator (`Authorization: Bearer
+/// <token>`, or any client of an insecure server) gets every group's
+/// status, anyone else a refusal; then the connection is closed.
+pub(crate) async fn serve_status_page(
+    mut stream: BoxedStream,
     groups: Vec<(GroupId, Node)>,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+    security: &Security,
+    credential: &Credential,
+) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && head.len() < HTTP_HEAD_BYTES_MAX {
-        match reader.read(&mut byte).await {
+        match stream.read(&mut byte).await {
             Ok(1) => head.push(byte[0]),
             _ => break,
         }
     }
+    let token = bearer_token(&head);
+    let (status, body) = if !security.status_page_enabled {
+        ("404 Not Found", "the status page is off\n".to_string())
+    } else if !security.is_operator(credential, token.unwrap_or_default()) {
+        (
+            "401 Unauthorized",
+            "an operator token is required (Authorization: Bearer <token>)\n".to_string(),
+        )
+    } else {
+        ("200 OK", status_page(groups).await)
+    };
+    let response = format!(
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.flush().await;
+}
+
+/// Every group's status, as the page's body.
+async fn status_page(groups: Vec<(GroupId, Node)>) -> String {
     let mut body = format!("oar: {} group(s)\n", groups.len());
     for (group, node) in groups {
         match node.status().await {
@@ -141,10 +168,37 @@ pub(crate) async fn serve_status_page<R, W>(
             }
         }
     }
-    let response = format!(
-        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = writer.write_all(response.as_bytes()).await;
-    let _ = writer.flush().await;
+    body
+}
+
+/// The token of an `Authorization: Bearer` header in an HTTP request head.
+fn bearer_token(head: &[u8]) -> Option<&[u8]> {
+    head.split(|&b| b == b'\n').find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        let (name, value) = line.split_at(colon);
+        if !name.eq_ignore_ascii_case(b"authorization") {
+            return None;
+        }
+        let value = value[1..].trim_ascii();
+        let scheme = b"bearer ";
+        (value.len() > scheme.len() && value[..scheme.len()].eq_ignore_ascii_case(scheme))
+            .then(|| value[scheme.len()..].trim_ascii())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_token_is_found_in_any_case() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\nauthorization: bearer  s3cret \r\n\r\n";
+        assert_eq!(bearer_token(head), Some(&b"s3cret"[..]));
+        assert_eq!(bearer_token(b"GET / HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(
+            bearer_token(b"GET /\r\nAuthorization: Basic abc\r\n\r\n"),
+            None
+        );
+    }
 }

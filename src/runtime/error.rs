@@ -60,6 +60,17 @@ pub enum Error {
     /// Invalid options.
     #[error("invalid options: {0}")]
     Options(String),
+    /// The command is larger than the group accepts
+    /// ([`GroupOptions::command_bytes_max`](super::GroupOptions::command_bytes_max));
+    /// nothing was logged. Remedy: split it, or raise the limit within what
+    /// a log record and a frame hold.
+    #[error("command of {size} bytes exceeds the limit of {max}")]
+    CommandTooLarge {
+        /// The command's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A network operation failed.
     #[error("transport: {0}")]
     Transport(String),

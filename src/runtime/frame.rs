@@ -1,12 +1,22 @@
-//! Length-prefixed frames on a TCP stream: a big-endian `u32` body length,
-//! then the body (a protobuf `Frame`). The length is checked against a limit
-//! before anything is allocated, so a peer claiming 4 GiB costs nothing.
+//! Length-prefixed frames on a stream: a big-endian `u32` body length, then
+//! the body (a protobuf `Frame`). The length is checked against a limit
+//! before anything is read, and the body's buffer grows only as its bytes
+//! arrive, so a peer claiming 64 MiB and sending four bytes costs four
+//! bytes, not 64 MiB.
+
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use prost::Message as _;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::proto;
 
 /// The default largest frame body accepted: 64 MiB.
 pub const FRAME_BYTES_MAX: u32 = 64 << 20;
+
+/// How much of a body is read (and its buffer grown) at a time.
+const READ_CHUNK_BYTES: usize = 64 << 10;
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +33,12 @@ pub enum FrameError {
         /// The limit.
         max: u32,
     },
+    /// No frame began within the idle timeout.
+    #[error("idle for {0:?}")]
+    Idle(Duration),
+    /// A frame began but its body did not arrive within the deadline.
+    #[error("frame body not received within {0:?}")]
+    Slow(Duration),
     /// Reading failed, or the connection closed inside a frame.
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
@@ -35,6 +51,31 @@ pub fn encode_frame(body: &[u8], out: &mut BytesMut) {
     out.put_slice(body);
 }
 
+/// Writes one frame and flushes it (madsim's stream sends only on flush).
+pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    kind: proto::frame::Kind,
+) -> std::io::Result<()> {
+    let body = proto::Frame { kind: Some(kind) }.encode_to_vec();
+    let mut out = BytesMut::with_capacity(body.len() + 4);
+    encode_frame(&body, &mut out);
+    writer.write_all(&out).await?;
+    writer.flush().await
+}
+
+/// Reads a frame's four-byte length prefix; `Closed` on a clean end.
+///
+/// # Errors
+/// [`FrameError::Closed`] or [`FrameError::Io`].
+pub async fn read_header<R: AsyncRead + Unpin>(reader: &mut R) -> Result<[u8; 4], FrameError> {
+    let mut header = [0u8; 4];
+    match reader.read_exact(&mut header).await {
+        Ok(_) => Ok(header),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(FrameError::Closed),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Reads one frame body.
 ///
 /// # Errors
@@ -44,17 +85,33 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: u32,
 ) -> Result<Bytes, FrameError> {
-    let mut header = [0u8; 4];
-    match reader.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
-        Err(e) => return Err(e.into()),
-    }
+    let header = read_header(reader).await?;
     read_frame_body(reader, header, max).await
 }
 
+/// Reads one frame body, waiting at most `idle` for it to begin and then
+/// at most `body_timeout` for the rest of it (a peer trickling a large
+/// frame one byte a minute must not hold the connection forever).
+///
+/// # Errors
+/// As [`read_frame`], plus [`FrameError::Idle`] and [`FrameError::Slow`].
+pub async fn read_frame_within<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: u32,
+    idle: Duration,
+    body_timeout: Duration,
+) -> Result<Bytes, FrameError> {
+    let header = tokio::time::timeout(idle, read_header(reader))
+        .await
+        .map_err(|_| FrameError::Idle(idle))??;
+    tokio::time::timeout(body_timeout, read_frame_body(reader, header, max))
+        .await
+        .map_err(|_| FrameError::Slow(body_timeout))?
+}
+
 /// Reads the body of a frame whose length prefix `header` was already read
-/// (a server sniffing the first bytes of a connection).
+/// (a server sniffing the first bytes of a connection). The buffer grows
+/// with the bytes received, never ahead of them by more than one chunk.
 ///
 /// # Errors
 /// As [`read_frame`].
@@ -67,9 +124,25 @@ pub async fn read_frame_body<R: AsyncRead + Unpin>(
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    let mut body = BytesMut::zeroed(len as usize);
-    reader.read_exact(&mut body).await?;
+    let mut body = BytesMut::new();
+    read_body_into(reader, len as usize, &mut body).await?;
     Ok(body.freeze())
+}
+
+/// Reads `len` bytes into `body`, growing it one chunk at a time.
+async fn read_body_into<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    len: usize,
+    body: &mut BytesMut,
+) -> std::io::Result<()> {
+    while body.len() < len {
+        let want = (len - body.len()).min(READ_CHUNK_BYTES);
+        body.reserve(want);
+        if reader.read_buf(&mut (&mut *body).limit(want)).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -105,5 +178,43 @@ mod tests {
             read_frame(&mut reader, 1024).await,
             Err(FrameError::Io(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_frame_body_is_buffered_only_as_its_bytes_arrive() {
+        // A header claiming 64 MiB, then the stream ends: what was reserved
+        // stays within one chunk of what arrived (the old reader zeroed all
+        // 64 MiB up front).
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        client
+            .write_all(&(64u32 << 20).to_be_bytes())
+            .await
+            .unwrap();
+        client.write_all(&[7u8; 1000]).await.unwrap();
+        drop(client);
+        let header = read_header(&mut server).await.unwrap();
+        let mut body = BytesMut::new();
+        let read = read_body_into(&mut server, u32::from_be_bytes(header) as usize, &mut body);
+        assert!(read.await.is_err());
+        assert_eq!(body.len(), 1000);
+        assert!(
+            body.capacity() <= 2 * READ_CHUNK_BYTES,
+            "{}",
+            body.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trickled_frame_times_out() {
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        client.write_all(&100u32.to_be_bytes()).await.unwrap();
+        client.write_all(&[1u8; 10]).await.unwrap();
+        let short = Duration::from_millis(50);
+        let err = read_frame_within(&mut server, 1024, Duration::from_secs(5), short).await;
+        assert!(matches!(err, Err(FrameError::Slow(_))));
+        let (_client, mut idle_server) = tokio::io::duplex(16);
+        let err = read_frame_within(&mut idle_server, 1024, short, short).await;
+        assert!(matches!(err, Err(FrameError::Idle(_))));
+        drop(client);
     }
 }

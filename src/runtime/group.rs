@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,8 +32,12 @@ use crate::storage::{Durable, WriteOp};
 
 /// Inputs a group task accepts.
 pub(crate) enum GroupInput {
-    /// A message from a peer.
-    Message(Message),
+    /// A message from a peer. `sender` is the authenticated server it came
+    /// from (`None` in process, where there is no stranger to fear).
+    Message {
+        message: Message,
+        sender: Option<SocketAddr>,
+    },
     /// A client command.
     Propose { command: Bytes, reply: Closure },
     /// A status request.
@@ -60,6 +64,9 @@ pub(crate) enum GroupInput {
 pub(crate) struct SharedState {
     pub(crate) leader: Mutex<Option<NodeId>>,
     pub(crate) applied_index: Arc<AtomicU64>,
+    /// Messages refused because their sender node does not live on the
+    /// server that sent them.
+    pub(crate) forbidden_messages: AtomicU64,
     /// Set once the group and every task that touches its storage (log
     /// writer, apply loop, installer) have finished: only then may the
     /// storage directory be opened again.
@@ -71,6 +78,7 @@ impl Default for SharedState {
         SharedState {
             leader: Mutex::default(),
             applied_index: Arc::default(),
+            forbidden_messages: AtomicU64::new(0),
             stopped: watch::Sender::new(false),
         }
     }
@@ -159,8 +167,22 @@ impl GroupDriver {
 
     fn on_input(&mut self, input: GroupInput, now: Instant) {
         match input {
-            GroupInput::Message(m) => {
-                if let Err(e) = self.raft.handle_message(now, m) {
+            GroupInput::Message { message, sender } => {
+                if let Some(sender) = sender
+                    && self.peers.get(&message.from).map(SocketAddr::ip) != Some(sender.ip())
+                {
+                    // An authenticated server speaking for a node that does
+                    // not live there: refused before the core sees it. The
+                    // credential proves an IP, so the IP is what is bound
+                    // (servers sharing an IP are one principal).
+                    self.shared
+                        .forbidden_messages
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(group = %self.group, from = %message.from, %sender,
+                        "message from a node that does not live on its sending server");
+                    return;
+                }
+                if let Err(e) = self.raft.handle_message(now, message) {
                     tracing::debug!(group = %self.group, error = %e, "message rejected");
                 }
             }

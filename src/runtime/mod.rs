@@ -12,13 +12,16 @@ mod admin;
 pub mod admin_client;
 mod admin_service;
 mod apply_loop;
+pub mod auth;
 mod blocking;
 pub mod convert;
 pub mod error;
 pub mod frame;
+pub mod frame_shape;
 mod group;
 pub mod group_id;
 pub mod group_storage;
+mod inbound;
 mod log_writer;
 mod node;
 mod node_manager;
@@ -33,6 +36,10 @@ pub mod transport;
 
 pub use admin_service::status_text;
 pub use apply_loop::Applied;
+pub use auth::{
+    Authenticator, ClusterKeyAuthenticator, Credential, DialError, Dialer, Insecure, Security,
+    TlsAuthenticator, TlsError,
+};
 pub use convert::{DecodeError, decode_message, encode_message};
 pub use error::Error;
 pub use group_id::GroupId;

@@ -25,6 +25,8 @@ pub struct Node {
     pub(crate) id: NodeId,
     pub(crate) inbox: mpsc::Sender<GroupInput>,
     pub(crate) shared: Arc<SharedState>,
+    /// Commands above this size are refused before they reach the log.
+    pub(crate) command_bytes_max: usize,
 }
 
 impl Node {
@@ -46,14 +48,33 @@ impl Node {
     /// `Overwritten` when a new leader replaced the entry; `NotRunning` when
     /// the group had stopped (not applied); `Shutdown` when it stops with
     /// the command in flight (it may or may not have committed);
-    /// `Storage` after a storage failure.
+    /// `Storage` after a storage failure; `CommandTooLarge` over
+    /// [`GroupOptions::command_bytes_max`](super::GroupOptions::command_bytes_max)
+    /// (nothing logged).
     pub async fn apply(&self, command: Bytes) -> Result<Applied, Error> {
+        if command.len() > self.command_bytes_max {
+            return Err(Error::CommandTooLarge {
+                size: command.len(),
+                max: self.command_bytes_max,
+            });
+        }
         let (reply, response) = oneshot::channel();
         self.inbox
             .send(GroupInput::Propose { command, reply })
             .await
             .map_err(|_| Error::NotRunning)?;
         response.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// The largest command [`apply`](Self::apply) accepts, in bytes.
+    pub fn command_bytes_max(&self) -> usize {
+        self.command_bytes_max
+    }
+
+    /// Messages this member refused because their sender node does not
+    /// live on the authenticated server that sent them.
+    pub fn forbidden_messages(&self) -> u64 {
+        self.shared.forbidden_messages.load(Ordering::Relaxed)
     }
 
     /// The leader this member knows of, if any.

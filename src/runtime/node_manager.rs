@@ -5,27 +5,24 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
-use prost::Message as _;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::admin_service;
 use super::apply_loop::{ApplyLoop, SnapshotPolicy};
-use super::convert::{DecodeError, from_proto};
+use super::auth::{Dialer, Security};
 use super::error::Error;
-use super::frame::{FrameError, read_frame, read_frame_body};
 use super::group::{GroupDriver, GroupInput, SharedState};
 use super::group_id::GroupId;
 use super::group_storage::GroupStorage;
+use super::inbound::{self, ConnectionCounts};
 use super::log_writer::run_log_writer;
 use super::node::Node;
 use super::options::GroupOptions;
 use super::proto;
-use super::snapshot_copy::{FileService, SnapshotSource, write_frame};
+use super::snapshot_copy::{FileService, SnapshotSource};
 use super::snapshot_install::{SnapshotInstaller, SourceResolver};
 use super::snapshot_storage::SnapshotStorage;
 use super::state_machine::StateMachine;
@@ -36,6 +33,19 @@ use crate::core::{InitialState, Instant, RaftNode, SnapshotInfo};
 /// Counters of what the server refused, for tests and the status page.
 #[derive(Debug, Default)]
 pub struct ServerStats {
+    /// Connections refused at the connection caps.
+    pub refused_connections: AtomicU64,
+    /// Connections closed in the handshake: no secure channel, a refused
+    /// or missing `Hello`, or too slow.
+    pub refused_handshakes: AtomicU64,
+    /// Requests refused because the connection's identity may not send
+    /// them (an operator's Raft message, a peer's admin request).
+    pub forbidden_requests: AtomicU64,
+    /// Connections closed for idling or for a frame that came too slowly.
+    pub timed_out_connections: AtomicU64,
+    /// Failed accepts (e.g. out of file descriptors), each followed by a
+    /// backoff.
+    pub accept_errors: AtomicU64,
     /// Connections closed for a frame over the size limit.
     pub oversized_frames: AtomicU64,
     /// Connections closed for a frame that is not a valid message.
@@ -48,7 +58,9 @@ pub struct ServerStats {
     pub snapshot_bytes_served: AtomicU64,
 }
 
-struct Inner {
+/// What the server's tasks share (the registry, the inbound side, the
+/// transport).
+pub(crate) struct Inner {
     local_addr: SocketAddr,
     /// Set when the server lives on an in-process network instead of TCP.
     local_network: Option<LocalNetwork>,
@@ -57,9 +69,13 @@ struct Inner {
     /// without holding `routes`, which every incoming message needs.
     starting: Mutex<BTreeSet<GroupId>>,
     transport: Transport,
-    options: TransportOptions,
+    pub(crate) options: TransportOptions,
+    pub(crate) security: Security,
+    /// Opens this server's outbound connections (as this server).
+    dialer: Dialer,
     accept: Mutex<Option<JoinHandle<()>>>,
-    stats: ServerStats,
+    pub(crate) stats: ServerStats,
+    pub(crate) connections: Arc<ConnectionCounts>,
     /// The groups whose snapshots peers may copy from here.
     files: FileService,
 }
@@ -71,25 +87,37 @@ pub struct NodeManager {
 }
 
 impl NodeManager {
-    /// Listens on `addr` (port 0 picks a free port).
+    /// Listens on `addr` (port 0 picks a free port); every connection, in
+    /// and out, is authenticated as `security` says.
     ///
     /// # Errors
     /// The listener could not be bound.
-    pub async fn bind(addr: SocketAddr, options: TransportOptions) -> std::io::Result<NodeManager> {
+    pub async fn bind(
+        addr: SocketAddr,
+        security: Security,
+        options: TransportOptions,
+    ) -> std::io::Result<NodeManager> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
+        if security.is_insecure() {
+            tracing::warn!(%local_addr, "running INSECURE: connections are not authenticated");
+        }
+        let dialer = Dialer::server(&security, local_addr, options.connect_timeout);
         let inner = Arc::new(Inner {
             local_addr,
             local_network: None,
             routes: Mutex::default(),
             starting: Mutex::default(),
-            transport: Transport::tcp(options.clone()),
+            transport: Transport::tcp(options.clone(), dialer.clone()),
             files: file_service(&options),
             options,
+            security,
+            dialer,
             accept: Mutex::default(),
             stats: ServerStats::default(),
+            connections: Arc::default(),
         });
-        let accept = tokio::spawn(accept_loop(listener, Arc::downgrade(&inner)));
+        let accept = tokio::spawn(inbound::accept_loop(listener, Arc::downgrade(&inner)));
         *inner.accept.lock().expect("accept lock") = Some(accept);
         Ok(NodeManager { inner })
     }
@@ -98,6 +126,8 @@ impl NodeManager {
     /// servers of `network` (no sockets: for benchmarks and tests).
     pub fn local(network: &LocalNetwork, addr: SocketAddr) -> NodeManager {
         let options = TransportOptions::default();
+        // In process there is no stranger: nothing to authenticate.
+        let security = Security::insecure("local");
         let inner = Arc::new(Inner {
             local_addr: addr,
             local_network: Some(network.clone()),
@@ -105,9 +135,12 @@ impl NodeManager {
             starting: Mutex::default(),
             transport: Transport::local(network.clone()),
             files: file_service(&options),
+            dialer: Dialer::server(&security, addr, options.connect_timeout),
             options,
+            security,
             accept: Mutex::default(),
             stats: ServerStats::default(),
+            connections: Arc::default(),
         });
         let weak = Arc::downgrade(&inner);
         network.register_file_handler(
@@ -125,7 +158,7 @@ impl NodeManager {
             addr,
             Arc::new(move |group, message| {
                 if let Some(inner) = weak.upgrade() {
-                    inner.route(group, message);
+                    inner.route(group, message, None);
                 }
             }),
         );
@@ -140,6 +173,11 @@ impl NodeManager {
     /// What the server refused so far.
     pub fn stats(&self) -> &ServerStats {
         &self.inner.stats
+    }
+
+    /// Inbound connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.inner.connections.total()
     }
 
     /// Lets peers copy `group`'s snapshots from `storage` (replacing any
@@ -168,19 +206,16 @@ impl NodeManager {
                 network: network.clone(),
                 addr,
             },
-            None => SnapshotSource::Tcp(addr),
+            None => SnapshotSource::Tcp {
+                addr,
+                dialer: self.inner.dialer.clone(),
+            },
         }
     }
 
     fn snapshot_resolver(&self) -> SourceResolver {
-        let network = self.inner.local_network.clone();
-        Arc::new(move |addr| match &network {
-            Some(network) => SnapshotSource::Local {
-                network: network.clone(),
-                addr,
-            },
-            None => SnapshotSource::Tcp(addr),
-        })
+        let manager = self.clone();
+        Arc::new(move |addr| manager.snapshot_source(addr))
     }
 
     /// Starts a group member from its storage.
@@ -200,6 +235,12 @@ impl NodeManager {
                 options.raft.id
             )));
         }
+        options
+            .check_fits(
+                self.inner.options.frame_bytes_max,
+                self.inner.options.message_entries_max,
+            )
+            .map_err(Error::Options)?;
         let _reservation = self.reserve(options.group)?;
         let recovered = storage
             .recover()
@@ -252,6 +293,7 @@ impl NodeManager {
             id: options.raft.id,
             inbox: inbox_tx.clone(),
             shared: shared.clone(),
+            command_bytes_max: options.command_bytes_max,
         };
         let mut routes = self.inner.routes.lock().expect("routes lock");
         routes.insert(options.group, node.clone());
@@ -395,14 +437,17 @@ fn file_service(options: &TransportOptions) -> FileService {
 
 impl Inner {
     /// Answers a snapshot copier's request.
-    async fn serve_file(&self, request: proto::GetFileRequest) -> proto::GetFileResponse {
+    pub(crate) async fn serve_file(
+        &self,
+        request: proto::GetFileRequest,
+    ) -> proto::GetFileResponse {
         self.files
             .handle(request, &self.stats.snapshot_bytes_served)
             .await
     }
 
     /// The local member of `group`, if it runs here.
-    fn node(&self, group: GroupId) -> Option<Node> {
+    pub(crate) fn node(&self, group: GroupId) -> Option<Node> {
         self.routes
             .lock()
             .expect("routes lock")
@@ -411,14 +456,20 @@ impl Inner {
     }
 
     /// Every group served here, by id.
-    fn groups(&self) -> Vec<(GroupId, Node)> {
+    pub(crate) fn groups(&self) -> Vec<(GroupId, Node)> {
         let routes = self.routes.lock().expect("routes lock");
         routes.iter().map(|(&g, n)| (g, n.clone())).collect()
     }
 
-    /// Hands a message to its group's inbox. Returns false if no such group
-    /// runs here. A full inbox drops the message (Raft resends).
-    fn route(&self, group: GroupId, message: crate::core::Message) -> bool {
+    /// Hands a message from the server at `sender` (`None`: in process) to
+    /// its group's inbox. Returns false if no such group runs here. A full
+    /// inbox drops the message (Raft resends).
+    pub(crate) fn route(
+        &self,
+        group: GroupId,
+        message: crate::core::Message,
+        sender: Option<SocketAddr>,
+    ) -> bool {
         let inbox = self
             .routes
             .lock()
@@ -431,125 +482,14 @@ impl Inner {
                 .fetch_add(1, Ordering::Relaxed);
             return false;
         };
-        if inbox.try_send(GroupInput::Message(message)).is_err() {
+        if inbox
+            .try_send(GroupInput::Message { message, sender })
+            .is_err()
+        {
             self.stats.dropped_messages.fetch_add(1, Ordering::Relaxed);
         }
         true
     }
-}
-
-async fn accept_loop(listener: TcpListener, manager: Weak<Inner>) {
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
-        };
-        let Some(inner) = manager.upgrade() else {
-            return;
-        };
-        let _ = stream.set_nodelay(true);
-        let max = inner.options.frame_bytes_max;
-        drop(inner);
-        tokio::spawn(serve_connection(stream, peer, max, manager.clone()));
-    }
-}
-
-/// Why an inbound connection was closed.
-#[derive(Debug, thiserror::Error)]
-enum ConnectionError {
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-    #[error("undecodable frame: {0}")]
-    Decode(#[from] DecodeError),
-}
-
-/// Reads frames from one peer connection until the peer closes it or sends
-/// a bad frame: routes Raft messages, and answers snapshot file requests in
-/// the order they came.
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, max: u32, manager: Weak<Inner>) {
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    // The first four bytes tell a frame's length from an HTTP request.
-    let mut first = [0u8; 4];
-    if reader.read_exact(&mut first).await.is_err() {
-        return;
-    }
-    if first == admin_service::HTTP_GET {
-        let groups = match manager.upgrade() {
-            Some(inner) => inner.groups(),
-            None => return,
-        };
-        admin_service::serve_status_page(&mut reader, &mut writer, groups).await;
-        return;
-    }
-    let mut header = Some(first);
-    let error = loop {
-        let read = match header.take() {
-            Some(first) => read_frame_body(&mut reader, first, max).await,
-            None => read_frame(&mut reader, max).await,
-        };
-        let body = match read {
-            Ok(body) => body,
-            Err(FrameError::Closed) => return,
-            Err(e) => break ConnectionError::from(e),
-        };
-        let kind = match proto::Frame::decode(body) {
-            Ok(frame) => frame.kind,
-            Err(e) => break DecodeError::from(e).into(),
-        };
-        let Some(mut inner) = manager.upgrade() else {
-            return;
-        };
-        let reply = match kind {
-            Some(proto::frame::Kind::Raft(m)) => match from_proto(m) {
-                Ok((group, message)) => (!inner.route(group, message)).then(|| {
-                    tracing::debug!(%peer, %group, "message for an unknown group");
-                    proto::frame::Kind::Error(proto::TransportError {
-                        group_id: group.0,
-                        kind: proto::transport_error::Kind::UnknownGroup as i32,
-                        detail: format!("group {group} is not served here"),
-                    })
-                }),
-                Err(e) => break e.into(),
-            },
-            Some(proto::frame::Kind::GetFileRequest(request)) => Some(
-                proto::frame::Kind::GetFileResponse(inner.serve_file(request).await),
-            ),
-            Some(proto::frame::Kind::AdminRequest(request)) => {
-                let node = inner.node(GroupId(request.group_id));
-                drop(inner);
-                let response = admin_service::handle(node, request).await;
-                let Some(again) = manager.upgrade() else {
-                    return;
-                };
-                inner = again;
-                Some(proto::frame::Kind::AdminResponse(response))
-            }
-            Some(
-                proto::frame::Kind::Error(_)
-                | proto::frame::Kind::GetFileResponse(_)
-                | proto::frame::Kind::AdminResponse(_),
-            ) => None,
-            None => break DecodeError::MissingField("frame.kind").into(),
-        };
-        let write_timeout = inner.options.write_timeout;
-        drop(inner);
-        let Some(reply) = reply else {
-            continue;
-        };
-        // A peer that stops reading must not hold this task forever.
-        let written = tokio::time::timeout(write_timeout, write_frame(&mut writer, reply)).await;
-        if !matches!(written, Ok(Ok(()))) {
-            tracing::debug!(%peer, "reply not written; closing connection");
-            return;
-        }
-    };
-    if let Some(inner) = manager.upgrade() {
-        let counter = match &error {
-            ConnectionError::Frame(FrameError::TooLarge { .. }) => &inner.stats.oversized_frames,
-            _ => &inner.stats.malformed_frames,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-    tracing::warn!(%peer, %error, "closing connection");
 }
 
 /// A group `add_group` is starting; dropping it lets the id be claimed again

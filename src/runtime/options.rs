@@ -26,7 +26,19 @@ pub struct GroupOptions {
     /// entries; `None`: only on request (`Node::snapshot`). A state machine
     /// without snapshot support turns this off at its first refusal.
     pub snapshot_interval: Option<u64>,
+    /// The largest command `Node::apply` accepts, in bytes; larger ones are
+    /// refused before anything is logged. It must fit one log record and
+    /// one replication frame (checked by `add_group`).
+    pub command_bytes_max: usize,
 }
+
+/// The default [`GroupOptions::command_bytes_max`]: 8 MiB.
+pub const COMMAND_BYTES_MAX: usize = 8 << 20;
+
+/// Room in a frame for everything an AppendEntries carries besides the
+/// entries' own bytes, per entry and per message.
+const ENTRY_OVERHEAD_BYTES: u64 = 64;
+const MESSAGE_OVERHEAD_BYTES: u64 = 4 << 10;
 
 impl GroupOptions {
     /// The configuration the group starts from.
@@ -50,6 +62,48 @@ impl GroupOptions {
             initial_voters: None,
             inbox_max: 65_536,
             snapshot_interval: Some(100_000),
+            command_bytes_max: COMMAND_BYTES_MAX,
         }
+    }
+
+    /// Checks that the largest AppendEntries these options can produce fits
+    /// a frame of `frame_bytes_max` and a receiver's `message_entries_max`,
+    /// and that the largest command fits a log record; a command that fits
+    /// neither would stop the group (a record refused by the disk) or stall
+    /// it (a frame every follower refuses).
+    ///
+    /// # Errors
+    /// What does not fit, with the numbers.
+    pub fn check_fits(
+        &self,
+        frame_bytes_max: u32,
+        message_entries_max: usize,
+    ) -> Result<(), String> {
+        let record_max = crate::storage::record::PAYLOAD_BYTES_MAX - MESSAGE_OVERHEAD_BYTES;
+        let command = self.command_bytes_max as u64;
+        if command > record_max {
+            return Err(format!(
+                "command_bytes_max {command} exceeds a log record's {record_max}"
+            ));
+        }
+        let entries = self.raft.append_entries_max as u64;
+        let largest = self
+            .raft
+            .append_bytes_max
+            .max(command + ENTRY_OVERHEAD_BYTES)
+            + entries * ENTRY_OVERHEAD_BYTES
+            + MESSAGE_OVERHEAD_BYTES;
+        if largest > u64::from(frame_bytes_max) {
+            return Err(format!(
+                "an AppendEntries may reach {largest} bytes (command_bytes_max, append_bytes_max, append_entries_max), over the frame limit {frame_bytes_max}"
+            ));
+        }
+        if self.raft.append_entries_max > message_entries_max {
+            return Err(format!(
+                "append_entries_max {} exceeds the receivers' message_entries_max {message_entries_max}",
+                self.raft.append_entries_max
+            ));
+        }
+        Ok(())
     }
 }

@@ -17,9 +17,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use super::auth::Dialer;
 use super::convert::to_proto;
 use super::frame::{FRAME_BYTES_MAX, encode_frame, read_frame};
 use super::group_id::GroupId;
@@ -32,7 +32,8 @@ use crate::core::Message;
 pub struct TransportOptions {
     /// Frames queued per peer before new ones are dropped.
     pub queue_frames_max: usize,
-    /// Give up on a connection attempt after this long.
+    /// Give up on an outbound connection attempt (TCP, secure channel and
+    /// `Hello`) after this long.
     pub connect_timeout: Duration,
     /// Give up on a write (and the connection) after this long.
     pub write_timeout: Duration,
@@ -45,6 +46,27 @@ pub struct TransportOptions {
     /// The server's snapshot copy rate limit, shared by every group's
     /// serving and receiving copies (`None`: unlimited).
     pub snapshot_bytes_per_sec: Option<u64>,
+    /// Inbound connections open at once, all sources together; more are
+    /// closed at once.
+    pub connections_max: usize,
+    /// Inbound connections open at once from one IP address.
+    pub connections_per_ip_max: usize,
+    /// The secure channel and the `Hello` must be done within this long
+    /// (in and out).
+    pub handshake_timeout: Duration,
+    /// An inbound connection with no frame for this long is closed.
+    pub idle_timeout: Duration,
+    /// Once a frame began, its body must arrive within this long.
+    pub frame_timeout: Duration,
+    /// Most log entries one message may carry; a frame with more is refused
+    /// before it is decoded (decoding inflates small entries ~50×). Must
+    /// be at least every group's `RaftOptions::append_entries_max`.
+    pub message_entries_max: usize,
+    /// First wait after a failed accept (e.g. out of file descriptors);
+    /// doubles up to `accept_backoff_max`.
+    pub accept_backoff_min: Duration,
+    /// Longest wait after failed accepts.
+    pub accept_backoff_max: Duration,
 }
 
 impl Default for TransportOptions {
@@ -57,6 +79,14 @@ impl Default for TransportOptions {
             backoff_max: Duration::from_secs(1),
             frame_bytes_max: FRAME_BYTES_MAX,
             snapshot_bytes_per_sec: None,
+            connections_max: 1024,
+            connections_per_ip_max: 64,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            frame_timeout: Duration::from_secs(30),
+            message_entries_max: 65_536,
+            accept_backoff_min: Duration::from_millis(5),
+            accept_backoff_max: Duration::from_secs(1),
         }
     }
 }
@@ -141,18 +171,20 @@ pub struct Transport {
 enum TransportKind {
     Tcp {
         senders: Arc<SenderMap>,
-        options: TransportOptions,
+        options: Box<TransportOptions>,
+        dialer: Dialer,
     },
     Local(LocalNetwork),
 }
 
 impl Transport {
-    /// A TCP transport with these options.
-    pub fn tcp(options: TransportOptions) -> Self {
+    /// A TCP transport with these options, connecting through `dialer`.
+    pub fn tcp(options: TransportOptions, dialer: Dialer) -> Self {
         Transport {
             kind: TransportKind::Tcp {
                 senders: Arc::default(),
-                options,
+                options: Box::new(options),
+                dialer,
             },
         }
     }
@@ -168,14 +200,18 @@ impl Transport {
     /// it was dropped because the peer's queue is full.
     pub fn send(&self, addr: SocketAddr, group: GroupId, message: Message) -> bool {
         match &self.kind {
-            TransportKind::Tcp { senders, options } => {
+            TransportKind::Tcp {
+                senders,
+                options,
+                dialer,
+            } => {
                 let frame = proto::Frame {
                     kind: Some(proto::frame::Kind::Raft(to_proto(group, &message))),
                 };
                 let body = frame.encode_to_vec();
                 let mut out = BytesMut::with_capacity(body.len() + 4);
                 encode_frame(&body, &mut out);
-                send_frame(senders, options, addr, out.freeze())
+                send_frame(senders, options, dialer, addr, out.freeze())
             }
             TransportKind::Local(network) => {
                 network.deliver(addr, group, message);
@@ -197,13 +233,14 @@ impl Transport {
 fn send_frame(
     senders: &SenderMap,
     options: &TransportOptions,
+    dialer: &Dialer,
     addr: SocketAddr,
     frame: Bytes,
 ) -> bool {
     let mut senders = senders.lock().expect("transport lock");
     let sender = senders.entry(addr).or_insert_with(|| {
         let (tx, rx) = mpsc::channel(options.queue_frames_max);
-        tokio::spawn(run_peer_sender(addr, rx, options.clone()));
+        tokio::spawn(run_peer_sender(addr, rx, options.clone(), dialer.clone()));
         tx
     });
     match sender.try_send(frame) {
@@ -225,14 +262,14 @@ async fn run_peer_sender(
     addr: SocketAddr,
     mut queue: mpsc::Receiver<Bytes>,
     options: TransportOptions,
+    dialer: Dialer,
 ) {
     let mut backoff = options.backoff_min;
     let mut batch = BytesMut::new();
     loop {
-        let connect = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr)).await;
-        let stream = match connect {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
+        let stream = match dialer.dial(addr).await {
+            Ok(stream) => stream,
+            Err(e) => {
                 tracing::debug!(%addr, error = %e, "connect failed");
                 if !sleep_draining(&mut queue, backoff).await {
                     return;
@@ -240,16 +277,7 @@ async fn run_peer_sender(
                 backoff = (backoff * 2).min(options.backoff_max);
                 continue;
             }
-            Err(_) => {
-                tracing::debug!(%addr, "connect timed out");
-                if !sleep_draining(&mut queue, backoff).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(options.backoff_max);
-                continue;
-            }
         };
-        let _ = stream.set_nodelay(true);
         backoff = options.backoff_min;
         let (reader, mut writer) = tokio::io::split(stream);
         let replies = tokio::spawn(log_replies(addr, reader, options.frame_bytes_max));

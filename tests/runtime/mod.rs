@@ -2,6 +2,8 @@
 //! `NodeManager`s on ports the OS picks, and a recording state machine.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pki;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -11,7 +13,7 @@ use bytes::Bytes;
 use oar::core::{LogId, LogIndex, NodeId, RaftOptions};
 use oar::runtime::{
     Committed, DiskStorage, GroupId, GroupOptions, GroupStorage, MemStorage, Node, NodeManager,
-    SnapshotError, SnapshotFiles, StateMachine,
+    SnapshotError, SnapshotFiles, StateMachine, TransportOptions,
 };
 use oar::storage::{LogOptions, StdFileSystem};
 
@@ -128,14 +130,21 @@ pub struct Member {
     pub record: Arc<Mutex<Record>>,
 }
 
-/// Binds `n` servers on 127.0.0.1 with OS-chosen ports.
+/// Binds `n` servers on 127.0.0.1 with OS-chosen ports, authenticated
+/// with the test CA's certificates.
 pub async fn servers(n: usize) -> Vec<NodeManager> {
     let mut out = Vec::new();
     for _ in 0..n {
-        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        out.push(NodeManager::bind(addr, Default::default()).await.unwrap());
+        out.push(server_at("127.0.0.1:0".parse().unwrap(), Default::default()).await);
     }
     out
+}
+
+/// One server at `addr` with these options, its certificate naming
+/// `addr`'s IP.
+pub async fn server_at(addr: SocketAddr, options: TransportOptions) -> NodeManager {
+    let security = pki::shared().security(addr.ip());
+    NodeManager::bind(addr, security, options).await.unwrap()
 }
 
 pub fn peers_of(servers: &[NodeManager]) -> BTreeMap<NodeId, SocketAddr> {

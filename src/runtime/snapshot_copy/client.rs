@@ -22,6 +22,7 @@ use super::connection::Connection;
 use super::server::SERVE_CHUNK_BYTES_MAX;
 use super::wire::{log_id_from_proto, log_id_to_proto, snapshot_meta_from_proto};
 use crate::core::LogId;
+use crate::runtime::auth::Dialer;
 use crate::runtime::group_id::GroupId;
 use crate::runtime::proto;
 use crate::runtime::proto::get_file_response::Error as WireError;
@@ -37,8 +38,13 @@ const PREALLOCATE_BYTES_MAX: u64 = 64 << 20;
 /// Where a snapshot is copied from.
 #[derive(Clone, Debug)]
 pub enum SnapshotSource {
-    /// A server reached over TCP.
-    Tcp(SocketAddr),
+    /// A server reached over TCP, through an authenticated connection.
+    Tcp {
+        /// The server's Raft address.
+        addr: SocketAddr,
+        /// Opens the connection (as this server).
+        dialer: Dialer,
+    },
     /// A [`NodeManager::local`](crate::runtime::NodeManager::local) server
     /// on an in-process network.
     Local {

@@ -7,19 +7,18 @@ use std::io;
 
 use prost::Message as _;
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
 
 use super::client::{Failure, SnapshotSource};
 use super::server::FileHandler;
-use super::wire::write_frame;
-use crate::runtime::frame::{FRAME_BYTES_MAX, FrameError, read_frame};
+use crate::runtime::auth::BoxedStream;
+use crate::runtime::frame::{FRAME_BYTES_MAX, FrameError, read_frame, write_frame};
 use crate::runtime::proto;
 
 /// One connection to a file service.
 pub(super) enum Connection {
     Tcp {
-        reader: ReadHalf<TcpStream>,
-        writer: WriteHalf<TcpStream>,
+        reader: ReadHalf<BoxedStream>,
+        writer: WriteHalf<BoxedStream>,
     },
     /// In process: requests wait here until their answer is awaited.
     Local {
@@ -32,9 +31,8 @@ impl Connection {
     /// Connects to `source`.
     pub(super) async fn open(source: &SnapshotSource) -> io::Result<Connection> {
         match source {
-            SnapshotSource::Tcp(addr) => {
-                let stream = TcpStream::connect(addr).await?;
-                let _ = stream.set_nodelay(true);
+            SnapshotSource::Tcp { addr, dialer } => {
+                let stream = dialer.dial(*addr).await.map_err(io::Error::other)?;
                 let (reader, writer) = tokio::io::split(stream);
                 Ok(Connection::Tcp { reader, writer })
             }

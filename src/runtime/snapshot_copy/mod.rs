@@ -20,5 +20,4 @@ mod wire;
 pub use client::{CopyError, CopyOptions, SnapshotSource, fetch_snapshot};
 pub use server::SERVE_CHUNK_BYTES_MAX;
 pub(crate) use server::{FileHandler, FileService};
-pub(crate) use wire::write_frame;
 pub use wire::{MetaDecodeError, snapshot_meta_from_proto, snapshot_meta_to_proto};

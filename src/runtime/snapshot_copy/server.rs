@@ -17,6 +17,7 @@ use crate::runtime::proto;
 use crate::runtime::proto::get_file_response::Error as WireError;
 use crate::runtime::snapshot_storage::{SnapshotReadError, SnapshotStorage};
 use crate::runtime::throttle::Throttle;
+use crate::storage::SnapshotMeta;
 
 /// The largest chunk one response carries: larger requests get a short
 /// chunk, and the reader asks again from where it ended.
@@ -40,6 +41,10 @@ pub(crate) type FileHandler = Arc<
 /// The snapshot storages a server serves, by group, and its throttle.
 pub(crate) struct FileService {
     groups: Mutex<BTreeMap<GroupId, Arc<dyn SnapshotStorage>>>,
+    /// The meta of the snapshot each group's copiers asked for last: a
+    /// chunk request is checked against it before it may draw on the
+    /// throttle, without a disk read per chunk.
+    metas: Mutex<BTreeMap<GroupId, SnapshotMeta>>,
     throttle: Throttle,
     /// Invariant: ≤ `SERVE_CHUNK_BYTES_MAX`, and a response of this many
     /// data bytes fits the server's frame limit.
@@ -52,6 +57,7 @@ impl FileService {
         let fit = u64::from(frame_bytes_max).saturating_sub(RESPONSE_OVERHEAD_BYTES);
         FileService {
             groups: Mutex::default(),
+            metas: Mutex::default(),
             throttle,
             chunk_bytes_max: fit.clamp(1, SERVE_CHUNK_BYTES_MAX),
         }
@@ -76,6 +82,7 @@ impl FileService {
             .lock()
             .expect("file service lock")
             .remove(&group);
+        self.metas.lock().expect("file service lock").remove(&group);
     }
 
     /// Answers one request, adding the data bytes sent to `served`.
@@ -102,24 +109,42 @@ impl FileService {
             return refusal(group, WireError::BadRequest, "no snapshot id".into());
         };
         if request.name.is_empty() {
-            // Off the workers: a save under way holds the storage's lock.
-            let latest = run_blocking(move || storage.latest().map_err(|e| e.to_string()))
-                .await
-                .and_then(|latest| latest);
-            return match latest {
-                Ok(Some(meta)) if meta.last_included == snapshot => proto::GetFileResponse {
+            return match self.meta(group, &storage, snapshot).await {
+                Ok(meta) => proto::GetFileResponse {
                     group_id: group.0,
                     meta: Some(snapshot_meta_to_proto(&meta)),
                     ..proto::GetFileResponse::default()
                 },
-                Ok(newest) => not_found(group, snapshot, newest.map(|m| m.last_included)),
-                Err(e) => refusal(group, WireError::ReadFailed, e.to_string()),
+                Err(refused) => refused,
             };
+        }
+        // Check the request before it may draw on the throttle, which every
+        // copy shares: a request for nothing must not delay real ones.
+        let meta = match self.meta(group, &storage, snapshot).await {
+            Ok(meta) => meta,
+            Err(refused) => return refused,
+        };
+        let Some(file) = meta.files.iter().find(|f| f.name == request.name) else {
+            return refusal(
+                group,
+                WireError::NoSuchFile,
+                format!("snapshot {snapshot} has no file {:?}", request.name),
+            );
+        };
+        if request.offset > file.len {
+            return refusal(
+                group,
+                WireError::BadRequest,
+                "offset past the end of the file".into(),
+            );
         }
         let count = request.count.min(self.chunk_bytes_max);
         // Pace before reading: the throttle guards the disk as well as the
-        // link (braft's SnapshotThrottle sits on the reader too).
-        self.throttle.acquire(count).await;
+        // link (braft's SnapshotThrottle sits on the reader too). What is
+        // drawn is what will be sent, at most the rest of the file.
+        self.throttle
+            .acquire(count.min(file.len - request.offset))
+            .await;
         let (name, offset) = (request.name.clone(), request.offset);
         let read = run_blocking(move || storage.read_chunk(snapshot, &name, offset, count))
             .await
@@ -136,6 +161,41 @@ impl FileService {
                 format!("snapshot {snapshot} has no file {name:?}"),
             ),
             Err(e) => refusal(group, WireError::ReadFailed, e.to_string()),
+        }
+    }
+}
+
+impl FileService {
+    /// The meta of `snapshot` of `group`, from the cache or the storage;
+    /// a refusal if it is not the newest there.
+    async fn meta(
+        &self,
+        group: GroupId,
+        storage: &Arc<dyn SnapshotStorage>,
+        snapshot: crate::core::LogId,
+    ) -> Result<SnapshotMeta, proto::GetFileResponse> {
+        let cached = self
+            .metas
+            .lock()
+            .expect("file service lock")
+            .get(&group)
+            .cloned();
+        if let Some(meta) = cached.filter(|m| m.last_included == snapshot) {
+            return Ok(meta);
+        }
+        let storage = Arc::clone(storage);
+        // Off the workers: a save under way holds the storage's lock.
+        let latest = run_blocking(move || storage.latest().map_err(|e| e.to_string()))
+            .await
+            .and_then(|latest| latest);
+        match latest {
+            Ok(Some(meta)) if meta.last_included == snapshot => {
+                let mut metas = self.metas.lock().expect("file service lock");
+                metas.insert(group, meta.clone());
+                Ok(meta)
+            }
+            Ok(newest) => Err(not_found(group, snapshot, newest.map(|m| m.last_included))),
+            Err(e) => Err(refusal(group, WireError::ReadFailed, e)),
         }
     }
 }

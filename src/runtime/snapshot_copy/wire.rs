@@ -1,16 +1,11 @@
-//! The file service's wire forms: a snapshot meta in protobuf, and writing
-//! one frame. Decoding is checked field by field: bytes from a peer are a
-//! typed error at worst, never a panic.
+//! The file service's wire forms: a snapshot meta in protobuf. Decoding is
+//! checked field by field: bytes from a peer are a typed error at worst,
+//! never a panic.
 
 use std::collections::BTreeSet;
 
-use bytes::BytesMut;
-use prost::Message as _;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-
 use crate::core::LogId;
 use crate::runtime::convert::{DecodeError, membership_from_proto, membership_to_proto};
-use crate::runtime::frame::encode_frame;
 use crate::runtime::proto;
 use crate::storage::{SnapshotFile, SnapshotMeta};
 
@@ -91,18 +86,6 @@ pub fn snapshot_meta_from_proto(m: proto::SnapshotMeta) -> Result<SnapshotMeta, 
         membership,
         files,
     })
-}
-
-/// Writes one frame and flushes it (madsim's stream sends only on flush).
-pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    kind: proto::frame::Kind,
-) -> std::io::Result<()> {
-    let body = proto::Frame { kind: Some(kind) }.encode_to_vec();
-    let mut out = BytesMut::with_capacity(body.len() + 4);
-    encode_frame(&body, &mut out);
-    writer.write_all(&out).await?;
-    writer.flush().await
 }
 
 #[cfg(test)]

@@ -1,0 +1,356 @@
+//! The inbound side of a server: the accept loop, connection limits, the
+//! authentication of every connection, and serving what each identity may
+//! ask for. Nothing a connection sends is acted on before its `Hello` was
+//! accepted, and then only what its role allows.
+//!
+//! ```text
+//!   accept ─► cap (total, per IP) ─► secure channel ─► first 4 bytes
+//!                                     (deadline)        ├─ "GET " ─► status page (operator token)
+//!                                                       └─ frame ─► Hello ─► Identity
+//!   Identity::Server(addr): Raft messages (sender node must live at addr), snapshot file requests
+//!   Identity::Operator:     admin requests
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use prost::Message as _;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::admin_service;
+use super::auth::{
+    BoxedStream, Credential, HANDSHAKE_FRAME_BYTES_MAX, HelloRefusal, Identity, accept_hello,
+    hello_accepted,
+};
+use super::convert::{DecodeError, from_proto};
+use super::frame::{FrameError, read_frame_body, read_frame_within, read_header, write_frame};
+use super::frame_shape::{ShapeError, check_frame_shape};
+use super::group_id::GroupId;
+use super::node_manager::Inner;
+use super::proto;
+use super::proto::transport_error::Kind as ErrorKind;
+
+/// Open inbound connections, in total and by source IP.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionCounts {
+    by_ip: Mutex<BTreeMap<IpAddr, usize>>,
+}
+
+/// One counted connection; uncounted on drop.
+struct ConnectionSlot {
+    counts: Arc<ConnectionCounts>,
+    ip: IpAddr,
+}
+
+impl ConnectionCounts {
+    /// Counts a connection from `ip`, or refuses it over either cap.
+    fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        total_max: usize,
+        per_ip_max: usize,
+    ) -> Option<ConnectionSlot> {
+        let mut by_ip = self.by_ip.lock().expect("connection counts");
+        let total: usize = by_ip.values().sum();
+        let here = by_ip.get(&ip).copied().unwrap_or(0);
+        if total >= total_max || here >= per_ip_max {
+            return None;
+        }
+        by_ip.insert(ip, here + 1);
+        Some(ConnectionSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+
+    /// Open connections.
+    pub(crate) fn total(&self) -> usize {
+        self.by_ip.lock().expect("connection counts").values().sum()
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut by_ip = self.counts.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Accepts connections until the server is gone. An accept error (out of
+/// file descriptors, say) backs off instead of spinning, and never ends the
+/// loop: the server keeps serving the connections it has.
+pub(crate) async fn accept_loop(listener: TcpListener, manager: Weak<Inner>) {
+    let mut backoff = Duration::ZERO;
+    loop {
+        let accepted = listener.accept().await;
+        let Some(inner) = manager.upgrade() else {
+            return;
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff = Duration::ZERO;
+                accepted
+            }
+            Err(e) => {
+                inner.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                let limits = &inner.options;
+                backoff = (backoff * 2).clamp(limits.accept_backoff_min, limits.accept_backoff_max);
+                tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
+                drop(inner);
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        let options = &inner.options;
+        let Some(slot) = inner.connections.admit(
+            peer.ip(),
+            options.connections_max,
+            options.connections_per_ip_max,
+        ) else {
+            inner
+                .stats
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "connection refused: at the connection cap");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        drop(inner);
+        tokio::spawn(serve_connection(stream, peer, slot, manager.clone()));
+    }
+}
+
+/// Why an inbound connection was closed.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("refused before decoding: {0}")]
+    Shape(#[from] ShapeError),
+    #[error("handshake: {0}")]
+    Handshake(String),
+    #[error(transparent)]
+    Refused(#[from] HelloRefusal),
+    #[error("reply not written")]
+    Write,
+}
+
+/// What an accepted connection turned out to be.
+enum Classified {
+    /// An HTTP request whose first four bytes were read.
+    Http(BoxedStream, Credential),
+    /// A frame connection whose `Hello` was accepted.
+    Frames(BoxedStream, Identity),
+}
+
+/// Authenticates one connection, then serves it until it closes, breaks a
+/// rule or idles out. The slot is held for the connection's whole life.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    _slot: ConnectionSlot,
+    manager: Weak<Inner>,
+) {
+    let Some(inner) = manager.upgrade() else {
+        return;
+    };
+    let handshake_timeout = inner.options.handshake_timeout;
+    let classified = tokio::time::timeout(handshake_timeout, classify(stream, &inner)).await;
+    let result = match classified {
+        Err(_) => Err(ConnectionError::Handshake(format!(
+            "not done within {handshake_timeout:?}"
+        ))),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(Classified::Http(stream, credential))) => {
+            let groups = inner.groups();
+            let security = inner.security.clone();
+            drop(inner);
+            admin_service::serve_status_page(stream, groups, &security, &credential).await;
+            return;
+        }
+        Ok(Ok(Classified::Frames(stream, identity))) => {
+            drop(inner);
+            serve_frames(stream, peer, identity, &manager).await
+        }
+    };
+    let Err(error) = result else {
+        return;
+    };
+    if let Some(inner) = manager.upgrade() {
+        let stats = &inner.stats;
+        let counter = match &error {
+            ConnectionError::Frame(FrameError::TooLarge { .. }) => &stats.oversized_frames,
+            ConnectionError::Handshake(_) | ConnectionError::Refused(_) => {
+                &stats.refused_handshakes
+            }
+            ConnectionError::Frame(FrameError::Idle(_) | FrameError::Slow(_)) => {
+                &stats.timed_out_connections
+            }
+            ConnectionError::Write => &stats.timed_out_connections,
+            _ => &stats.malformed_frames,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::info!(%peer, %error, "closing connection");
+}
+
+/// Sets up the secure channel and reads the first frame: an HTTP request,
+/// or a `Hello` that is answered here.
+async fn classify(stream: TcpStream, inner: &Inner) -> Result<Classified, ConnectionError> {
+    let (mut stream, credential) = inner
+        .security
+        .authenticator
+        .accept(stream)
+        .await
+        .map_err(|e| ConnectionError::Handshake(e.to_string()))?;
+    let first = read_header(&mut stream).await?;
+    if first == admin_service::HTTP_GET {
+        return Ok(Classified::Http(stream, credential));
+    }
+    // Before authentication, only a frame the size of a Hello is read.
+    let body = read_frame_body(&mut stream, first, HANDSHAKE_FRAME_BYTES_MAX).await?;
+    match accept_hello(body, &credential, &inner.security) {
+        Ok(identity) => {
+            let reply = proto::frame::Kind::HelloReply(hello_accepted());
+            write_frame(&mut stream, reply)
+                .await
+                .map_err(|_| ConnectionError::Write)?;
+            Ok(Classified::Frames(stream, identity))
+        }
+        Err(refusal) => {
+            let reply = proto::frame::Kind::HelloReply(refusal.reply());
+            let _ = write_frame(&mut stream, reply).await;
+            let _ = stream.shutdown().await;
+            Err(refusal.into())
+        }
+    }
+}
+
+/// Reads frames from an authenticated connection: routes Raft messages and
+/// answers requests in the order they came, each only if `identity` may
+/// send it.
+async fn serve_frames(
+    stream: BoxedStream,
+    peer: SocketAddr,
+    identity: Identity,
+    manager: &Weak<Inner>,
+) -> Result<(), ConnectionError> {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    loop {
+        let Some(inner) = manager.upgrade() else {
+            return Ok(());
+        };
+        let options = inner.options.clone();
+        drop(inner);
+        let read = read_frame_within(
+            &mut reader,
+            options.frame_bytes_max,
+            options.idle_timeout,
+            options.frame_timeout,
+        )
+        .await;
+        let body = match read {
+            Ok(body) => body,
+            Err(FrameError::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        check_frame_shape(&body, options.message_entries_max)?;
+        let kind = proto::Frame::decode(body)
+            .map_err(DecodeError::from)?
+            .kind
+            .ok_or(DecodeError::MissingField("frame.kind"))?;
+        let Some(reply) = answer(kind, peer, identity, manager).await? else {
+            continue;
+        };
+        // A peer that stops reading must not hold this task forever.
+        let written =
+            tokio::time::timeout(options.write_timeout, write_frame(&mut writer, reply)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            return Err(ConnectionError::Write);
+        }
+    }
+}
+
+/// Handles one frame from `identity`; what to answer, if anything.
+async fn answer(
+    kind: proto::frame::Kind,
+    peer: SocketAddr,
+    identity: Identity,
+    manager: &Weak<Inner>,
+) -> Result<Option<proto::frame::Kind>, ConnectionError> {
+    use proto::frame::Kind;
+    let Some(inner) = manager.upgrade() else {
+        return Ok(None);
+    };
+    let reply = match (kind, identity) {
+        (Kind::Raft(m), Identity::Server(server)) => {
+            let (group, message) = from_proto(m)?;
+            (!inner.route(group, message, Some(server))).then(|| {
+                tracing::debug!(%peer, %group, "message for an unknown group");
+                error_frame(
+                    group,
+                    ErrorKind::UnknownGroup,
+                    format!("group {group} is not served here"),
+                )
+            })
+        }
+        (Kind::GetFileRequest(request), Identity::Server(_)) => {
+            Some(Kind::GetFileResponse(inner.serve_file(request).await))
+        }
+        (Kind::AdminRequest(request), Identity::Operator) if inner.security.admin_enabled => {
+            let node = inner.node(GroupId(request.group_id));
+            drop(inner);
+            Some(Kind::AdminResponse(
+                admin_service::handle(node, request).await,
+            ))
+        }
+        (Kind::Error(_) | Kind::GetFileResponse(_) | Kind::AdminResponse(_), _) => None,
+        (kind, identity) => {
+            inner
+                .stats
+                .forbidden_requests
+                .fetch_add(1, Ordering::Relaxed);
+            let what = frame_kind_name(&kind);
+            tracing::warn!(%peer, ?identity, what, "request refused: not allowed for this identity");
+            Some(error_frame(
+                GroupId(0),
+                ErrorKind::Forbidden,
+                format!("{what} is not allowed for this connection"),
+            ))
+        }
+    };
+    Ok(reply)
+}
+
+fn error_frame(group: GroupId, kind: ErrorKind, detail: String) -> proto::frame::Kind {
+    proto::frame::Kind::Error(proto::TransportError {
+        group_id: group.0,
+        kind: kind as i32,
+        detail,
+    })
+}
+
+fn frame_kind_name(kind: &proto::frame::Kind) -> &'static str {
+    use proto::frame::Kind;
+    match kind {
+        Kind::Raft(_) => "a Raft message",
+        Kind::Error(_) => "an error",
+        Kind::GetFileRequest(_) => "a snapshot file request",
+        Kind::GetFileResponse(_) => "a snapshot file response",
+        Kind::AdminRequest(_) => "an admin request",
+        Kind::AdminResponse(_) => "an admin response",
+        Kind::Hello(_) => "a second Hello",
+        Kind::HelloReply(_) => "a Hello reply",
+    }
+}
