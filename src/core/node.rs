@@ -188,6 +188,11 @@ impl RaftNode {
             };
             node.persist_hard_state();
         }
+        if node.hard_state.term > Term::MAX {
+            // Pushed there before the ceiling was enforced: peers refuse
+            // this node's messages, and it cannot campaign.
+            tracing::error!(node = %node.id(), term = %node.term(), "durable term above the ceiling");
+        }
         node.reset_election_deadline();
         Ok(node)
     }
