@@ -271,6 +271,20 @@ mod tests {
     }
 
     #[test]
+    fn an_introduction_probes_from_the_configuration_entry_but_never_below_match() {
+        let mut p = progress();
+        assert!(!p.acknowledged);
+        p.on_ack(LogIndex(5));
+        assert!(p.acknowledged);
+        p.on_sent(LogIndex(9), 10);
+        p.on_introduce(LogIndex(7));
+        assert_eq!((p.state, p.next), (ProgressState::Probe, LogIndex(7)));
+        assert!(!p.is_paused());
+        p.on_introduce(LogIndex(3));
+        assert_eq!(p.next, LogIndex(6), "clamped to matched + 1");
+    }
+
+    #[test]
     fn heartbeat_response_unpauses_a_probe_and_frees_a_full_window() {
         let mut p = progress();
         p.on_sent(LogIndex(11), 10);
