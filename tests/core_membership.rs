@@ -83,7 +83,7 @@ fn one_half_alone_cannot_commit_nor_elect(cut: [u64; 2], half: &str) -> Cluster 
     let last_term = *c.leaders.keys().max().expect("1 led");
     c.crash(n(1));
     c.run_until(5 * MS, Duration::from_secs(3), |_| false);
-    let elected: Vec<_> = c.leaders.range(last_term.next()..).collect();
+    let elected: Vec<_> = c.leaders.range(last_term.next().unwrap()..).collect();
     assert!(
         elected.is_empty(),
         "the {half} majority alone elected: {elected:?}"

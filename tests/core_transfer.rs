@@ -38,7 +38,7 @@ fn transfer_to_an_up_to_date_target_succeeds_without_pre_vote() {
     // transfer flag on the vote request gets the target elected.
     c.stabilize();
     assert_eq!(c.leader(), Some(n(3)));
-    assert_eq!(c.node(3).term(), term.next());
+    assert_eq!(Some(c.node(3).term()), term.next());
     assert_eq!(c.node(1).role(), Role::Follower);
     assert!(
         !c.trace.iter().any(|l| l.contains("pre_vote: true")),

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::ids::LogIndex;
+use super::ids::{LogIndex, NodeId};
 use super::membership::Membership;
 
 /// Configurations by the index of the log entry that carries them.
@@ -112,12 +112,31 @@ impl ConfigManager {
             .next_back()
             .map_or(&self.base, |(_, m)| m)
     }
+
+    /// Whether `id` is a member of the configuration in effect at `index`
+    /// or of any configuration carried after it.
+    pub fn names_since(&self, index: LogIndex, id: NodeId) -> bool {
+        self.at(index).contains(id)
+            || self
+                .entries
+                .range(index.next()..)
+                .any(|(_, m)| m.contains(id))
+    }
+
+    /// The index of the newest configuration entry that names `id` as a
+    /// member, if the log still holds one.
+    pub fn newest_entry_naming(&self, id: NodeId) -> Option<LogIndex> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(_, m)| m.contains(id))
+            .map(|(&index, _)| index)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::ids::NodeId;
 
     fn voters(raw: &[u64]) -> Membership {
         Membership::with_voters(raw.iter().map(|&n| NodeId(n)))
@@ -150,6 +169,22 @@ mod tests {
         assert!(history.truncate_suffix(LogIndex(6)));
         assert_eq!(history.effective(), &voters(&[1, 2]));
         assert_eq!(history.effective_index(), LogIndex(3));
+    }
+
+    #[test]
+    fn members_are_known_from_the_committed_configuration_on() {
+        let mut history = ConfigManager::new(LogIndex(0), voters(&[1, 2, 3]));
+        history.add(LogIndex(4), voters(&[1, 2, 3, 4]));
+        history.add(LogIndex(7), voters(&[1, 2, 4]));
+        // Committed at 5: {1,2,3,4} and everything after it.
+        assert!(history.names_since(LogIndex(5), NodeId(3)));
+        assert!(history.names_since(LogIndex(5), NodeId(4)));
+        // Committed at 7: 3 was removed for good.
+        assert!(!history.names_since(LogIndex(7), NodeId(3)));
+        assert!(!history.names_since(LogIndex(0), NodeId(9)));
+        assert_eq!(history.newest_entry_naming(NodeId(3)), Some(LogIndex(4)));
+        assert_eq!(history.newest_entry_naming(NodeId(4)), Some(LogIndex(7)));
+        assert_eq!(history.newest_entry_naming(NodeId(9)), None);
     }
 
     #[test]

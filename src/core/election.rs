@@ -1,8 +1,9 @@
 //! Terms, votes and role changes: pre-vote, election, step-down, check-quorum
 //! (braft's `elect_self`, `handle_request_vote_request`, `step_down`).
 //!
-//! Every message passes through [`RaftNode::step`] first, which applies the
-//! term rules of Raft §5.1 before the role-specific handlers run.
+//! Every message passes through [`RaftNode::step`] first, which checks the
+//! sender (`trust.rs`) and applies the term rules of Raft §5.1 before the
+//! role-specific handlers run.
 
 use std::collections::BTreeMap;
 
@@ -23,20 +24,9 @@ impl RaftNode {
                 this: self.id(),
             });
         }
-        // Only votes are refused from outside the configuration. Appends
-        // and heartbeats are accepted from any node claiming leadership of a
-        // term: a new member, or a follower whose configuration predates the
-        // leader's, must be able to hear from a leader it does not know yet
-        // (dissertation §4.2.1), and doing so is safe — a leader won its term
-        // from a quorum of its own configuration, and election safety holds
-        // per term whatever the sender. A candidate that is not a voter here
-        // is refused without adopting its term, so a removed server cannot
-        // disrupt the group (dissertation §4.2.3).
-        if let MessageBody::VoteRequest(_) = m.body
-            && !self.configs.effective().is_voter(m.from)
-        {
-            return Err(InputError::UnknownPeer { from: m.from });
-        }
+        // Terms above the ceiling, and senders this node does not know, are
+        // refused before any term rule runs (see `trust.rs`).
+        self.check_trust(&m)?;
         if m.term > self.term() {
             match &m.body {
                 MessageBody::VoteRequest(req) => {
@@ -179,7 +169,7 @@ impl RaftNode {
         let counts = match &self.role {
             RoleState::PreCandidate { .. } => {
                 resp.pre_vote
-                    && ((resp.granted && term == self.term().next())
+                    && ((resp.granted && Some(term) == self.term().next())
                         || (!resp.granted && term == self.term()))
             }
             RoleState::Candidate { .. } => !resp.pre_vote && term == self.term(),
@@ -215,6 +205,13 @@ impl RaftNode {
     /// Starts an election: a pre-vote round first unless disabled or this is
     /// a leadership transfer.
     pub(super) fn campaign(&mut self, leadership_transfer: bool) {
+        if self.term().next().is_none() {
+            // No term follows the ceiling (see `Term::MAX`); only a faulty
+            // or hostile peer can have pushed us there. Stay a follower.
+            tracing::warn!(node = %self.id(), term = %self.term(), "term at the ceiling: not campaigning");
+            self.reset_election_deadline();
+            return;
+        }
         if self.options.pre_vote && !leadership_transfer {
             self.become_pre_candidate();
         } else {
@@ -234,7 +231,10 @@ impl RaftNode {
     }
 
     fn become_candidate(&mut self, leadership_transfer: bool) {
-        self.hard_state.term = self.term().next();
+        let Some(term) = self.term().next() else {
+            return; // at the ceiling: `campaign` refused already
+        };
+        self.hard_state.term = term;
         self.hard_state.voted_for = Some(self.id());
         self.role = RoleState::Candidate {
             votes: BTreeMap::new(),
@@ -249,10 +249,12 @@ impl RaftNode {
     }
 
     fn request_votes(&mut self, pre_vote: bool, leadership_transfer: bool) {
-        let term = if pre_vote {
-            self.term().next()
-        } else {
-            self.term()
+        let term = match pre_vote {
+            true => match self.term().next() {
+                Some(next) => next,
+                None => return, // at the ceiling: `campaign` refused already
+            },
+            false => self.term(),
         };
         let request = VoteRequest {
             pre_vote,

@@ -39,16 +39,33 @@ pub enum ProposalError {
 }
 
 /// Why an input (a message or a disk completion) was rejected. Rejected
-/// inputs change nothing, except that a request from a stale term is
-/// answered with the current term so that its sender catches up.
+/// inputs change nothing durable. Two are answered: a request from a stale
+/// term with the current term, so that its sender catches up; a leader's
+/// message from an unknown sender with a refusal at the message's own term
+/// (see [`InputError::UnknownPeer`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InputError {
-    /// The sender is not a member of the group this node knows.
+    /// The sender is not a member of the group as this node knows it: not
+    /// in the configuration committed here nor in any appended after it
+    /// (for a vote request: not a voter of the configuration in effect).
+    /// An append or a heartbeat is answered with a refusal carrying only
+    /// this node's last index, at the message's term; nothing else changes.
+    /// Remedy: none for a real leader, which answers the refusal with the
+    /// configuration entry that added it; otherwise find who sends as
+    /// `from` (a node of another group, a stale address, an attacker).
     #[error("message from unknown peer {from}")]
     UnknownPeer {
         /// The sender.
         from: NodeId,
+    },
+    /// The message carries a term above [`Term::MAX`], which no honest node
+    /// reaches; it was refused unanswered, before anything changed.
+    /// Remedy: find the faulty or hostile process sending as its sender.
+    #[error("message term {term} is above the ceiling {}", Term::MAX)]
+    TermAboveCeiling {
+        /// The offending term.
+        term: Term,
     },
     /// The message is addressed to another node, or claims to come from this one.
     #[error("message from {from} to {to} delivered to {this}")]
@@ -98,6 +115,13 @@ pub enum InputError {
     ConflictWithCommitted {
         /// The committed index the request conflicts at.
         index: LogIndex,
+    },
+    /// A snapshot offer no correct leader sends: its last entry is from a
+    /// term later than the message's.
+    #[error("malformed snapshot offer: {reason}")]
+    MalformedSnapshot {
+        /// What is wrong.
+        reason: &'static str,
     },
     /// A disk completion for entries no longer in the log (truncated since),
     /// or never handed to the disk.
@@ -199,14 +223,22 @@ pub enum ConfChangeError {
         /// The node.
         id: NodeId,
     },
-    /// The learner is too far behind the leader to be promoted (braft's
-    /// `catchup_margin`). Remedy: retry once it caught up.
-    #[error("learner {id} lags: it holds {matched}, the leader {last_index} (margin {margin})")]
+    /// The learner is not known to have caught up with the leader (braft's
+    /// `catchup_margin`): it is too far behind, or it has not acknowledged
+    /// any append from this leader yet, so nothing shows that it is alive
+    /// and holds the log. Remedy: retry once it caught up (a learner that
+    /// never answers must be reachable first).
+    #[error(
+        "learner {id} lags: it holds {matched} (acknowledged: {acknowledged}), the leader {last_index} (margin {margin})"
+    )]
     LearnerLagging {
         /// The learner.
         id: NodeId,
         /// The highest index it holds durably, as the leader knows.
         matched: LogIndex,
+        /// Whether it acknowledged an append from this leader: a silent
+        /// learner is never promoted, however short the log.
+        acknowledged: bool,
         /// The leader's last index.
         last_index: LogIndex,
         /// The allowed lag (`RaftOptions::catchup_margin`).
@@ -221,6 +253,14 @@ pub enum ConfChangeError {
     /// The requested configuration is the current one.
     #[error("the configuration is unchanged")]
     Unchanged,
+    /// `reset_peers` needs a new term, and this node's term is at
+    /// [`Term::MAX`] (which only a faulty or hostile peer could have pushed
+    /// it to). Remedy: none within the protocol; rebuild the group's state.
+    #[error("term {term} is at the ceiling: no new term can start")]
+    TermAtCeiling {
+        /// The node's term.
+        term: Term,
+    },
 }
 
 /// Why a leadership transfer was refused.

@@ -11,6 +11,9 @@ use std::fmt;
 pub struct NodeId(pub u64);
 
 /// A Raft term (Raft §5.1): a logical clock, increased by every election.
+///
+/// Terms never exceed [`Term::MAX`]: a message carrying a higher term is
+/// refused, and a node at the ceiling no longer campaigns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Term(pub u64);
 
@@ -43,9 +46,21 @@ impl LogId {
 }
 
 impl Term {
-    /// The next term.
-    pub const fn next(self) -> Term {
-        Term(self.0 + 1)
+    /// The ceiling of the term range, 2^63. No honest group gets near it:
+    /// at a million elections a second it takes some 290,000 years. Half
+    /// the range stays unused so that no arithmetic on a term can wrap, and
+    /// a term above it can only come from a faulty or hostile sender, whose
+    /// message is refused before anything changes (`InputError::TermAboveCeiling`).
+    pub const MAX: Term = Term(1 << 63);
+
+    /// The next term, or `None` at [`Term::MAX`]: the caller must then not
+    /// start a new term (a node at the ceiling cannot campaign).
+    pub const fn next(self) -> Option<Term> {
+        if self.0 < Term::MAX.0 {
+            Some(Term(self.0 + 1))
+        } else {
+            None
+        }
     }
 }
 

@@ -30,7 +30,8 @@ impl RaftNode {
     /// learners). A change of voters goes through a joint configuration
     /// C(old,new), left automatically once committed; the returned id is the
     /// first configuration entry's. Every voter `target` adds must be a
-    /// learner now, caught up within `RaftOptions::catchup_margin`
+    /// learner now that acknowledged an append from this leader and is
+    /// caught up within `RaftOptions::catchup_margin`
     /// (dissertation §4.2.1: new servers join without a vote and catch up
     /// first, so that the change does not stall commits).
     ///
@@ -77,7 +78,8 @@ impl RaftNode {
     }
 
     /// Promotes the learner `id` to voter (through joint consensus), once it
-    /// holds entries within `catchup_margin` of the leader's last index.
+    /// acknowledged an append from this leader and holds entries within
+    /// `catchup_margin` of the leader's last index.
     ///
     /// # Errors
     /// As [`change_membership`](Self::change_membership); `NotAMember` for a
@@ -121,7 +123,7 @@ impl RaftNode {
     ///
     /// # Errors
     /// `EmptyVoters`, or `Invalid` for a joint configuration or a learner
-    /// that is also a voter.
+    /// that is also a voter; `TermAtCeiling` when no new term can start.
     pub fn reset_peers(
         &mut self,
         now: Instant,
@@ -129,9 +131,12 @@ impl RaftNode {
     ) -> Result<(), ConfChangeError> {
         self.advance_time(now);
         check_shape(&membership)?;
+        let Some(next) = self.term().next() else {
+            return Err(ConfChangeError::TermAtCeiling { term: self.term() });
+        };
         tracing::warn!(node = %self.id(), ?membership, "reset_peers: configuration forced");
         self.configs.force(self.log.last_index(), membership);
-        self.become_follower(self.term().next(), None);
+        self.become_follower(next, None);
         self.finish_input();
         Ok(())
     }
@@ -202,11 +207,16 @@ impl RaftNode {
             if !current.learners.contains(&id) {
                 return Err(ConfChangeError::NotALearner { id });
             }
-            let matched = progress.get(&id).map_or(Default::default(), |p| p.matched);
-            if matched.0.saturating_add(margin) < last_index.0 {
+            // Only a learner that answered this leader: `matched` starts at
+            // 0, within the margin of any short log, for one that never did.
+            let (matched, acknowledged) = progress
+                .get(&id)
+                .map_or((LogIndex(0), false), |p| (p.matched, p.acknowledged));
+            if !acknowledged || matched.0.saturating_add(margin) < last_index.0 {
                 return Err(ConfChangeError::LearnerLagging {
                     id,
                     matched,
+                    acknowledged,
                     last_index,
                     margin,
                 });

@@ -110,6 +110,26 @@ pub struct RejectHint {
     pub conflict: Option<(Term, LogIndex)>,
 }
 
+impl RejectHint {
+    /// The hint of a follower that refuses the sender as unknown: its last
+    /// index and no term. A follower that compares logs names the term of
+    /// any entry it holds at the rejected index, so a rejection at or below
+    /// `last_index` without one says "I do not know you" (see
+    /// [`refuses_sender`](Self::refuses_sender)).
+    pub fn refusal(last_index: LogIndex) -> Self {
+        RejectHint {
+            last_index,
+            conflict: None,
+        }
+    }
+
+    /// Whether a rejection at `rejected` with this hint is a refusal of the
+    /// sender (see [`refusal`](Self::refusal)) rather than a log mismatch.
+    pub fn refuses_sender(&self, rejected: LogIndex) -> bool {
+        self.conflict.is_none() && rejected <= self.last_index
+    }
+}
+
 /// A leader's heartbeat.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Heartbeat {

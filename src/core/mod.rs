@@ -42,6 +42,7 @@ pub mod snapshot;
 pub mod status;
 pub mod time;
 mod transfer;
+mod trust;
 
 pub use config_manager::ConfigManager;
 pub use entry::{Entry, EntryPayload, HardState};

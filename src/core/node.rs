@@ -4,8 +4,8 @@
 //! drained with [`RaftNode::poll_action`] and the next wake-up time is
 //! [`RaftNode::poll_timeout`]. This file holds the state, the public entry
 //! points and the flush that turns state into actions; the protocol rules
-//! live in `election.rs` (votes and roles), `append.rs` (follower side) and
-//! `replication.rs` (leader side).
+//! live in `trust.rs` (whom to listen to), `election.rs` (votes and roles),
+//! `append.rs` (follower side) and `replication.rs` (leader side).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -188,6 +188,11 @@ impl RaftNode {
             };
             node.persist_hard_state();
         }
+        if node.hard_state.term > Term::MAX {
+            // Pushed there before the ceiling was enforced: peers refuse
+            // this node's messages, and it cannot campaign.
+            tracing::error!(node = %node.id(), term = %node.term(), "durable term above the ceiling");
+        }
         node.reset_election_deadline();
         Ok(node)
     }
@@ -304,7 +309,8 @@ impl RaftNode {
     ///
     /// # Errors
     /// The message was rejected (see [`InputError`]); a request from a stale
-    /// term was answered with the current term.
+    /// term was answered with the current term, a leader's message from an
+    /// unknown sender with a refusal at the message's term.
     pub fn handle_message(&mut self, now: Instant, message: Message) -> Result<(), InputError> {
         self.advance_time(now);
         let result = self.step(message);

@@ -55,6 +55,9 @@ pub struct Progress {
     pub recent_active: bool,
     /// The highest commit index sent to the peer.
     pub commit_sent: LogIndex,
+    /// Whether the peer acknowledged an append (or a snapshot) from this
+    /// leader, so that `matched` is known to come from it.
+    pub acknowledged: bool,
 }
 
 impl Progress {
@@ -70,6 +73,7 @@ impl Progress {
             inflights: Inflights::new(inflight_msgs_max, inflight_bytes_max),
             recent_active: false,
             commit_sent: LogIndex(0),
+            acknowledged: false,
         }
     }
 
@@ -118,6 +122,7 @@ impl Progress {
     /// Handles an acknowledgement up to `acked`. Returns whether `matched`
     /// advanced. The first success moves a probing peer to Replicate.
     pub fn on_ack(&mut self, acked: LogIndex) -> bool {
+        self.acknowledged = true;
         let advanced = acked > self.matched;
         if advanced {
             self.matched = acked;
@@ -166,6 +171,16 @@ impl Progress {
         self.probe_sent = false;
         self.inflights.reset();
         true
+    }
+
+    /// The peer refused this leader as unknown: probe it from `at`, the
+    /// configuration entry that names the leader, so that the next append
+    /// carries it (never below what the peer is known to hold).
+    pub fn on_introduce(&mut self, at: LogIndex) {
+        self.state = ProgressState::Probe;
+        self.next = at.max(self.matched.next());
+        self.probe_sent = false;
+        self.inflights.reset();
     }
 
     /// Lets a probing peer be sent to again (a heartbeat answered, so the
@@ -253,6 +268,20 @@ mod tests {
         );
         p.on_heartbeat_response();
         assert!(!p.is_paused());
+    }
+
+    #[test]
+    fn an_introduction_probes_from_the_configuration_entry_but_never_below_match() {
+        let mut p = progress();
+        assert!(!p.acknowledged);
+        p.on_ack(LogIndex(5));
+        assert!(p.acknowledged);
+        p.on_sent(LogIndex(9), 10);
+        p.on_introduce(LogIndex(7));
+        assert_eq!((p.state, p.next), (ProgressState::Probe, LogIndex(7)));
+        assert!(!p.is_paused());
+        p.on_introduce(LogIndex(3));
+        assert_eq!(p.next, LogIndex(6), "clamped to matched + 1");
     }
 
     #[test]

@@ -26,7 +26,7 @@ impl RaftNode {
     /// Sends appends to `peer` while its window allows and entries remain;
     /// with `probe_empty`, sends one empty append even with nothing new.
     /// Returns whether anything was sent.
-    fn send_appends(&mut self, peer: NodeId, mut probe_empty: bool) -> bool {
+    pub(super) fn send_appends(&mut self, peer: NodeId, mut probe_empty: bool) -> bool {
         let mut sent = false;
         loop {
             let RoleState::Leader { progress } = &mut self.role else {
@@ -133,6 +133,12 @@ impl RaftNode {
                         index: rejected,
                         last_index,
                     });
+                }
+                if hint.refuses_sender(rejected) {
+                    // Its configuration predates ours (`trust.rs`). Not a
+                    // sign of life: it does not follow us yet.
+                    self.introduce(from);
+                    return Ok(());
                 }
                 Some((rejected, self.next_from_hint(rejected, hint)))
             }
