@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The kv example binary, which `cargo test` builds next to the tests.
@@ -19,15 +20,23 @@ fn kv_binary() -> PathBuf {
     dir.join("examples").join("kv")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `n` distinct ports free at the time of asking: all are held until all
+/// are chosen, so that the kernel cannot hand out one twice.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect()
 }
 
+/// Held by each test while its cluster runs: ports are chosen before the
+/// processes bind them, and another test's cluster could take them between.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 struct Cluster {
+    _one_at_a_time: MutexGuard<'static, ()>,
     children: Vec<Child>,
     client_ports: Vec<u16>,
     dir: tempfile::TempDir,
@@ -49,9 +58,14 @@ impl Drop for Cluster {
 
 /// Starts `size` kv processes forming one group.
 fn start_cluster(size: usize) -> Cluster {
+    // A test that failed while holding the lock poisons it; the others
+    // still run.
+    let one_at_a_time = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let raft: Vec<u16> = (0..size).map(|_| free_port()).collect();
-    let client: Vec<u16> = (0..size).map(|_| free_port()).collect();
+    let ports = free_ports(2 * size);
+    let (raft, client) = ports.split_at(size);
     let peers: Vec<String> = (0..size)
         .map(|i| format!("{}=127.0.0.1:{}/127.0.0.1:{}", i + 1, raft[i], client[i]))
         .collect();
@@ -69,8 +83,9 @@ fn start_cluster(size: usize) -> Cluster {
         })
         .collect();
     Cluster {
+        _one_at_a_time: one_at_a_time,
         children,
-        client_ports: client,
+        client_ports: client.to_vec(),
         dir,
     }
 }
