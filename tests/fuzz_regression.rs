@@ -1,7 +1,8 @@
 //! The fuzz targets' bodies (`fuzz/src/lib.rs`) on a seeded corpus, in every
-//! `cargo test`: random bytes, and valid encodings (messages, segment files)
-//! with bytes flipped, cut or appended — where bugs hide. libFuzzer explores
-//! further with `cargo fuzz run <target>` (see `fuzz/`).
+//! `cargo test`: random bytes, and valid encodings (messages, segment files,
+//! RESP command streams) with bytes flipped, cut or appended — where bugs
+//! hide. libFuzzer explores further with `cargo fuzz run <target>` (see
+//! `fuzz/`).
 
 // Public in the fuzz crate, private here.
 #[allow(unreachable_pub)]
@@ -169,5 +170,39 @@ fn drive_core_holds_on_a_seeded_corpus() {
             input.extend_from_slice(message);
         }
         bodies::drive_core(&input);
+    }
+}
+
+/// Client byte streams for the kv example: pipelined arrays, inline
+/// commands, partial and oversized-length elements.
+fn sample_resp_streams() -> Vec<Vec<u8>> {
+    [
+        &b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n"[..],
+        b"PING\r\nset a  b\r\n\r\nget a\n",
+        b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nMGET\r\n$0\r\n\r\nINCR n\r\n",
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$99999999\r\n",
+        b"*70000\r\n$1\r\nx\r\n$1\r\ny\r\n",
+        b"*1\r\n$-1\r\n*0\r\n",
+    ]
+    .map(<[u8]>::to_vec)
+    .to_vec()
+}
+
+#[test]
+fn resp_parse_holds_on_a_seeded_corpus() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let samples = sample_resp_streams();
+    for _ in 0..20_000 {
+        // The header: limits, then up to 15 chunk lengths.
+        let mut input = vec![rng.random::<u8>(), rng.random::<u8>()];
+        input.extend((0..input[1] % 16).map(|_| rng.random_range(0..24u8)));
+        match rng.random_range(0..4) {
+            0 => input.extend(random_bytes(&mut rng, 64)),
+            _ => {
+                let sample = &samples[rng.random_range(0..samples.len())];
+                input.extend(mutate(&mut rng, sample));
+            }
+        }
+        bodies::resp_parse(&input);
     }
 }

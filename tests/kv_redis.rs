@@ -1,6 +1,7 @@
-//! The example key-value service, as three real processes on 127.0.0.1,
-//! spoken to with the Redis protocol: a raw RESP client, then the stock
-//! `redis-cli` (Debian's redis-tools; CI installs it).
+//! The example key-value service, as real processes on 127.0.0.1, spoken
+//! to with the Redis protocol: a raw RESP client, then the stock
+//! `redis-cli` (Debian's redis-tools; CI installs it). Hostile clients
+//! (oversized commands) are refused while the others are served.
 
 #[path = "runtime/pki.rs"]
 mod pki;
@@ -9,6 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The kv example binary, which `cargo test` builds next to the tests.
@@ -21,41 +23,60 @@ fn kv_binary() -> PathBuf {
     dir.join("examples").join("kv")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `n` distinct ports free at the time of asking: all are held until all
+/// are chosen, so that the kernel cannot hand out one twice.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect()
 }
 
+/// Held by each test while its cluster runs: ports are chosen before the
+/// processes bind them, and another test's cluster could take them between.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 struct Cluster {
+    _one_at_a_time: MutexGuard<'static, ()>,
     children: Vec<Child>,
     client_ports: Vec<u16>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for child in &mut self.children {
+        for (i, child) in self.children.iter_mut().enumerate() {
             let _ = child.kill();
-            let _ = child.wait();
+            let status = child.wait();
+            // A failed test shows why a node was not there to answer.
+            if std::thread::panicking() {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("n{i}.log")));
+                eprintln!("kv node {}: {status:?}\n{}", i + 1, log.unwrap_or_default());
+            }
         }
     }
 }
 
-fn start_cluster() -> Cluster {
+/// Starts `size` kv processes forming one group.
+fn start_cluster(size: usize) -> Cluster {
+    // A test that failed while holding the lock poisons it; the others
+    // still run.
+    let one_at_a_time = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let raft: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let client: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let peers: Vec<String> = (0..3)
+    let ports = free_ports(2 * size);
+    let (raft, client) = ports.split_at(size);
+    let peers: Vec<String> = (0..size)
         .map(|i| format!("{}=127.0.0.1:{}/127.0.0.1:{}", i + 1, raft[i], client[i]))
         .collect();
     let peers = peers.join(",");
     // Authenticated, as the README's quick start runs it.
     let [ca, cert, key] =
         pki::shared().write_server_files(dir.path(), "127.0.0.1".parse().unwrap());
-    let children = (0..3)
+    let children = (0..size)
         .map(|i| {
             Command::new(kv_binary())
                 .args(["--id", &(i + 1).to_string(), "--peers", &peers])
@@ -68,30 +89,35 @@ fn start_cluster() -> Cluster {
                 .arg("--key")
                 .arg(&key)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join(format!("n{i}.log"))).unwrap())
                 .spawn()
                 .expect("kv example starts (built by cargo test)")
         })
         .collect();
     Cluster {
+        _one_at_a_time: one_at_a_time,
         children,
-        client_ports: client,
-        _dir: dir,
+        client_ports: client.to_vec(),
+        dir,
     }
 }
 
-/// Sends one RESP command and reads one reply line (plus a bulk body).
+/// Sends one RESP command on a new connection and reads its reply.
 fn command(port: u16, args: &[&str]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
+    request(&mut BufReader::new(stream), args)
+}
+
+/// Sends one RESP command and reads one reply line (plus a bulk body).
+fn request(reader: &mut BufReader<TcpStream>, args: &[&str]) -> String {
     let mut request = format!("*{}\r\n", args.len());
     for arg in args {
         request.push_str(&format!("${}\r\n{}\r\n", arg.len(), arg));
     }
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut reader = BufReader::new(stream);
+    reader.get_mut().write_all(request.as_bytes()).unwrap();
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     if let Some(len) = line
@@ -103,6 +129,18 @@ fn command(port: u16, args: &[&str]) -> String {
         return String::from_utf8_lossy(&body[..len]).to_string();
     }
     line.trim_end().to_string()
+}
+
+/// Whether the stock `redis-cli` is here; CI must have it.
+fn redis_cli_installed() -> bool {
+    if Command::new("redis-cli").arg("--version").output().is_ok() {
+        return true;
+    }
+    let message =
+        "redis-cli not installed (apt-get install -y redis-tools): stock-client part not run";
+    assert!(std::env::var_os("CI").is_none(), "{message}");
+    eprintln!("{message}");
+    false
 }
 
 /// Waits for a leader; returns the position of its client port.
@@ -123,7 +161,7 @@ fn wait_for_leader(cluster: &Cluster) -> usize {
 
 #[test]
 fn three_kv_processes_serve_the_redis_protocol() {
-    let cluster = start_cluster();
+    let cluster = start_cluster(3);
     let leader = wait_for_leader(&cluster);
     let port = cluster.client_ports[leader];
     assert_eq!(command(port, &["PING"]), "+PONG");
@@ -140,12 +178,7 @@ fn three_kv_processes_serve_the_redis_protocol() {
     assert_eq!(moved, format!("-MOVED 0 127.0.0.1:{port}"));
 
     // The stock client, following the redirection in cluster mode.
-    let redis_cli = Command::new("redis-cli").arg("--version").output();
-    if redis_cli.is_err() {
-        let message =
-            "redis-cli not installed (apt-get install -y redis-tools): stock-client part not run";
-        assert!(std::env::var_os("CI").is_none(), "{message}");
-        eprintln!("{message}");
+    if !redis_cli_installed() {
         return;
     }
     let run = |args: &[&str]| {
@@ -162,4 +195,80 @@ fn three_kv_processes_serve_the_redis_protocol() {
         run(&["mget", "stock", "greeting", "absent"]),
         "client\nhello"
     );
+}
+
+/// A value over the 4 MiB cap on a whole command (and under the parser's
+/// old 64 MiB cap on one bulk string, which let a 64 MiB SET through to stop
+/// the leader's group at the Raft log's record bound).
+const OVERSIZED_VALUE_BYTES: usize = 5 << 20;
+
+#[test]
+fn an_oversized_command_is_refused_and_closed_while_others_are_served() {
+    let cluster = start_cluster(1);
+    let port = cluster.client_ports[wait_for_leader(&cluster)];
+    let connect = || {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        BufReader::new(stream)
+    };
+    let mut other = connect();
+    assert_eq!(request(&mut other, &["SET", "small", "1"]), "+OK");
+
+    let mut oversized = connect();
+    let mut set =
+        format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${OVERSIZED_VALUE_BYTES}\r\n").into_bytes();
+    set.resize(set.len() + OVERSIZED_VALUE_BYTES, b'v');
+    set.extend_from_slice(b"\r\n");
+    // The server may stop reading before the value is all sent.
+    let _ = oversized.get_mut().write_all(&set);
+    let mut reply = String::new();
+    oversized.read_line(&mut reply).unwrap();
+    assert_eq!(reply, "-ERR Protocol error: command too long\r\n");
+    assert_eq!(
+        oversized.read(&mut [0; 16]).unwrap(),
+        0,
+        "closed after the error"
+    );
+
+    assert_eq!(
+        request(&mut other, &["GET", "small"]),
+        "1",
+        "others still served"
+    );
+    assert_eq!(
+        request(&mut other, &["GET", "big"]),
+        "$-1",
+        "nothing stored"
+    );
+    assert_eq!(
+        command(port, &["PING"]),
+        "+PONG",
+        "new clients still served"
+    );
+
+    // The attack as it was made: the stock client sending the value from stdin.
+    if !redis_cli_installed() {
+        return;
+    }
+    let mut cli = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "-x", "set", "big"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // redis-cli may close its input early once the server answered.
+    let _ = cli
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&vec![b'v'; OVERSIZED_VALUE_BYTES]);
+    let out = cli.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains("ERR Protocol error: command too long"),
+        "redis-cli printed {out:?}"
+    );
+    assert_eq!(command(port, &["GET", "small"]), "1", "still served");
 }

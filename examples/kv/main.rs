@@ -13,6 +13,8 @@
 //! redis-cli -c -p 6381 set greeting hello
 //! ```
 
+mod connection;
+mod listener;
 mod resp;
 mod store;
 
@@ -20,8 +22,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::BytesMut;
 use clap::Parser;
 use oar::core::NodeId;
 use oar::runtime::{
@@ -29,9 +31,11 @@ use oar::runtime::{
     TransportOptions,
 };
 use oar::storage::{LogOptions, StdFileSystem};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
+use connection::{IDLE_TIMEOUT_DEFAULT, Service, serve_connection};
+use listener::{CLIENTS_MAX_DEFAULT, run_accept_loop};
+use resp::Command;
 use store::{KvStore, Op, encode};
 
 /// Command line of one key-value node.
@@ -82,6 +86,14 @@ struct Args {
     /// act as a peer or an operator. Only on a network you fully trust.
     #[arg(long, conflicts_with_all = ["ca", "cert", "key"])]
     insecure: bool,
+    /// The most client connections served at once; one more is answered
+    /// with an error and closed.
+    #[arg(long, default_value_t = CLIENTS_MAX_DEFAULT)]
+    clients_max: usize,
+    /// Close a client connection idle (sending nothing, or reading none of
+    /// its replies) for this many seconds; 0 never closes one.
+    #[arg(long, default_value_t = IDLE_TIMEOUT_DEFAULT.as_secs())]
+    client_idle_timeout_secs: u64,
 }
 
 /// The server's security settings from the command line.
@@ -158,42 +170,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let node = server.add_group(options, Box::new(storage), Box::new(KvStore::default()))?;
     let listener = TcpListener::bind(client_addr).await?;
     eprintln!("kv node {id}: raft on {raft_addr}, redis protocol on {client_addr}");
-    let peers = Arc::new(args.peers);
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_client(stream, node.clone(), peers.clone()));
+    let service = KvService {
+        node,
+        peers: Arc::new(args.peers),
+    };
+    let idle_timeout =
+        Some(Duration::from_secs(args.client_idle_timeout_secs)).filter(|t| !t.is_zero());
+    run_accept_loop(listener, args.clients_max, move |stream| {
+        serve_connection(stream, service.clone(), idle_timeout)
+    })
+    .await;
+    Ok(())
+}
+
+/// Executes client commands on this node's group.
+#[derive(Clone)]
+struct KvService {
+    /// This node's handle on the group.
+    node: Node,
+    /// Where to redirect clients to the leader.
+    peers: Arc<Peers>,
+}
+
+impl Service for KvService {
+    async fn execute(&self, command: Command, out: &mut Vec<u8>) {
+        execute(&self.node, &self.peers, command, out).await;
     }
 }
 
-/// Serves one client connection; pipelined commands are answered in order.
-async fn serve_client(mut stream: TcpStream, node: Node, peers: Arc<Peers>) {
-    let mut buf = BytesMut::with_capacity(16 << 10);
-    let mut out = Vec::new();
-    loop {
-        match stream.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        out.clear();
-        loop {
-            match resp::parse_command(&mut buf) {
-                Ok(Some(args)) if !args.is_empty() => execute(&node, &peers, args, &mut out).await,
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(resp::ProtocolError(why)) => {
-                    resp::error(&mut out, &format!("ERR Protocol error: {why}"));
-                    let _ = stream.write_all(&out).await;
-                    return;
-                }
-            }
-        }
-        if stream.write_all(&out).await.is_err() {
-            return;
-        }
-    }
-}
-
+/// Executes one command and appends its reply to `out`.
 async fn execute(node: &Node, peers: &Peers, args: Vec<Vec<u8>>, out: &mut Vec<u8>) {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
     let rest = &args[1..];

@@ -45,6 +45,14 @@ fn decode(data: &[u8]) -> Option<(u8, Vec<&[u8]>)> {
     Some((op, args))
 }
 
+/// The longest reply a multi-key read may build.
+///
+/// Why: a command of a few hundred kilobytes naming one large key many
+/// times would otherwise make every node's apply loop build a reply of
+/// gigabytes (65,535 times a 4 MiB value); 16 MiB still fits several values
+/// of the largest size a command can carry.
+const REPLY_BYTES_MAX: usize = 16 << 20;
+
 /// The key-value map.
 #[derive(Debug, Default)]
 pub(crate) struct KvStore {
@@ -84,6 +92,18 @@ impl KvStore {
                 }
             }
             (5, keys) => {
+                let reply_bytes: usize = keys
+                    .iter()
+                    .map(|k| {
+                        self.map
+                            .get(*k)
+                            .map_or(5, |v| resp::bulk_encoded_len(v.len()))
+                    })
+                    .sum();
+                if reply_bytes > REPLY_BYTES_MAX {
+                    resp::error(&mut out, "ERR reply too large");
+                    return out;
+                }
                 resp::array_header(&mut out, keys.len());
                 for key in keys {
                     resp::bulk(&mut out, self.map.get(*key).map(Vec::as_slice));

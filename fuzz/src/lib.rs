@@ -11,9 +11,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use oar::core::{Action, InitialState, Instant, Membership, NodeId, RaftNode, RaftOptions};
 use oar::runtime::{decode_message, encode_message};
 use oar::storage::{FileSystem, LogOptions, MemFileSystem, SegmentLog};
+
+// The kv example's RESP parser, compiled here as it is in the example.
+#[allow(dead_code, reason = "the reply encoders serve the example only")]
+#[path = "../../examples/kv/resp.rs"]
+mod resp;
 
 /// Bytes of one Raft message from the network: a typed error or a message,
 /// and a decoded message survives a round trip unchanged.
@@ -105,4 +111,78 @@ pub fn drive_core(data: &[u8]) {
             }
         }
     }
+}
+
+/// Client bytes into the kv example's RESP parser, whole and in chunks.
+///
+/// The input is a header, then the bytes the client sends. The header's
+/// first byte picks the limits (even: the server's; odd: small ones, so
+/// that the limit paths are reached) and its second byte `n` is followed by
+/// `n % 16` chunk lengths (each byte plus one; cycled; none: one byte at a
+/// time). Fed at once or in those chunks, the parser returns the same
+/// commands and the same error, never panics, and examines no byte twice.
+pub fn resp_parse(data: &[u8]) {
+    let [limits_byte, chunk_count, rest @ ..] = data else {
+        return;
+    };
+    let limits = if limits_byte % 2 == 0 {
+        resp::Limits::SERVER
+    } else {
+        resp::Limits {
+            command_bytes_max: usize::from(limits_byte >> 1) + 1,
+            args_max: usize::from(limits_byte >> 5) + 1,
+        }
+    };
+    let (chunk_lengths, input) = rest.split_at(rest.len().min(usize::from(chunk_count % 16)));
+    let chunk_lengths: Vec<usize> = match chunk_lengths {
+        [] => vec![1],
+        lengths => lengths.iter().map(|&b| usize::from(b) + 1).collect(),
+    };
+    let whole = parse_in_chunks(limits, input, &mut std::iter::once(input.len()));
+    let chunked = parse_in_chunks(limits, input, &mut chunk_lengths.into_iter().cycle());
+    assert_eq!(chunked, whole, "chunking changed what was parsed");
+}
+
+/// What parsing `input` gave: the commands, the error that ended it if
+/// any, and how many bytes of `input` it left unconsumed (fed or not).
+type ParseOutcome = (Vec<resp::Command>, Option<resp::ProtocolError>, usize);
+
+/// Feeds `input` to a parser in chunks of the given lengths, parsing all
+/// it can after each, as a connection does after each read.
+fn parse_in_chunks(
+    limits: resp::Limits,
+    input: &[u8],
+    chunk_lengths: &mut dyn Iterator<Item = usize>,
+) -> ParseOutcome {
+    let mut parser = resp::CommandParser::new(limits);
+    let mut buf = BytesMut::new();
+    let mut commands = Vec::new();
+    let mut fed = 0;
+    while fed < input.len() {
+        let chunk = chunk_lengths
+            .next()
+            .expect("chunk lengths cycle")
+            .min(input.len() - fed);
+        buf.extend_from_slice(&input[fed..fed + chunk]);
+        fed += chunk;
+        loop {
+            let before = buf.len();
+            let parsed = parser.parse_command(&mut buf);
+            assert!(
+                buf.len() <= before,
+                "the parser consumed more than it was given"
+            );
+            assert!(
+                parser.bytes_examined() <= fed as u64,
+                "the parser examined {} bytes of {fed} received",
+                parser.bytes_examined()
+            );
+            match parsed {
+                Ok(Some(command)) => commands.push(command),
+                Ok(None) => break,
+                Err(e) => return (commands, Some(e), input.len() - fed + buf.len()),
+            }
+        }
+    }
+    (commands, None, buf.len())
 }
