@@ -17,7 +17,8 @@ use oar::core::{
     AppendRequest, AppendResponse, Entry, EntryPayload, Heartbeat, LogId, LogIndex, Membership,
     Message, MessageBody, NodeId, RejectHint, SnapshotInfo, Term, VoteRequest,
 };
-use oar::runtime::{GroupId, encode_message};
+use oar::runtime::GroupId;
+use oar::runtime::wire::encode_message;
 use oar::storage::{FileSystem, LogOptions, MemFileSystem, SegmentLog};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use oar::core::NodeId;
 use oar::runtime::Authenticator;
-use oar::runtime::admin_client::{AdminError, call};
-use oar::runtime::proto::{self, admin_request::Op};
+use oar::runtime::admin_client::{AdminError, AdminOp, call, call_request};
+use oar::runtime::wire::proto;
 use oar::runtime::{GroupId, Node};
 use runtime::pki::{self, OPERATOR_TOKEN};
 use runtime::*;
@@ -17,19 +17,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn request(group: GroupId, op: Op) -> proto::AdminRequest {
-    proto::AdminRequest {
-        group_id: group.0,
-        op: Some(op),
-    }
-}
-
 /// Runs `op` on `group` at the server `addr`, which must succeed.
-async fn admin(addr: std::net::SocketAddr, group: GroupId, op: Op) -> String {
+async fn admin(addr: std::net::SocketAddr, group: GroupId, op: AdminOp) -> String {
     let dialer = pki::shared().operator_dialer();
-    call(&dialer, addr, request(group, op), TIMEOUT)
-        .await
-        .unwrap()
+    call(&dialer, addr, group, op, TIMEOUT).await.unwrap()
 }
 
 /// Sends `request` to the status page at `addr` over TLS (as an operator's
@@ -57,46 +48,36 @@ async fn status_snapshot_transfer_and_membership_through_the_admin_service() {
     let leader = wait_for_leader(&nodes).await;
     let leader_addr = servers[leader].local_addr();
 
-    let status = admin(leader_addr, group, Op::Status(proto::AdminStatus {})).await;
+    let status = admin(leader_addr, group, AdminOp::Status).await;
     assert!(status.contains("role Leader"), "{status}");
     assert!(status.contains("voters n1,n2,n3"), "{status}");
     assert_eq!(status.matches("  peer ").count(), 2, "{status}");
 
-    let saved = admin(leader_addr, group, Op::Snapshot(proto::AdminSnapshot {})).await;
+    let saved = admin(leader_addr, group, AdminOp::Snapshot).await;
     assert!(saved.starts_with("snapshot saved through"), "{saved}");
-    let status = admin(leader_addr, group, Op::Status(proto::AdminStatus {})).await;
+    let status = admin(leader_addr, group, AdminOp::Status).await;
     assert!(!status.contains("snapshot none"), "{status}");
 
     // Remove a follower, then add it back as a voter.
     let follower = (leader + 1) % 3;
     let id = NodeId(follower as u64 + 1);
-    let removed = admin(
-        leader_addr,
-        group,
-        Op::RemovePeer(proto::AdminRemovePeer { id: id.0 }),
-    )
-    .await;
+    let removed = admin(leader_addr, group, AdminOp::RemovePeer { id }).await;
     assert!(removed.contains("removed"), "{removed}");
     let added = admin(
         leader_addr,
         group,
-        Op::AddPeer(proto::AdminAddPeer {
-            id: id.0,
-            addr: servers[follower].local_addr().to_string(),
-            catch_up_ms: 5_000,
-        }),
+        AdminOp::AddPeer {
+            id,
+            addr: servers[follower].local_addr(),
+            catch_up: Duration::from_secs(5),
+        },
     )
     .await;
     assert!(added.contains("added as a voter"), "{added}");
 
     // Hand leadership to the other follower.
     let target = NodeId(((leader + 2) % 3) as u64 + 1);
-    admin(
-        leader_addr,
-        group,
-        Op::TransferLeader(proto::AdminTransfer { to: target.0 }),
-    )
-    .await;
+    admin(leader_addr, group, AdminOp::TransferLeader { to: target }).await;
     for _ in 0..200 {
         if nodes.iter().all(|n| n.leader() == Some(target)) {
             return;
@@ -111,14 +92,9 @@ async fn unknown_groups_and_empty_requests_are_refused_with_a_reason() {
     let servers = servers(1).await;
     let addr = servers[0].local_addr();
     let dialer = pki::shared().operator_dialer();
-    let err = call(
-        &dialer,
-        addr,
-        request(GroupId(42), Op::Status(proto::AdminStatus {})),
-        TIMEOUT,
-    )
-    .await
-    .unwrap_err();
+    let err = call(&dialer, addr, GroupId(42), AdminOp::Status, TIMEOUT)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, AdminError::Refused(m) if m.contains("not found")),
         "{err:?}"
@@ -128,7 +104,7 @@ async fn unknown_groups_and_empty_requests_are_refused_with_a_reason() {
         op: None,
     };
     assert!(matches!(
-        call(&dialer, addr, empty, TIMEOUT).await,
+        call_request(&dialer, addr, empty, TIMEOUT).await,
         Err(AdminError::Refused(_))
     ));
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use oar::core::{LogId, Message, MessageBody, NodeId, Term, VoteRequest};
-use oar::runtime::frame::encode_frame;
-use oar::runtime::{GroupId, MemStorage, Node, NodeManager, convert, proto};
+use oar::runtime::wire::frame::encode_frame;
+use oar::runtime::wire::{convert, proto};
+use oar::runtime::{GroupId, MemStorage, Node, NodeManager};
 use prost::Message as _;
 use runtime::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -113,7 +114,7 @@ async fn garbage_oversized_frames_unknown_groups_and_strangers_are_refused() {
         .await
         .unwrap();
     conn.flush().await.unwrap();
-    let body = oar::runtime::frame::read_frame(&mut conn, 1 << 20)
+    let body = oar::runtime::wire::frame::read_frame(&mut conn, 1 << 20)
         .await
         .unwrap();
     let reply = proto::Frame::decode(body).unwrap();

@@ -14,13 +14,14 @@ use oar::core::{
     AppendRequest, Entry, EntryPayload, Heartbeat, LogId, LogIndex, Message, MessageBody, NodeId,
     Term, VoteRequest,
 };
-use oar::runtime::admin_client::{AdminError, call};
+use oar::runtime::admin_client::{AdminError, AdminOp, call};
 use oar::runtime::auth::BoxedStream;
-use oar::runtime::frame::{encode_frame, read_frame};
-use oar::runtime::proto::{self, admin_request::Op};
+use oar::runtime::wire::convert;
+use oar::runtime::wire::frame::{encode_frame, read_frame};
+use oar::runtime::wire::proto::{self, admin_request::Op};
 use oar::runtime::{
     DialError, Dialer, Error, GroupId, GroupOptions, MemStorage, Node, NodeManager,
-    TransportOptions, convert,
+    TransportOptions,
 };
 use prost::Message as _;
 use runtime::pki::{self, OPERATOR_TOKEN};
@@ -215,12 +216,13 @@ async fn only_operators_operate_and_only_peers_copy_snapshots() {
     let (servers, members, leader) = cluster().await;
     write_all(&members, "k", 10).await;
     let target = servers[leader].local_addr();
-    let status = || admin_request(Op::Status(proto::AdminStatus {}));
     let timeout = Duration::from_secs(5);
 
     // A wrong token: refused at the Hello.
     let wrong = pki::shared().operator_dialer_with("guess");
-    let err = call(&wrong, target, status(), timeout).await.unwrap_err();
+    let err = call(&wrong, target, GROUP, AdminOp::Status, timeout)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, AdminError::Dial(DialError::Refused(r))
             if r.status == proto::hello_reply::Status::NotAuthenticated),
@@ -233,7 +235,9 @@ async fn only_operators_operate_and_only_peers_copy_snapshots() {
         OPERATOR_TOKEN.as_bytes().to_vec(),
         timeout,
     );
-    let err = call(&other, target, status(), timeout).await.unwrap_err();
+    let err = call(&other, target, GROUP, AdminOp::Status, timeout)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, AdminError::Dial(DialError::Refused(r))
             if r.status == proto::hello_reply::Status::WrongCluster),

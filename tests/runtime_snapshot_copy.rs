@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use oar::core::{LogId, Membership, NodeId};
-use oar::runtime::frame::{FRAME_BYTES_MAX, encode_frame, read_frame};
+use oar::runtime::wire::frame::{FRAME_BYTES_MAX, encode_frame, read_frame};
+use oar::runtime::wire::proto;
 use oar::runtime::{
     CopyError, CopyOptions, Dialer, DiskSnapshots, GroupId, LocalNetwork, MemSnapshots,
     NodeManager, Security, SnapshotFiles, SnapshotReadError, SnapshotSource, SnapshotStorage,
-    StorageFailure, Throttle, TransportOptions, fetch_snapshot, proto,
+    StorageFailure, Throttle, TransportOptions, fetch_snapshot,
 };
 use oar::storage::{SnapshotMeta, StdFileSystem};
 use prost::Message as _;

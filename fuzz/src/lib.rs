@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use oar::core::{Action, InitialState, Instant, Membership, NodeId, RaftNode, RaftOptions};
-use oar::runtime::{decode_message, encode_message};
+use oar::runtime::wire::{decode_message, encode_message};
 use oar::storage::{FileSystem, LogOptions, MemFileSystem, SegmentLog};
 
 // The kv example's RESP parser, compiled here as it is in the example.

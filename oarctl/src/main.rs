@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use oar::runtime::admin_client::call;
-use oar::runtime::proto::{self, admin_request::Op};
-use oar::runtime::{Dialer, Insecure, TlsAuthenticator};
+use oar::core::NodeId;
+use oar::runtime::admin_client::{AdminOp, call};
+use oar::runtime::{Dialer, GroupId, Insecure, TlsAuthenticator};
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -165,11 +165,16 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let request = proto::AdminRequest {
-        group_id: args.group,
-        op: Some(op),
-    };
-    match call(&dialer, server, request, Duration::from_secs(args.timeout)).await {
+    let group = GroupId(args.group);
+    match call(
+        &dialer,
+        server,
+        group,
+        op,
+        Duration::from_secs(args.timeout),
+    )
+    .await
+    {
         Ok(text) => {
             println!("{}", text.trim_end());
             ExitCode::SUCCESS
@@ -181,18 +186,18 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The admin request an admin command stands for.
-fn admin_op(command: &Command) -> Op {
+/// The admin verb an admin command stands for.
+fn admin_op(command: &Command) -> AdminOp {
     match *command {
-        Command::Status => Op::Status(proto::AdminStatus {}),
-        Command::Snapshot => Op::Snapshot(proto::AdminSnapshot {}),
-        Command::TransferLeader { to } => Op::TransferLeader(proto::AdminTransfer { to }),
-        Command::AddPeer { id, addr, catch_up } => Op::AddPeer(proto::AdminAddPeer {
-            id,
-            addr: addr.to_string(),
-            catch_up_ms: catch_up * 1000,
-        }),
-        Command::RemovePeer { id } => Op::RemovePeer(proto::AdminRemovePeer { id }),
+        Command::Status => AdminOp::Status,
+        Command::Snapshot => AdminOp::Snapshot,
+        Command::TransferLeader { to } => AdminOp::TransferLeader { to: NodeId(to) },
+        Command::AddPeer { id, addr, catch_up } => AdminOp::AddPeer {
+            id: NodeId(id),
+            addr,
+            catch_up: Duration::from_secs(catch_up),
+        },
+        Command::RemovePeer { id } => AdminOp::RemovePeer { id: NodeId(id) },
         Command::Certs { .. } => unreachable!("certs is not an admin request"),
     }
 }

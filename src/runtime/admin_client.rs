@@ -7,8 +7,10 @@ use std::time::Duration;
 use prost::Message as _;
 
 use super::auth::{DialError, Dialer};
-use super::frame::{FRAME_BYTES_MAX, read_frame, write_frame};
-use super::proto;
+use super::group_id::GroupId;
+use super::wire::frame::{FRAME_BYTES_MAX, read_frame, write_frame};
+use super::wire::proto;
+use crate::core::NodeId;
 
 /// Why an admin request got no answer, or a refusal.
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +34,76 @@ pub enum AdminError {
     Refused(String),
 }
 
-/// Sends `request` to the server at `addr` over a connection `dialer`
+/// One admin verb (braft's `CliService` calls), run by one group's member
+/// on the server it is sent to; changes must go to the group's leader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdminOp {
+    /// Role, term, log, configuration and (on the leader) peer progress.
+    Status,
+    /// Save a snapshot now and compact the log.
+    Snapshot,
+    /// Hand leadership to a voter.
+    TransferLeader {
+        /// The voter to lead next.
+        to: NodeId,
+    },
+    /// Add a voter: as a learner first, promoted once caught up.
+    AddPeer {
+        /// Its node id.
+        id: NodeId,
+        /// Its Raft address.
+        addr: SocketAddr,
+        /// How long it may take to catch up (the server caps it at an hour).
+        catch_up: Duration,
+    },
+    /// Remove a member.
+    RemovePeer {
+        /// Its node id.
+        id: NodeId,
+    },
+}
+
+impl AdminOp {
+    /// The request for `group` in its wire form.
+    fn to_request(&self, group: GroupId) -> proto::AdminRequest {
+        use proto::admin_request::Op;
+        let op = match self {
+            AdminOp::Status => Op::Status(proto::AdminStatus {}),
+            AdminOp::Snapshot => Op::Snapshot(proto::AdminSnapshot {}),
+            AdminOp::TransferLeader { to } => Op::TransferLeader(proto::AdminTransfer { to: to.0 }),
+            AdminOp::AddPeer { id, addr, catch_up } => Op::AddPeer(proto::AdminAddPeer {
+                id: id.0,
+                addr: addr.to_string(),
+                catch_up_ms: u64::try_from(catch_up.as_millis()).unwrap_or(u64::MAX),
+            }),
+            AdminOp::RemovePeer { id } => Op::RemovePeer(proto::AdminRemovePeer { id: id.0 }),
+        };
+        proto::AdminRequest {
+            group_id: group.0,
+            op: Some(op),
+        }
+    }
+}
+
+/// Runs `op` on `group` at the server `addr` over a connection `dialer`
 /// opens (an operator's) and returns the answer's text.
 ///
 /// # Errors
 /// [`AdminError`].
 pub async fn call(
+    dialer: &Dialer,
+    addr: SocketAddr,
+    group: GroupId,
+    op: AdminOp,
+    timeout: Duration,
+) -> Result<String, AdminError> {
+    call_request(dialer, addr, op.to_request(group), timeout).await
+}
+
+/// [`call`] with a request in its wire form (tests send malformed ones).
+#[doc(hidden)]
+pub async fn call_request(
     dialer: &Dialer,
     addr: SocketAddr,
     request: proto::AdminRequest,

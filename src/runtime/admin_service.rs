@@ -15,7 +15,7 @@ use super::auth::{BoxedStream, Credential, Security};
 use super::error::Error;
 use super::group_id::GroupId;
 use super::node::Node;
-use super::proto;
+use super::wire::proto;
 use crate::core::{NodeId, Status};
 
 /// The first bytes of an HTTP request: as a frame length they would claim

@@ -26,13 +26,15 @@ use super::auth::{
     BoxedStream, Credential, HANDSHAKE_FRAME_BYTES_MAX, HelloRefusal, Identity, accept_hello,
     hello_accepted,
 };
-use super::convert::{DecodeError, from_proto};
-use super::frame::{FrameError, read_frame_body, read_frame_within, read_header, write_frame};
-use super::frame_shape::{ShapeError, check_frame_shape};
 use super::group_id::GroupId;
 use super::node_manager::Inner;
-use super::proto;
-use super::proto::transport_error::Kind as ErrorKind;
+use super::wire::convert::{DecodeError, from_proto};
+use super::wire::frame::{
+    FrameError, read_frame_body, read_frame_within, read_header, write_frame,
+};
+use super::wire::proto;
+use super::wire::proto::transport_error::Kind as ErrorKind;
+use super::wire::shape::{ShapeError, check_frame_shape};
 
 /// Open inbound connections, in total and by source IP.
 #[derive(Debug, Default)]

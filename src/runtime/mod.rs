@@ -14,10 +14,7 @@ mod admin_service;
 mod apply_loop;
 pub mod auth;
 mod blocking;
-pub mod convert;
 pub mod error;
-pub mod frame;
-pub mod frame_shape;
 mod group;
 pub mod group_id;
 pub mod group_storage;
@@ -26,13 +23,14 @@ mod log_writer;
 mod node;
 mod node_manager;
 pub mod options;
-pub mod proto;
 pub mod snapshot_copy;
 mod snapshot_install;
 pub mod snapshot_storage;
 pub mod state_machine;
 pub mod throttle;
 pub mod transport;
+#[doc(hidden)]
+pub mod wire;
 
 pub use admin_service::status_text;
 pub use apply_loop::Applied;
@@ -40,7 +38,6 @@ pub use auth::{
     Authenticator, ClusterKeyAuthenticator, Credential, DialError, Dialer, Insecure, Security,
     TlsAuthenticator, TlsError,
 };
-pub use convert::{DecodeError, decode_message, encode_message};
 pub use error::Error;
 pub use group_id::GroupId;
 pub use group_storage::{DiskStorage, GroupStorage, MemStorage, StorageFailure};

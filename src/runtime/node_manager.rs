@@ -21,13 +21,13 @@ use super::inbound::{self, ConnectionCounts};
 use super::log_writer::run_log_writer;
 use super::node::Node;
 use super::options::GroupOptions;
-use super::proto;
 use super::snapshot_copy::{FileService, SnapshotSource};
 use super::snapshot_install::{SnapshotInstaller, SourceResolver};
 use super::snapshot_storage::SnapshotStorage;
 use super::state_machine::StateMachine;
 use super::throttle::Throttle;
 use super::transport::{LocalNetwork, Transport, TransportOptions};
+use super::wire::proto;
 use crate::core::{InitialState, Instant, RaftNode, SnapshotInfo};
 
 /// Counters of what the server refused, for tests and the status page.

@@ -20,11 +20,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::auth::Dialer;
-use super::convert::to_proto;
-use super::frame::{FRAME_BYTES_MAX, encode_frame, read_frame};
 use super::group_id::GroupId;
-use super::proto;
 use super::snapshot_copy::FileHandler;
+use super::wire::convert::to_proto;
+use super::wire::frame::{FRAME_BYTES_MAX, encode_frame, read_frame};
+use super::wire::proto;
 use crate::core::Message;
 
 /// Connection tuning.

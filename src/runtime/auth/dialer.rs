@@ -12,9 +12,9 @@ use tokio::net::TcpStream;
 use super::channel::{AuthError, Authenticator, BoxedStream};
 use super::hello::HelloRefusal;
 use super::security::Security;
-use crate::runtime::frame::{FrameError, read_frame, write_frame};
-use crate::runtime::proto;
-use crate::runtime::proto::hello_reply::Status;
+use crate::runtime::wire::frame::{FrameError, read_frame, write_frame};
+use crate::runtime::wire::proto;
+use crate::runtime::wire::proto::hello_reply::Status;
 
 /// The largest frame read before a connection is authenticated.
 pub(crate) const HANDSHAKE_FRAME_BYTES_MAX: u32 = 64 << 10;

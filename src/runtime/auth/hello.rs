@@ -9,8 +9,8 @@ use prost::Message as _;
 
 use super::channel::Credential;
 use super::security::Security;
-use crate::runtime::proto;
-use crate::runtime::proto::hello_reply::Status;
+use crate::runtime::wire::proto;
+use crate::runtime::wire::proto::hello_reply::Status;
 
 /// Who is on the other end of an accepted connection, once its `Hello` was
 /// accepted.

@@ -20,15 +20,17 @@ use tokio::time::{Instant, timeout};
 
 use super::connection::Connection;
 use super::server::SERVE_CHUNK_BYTES_MAX;
-use super::wire::{log_id_from_proto, log_id_to_proto, snapshot_meta_from_proto};
 use crate::core::LogId;
 use crate::runtime::auth::Dialer;
 use crate::runtime::group_id::GroupId;
-use crate::runtime::proto;
-use crate::runtime::proto::get_file_response::Error as WireError;
 use crate::runtime::state_machine::SnapshotFiles;
 use crate::runtime::throttle::Throttle;
 use crate::runtime::transport::LocalNetwork;
+use crate::runtime::wire::proto;
+use crate::runtime::wire::proto::get_file_response::Error as WireError;
+use crate::runtime::wire::snapshot_meta::{
+    log_id_from_proto, log_id_to_proto, snapshot_meta_from_proto,
+};
 use crate::storage::{SnapshotFile, SnapshotMeta};
 
 /// Buffers are reserved up front only up to this size, whatever length a

@@ -11,8 +11,8 @@ use tokio::io::{ReadHalf, WriteHalf};
 use super::client::{Failure, SnapshotSource};
 use super::server::FileHandler;
 use crate::runtime::auth::BoxedStream;
-use crate::runtime::frame::{FRAME_BYTES_MAX, FrameError, read_frame, write_frame};
-use crate::runtime::proto;
+use crate::runtime::wire::frame::{FRAME_BYTES_MAX, FrameError, read_frame, write_frame};
+use crate::runtime::wire::proto;
 
 /// One connection to a file service.
 pub(super) enum Connection {

@@ -15,9 +15,7 @@
 mod client;
 mod connection;
 mod server;
-mod wire;
 
 pub use client::{CopyError, CopyOptions, SnapshotSource, fetch_snapshot};
 pub use server::SERVE_CHUNK_BYTES_MAX;
 pub(crate) use server::{FileHandler, FileService};
-pub use wire::{MetaDecodeError, snapshot_meta_from_proto, snapshot_meta_to_proto};

@@ -10,13 +10,15 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::wire::{log_id_from_proto, log_id_to_proto, snapshot_meta_to_proto};
 use crate::runtime::blocking::run_blocking;
 use crate::runtime::group_id::GroupId;
-use crate::runtime::proto;
-use crate::runtime::proto::get_file_response::Error as WireError;
 use crate::runtime::snapshot_storage::{SnapshotReadError, SnapshotStorage};
 use crate::runtime::throttle::Throttle;
+use crate::runtime::wire::proto;
+use crate::runtime::wire::proto::get_file_response::Error as WireError;
+use crate::runtime::wire::snapshot_meta::{
+    log_id_from_proto, log_id_to_proto, snapshot_meta_to_proto,
+};
 use crate::storage::SnapshotMeta;
 
 /// The largest chunk one response carries: larger requests get a short

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use crate::core::LogId;
-use crate::runtime::convert::{DecodeError, membership_from_proto, membership_to_proto};
-use crate::runtime::proto;
+use crate::runtime::wire::convert::{DecodeError, membership_from_proto, membership_to_proto};
+use crate::runtime::wire::proto;
 use crate::storage::{SnapshotFile, SnapshotMeta};
 
 /// Why a snapshot meta from a peer is not valid.

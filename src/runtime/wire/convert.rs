@@ -4,12 +4,12 @@
 use bytes::Bytes;
 use prost::Message as _;
 
-use super::group_id::GroupId;
 use super::proto;
 use crate::core::{
     AppendRequest, AppendResponse, Entry, EntryPayload, Heartbeat, LogId, LogIndex, Membership,
     Message, MessageBody, NodeId, RejectHint, SnapshotInfo, Term, VoteRequest, VoteResponse,
 };
+use crate::runtime::group_id::GroupId;
 
 /// Why bytes from the network are not a valid Raft message.
 #[derive(Debug, thiserror::Error)]

@@ -124,7 +124,7 @@ fn varint(message: &[u8], at: &mut usize) -> Result<u64, ShapeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::proto;
+    use crate::runtime::wire::proto;
     use prost::Message as _;
 
     fn append_frame(entries: usize) -> Vec<u8> {
