@@ -207,3 +207,71 @@ fn resp_parse_holds_on_a_seeded_corpus() {
         bodies::resp_parse(&input);
     }
 }
+
+/// A frame carrying `kind`, length prefix included.
+fn frame_bytes(kind: oar::runtime::wire::proto::frame::Kind) -> Vec<u8> {
+    use oar::runtime::wire::proto;
+    use prost::Message as _;
+    let body = proto::Frame { kind: Some(kind) }.encode_to_vec();
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend(body);
+    out
+}
+
+/// First bytes of connections: Hellos as a server and as an operator (right
+/// and wrong cluster, right and wrong token), an HTTP request, each
+/// followed by Raft message frames.
+fn sample_connections() -> Vec<Vec<u8>> {
+    use oar::runtime::wire::proto::{self, frame::Kind, hello::Role};
+    let hello = |cluster: &str, role: Role| {
+        frame_bytes(Kind::Hello(proto::Hello {
+            cluster_id: cluster.into(),
+            role: Some(role),
+        }))
+    };
+    let server = Role::ServerAddr("10.0.0.1:7000".into());
+    let operator = Role::OperatorToken(Bytes::from_static(bodies::HANDSHAKE_TOKEN));
+    let mut raft = Vec::new();
+    for message in sample_messages() {
+        raft.extend((message.len() as u32 + 2).to_be_bytes());
+        raft.extend([0x0a, message.len() as u8]);
+        raft.extend(&message[..message.len().min(127)]);
+    }
+    let mut out = vec![
+        hello(bodies::HANDSHAKE_CLUSTER, server.clone()),
+        hello(bodies::HANDSHAKE_CLUSTER, operator),
+        hello("another", server.clone()),
+        hello(
+            bodies::HANDSHAKE_CLUSTER,
+            Role::OperatorToken(Bytes::from_static(b"guess")),
+        ),
+        hello(
+            bodies::HANDSHAKE_CLUSTER,
+            Role::ServerAddr("10.0.0.2:7000".into()),
+        ),
+        b"GET / HTTP/1.1\r\nAuthorization: Bearer fuzz-token\r\n\r\n".to_vec(),
+        (64u32 << 20).to_be_bytes().to_vec(),
+    ];
+    for sample in out.iter_mut().take(2) {
+        sample.extend(&raft);
+    }
+    out
+}
+
+#[test]
+fn handshake_holds_on_a_seeded_corpus() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let samples = sample_connections();
+    for _ in 0..5_000 {
+        let mut input = vec![rng.random::<u8>(), rng.random::<u8>()];
+        match rng.random_range(0..5) {
+            0 => input.extend(random_bytes(&mut rng, 64)),
+            1 => input.extend(&samples[rng.random_range(0..samples.len())]),
+            _ => {
+                let sample = &samples[rng.random_range(0..samples.len())];
+                input.extend(mutate(&mut rng, sample));
+            }
+        }
+        bodies::handshake(&input);
+    }
+}

@@ -13,7 +13,13 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use oar::core::{Action, InitialState, Instant, Membership, NodeId, RaftNode, RaftOptions};
+use oar::runtime::auth::Identity;
+use oar::runtime::inbound::{FirstContact, decode_frame, first_contact};
+use oar::runtime::wire::convert::from_proto;
+use oar::runtime::wire::frame::{FRAME_BYTES_MAX, read_frame};
+use oar::runtime::wire::proto;
 use oar::runtime::wire::{decode_message, encode_message};
+use oar::runtime::{Credential, Insecure, Security};
 use oar::storage::{FileSystem, LogOptions, MemFileSystem, SegmentLog};
 
 // The kv example's RESP parser, compiled here as it is in the example.
@@ -185,4 +191,69 @@ fn parse_in_chunks(
         }
     }
     (commands, None, buf.len())
+}
+
+/// The cluster id and operator token the handshake body's server knows.
+pub const HANDSHAKE_CLUSTER: &str = "fuzz-cluster";
+/// See [`HANDSHAKE_CLUSTER`].
+pub const HANDSHAKE_TOKEN: &[u8] = b"fuzz-token";
+
+/// The first bytes a stranger sends on a secured connection. The first
+/// input byte picks what the channel proved (nothing, a certificate of
+/// garbage, the cluster key from 10.0.0.1, or an insecure server's
+/// nothing-checked), the second whether the server knows an operator
+/// token; the rest is the connection's bytes. The server's first contact
+/// reads no more than a Hello's worth before authentication, grants an
+/// identity only where the credential backs it, and after that every frame
+/// decodes or is refused; nothing panics.
+pub fn handshake(data: &[u8]) {
+    let [credential_kind, tokens_kind, rest @ ..] = data else {
+        return;
+    };
+    let ip = std::net::IpAddr::from([10, 0, 0, 1]);
+    let credential = match credential_kind % 4 {
+        0 => Credential::Anonymous,
+        1 => Credential::Certificate(rustls_pki_types::CertificateDer::from(
+            rest[..rest.len().min(64)].to_vec(),
+        )),
+        2 => Credential::ClusterKey(ip),
+        _ => Credential::Unchecked(ip),
+    };
+    let tokens = match tokens_kind % 2 {
+        0 => vec![String::from_utf8_lossy(HANDSHAKE_TOKEN).into_owned()],
+        _ => Vec::new(),
+    };
+    let security = Security::new(std::sync::Arc::new(Insecure), HANDSHAKE_CLUSTER, tokens);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    let mut stream = tokio::io::join(rest, tokio::io::sink());
+    let contact = runtime.block_on(first_contact(&mut stream, &credential, &security));
+    match contact {
+        Ok(FirstContact::Http) => assert!(rest.starts_with(b"GET "), "HTTP without GET"),
+        Ok(FirstContact::Frames(Identity::Server(addr))) => {
+            assert!(
+                credential.vouches_for_server(addr),
+                "{credential:?} made {addr}"
+            );
+        }
+        Ok(FirstContact::Frames(Identity::Operator)) => {
+            let token_ok = !security.operator_tokens.is_empty() && contains(rest, HANDSHAKE_TOKEN);
+            let unchecked = matches!(credential, Credential::Unchecked(_));
+            assert!(token_ok || unchecked, "an operator without a token");
+        }
+        Err(_) => return,
+    }
+    if !matches!(contact, Ok(FirstContact::Frames(_))) {
+        return;
+    }
+    while let Ok(body) = runtime.block_on(read_frame(&mut stream, FRAME_BYTES_MAX)) {
+        if let Ok(proto::frame::Kind::Raft(message)) = decode_frame(body, 1024) {
+            let _ = from_proto(message);
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }

@@ -18,13 +18,13 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use prost::Message as _;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::admin_service;
 use super::auth::{
-    BoxedStream, Credential, HANDSHAKE_FRAME_BYTES_MAX, HelloRefusal, Identity, accept_hello,
-    hello_accepted,
+    BoxedStream, Credential, HANDSHAKE_FRAME_BYTES_MAX, HelloRefusal, Identity, Security,
+    accept_hello, hello_accepted,
 };
 use super::group_id::GroupId;
 use super::node_manager::Inner;
@@ -133,17 +133,24 @@ pub(crate) async fn accept_loop(listener: TcpListener, manager: Weak<Inner>) {
 
 /// Why an inbound connection was closed.
 #[derive(Debug, thiserror::Error)]
-enum ConnectionError {
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// A frame could not be read (too large, too slow, idle, I/O).
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// A frame is not a valid message.
     #[error("undecodable frame: {0}")]
     Decode(#[from] DecodeError),
+    /// A frame was refused before decoding (too many entries).
     #[error("refused before decoding: {0}")]
     Shape(#[from] ShapeError),
+    /// The secure channel failed, or the handshake took too long.
     #[error("handshake: {0}")]
     Handshake(String),
+    /// The `Hello` was refused.
     #[error(transparent)]
     Refused(#[from] HelloRefusal),
+    /// A reply could not be written in time.
     #[error("reply not written")]
     Write,
 }
@@ -216,27 +223,71 @@ async fn classify(stream: TcpStream, inner: &Inner) -> Result<Classified, Connec
         .accept(stream)
         .await
         .map_err(|e| ConnectionError::Handshake(e.to_string()))?;
-    let first = read_header(&mut stream).await?;
-    if first == admin_service::HTTP_GET {
-        return Ok(Classified::Http(stream, credential));
+    match first_contact(&mut stream, &credential, &inner.security).await? {
+        FirstContact::Http => Ok(Classified::Http(stream, credential)),
+        FirstContact::Frames(identity) => Ok(Classified::Frames(stream, identity)),
     }
-    // Before authentication, only a frame the size of a Hello is read.
-    let body = read_frame_body(&mut stream, first, HANDSHAKE_FRAME_BYTES_MAX).await?;
-    match accept_hello(body, &credential, &inner.security) {
+}
+
+/// What the first bytes on a secured connection are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstContact {
+    /// An HTTP request (its first four bytes, `GET `, were read).
+    Http,
+    /// A `Hello` that was accepted and answered: frames follow.
+    Frames(Identity),
+}
+
+/// Reads the first frame of a secured connection whose other end proved
+/// `credential`: tells an HTTP request from a `Hello`, checks the `Hello`
+/// (reading no more than a Hello's worth of bytes) and answers it.
+/// Generic over the stream so that the fuzz target drives it from bytes.
+///
+/// # Errors
+/// [`ConnectionError`]: no frame, a frame too large before authentication,
+/// or a refused `Hello` (answered with the reason, then shut down).
+pub async fn first_contact<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    credential: &Credential,
+    security: &Security,
+) -> Result<FirstContact, ConnectionError> {
+    let first = read_header(stream).await?;
+    if first == admin_service::HTTP_GET {
+        return Ok(FirstContact::Http);
+    }
+    let body = read_frame_body(stream, first, HANDSHAKE_FRAME_BYTES_MAX).await?;
+    match accept_hello(body, credential, security) {
         Ok(identity) => {
             let reply = proto::frame::Kind::HelloReply(hello_accepted());
-            write_frame(&mut stream, reply)
+            write_frame(stream, reply)
                 .await
                 .map_err(|_| ConnectionError::Write)?;
-            Ok(Classified::Frames(stream, identity))
+            Ok(FirstContact::Frames(identity))
         }
         Err(refusal) => {
             let reply = proto::frame::Kind::HelloReply(refusal.reply());
-            let _ = write_frame(&mut stream, reply).await;
+            let _ = write_frame(stream, reply).await;
             let _ = stream.shutdown().await;
             Err(refusal.into())
         }
     }
+}
+
+/// Decodes one frame body from an authenticated connection, its shape
+/// checked first so that decoding allocates within bounds.
+///
+/// # Errors
+/// [`ConnectionError::Shape`] or [`ConnectionError::Decode`].
+pub fn decode_frame(
+    body: bytes::Bytes,
+    entries_max: usize,
+) -> Result<proto::frame::Kind, ConnectionError> {
+    check_frame_shape(&body, entries_max)?;
+    let kind = proto::Frame::decode(body)
+        .map_err(DecodeError::from)?
+        .kind
+        .ok_or(DecodeError::MissingField("frame.kind"))?;
+    Ok(kind)
 }
 
 /// Reads frames from an authenticated connection: routes Raft messages and
@@ -267,11 +318,7 @@ async fn serve_frames(
             Err(FrameError::Closed) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        check_frame_shape(&body, options.message_entries_max)?;
-        let kind = proto::Frame::decode(body)
-            .map_err(DecodeError::from)?
-            .kind
-            .ok_or(DecodeError::MissingField("frame.kind"))?;
+        let kind = decode_frame(body, options.message_entries_max)?;
         let Some(reply) = answer(kind, peer, identity, manager).await? else {
             continue;
         };

@@ -18,7 +18,7 @@ pub mod error;
 mod group;
 pub mod group_id;
 pub mod group_storage;
-mod inbound;
+pub mod inbound;
 mod log_writer;
 mod node;
 mod node_manager;

@@ -15,7 +15,7 @@ use crate::runtime::wire::proto::hello_reply::Status;
 /// Who is on the other end of an accepted connection, once its `Hello` was
 /// accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Identity {
+pub enum Identity {
     /// The server whose Raft address this is: it may send Raft messages
     /// for the nodes that live there, and fetch snapshots.
     Server(SocketAddr),

@@ -34,7 +34,7 @@ pub use channel::{
 pub use cluster_key::ClusterKeyAuthenticator;
 pub(crate) use dialer::HANDSHAKE_FRAME_BYTES_MAX;
 pub use dialer::{DialError, Dialer};
-pub use hello::HelloRefusal;
-pub(crate) use hello::{Identity, accept_hello, accepted as hello_accepted};
+pub use hello::{HelloRefusal, Identity};
+pub(crate) use hello::{accept_hello, accepted as hello_accepted};
 pub use security::Security;
 pub use tls::{TlsAuthenticator, TlsError};
