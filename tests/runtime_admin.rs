@@ -130,3 +130,66 @@ async fn an_http_get_on_the_raft_port_shows_every_group() {
     // The server still speaks Raft afterwards.
     apply_anywhere(&nodes[..3], Bytes::from_static(b"set after page")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_can_be_moved_to_their_own_address_or_turned_away() {
+    let servers = servers(3).await;
+    let group = GroupId(4);
+    let members = start_group(&servers, group, |_| Store::Mem(Default::default()));
+    let nodes: Vec<&Node> = members.iter().map(|m| &m.node).collect();
+    let leader = wait_for_leader(&nodes).await;
+    let raft_addr = servers[leader].local_addr();
+    let dialer = pki::shared().operator_dialer();
+    // Before the move the Raft port serves operators.
+    admin(raft_addr, group, AdminOp::Status).await;
+    let admin_addr = servers[leader]
+        .serve_admin("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    // Now only the admin address does; the Raft port refuses admin verbs
+    // and has no status page.
+    let status = admin(admin_addr, group, AdminOp::Status).await;
+    assert!(status.contains("role Leader"), "{status}");
+    let refused = call(&dialer, raft_addr, group, AdminOp::Snapshot, TIMEOUT).await;
+    assert!(
+        matches!(&refused, Err(AdminError::Refused(m)) if m.contains("not allowed")),
+        "{refused:?}"
+    );
+    let get = format!("GET / HTTP/1.1\r\nAuthorization: Bearer {OPERATOR_TOKEN}\r\n\r\n");
+    assert!(https_get(raft_addr, &get).await.starts_with("HTTP/1.0 404"));
+    assert!(
+        https_get(admin_addr, &get)
+            .await
+            .starts_with("HTTP/1.0 200")
+    );
+    // Peers are not served on the admin address: Raft still flows between
+    // the Raft ports only.
+    apply_anywhere(&nodes, Bytes::from_static(b"set after-move 1")).await;
+    for server in &servers {
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_server_with_admin_off_refuses_every_admin_verb() {
+    let mut security = pki::shared().security("127.0.0.1".parse().unwrap());
+    security.admin_enabled = false;
+    security.status_page_enabled = false;
+    let server = oar::runtime::NodeManager::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        security,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let dialer = pki::shared().operator_dialer();
+    let refused = call(&dialer, addr, GroupId(1), AdminOp::Status, TIMEOUT).await;
+    assert!(
+        matches!(refused, Err(AdminError::Refused(_))),
+        "{refused:?}"
+    );
+    let get = format!("GET / HTTP/1.1\r\nAuthorization: Bearer {OPERATOR_TOKEN}\r\n\r\n");
+    assert!(https_get(addr, &get).await.starts_with("HTTP/1.0 404"));
+    server.shutdown().await;
+}

@@ -82,6 +82,10 @@ struct Args {
     /// The cluster's id; servers of another cluster are refused.
     #[arg(long, default_value = "kv")]
     cluster_id: String,
+    /// Serve operators (oarctl, the status page) on this address instead of
+    /// the Raft address, e.g. 127.0.0.1:9001 to keep them on loopback.
+    #[arg(long)]
+    admin_addr: Option<SocketAddr>,
     /// Run without authentication: anyone who reaches the Raft port can
     /// act as a peer or an operator. Only on a network you fully trust.
     #[arg(long, conflicts_with_all = ["ca", "cert", "key"])]
@@ -151,6 +155,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..TransportOptions::default()
     };
     let server = NodeManager::bind(raft_addr, security(&args)?, transport).await?;
+    if let Some(admin_addr) = args.admin_addr {
+        let bound = server.serve_admin(admin_addr).await?;
+        eprintln!("kv node {id}: admin and status page on {bound} only");
+    }
     let group = GroupId(args.group);
     let storage = DiskStorage::open(
         Arc::new(StdFileSystem),

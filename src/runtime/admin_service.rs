@@ -127,6 +127,7 @@ pub fn status_text(group: GroupId, s: &Status) -> String {
 pub(crate) async fn serve_status_page(
     mut stream: BoxedStream,
     groups: Vec<(GroupId, Node)>,
+    enabled: bool,
     security: &Security,
     credential: &Credential,
 ) {
@@ -139,8 +140,8 @@ pub(crate) async fn serve_status_page(
         }
     }
     let token = bearer_token(&head);
-    let (status, body) = if !security.status_page_enabled {
-        ("404 Not Found", "the status page is off\n".to_string())
+    let (status, body) = if !enabled {
+        ("404 Not Found", "no status page here\n".to_string())
     } else if !security.is_operator(credential, token.unwrap_or_default()) {
         (
             "401 Unauthorized",

@@ -87,10 +87,19 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// Which of a server's listeners a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listener {
+    /// The Raft address: peers, and operators unless they were moved.
+    Raft,
+    /// The separate admin address: operators only.
+    Admin,
+}
+
 /// Accepts connections until the server is gone. An accept error (out of
 /// file descriptors, say) backs off instead of spinning, and never ends the
 /// loop: the server keeps serving the connections it has.
-pub(crate) async fn accept_loop(listener: TcpListener, manager: Weak<Inner>) {
+pub(crate) async fn accept_loop(listener: TcpListener, manager: Weak<Inner>, which: Listener) {
     let mut backoff = Duration::ZERO;
     loop {
         let accepted = listener.accept().await;
@@ -127,7 +136,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, manager: Weak<Inner>) {
         };
         let _ = stream.set_nodelay(true);
         drop(inner);
-        tokio::spawn(serve_connection(stream, peer, slot, manager.clone()));
+        tokio::spawn(serve_connection(stream, peer, slot, manager.clone(), which));
     }
 }
 
@@ -170,6 +179,7 @@ async fn serve_connection(
     peer: SocketAddr,
     _slot: ConnectionSlot,
     manager: Weak<Inner>,
+    which: Listener,
 ) {
     let Some(inner) = manager.upgrade() else {
         return;
@@ -184,13 +194,14 @@ async fn serve_connection(
         Ok(Ok(Classified::Http(stream, credential))) => {
             let groups = inner.groups();
             let security = inner.security.clone();
+            let enabled = security.status_page_enabled && inner.serves_operators(which);
             drop(inner);
-            admin_service::serve_status_page(stream, groups, &security, &credential).await;
+            admin_service::serve_status_page(stream, groups, enabled, &security, &credential).await;
             return;
         }
         Ok(Ok(Classified::Frames(stream, identity))) => {
             drop(inner);
-            serve_frames(stream, peer, identity, &manager).await
+            serve_frames(stream, peer, identity, &manager, which).await
         }
     };
     let Err(error) = result else {
@@ -298,6 +309,7 @@ async fn serve_frames(
     peer: SocketAddr,
     identity: Identity,
     manager: &Weak<Inner>,
+    which: Listener,
 ) -> Result<(), ConnectionError> {
     let (mut reader, mut writer) = tokio::io::split(stream);
     loop {
@@ -319,7 +331,7 @@ async fn serve_frames(
             Err(e) => return Err(e.into()),
         };
         let kind = decode_frame(body, options.message_entries_max)?;
-        let Some(reply) = answer(kind, peer, identity, manager).await? else {
+        let Some(reply) = answer(kind, peer, identity, manager, which).await? else {
             continue;
         };
         // A peer that stops reading must not hold this task forever.
@@ -337,13 +349,16 @@ async fn answer(
     peer: SocketAddr,
     identity: Identity,
     manager: &Weak<Inner>,
+    which: Listener,
 ) -> Result<Option<proto::frame::Kind>, ConnectionError> {
     use proto::frame::Kind;
     let Some(inner) = manager.upgrade() else {
         return Ok(None);
     };
+    let peers = which == Listener::Raft;
+    let operators = inner.security.admin_enabled && inner.serves_operators(which);
     let reply = match (kind, identity) {
-        (Kind::Raft(m), Identity::Server(server)) => {
+        (Kind::Raft(m), Identity::Server(server)) if peers => {
             let (group, message) = from_proto(m)?;
             (!inner.route(group, message, Some(server))).then(|| {
                 tracing::debug!(%peer, %group, "message for an unknown group");
@@ -354,10 +369,10 @@ async fn answer(
                 )
             })
         }
-        (Kind::GetFileRequest(request), Identity::Server(_)) => {
+        (Kind::GetFileRequest(request), Identity::Server(_)) if peers => {
             Some(Kind::GetFileResponse(inner.serve_file(request).await))
         }
-        (Kind::AdminRequest(request), Identity::Operator) if inner.security.admin_enabled => {
+        (Kind::AdminRequest(request), Identity::Operator) if operators => {
             let node = inner.node(GroupId(request.group_id));
             drop(inner);
             Some(Kind::AdminResponse(

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
@@ -17,7 +17,7 @@ use super::error::Error;
 use super::group::{GroupDriver, GroupInput, SharedState};
 use super::group_id::GroupId;
 use super::group_storage::GroupStorage;
-use super::inbound::{self, ConnectionCounts};
+use super::inbound::{self, ConnectionCounts, Listener};
 use super::log_writer::run_log_writer;
 use super::node::Node;
 use super::options::GroupOptions;
@@ -73,7 +73,10 @@ pub(crate) struct Inner {
     pub(crate) security: Security,
     /// Opens this server's outbound connections (as this server).
     dialer: Dialer,
-    accept: Mutex<Option<JoinHandle<()>>>,
+    /// The accept loops (Raft listener, admin listener if any).
+    accept: Mutex<Vec<JoinHandle<()>>>,
+    /// Operators are served on a separate admin listener, not here.
+    admin_elsewhere: AtomicBool,
     pub(crate) stats: ServerStats,
     pub(crate) connections: Arc<ConnectionCounts>,
     /// The groups whose snapshots peers may copy from here.
@@ -114,11 +117,16 @@ impl NodeManager {
             security,
             dialer,
             accept: Mutex::default(),
+            admin_elsewhere: AtomicBool::new(false),
             stats: ServerStats::default(),
             connections: Arc::default(),
         });
-        let accept = tokio::spawn(inbound::accept_loop(listener, Arc::downgrade(&inner)));
-        *inner.accept.lock().expect("accept lock") = Some(accept);
+        let accept = tokio::spawn(inbound::accept_loop(
+            listener,
+            Arc::downgrade(&inner),
+            Listener::Raft,
+        ));
+        inner.accept.lock().expect("accept lock").push(accept);
         Ok(NodeManager { inner })
     }
 
@@ -139,6 +147,7 @@ impl NodeManager {
             options,
             security,
             accept: Mutex::default(),
+            admin_elsewhere: AtomicBool::new(false),
             stats: ServerStats::default(),
             connections: Arc::default(),
         });
@@ -168,6 +177,26 @@ impl NodeManager {
     /// The address peers reach this server at.
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// Serves operators (admin requests, the status page) on `addr`, a
+    /// separate listener (e.g. on loopback, or a management network),
+    /// instead of the Raft address, where they are then refused. Peers are
+    /// refused there. Returns the bound address.
+    ///
+    /// # Errors
+    /// The listener could not be bound.
+    pub async fn serve_admin(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        self.inner.admin_elsewhere.store(true, Ordering::Release);
+        let accept = tokio::spawn(inbound::accept_loop(
+            listener,
+            Arc::downgrade(&self.inner),
+            Listener::Admin,
+        ));
+        self.inner.accept.lock().expect("accept lock").push(accept);
+        Ok(bound)
     }
 
     /// What the server refused so far.
@@ -384,7 +413,7 @@ impl NodeManager {
     /// Stops accepting connections, shuts every group down and closes the
     /// outbound connections.
     pub async fn shutdown(&self) {
-        if let Some(accept) = self.inner.accept.lock().expect("accept lock").take() {
+        for accept in self.inner.accept.lock().expect("accept lock").drain(..) {
             accept.abort();
         }
         let nodes: Vec<Node> = self
@@ -444,6 +473,14 @@ impl Inner {
         self.files
             .handle(request, &self.stats.snapshot_bytes_served)
             .await
+    }
+
+    /// Whether operators are served on the `which` listener.
+    pub(crate) fn serves_operators(&self, which: Listener) -> bool {
+        match which {
+            Listener::Admin => true,
+            Listener::Raft => !self.admin_elsewhere.load(Ordering::Acquire),
+        }
     }
 
     /// The local member of `group`, if it runs here.
