@@ -513,3 +513,65 @@ async fn the_throttle_holds_a_copy_to_its_rate_on_either_side() {
     let rate = measured_rate(None, &Throttle::new(Some(4 * MIB))).await;
     assert!((3.6..=4.4).contains(&rate), "client throttle: {rate} MiB/s");
 }
+
+/// Requests for nothing (a file the snapshot lacks, an offset past a
+/// file's end, a snapshot that is not the newest) are refused before they
+/// draw on the server's throttle, which every copy shares: at 64 KiB/s, the
+/// old order made each of these wait 16 s for a 1 MiB allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_nothing_do_not_draw_on_the_throttle() {
+    let files = sample_files();
+    let options = TransportOptions {
+        snapshot_bytes_per_sec: Some(64 << 10),
+        ..TransportOptions::default()
+    };
+    let (server, _meta) = serving(options, &files).await;
+    let own: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let dialer = Dialer::server(&Security::insecure(CLUSTER), own, Duration::from_secs(5));
+    let mut conn = dialer.dial(server.local_addr()).await.unwrap();
+    let request = |name: &str, offset: u64, snapshot: LogId| proto::GetFileRequest {
+        group_id: GROUP.0,
+        snapshot: Some(proto::LogId {
+            term: snapshot.term.0,
+            index: snapshot.index.0,
+        }),
+        name: name.into(),
+        offset,
+        count: MIB,
+    };
+    let bogus = [
+        request("no-such-file", 0, SNAPSHOT),
+        request("small", 1 << 30, SNAPSHOT),
+        request("small", 0, LogId::new(1, 1)),
+    ];
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        for round in 0..5 {
+            for req in &bogus {
+                let frame = proto::Frame {
+                    kind: Some(proto::frame::Kind::GetFileRequest(req.clone())),
+                };
+                let mut out = BytesMut::new();
+                encode_frame(&frame.encode_to_vec(), &mut out);
+                conn.write_all(&out).await.unwrap();
+                conn.flush().await.unwrap();
+                let body = read_frame(&mut conn, FRAME_BYTES_MAX).await.unwrap();
+                let Some(proto::frame::Kind::GetFileResponse(response)) =
+                    proto::Frame::decode(body).unwrap().kind
+                else {
+                    panic!("not a file response");
+                };
+                assert_ne!(response.error, 0, "round {round}: {req:?} was served");
+            }
+        }
+    })
+    .await;
+    assert!(
+        answered.is_ok(),
+        "a request for nothing waited on the throttle"
+    );
+    assert_eq!(
+        server.stats().snapshot_bytes_served.load(Ordering::Relaxed),
+        0
+    );
+    server.shutdown().await;
+}

@@ -50,9 +50,7 @@ pub(crate) async fn handle(
             .map(|()| format!("transferring leadership to {}", NodeId(t.to))),
         Some(Op::AddPeer(add)) => match add.addr.parse::<SocketAddr>() {
             Ok(addr) => {
-                // Bounded: a change waiting a year for its learner would
-                // block every other change for as long.
-                let catch_up = Duration::from_millis(add.catch_up_ms.clamp(1, CATCH_UP_MS_MAX));
+                let catch_up = catch_up_of(add.catch_up_ms);
                 node.add_peer(NodeId(add.id), addr, catch_up)
                     .await
                     .map(|at| format!("{} added as a voter at {at}", NodeId(add.id)))
@@ -72,6 +70,12 @@ pub(crate) async fn handle(
         },
         Err(e) => failure(e),
     }
+}
+
+/// The catch-up an `add-peer` asked for, bounded: a change waiting a year
+/// for its learner would block every other change for as long.
+fn catch_up_of(ms: u64) -> Duration {
+    Duration::from_millis(ms.clamp(1, CATCH_UP_MS_MAX))
 }
 
 fn failure(error: Error) -> proto::AdminResponse {
@@ -191,6 +195,13 @@ fn bearer_token(head: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_catch_up_is_bounded() {
+        assert_eq!(catch_up_of(u64::MAX), Duration::from_secs(3600));
+        assert_eq!(catch_up_of(0), Duration::from_millis(1));
+        assert_eq!(catch_up_of(5_000), Duration::from_secs(5));
+    }
 
     #[test]
     fn the_bearer_token_is_found_in_any_case() {
