@@ -61,6 +61,11 @@ impl Drop for Cluster {
 
 /// Starts `size` kv processes forming one group.
 fn start_cluster(size: usize) -> Cluster {
+    start_cluster_with(size, None)
+}
+
+/// [`start_cluster`], each process limited to `descriptors_max` open files.
+fn start_cluster_with(size: usize, descriptors_max: Option<u64>) -> Cluster {
     // A test that failed while holding the lock poisons it; the others
     // still run.
     let one_at_a_time = ONE_CLUSTER_AT_A_TIME
@@ -78,7 +83,17 @@ fn start_cluster(size: usize) -> Cluster {
         pki::shared().write_server_files(dir.path(), "127.0.0.1".parse().unwrap());
     let children = (0..size)
         .map(|i| {
-            Command::new(kv_binary())
+            let mut command = match descriptors_max {
+                Some(max) => {
+                    let mut prlimit = Command::new("prlimit");
+                    prlimit
+                        .arg(format!("--nofile={max}:{max}"))
+                        .arg(kv_binary());
+                    prlimit
+                }
+                None => Command::new(kv_binary()),
+            };
+            command
                 .args(["--id", &(i + 1).to_string(), "--peers", &peers])
                 .arg("--data-dir")
                 .arg(dir.path().join(format!("n{i}")))
@@ -271,4 +286,85 @@ fn an_oversized_command_is_refused_and_closed_while_others_are_served() {
         "redis-cli printed {out:?}"
     );
     assert_eq!(command(port, &["GET", "small"]), "1", "still served");
+}
+
+/// CPU time (user + system) a process has used so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): utime and
+    // stime are the 12th and 13th of them.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Finding 6 of the security review: strangers holding connections ran the
+/// process out of file descriptors, the accept loop spun, the next segment
+/// roll failed and the group stopped. With 256 descriptors, 600 held
+/// connections to the Raft port now leave the server writing, its CPU idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_connections_do_not_exhaust_the_descriptors_a_node_needs() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: prlimit (util-linux) is not installed");
+        return;
+    }
+    let cluster = start_cluster_with(1, Some(256));
+    let leader = wait_for_leader(&cluster);
+    let raft_port = {
+        let log = std::fs::read_to_string(cluster.dir.path().join("n0.log")).unwrap();
+        let at = log
+            .find("raft on 127.0.0.1:")
+            .expect("the node logs its address");
+        let digits: String = log[at + 18..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse::<u16>().unwrap()
+    };
+    let pid = cluster.children[0].id();
+    let mut held = Vec::new();
+    for source in 2..12u8 {
+        for _ in 0..60 {
+            if let Some(stream) = connect_from(source, raft_port).await {
+                held.push(stream);
+            }
+        }
+    }
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = cpu_ticks(pid) - before;
+    // 100 ticks a second: a spinning accept loop burns ~200 here.
+    assert!(
+        spent < 60,
+        "{spent} ticks of CPU in 2 s while connections are held"
+    );
+    for k in 0..20 {
+        let key = format!("k{k}");
+        assert_eq!(
+            command(
+                cluster.client_ports[leader],
+                &["SET", &key, &"v".repeat(1000)]
+            ),
+            "+OK"
+        );
+    }
+    drop(held);
+    assert_eq!(
+        command(cluster.client_ports[leader], &["GET", "k19"]),
+        "v".repeat(1000)
+    );
+}
+
+/// A TCP connection to 127.0.0.1:`port` from 127.0.0.`source`, if the
+/// server accepts it.
+async fn connect_from(source: u8, port: u16) -> Option<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, source], 0)))
+        .ok()?;
+    let connect = socket.connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    tokio::time::timeout(Duration::from_millis(500), connect)
+        .await
+        .ok()?
+        .ok()
 }

@@ -102,6 +102,21 @@ impl NodeManager {
     ) -> std::io::Result<NodeManager> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
+        let mut options = options;
+        if let Some(limit) = descriptor_limit() {
+            // Connections may take at most half the process's descriptors:
+            // the rest stay for segments, snapshots and the service's own
+            // clients, so that strangers cannot starve the log of files.
+            let cap = usize::try_from(limit / 2).unwrap_or(usize::MAX).max(1);
+            if options.connections_max > cap {
+                tracing::info!(
+                    cap,
+                    limit,
+                    "connections_max lowered to half the descriptor limit"
+                );
+                options.connections_max = cap;
+            }
+        }
         if security.is_insecure() {
             tracing::warn!(%local_addr, "running INSECURE: connections are not authenticated");
         }
@@ -431,6 +446,25 @@ impl NodeManager {
         if let Some(network) = &self.inner.local_network {
             network.unregister(self.inner.local_addr);
         }
+    }
+}
+
+/// The process's limit on open file descriptors, where there is one to ask
+/// (not in the simulator, whose connections take none).
+fn descriptor_limit() -> Option<u64> {
+    #[cfg(all(unix, not(madsim)))]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct it is given.
+        let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+        (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+    }
+    #[cfg(not(all(unix, not(madsim))))]
+    {
+        None
     }
 }
 
