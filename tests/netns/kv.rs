@@ -2,9 +2,9 @@
 //! client moves the measurements need (find the leader, time a commit).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::bed::Bed;
 use super::resp::{Reply, call};
@@ -14,8 +14,9 @@ const RAFT_PORT: u16 = 7000;
 /// Port of the Redis protocol on each node's address.
 const CLIENT_PORT: u16 = 6379;
 
-/// The kv example binary: `cargo test` builds it next to the test binaries;
-/// a test run alone (`cargo test --test real_network`) builds it here.
+/// The kv example binary. `cargo test` builds it next to the test binaries;
+/// a run of this test alone (`cargo test --test real_network`) does not, so
+/// a binary older than the sources is rebuilt here first.
 pub fn kv_binary() -> Result<PathBuf, String> {
     let mut dir = std::env::current_exe().map_err(|e| e.to_string())?;
     dir.pop();
@@ -23,10 +24,11 @@ pub fn kv_binary() -> Result<PathBuf, String> {
         dir.pop();
     }
     let binary = dir.join("examples").join("kv");
-    if !binary.exists() {
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    if built.is_none_or(|built| built < newest_source()) {
         let status = std::process::Command::new(env!("CARGO"))
             .args(["build", "--example", "kv", "--manifest-path"])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
             .status()
             .map_err(|e| format!("cargo build --example kv: {e}"))?;
         if !status.success() || !binary.exists() {
@@ -34,6 +36,35 @@ pub fn kv_binary() -> Result<PathBuf, String> {
         }
     }
     Ok(binary)
+}
+
+/// When the newest file the kv binary is built from changed.
+fn newest_source() -> SystemTime {
+    fn walk(path: &Path, newest: &mut SystemTime) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), newest);
+            }
+        } else if let Ok(modified) = meta.modified() {
+            *newest = (*newest).max(modified);
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for part in [
+        "src",
+        "examples/kv",
+        "proto",
+        "build.rs",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        walk(&root.join(part), &mut newest);
+    }
+    newest
 }
 
 /// Three (or more) kv servers in the bed's namespaces; killed on drop.
@@ -46,7 +77,7 @@ pub struct KvCluster<'bed> {
 
 impl<'bed> KvCluster<'bed> {
     /// Starts one server per node of `bed`; logs go to `<dir>/n<i>.log`.
-    pub fn start(bed: &'bed Bed, binary: &std::path::Path) -> Self {
+    pub fn start(bed: &'bed Bed, binary: &Path) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let peers: Vec<String> = (0..bed.nodes())
             .map(|i| {
