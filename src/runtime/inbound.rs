@@ -28,6 +28,7 @@ use super::auth::{
 };
 use super::group_id::GroupId;
 use super::node_manager::Inner;
+use super::socket_options::watch_progress;
 use super::wire::convert::{DecodeError, from_proto};
 use super::wire::frame::{
     FrameError, read_frame_body, read_frame_within, read_header, write_frame,
@@ -135,6 +136,9 @@ pub(crate) async fn accept_loop(listener: TcpListener, manager: Weak<Inner>, whi
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // Half-open connections left by a partition go too, not only at the
+        // idle timeout.
+        watch_progress(&stream, options.stall_timeout);
         drop(inner);
         tokio::spawn(serve_connection(stream, peer, slot, manager.clone(), which));
     }

@@ -26,6 +26,7 @@ pub mod options;
 pub mod snapshot_copy;
 mod snapshot_install;
 pub mod snapshot_storage;
+mod socket_options;
 pub mod state_machine;
 pub mod throttle;
 pub mod transport;

@@ -120,7 +120,8 @@ impl NodeManager {
         if security.is_insecure() {
             tracing::warn!(%local_addr, "running INSECURE: connections are not authenticated");
         }
-        let dialer = Dialer::server(&security, local_addr, options.connect_timeout);
+        let dialer = Dialer::server(&security, local_addr, options.connect_timeout)
+            .with_stall_timeout(options.stall_timeout);
         let inner = Arc::new(Inner {
             local_addr,
             local_network: None,

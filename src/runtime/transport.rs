@@ -8,6 +8,14 @@
 //! write that does not finish within `write_timeout` (a partition can hold a
 //! TCP stream for a long time) drops the connection and reconnects with
 //! backoff. The core's own timers resend what matters.
+//!
+//! A real kernel keeps a connection whose packets are being dropped alive for
+//! many minutes, retransmitting with exponential backoff, and uses a healed
+//! path only at its next retransmission: tens of seconds after a long
+//! partition. So a connection that makes no progress for `stall_timeout` is
+//! killed by the kernel (`TCP_USER_TIMEOUT`, keepalive) and replaced at once,
+//! and reconnects back off only up to `backoff_max`, well below an election
+//! timeout (tests/real_network.rs measures this on real namespaces).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,9 +45,15 @@ pub struct TransportOptions {
     pub connect_timeout: Duration,
     /// Give up on a write (and the connection) after this long.
     pub write_timeout: Duration,
-    /// First reconnect delay; doubles up to `backoff_max`.
+    /// The kernel drops a connection whose sent data stays unacknowledged
+    /// this long, or whose idle peer stops answering keepalive probes
+    /// (Linux; a no-op elsewhere and in the simulator).
+    pub stall_timeout: Duration,
+    /// First reconnect delay; doubles up to `backoff_max`. Each wait is
+    /// drawn from `[delay / 2, delay)`, so that senders spread apart.
     pub backoff_min: Duration,
-    /// Largest reconnect delay.
+    /// Largest reconnect delay: well below the election timeout, so that a
+    /// peer back from a partition is reached before the group gives up.
     pub backoff_max: Duration,
     /// Largest frame accepted from a peer.
     pub frame_bytes_max: u32,
@@ -73,10 +87,15 @@ impl Default for TransportOptions {
     fn default() -> Self {
         TransportOptions {
             queue_frames_max: 4096,
-            connect_timeout: Duration::from_secs(1),
+            // A lost SYN is retried after this (the kernel itself would wait
+            // a second): a healed peer is reached within about this long.
+            connect_timeout: Duration::from_millis(500),
             write_timeout: Duration::from_secs(2),
+            // The default election timeout's lower bound: a connection
+            // stuck that long is of no use to Raft anyway.
+            stall_timeout: Duration::from_secs(1),
             backoff_min: Duration::from_millis(10),
-            backoff_max: Duration::from_secs(1),
+            backoff_max: Duration::from_millis(100),
             frame_bytes_max: FRAME_BYTES_MAX,
             snapshot_bytes_per_sec: None,
             connections_max: 1024,
@@ -264,25 +283,34 @@ async fn run_peer_sender(
     options: TransportOptions,
     dialer: Dialer,
 ) {
-    let mut backoff = options.backoff_min;
+    let mut backoff = Backoff::new(addr, &options);
     let mut batch = BytesMut::new();
     loop {
         let stream = match dialer.dial(addr).await {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "connect failed");
-                if !sleep_draining(&mut queue, backoff).await {
+                if !sleep_draining(&mut queue, backoff.next_delay()).await {
                     return;
                 }
-                backoff = (backoff * 2).min(options.backoff_max);
                 continue;
             }
         };
-        backoff = options.backoff_min;
+        let connected = tokio::time::Instant::now();
         let (reader, mut writer) = tokio::io::split(stream);
-        let replies = tokio::spawn(log_replies(addr, reader, options.frame_bytes_max));
+        let mut replies = tokio::spawn(log_replies(addr, reader, options.frame_bytes_max));
         loop {
-            let Some(frame) = queue.recv().await else {
+            let frame = tokio::select! {
+                biased;
+                // The read side ends when the peer closes or the kernel gives
+                // up on the connection: replace it now, not at the next write.
+                _ = &mut replies => {
+                    tracing::debug!(%addr, "connection closed; reconnecting");
+                    break;
+                }
+                frame = queue.recv() => frame,
+            };
+            let Some(frame) = frame else {
                 replies.abort();
                 return;
             };
@@ -307,6 +335,60 @@ async fn run_peer_sender(
             }
         }
         replies.abort();
+        // A connection that worked resets the backoff; one that ended at
+        // once (a peer that accepts and drops) keeps it growing.
+        if connected.elapsed() >= options.backoff_max {
+            backoff.reset();
+        }
+        if !sleep_draining(&mut queue, backoff.next_delay()).await {
+            return;
+        }
+    }
+}
+
+/// Reconnect delays: doubling from `backoff_min` up to `backoff_max`, each
+/// drawn from the upper half of its range.
+struct Backoff {
+    delay: Duration,
+    min: Duration,
+    max: Duration,
+    /// splitmix64 state. Seeded from the peer and the clock, not an OS
+    /// random source: the simulator's clock is simulated, so runs replay.
+    random: u64,
+}
+
+impl Backoff {
+    fn new(addr: SocketAddr, options: &TransportOptions) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        addr.hash(&mut hasher);
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .hash(&mut hasher);
+        Backoff {
+            delay: options.backoff_min,
+            min: options.backoff_min,
+            max: options.backoff_max,
+            random: hasher.finish(),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.delay = self.min;
+    }
+
+    /// The next wait; the one after may be twice as long.
+    fn next_delay(&mut self) -> Duration {
+        let delay = self.delay;
+        self.delay = (delay * 2).min(self.max);
+        self.random = self.random.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.random;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let fraction = (z >> 11) as f64 / (1u64 << 53) as f64;
+        delay / 2 + delay.mul_f64(fraction / 2.0)
     }
 }
 

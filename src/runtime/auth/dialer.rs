@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use super::channel::{AuthError, Authenticator, BoxedStream};
 use super::hello::HelloRefusal;
 use super::security::Security;
+use crate::runtime::socket_options::watch_progress;
 use crate::runtime::wire::frame::{FrameError, read_frame, write_frame};
 use crate::runtime::wire::proto;
 use crate::runtime::wire::proto::hello_reply::Status;
@@ -46,6 +47,9 @@ pub struct Dialer {
     authenticator: Arc<dyn Authenticator>,
     hello: proto::Hello,
     timeout: Duration,
+    /// Have the kernel drop a connection that makes no progress this long
+    /// (see `socket_options.rs`).
+    stall_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -67,7 +71,16 @@ impl Dialer {
                 role: Some(proto::hello::Role::ServerAddr(own_addr.to_string())),
             },
             timeout,
+            stall_timeout: None,
         }
+    }
+
+    /// This dialer, its connections dropped by the kernel once they make no
+    /// progress for `stall` (`TCP_USER_TIMEOUT` and keepalive, where the OS
+    /// has them).
+    pub fn with_stall_timeout(mut self, stall: Duration) -> Self {
+        self.stall_timeout = Some(stall);
+        self
     }
 
     /// Connects as an operator holding `token`.
@@ -84,6 +97,7 @@ impl Dialer {
                 role: Some(proto::hello::Role::OperatorToken(token.into())),
             },
             timeout,
+            stall_timeout: None,
         }
     }
 
@@ -101,6 +115,9 @@ impl Dialer {
     async fn dial_unbounded(&self, addr: SocketAddr) -> Result<BoxedStream, DialError> {
         let tcp = TcpStream::connect(addr).await.map_err(DialError::Connect)?;
         let _ = tcp.set_nodelay(true);
+        if let Some(stall) = self.stall_timeout {
+            watch_progress(&tcp, stall);
+        }
         let mut stream = self.authenticator.connect(tcp, addr).await?;
         let hello = proto::frame::Kind::Hello(self.hello.clone());
         write_frame(&mut stream, hello)
