@@ -1,6 +1,7 @@
 //! The command line: `run` one seed or `sweep` a range, with a progress bar
 //! and a summary table; failing seeds print the command that replays them.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::ops::Range;
@@ -10,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use oar_sim::fault_mix::{FaultKind, FaultWeights};
 use oar_sim::options::{FaultSet, SimOptions};
 use oar_sim::run::{RunReport, Verdict, run};
+use oar_sim::stranger::Refusals;
 
 /// Exit code of a run that lost liveness (TigerBeetle's convention).
 const EXIT_LIVENESS: u8 = 128;
@@ -42,6 +45,10 @@ struct Shape {
     /// Simulated seconds of faults and load before healing.
     #[arg(long, default_value_t = 20)]
     fault_secs: u64,
+    /// Fault weights `NAME=WEIGHT,…` over the seed's own mix (kinds not
+    /// named keep the seed's weight; 0 switches a kind off).
+    #[arg(long, value_parser = parse_weights)]
+    weights: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -83,23 +90,41 @@ fn parse_range(text: &str) -> Result<Range<u64>, String> {
     Ok(start..end)
 }
 
+fn parse_weights(text: &str) -> Result<String, String> {
+    FaultWeights::default().override_from(text)?;
+    Ok(text.to_string())
+}
+
 fn options(seed: u64, shape: &Shape) -> SimOptions {
+    let defaults = SimOptions::new(seed);
+    let fault_weights = match &shape.weights {
+        Some(text) => defaults
+            .fault_weights
+            .override_from(text)
+            .expect("checked when parsed"),
+        None => defaults.fault_weights,
+    };
     SimOptions {
         nodes: shape.nodes,
         faults: shape.faults,
+        fault_weights,
         clients: shape.clients,
         fault_phase: Duration::from_secs(shape.fault_secs),
-        ..SimOptions::new(seed)
+        ..defaults
     }
 }
 
-fn replay_command(seed: u64, shape: &Shape) -> String {
+/// The command that replays `options`' run, its fault mix spelled out so
+/// that it can be edited (a kind set to 0 to see whether it matters).
+fn replay_command(options: &SimOptions, shape: &Shape) -> String {
     format!(
-        "cargo simrun -p oar-sim -- run --seed {seed} --nodes {} --faults {} --clients {} --fault-secs {} --trace trace.jsonl --history history.jsonl",
+        "cargo simrun -p oar-sim -- run --seed {} --nodes {} --faults {} --clients {} --fault-secs {} --weights {} --trace trace.jsonl --history history.jsonl",
+        options.seed,
         shape.nodes,
         format!("{:?}", shape.faults).to_lowercase(),
         shape.clients,
-        shape.fault_secs
+        shape.fault_secs,
+        options.fault_mix(),
     )
 }
 
@@ -113,10 +138,12 @@ fn verdict_name(verdict: &Verdict) -> &'static str {
 
 fn line(report: &RunReport) -> String {
     format!(
-        "seed {} ops {} faults {} terms {} snapshot loads {} sim {:.1}s wall {:.2}s {}",
+        "seed {} ops {} faults {} stranger {}/{} terms {} snapshot loads {} sim {:.1}s wall {:.2}s {}",
         report.seed,
         report.ops,
         report.faults,
+        report.stranger.actions,
+        report.stranger.refusals.total(),
         report.leader_terms,
         report.snapshot_loads,
         report.sim_ns as f64 / 1e9,
@@ -166,6 +193,7 @@ pub(crate) fn main() -> ExitCode {
         } => {
             let mut opts = options(seed, &shape);
             opts.trace = trace.is_some();
+            println!("seed {seed} mix {}", opts.fault_mix());
             let output = run(&opts);
             println!("{}", line(&output.report));
             describe(&output.report.verdict);
@@ -176,7 +204,7 @@ pub(crate) fn main() -> ExitCode {
                 write_file(&path, |out| output.history.write_jsonl(out));
             }
             if !matches!(output.report.verdict, Verdict::Pass) {
-                eprintln!("replay: {}", replay_command(seed, &shape));
+                eprintln!("replay: {}", replay_command(&opts, &shape));
             }
             exit_code(&output.report.verdict)
         }
@@ -200,13 +228,16 @@ fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool) -> ExitC
     let (mut ops, mut faults, mut sim_ns, mut terms) = (0usize, 0u64, 0u64, 0usize);
     let mut loads = 0;
     let mut failures: Vec<RunReport> = Vec::new();
+    let mut kinds = KindTally::default();
     let mut count = 0;
     for seed in seeds.clone() {
         if stop_at_first_failure && !failures.is_empty() {
             break;
         }
         count += 1;
-        let report = run(&options(seed, shape)).report;
+        let opts = options(seed, shape);
+        let report = run(&opts).report;
+        kinds.add(&report);
         ops += report.ops;
         faults += report.faults;
         sim_ns += report.sim_ns;
@@ -214,7 +245,8 @@ fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool) -> ExitC
         loads += report.snapshot_loads;
         if !matches!(report.verdict, Verdict::Pass) {
             bar.println(line(&report));
-            bar.println(format!("  replay: {}", replay_command(seed, shape)));
+            bar.println(format!("  mix: {}", report.mix));
+            bar.println(format!("  replay: {}", replay_command(&opts, shape)));
             failures.push(report);
         }
         bar.set_message(format!("{} failed", failures.len()));
@@ -242,8 +274,10 @@ fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool) -> ExitC
         count as f64 / wall,
         sim_ns as f64 / 1e9 / wall
     );
+    kinds.print();
     for report in &failures {
         println!("{}", line(report));
+        println!("  mix: {}", report.mix);
         describe(&report.verdict);
     }
     match failures
@@ -253,5 +287,53 @@ fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool) -> ExitC
     {
         Some(report) => exit_code(&report.verdict),
         None => ExitCode::SUCCESS,
+    }
+}
+
+/// Per fault kind over a sweep: in how many seeds' mixes it was on, and how
+/// often it was injected; and what the stranger met.
+#[derive(Default)]
+struct KindTally {
+    seeds_on: BTreeMap<FaultKind, u64>,
+    injected: BTreeMap<FaultKind, u64>,
+    stranger_actions: u64,
+    refusals: Refusals,
+}
+
+impl KindTally {
+    fn add(&mut self, report: &RunReport) {
+        for &kind in FaultKind::ALL {
+            if report.mix.weight(kind) > 0 {
+                *self.seeds_on.entry(kind).or_default() += 1;
+            }
+        }
+        for (&kind, &n) in &report.faults_by_kind {
+            *self.injected.entry(kind).or_default() += n;
+        }
+        self.stranger_actions += report.stranger.actions;
+        self.refusals.add(report.stranger.refusals);
+    }
+
+    fn print(&self) {
+        println!();
+        println!("| fault kind | seeds with it on | injected |");
+        println!("|---|---:|---:|");
+        for &kind in FaultKind::ALL {
+            let on = self.seeds_on.get(&kind).copied().unwrap_or(0);
+            let injected = self.injected.get(&kind).copied().unwrap_or(0);
+            println!("| {} | {on} | {injected} |", kind.name());
+        }
+        let r = &self.refusals;
+        println!();
+        println!(
+            "stranger: {} actions; refused at the target meanwhile: {} handshakes, {} forbidden requests, {} forbidden messages, {} malformed frames, {} oversized frames, {} connections",
+            self.stranger_actions,
+            r.handshakes,
+            r.forbidden_requests,
+            r.forbidden_messages,
+            r.malformed_frames,
+            r.oversized_frames,
+            r.connections
+        );
     }
 }

@@ -44,6 +44,8 @@ pub struct SimNode {
     pub fs: MemFileSystem,
     /// The running member's handle, `None` while down.
     pub member: Arc<Mutex<Option<Node>>>,
+    /// The running server, `None` while down: its refusal counters.
+    pub server: Arc<Mutex<Option<NodeManager>>>,
     /// Killed and not restarted.
     pub down: bool,
     /// Paused (its tasks do not run).
@@ -61,6 +63,9 @@ pub struct SimCluster {
     pub nodes: Vec<SimNode>,
     /// A node outside the cluster for admin tools (membership changes).
     admin: NodeHandle,
+    /// A machine outside the cluster and its address book, for the
+    /// nemesis' stranger.
+    stranger: NodeHandle,
     /// Every server's Raft address.
     peers: BTreeMap<NodeId, SocketAddr>,
     handle: Handle,
@@ -70,6 +75,9 @@ pub struct SimCluster {
 fn node_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1))
 }
+
+/// The stranger's IP: on the cluster's network, in nobody's address book.
+pub const STRANGER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1));
 
 impl SimCluster {
     /// Starts `n` servers.
@@ -90,8 +98,9 @@ impl SimCluster {
                 let id = NodeId(i as u64 + 1);
                 let fs = MemFileSystem::new(seed.wrapping_add(i as u64).wrapping_mul(31));
                 let member = Arc::new(Mutex::new(None));
+                let server = Arc::new(Mutex::new(None));
                 let unrecoverable = Arc::new(Mutex::new(false));
-                let server = ServerContext {
+                let context = ServerContext {
                     id,
                     seed,
                     raft: raft.clone(),
@@ -100,11 +109,12 @@ impl SimCluster {
                     peers: peers.clone(),
                     observations: observations.clone(),
                     member: member.clone(),
+                    server: server.clone(),
                     unrecoverable: unrecoverable.clone(),
                     trace: trace.clone(),
                 };
                 // Runs at every (re)start of the madsim node.
-                let init = move || serve(server.clone());
+                let init = move || serve(context.clone());
                 let madsim = handle
                     .create_node()
                     .name(format!("n{}", id.0))
@@ -116,6 +126,7 @@ impl SimCluster {
                     madsim,
                     fs,
                     member,
+                    server,
                     down: false,
                     paused: false,
                     unrecoverable,
@@ -128,9 +139,15 @@ impl SimCluster {
             .name("admin")
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2)))
             .build();
+        let stranger = handle
+            .create_node()
+            .name("stranger")
+            .ip(STRANGER_IP)
+            .build();
         SimCluster {
             nodes,
             admin,
+            stranger,
             peers,
             handle,
             trace,
@@ -145,6 +162,11 @@ impl SimCluster {
     /// The node admin tools run on.
     pub fn admin_node(&self) -> &NodeHandle {
         &self.admin
+    }
+
+    /// The machine the nemesis' stranger runs on.
+    pub fn stranger_node(&self) -> &NodeHandle {
+        &self.stranger
     }
 
     /// Server `i`'s Raft address.
@@ -169,6 +191,7 @@ impl SimCluster {
         let node = &mut self.nodes[i];
         self.handle.kill(node.madsim.id());
         *node.member.lock().expect("member") = None;
+        *node.server.lock().expect("server") = None;
         match power_loss {
             true => node.fs.crash(),
             false => node.fs.process_died(),
@@ -311,6 +334,7 @@ impl SimCluster {
                 // The process is gone (not the power): what it wrote stays.
                 self.nodes[i].fs.process_died();
                 self.nodes[i].down = true;
+                *self.nodes[i].server.lock().expect("server") = None;
             }
         }
         self.nodes
@@ -356,6 +380,7 @@ struct ServerContext {
     peers: BTreeMap<NodeId, SocketAddr>,
     observations: Arc<Mutex<Observations>>,
     member: Arc<Mutex<Option<Node>>>,
+    server: Arc<Mutex<Option<NodeManager>>>,
     unrecoverable: Arc<Mutex<bool>>,
     trace: Trace,
 }
@@ -387,6 +412,7 @@ async fn serve(ctx: ServerContext) {
         peers,
         observations,
         member,
+        server: server_slot,
         unrecoverable,
         trace,
     } = ctx;
@@ -398,6 +424,7 @@ async fn serve(ctx: ServerContext) {
     let server = NodeManager::bind(addr, security(seed, id), transport)
         .await
         .expect("bind in simulation");
+    *server_slot.lock().expect("server") = Some(server.clone());
     let fs: Arc<dyn FileSystem> = Arc::new(fs);
     let storage = match DiskStorage::open(fs, Path::new(&data_dir()), log_options()) {
         Ok(storage) => storage,

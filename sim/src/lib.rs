@@ -2,11 +2,13 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod checker;
+pub mod fault_mix;
 pub mod final_checks;
 pub mod history;
 pub mod kv_machine;
 pub mod observe;
 pub mod options;
+pub mod stranger_frames;
 pub mod trace;
 
 // The simulation itself runs only in the madsim build (`cargo simrun`,
@@ -19,5 +21,7 @@ pub mod nemesis;
 pub mod reconfigure;
 #[cfg(madsim)]
 pub mod run;
+#[cfg(madsim)]
+pub mod stranger;
 #[cfg(madsim)]
 pub mod workload;

@@ -1,10 +1,13 @@
 //! The fault scheduler: every few hundred simulated milliseconds it draws a
-//! fault from the enabled classes — partitions, one-way clogs, slow links,
-//! crashes, pauses, disk I/O errors, bit flips, membership changes and
-//! leadership transfers — or heals one. It never
+//! fault kind from the run's mix ([`FaultWeights`]: each kind's chance is
+//! its weight over the total) — partitions, one-way clogs, slow links,
+//! crashes, pauses, disk I/O errors, bit flips, membership changes,
+//! leadership transfers, snapshots, the stranger — or a recovery. It never
 //! takes down more than a minority at once, so that the cluster may make
 //! progress between faults; the liveness phase then heals everything.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oar::storage::FsOp;
@@ -13,22 +16,36 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use crate::cluster::{SimCluster, data_dir};
-use crate::options::FaultSet;
+use crate::fault_mix::{FaultClass, FaultKind, FaultWeights};
+use crate::observe::Observations;
+use crate::stranger::Stranger;
 use crate::trace::Trace;
 
 /// The fault scheduler of one run.
 pub struct Nemesis {
     rng: ChaCha8Rng,
     reconfig: crate::reconfigure::SharedReconfig,
-    faults: FaultSet,
+    mix: FaultWeights,
     trace: Trace,
+    /// The process outside the cluster, for [`FaultKind::Stranger`].
+    pub stranger: Stranger,
     /// Faults injected so far.
     pub injected: u64,
+    /// Faults injected so far, by kind (splits for replacements are not
+    /// counted here).
+    pub injected_by_kind: BTreeMap<FaultKind, u64>,
 }
 
 impl Nemesis {
-    /// A scheduler drawing from `faults`, seeded by the run.
-    pub fn new(seed: u64, nodes: usize, faults: FaultSet, trace: Trace) -> Self {
+    /// A scheduler drawing from `mix`, seeded by the run; what the stranger
+    /// gets away with goes to `observations`.
+    pub fn new(
+        seed: u64,
+        nodes: usize,
+        mix: FaultWeights,
+        observations: Arc<Mutex<Observations>>,
+        trace: Trace,
+    ) -> Self {
         let reconfig = crate::reconfigure::ReconfigState {
             in_flight: false,
             changed: false,
@@ -38,17 +55,19 @@ impl Nemesis {
         };
         Nemesis {
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x006e_656d_6573_6973),
-            reconfig: std::sync::Arc::new(std::sync::Mutex::new(reconfig)),
-            faults,
+            reconfig: Arc::new(Mutex::new(reconfig)),
+            mix,
+            stranger: Stranger::new(observations, trace.clone()),
             trace,
             injected: 0,
+            injected_by_kind: BTreeMap::new(),
         }
     }
 
     /// Injects faults until `phase` of simulated time has passed.
     pub async fn run(&mut self, cluster: &mut SimCluster, phase: Duration) {
         let end = tokio::time::Instant::now() + phase;
-        if self.faults == FaultSet::None {
+        if self.mix.total() == 0 {
             tokio::time::sleep_until(end).await;
             return;
         }
@@ -92,33 +111,31 @@ impl Nemesis {
             self.injected += 1;
             return;
         }
-        let minority = (n - 1) / 2;
-        // Draws past 100 are membership changes and transfers, when enabled;
-        // the last few ask a server for a snapshot (whatever the faults).
-        let top = if self.faults.membership() { 124 } else { 100 };
-        let choice = self.rng.random_range(0..top + 6);
-        if choice >= top {
-            let i = self.rng.random_range(0..n);
-            if let Some(member) = cluster.member(i) {
-                crate::reconfigure::spawn_snapshot(cluster, member, self.trace.clone());
-                self.injected += 1;
-            }
-            return;
+        let kind = self.mix.kind_at(self.rng.random_range(0..self.mix.total()));
+        if self.inject(kind, cluster) {
+            self.injected += 1;
+            *self.injected_by_kind.entry(kind).or_insert(0) += 1;
         }
-        let pick = |rng: &mut ChaCha8Rng, cond: &dyn Fn(usize) -> bool| -> Option<usize> {
-            let candidates: Vec<usize> = (0..n).filter(|&i| cond(i)).collect();
-            (!candidates.is_empty()).then(|| candidates[rng.random_range(0..candidates.len())])
-        };
-        match choice {
-            0..8 if self.faults.net() => {
+    }
+
+    /// Injects one fault of `kind`, unless the cluster's state rules it
+    /// out (never more than a minority out, no change on a half-done one);
+    /// whether it did.
+    fn inject(&mut self, kind: FaultKind, cluster: &mut SimCluster) -> bool {
+        let n = cluster.nodes.len();
+        let minority = (n - 1) / 2;
+        let out = Self::out(cluster);
+        let change_allowed = out == 0 && !self.reconfig.lock().expect("reconfig").in_flight;
+        match kind {
+            FaultKind::PartitionLeader => {
                 // Cut the leader off, the fault that forces elections and
                 // leaves deposed leaders with uncommitted tails.
                 let Some(leader) = cluster.leader_index() else {
-                    return;
+                    return false;
                 };
                 cluster.partition(&[leader]);
             }
-            8..17 if self.faults.net() => {
+            FaultKind::PartitionRandom => {
                 // A random side: a lone node, a minority, or a majority.
                 let size = self.rng.random_range(1..n.max(2));
                 let mut side = self.shuffled(n);
@@ -126,7 +143,7 @@ impl Nemesis {
                 side.sort_unstable();
                 cluster.partition(&side);
             }
-            17..20 if self.faults.net() && n >= 3 => {
+            FaultKind::PartitionBridge if n >= 3 => {
                 // A bridge: two halves that reach each other only through
                 // one node, which sees a majority on both sides.
                 let order = self.shuffled(n);
@@ -134,147 +151,163 @@ impl Nemesis {
                 let (left, right) = rest.split_at(rest.len() / 2);
                 cluster.bridge(*bridge, left, right);
             }
-            20..30 if self.faults.net() => {
+            FaultKind::ClogLink => {
                 let from = self.rng.random_range(0..n);
                 let to = (from + self.rng.random_range(1..n)) % n;
                 cluster.clog_link(from, to);
             }
-            30..36 if self.faults.net() => {
+            FaultKind::SlowNetwork => {
                 cluster.slow_network(Duration::from_millis(self.rng.random_range(20..200)))
             }
-            36..50 if self.faults.net() => cluster.heal_network(),
-            50..62 if self.faults.crash() && Self::out(cluster) < minority => {
-                // Half the time the leader, whose death matters most.
-                let leader = cluster
-                    .leader_index()
-                    .filter(|_| self.rng.random_range(0..2) == 0);
-                let Some(i) = leader.or_else(|| {
-                    pick(&mut self.rng, &|i| {
-                        !cluster.nodes[i].down && !cluster.nodes[i].paused
-                    })
-                }) else {
-                    return;
-                };
-                // A quarter of the time the process dies but the power
-                // stays: the next start recovers writes never synced.
-                match self.rng.random_range(0..4) {
-                    0 => cluster.kill_process(i),
-                    _ => cluster.kill(i),
-                }
-            }
-            62..76 if self.faults.crash() => {
-                let Some(i) = pick(&mut self.rng, &|i| {
-                    (cluster.nodes[i].down || cluster.nodes[i].disk_error_injected)
-                        && !cluster.unrecoverable(i)
-                }) else {
-                    return;
-                };
-                if !cluster.nodes[i].down {
-                    cluster.kill(i);
-                }
-                cluster.restart(i);
-            }
-            76..82 if self.faults.crash() && Self::out(cluster) < minority => {
-                let Some(i) = pick(&mut self.rng, &|i| {
-                    !cluster.nodes[i].down && !cluster.nodes[i].paused
-                }) else {
-                    return;
+            FaultKind::HealNetwork => cluster.heal_network(),
+            FaultKind::Crash if out < minority => return self.crash(cluster),
+            FaultKind::Restart => return self.restart(cluster),
+            FaultKind::Pause if out < minority => {
+                let Some(i) = self.pick(n, |i| !cluster.nodes[i].down && !cluster.nodes[i].paused)
+                else {
+                    return false;
                 };
                 cluster.pause(i);
             }
-            82..90 if self.faults.crash() => {
-                let Some(i) = pick(&mut self.rng, &|i| cluster.nodes[i].paused) else {
-                    return;
+            FaultKind::Resume => {
+                let Some(i) = self.pick(n, |i| cluster.nodes[i].paused) else {
+                    return false;
                 };
                 cluster.resume(i);
             }
-            90..96 if self.faults.disk() && Self::out(cluster) < minority => {
-                // The next sync fails: the group stops (fail-stop) until the
-                // nemesis restarts the server.
-                let Some(i) = pick(&mut self.rng, &|i| {
-                    !cluster.nodes[i].down && !cluster.nodes[i].paused
-                }) else {
-                    return;
-                };
-                cluster.nodes[i]
-                    .fs
-                    .inject_error(FsOp::Sync, self.rng.random_range(0..3));
-                cluster.nodes[i].disk_error_injected = true;
-                self.trace.event(
-                    SimCluster::now_ns(),
-                    "inject_sync_error",
-                    json!({ "node": cluster.nodes[i].id.0 }),
-                );
-            }
+            FaultKind::SyncError if out < minority => return self.sync_error(cluster),
             // A permanent loss only where the voters left keep a majority.
-            96..100
-                if self.faults.disk()
-                    && Self::out(cluster) < minority
-                    && self.loss_survivable() =>
-            {
-                // Latent corruption of the term/vote file of a crashed
-                // server: detected at restart, the server stays out.
-                let Some(i) = pick(&mut self.rng, &|i| {
-                    !cluster.nodes[i].down && !cluster.nodes[i].paused
-                }) else {
-                    return;
-                };
-                if (0..n).any(|j| cluster.unrecoverable(j)) {
-                    return;
-                }
-                cluster.kill(i);
-                let meta = data_dir().join("raft_meta");
-                let bit = self.rng.random_range(0..8u8);
-                if cluster.nodes[i]
-                    .fs
-                    .flip_bit(&meta, self.rng.random_range(0..16), bit)
-                    .is_ok()
-                {
-                    self.trace.event(
-                        SimCluster::now_ns(),
-                        "flip_bit",
-                        json!({ "node": cluster.nodes[i].id.0, "file": "raft_meta" }),
-                    );
-                }
-                cluster.restart(i);
+            FaultKind::MetaBitFlip if out < minority && self.loss_survivable() => {
+                return self.meta_bit_flip(cluster);
             }
             // A change only while every server is fine, so that a crash or
             // a permanent loss cannot meet a half-done change.
-            100..114
-                if Self::out(cluster) == 0
-                    && !self.reconfig.lock().expect("reconfig").in_flight =>
-            {
+            FaultKind::MembershipChange if change_allowed => {
                 let Some(leader) = cluster.leader_index().and_then(|i| cluster.member(i)) else {
-                    return;
+                    return false;
                 };
                 let target = self.rng.random_range(0..n);
                 let (state, trace) = (self.reconfig.clone(), self.trace.clone());
                 crate::reconfigure::spawn_membership_change(cluster, leader, target, state, trace);
             }
-            120..124
-                if Self::out(cluster) == 0
-                    && !self.reconfig.lock().expect("reconfig").in_flight =>
-            {
+            FaultKind::Replacement if change_allowed => {
                 let Some(leader) = cluster.leader_index().and_then(|i| cluster.member(i)) else {
-                    return;
+                    return false;
                 };
                 let picks = [self.rng.random_range(0..n), self.rng.random_range(0..n)];
                 // With network faults, half the replacements are made while
                 // the leaving voters are cut off (the nemesis' next step).
-                let split = self.faults.net() && self.rng.random_range(0..2) == 0;
+                let split = self.mix.any_on(FaultClass::Net) && self.rng.random_range(0..2) == 0;
                 let (state, trace) = (self.reconfig.clone(), self.trace.clone());
                 crate::reconfigure::spawn_replacement(cluster, leader, picks, split, state, trace);
             }
-            114..120 => {
+            FaultKind::Transfer => {
                 let Some(leader) = cluster.leader_index().and_then(|i| cluster.member(i)) else {
-                    return;
+                    return false;
                 };
                 let to = cluster.nodes[self.rng.random_range(0..n)].id;
                 crate::reconfigure::spawn_transfer(cluster, leader, to, self.trace.clone());
             }
-            _ => return,
+            FaultKind::Snapshot => {
+                let i = self.rng.random_range(0..n);
+                let Some(member) = cluster.member(i) else {
+                    return false;
+                };
+                crate::reconfigure::spawn_snapshot(cluster, member, self.trace.clone());
+            }
+            FaultKind::Stranger => self.stranger.act(cluster, &mut self.rng),
+            _ => return false,
         }
-        self.injected += 1;
+        true
+    }
+
+    /// A random server among those `cond` accepts.
+    fn pick(&mut self, n: usize, cond: impl Fn(usize) -> bool) -> Option<usize> {
+        let candidates: Vec<usize> = (0..n).filter(|&i| cond(i)).collect();
+        (!candidates.is_empty()).then(|| candidates[self.rng.random_range(0..candidates.len())])
+    }
+
+    fn crash(&mut self, cluster: &mut SimCluster) -> bool {
+        // Half the time the leader, whose death matters most.
+        let leader = cluster
+            .leader_index()
+            .filter(|_| self.rng.random_range(0..2) == 0);
+        let Some(i) = leader.or_else(|| {
+            self.pick(cluster.nodes.len(), |i| {
+                !cluster.nodes[i].down && !cluster.nodes[i].paused
+            })
+        }) else {
+            return false;
+        };
+        // A quarter of the time the process dies but the power stays: the
+        // next start recovers writes never synced.
+        match self.rng.random_range(0..4) {
+            0 => cluster.kill_process(i),
+            _ => cluster.kill(i),
+        }
+        true
+    }
+
+    fn restart(&mut self, cluster: &mut SimCluster) -> bool {
+        let Some(i) = self.pick(cluster.nodes.len(), |i| {
+            (cluster.nodes[i].down || cluster.nodes[i].disk_error_injected)
+                && !cluster.unrecoverable(i)
+        }) else {
+            return false;
+        };
+        if !cluster.nodes[i].down {
+            cluster.kill(i);
+        }
+        cluster.restart(i);
+        true
+    }
+
+    /// The next sync fails: the group stops (fail-stop) until the nemesis
+    /// restarts the server.
+    fn sync_error(&mut self, cluster: &mut SimCluster) -> bool {
+        let Some(i) = self.pick(cluster.nodes.len(), |i| {
+            !cluster.nodes[i].down && !cluster.nodes[i].paused
+        }) else {
+            return false;
+        };
+        cluster.nodes[i]
+            .fs
+            .inject_error(FsOp::Sync, self.rng.random_range(0..3));
+        cluster.nodes[i].disk_error_injected = true;
+        self.trace.event(
+            SimCluster::now_ns(),
+            "inject_sync_error",
+            json!({ "node": cluster.nodes[i].id.0 }),
+        );
+        true
+    }
+
+    /// Latent corruption of the term/vote file of a crashed server:
+    /// detected at restart, the server stays out.
+    fn meta_bit_flip(&mut self, cluster: &mut SimCluster) -> bool {
+        let n = cluster.nodes.len();
+        let Some(i) = self.pick(n, |i| !cluster.nodes[i].down && !cluster.nodes[i].paused) else {
+            return false;
+        };
+        if (0..n).any(|j| cluster.unrecoverable(j)) {
+            return false;
+        }
+        cluster.kill(i);
+        let meta = data_dir().join("raft_meta");
+        let bit = self.rng.random_range(0..8u8);
+        if cluster.nodes[i]
+            .fs
+            .flip_bit(&meta, self.rng.random_range(0..16), bit)
+            .is_ok()
+        {
+            self.trace.event(
+                SimCluster::now_ns(),
+                "flip_bit",
+                json!({ "node": cluster.nodes[i].id.0, "file": "raft_meta" }),
+            );
+        }
+        cluster.restart(i);
+        true
     }
 
     /// The servers in a random order.

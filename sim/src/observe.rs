@@ -76,6 +76,29 @@ pub enum Violation {
         /// What the checker says.
         detail: String,
     },
+    /// A node applied a command only a stranger ever sent: a forged append
+    /// got past the front door and was committed.
+    ForgedApplied {
+        /// The node.
+        node: NodeId,
+        /// The entry it applied.
+        entry: LogId,
+    },
+    /// A server did what a stranger asked, or let it in where it should
+    /// have been refused.
+    StrangerAdmitted {
+        /// What the stranger tried and what the server did.
+        detail: String,
+    },
+}
+
+/// Every command a stranger forges carries this, so that applying one is
+/// caught at once (no client ever writes it).
+pub const FORGED_MARKER: &str = "forged-by-a-stranger";
+
+fn is_forged(data: &[u8]) -> bool {
+    let marker = FORGED_MARKER.as_bytes();
+    data.windows(marker.len()).any(|window| window == marker)
 }
 
 /// Everything observed during one run.
@@ -133,6 +156,10 @@ impl Observations {
             });
         }
         *next = id.index.next();
+        if is_forged(data) {
+            self.violations
+                .push(Violation::ForgedApplied { node, entry: id });
+        }
         let (first_node, first_id, first_data) = self
             .applied
             .entry(id.index)
@@ -223,5 +250,20 @@ mod tests {
         o.node_started(NodeId(2));
         o.applied(NodeId(2), LogId::new(1, 1), &a);
         assert_eq!(o.violations().len(), 2);
+    }
+
+    #[test]
+    fn an_applied_forgery_is_caught() {
+        let mut o = Observations::default();
+        let mut forged = b"{\"Put\":{\"key\":\"k0\",\"value\":\"".to_vec();
+        forged.extend_from_slice(FORGED_MARKER.as_bytes());
+        o.applied(NodeId(3), LogId::new(9, 4), &Bytes::from(forged));
+        assert_eq!(
+            o.violations(),
+            [Violation::ForgedApplied {
+                node: NodeId(3),
+                entry: LogId::new(9, 4)
+            }]
+        );
     }
 }

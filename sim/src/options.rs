@@ -1,11 +1,13 @@
-//! What one simulated run looks like: cluster size, fault classes, workload
-//! and phase lengths.
+//! What one simulated run looks like: cluster size, fault classes and mix,
+//! workload and phase lengths.
 
 use std::time::Duration;
 
 use oar::core::RaftOptions;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use crate::fault_mix::FaultWeights;
 
 /// Which faults the nemesis may inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -20,6 +22,10 @@ pub enum FaultSet {
     Disk,
     /// Membership changes (remove, re-add, promote) and leadership transfers.
     Membership,
+    /// A process outside the cluster: no credentials, another cluster's, or
+    /// the right key on an address outside the address book, sending
+    /// garbage and forged messages.
+    Stranger,
     /// No faults: a baseline.
     None,
 }
@@ -44,6 +50,11 @@ impl FaultSet {
     pub fn disk(self) -> bool {
         matches!(self, FaultSet::All | FaultSet::Disk)
     }
+
+    /// Whether the stranger is on.
+    pub fn stranger(self) -> bool {
+        matches!(self, FaultSet::All | FaultSet::Stranger)
+    }
 }
 
 /// Options of one run; the seed decides everything else.
@@ -53,8 +64,11 @@ pub struct SimOptions {
     pub seed: u64,
     /// Raft nodes.
     pub nodes: usize,
-    /// Fault classes.
+    /// Fault classes: a filter on `fault_weights`.
     pub faults: FaultSet,
+    /// How often the nemesis draws each fault kind, drawn from the seed
+    /// (swarm testing); `fault_mix` is what a run uses.
+    pub fault_weights: FaultWeights,
     /// Concurrent clients.
     pub clients: usize,
     /// Keys the clients share (few, so that operations conflict).
@@ -83,6 +97,7 @@ impl SimOptions {
             seed,
             nodes: 3,
             faults: FaultSet::All,
+            fault_weights: FaultWeights::swarm(seed),
             clients: 4,
             keys: 3,
             fault_phase: Duration::from_secs(20),
@@ -96,6 +111,12 @@ impl SimOptions {
 }
 
 impl SimOptions {
+    /// The fault mix the nemesis runs with: the weights, less the classes
+    /// `faults` leaves out.
+    pub fn fault_mix(&self) -> FaultWeights {
+        self.fault_weights.filtered(self.faults)
+    }
+
     /// How many servers start as voters: with membership faults, half the
     /// seeds start with three and keep the rest as spares.
     pub fn starting_voters(&self) -> usize {

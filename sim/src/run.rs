@@ -2,7 +2,7 @@
 //! heal, require progress (liveness), then check safety and
 //! linearizability.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::checker::linearizability;
 use crate::cluster::SimCluster;
+use crate::fault_mix::{FaultKind, FaultWeights};
 use crate::final_checks::{
     check_acknowledged_writes, check_leader_completeness, check_log_matching,
 };
@@ -21,6 +22,7 @@ use crate::kv_machine::KvCommand;
 use crate::nemesis::Nemesis;
 use crate::observe::{Observations, Violation};
 use crate::options::SimOptions;
+use crate::stranger::StrangerReport;
 use crate::trace::Trace;
 use crate::workload::{ClientContext, run_client};
 
@@ -42,8 +44,14 @@ pub struct RunReport {
     pub seed: u64,
     /// Client operations invoked.
     pub ops: usize,
+    /// The fault mix the nemesis drew from.
+    pub mix: FaultWeights,
     /// Faults injected.
     pub faults: u64,
+    /// Faults injected, by kind.
+    pub faults_by_kind: BTreeMap<FaultKind, u64>,
+    /// What the stranger did and what the servers refused meanwhile.
+    pub stranger: StrangerReport,
     /// Terms that had a leader.
     pub leader_terms: usize,
     /// Snapshots loaded by state machines (restarts and installs).
@@ -91,7 +99,10 @@ pub fn run(options: &SimOptions) -> RunOutput {
             let report = RunReport {
                 seed: options.seed,
                 ops: 0,
+                mix: options.fault_mix(),
                 faults: 0,
+                faults_by_kind: BTreeMap::new(),
+                stranger: StrangerReport::default(),
                 leader_terms: 0,
                 snapshot_loads: 0,
                 sim_ns: 0,
@@ -151,7 +162,8 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
     let mut nemesis = Nemesis::new(
         options.seed,
         options.starting_voters(),
-        options.faults,
+        options.fault_mix(),
+        observations.clone(),
         trace.clone(),
     );
     nemesis.run(&mut cluster, options.fault_phase).await;
@@ -230,7 +242,10 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
     let report = RunReport {
         seed: options.seed,
         ops: history.len(),
+        mix: options.fault_mix(),
         faults: nemesis.injected,
+        faults_by_kind: nemesis.injected_by_kind.clone(),
+        stranger: nemesis.stranger.report(),
         leader_terms,
         snapshot_loads,
         sim_ns: SimCluster::now_ns(),

@@ -5,13 +5,23 @@
 
 use std::time::Duration;
 
+use oar_sim::fault_mix::{FaultKind, FaultWeights};
 use oar_sim::options::SimOptions;
 use oar_sim::run::{Verdict, run};
+
+/// The seed's own options with the stranger drawn often: its connections,
+/// nonces and forgeries must replay too.
+fn with_stranger(seed: u64, weight: u32) -> SimOptions {
+    SimOptions {
+        fault_weights: FaultWeights::swarm(seed).with(FaultKind::Stranger, weight),
+        ..SimOptions::new(seed)
+    }
+}
 
 fn files(seed: u64) -> (Vec<u8>, Vec<u8>) {
     let options = SimOptions {
         trace: true,
-        ..SimOptions::new(seed)
+        ..with_stranger(seed, 60)
     };
     let output = run(&options);
     assert!(
@@ -48,7 +58,7 @@ fn madsim_finds_no_nondeterminism() {
     madsim::runtime::Runtime::check_determinism(7, madsim::Config::default(), || async {
         let options = SimOptions {
             fault_phase: Duration::from_secs(5),
-            ..SimOptions::new(7)
+            ..with_stranger(7, 300)
         };
         oar_sim::run::simulate_in_current_runtime(options).await;
     });

@@ -32,6 +32,7 @@ fn every_fault_class_passes() {
         FaultSet::Net,
         FaultSet::Crash,
         FaultSet::Disk,
+        FaultSet::Stranger,
         FaultSet::None,
     ] {
         sweep(1000..1010, 3, faults);
