@@ -379,7 +379,7 @@ async fn garbage_frame(mut stream: BoxedStream, rng: &mut ChaCha8Rng) -> Outcome
         rng.fill_bytes(&mut body);
         a_request = decodes_as_request(&body);
         let mut out = bytes::BytesMut::new();
-        oar::runtime::frame::encode_frame(&body, &mut out);
+        oar::runtime::wire::frame::encode_frame(&body, &mut out);
         bytes.extend_from_slice(&out);
         format!("a frame of {} random bytes", body.len())
     };
@@ -396,7 +396,7 @@ async fn garbage_frame(mut stream: BoxedStream, rng: &mut ChaCha8Rng) -> Outcome
 /// Whether `body` happens to decode as a frame with a request in it.
 fn decodes_as_request(body: &[u8]) -> bool {
     use prost::Message as _;
-    oar::runtime::proto::Frame::decode(body).is_ok_and(|frame| frame.kind.is_some())
+    oar::runtime::wire::proto::Frame::decode(body).is_ok_and(|frame| frame.kind.is_some())
 }
 
 /// Forged Raft messages in the names of members and of unknown ids.
@@ -423,10 +423,9 @@ async fn forged_raft(mut stream: BoxedStream, target: &Target, rng: &mut ChaCha8
     let messages = forged_messages(target.id, claimed, seen, rng);
     let count = messages.len();
     for (_, message) in &messages {
-        let frame = oar::runtime::proto::frame::Kind::Raft(oar::runtime::convert::to_proto(
-            crate::cluster::GROUP,
-            message,
-        ));
+        let frame = oar::runtime::wire::proto::frame::Kind::Raft(
+            oar::runtime::wire::convert::to_proto(crate::cluster::GROUP, message),
+        );
         if let Err(e) = send_frame(&mut stream, frame).await {
             return Outcome::Unreachable(format!("after forging: {e}"));
         }
@@ -447,7 +446,7 @@ async fn admin_as_peer(mut stream: BoxedStream, target: &Target, rng: &mut ChaCh
         return Outcome::Unreachable(e.to_string());
     }
     let what = if remove { "remove" } else { "transfer to" };
-    use oar::runtime::proto::frame::Kind;
+    use oar::runtime::wire::proto::frame::Kind;
     match read_reply(&mut stream).await {
         Some(Kind::Error(error)) => Outcome::Refused(format!("{what} {victim}: {}", error.detail)),
         Some(Kind::AdminResponse(response)) => {

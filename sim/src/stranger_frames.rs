@@ -7,8 +7,9 @@ use oar::core::{
     AppendRequest, Entry, EntryPayload, Heartbeat, LogId, LogIndex, Membership, Message,
     MessageBody, NodeId, Term, VoteRequest,
 };
-use oar::runtime::frame::{encode_frame, read_frame};
-use oar::runtime::{GroupId, proto};
+use oar::runtime::GroupId;
+use oar::runtime::wire::frame::{encode_frame, read_frame};
+use oar::runtime::wire::proto;
 use prost::Message as _;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -171,8 +172,8 @@ mod tests {
         assert!(terms.contains(&u64::MAX) && terms.contains(&(Term::MAX.0 + 1)));
         assert!(terms.contains(&5));
         for (label, m) in &messages {
-            let wire = oar::runtime::encode_message(oar::runtime::GroupId(1), m);
-            let (_, back) = oar::runtime::decode_message(&wire).expect(label);
+            let wire = oar::runtime::wire::encode_message(oar::runtime::GroupId(1), m);
+            let (_, back) = oar::runtime::wire::decode_message(&wire).expect(label);
             assert_eq!(&back, m, "{label}");
             if let MessageBody::AppendRequest(a) = &m.body {
                 assert_eq!(a.prev_log_id, LogId::new(4, 17), "{label}");
