@@ -14,6 +14,8 @@ pub mod trace;
 // The simulation itself runs only in the madsim build (`cargo simrun`,
 // `cargo simtest`); the checkers above are plain code, tested everywhere.
 #[cfg(madsim)]
+pub mod blackhole;
+#[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
 pub mod nemesis;
