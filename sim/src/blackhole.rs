@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use oar::runtime::auth::{AuthFuture, Authenticator, BoxedStream, Credential};
+
+use crate::durability::{FrameTap, Promises};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -94,11 +96,17 @@ impl Blackholes {
         registry.closed_unheard.push(stream);
     }
 
-    fn wrap(&self, inner: BoxedStream, dead: Arc<AtomicBool>) -> BoxedStream {
+    fn wrap(
+        &self,
+        inner: BoxedStream,
+        dead: Arc<AtomicBool>,
+        tap: Option<FrameTap>,
+    ) -> BoxedStream {
         Box::new(Swallowed {
             inner: Some(inner),
             dead,
             blackholes: self.clone(),
+            tap,
         })
     }
 
@@ -112,13 +120,16 @@ impl Blackholes {
     }
 }
 
-/// A server's authenticator whose streams a blackhole can swallow.
+/// A server's authenticator whose streams a blackhole can swallow (and
+/// whose writes a [`FrameTap`] may read).
 #[derive(Debug)]
 pub struct BlackholeAuthenticator {
     inner: Arc<dyn Authenticator>,
     /// The server's own address: the local end of every stream.
     ip: IpAddr,
     blackholes: Blackholes,
+    /// Where the server's promises go, read off what it writes.
+    promises: Option<Promises>,
 }
 
 impl BlackholeAuthenticator {
@@ -128,25 +139,36 @@ impl BlackholeAuthenticator {
             inner,
             ip,
             blackholes,
+            promises: None,
         }
+    }
+
+    /// Reads what the server writes on every stream into `promises`.
+    pub fn tapped(mut self, promises: Promises) -> Self {
+        self.promises = Some(promises);
+        self
+    }
+
+    fn tap(&self) -> Option<FrameTap> {
+        self.promises.clone().map(FrameTap::new)
     }
 }
 
 impl Authenticator for BlackholeAuthenticator {
     fn accept(&self, stream: TcpStream) -> AuthFuture<(BoxedStream, Credential)> {
-        let (ip, blackholes) = (self.ip, self.blackholes.clone());
+        let (ip, blackholes, tap) = (self.ip, self.blackholes.clone(), self.tap());
         let peer = stream.peer_addr().map(|a| a.ip());
         let accepted = self.inner.accept(stream);
         Box::pin(async move {
             let peer = peer?;
             let (stream, credential) = accepted.await?;
             let dead = blackholes.open(ip, peer);
-            Ok((blackholes.wrap(stream, dead), credential))
+            Ok((blackholes.wrap(stream, dead, tap), credential))
         })
     }
 
     fn connect(&self, stream: TcpStream, addr: SocketAddr) -> AuthFuture<BoxedStream> {
-        let (ip, blackholes) = (self.ip, self.blackholes.clone());
+        let (ip, blackholes, tap) = (self.ip, self.blackholes.clone(), self.tap());
         let peer = addr.ip();
         if blackholes.blocked(ip, peer) {
             // A SYN into a blackhole is never answered: the dialer's own
@@ -158,7 +180,7 @@ impl Authenticator for BlackholeAuthenticator {
         Box::pin(async move {
             let stream = connected.await?;
             let dead = blackholes.open(ip, peer);
-            Ok(blackholes.wrap(stream, dead))
+            Ok(blackholes.wrap(stream, dead, tap))
         })
     }
 }
@@ -170,6 +192,7 @@ struct Swallowed {
     inner: Option<BoxedStream>,
     dead: Arc<AtomicBool>,
     blackholes: Blackholes,
+    tap: Option<FrameTap>,
 }
 
 impl Swallowed {
@@ -208,10 +231,15 @@ impl AsyncWrite for Swallowed {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.dead() {
-            return Poll::Ready(Ok(buf.len()));
+        let written = match self.dead() {
+            true => Poll::Ready(Ok(buf.len())),
+            false => self.inner().poll_write(cx, buf),
+        };
+        // What the server sent, swallowed or not, is what it promised.
+        if let (Poll::Ready(Ok(n)), Some(tap)) = (&written, &mut self.tap) {
+            tap.written(&buf[..*n]);
         }
-        self.inner().poll_write(cx, buf)
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

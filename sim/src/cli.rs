@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use oar_sim::durability::Checked;
 use oar_sim::fault_mix::{FaultKind, FaultWeights};
 use oar_sim::options::{FaultSet, SimOptions};
 use oar_sim::run::{RunReport, Verdict, run};
@@ -377,6 +378,8 @@ struct LivenessTally {
     recoveries: Vec<(f64, f64, u64)>,
     /// (elections, leaders, seed) over each tail.
     tails: Vec<(u64, usize, u64)>,
+    /// What restarts checked of the servers' promises.
+    durability: Checked,
 }
 
 impl LivenessTally {
@@ -391,6 +394,11 @@ impl LivenessTally {
             self.tails
                 .push((churn.elections, churn.leaders, report.seed));
         }
+        let d = report.durability;
+        self.durability.restarts += d.restarts;
+        self.durability.votes += d.votes;
+        self.durability.appends += d.appends;
+        self.durability.snapshots += d.snapshots;
     }
 
     fn print(&self) {
@@ -421,6 +429,12 @@ impl LivenessTally {
             seconds(at(0.99)),
             seconds(at(1.0)),
             self.tails.len(),
+        );
+        let d = self.durability;
+        println!();
+        println!(
+            "durability: {} restarts checked what their servers had promised: {} votes, {} append acknowledgements, {} snapshot installs",
+            d.restarts, d.votes, d.appends, d.snapshots
         );
     }
 }

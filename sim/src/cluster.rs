@@ -21,6 +21,7 @@ use oar::storage::{FileSystem, LogOptions, LogWriter, MemFileSystem, StorageErro
 use serde_json::json;
 
 use crate::blackhole::{BlackholeAuthenticator, Blackholes};
+use crate::durability::{Promises, RecoveredState};
 use crate::final_checks::DurableLog;
 use crate::kv_machine::KvMachine;
 use crate::observe::Observations;
@@ -71,6 +72,8 @@ pub struct SimCluster {
     peers: BTreeMap<NodeId, SocketAddr>,
     /// Paths that swallow what is sent on them.
     blackholes: Blackholes,
+    /// What every server told its peers was durable.
+    promises: Promises,
     handle: Handle,
     trace: Trace,
 }
@@ -97,6 +100,7 @@ impl SimCluster {
             .map(|i| (NodeId(i as u64 + 1), SocketAddr::new(node_ip(i), RAFT_PORT)))
             .collect();
         let blackholes = Blackholes::default();
+        let promises = Promises::default();
         let nodes = (0..n)
             .map(|i| {
                 let id = NodeId(i as u64 + 1);
@@ -116,6 +120,7 @@ impl SimCluster {
                     server: server.clone(),
                     unrecoverable: unrecoverable.clone(),
                     blackholes: blackholes.clone(),
+                    promises: promises.clone(),
                     trace: trace.clone(),
                 };
                 // Runs at every (re)start of the madsim node.
@@ -155,6 +160,7 @@ impl SimCluster {
             stranger,
             peers,
             blackholes,
+            promises,
             handle,
             trace,
         }
@@ -205,6 +211,12 @@ impl SimCluster {
         node.down = true;
         node.paused = false;
         let event = if power_loss { "kill" } else { "kill_process" };
+        let how = if power_loss {
+            "power loss"
+        } else {
+            "process kill"
+        };
+        self.promises.crashed(node.id, how, Self::now_ns());
         self.trace
             .event(Self::now_ns(), event, json!({ "node": node.id.0 }));
     }
@@ -319,6 +331,11 @@ impl SimCluster {
         );
     }
 
+    /// What every server told its peers was durable.
+    pub fn promises(&self) -> &Promises {
+        &self.promises
+    }
+
     /// The handle of server `i`'s member, if it runs.
     pub fn member(&self, i: usize) -> Option<Node> {
         self.member_of(&self.nodes[i])
@@ -424,6 +441,7 @@ struct ServerContext {
     server: Arc<Mutex<Option<NodeManager>>>,
     unrecoverable: Arc<Mutex<bool>>,
     blackholes: Blackholes,
+    promises: Promises,
     trace: Trace,
 }
 
@@ -437,10 +455,16 @@ pub const CLUSTER_ID: &str = "oar-sim";
 /// A server's security settings: its nonces drawn from the run's seed,
 /// the node and the time of this start, so that every start differs and
 /// every replay is the same; its streams exposed to `blackholes`.
-fn security(seed: u64, id: NodeId, ip: IpAddr, blackholes: Blackholes) -> Security {
+fn security(
+    seed: u64,
+    id: NodeId,
+    ip: IpAddr,
+    blackholes: Blackholes,
+    promises: Promises,
+) -> Security {
     let nonce_seed = seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ SimCluster::now_ns();
     let authenticator = Arc::new(ClusterKeyAuthenticator::new(CLUSTER_KEY, nonce_seed));
-    let authenticator = BlackholeAuthenticator::new(authenticator, ip, blackholes);
+    let authenticator = BlackholeAuthenticator::new(authenticator, ip, blackholes).tapped(promises);
     Security::new(Arc::new(authenticator), CLUSTER_ID, Vec::new())
 }
 
@@ -458,11 +482,12 @@ async fn serve(ctx: ServerContext) {
         server: server_slot,
         unrecoverable,
         blackholes,
+        promises,
         trace,
     } = ctx;
     let addr = peers[&id];
     let transport = transport_options();
-    let security = security(seed, id, addr.ip(), blackholes);
+    let security = security(seed, id, addr.ip(), blackholes, promises.clone());
     let server = NodeManager::bind(addr, security, transport)
         .await
         .expect("bind in simulation");
@@ -493,7 +518,7 @@ async fn serve(ctx: ServerContext) {
         rng_seed: seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),
         ..raft
     };
-    let machine = KvMachine::new(id, observations);
+    let machine = KvMachine::new(id, observations.clone());
     let disk = {
         use rand::SeedableRng;
         // Each start draws its own latencies, still from the run's seed.
@@ -501,6 +526,9 @@ async fn serve(ctx: ServerContext) {
         SlowDisk {
             inner: storage,
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ id.0 ^ start),
+            id,
+            promises,
+            observations,
         }
     };
     let node = server
@@ -517,11 +545,34 @@ async fn serve(ctx: ServerContext) {
 struct SlowDisk {
     inner: DiskStorage,
     rng: rand_chacha::ChaCha8Rng,
+    /// Checks at recovery that the server kept what it promised.
+    id: NodeId,
+    promises: Promises,
+    observations: Arc<Mutex<Observations>>,
 }
 
 impl oar::runtime::GroupStorage for SlowDisk {
     fn recover(&mut self) -> Result<oar::storage::Recovered, oar::runtime::StorageFailure> {
-        self.inner.recover()
+        let recovered = self.inner.recover()?;
+        // A snapshot that does not load is the runtime's to report.
+        let snapshot = self.inner.snapshots().latest().ok().flatten();
+        let last_log = recovered
+            .entries
+            .last()
+            .map_or(recovered.last_purged, |e| e.id);
+        let state = RecoveredState {
+            term: recovered.hard_state.term,
+            voted_for: recovered.hard_state.voted_for,
+            last_log,
+            purged: recovered.last_purged.index,
+            snapshot: snapshot.map(|s| s.last_included.index),
+        };
+        let lost = self.promises.check(self.id, state);
+        let mut observations = self.observations.lock().expect("observations");
+        for violation in lost {
+            observations.violation(violation);
+        }
+        Ok(recovered)
     }
 
     fn persist(

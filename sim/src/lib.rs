@@ -2,6 +2,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod checker;
+pub mod durability;
 pub mod fault_mix;
 pub mod final_checks;
 pub mod history;

@@ -84,6 +84,18 @@ pub enum Violation {
         /// The entry it applied.
         entry: LogId,
     },
+    /// A server recovered from a crash without something it had told a
+    /// peer was durable.
+    DurabilityLost {
+        /// The server.
+        node: NodeId,
+        /// What it promised: a vote, entries or an installed snapshot.
+        promise: String,
+        /// The crash after which it was gone.
+        crash: String,
+        /// What the server recovered instead.
+        recovered: String,
+    },
     /// A server did what a stranger asked, or let it in where it should
     /// have been refused.
     StrangerAdmitted {

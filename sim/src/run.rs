@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::checker::linearizability;
 use crate::cluster::{SimCluster, transport_options};
+use crate::durability::Checked;
 use crate::fault_mix::{FaultKind, FaultWeights};
 use crate::final_checks::{
     check_acknowledged_writes, check_leader_completeness, check_log_matching,
@@ -66,6 +67,8 @@ pub struct RunReport {
     pub recoveries: Vec<Recovery>,
     /// Leadership changes over the fault-free tail, if it was reached.
     pub churn: Option<Churn>,
+    /// What the restarts checked of what the servers had promised.
+    pub durability: Checked,
     /// Simulated time, in nanoseconds.
     pub sim_ns: u64,
     /// Wall-clock time the run took.
@@ -118,6 +121,7 @@ pub fn run(options: &SimOptions) -> RunOutput {
                 recovery_bound: Duration::ZERO,
                 recoveries: Vec::new(),
                 churn: None,
+                durability: Checked::default(),
                 sim_ns: 0,
                 wall: Duration::ZERO,
                 verdict: Verdict::Correctness(vec![Violation::Panic { message }]),
@@ -274,6 +278,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         recovery_bound: recovery_bound(&options.raft, &transport_options()),
         recoveries,
         churn,
+        durability: cluster.promises().checked(),
         sim_ns: SimCluster::now_ns(),
         wall: Duration::ZERO,
         verdict,

@@ -3,10 +3,13 @@
 //! command line (README) and in CI.
 #![cfg(madsim)]
 
+use oar_sim::durability::Checked;
 use oar_sim::options::{FaultSet, SimOptions};
 use oar_sim::run::{Verdict, run};
 
-fn sweep(seeds: std::ops::Range<u64>, nodes: usize, faults: FaultSet) {
+/// Runs the seeds, each of which must pass; what their restarts checked.
+fn sweep(seeds: std::ops::Range<u64>, nodes: usize, faults: FaultSet) -> Checked {
+    let mut checked = Checked::default();
     for seed in seeds {
         let options = SimOptions {
             nodes,
@@ -27,7 +30,11 @@ fn sweep(seeds: std::ops::Range<u64>, nodes: usize, faults: FaultSet) {
         let last = report.recoveries.last().expect("the final heal recovered");
         assert!(last.stall <= report.recovery_bound, "seed {seed}: {last:?}");
         assert!(report.churn.is_some(), "seed {seed}: no tail");
+        checked.restarts += report.durability.restarts;
+        checked.votes += report.durability.votes;
+        checked.appends += report.durability.appends;
     }
+    checked
 }
 
 #[test]
@@ -39,7 +46,11 @@ fn every_fault_class_passes() {
         FaultSet::Stranger,
         FaultSet::None,
     ] {
-        sweep(1000..1010, 3, faults);
+        let checked = sweep(1000..1010, 3, faults);
+        if faults == FaultSet::Crash {
+            // Restarts check the votes and appends their servers promised.
+            assert!(checked.votes > 0 && checked.appends > 0, "{checked:?}");
+        }
     }
 }
 
