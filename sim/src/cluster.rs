@@ -54,8 +54,8 @@ pub struct SimNode {
     pub paused: bool,
     /// Its storage refused to open after a crash (detected corruption).
     pub unrecoverable: Arc<Mutex<bool>>,
-    /// An I/O error was injected since its last start: its group may have
-    /// stopped (fail-stop) and needs a restart.
+    /// An I/O error was injected and no power loss cleared it since: its
+    /// group may have stopped (fail-stop) and needs a power cycle.
     pub disk_error_injected: bool,
 }
 
@@ -205,7 +205,13 @@ impl SimCluster {
         *node.member.lock().expect("member") = None;
         *node.server.lock().expect("server") = None;
         match power_loss {
-            true => node.fs.crash(),
+            // A power loss clears the disk's injected errors too.
+            true => {
+                node.fs.crash();
+                node.disk_error_injected = false;
+            }
+            // An injected error still armed outlives the process: the next
+            // start may fail-stop on it, and must count as unwell.
             false => node.fs.process_died(),
         }
         node.down = true;
@@ -221,12 +227,22 @@ impl SimCluster {
             .event(Self::now_ns(), event, json!({ "node": node.id.0 }));
     }
 
+    /// A power cycle of a stopped server's disk: unsynced writes go, and
+    /// so do injected errors still armed.
+    pub fn cut_power(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        debug_assert!(node.down, "cut_power is for stopped servers");
+        node.fs.crash();
+        node.disk_error_injected = false;
+        self.trace
+            .event(Self::now_ns(), "cut_power", json!({ "node": node.id.0 }));
+    }
+
     /// Restarts a killed server from its disk.
     pub fn restart(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         self.handle.restart(node.madsim.id());
         node.down = false;
-        node.disk_error_injected = false;
         self.trace
             .event(Self::now_ns(), "restart", json!({ "node": node.id.0 }));
     }

@@ -139,6 +139,17 @@ fault_kinds! {
     Transfer, transfer, Membership, 6;
     /// Replace two voters at once (a joint change with disjoint majorities).
     Replacement, replacement, Membership, 4;
+    /// Add a learner and leave it one: cut off (its catch-up stalls), or
+    /// with the leader and its learners cut off from the other voters.
+    LingeringLearner, linger, Membership, 4;
+    /// Start a membership change and strike the leader while it holds an
+    /// uncommitted configuration.
+    ConfigWindow, config_window, Membership, 4;
+    /// A voter catches up through a snapshot that crossed a membership
+    /// change it missed, and campaigns the moment it installed it.
+    InstallCampaign, install_campaign, Membership, 3;
+    /// As `install_campaign`, but it crashes and restarts instead.
+    InstallRestart, install_restart, Crash, 3;
     /// Ask a server for a snapshot now.
     Snapshot, snapshot, Housekeeping, 6;
     /// Heal everything and inject nothing until a write commits: the
@@ -155,6 +166,17 @@ impl FaultKind {
         matches!(
             self,
             FaultKind::HealNetwork | FaultKind::Restart | FaultKind::Resume | FaultKind::Lull
+        )
+    }
+
+    /// Kinds the nemesis runs as tactics that wait on the cluster.
+    pub fn is_tactic(self) -> bool {
+        matches!(
+            self,
+            FaultKind::LingeringLearner
+                | FaultKind::ConfigWindow
+                | FaultKind::InstallCampaign
+                | FaultKind::InstallRestart
         )
     }
 

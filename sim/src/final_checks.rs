@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use oar::core::{Entry, EntryPayload, LogId, LogIndex, NodeId};
+use oar::core::{Entry, EntryPayload, LogId, LogIndex, Membership, NodeId};
 
 use crate::observe::Violation;
 
@@ -92,6 +92,67 @@ pub fn check_acknowledged_writes<'a>(
         .collect()
 }
 
+/// What a running server said was in effect at the end: its
+/// configuration and its last, durable log entry.
+#[derive(Clone, Debug)]
+pub struct InEffect {
+    /// The configuration it used.
+    pub membership: Membership,
+    /// Its last log entry.
+    pub last: LogId,
+    /// Whether that entry was durable (then its durable log is all of it).
+    pub durable: bool,
+}
+
+/// Configurations follow the log (dissertation §4.1): a server uses the
+/// newest configuration entry in its log, and a truncated one is rolled
+/// back. Checked where the durable log is the whole log and holds a
+/// configuration entry (one compacted away is the snapshot's business).
+pub fn check_configurations(
+    in_effect: &BTreeMap<NodeId, InEffect>,
+    logs: &BTreeMap<NodeId, DurableLog>,
+) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for (node, state) in in_effect {
+        let Some(log) = logs.get(node) else { continue };
+        let whole = state.durable && log.entries.last().map_or(log.start, |e| e.id) == state.last;
+        let logged = log.entries.iter().rev().find_map(|e| match &e.payload {
+            EntryPayload::Config(m) => Some((e.id, m)),
+            _ => None,
+        });
+        if let (true, Some((at, logged))) = (whole, logged)
+            && *logged != state.membership
+        {
+            violations.push(Violation::ConfigurationNotInLog {
+                node: *node,
+                in_effect: format!("{:?}", state.membership),
+                logged: format!("{at}: {logged:?}"),
+            });
+        }
+    }
+    violations
+}
+
+/// Two servers whose logs end at the same entry hold the same log (Log
+/// Matching), so they must use the same configuration: one that does not
+/// kept a configuration its log no longer carries. `states` are (server,
+/// last entry, configuration) read from running servers.
+pub fn check_configurations_agree(states: &[(NodeId, LogId, Membership)]) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for (i, (a, last, config)) in states.iter().enumerate() {
+        for (b, other_last, other) in &states[i + 1..] {
+            if last == other_last && config != other {
+                violations.push(Violation::ConfigurationNotInLog {
+                    node: *a,
+                    in_effect: format!("{config:?}"),
+                    logged: format!("{b} at the same last entry {last} uses {other:?}"),
+                });
+            }
+        }
+    }
+    violations
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +209,23 @@ mod tests {
             check_acknowledged_writes(&compacted, applied, &acked),
             [Violation::LostAcknowledgedWrite { op: 5 }]
         );
+    }
+
+    #[test]
+    fn servers_at_the_same_entry_with_different_configurations_are_caught() {
+        let config = |ids: &[u64]| Membership::with_voters(ids.iter().map(|&i| NodeId(i)));
+        let at = LogId::new(3, 40);
+        let states = vec![
+            (NodeId(1), at, config(&[1, 2, 3])),
+            (NodeId(2), at, config(&[1, 2, 3])),
+            (NodeId(3), LogId::new(3, 39), config(&[1, 2])),
+        ];
+        assert!(check_configurations_agree(&states).is_empty());
+        let mut phantom = states.clone();
+        phantom[1].2 = config(&[1, 2]);
+        assert!(matches!(
+            &check_configurations_agree(&phantom)[..],
+            [Violation::ConfigurationNotInLog { node: NodeId(1), .. }]
+        ));
     }
 }

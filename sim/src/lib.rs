@@ -29,4 +29,6 @@ pub mod run;
 #[cfg(madsim)]
 pub mod stranger;
 #[cfg(madsim)]
+pub mod tactics;
+#[cfg(madsim)]
 pub mod workload;

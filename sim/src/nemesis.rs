@@ -24,10 +24,10 @@ use crate::trace::Trace;
 
 /// The fault scheduler of one run.
 pub struct Nemesis {
-    rng: ChaCha8Rng,
-    reconfig: crate::reconfigure::SharedReconfig,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) reconfig: crate::reconfigure::SharedReconfig,
     mix: FaultWeights,
-    trace: Trace,
+    pub(crate) trace: Trace,
     /// The process outside the cluster, for [`FaultKind::Stranger`].
     pub stranger: Stranger,
     /// Faults injected so far.
@@ -41,6 +41,8 @@ pub struct Nemesis {
     pub lull_recoveries: Vec<Recovery>,
     /// The first lull whose cluster did not recover in time: why.
     pub lull_failure: Option<String>,
+    /// Where tactics report what they catch.
+    pub(crate) observations: Arc<Mutex<Observations>>,
 }
 
 impl Nemesis {
@@ -64,7 +66,8 @@ impl Nemesis {
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x006e_656d_6573_6973),
             reconfig: Arc::new(Mutex::new(reconfig)),
             mix,
-            stranger: Stranger::new(observations, trace.clone()),
+            stranger: Stranger::new(observations.clone(), trace.clone()),
+            observations,
             trace,
             injected: 0,
             injected_by_kind: BTreeMap::new(),
@@ -87,8 +90,14 @@ impl Nemesis {
                 pause.min(end.saturating_duration_since(tokio::time::Instant::now())),
             )
             .await;
-            if self.step(cluster) == Some(FaultKind::Lull) {
+            let drawn = self.step(cluster);
+            if drawn == Some(FaultKind::Lull) {
                 self.lull(cluster).await;
+            } else if let Some(kind) = drawn.filter(|k| k.is_tactic())
+                && self.tactic(kind, cluster).await
+            {
+                self.injected += 1;
+                *self.injected_by_kind.entry(kind).or_insert(0) += 1;
             }
         }
     }
@@ -101,7 +110,10 @@ impl Nemesis {
         self.trace.event(SimCluster::now_ns(), "lull", json!({}));
         let deadline = self.recovery_bound * 4;
         match recover(cluster, healed, self.recovery_bound, deadline).await {
-            Ok(recovery) => self.lull_recoveries.push(recovery),
+            Ok(recovery) => {
+                self.lull_recoveries.push(recovery);
+                self.check_configurations(cluster, Duration::ZERO).await;
+            }
             Err(e) => {
                 let t = SimCluster::now_ns() as f64 / 1e9;
                 self.lull_failure
@@ -118,8 +130,38 @@ impl Nemesis {
         !state.in_flight && !state.changed && state.voters >= 3
     }
 
+    /// Whether a membership change may start: every server is fine and no
+    /// change is in flight.
+    pub(crate) fn change_allowed(&self, cluster: &SimCluster) -> bool {
+        Self::out(cluster) == 0 && !self.reconfig.lock().expect("reconfig").in_flight
+    }
+
+    /// A change the nemesis runs itself is under way.
+    pub(crate) fn mark_change_started(&self) {
+        let mut state = self.reconfig.lock().expect("reconfig");
+        state.in_flight = true;
+        state.changed = true;
+    }
+
+    /// The change is over: the voters it left (the smaller half of a joint
+    /// configuration; none if the leader cannot tell).
+    pub(crate) async fn mark_change_finished(&self, leader: &oar::runtime::Node) {
+        let voters = match leader.status().await {
+            Ok(status) if status.membership.is_joint() => status
+                .membership
+                .voters
+                .len()
+                .min(status.membership.outgoing_voters.len()),
+            Ok(status) => status.membership.voters.len(),
+            Err(_) => 0,
+        };
+        let mut state = self.reconfig.lock().expect("reconfig");
+        state.in_flight = false;
+        state.voters = voters;
+    }
+
     /// How many servers are out (down, paused, or unable to recover).
-    fn out(cluster: &SimCluster) -> usize {
+    pub(crate) fn out(cluster: &SimCluster) -> usize {
         (0..cluster.nodes.len())
             .filter(|&i| {
                 let node = &cluster.nodes[i];
@@ -143,6 +185,9 @@ impl Nemesis {
             return None;
         }
         let kind = self.mix.kind_at(self.rng.random_range(0..self.mix.total()));
+        if kind.is_tactic() {
+            return Some(kind);
+        }
         if kind == FaultKind::Lull || self.inject(kind, cluster) {
             self.injected += 1;
             *self.injected_by_kind.entry(kind).or_insert(0) += 1;
@@ -306,8 +351,10 @@ impl Nemesis {
         }) else {
             return false;
         };
-        if !cluster.nodes[i].down {
-            cluster.kill(i);
+        match cluster.nodes[i].down {
+            false => cluster.kill(i),
+            true if cluster.nodes[i].disk_error_injected => cluster.cut_power(i),
+            true => {}
         }
         cluster.restart(i);
         true
@@ -379,8 +426,11 @@ impl Nemesis {
             if cluster.nodes[i].paused {
                 cluster.resume(i);
             }
-            if cluster.nodes[i].disk_error_injected && !cluster.nodes[i].down {
-                cluster.kill(i);
+            if cluster.nodes[i].disk_error_injected {
+                match cluster.nodes[i].down {
+                    false => cluster.kill(i),
+                    true => cluster.cut_power(i),
+                }
             }
             if cluster.nodes[i].down && !cluster.unrecoverable(i) {
                 cluster.restart(i);

@@ -84,6 +84,16 @@ pub enum Violation {
         /// The entry it applied.
         entry: LogId,
     },
+    /// A server used a configuration that is not the newest one in its
+    /// log (a truncated configuration entry was not rolled back).
+    ConfigurationNotInLog {
+        /// The server.
+        node: NodeId,
+        /// The configuration it used.
+        in_effect: String,
+        /// The newest configuration entry in its log.
+        logged: String,
+    },
     /// A server recovered from a crash without something it had told a
     /// peer was durable.
     DurabilityLost {

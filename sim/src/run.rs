@@ -16,7 +16,8 @@ use crate::cluster::{SimCluster, transport_options};
 use crate::durability::Checked;
 use crate::fault_mix::{FaultKind, FaultWeights};
 use crate::final_checks::{
-    check_acknowledged_writes, check_leader_completeness, check_log_matching,
+    InEffect, check_acknowledged_writes, check_configurations, check_configurations_agree,
+    check_leader_completeness, check_log_matching,
 };
 use crate::history::History;
 use crate::kv_machine::KvCommand;
@@ -214,8 +215,15 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         Err(reason) if violations.is_empty() => Verdict::Liveness(reason),
         Err(_) => Verdict::Correctness(violations),
         Ok(leader) => {
+            let in_effect = configurations_in_effect(&cluster).await;
             let logs = cluster.durable_logs();
             violations.extend(check_log_matching(&logs));
+            violations.extend(check_configurations(&in_effect, &logs));
+            let states: Vec<_> = in_effect
+                .iter()
+                .map(|(id, s)| (*id, s.last, s.membership.clone()))
+                .collect();
+            violations.extend(check_configurations_agree(&states));
             if let Some(leader_log) = logs.get(&leader) {
                 let observed = observations.lock().expect("observations");
                 let applied = observed.applied_commands().map(|(id, _)| id);
@@ -318,4 +326,23 @@ async fn final_liveness(
     // The leader at the end: the one whose log the final checks read.
     let leader = converge(cluster, tokio::time::Instant::now() + options.heal_deadline).await;
     (leader, Some(recovery), Some(churn))
+}
+
+/// Every running server's configuration and last entry, just before the
+/// servers stop.
+async fn configurations_in_effect(cluster: &SimCluster) -> BTreeMap<NodeId, InEffect> {
+    let mut in_effect = BTreeMap::new();
+    for i in 0..cluster.nodes.len() {
+        if let Some(member) = cluster.member(i)
+            && let Ok(status) = member.status().await
+        {
+            let state = InEffect {
+                membership: status.membership,
+                last: status.last_log_id,
+                durable: status.persisted >= status.last_log_id.index,
+            };
+            in_effect.insert(status.id, state);
+        }
+    }
+    in_effect
 }
