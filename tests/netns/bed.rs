@@ -101,20 +101,25 @@ pub fn remove_stale() {
 /// Runs `f` on a thread that entered namespace `ns`. Sockets it creates stay
 /// in `ns` after it returns, so the caller may keep using them.
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{ns}");
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-                // SAFETY: a valid fd of a netns file; only this thread moves
-                // (the network namespace is per thread).
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+                enter_netns(ns);
                 f()
             })
             .join()
             .expect("netns thread")
     })
+}
+
+/// Moves the calling thread into namespace `ns` for good (the network
+/// namespace is per thread): for threads made to live there.
+pub fn enter_netns(ns: &str) {
+    let path = format!("/run/netns/{ns}");
+    let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // SAFETY: a valid fd of a netns file; only this thread moves.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
 }
 
 impl Bed {
