@@ -27,6 +27,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Every namespace the bed creates starts with this.
 const PREFIX: &str = "oarnet-";
 
+/// Numbers this process's beds and probes apart: tests run in parallel.
+static SERIAL: AtomicUsize = AtomicUsize::new(0);
+
 /// A bed of `nodes` namespaces on one bridge; removed on drop.
 pub struct Bed {
     /// `oarnet-<pid>-<serial>`: unique per bed, and names its owner.
@@ -61,7 +64,10 @@ pub fn unavailable() -> Option<String> {
             return Some(format!("`{tool}` (iproute2) not found"));
         }
     }
-    let probe = format!("{PREFIX}{}-probe", std::process::id());
+    // A name of its own: two tests probing at once must not collide (one
+    // would fail to create it and skip).
+    let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+    let probe = format!("{PREFIX}{}-probe{serial}", std::process::id());
     if let Err(e) = run("ip", &["netns", "add", &probe]) {
         return Some(format!("cannot create a network namespace: {e}"));
     }
@@ -125,7 +131,6 @@ pub fn enter_netns(ns: &str) {
 impl Bed {
     /// Creates the namespaces, the bridge and one veth per node.
     pub fn new(nodes: usize) -> Result<Bed, String> {
-        static SERIAL: AtomicUsize = AtomicUsize::new(0);
         let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
         let bed = Bed {
             prefix: format!("{PREFIX}{}-{serial}", std::process::id()),
