@@ -20,6 +20,7 @@ use oar::runtime::{
 use oar::storage::{FileSystem, LogOptions, LogWriter, MemFileSystem, StorageError};
 use serde_json::json;
 
+use crate::blackhole::{BlackholeAuthenticator, Blackholes};
 use crate::final_checks::DurableLog;
 use crate::kv_machine::KvMachine;
 use crate::observe::Observations;
@@ -68,6 +69,8 @@ pub struct SimCluster {
     stranger: NodeHandle,
     /// Every server's Raft address.
     peers: BTreeMap<NodeId, SocketAddr>,
+    /// Paths that swallow what is sent on them.
+    blackholes: Blackholes,
     handle: Handle,
     trace: Trace,
 }
@@ -93,6 +96,7 @@ impl SimCluster {
         let peers: BTreeMap<NodeId, SocketAddr> = (0..n)
             .map(|i| (NodeId(i as u64 + 1), SocketAddr::new(node_ip(i), RAFT_PORT)))
             .collect();
+        let blackholes = Blackholes::default();
         let nodes = (0..n)
             .map(|i| {
                 let id = NodeId(i as u64 + 1);
@@ -111,6 +115,7 @@ impl SimCluster {
                     member: member.clone(),
                     server: server.clone(),
                     unrecoverable: unrecoverable.clone(),
+                    blackholes: blackholes.clone(),
                     trace: trace.clone(),
                 };
                 // Runs at every (re)start of the madsim node.
@@ -149,6 +154,7 @@ impl SimCluster {
             admin,
             stranger,
             peers,
+            blackholes,
             handle,
             trace,
         }
@@ -268,8 +274,31 @@ impl SimCluster {
         self.trace.event(Self::now_ns(), "bridge", fields);
     }
 
-    /// Restores every link and normal latency.
+    /// Blackholes the paths from `side` to everyone else (and back,
+    /// unless `one_way`): connections on them swallow every write from now
+    /// on, and new ones hang, until the network heals (the swallowing
+    /// connections stay dead until replaced).
+    pub fn blackhole(&self, side: &[usize], one_way: bool) {
+        for &a in side {
+            for b in (0..self.nodes.len()).filter(|b| !side.contains(b)) {
+                self.blackholes.cut(node_ip(a), node_ip(b));
+                if !one_way {
+                    self.blackholes.cut(node_ip(b), node_ip(a));
+                }
+            }
+        }
+        let ids: Vec<u64> = side.iter().map(|&i| self.nodes[i].id.0).collect();
+        self.trace.event(
+            Self::now_ns(),
+            "blackhole",
+            json!({ "side": ids, "one_way": one_way }),
+        );
+    }
+
+    /// Restores every link and normal latency; connections a blackhole
+    /// swallowed stay dead.
     pub fn heal_network(&self) {
+        self.blackholes.heal();
         let net = NetSim::current();
         for a in &self.nodes {
             for b in &self.nodes {
@@ -359,6 +388,18 @@ impl SimCluster {
     }
 }
 
+/// The servers' transport: no kernel watches a simulated stream, so the
+/// transport's own probe is what finds a blackholed connection; a tighter
+/// deadline than production's, as simulated latencies stay under 200 ms
+/// and no queue runs deep.
+pub fn transport_options() -> TransportOptions {
+    TransportOptions {
+        write_timeout: Duration::from_millis(500),
+        probe_timeout: Duration::from_secs(1),
+        ..TransportOptions::default()
+    }
+}
+
 /// Small segments, so that runs rotate and recover many of them.
 fn log_options() -> LogOptions {
     LogOptions {
@@ -382,6 +423,7 @@ struct ServerContext {
     member: Arc<Mutex<Option<Node>>>,
     server: Arc<Mutex<Option<NodeManager>>>,
     unrecoverable: Arc<Mutex<bool>>,
+    blackholes: Blackholes,
     trace: Trace,
 }
 
@@ -394,10 +436,11 @@ pub const CLUSTER_ID: &str = "oar-sim";
 
 /// A server's security settings: its nonces drawn from the run's seed,
 /// the node and the time of this start, so that every start differs and
-/// every replay is the same.
-pub fn security(seed: u64, id: NodeId) -> Security {
+/// every replay is the same; its streams exposed to `blackholes`.
+fn security(seed: u64, id: NodeId, ip: IpAddr, blackholes: Blackholes) -> Security {
     let nonce_seed = seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ SimCluster::now_ns();
-    let authenticator = ClusterKeyAuthenticator::new(CLUSTER_KEY, nonce_seed);
+    let authenticator = Arc::new(ClusterKeyAuthenticator::new(CLUSTER_KEY, nonce_seed));
+    let authenticator = BlackholeAuthenticator::new(authenticator, ip, blackholes);
     Security::new(Arc::new(authenticator), CLUSTER_ID, Vec::new())
 }
 
@@ -414,14 +457,13 @@ async fn serve(ctx: ServerContext) {
         member,
         server: server_slot,
         unrecoverable,
+        blackholes,
         trace,
     } = ctx;
     let addr = peers[&id];
-    let transport = TransportOptions {
-        write_timeout: Duration::from_millis(500),
-        ..TransportOptions::default()
-    };
-    let server = NodeManager::bind(addr, security(seed, id), transport)
+    let transport = transport_options();
+    let security = security(seed, id, addr.ip(), blackholes);
+    let server = NodeManager::bind(addr, security, transport)
         .await
         .expect("bind in simulation");
     *server_slot.lock().expect("server") = Some(server.clone());

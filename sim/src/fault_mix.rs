@@ -111,6 +111,10 @@ fault_kinds! {
     PartitionRandom, partition_random, Net, 9;
     /// Two halves that reach each other only through one bridge node.
     PartitionBridge, partition_bridge, Net, 3;
+    /// Blackhole a side (often the leader), sometimes one way: its
+    /// connections swallow every write until replaced, new ones hang until
+    /// the heal.
+    Blackhole, blackhole, Net, 8;
     /// Cut one link one way.
     ClogLink, clog_link, Net, 10;
     /// Make every message slow for a while.

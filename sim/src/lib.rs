@@ -16,6 +16,8 @@ pub use oar_check::history;
 // The simulation itself runs only in the madsim build (`cargo simrun`,
 // `cargo simtest`); the checkers above are plain code, tested everywhere.
 #[cfg(madsim)]
+pub mod blackhole;
+#[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
 pub mod nemesis;

@@ -151,6 +151,25 @@ impl Nemesis {
                 let (left, right) = rest.split_at(rest.len() / 2);
                 cluster.bridge(*bridge, left, right);
             }
+            FaultKind::Blackhole => {
+                // Half the time the leader alone, whose followers must then
+                // elect another and whose connections die with it.
+                let leader = cluster
+                    .leader_index()
+                    .filter(|_| self.rng.random_range(0..2) == 0);
+                let side = match leader {
+                    Some(leader) => vec![leader],
+                    None => {
+                        let size = self.rng.random_range(1..n.max(2));
+                        let mut side = self.shuffled(n);
+                        side.truncate(size);
+                        side.sort_unstable();
+                        side
+                    }
+                };
+                let one_way = self.rng.random_range(0..4) == 0;
+                cluster.blackhole(&side, one_way);
+            }
             FaultKind::ClogLink => {
                 let from = self.rng.random_range(0..n);
                 let to = (from + self.rng.random_range(1..n)) % n;

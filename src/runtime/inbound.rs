@@ -373,6 +373,7 @@ async fn answer(
                 )
             })
         }
+        (Kind::Ping(probe), Identity::Server(_)) if peers => Some(Kind::Pong(probe)),
         (Kind::GetFileRequest(request), Identity::Server(_)) if peers => {
             Some(Kind::GetFileResponse(inner.serve_file(request).await))
         }
@@ -383,7 +384,9 @@ async fn answer(
                 admin_service::handle(node, request).await,
             ))
         }
-        (Kind::Error(_) | Kind::GetFileResponse(_) | Kind::AdminResponse(_), _) => None,
+        (Kind::Error(_) | Kind::GetFileResponse(_) | Kind::AdminResponse(_) | Kind::Pong(_), _) => {
+            None
+        }
         (kind, identity) => {
             inner
                 .stats
@@ -420,5 +423,7 @@ fn frame_kind_name(kind: &proto::frame::Kind) -> &'static str {
         Kind::AdminResponse(_) => "an admin response",
         Kind::Hello(_) => "a second Hello",
         Kind::HelloReply(_) => "a Hello reply",
+        Kind::Ping(_) => "a progress probe",
+        Kind::Pong(_) => "a probe's answer",
     }
 }

@@ -16,9 +16,17 @@
 //! killed by the kernel (`TCP_USER_TIMEOUT`, keepalive) and replaced at once,
 //! and reconnects back off only up to `backoff_max`, well below an election
 //! timeout (tests/real_network.rs measures this on real namespaces).
+//!
+//! Where no kernel watches (the simulator, systems without
+//! `TCP_USER_TIMEOUT`) a blackholed path takes every write without an error
+//! and the connection looks alive forever. So the transport probes too:
+//! while it writes, a `Ping` at most every quarter of `probe_timeout`, which
+//! the other end answers with a `Pong` on the same connection; a ping left
+//! unanswered for `probe_timeout` replaces the connection.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,6 +58,11 @@ pub struct TransportOptions {
     /// this long, or whose idle peer stops answering keepalive probes
     /// (Linux; a no-op elsewhere and in the simulator).
     pub stall_timeout: Duration,
+    /// A peer connection whose progress probe stays unanswered this long is
+    /// replaced. A probe waits behind everything written before it, so this
+    /// is generous; where the kernel watches (`stall_timeout`) it catches
+    /// dead paths first.
+    pub probe_timeout: Duration,
     /// First reconnect delay; doubles up to `backoff_max`. Each wait is
     /// drawn from `[delay / 2, delay)`, so that senders spread apart.
     pub backoff_min: Duration,
@@ -95,6 +108,7 @@ impl Default for TransportOptions {
             // The default election timeout's lower bound: a connection
             // stuck that long is of no use to Raft anyway.
             stall_timeout: Duration::from_secs(1),
+            probe_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_millis(100),
             frame_bytes_max: FRAME_BYTES_MAX,
@@ -299,7 +313,14 @@ async fn run_peer_sender(
         };
         let connected = tokio::time::Instant::now();
         let (reader, mut writer) = tokio::io::split(stream);
-        let mut replies = tokio::spawn(log_replies(addr, reader, options.frame_bytes_max));
+        let answered = Arc::new(AtomicU64::new(0));
+        let mut replies = tokio::spawn(read_replies(
+            addr,
+            reader,
+            options.frame_bytes_max,
+            answered.clone(),
+        ));
+        let mut probe = Probe::new(&options, answered);
         loop {
             let frame = tokio::select! {
                 biased;
@@ -307,6 +328,10 @@ async fn run_peer_sender(
                 // up on the connection: replace it now, not at the next write.
                 _ = &mut replies => {
                     tracing::debug!(%addr, "connection closed; reconnecting");
+                    break;
+                }
+                () = probe.overdue() => {
+                    tracing::debug!(%addr, "probe unanswered; reconnecting");
                     break;
                 }
                 frame = queue.recv() => frame,
@@ -323,6 +348,7 @@ async fn run_peer_sender(
                     Err(_) => break,
                 }
             }
+            probe.maybe_ping(&mut batch);
             // Flush: a no-op on a real socket, but madsim's stream sends
             // only on flush.
             let write = tokio::time::timeout(options.write_timeout, async {
@@ -360,14 +386,91 @@ async fn sleep_draining(queue: &mut mpsc::Receiver<Bytes>, delay: Duration) -> b
     }
 }
 
-/// Reads the error frames a peer answers on our connection and logs them.
-async fn log_replies<R: tokio::io::AsyncRead + Unpin>(addr: SocketAddr, mut reader: R, max: u32) {
+/// A connection's progress probe: at most one ping unanswered at a time,
+/// sent along with a write (an idle connection has nothing to lose).
+struct Probe {
+    /// Pings are sent at most this often.
+    interval: Duration,
+    timeout: Duration,
+    /// The highest sequence number the peer answered.
+    answered: Arc<AtomicU64>,
+    sent: u64,
+    /// When the unanswered ping `sent` went out, if one is unanswered.
+    since: Option<tokio::time::Instant>,
+    last: Option<tokio::time::Instant>,
+}
+
+impl Probe {
+    fn new(options: &TransportOptions, answered: Arc<AtomicU64>) -> Self {
+        Probe {
+            interval: options.probe_timeout / 4,
+            timeout: options.probe_timeout,
+            answered,
+            sent: 0,
+            since: None,
+            last: None,
+        }
+    }
+
+    fn is_answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed) >= self.sent
+    }
+
+    /// Appends a ping to `batch` unless one is unanswered or one went out
+    /// less than `interval` ago.
+    fn maybe_ping(&mut self, batch: &mut BytesMut) {
+        let now = tokio::time::Instant::now();
+        if self.since.is_some() && !self.is_answered() {
+            return;
+        }
+        self.since = None;
+        if self.last.is_some_and(|last| now < last + self.interval) {
+            return;
+        }
+        self.sent += 1;
+        let ping = proto::Frame {
+            kind: Some(proto::frame::Kind::Ping(proto::Probe {
+                sequence: self.sent,
+            })),
+        };
+        encode_frame(&ping.encode_to_vec(), batch);
+        self.since = Some(now);
+        self.last = Some(now);
+    }
+
+    /// Resolves once the unanswered ping is `timeout` old; never while
+    /// none is unanswered.
+    async fn overdue(&mut self) {
+        loop {
+            let Some(since) = self.since else {
+                return std::future::pending().await;
+            };
+            tokio::time::sleep_until(since + self.timeout).await;
+            if !self.is_answered() {
+                return;
+            }
+            self.since = None;
+        }
+    }
+}
+
+/// Reads what a peer answers on our connection: notes answered probes,
+/// logs error frames.
+async fn read_replies<R: tokio::io::AsyncRead + Unpin>(
+    addr: SocketAddr,
+    mut reader: R,
+    max: u32,
+    answered: Arc<AtomicU64>,
+) {
     while let Ok(body) = read_frame(&mut reader, max).await {
-        if let Ok(proto::Frame {
-            kind: Some(proto::frame::Kind::Error(e)),
-        }) = proto::Frame::decode(body)
-        {
-            tracing::warn!(%addr, group = e.group_id, kind = e.kind, detail = %e.detail, "peer refused a message");
+        match proto::Frame::decode(body).map(|frame| frame.kind) {
+            Ok(Some(proto::frame::Kind::Pong(probe))) => {
+                answered.fetch_max(probe.sequence, Ordering::Relaxed);
+            }
+            Ok(Some(proto::frame::Kind::Error(e))) => {
+                tracing::warn!(%addr, group = e.group_id, kind = e.kind, detail = %e.detail, "peer refused a message");
+            }
+            _ => {}
         }
     }
 }
