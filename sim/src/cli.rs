@@ -77,6 +77,9 @@ enum Command {
         /// Stop at the first failing seed (to count how many seeds a bug takes).
         #[arg(long)]
         stop_at_first_failure: bool,
+        /// Print every seed's line, not only the failing ones'.
+        #[arg(long)]
+        each: bool,
     },
 }
 
@@ -137,8 +140,21 @@ fn verdict_name(verdict: &Verdict) -> &'static str {
 }
 
 fn line(report: &RunReport) -> String {
+    let recovery = match report.recoveries.iter().max_by_key(|r| r.stall) {
+        Some(r) => format!(
+            "{} heals, slowest {:.2}s (stall {:.2}s)",
+            report.recoveries.len(),
+            r.committed.as_secs_f64(),
+            r.stall.as_secs_f64()
+        ),
+        None => "-".into(),
+    };
+    let tail = match report.churn {
+        Some(churn) => format!("{}/{}", churn.elections, churn.leaders),
+        None => "-".into(),
+    };
     format!(
-        "seed {} ops {} faults {} stranger {}/{} terms {} snapshot loads {} sim {:.1}s wall {:.2}s {}",
+        "seed {} ops {} faults {} stranger {}/{} terms {} snapshot loads {} recovery {recovery} (bound {:.2}s) tail elections/leaders {tail} sim {:.1}s wall {:.2}s {}",
         report.seed,
         report.ops,
         report.faults,
@@ -146,6 +162,7 @@ fn line(report: &RunReport) -> String {
         report.stranger.refusals.total(),
         report.leader_terms,
         report.snapshot_loads,
+        report.recovery_bound.as_secs_f64(),
         report.sim_ns as f64 / 1e9,
         report.wall.as_secs_f64(),
         verdict_name(&report.verdict)
@@ -212,11 +229,12 @@ pub(crate) fn main() -> ExitCode {
             seeds,
             shape,
             stop_at_first_failure,
-        } => sweep(seeds, &shape, stop_at_first_failure),
+            each,
+        } => sweep(seeds, &shape, stop_at_first_failure, each),
     }
 }
 
-fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool) -> ExitCode {
+fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool, each: bool) -> ExitCode {
     let bar = ProgressBar::new(seeds.end - seeds.start);
     bar.set_style(
         ProgressStyle::with_template(
@@ -228,7 +246,9 @@ fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool) -> ExitC
     let (mut ops, mut faults, mut sim_ns, mut terms) = (0usize, 0u64, 0u64, 0usize);
     let mut loads = 0;
     let mut failures: Vec<RunReport> = Vec::new();
+    let mut replays: Vec<String> = Vec::new();
     let mut kinds = KindTally::default();
+    let mut recovery = LivenessTally::default();
     let mut count = 0;
     for seed in seeds.clone() {
         if stop_at_first_failure && !failures.is_empty() {
@@ -238,16 +258,25 @@ fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool) -> ExitC
         let opts = options(seed, shape);
         let report = run(&opts).report;
         kinds.add(&report);
+        recovery.add(&report);
         ops += report.ops;
         faults += report.faults;
         sim_ns += report.sim_ns;
         terms += report.leader_terms;
         loads += report.snapshot_loads;
+        if each && matches!(report.verdict, Verdict::Pass) {
+            // A hidden bar (no terminal) prints nothing through `println`.
+            match bar.is_hidden() {
+                true => println!("{}", line(&report)),
+                false => bar.println(line(&report)),
+            }
+        }
         if !matches!(report.verdict, Verdict::Pass) {
             bar.println(line(&report));
             bar.println(format!("  mix: {}", report.mix));
             bar.println(format!("  replay: {}", replay_command(&opts, shape)));
             failures.push(report);
+            replays.push(replay_command(&opts, shape));
         }
         bar.set_message(format!("{} failed", failures.len()));
         bar.inc(1);
@@ -274,11 +303,13 @@ fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool) -> ExitC
         count as f64 / wall,
         sim_ns as f64 / 1e9 / wall
     );
+    recovery.print();
     kinds.print();
-    for report in &failures {
+    for (report, replay) in failures.iter().zip(&replays) {
         println!("{}", line(report));
         println!("  mix: {}", report.mix);
         describe(&report.verdict);
+        println!("  replay: {replay}");
     }
     match failures
         .iter()
@@ -334,6 +365,62 @@ impl KindTally {
             r.malformed_frames,
             r.oversized_frames,
             r.connections
+        );
+    }
+}
+
+/// Recovery times after the final heal and leadership churn over the
+/// fault-free tails of a sweep.
+#[derive(Default)]
+struct LivenessTally {
+    /// (seconds to the first commit, share of the bound, seed).
+    recoveries: Vec<(f64, f64, u64)>,
+    /// (elections, leaders, seed) over each tail.
+    tails: Vec<(u64, usize, u64)>,
+}
+
+impl LivenessTally {
+    fn add(&mut self, report: &RunReport) {
+        for recovery in &report.recoveries {
+            let after = recovery.committed;
+            let share = recovery.stall.as_secs_f64() / report.recovery_bound.as_secs_f64();
+            self.recoveries
+                .push((after.as_secs_f64(), share, report.seed));
+        }
+        if let Some(churn) = report.churn {
+            self.tails
+                .push((churn.elections, churn.leaders, report.seed));
+        }
+    }
+
+    fn print(&self) {
+        let mut times: Vec<f64> = self.recoveries.iter().map(|r| r.0).collect();
+        times.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            times
+                .get(((times.len() as f64 - 1.0) * q) as usize)
+                .copied()
+        };
+        let seconds = |t: Option<f64>| t.map_or("-".into(), |t| format!("{t:.2}"));
+        let worst = self.recoveries.iter().max_by(|a, b| a.1.total_cmp(&b.1));
+        let worst = worst.map_or("-".into(), |w| {
+            format!("{:.0} % (seed {})", w.1 * 100.0, w.2)
+        });
+        let elections: u64 = self.tails.iter().map(|t| t.0).sum();
+        let leaders: usize = self.tails.iter().map(|t| t.1).sum();
+        let churned = self.tails.iter().filter(|t| t.0 > 0).count();
+        println!();
+        println!(
+            "| heals checked | first commit p50 s | p99 s | max s | longest stall / bound | tails | tail elections | tail leaders | tails with an election |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| {} | {} | {} | {} | {worst} | {} | {elections} | {leaders} | {churned} |",
+            times.len(),
+            seconds(at(0.5)),
+            seconds(at(0.99)),
+            seconds(at(1.0)),
+            self.tails.len(),
         );
     }
 }

@@ -141,6 +141,9 @@ fault_kinds! {
     Replacement, replacement, Membership, 4;
     /// Ask a server for a snapshot now.
     Snapshot, snapshot, Housekeeping, 6;
+    /// Heal everything and inject nothing until a write commits: the
+    /// recovery bound checked in the middle of a run, under client load.
+    Lull, lull, Housekeeping, 3;
     /// A process outside the cluster connects and sends what it should not.
     Stranger, stranger, Stranger, 6;
 }
@@ -151,7 +154,7 @@ impl FaultKind {
     pub fn is_recovery(self) -> bool {
         matches!(
             self,
-            FaultKind::HealNetwork | FaultKind::Restart | FaultKind::Resume
+            FaultKind::HealNetwork | FaultKind::Restart | FaultKind::Resume | FaultKind::Lull
         )
     }
 

@@ -20,6 +20,8 @@ pub mod blackhole;
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
+pub mod liveness;
+#[cfg(madsim)]
 pub mod nemesis;
 #[cfg(madsim)]
 pub mod reconfigure;

@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::cluster::{SimCluster, data_dir};
 use crate::fault_mix::{FaultClass, FaultKind, FaultWeights};
+use crate::liveness::{Recovery, recover};
 use crate::observe::Observations;
 use crate::stranger::Stranger;
 use crate::trace::Trace;
@@ -34,6 +35,12 @@ pub struct Nemesis {
     /// Faults injected so far, by kind (splits for replacements are not
     /// counted here).
     pub injected_by_kind: BTreeMap<FaultKind, u64>,
+    /// How long a healed cluster may go without progress (lulls).
+    pub recovery_bound: Duration,
+    /// How each lull's cluster recovered.
+    pub lull_recoveries: Vec<Recovery>,
+    /// The first lull whose cluster did not recover in time: why.
+    pub lull_failure: Option<String>,
 }
 
 impl Nemesis {
@@ -61,6 +68,9 @@ impl Nemesis {
             trace,
             injected: 0,
             injected_by_kind: BTreeMap::new(),
+            recovery_bound: Duration::from_secs(60),
+            lull_recoveries: Vec::new(),
+            lull_failure: None,
         }
     }
 
@@ -77,7 +87,26 @@ impl Nemesis {
                 pause.min(end.saturating_duration_since(tokio::time::Instant::now())),
             )
             .await;
-            self.step(cluster);
+            if self.step(cluster) == Some(FaultKind::Lull) {
+                self.lull(cluster).await;
+            }
+        }
+    }
+
+    /// Heals everything, then injects nothing until a write commits (or the
+    /// recovery bound passes without progress: a liveness failure).
+    async fn lull(&mut self, cluster: &mut SimCluster) {
+        self.heal_all(cluster);
+        let healed = tokio::time::Instant::now();
+        self.trace.event(SimCluster::now_ns(), "lull", json!({}));
+        let deadline = self.recovery_bound * 4;
+        match recover(cluster, healed, self.recovery_bound, deadline).await {
+            Ok(recovery) => self.lull_recoveries.push(recovery),
+            Err(e) => {
+                let t = SimCluster::now_ns() as f64 / 1e9;
+                self.lull_failure
+                    .get_or_insert(format!("in a lull (at {t:.1}s): {e}"));
+            }
         }
     }
 
@@ -99,7 +128,9 @@ impl Nemesis {
             .count()
     }
 
-    fn step(&mut self, cluster: &mut SimCluster) {
+    /// Injects the next fault; the kind drawn, which for a lull is left to
+    /// the caller.
+    fn step(&mut self, cluster: &mut SimCluster) -> Option<FaultKind> {
         let n = cluster.nodes.len();
         let split = self.reconfig.lock().expect("reconfig").split_request.take();
         if let Some(leaving) = split {
@@ -109,13 +140,14 @@ impl Nemesis {
             cluster.partition(&side);
             self.reconfig.lock().expect("reconfig").split_done = true;
             self.injected += 1;
-            return;
+            return None;
         }
         let kind = self.mix.kind_at(self.rng.random_range(0..self.mix.total()));
-        if self.inject(kind, cluster) {
+        if kind == FaultKind::Lull || self.inject(kind, cluster) {
             self.injected += 1;
             *self.injected_by_kind.entry(kind).or_insert(0) += 1;
         }
+        Some(kind)
     }
 
     /// Injects one fault of `kind`, unless the cluster's state rules it

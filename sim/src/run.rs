@@ -12,13 +12,16 @@ use oar::core::NodeId;
 use serde_json::json;
 
 use crate::checker::linearizability;
-use crate::cluster::SimCluster;
+use crate::cluster::{SimCluster, transport_options};
 use crate::fault_mix::{FaultKind, FaultWeights};
 use crate::final_checks::{
     check_acknowledged_writes, check_leader_completeness, check_log_matching,
 };
 use crate::history::History;
 use crate::kv_machine::KvCommand;
+use crate::liveness::{
+    Churn, Recovery, TAIL_ELECTIONS_MAX, converge, fault_free_tail, recover, recovery_bound,
+};
 use crate::nemesis::Nemesis;
 use crate::observe::{Observations, Violation};
 use crate::options::SimOptions;
@@ -56,6 +59,13 @@ pub struct RunReport {
     pub leader_terms: usize,
     /// Snapshots loaded by state machines (restarts and installs).
     pub snapshot_loads: usize,
+    /// How long the healed cluster may take to commit a write.
+    pub recovery_bound: Duration,
+    /// How the cluster recovered after each heal that ended every fault
+    /// (lulls, then the final heal), where it did.
+    pub recoveries: Vec<Recovery>,
+    /// Leadership changes over the fault-free tail, if it was reached.
+    pub churn: Option<Churn>,
     /// Simulated time, in nanoseconds.
     pub sim_ns: u64,
     /// Wall-clock time the run took.
@@ -105,6 +115,9 @@ pub fn run(options: &SimOptions) -> RunOutput {
                 stranger: StrangerReport::default(),
                 leader_terms: 0,
                 snapshot_loads: 0,
+                recovery_bound: Duration::ZERO,
+                recoveries: Vec::new(),
+                churn: None,
                 sim_ns: 0,
                 wall: Duration::ZERO,
                 verdict: Verdict::Correctness(vec![Violation::Panic { message }]),
@@ -166,16 +179,26 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         observations.clone(),
         trace.clone(),
     );
+    nemesis.recovery_bound = recovery_bound(&options.raft, &transport_options());
     nemesis.run(&mut cluster, options.fault_phase).await;
     ctx.stop.store(true, Ordering::Relaxed);
     for client in clients {
         let _ = client.await;
     }
 
-    // Liveness phase: heal, then a write must commit and everyone converge.
+    // Liveness phase: heal; a write must commit within the recovery bound,
+    // leadership must stay put over the fault-free tail, and everyone must
+    // converge.
     nemesis.heal_all(&mut cluster);
+    let healed = tokio::time::Instant::now();
     trace.event(SimCluster::now_ns(), "heal_all", json!({}));
-    let liveness = require_progress(&cluster, options.heal_deadline).await;
+    let (mut liveness, recovery, churn) =
+        final_liveness(&cluster, &observations, &options, healed).await;
+    if let Some(lull) = nemesis.lull_failure.take() {
+        liveness = Err(lull);
+    }
+    let mut recoveries = std::mem::take(&mut nemesis.lull_recoveries);
+    recoveries.extend(recovery);
 
     let history = std::mem::take(&mut *ctx.history.lock().expect("history"));
     let mut violations = observations
@@ -248,6 +271,9 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         stranger: nemesis.stranger.report(),
         leader_terms,
         snapshot_loads,
+        recovery_bound: recovery_bound(&options.raft, &transport_options()),
+        recoveries,
+        churn,
         sim_ns: SimCluster::now_ns(),
         wall: Duration::ZERO,
         verdict,
@@ -255,82 +281,36 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
     (report, trace, history)
 }
 
-/// After healing: some server accepts a write, then every running server
-/// applies and persists up to the same commit index. Returns the leader.
-async fn require_progress(cluster: &SimCluster, deadline: Duration) -> Result<NodeId, String> {
-    let end = tokio::time::Instant::now() + deadline;
-    let probe = KvCommand::Put {
-        key: "liveness".into(),
-        value: "probe".into(),
-    }
-    .encode();
-    let leader = 'found: loop {
-        for i in 0..cluster.nodes.len() {
-            if let Some(member) = cluster.member(i) {
-                let attempt =
-                    tokio::time::timeout(Duration::from_millis(500), member.apply(probe.clone()))
-                        .await;
-                if let Ok(Ok(_)) = attempt {
-                    break 'found member.id();
-                }
-            }
-        }
-        if tokio::time::Instant::now() >= end {
-            let mut roles = Vec::new();
-            for i in 0..cluster.nodes.len() {
-                if let Some(member) = cluster.member(i)
-                    && let Ok(s) = member.status().await
-                {
-                    roles.push(format!("{}:{:?}@{}", s.id, s.role, s.hard_state.term));
-                }
-            }
-            return Err(format!(
-                "no write committed within {deadline:?} of healing; nodes: {}",
-                roles.join(" ")
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// How long the fault-free tail runs once the cluster converged.
+const TAIL: Duration = Duration::from_secs(5);
+
+/// After the final heal: a write commits within the recovery bound, every
+/// member converges within the heal deadline, and the tail that follows
+/// sees no churn beyond its bound. Returns the leader, or why liveness
+/// failed.
+async fn final_liveness(
+    cluster: &SimCluster,
+    observations: &Arc<Mutex<Observations>>,
+    options: &SimOptions,
+    healed: tokio::time::Instant,
+) -> (Result<NodeId, String>, Option<Recovery>, Option<Churn>) {
+    let bound = recovery_bound(&options.raft, &transport_options());
+    let recovery = match recover(cluster, healed, bound, options.heal_deadline).await {
+        Ok(recovery) => recovery,
+        Err(e) => return (Err(e), None, None),
     };
-    loop {
-        // Every member of the leader's configuration (servers removed by a
-        // membership change no longer follow) has applied and persisted up
-        // to the same commit index.
-        let mut statuses = Vec::new();
-        for i in 0..cluster.nodes.len() {
-            if let Some(member) = cluster.member(i)
-                && let Ok(status) = member.status().await
-            {
-                statuses.push(status);
-            }
-        }
-        let leading = statuses
-            .iter()
-            .filter(|s| s.role == oar::core::Role::Leader)
-            .max_by_key(|s| s.hard_state.term);
-        let states: Vec<_> = statuses
-            .iter()
-            .map(|s| (s.id, s.committed, s.applied, s.persisted))
-            .collect();
-        let converged = leading.is_some_and(|leading| {
-            leading.membership.members().iter().all(|id| {
-                let index = (id.0 as usize).saturating_sub(1);
-                cluster.unrecoverable(index)
-                    || statuses.iter().any(|s| {
-                        s.id == *id
-                            && s.committed == leading.committed
-                            && s.applied == s.committed
-                            && s.persisted >= s.committed
-                    })
-            })
-        });
-        if converged {
-            return Ok(leader);
-        }
-        if tokio::time::Instant::now() >= end {
-            return Err(format!(
-                "servers did not converge within {deadline:?} of healing: {states:?}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Err(e) = converge(cluster, healed + options.heal_deadline).await {
+        return (Err(e), Some(recovery), None);
     }
+    let churn = fault_free_tail(cluster, observations, TAIL).await;
+    if churn.elections > TAIL_ELECTIONS_MAX {
+        let message = format!(
+            "leadership churned over the fault-free tail: {} elections and {} new leaders in {TAIL:?} after the cluster converged (bound: {TAIL_ELECTIONS_MAX} election)",
+            churn.elections, churn.leaders
+        );
+        return (Err(message), Some(recovery), Some(churn));
+    }
+    // The leader at the end: the one whose log the final checks read.
+    let leader = converge(cluster, tokio::time::Instant::now() + options.heal_deadline).await;
+    (leader, Some(recovery), Some(churn))
 }

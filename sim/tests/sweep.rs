@@ -23,6 +23,10 @@ fn sweep(seeds: std::ops::Range<u64>, nodes: usize, faults: FaultSet) {
             report.ops > 100 && report.leader_terms >= 1,
             "seed {seed} did work: {report:?}"
         );
+        // Every heal was measured, within the bound, and the tail ran.
+        let last = report.recoveries.last().expect("the final heal recovered");
+        assert!(last.stall <= report.recovery_bound, "seed {seed}: {last:?}");
+        assert!(report.churn.is_some(), "seed {seed}: no tail");
     }
 }
 

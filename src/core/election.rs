@@ -36,7 +36,17 @@ impl RaftNode {
                         return Ok(());
                     }
                     if !req.pre_vote {
+                        // Raft §5.2 (Figure 2): only a granted vote or a
+                        // leader's message restarts the election timer. A
+                        // candidate this node refuses (its log is behind)
+                        // must not keep the node that could win from
+                        // campaigning, round after round.
+                        let deadline = self.election_deadline;
+                        let was_leading = matches!(self.role, RoleState::Leader { .. });
                         self.become_follower(m.term, None);
+                        if !was_leading {
+                            self.election_deadline = deadline;
+                        }
                     }
                 }
                 // A granted pre-vote carries the term we would campaign in.
