@@ -140,16 +140,29 @@ impl Bench {
     }
 }
 
-/// Runs `proposers` closed-loop clients for `duration`; returns committed
+/// When to stop: after a wall-clock duration (a throughput figure), or after
+/// a number of committed entries (the same work every run: for instruction
+/// counts under callgrind, `scripts/core-instructions`).
+#[derive(Clone, Copy)]
+enum Until {
+    Elapsed(Duration),
+    Entries(u64),
+}
+
+/// Runs `proposers` closed-loop clients until `until`; returns committed
 /// entries and elapsed wall time.
-fn run(proposers: u64, duration: Duration) -> (u64, Duration) {
+fn run(proposers: u64, until: Until) -> (u64, Duration) {
     let mut bench = Bench::new();
     let leader = bench.elect();
     let command = Bytes::from_static(&[7u8; 64]);
     let start = WallClock::now();
     let mut outstanding = 0;
     let mut rounds = 0u64;
-    while start.elapsed() < duration {
+    let more = |bench: &Bench| match until {
+        Until::Elapsed(duration) => start.elapsed() < duration,
+        Until::Entries(entries) => bench.leader_applied < entries,
+    };
+    while more(&bench) {
         let node = bench.nodes.get_mut(&leader).expect("leader");
         while outstanding < proposers {
             node.propose(bench.now, command.clone())
@@ -169,12 +182,15 @@ fn run(proposers: u64, duration: Duration) -> (u64, Duration) {
 }
 
 fn main() {
-    let duration = Duration::from_millis(
-        std::env::var("OAR_BENCH_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2_000),
-    );
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(entries) = env("OAR_BENCH_ENTRIES") {
+        // Fixed work, no timing: what callgrind counts.
+        let proposers = env("OAR_BENCH_PROPOSERS").unwrap_or(1);
+        let (applied, _) = run(proposers, Until::Entries(entries));
+        println!("{applied} entries applied with {proposers} proposers");
+        return;
+    }
+    let duration = Until::Elapsed(Duration::from_millis(env("OAR_BENCH_MS").unwrap_or(2_000)));
     println!(
         "oar core throughput: 3 nodes, one thread, instant disk and network, 64-byte commands"
     );

@@ -5,30 +5,13 @@
 
 mod harness;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use harness::{Cluster, MS};
+use harness::{Cluster, MS, n, set};
 use oar::core::{
     ConfChangeError, EntryPayload, Instant, LogId, LogIndex, Membership, Message, MessageBody,
-    NodeId, RaftNode, RaftOptions, Role, Term, VoteResponse,
+    RaftNode, RaftOptions, Role, Term, VoteResponse,
 };
-
-fn n(id: u64) -> NodeId {
-    NodeId(id)
-}
-
-fn set(raw: &[u64]) -> BTreeSet<NodeId> {
-    raw.iter().map(|&i| NodeId(i)).collect()
-}
-
-/// Node `id` campaigns alone and the cluster settles: it leads.
-fn make_leader(c: &mut Cluster, id: u64) {
-    c.now = c.now + Duration::from_secs(1);
-    c.tick_node(n(id));
-    c.stabilize();
-    assert_eq!(c.node(id).role(), Role::Leader, "n{id} leads");
-}
 
 /// A 3-voter group led by n1, plus fresh nodes `extra` added as learners
 /// and caught up.
@@ -38,7 +21,7 @@ fn with_learners(seed: u64, extra: &[u64], margin: u64) -> Cluster {
         ..harness::options(id, seed)
     };
     let mut c = Cluster::with_options(3, make);
-    make_leader(&mut c, 1);
+    c.make_leader(1);
     for &id in extra {
         c.add_node(n(id), make(n(id)));
         c.call(n(1), |r, now| r.add_learner(now, n(id)))
@@ -127,7 +110,7 @@ fn the_new_majority_alone_cannot_commit_nor_elect() {
 #[test]
 fn a_removed_leader_steps_down_after_c_new_commits() {
     let mut c = Cluster::new(3, 2);
-    make_leader(&mut c, 1);
+    c.make_leader(1);
     let joint = c
         .call(n(1), |r, now| r.remove_member(now, n(1)))
         .expect("change accepted");

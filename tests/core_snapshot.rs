@@ -9,16 +9,11 @@ mod harness;
 use std::time::Duration;
 
 use bytes::Bytes;
-use harness::{Cluster, MS};
+use harness::{Cluster, MS, n};
 use oar::core::{
     Action, AppendResponse, Entry, EntryPayload, HardState, InitialState, InputError, LogId,
-    LogIndex, Membership, Message, MessageBody, NodeId, RaftNode, RaftOptions, Role, SnapshotInfo,
-    Term,
+    LogIndex, Membership, Message, MessageBody, RaftNode, RaftOptions, Role, SnapshotInfo, Term,
 };
-
-fn n(id: u64) -> NodeId {
-    NodeId(id)
-}
 
 /// Three nodes led by 1, with this compaction margin.
 fn led_by_1(seed: u64, margin: u64) -> Cluster {

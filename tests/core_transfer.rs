@@ -6,12 +6,8 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{Cluster, MS};
-use oar::core::{NodeId, ProposeError, Role, TransferError};
-
-fn n(id: u64) -> NodeId {
-    NodeId(id)
-}
+use harness::{Cluster, MS, n};
+use oar::core::{ProposeError, Role, TransferError};
 
 fn led_by_1(seed: u64) -> Cluster {
     let mut c = Cluster::new(3, seed);

@@ -9,7 +9,7 @@ mod harness;
 use std::time::Duration;
 
 use bytes::Bytes;
-use harness::{Cluster, MS};
+use harness::{Cluster, MS, n};
 use oar::core::{
     AppendRequest, AppendResponse, ConfChangeError, Entry, EntryPayload, HardState, Heartbeat,
     InitialState, InputError, LogId, LogIndex, Membership, Message, MessageBody, NodeId,
@@ -18,29 +18,11 @@ use oar::core::{
 
 const STRANGER: NodeId = NodeId(42);
 
-fn n(id: u64) -> NodeId {
-    NodeId(id)
-}
-
 /// Three voters led by 1, settled.
 fn led_by_1(seed: u64) -> Cluster {
     let mut c = Cluster::new(3, seed);
-    make_leader(&mut c, 1);
+    c.make_leader(1);
     c
-}
-
-/// Node `id` campaigns alone and the cluster settles: it leads.
-fn make_leader(c: &mut Cluster, id: u64) {
-    c.now = c.now + Duration::from_secs(1);
-    c.tick_node(n(id));
-    c.stabilize();
-    assert_eq!(c.node(id).role(), Role::Leader, "n{id} leads");
-}
-
-fn deliver(c: &mut Cluster, m: Message) -> Result<(), InputError> {
-    c.network.push(m);
-    let at = c.network.len() - 1;
-    c.deliver_at(at)
 }
 
 fn command(term: u64, index: u64, data: &'static str) -> Entry {
@@ -133,7 +115,7 @@ fn terms_above_the_ceiling_are_refused_and_change_nothing() {
                         body,
                     };
                     assert_eq!(
-                        deliver(&mut c, m),
+                        c.deliver_now(m),
                         Err(InputError::TermAboveCeiling { term }),
                         "{what}"
                     );
@@ -191,7 +173,7 @@ fn a_snapshot_from_beyond_the_message_term_is_refused() {
         body: MessageBody::InstallSnapshot(info),
     };
     assert!(matches!(
-        deliver(&mut c, m),
+        c.deliver_now(m),
         Err(InputError::MalformedSnapshot { .. })
     ));
     assert_eq!(observe(&c, n(2)), before);
@@ -220,7 +202,7 @@ fn an_append_from_a_stranger_is_refused_and_applies_nothing() {
         body: MessageBody::AppendRequest(forged),
     };
     assert_eq!(
-        deliver(&mut c, m),
+        c.deliver_now(m),
         Err(InputError::UnknownPeer { from: STRANGER })
     );
     assert_eq!(
@@ -281,7 +263,7 @@ fn other_leader_messages_from_a_stranger_are_refused() {
             body,
         };
         assert_eq!(
-            deliver(&mut c, m),
+            c.deliver_now(m),
             Err(InputError::UnknownPeer { from: STRANGER }),
             "{what}"
         );
@@ -319,7 +301,7 @@ fn a_strangers_response_does_not_depose_the_leader() {
             body,
         };
         assert_eq!(
-            deliver(&mut c, m),
+            c.deliver_now(m),
             Err(InputError::UnknownPeer { from: STRANGER })
         );
         assert_eq!(observe(&c, n(1)), before);

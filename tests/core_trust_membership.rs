@@ -5,37 +5,14 @@
 
 mod harness;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use harness::{Cluster, MS};
+use harness::{Cluster, MS, n, set};
 use oar::core::{
     ConfChangeError, Heartbeat, InputError, LogIndex, Message, MessageBody, NodeId, RaftOptions,
-    Role,
 };
 
 const STRANGER: NodeId = NodeId(42);
-
-fn n(id: u64) -> NodeId {
-    NodeId(id)
-}
-
-fn set(raw: &[u64]) -> BTreeSet<NodeId> {
-    raw.iter().map(|&i| NodeId(i)).collect()
-}
-
-fn make_leader(c: &mut Cluster, id: u64) {
-    c.now = c.now + Duration::from_secs(1);
-    c.tick_node(n(id));
-    c.stabilize();
-    assert_eq!(c.node(id).role(), Role::Leader, "n{id} leads");
-}
-
-fn deliver(c: &mut Cluster, m: Message) -> Result<(), InputError> {
-    c.network.push(m);
-    let at = c.network.len() - 1;
-    c.deliver_at(at)
-}
 
 /// Voters {1,2,3,4} led by 1, appends of at most two entries. With 4 cut
 /// off, ten writes commit, 5 joins as a learner, is promoted, and takes
@@ -48,7 +25,7 @@ fn lagging_member(seed: u64, compaction_margin: u64) -> Cluster {
         ..harness::options(id, seed)
     };
     let mut c = Cluster::with_options(4, make);
-    make_leader(&mut c, 1);
+    c.make_leader(1);
     c.isolate(n(4));
     for i in 0..10 {
         c.propose(n(1), &format!("before {i}")).unwrap();
@@ -89,7 +66,7 @@ fn lagging_member_catches_up(mut c: Cluster) -> Cluster {
         }),
     };
     assert_eq!(
-        deliver(&mut c, beat),
+        c.deliver_now(beat),
         Err(InputError::UnknownPeer { from: n(5) })
     );
     assert_eq!(
@@ -144,7 +121,7 @@ fn a_lagging_member_catches_up_through_the_snapshot() {
 #[test]
 fn a_joining_node_accepts_its_first_leader() {
     let mut c = Cluster::new(3, 3);
-    make_leader(&mut c, 1);
+    c.make_leader(1);
     c.add_node(n(4), harness::options(n(4), 3));
     assert!(c.node(4).membership().members().is_empty());
     let term = c.node(1).term();
@@ -156,7 +133,7 @@ fn a_joining_node_accepts_its_first_leader() {
             leader_commit: LogIndex(0),
         }),
     };
-    assert_eq!(deliver(&mut c, beat), Ok(()));
+    assert_eq!(c.deliver_now(beat), Ok(()));
     assert_eq!(c.node(4).leader(), Some(n(1)));
     assert_eq!(c.node(4).term(), term);
     c.network.clear();
@@ -174,7 +151,7 @@ fn a_joining_node_accepts_its_first_leader() {
         }),
     };
     assert_eq!(
-        deliver(&mut c, forged),
+        c.deliver_now(forged),
         Err(InputError::UnknownPeer { from: STRANGER })
     );
     assert_eq!(c.node(4).term(), term);
@@ -186,7 +163,7 @@ fn a_joining_node_accepts_its_first_leader() {
 #[test]
 fn a_learner_is_promoted_only_after_it_acknowledged() {
     let mut c = Cluster::new(3, 4);
-    make_leader(&mut c, 1);
+    c.make_leader(1);
     c.add_node(n(4), harness::options(n(4), 4));
     c.isolate(n(4));
     c.call(n(1), |r, now| r.add_learner(now, n(4))).unwrap();

@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oar::core::NodeId;
-use oar::runtime::Authenticator;
 use oar::runtime::admin_client::{AdminError, AdminOp, call, call_request};
 use oar::runtime::wire::proto;
 use oar::runtime::{GroupId, Node};
 use runtime::pki::{self, OPERATOR_TOKEN};
 use runtime::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -21,19 +19,6 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 async fn admin(addr: std::net::SocketAddr, group: GroupId, op: AdminOp) -> String {
     let dialer = pki::shared().operator_dialer();
     call(&dialer, addr, group, op, TIMEOUT).await.unwrap()
-}
-
-/// Sends `request` to the status page at `addr` over TLS (as an operator's
-/// client: the server's certificate checked, none of ours) and returns the
-/// whole response.
-async fn https_get(addr: std::net::SocketAddr, request: &str) -> String {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut stream = pki::shared().operator().connect(tcp, addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    stream.flush().await.unwrap();
-    let mut page = Vec::new();
-    let _ = stream.read_to_end(&mut page).await;
-    String::from_utf8_lossy(&page).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,16 +28,6 @@ fn frame_of(group: GroupId, m: &Message) -> BytesMut {
     out
 }
 
-async fn wait_for(mut done: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not reached");
-}
-
 /// An authenticated connection as a server on 127.0.0.1 (vouched for by
 /// its certificate, so the handshake passes and frames are read).
 async fn peer(target: std::net::SocketAddr) -> oar::runtime::auth::BoxedStream {
@@ -76,7 +66,7 @@ async fn garbage_oversized_frames_unknown_groups_and_strangers_are_refused() {
         .unwrap();
     let mut buf = [0u8; 16];
     let _ = conn.read_to_end(&mut Vec::new()).await;
-    wait_for(|| stats.refused_handshakes.load(Ordering::Relaxed) == 1).await;
+    wait_until(|| stats.refused_handshakes.load(Ordering::Relaxed) == 1).await;
 
     // Random bytes from an authenticated peer: not a frame of a valid
     // message; the connection is closed.
@@ -93,14 +83,14 @@ async fn garbage_oversized_frames_unknown_groups_and_strangers_are_refused() {
         0,
         "server closed the connection"
     );
-    wait_for(|| stats.malformed_frames.load(Ordering::Relaxed) == 1).await;
+    wait_until(|| stats.malformed_frames.load(Ordering::Relaxed) == 1).await;
 
     // A header claiming 4 GiB: refused before allocating; connection closed.
     let mut conn = peer(target.local_addr()).await;
     conn.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     conn.flush().await.unwrap();
     assert_eq!(conn.read(&mut buf).await.unwrap_or(0), 0);
-    wait_for(|| stats.oversized_frames.load(Ordering::Relaxed) == 1).await;
+    wait_until(|| stats.oversized_frames.load(Ordering::Relaxed) == 1).await;
 
     // A valid frame for a group this server does not host: an error frame back.
     let mut conn = peer(target.local_addr()).await;

@@ -293,17 +293,6 @@ async fn only_operators_operate_and_only_peers_copy_snapshots() {
     shutdown(&servers).await;
 }
 
-async fn https_get(addr: SocketAddr, request: &str) -> String {
-    use oar::runtime::Authenticator;
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut stream = pki::shared().operator().connect(tcp, addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    stream.flush().await.unwrap();
-    let mut page = Vec::new();
-    let _ = stream.read_to_end(&mut page).await;
-    String::from_utf8_lossy(&page).into_owned()
-}
-
 /// Finding 5: one oversized client request stopped a leader's group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_command_is_refused_before_it_is_logged() {
@@ -460,14 +449,4 @@ async fn a_large_frame_before_the_hello_is_refused() {
     wait_until(|| target.stats().oversized_frames.load(Ordering::Relaxed) >= 1).await;
     write_all(&members, "after", 5).await;
     shutdown(&servers).await;
-}
-
-async fn wait_until(mut done: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not reached in 5 s");
 }

@@ -1,7 +1,8 @@
 //! Snapshot copy over real loopback TCP (braft's FileService and
 //! RemoteFileCopier): whole copies from memory and disk, resuming after
 //! broken and stalled connections, checksums against flipped bits, a
-//! snapshot replaced mid-copy, unknown groups, and the throttle's rate.
+//! snapshot replaced mid-copy, unknown groups, retries capped well below an
+//! election timeout, and the throttle's rate.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -480,6 +481,63 @@ async fn unknown_groups_unreachable_servers_and_cancellation_are_typed_errors() 
         .await
         .unwrap_err();
     assert!(matches!(err, CopyError::Cancelled), "{err:?}");
+    server.shutdown().await;
+}
+
+/// A copy whose source is down retries at most `backoff_max` apart (100 ms
+/// by default, jittered; it was 1 s), so it resumes soon after its source
+/// is back, and a retry budget is spent in about a second, not seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_capped_well_below_an_election_timeout() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let unlimited = Throttle::new(None);
+    // Waits of at most 10+20+40+80+8×100 ms: under a second (with a 1 s cap
+    // they would add up to at least 3 s).
+    let twelve = CopyOptions {
+        retries_max: 12,
+        ..CopyOptions::default()
+    };
+    let started = Instant::now();
+    let err = copy(tcp_source(addr), SNAPSHOT, &unlimited, &twelve)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, CopyError::Io { attempts: 13, .. }), "{err:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "13 attempts took {took:?}"
+    );
+
+    // The source comes back after the backoff reached its cap.
+    let files = SnapshotFiles::from([("small".to_string(), random_bytes(2, 1000))]);
+    let patient = CopyOptions {
+        retries_max: 1000,
+        ..CopyOptions::default()
+    };
+    let copying = tokio::spawn(async move {
+        copy(tcp_source(addr), SNAPSHOT, &Throttle::new(None), &patient).await
+    });
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let storage = MemSnapshots::new();
+    storage.save(SNAPSHOT, membership(), &files).unwrap();
+    let server = NodeManager::bind(
+        addr,
+        Security::insecure(CLUSTER),
+        TransportOptions::default(),
+    )
+    .await
+    .unwrap();
+    server.serve_snapshots(GROUP, Arc::new(storage));
+    let up = Instant::now();
+    let (_, got) = copying.await.unwrap().unwrap();
+    let resumed = up.elapsed();
+    assert_eq!(got, files);
+    assert!(
+        resumed < Duration::from_millis(600),
+        "the copy resumed {resumed:?} after its source came back"
+    );
     server.shutdown().await;
 }
 

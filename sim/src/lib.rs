@@ -5,12 +5,14 @@ pub mod checker;
 pub mod durability;
 pub mod fault_mix;
 pub mod final_checks;
-pub mod history;
 pub mod kv_machine;
 pub mod observe;
 pub mod options;
 pub mod stranger_frames;
 pub mod trace;
+
+/// The client history (in `oar-check`, shared with the real-network tests).
+pub use oar_check::history;
 
 // The simulation itself runs only in the madsim build (`cargo simrun`,
 // `cargo simtest`); the checkers above are plain code, tested everywhere.

@@ -42,6 +42,14 @@ pub trait GroupStorage: Send + 'static {
     /// The group's snapshot storage, shared with the apply task and the
     /// file service.
     fn snapshots(&self) -> Arc<dyn SnapshotStorage>;
+
+    /// Whether `persist` may block (on a disk, a lock held across I/O). The
+    /// log writer runs a blocking `persist` on the blocking pool, so that a
+    /// slow disk stalls only its own group; one that never blocks runs
+    /// inline, saving two thread hand-offs per batch.
+    fn persist_may_block(&self) -> bool {
+        true
+    }
 }
 
 /// The real storage: braft's SegmentLogStorage and LocalRaftMetaStorage in
@@ -112,6 +120,11 @@ impl MemStorage {
 impl GroupStorage for MemStorage {
     fn snapshots(&self) -> Arc<dyn SnapshotStorage> {
         Arc::new(self.snapshots.clone())
+    }
+
+    /// Memory only: its lock is held for a copy, never across I/O.
+    fn persist_may_block(&self) -> bool {
+        false
     }
 
     fn recover(&mut self) -> Result<Recovered, StorageFailure> {

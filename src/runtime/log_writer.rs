@@ -2,8 +2,8 @@
 //! core's writes in order, batching everything queued into one storage call
 //! (one sync), and reports completions to the group.
 //!
-//! An async task; each batch's storage call runs through
-//! [`run_blocking`], so a slow sync stalls only this group.
+//! An async task; each batch's storage call runs through [`run_blocking`]
+//! (unless the storage never blocks), so a slow sync stalls only this group.
 
 use tokio::sync::mpsc;
 
@@ -44,12 +44,21 @@ pub(crate) async fn run_log_writer(
     }
 }
 
-/// One batch's storage call, off the runtime's workers. Gives the storage
-/// back unless the call panicked.
+/// One batch's storage call: off the runtime's workers if it may block,
+/// inline otherwise. Gives the storage back unless the call panicked.
 async fn persist(
     mut storage: Box<dyn GroupStorage>,
     batch: Vec<WriteOp>,
 ) -> (Option<Box<dyn GroupStorage>>, WriteResult) {
+    if !storage.persist_may_block() {
+        // As the blocking pool would, a panic fails the batch (and the
+        // group) instead of ending this task unannounced.
+        let call = std::panic::AssertUnwindSafe(|| storage.persist(batch));
+        return match std::panic::catch_unwind(call) {
+            Ok(result) => (Some(storage), result.map_err(|e| e.to_string())),
+            Err(_) => (None, Err("storage call panicked".into())),
+        };
+    }
     let job = run_blocking(move || {
         let result = storage.persist(batch).map_err(|e| e.to_string());
         (storage, result)

@@ -13,6 +13,7 @@ pub mod admin_client;
 mod admin_service;
 mod apply_loop;
 pub mod auth;
+mod backoff;
 mod blocking;
 pub mod error;
 mod group;

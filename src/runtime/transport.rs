@@ -36,6 +36,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::auth::Dialer;
+use super::backoff::Backoff;
 use super::group_id::GroupId;
 use super::snapshot_copy::FileHandler;
 use super::wire::convert::to_proto;
@@ -297,7 +298,7 @@ async fn run_peer_sender(
     options: TransportOptions,
     dialer: Dialer,
 ) {
-    let mut backoff = Backoff::new(addr, &options);
+    let mut backoff = Backoff::new(addr, options.backoff_min, options.backoff_max);
     let mut batch = BytesMut::new();
     loop {
         let stream = match dialer.dial(addr).await {
@@ -369,52 +370,6 @@ async fn run_peer_sender(
         if !sleep_draining(&mut queue, backoff.next_delay()).await {
             return;
         }
-    }
-}
-
-/// Reconnect delays: doubling from `backoff_min` up to `backoff_max`, each
-/// drawn from the upper half of its range.
-struct Backoff {
-    delay: Duration,
-    min: Duration,
-    max: Duration,
-    /// splitmix64 state. Seeded from the peer and the clock, not an OS
-    /// random source: the simulator's clock is simulated, so runs replay.
-    random: u64,
-}
-
-impl Backoff {
-    fn new(addr: SocketAddr, options: &TransportOptions) -> Self {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::hash::DefaultHasher::new();
-        addr.hash(&mut hasher);
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .hash(&mut hasher);
-        Backoff {
-            delay: options.backoff_min,
-            min: options.backoff_min,
-            max: options.backoff_max,
-            random: hasher.finish(),
-        }
-    }
-
-    fn reset(&mut self) {
-        self.delay = self.min;
-    }
-
-    /// The next wait; the one after may be twice as long.
-    fn next_delay(&mut self) -> Duration {
-        let delay = self.delay;
-        self.delay = (delay * 2).min(self.max);
-        self.random = self.random.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.random;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        let fraction = (z >> 11) as f64 / (1u64 << 53) as f64;
-        delay / 2 + delay.mul_f64(fraction / 2.0)
     }
 }
 

@@ -113,6 +113,16 @@ pub const MS: Duration = Duration::from_millis(1);
 /// Deliveries without time passing after which a cluster is livelocked.
 const LIVELOCK_MESSAGES: usize = 1_000_000;
 
+/// Node id `id` (tests name nodes by number).
+pub fn n(id: u64) -> NodeId {
+    NodeId(id)
+}
+
+/// The set of these node ids.
+pub fn set(raw: &[u64]) -> BTreeSet<NodeId> {
+    raw.iter().map(|&i| NodeId(i)).collect()
+}
+
 pub fn ids(n: u64) -> Vec<NodeId> {
     (1..=n).map(NodeId).collect()
 }
@@ -548,6 +558,21 @@ impl Cluster {
     }
 
     /// Runs until some node leads; returns it.
+    /// Node `id` campaigns alone and the cluster settles: it leads.
+    pub fn make_leader(&mut self, id: u64) {
+        self.now = self.now + Duration::from_secs(1);
+        self.tick_node(NodeId(id));
+        self.stabilize();
+        assert_eq!(self.node(id).role(), Role::Leader, "n{id} leads");
+    }
+
+    /// Delivers `m` now, as if it had just arrived.
+    pub fn deliver_now(&mut self, m: Message) -> Result<(), oar::core::InputError> {
+        self.network.push(m);
+        let at = self.network.len() - 1;
+        self.deliver_at(at)
+    }
+
     pub fn elect(&mut self) -> NodeId {
         let ok = self.run_until(MS, Duration::from_secs(30), |c| c.leader().is_some());
         assert!(ok, "no leader elected");

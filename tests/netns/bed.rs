@@ -27,6 +27,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Every namespace the bed creates starts with this.
 const PREFIX: &str = "oarnet-";
 
+/// Numbers this process's beds and probes apart: tests run in parallel.
+static SERIAL: AtomicUsize = AtomicUsize::new(0);
+
 /// A bed of `nodes` namespaces on one bridge; removed on drop.
 pub struct Bed {
     /// `oarnet-<pid>-<serial>`: unique per bed, and names its owner.
@@ -61,7 +64,10 @@ pub fn unavailable() -> Option<String> {
             return Some(format!("`{tool}` (iproute2) not found"));
         }
     }
-    let probe = format!("{PREFIX}{}-probe", std::process::id());
+    // A name of its own: two tests probing at once must not collide (one
+    // would fail to create it and skip).
+    let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+    let probe = format!("{PREFIX}{}-probe{serial}", std::process::id());
     if let Err(e) = run("ip", &["netns", "add", &probe]) {
         return Some(format!("cannot create a network namespace: {e}"));
     }
@@ -101,15 +107,10 @@ pub fn remove_stale() {
 /// Runs `f` on a thread that entered namespace `ns`. Sockets it creates stay
 /// in `ns` after it returns, so the caller may keep using them.
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{ns}");
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-                // SAFETY: a valid fd of a netns file; only this thread moves
-                // (the network namespace is per thread).
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+                enter_netns(ns);
                 f()
             })
             .join()
@@ -117,10 +118,19 @@ pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
+/// Moves the calling thread into namespace `ns` for good (the network
+/// namespace is per thread): for threads made to live there.
+pub fn enter_netns(ns: &str) {
+    let path = format!("/run/netns/{ns}");
+    let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // SAFETY: a valid fd of a netns file; only this thread moves.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+}
+
 impl Bed {
     /// Creates the namespaces, the bridge and one veth per node.
     pub fn new(nodes: usize) -> Result<Bed, String> {
-        static SERIAL: AtomicUsize = AtomicUsize::new(0);
         let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
         let bed = Bed {
             prefix: format!("{PREFIX}{}-{serial}", std::process::id()),

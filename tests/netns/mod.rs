@@ -5,5 +5,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod bed;
+pub mod clients;
 pub mod kv;
 pub mod resp;

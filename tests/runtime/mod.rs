@@ -262,3 +262,29 @@ pub async fn wait_applied(records: &[Arc<Mutex<Record>>], count: usize) {
         .collect();
     panic!("records did not reach {count} commands: {lens:?}");
 }
+
+/// Sends `request` to the status page at `addr` over TLS (as an operator's
+/// client: the server's certificate checked, none of ours) and returns the
+/// whole response.
+pub async fn https_get(addr: SocketAddr, request: &str) -> String {
+    use oar::runtime::Authenticator;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = pki::shared().operator().connect(tcp, addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut page = Vec::new();
+    let _ = stream.read_to_end(&mut page).await;
+    String::from_utf8_lossy(&page).into_owned()
+}
+
+/// Waits until `done` holds, checking every 10 ms; panics after 5 s.
+pub async fn wait_until(mut done: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached in 5 s");
+}

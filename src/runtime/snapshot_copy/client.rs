@@ -7,7 +7,9 @@
 //! checked whole against the meta, so wrong bytes are never returned. A lost
 //! connection or an answer that does not come within `request_timeout` (a
 //! partitioned stream can hold data forever) reconnects with backoff and
-//! resumes at the first byte not yet received.
+//! resumes at the first byte not yet received. The backoff is jittered and
+//! capped well below the election timeout, like the peer transport's, and
+//! starts again from its floor once a connection is made.
 
 use std::collections::VecDeque;
 use std::io;
@@ -22,6 +24,7 @@ use super::connection::Connection;
 use super::server::SERVE_CHUNK_BYTES_MAX;
 use crate::core::LogId;
 use crate::runtime::auth::Dialer;
+use crate::runtime::backoff::Backoff;
 use crate::runtime::group_id::GroupId;
 use crate::runtime::state_machine::SnapshotFiles;
 use crate::runtime::throttle::Throttle;
@@ -69,9 +72,11 @@ pub struct CopyOptions {
     /// Failures in a row (without a byte of progress between them) after
     /// which the copy fails.
     pub retries_max: u32,
-    /// First delay before reconnecting; doubles up to `backoff_max`.
+    /// First delay before reconnecting; doubles up to `backoff_max`. Each
+    /// wait is drawn from `[delay / 2, delay)`, so that copies spread apart.
     pub backoff_min: Duration,
-    /// Largest delay before reconnecting.
+    /// Largest delay before reconnecting: well below the election timeout,
+    /// so that a copy resumes soon after its source is reachable again.
     pub backoff_max: Duration,
     /// Chunk requests in flight at once (at least 1).
     pub window: usize,
@@ -84,7 +89,7 @@ impl Default for CopyOptions {
             request_timeout: Duration::from_secs(5),
             retries_max: 10,
             backoff_min: Duration::from_millis(10),
-            backoff_max: Duration::from_secs(1),
+            backoff_max: Duration::from_millis(100),
             window: 4,
         }
     }
@@ -170,6 +175,11 @@ pub async fn fetch_snapshot(
     options: &CopyOptions,
     cancel: watch::Receiver<bool>,
 ) -> Result<(SnapshotMeta, SnapshotFiles), CopyError> {
+    let backoff = Backoff::new(
+        (source_addr(&source), group, snapshot),
+        options.backoff_min,
+        options.backoff_max,
+    );
     let mut copier = Copier {
         source,
         group,
@@ -180,12 +190,18 @@ pub async fn fetch_snapshot(
         conn: None,
         last_answer: Instant::now(),
         failures: 0,
-        backoff: options.backoff_min,
+        backoff,
     };
     tokio::select! {
         biased;
         () = cancelled(cancel) => Err(CopyError::Cancelled),
         result = copier.run() => result,
+    }
+}
+
+fn source_addr(source: &SnapshotSource) -> SocketAddr {
+    match source {
+        SnapshotSource::Tcp { addr, .. } | SnapshotSource::Local { addr, .. } => *addr,
     }
 }
 
@@ -260,7 +276,8 @@ struct Copier<'a> {
     last_answer: Instant,
     /// Failures since the last progress.
     failures: u32,
-    backoff: Duration,
+    /// Waits between attempts; reset by a new connection or progress.
+    backoff: Backoff,
 }
 
 impl Copier<'_> {
@@ -459,12 +476,15 @@ impl Copier<'_> {
             .await
             .map_err(|_| Failure::Timeout)??;
         self.last_answer = Instant::now();
+        // The source is reachable again: the next failure (if any) waits
+        // from the floor. `failures` still counts toward `retries_max`.
+        self.backoff.reset();
         Ok(conn)
     }
 
     fn progressed(&mut self) {
         self.failures = 0;
-        self.backoff = self.options.backoff_min;
+        self.backoff.reset();
     }
 
     /// Drops the connection and waits before the next attempt; the error
@@ -486,8 +506,7 @@ impl Copier<'_> {
             });
         }
         tracing::debug!(group = %self.group, snapshot = %self.snapshot, attempts, %failure, "snapshot copy interrupted; resuming");
-        tokio::time::sleep(self.backoff).await;
-        self.backoff = (self.backoff * 2).min(self.options.backoff_max);
+        tokio::time::sleep(self.backoff.next_delay()).await;
         Ok(())
     }
 }

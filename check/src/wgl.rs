@@ -16,8 +16,8 @@
 //! search succeeds as soon as every operation with a known outcome is
 //! linearized, which also covers unknown operations that never took effect.
 
-use super::kv_model::{FastMap, MISSING, ModelOp, StateId, ValueTable};
 use crate::history::OpId;
+use crate::kv_model::{FastMap, MISSING, ModelOp, StateId, ValueTable};
 
 /// One operation of the partition.
 #[derive(Debug, Clone)]

@@ -1,9 +1,9 @@
 //! Small hand-written histories with known verdicts, and the Porcupine
 //! readers on hand-written lines.
 
-use super::linearizability::{CheckOptions, Verdict, check, check_with};
-use super::porcupine_parse::{ETCD_REGISTER_KEY, Problem, parse_etcd_log, parse_kv_log};
 use crate::history::{History, OpId, Operation, Outcome, Reply};
+use crate::linearizability::{CheckOptions, Verdict, check, check_with};
+use crate::porcupine_parse::{ETCD_REGISTER_KEY, Problem, parse_etcd_log, parse_kv_log};
 
 fn put(value: &str) -> Operation {
     Operation::Put {

@@ -1,8 +1,9 @@
-//! The client history of the simulator's key-value workload.
+//! The client history of a key-value workload: the simulator's, or the
+//! real-network test's (`tests/real_linearizability.rs`).
 //!
-//! Every operation a simulated client sends is recorded twice: when it is
+//! Every operation a client sends is recorded twice: when it is
 //! invoked and when the client learns how it ended. The linearizability
-//! checker ([`crate::checker::linearizability`]) reads nothing else, so this
+//! checker ([`crate::linearizability`]) reads nothing else, so this
 //! record is the whole contract between the workload and the checker.
 //!
 //! The history is written as JSON lines, one operation a line, in invoke
@@ -16,7 +17,7 @@
 //! Recording a run:
 //!
 //! ```
-//! use oar_sim::history::{History, Operation, Outcome, Reply};
+//! use oar_check::history::{History, Operation, Outcome, Reply};
 //!
 //! let mut history = History::new();
 //! let put = history.invoke(3, "k1", Operation::Put { value: "v7".into() }, 1200);
@@ -120,15 +121,16 @@ impl OpId {
 /// One operation of the history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpRecord {
-    /// The simulated client that sent it.
+    /// The client that sent it.
     pub client: u64,
     /// The key it touches.
     pub key: String,
     /// What was asked.
     pub operation: Operation,
-    /// Simulated time of the invoke, in nanoseconds.
+    /// Time of the invoke, in nanoseconds (simulated time in the simulator;
+    /// since the run began on a real clock).
     pub invoke_ns: u64,
-    /// Simulated time the client learned the outcome; `None` for unknown
+    /// Time the client learned the outcome; `None` for unknown
     /// outcomes, whose effect may land at any later time.
     pub complete_ns: Option<u64>,
     /// How it ended; [`Outcome::Unknown`] until completed.

@@ -13,8 +13,8 @@
 //! reply (a get's value, a cas's swapped flag) must match the model.
 //!
 //! ```
-//! use oar_sim::checker::linearizability::{check, Verdict};
-//! use oar_sim::history::{History, Operation, Outcome, Reply};
+//! use oar_check::linearizability::{check, Verdict};
+//! use oar_check::history::{History, Operation, Outcome, Reply};
 //!
 //! let mut history = History::new();
 //! let put = history.invoke(1, "k", Operation::Put { value: "a".into() }, 0);
@@ -28,9 +28,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::kv_model::{ModelOp, ValueTable};
-use super::wgl::{Progress, Search, SearchOp};
 use crate::history::{History, OpId, OpRecord};
+use crate::kv_model::{ModelOp, ValueTable};
+use crate::wgl::{Progress, Search, SearchOp};
 
 /// Limits of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
