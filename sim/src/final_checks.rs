@@ -225,7 +225,10 @@ mod tests {
         phantom[1].2 = config(&[1, 2]);
         assert!(matches!(
             &check_configurations_agree(&phantom)[..],
-            [Violation::ConfigurationNotInLog { node: NodeId(1), .. }]
+            [Violation::ConfigurationNotInLog {
+                node: NodeId(1),
+                ..
+            }]
         ));
     }
 }

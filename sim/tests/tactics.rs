@@ -37,7 +37,8 @@ fn every_tactic_hits_its_window_and_the_runs_pass() {
             report.verdict
         );
         for kind in TACTICS {
-            *hits.entry(kind).or_default() += report.faults_by_kind.get(&kind).copied().unwrap_or(0);
+            *hits.entry(kind).or_default() +=
+                report.faults_by_kind.get(&kind).copied().unwrap_or(0);
         }
     }
     for kind in TACTICS {
