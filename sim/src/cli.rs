@@ -1,7 +1,6 @@
 //! The command line: `run` one seed or `sweep` a range, with a progress bar
 //! and a summary table; failing seeds print the command that replays them.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::ops::Range;
@@ -11,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use oar_sim::durability::Checked;
-use oar_sim::fault_mix::{FaultKind, FaultWeights};
+use oar_sim::fault_mix::FaultWeights;
 use oar_sim::options::{FaultSet, SimOptions};
-use oar_sim::run::{RunReport, Verdict, run};
-use oar_sim::stranger::Refusals;
+use oar_sim::run::{RunOutput, RunReport, Verdict, run};
+use oar_sim::summary::{Shard, Summary};
+use oar_sim::timeline;
 
 /// Exit code of a run that lost liveness (TigerBeetle's convention).
 const EXIT_LIVENESS: u8 = 128;
@@ -67,6 +66,9 @@ enum Command {
         /// Write the client history here, one JSON object a line.
         #[arg(long)]
         history: Option<PathBuf>,
+        /// Write a self-contained HTML timeline of the run here.
+        #[arg(long)]
+        timeline: Option<PathBuf>,
     },
     /// Run a range of seeds with a progress bar and a summary table.
     Sweep {
@@ -81,6 +83,20 @@ enum Command {
         /// Print every seed's line, not only the failing ones'.
         #[arg(long)]
         each: bool,
+        /// Run only every N-th seed of the range, from its I-th (`I/N`,
+        /// 0 <= I < N), to spread one sweep over N jobs.
+        #[arg(long, value_parser = Shard::parse, default_value = "0/1")]
+        shard: Shard,
+        /// Also write the results as JSON here, for `merge`.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Merge the JSON results of a sweep's shards and print its tables;
+    /// fails if any shard failed, is missing or stopped early.
+    Merge {
+        /// The shards' `--json` files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -190,6 +206,37 @@ fn describe(verdict: &Verdict) {
     }
 }
 
+/// The run's timeline page.
+fn page(options: &SimOptions, output: &RunOutput) -> String {
+    let report = &output.report;
+    let model = timeline::model(
+        &output.trace.events(),
+        &output.history,
+        &report.verdict,
+        report.sim_ns,
+    );
+    let title = format!(
+        "oar-sim seed {}, {} nodes: {}",
+        options.seed,
+        options.nodes,
+        verdict_name(&report.verdict)
+    );
+    timeline::render(&title, &model)
+}
+
+/// Replays a failing seed with its trace on and writes its timeline page
+/// into the working directory; the page's name.
+fn failure_page(options: &SimOptions) -> String {
+    let mut options = options.clone();
+    options.trace = true;
+    let output = run(&options);
+    let path = PathBuf::from(format!("oar-sim-seed-{}.html", options.seed));
+    write_file(&path, |out| {
+        out.write_all(page(&options, &output).as_bytes())
+    });
+    path.display().to_string()
+}
+
 fn write_file(path: &PathBuf, write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>) {
     let result = File::create(path).map(BufWriter::new).and_then(|mut out| {
         write(&mut out)?;
@@ -208,9 +255,10 @@ pub(crate) fn main() -> ExitCode {
             shape,
             trace,
             history,
+            timeline,
         } => {
             let mut opts = options(seed, &shape);
-            opts.trace = trace.is_some();
+            opts.trace = trace.is_some() || timeline.is_some();
             println!("seed {seed} mix {}", opts.fault_mix());
             let output = run(&opts);
             println!("{}", line(&output.report));
@@ -220,6 +268,9 @@ pub(crate) fn main() -> ExitCode {
             }
             if let Some(path) = history {
                 write_file(&path, |out| output.history.write_jsonl(out));
+            }
+            if let Some(path) = timeline {
+                write_file(&path, |out| out.write_all(page(&opts, &output).as_bytes()));
             }
             if !matches!(output.report.verdict, Verdict::Pass) {
                 eprintln!("replay: {}", replay_command(&opts, &shape));
@@ -231,12 +282,30 @@ pub(crate) fn main() -> ExitCode {
             shape,
             stop_at_first_failure,
             each,
-        } => sweep(seeds, &shape, stop_at_first_failure, each),
+            shard,
+            json,
+        } => {
+            let summary = sweep(seeds, &shape, shard, stop_at_first_failure, each);
+            print!("{}", summary.tables());
+            if let Some(path) = json {
+                write_file(&path, |out| {
+                    serde_json::to_writer_pretty(&mut *out, &summary).map_err(std::io::Error::other)
+                });
+            }
+            summary_exit(&summary)
+        }
+        Command::Merge { files } => merge(&files),
     }
 }
 
-fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool, each: bool) -> ExitCode {
-    let bar = ProgressBar::new(seeds.end - seeds.start);
+fn sweep(
+    seeds: Range<u64>,
+    shape: &Shape,
+    shard: Shard,
+    stop_at_first_failure: bool,
+    each: bool,
+) -> Summary {
+    let bar = ProgressBar::new(shard.seeds(seeds.clone()).count() as u64);
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:40} {pos}/{len} seeds  {elapsed_precise} (eta {eta})  {msg}",
@@ -244,27 +313,14 @@ fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool, each: bo
         .expect("progress template"),
     );
     let start = Instant::now();
-    let (mut ops, mut faults, mut sim_ns, mut terms) = (0usize, 0u64, 0u64, 0usize);
-    let mut loads = 0;
-    let mut failures: Vec<RunReport> = Vec::new();
-    let mut replays: Vec<String> = Vec::new();
-    let mut kinds = KindTally::default();
-    let mut recovery = LivenessTally::default();
-    let mut count = 0;
-    for seed in seeds.clone() {
-        if stop_at_first_failure && !failures.is_empty() {
+    let mut summary = Summary::new(header(shape), seeds.clone(), shard);
+    let mut first_failure: Option<SimOptions> = None;
+    for seed in shard.seeds(seeds) {
+        if stop_at_first_failure && first_failure.is_some() {
             break;
         }
-        count += 1;
         let opts = options(seed, shape);
         let report = run(&opts).report;
-        kinds.add(&report);
-        recovery.add(&report);
-        ops += report.ops;
-        faults += report.faults;
-        sim_ns += report.sim_ns;
-        terms += report.leader_terms;
-        loads += report.snapshot_loads;
         if each && matches!(report.verdict, Verdict::Pass) {
             // A hidden bar (no terminal) prints nothing through `println`.
             match bar.is_hidden() {
@@ -276,165 +332,79 @@ fn sweep(seeds: Range<u64>, shape: &Shape, stop_at_first_failure: bool, each: bo
             bar.println(line(&report));
             bar.println(format!("  mix: {}", report.mix));
             bar.println(format!("  replay: {}", replay_command(&opts, shape)));
-            failures.push(report);
-            replays.push(replay_command(&opts, shape));
+            first_failure.get_or_insert_with(|| opts.clone());
         }
-        bar.set_message(format!("{} failed", failures.len()));
+        summary.add(&report, line(&report), replay_command(&opts, shape));
+        bar.set_message(format!("{} failed", summary.failures.len()));
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let wall = start.elapsed().as_secs_f64();
-    let correctness = failures
-        .iter()
-        .filter(|r| matches!(r.verdict, Verdict::Correctness(_)))
-        .count();
-    let liveness = failures.len() - correctness;
-    println!(
-        "oar-sim sweep: seeds {}..{}, {} nodes, faults {:?}",
-        seeds.start, seeds.end, shape.nodes, shape.faults
-    );
-    println!(
-        "| seeds | passed | safety failures | liveness failures | client ops | faults | leader terms | snapshot loads | simulated s | wall s | seeds/s | sim s / wall s |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    println!(
-        "| {count} | {} | {correctness} | {liveness} | {ops} | {faults} | {terms} | {loads} | {:.0} | {wall:.1} | {:.2} | {:.1} |",
-        count as usize - failures.len(),
-        sim_ns as f64 / 1e9,
-        count as f64 / wall,
-        sim_ns as f64 / 1e9 / wall
-    );
-    recovery.print();
-    kinds.print();
-    for (report, replay) in failures.iter().zip(&replays) {
-        println!("{}", line(report));
-        println!("  mix: {}", report.mix);
-        describe(&report.verdict);
-        println!("  replay: {replay}");
+    summary.wall_s = start.elapsed().as_secs_f64();
+    if let Some(opts) = first_failure {
+        let page = failure_page(&opts);
+        if let Some(failure) = summary.failures.first_mut() {
+            failure.details.push(format!("timeline: {page}"));
+        }
     }
-    match failures
-        .iter()
-        .find(|r| matches!(r.verdict, Verdict::Correctness(_)))
-        .or(failures.first())
-    {
-        Some(report) => exit_code(&report.verdict),
-        None => ExitCode::SUCCESS,
+    summary
+}
+
+/// The sweep's shape as its header prints it (shards of one sweep share
+/// it).
+fn header(shape: &Shape) -> String {
+    let weights = shape
+        .weights
+        .as_ref()
+        .map_or(String::new(), |w| format!(", weights {w}"));
+    format!(
+        "{} nodes, faults {:?}, {} clients, {} s of faults{weights}",
+        shape.nodes, shape.faults, shape.clients, shape.fault_secs
+    )
+}
+
+/// The exit code of a sweep's results: a safety failure first, then a
+/// liveness failure.
+fn summary_exit(summary: &Summary) -> ExitCode {
+    match (
+        summary.failures.iter().any(|f| f.correctness),
+        summary.failures.is_empty(),
+    ) {
+        (true, _) => ExitCode::from(EXIT_CORRECTNESS),
+        (false, false) => ExitCode::from(EXIT_LIVENESS),
+        (false, true) => ExitCode::SUCCESS,
     }
 }
 
-/// Per fault kind over a sweep: in how many seeds' mixes it was on, and how
-/// often it was injected; and what the stranger met.
-#[derive(Default)]
-struct KindTally {
-    seeds_on: BTreeMap<FaultKind, u64>,
-    injected: BTreeMap<FaultKind, u64>,
-    stranger_actions: u64,
-    refusals: Refusals,
-}
-
-impl KindTally {
-    fn add(&mut self, report: &RunReport) {
-        for &kind in FaultKind::ALL {
-            if report.mix.weight(kind) > 0 {
-                *self.seeds_on.entry(kind).or_default() += 1;
+/// Merges shard summaries: prints one sweep's tables; fails if a shard
+/// failed, is missing or stopped early.
+fn merge(files: &[PathBuf]) -> ExitCode {
+    let mut parts = Vec::new();
+    for path in files {
+        let part = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str::<Summary>(&text).map_err(|e| e.to_string()));
+        match part {
+            Ok(part) => parts.push(part),
+            Err(e) => {
+                eprintln!("cannot read {}: {e}", path.display());
+                return ExitCode::from(2);
             }
         }
-        for (&kind, &n) in &report.faults_by_kind {
-            *self.injected.entry(kind).or_default() += n;
-        }
-        self.stranger_actions += report.stranger.actions;
-        self.refusals.add(report.stranger.refusals);
     }
-
-    fn print(&self) {
-        println!();
-        println!("| fault kind | seeds with it on | injected |");
-        println!("|---|---:|---:|");
-        for &kind in FaultKind::ALL {
-            let on = self.seeds_on.get(&kind).copied().unwrap_or(0);
-            let injected = self.injected.get(&kind).copied().unwrap_or(0);
-            println!("| {} | {on} | {injected} |", kind.name());
+    let merged = match Summary::merge(parts) {
+        Ok(merged) => merged,
+        Err(e) => {
+            eprintln!("cannot merge: {e}");
+            return ExitCode::from(2);
         }
-        let r = &self.refusals;
-        println!();
-        println!(
-            "stranger: {} actions; refused at the target meanwhile: {} handshakes, {} forbidden requests, {} forbidden messages, {} malformed frames, {} oversized frames, {} connections",
-            self.stranger_actions,
-            r.handshakes,
-            r.forbidden_requests,
-            r.forbidden_messages,
-            r.malformed_frames,
-            r.oversized_frames,
-            r.connections
-        );
+    };
+    print!("{}", merged.tables());
+    let missing = merged.missing();
+    for m in &missing {
+        println!("missing: {m}");
     }
-}
-
-/// Recovery times after the final heal and leadership churn over the
-/// fault-free tails of a sweep.
-#[derive(Default)]
-struct LivenessTally {
-    /// (seconds to the first commit, share of the bound, seed).
-    recoveries: Vec<(f64, f64, u64)>,
-    /// (elections, leaders, seed) over each tail.
-    tails: Vec<(u64, usize, u64)>,
-    /// What restarts checked of the servers' promises.
-    durability: Checked,
-}
-
-impl LivenessTally {
-    fn add(&mut self, report: &RunReport) {
-        for recovery in &report.recoveries {
-            let after = recovery.committed;
-            let share = recovery.stall.as_secs_f64() / report.recovery_bound.as_secs_f64();
-            self.recoveries
-                .push((after.as_secs_f64(), share, report.seed));
-        }
-        if let Some(churn) = report.churn {
-            self.tails
-                .push((churn.elections, churn.leaders, report.seed));
-        }
-        let d = report.durability;
-        self.durability.restarts += d.restarts;
-        self.durability.votes += d.votes;
-        self.durability.appends += d.appends;
-        self.durability.snapshots += d.snapshots;
-    }
-
-    fn print(&self) {
-        let mut times: Vec<f64> = self.recoveries.iter().map(|r| r.0).collect();
-        times.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            times
-                .get(((times.len() as f64 - 1.0) * q) as usize)
-                .copied()
-        };
-        let seconds = |t: Option<f64>| t.map_or("-".into(), |t| format!("{t:.2}"));
-        let worst = self.recoveries.iter().max_by(|a, b| a.1.total_cmp(&b.1));
-        let worst = worst.map_or("-".into(), |w| {
-            format!("{:.0} % (seed {})", w.1 * 100.0, w.2)
-        });
-        let elections: u64 = self.tails.iter().map(|t| t.0).sum();
-        let leaders: usize = self.tails.iter().map(|t| t.1).sum();
-        let churned = self.tails.iter().filter(|t| t.0 > 0).count();
-        println!();
-        println!(
-            "| heals checked | first commit p50 s | p99 s | max s | longest stall / bound | tails | tail elections | tail leaders | tails with an election |"
-        );
-        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        println!(
-            "| {} | {} | {} | {} | {worst} | {} | {elections} | {leaders} | {churned} |",
-            times.len(),
-            seconds(at(0.5)),
-            seconds(at(0.99)),
-            seconds(at(1.0)),
-            self.tails.len(),
-        );
-        let d = self.durability;
-        println!();
-        println!(
-            "durability: {} restarts checked what their servers had promised: {} votes, {} append acknowledgements, {} snapshot installs",
-            d.restarts, d.votes, d.appends, d.snapshots
-        );
+    match summary_exit(&merged) {
+        code if code == ExitCode::SUCCESS && !missing.is_empty() => ExitCode::from(2),
+        code => code,
     }
 }

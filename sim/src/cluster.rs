@@ -534,7 +534,8 @@ async fn serve(ctx: ServerContext) {
         rng_seed: seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),
         ..raft
     };
-    let machine = KvMachine::new(id, observations.clone());
+    let machine =
+        KvMachine::new(id, observations.clone()).with_trace(trace.clone(), SimCluster::now_ns);
     let disk = {
         use rand::SeedableRng;
         // Each start draws its own latencies, still from the run's seed.

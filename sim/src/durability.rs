@@ -68,7 +68,7 @@ pub struct Promises {
 }
 
 /// How much the restarts of a run checked.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Checked {
     /// Restarts that recovered with something promised.
     pub restarts: u64,

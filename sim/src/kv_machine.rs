@@ -3,18 +3,24 @@
 //! Reads go through the log, so every reply is linearizable.
 //!
 //! Every apply is also reported to the run's [`Observations`], which checks
-//! state-machine safety and apply order as it happens.
+//! state-machine safety and apply order as it happens. Where the run
+//! records a trace, the callbacks also record the server's role changes,
+//! commits, committed configurations and snapshot loads in it (the
+//! timeline's lanes); they run synchronously, so recording them changes
+//! nothing in the run.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use oar::core::{LogId, LogIndex, NodeId, Term};
-use oar::runtime::{Committed, SnapshotError, SnapshotFiles, StateMachine};
+use oar::core::{LogId, LogIndex, Membership, NodeId, Term};
+use oar::runtime::{Committed, Error, SnapshotError, SnapshotFiles, StateMachine};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::history::Operation;
 use crate::observe::{Observations, Violation};
+use crate::trace::Trace;
 
 /// A client command, as logged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +96,9 @@ pub struct KvMachine {
     node: NodeId,
     map: BTreeMap<String, String>,
     observations: Arc<Mutex<Observations>>,
+    trace: Trace,
+    /// The simulated clock, in nanoseconds, for the trace.
+    now_ns: fn() -> u64,
 }
 
 impl KvMachine {
@@ -103,8 +112,40 @@ impl KvMachine {
             node,
             map: BTreeMap::new(),
             observations,
+            trace: Trace::new(false),
+            now_ns: || 0,
         }
     }
+
+    /// The same machine, recording its server's role changes, commits,
+    /// configurations and snapshot loads in `trace`, timed by `now_ns`.
+    pub fn with_trace(mut self, trace: Trace, now_ns: fn() -> u64) -> Self {
+        self.trace = trace;
+        self.now_ns = now_ns;
+        self
+    }
+
+    /// Records `event` for this server, if the run keeps a trace (the
+    /// fields are built only then: applies are frequent).
+    fn record(&self, event: &str, fields: impl FnOnce() -> serde_json::Value) {
+        if self.trace.is_enabled() {
+            let mut fields = fields();
+            fields["node"] = json!(self.node.0);
+            self.trace.event((self.now_ns)(), event, fields);
+        }
+    }
+}
+
+/// A configuration as the trace shows it: voters (and the outgoing ones
+/// of a joint configuration) and learners.
+fn membership_json(m: &Membership) -> serde_json::Value {
+    let ids =
+        |set: &std::collections::BTreeSet<NodeId>| set.iter().map(|n| n.0).collect::<Vec<_>>();
+    json!({
+        "voters": ids(&m.voters),
+        "outgoing": ids(&m.outgoing_voters),
+        "learners": ids(&m.learners),
+    })
 }
 
 /// Runs one command on a map.
@@ -152,7 +193,7 @@ impl StateMachine for KvMachine {
     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
         let observations = self.observations.clone();
         let mut observations = observations.lock().expect("observations");
-        commands
+        let replies = commands
             .iter()
             .map(|c| {
                 observations.applied(self.node, c.id, &c.data);
@@ -162,7 +203,15 @@ impl StateMachine for KvMachine {
                 };
                 Bytes::from(serde_json::to_vec(&reply).expect("replies serialize"))
             })
-            .collect()
+            .collect();
+        if let Some(last) = commands.last() {
+            let n = commands.len();
+            self.record(
+                "commit",
+                || json!({ "through": last.id.to_string(), "n": n }),
+            );
+        }
+        replies
     }
 
     fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
@@ -187,6 +236,8 @@ impl StateMachine for KvMachine {
             });
         }
         observations.snapshot_loaded(self.node, last.index);
+        drop(observations);
+        self.record("snapshot_load", || json!({ "last": last.to_string() }));
         self.map = map;
         Ok(())
     }
@@ -196,6 +247,27 @@ impl StateMachine for KvMachine {
             .lock()
             .expect("observations")
             .leader_started(self.node, term);
+        self.record("lead", || json!({ "term": term.0 }));
+    }
+
+    fn on_leader_stop(&mut self) {
+        self.record("lead_stop", || json!({}));
+    }
+
+    fn on_start_following(&mut self, leader: NodeId, term: Term) {
+        self.record("follow", || json!({ "leader": leader.0, "term": term.0 }));
+    }
+
+    fn on_stop_following(&mut self, leader: NodeId) {
+        self.record("follow_stop", || json!({ "leader": leader.0 }));
+    }
+
+    fn on_configuration_committed(&mut self, membership: &Membership) {
+        self.record("config_committed", || membership_json(membership));
+    }
+
+    fn on_error(&mut self, error: &Error) {
+        self.record("group_error", || json!({ "error": error.to_string() }));
     }
 }
 

@@ -31,6 +31,10 @@ pub mod run;
 #[cfg(madsim)]
 pub mod stranger;
 #[cfg(madsim)]
+pub mod summary;
+#[cfg(madsim)]
 pub mod tactics;
+#[cfg(madsim)]
+pub mod timeline;
 #[cfg(madsim)]
 pub mod workload;

@@ -81,7 +81,7 @@ impl StrangerAction {
 
 /// What a server counted as refused (its `ServerStats`, and its member's
 /// messages refused for coming from the wrong server).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Refusals {
     /// Connections over the caps.
     pub connections: u64,

@@ -85,7 +85,8 @@ impl Nemesis {
             json!({ "node": id.0, "outcome": outcome }),
         );
         if !matches!(added, Ok(Ok(_))) {
-            return true;
+            // No learner to leave lingering: the window was not hit.
+            return false;
         }
         if self.rng.random_range(0..2) == 0 {
             cluster.partition(&[i]);

@@ -20,6 +20,22 @@ impl Trace {
         }
     }
 
+    /// Whether events are recorded (callers with costly fields check first).
+    pub fn is_enabled(&self) -> bool {
+        self.lines.is_some()
+    }
+
+    /// Every event recorded so far, parsed, in order.
+    pub fn events(&self) -> Vec<Value> {
+        self.lines.as_ref().map_or_else(Vec::new, |lines| {
+            let lines = lines.lock().expect("trace");
+            lines
+                .iter()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+    }
+
     /// Records `event` at simulated time `now_ns` with these fields.
     pub fn event(&self, now_ns: u64, event: &str, fields: Value) {
         let Some(lines) = &self.lines else { return };
