@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use super::group_id::GroupId;
+use super::session::SessionError;
 use crate::core::{ConfChangeError, LogId, NodeId, TransferError};
 
 /// Why a client request to a Raft group did not succeed.
@@ -71,6 +72,14 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// A session request was refused (see the inner error for the remedy);
+    /// the command was not applied.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// A session verb on a group without sessions
+    /// ([`GroupOptions::sessions`](super::GroupOptions::sessions) is `None`).
+    #[error("this group does not keep client sessions")]
+    SessionsDisabled,
     /// A network operation failed.
     #[error("transport: {0}")]
     Transport(String),
