@@ -156,6 +156,16 @@ pub(crate) fn encode_reply(reply: &Result<Bytes, SessionError>) -> Bytes {
     out.freeze()
 }
 
+/// A session error alone as bytes (as the client service sends it).
+pub(crate) fn encode_session_error(error: &SessionError) -> Bytes {
+    encode_reply(&Err(error.clone()))
+}
+
+/// Reads a session error written by [`encode_session_error`].
+pub fn decode_session_error(bytes: Bytes) -> Option<SessionError> {
+    decode_reply(bytes)?.err()
+}
+
 /// Reads a session operation's answer; `None` for bytes that are not one.
 pub(crate) fn decode_reply(mut bytes: Bytes) -> Option<Result<Bytes, SessionError>> {
     match bytes.first()? {

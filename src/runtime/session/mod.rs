@@ -33,7 +33,9 @@ mod options;
 mod state_machine;
 mod table;
 
-pub(crate) use codec::encode_plain;
+#[doc(hidden)]
+pub use codec::decode_session_error;
+pub(crate) use codec::{encode_plain, encode_session_error};
 pub use error::SessionError;
 pub use options::SessionOptions;
 pub use state_machine::SESSIONS_FILE;
