@@ -239,3 +239,36 @@ async fn a_wrong_client_token_is_refused_at_once() {
         "not retried until the deadline"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reaches_the_leader_through_any_server() {
+    use oar::runtime::admin_client::AdminOp;
+    let c = cluster(Duration::from_secs(60)).await;
+    let leader = wait_for_leader(&c.nodes()).await;
+    let follower = (leader + 1) % 3;
+    // What `oarctl --server FOLLOWER transfer-leader` runs.
+    let client = Client::new(
+        vec![c.servers[follower].local_addr()],
+        pki::shared().operator_dialer(),
+        ClientOptions::default(),
+    );
+    let to = NodeId(follower as u64 + 1);
+    let text = client
+        .admin_at_leader(GROUP, AdminOp::TransferLeader { to })
+        .await
+        .unwrap();
+    assert!(text.contains("transferring"), "{text}");
+    wait_until(|| c.members[follower].member.node.leader() == Some(to)).await;
+    let status = client
+        .admin_at_leader(GROUP, AdminOp::Status)
+        .await
+        .unwrap();
+    assert!(status.contains("role Leader"), "{status}");
+    // A client token cannot do what an operator does.
+    let app = c.client(follower);
+    let refused = app.admin_at_leader(GROUP, AdminOp::Snapshot).await;
+    assert!(
+        matches!(refused, Err(ClientError::Refused(_))),
+        "{refused:?}"
+    );
+}

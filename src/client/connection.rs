@@ -49,6 +49,11 @@ impl Pool {
         }
     }
 
+    /// The dialer connections are opened with.
+    pub(crate) fn dialer(&self) -> &Dialer {
+        &self.dialer
+    }
+
     /// Sends `request` to the server at `addr` and reads its answer, within
     /// the attempt timeout. A kept connection the server has closed since
     /// (it idled out) costs one fresh dial, not a failed attempt.

@@ -19,6 +19,7 @@
 //! only the runtime's authenticated [`Dialer`](crate::runtime::Dialer) and
 //! wire types, never a server's groups.
 
+mod admin;
 mod connection;
 mod error;
 mod options;

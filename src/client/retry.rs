@@ -291,7 +291,15 @@ impl Client {
         }
     }
 
-    fn forget_leader(&self, group: GroupId) {
+    pub(crate) fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    pub(crate) fn dialer(&self) -> &Dialer {
+        self.inner.pool.dialer()
+    }
+
+    pub(crate) fn forget_leader(&self, group: GroupId) {
         let mut routes = self.inner.routes.lock().expect("routes lock");
         routes.forget_leader(group);
     }
