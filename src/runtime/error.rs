@@ -24,13 +24,13 @@ pub enum Error {
     Overwritten(LogId),
     /// A snapshot installed from the leader covered the request's entry
     /// before this node applied it: it may or may not have been applied,
-    /// and its response is lost. Remedy: read back, or retry an idempotent
-    /// request.
+    /// and its response is lost. Remedy: retry in a session (which
+    /// `oar::client` does), read back, or retry an idempotent request.
     #[error("proposal {0} was covered by an installed snapshot; outcome unknown")]
     OutcomeUnknown(LogId),
     /// The group stopped while the request was in flight: it may or may
-    /// not have been committed. Remedy: read back, or retry an idempotent
-    /// request.
+    /// not have been committed. Remedy: retry in a session (which
+    /// `oar::client` does), read back, or retry an idempotent request.
     #[error("the group shut down with the request in flight")]
     Shutdown,
     /// The group is not running, so the request was not accepted: it was
