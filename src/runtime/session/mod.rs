@@ -31,6 +31,8 @@ mod error;
 mod node_api;
 mod options;
 mod state_machine;
+#[cfg(test)]
+mod state_machine_tests;
 mod table;
 
 #[doc(hidden)]
