@@ -142,11 +142,15 @@ impl SessionTable {
         self.by_activity.insert((self.log_time_ms, id));
         if first_unacked > session.forgotten_below {
             session.forgotten_below = first_unacked;
-            let kept = session.replies.split_off(&first_unacked);
-            let dropped: usize = session.replies.values().map(Bytes::len).sum();
-            session.replies = kept;
-            session.reply_bytes -= dropped;
-            self.reply_bytes -= dropped;
+            // Usually one reply goes per request: no new map for it.
+            while let Some(entry) = session.replies.first_entry() {
+                if *entry.key() >= first_unacked {
+                    break;
+                }
+                let dropped = entry.remove().len();
+                session.reply_bytes -= dropped;
+                self.reply_bytes -= dropped;
+            }
         }
         if seq < session.forgotten_below {
             return Decision::Refused(SessionError::ReplyForgotten { session: id, seq });
