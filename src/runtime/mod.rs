@@ -5,6 +5,8 @@
 //!   peers ──TCP──► NodeManager ──route by group id──► group task (RaftNode)
 //!                                                    │   ├─► log writer task ─► GroupStorage
 //!   clients ── Node::apply ─────────────────────────►│   └─► apply task ─────► StateMachine
+//!   oar::client ──TCP──► client_service ──► Node ────┘         (session table first,
+//!                                                    │          if the group keeps sessions)
 //!                                                    └─► Transport (one connection per peer server)
 //! ```
 
