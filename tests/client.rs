@@ -272,3 +272,19 @@ async fn an_operator_reaches_the_leader_through_any_server() {
         "{refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_seed_is_passed_over() {
+    let c = cluster(Duration::from_secs(60)).await;
+    // A port nobody listens on any more, named first.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let seeds = vec![dead, c.servers[1].local_addr()];
+    let dialer = pki::shared().client_dialer_with(CLIENT_TOKEN);
+    let client = Client::new(seeds, dialer, ClientOptions::default());
+    let session = client.open_session(GROUP).await.unwrap();
+    assert_eq!(session.apply(incr()).await.unwrap(), "1");
+    session.close().await.unwrap();
+}
