@@ -8,7 +8,8 @@ use crate::runtime::admin_client::{AdminError, AdminOp, call};
 
 impl Client {
     /// Runs admin `op` on the leader of `group`, found by a fresh route
-    /// lookup (admin verbs are rare; a cached leader may be stale), waiting
+    /// lookup at every known server (admin verbs are rare; a cached leader,
+    /// or the first server's word, may be stale), waiting
     /// out an election; once more if the leader refused (it may have just
     /// lost leadership). The client must have
     /// been made with an operator's [`Dialer`](crate::runtime::Dialer).
@@ -22,7 +23,10 @@ impl Client {
     ) -> Result<String, ClientError> {
         let mut last = None;
         for _ in 0..2 {
+            // Every server is asked and the newest term wins: the first
+            // server to answer may not have heard of a new leader yet.
             self.forget_leader(group);
+            self.refresh().await;
             let (_, addr) = self.leader(group).await?;
             let timeout = self.options().attempt_timeout.max(self.options().deadline);
             match call(self.dialer(), addr, group, op.clone(), timeout).await {
