@@ -2,7 +2,7 @@
 //! that no `protoc` binary is needed on the build machine.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/raft.proto"];
+    let protos = ["proto/raft.proto", "proto/client.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

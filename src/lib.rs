@@ -10,6 +10,7 @@
 //! - [`runtime`]: the production driver on tokio and TCP.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod client;
 pub mod core;
 pub mod runtime;
 pub mod storage;

@@ -242,6 +242,10 @@ pub fn handshake(data: &[u8]) {
             let unchecked = matches!(credential, Credential::Unchecked(_));
             assert!(token_ok || unchecked, "an operator without a token");
         }
+        Ok(FirstContact::Frames(Identity::Client)) => {
+            let unchecked = matches!(credential, Credential::Unchecked(_));
+            assert!(unchecked, "a client without a client token");
+        }
         Err(_) => return,
     }
     if !matches!(contact, Ok(FirstContact::Frames(_))) {

@@ -1,15 +1,18 @@
 //! `oarctl`: the operator's tool for oar servers (braft's `braft_cli`).
 //! Each admin command is one request to a server's Raft port over TLS, as
-//! an operator (the token), answered by that server's member of the group;
-//! changes must go to the leader. `certs` makes a CA, server certificates
-//! and a token.
+//! an operator (the token). Changes (and `--leader` queries) go to the
+//! group's leader, which oarctl finds itself with `oar::client`'s route
+//! lookup: any server of the cluster will do as `--server`. `certs` makes a
+//! CA, server certificates and a token.
 //!
 //! ```text
 //! oarctl certs --out certs --ip 127.0.0.1 --ip 127.0.0.2 --ip 127.0.0.3
 //! export OARCTL_CA=certs/ca.pem OARCTL_TOKEN_FILE=certs/operator.token
-//! oarctl --server 127.0.0.1:7001 status
+//! oarctl --server 127.0.0.1:7001 status            # this server's member
+//! oarctl --server 127.0.0.1:7001 --leader status   # the leader's
+//! oarctl --server 127.0.0.1:7001 get-leader
 //! oarctl --server 127.0.0.1:7001 snapshot
-//! oarctl --server 127.0.0.1:7001 transfer-leader --to 2
+//! oarctl --server 127.0.0.1:7003 transfer-leader --to 2   # found the leader itself
 //! oarctl --server 127.0.0.1:7001 add-peer --id 4 --addr 127.0.0.4:7001
 //! oarctl --server 127.0.0.1:7001 remove-peer --id 4
 //! curl --cacert certs/ca.pem -H "Authorization: Bearer $(cat certs/operator.token)" \
@@ -25,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use oar::client::{Client, ClientOptions};
 use oar::core::NodeId;
 use oar::runtime::admin_client::{AdminOp, call};
 use oar::runtime::{Dialer, GroupId, Insecure, TlsAuthenticator};
@@ -33,9 +37,15 @@ use oar::runtime::{Dialer, GroupId, Insecure, TlsAuthenticator};
 #[derive(Parser, Debug)]
 #[command(about = "Admin tool for oar servers")]
 struct Args {
-    /// The server's Raft address (every command but `certs`).
+    /// A server's Raft address (every command but `certs`); any server of
+    /// the cluster will do for commands that go to the leader. Repeat (or
+    /// separate with commas) to name more than one.
+    #[arg(long, value_delimiter = ',')]
+    server: Vec<SocketAddr>,
+    /// Send `status` or `snapshot` to the group's leader rather than to
+    /// the first `--server`.
     #[arg(long)]
-    server: Option<SocketAddr>,
+    leader: bool,
     /// The cluster CA's certificate (PEM), to check the server's.
     #[arg(long, env = "OARCTL_CA")]
     ca: Option<PathBuf>,
@@ -62,6 +72,8 @@ struct Args {
 enum Command {
     /// Role, term, log, configuration and (on the leader) peer progress.
     Status,
+    /// The group's leader and its address (found from any server).
+    GetLeader,
     /// Save a snapshot now and compact the log.
     Snapshot,
     /// Hand leadership to a voter (ask the leader).
@@ -154,7 +166,7 @@ async fn main() -> ExitCode {
         }
         _ => admin_op(&args.command),
     };
-    let Some(server) = args.server else {
+    let Some(&server) = args.server.first() else {
         eprintln!("oarctl: --server is required");
         return ExitCode::FAILURE;
     };
@@ -166,15 +178,30 @@ async fn main() -> ExitCode {
         }
     };
     let group = GroupId(args.group);
-    match call(
-        &dialer,
-        server,
-        group,
-        op,
-        Duration::from_secs(args.timeout),
-    )
-    .await
-    {
+    let timeout = Duration::from_secs(args.timeout);
+    let client = || {
+        let options = ClientOptions {
+            deadline: timeout,
+            ..ClientOptions::default()
+        };
+        Client::new(args.server.clone(), dialer.clone(), options)
+    };
+    let at_leader = args.leader || !matches!(op, Some(AdminOp::Status | AdminOp::Snapshot));
+    let outcome = match op {
+        None => client()
+            .leader(group)
+            .await
+            .map(|(id, addr)| format!("group {group} leader {id} at {addr}"))
+            .map_err(|e| e.to_string()),
+        Some(op) if at_leader => client()
+            .admin_at_leader(group, op)
+            .await
+            .map_err(|e| e.to_string()),
+        Some(op) => call(&dialer, server, group, op, timeout)
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    match outcome {
         Ok(text) => {
             println!("{}", text.trim_end());
             ExitCode::SUCCESS
@@ -186,9 +213,10 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The admin verb an admin command stands for.
-fn admin_op(command: &Command) -> AdminOp {
-    match *command {
+/// The admin verb an admin command stands for (`None`: a route lookup).
+fn admin_op(command: &Command) -> Option<AdminOp> {
+    Some(match *command {
+        Command::GetLeader => return None,
         Command::Status => AdminOp::Status,
         Command::Snapshot => AdminOp::Snapshot,
         Command::TransferLeader { to } => AdminOp::TransferLeader { to: NodeId(to) },
@@ -199,5 +227,5 @@ fn admin_op(command: &Command) -> AdminOp {
         },
         Command::RemovePeer { id } => AdminOp::RemovePeer { id: NodeId(id) },
         Command::Certs { .. } => unreachable!("certs is not an admin request"),
-    }
+    })
 }

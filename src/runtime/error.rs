@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use super::group_id::GroupId;
+use super::session::SessionError;
 use crate::core::{ConfChangeError, LogId, NodeId, TransferError};
 
 /// Why a client request to a Raft group did not succeed.
@@ -23,13 +24,13 @@ pub enum Error {
     Overwritten(LogId),
     /// A snapshot installed from the leader covered the request's entry
     /// before this node applied it: it may or may not have been applied,
-    /// and its response is lost. Remedy: read back, or retry an idempotent
-    /// request.
+    /// and its response is lost. Remedy: retry in a session (which
+    /// `oar::client` does), read back, or retry an idempotent request.
     #[error("proposal {0} was covered by an installed snapshot; outcome unknown")]
     OutcomeUnknown(LogId),
     /// The group stopped while the request was in flight: it may or may
-    /// not have been committed. Remedy: read back, or retry an idempotent
-    /// request.
+    /// not have been committed. Remedy: retry in a session (which
+    /// `oar::client` does), read back, or retry an idempotent request.
     #[error("the group shut down with the request in flight")]
     Shutdown,
     /// The group is not running, so the request was not accepted: it was
@@ -71,6 +72,14 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// A session request was refused (see the inner error for the remedy);
+    /// the command was not applied.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// A session verb on a group without sessions
+    /// ([`GroupOptions::sessions`](super::GroupOptions::sessions) is `None`).
+    #[error("this group does not keep client sessions")]
+    SessionsDisabled,
     /// A network operation failed.
     #[error("transport: {0}")]
     Transport(String),

@@ -42,6 +42,10 @@ pub(crate) enum GroupInput {
     Propose { command: Bytes, reply: Closure },
     /// A status request.
     Status { reply: oneshot::Sender<Status> },
+    /// The address book (for clients' route lookups).
+    Peers {
+        reply: oneshot::Sender<BTreeMap<NodeId, SocketAddr>>,
+    },
     /// A membership change, transfer or address update.
     Admin {
         request: AdminRequest,
@@ -201,6 +205,9 @@ impl GroupDriver {
             GroupInput::Admin { request, reply } => self.on_admin(request, reply, now),
             GroupInput::Status { reply } => {
                 let _ = reply.send(self.raft.status());
+            }
+            GroupInput::Peers { reply } => {
+                let _ = reply.send(self.peers.clone());
             }
             GroupInput::Snapshot { reply } => {
                 let _ = self.apply.send(ApplyTask::Snapshot { reply });

@@ -8,7 +8,8 @@
 //!                                     (deadline)        ├─ "GET " ─► status page (operator token)
 //!                                                       └─ frame ─► Hello ─► Identity
 //!   Identity::Server(addr): Raft messages (sender node must live at addr), snapshot file requests
-//!   Identity::Operator:     admin requests
+//!   Identity::Operator:     admin requests, and client requests
+//!   Identity::Client:       client requests (sessions, commands, reads, routes), Raft port only
 //! ```
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use super::auth::{
     BoxedStream, Credential, HANDSHAKE_FRAME_BYTES_MAX, HelloRefusal, Identity, Security,
     accept_hello, hello_accepted,
 };
+use super::client_service;
 use super::group_id::GroupId;
 use super::node_manager::Inner;
 use super::socket_options::watch_progress;
@@ -384,9 +386,31 @@ async fn answer(
                 admin_service::handle(node, request).await,
             ))
         }
-        (Kind::Error(_) | Kind::GetFileResponse(_) | Kind::AdminResponse(_) | Kind::Pong(_), _) => {
-            None
+        (Kind::ClientRequest(request), identity)
+            if (identity == Identity::Client && peers)
+                || (identity == Identity::Operator && operators) =>
+        {
+            let group = GroupId(request.group_id);
+            let groups = match request.op {
+                Some(proto::client_request::Op::Route(_)) => inner.groups(),
+                _ => inner
+                    .node(group)
+                    .map(|n| vec![(group, n)])
+                    .unwrap_or_default(),
+            };
+            drop(inner);
+            Some(Kind::ClientResponse(
+                client_service::handle(groups, request).await,
+            ))
         }
+        (
+            Kind::Error(_)
+            | Kind::GetFileResponse(_)
+            | Kind::AdminResponse(_)
+            | Kind::Pong(_)
+            | Kind::ClientResponse(_),
+            _,
+        ) => None,
         (kind, identity) => {
             inner
                 .stats
@@ -425,5 +449,7 @@ fn frame_kind_name(kind: &proto::frame::Kind) -> &'static str {
         Kind::HelloReply(_) => "a Hello reply",
         Kind::Ping(_) => "a progress probe",
         Kind::Pong(_) => "a probe's answer",
+        Kind::ClientRequest(_) => "a client request",
+        Kind::ClientResponse(_) => "a client response",
     }
 }

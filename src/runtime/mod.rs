@@ -5,6 +5,8 @@
 //!   peers ──TCP──► NodeManager ──route by group id──► group task (RaftNode)
 //!                                                    │   ├─► log writer task ─► GroupStorage
 //!   clients ── Node::apply ─────────────────────────►│   └─► apply task ─────► StateMachine
+//!   oar::client ──TCP──► client_service ──► Node ────┘         (session table first,
+//!                                                    │          if the group keeps sessions)
 //!                                                    └─► Transport (one connection per peer server)
 //! ```
 
@@ -13,8 +15,9 @@ pub mod admin_client;
 mod admin_service;
 mod apply_loop;
 pub mod auth;
-mod backoff;
+pub(crate) mod backoff;
 mod blocking;
+mod client_service;
 pub mod error;
 mod group;
 pub mod group_id;
@@ -24,6 +27,7 @@ mod log_writer;
 mod node;
 mod node_manager;
 pub mod options;
+pub mod session;
 pub mod snapshot_copy;
 mod snapshot_install;
 pub mod snapshot_storage;
@@ -46,6 +50,7 @@ pub use group_storage::{DiskStorage, GroupStorage, MemStorage, StorageFailure};
 pub use node::Node;
 pub use node_manager::{NodeManager, ServerStats};
 pub use options::GroupOptions;
+pub use session::{SessionError, SessionId, SessionOptions};
 pub use snapshot_copy::{CopyError, CopyOptions, SnapshotSource, fetch_snapshot};
 pub use snapshot_storage::{DiskSnapshots, MemSnapshots, SnapshotReadError, SnapshotStorage};
 pub use state_machine::{Committed, SnapshotError, SnapshotFiles, StateMachine};

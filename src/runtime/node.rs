@@ -27,6 +27,9 @@ pub struct Node {
     pub(crate) shared: Arc<SharedState>,
     /// Commands above this size are refused before they reach the log.
     pub(crate) command_bytes_max: usize,
+    /// The group keeps client sessions: every command is logged in a
+    /// session envelope (see `session/`).
+    pub(crate) sessions: bool,
 }
 
 impl Node {
@@ -52,12 +55,26 @@ impl Node {
     /// [`GroupOptions::command_bytes_max`](super::GroupOptions::command_bytes_max)
     /// (nothing logged).
     pub async fn apply(&self, command: Bytes) -> Result<Applied, Error> {
-        if command.len() > self.command_bytes_max {
-            return Err(Error::CommandTooLarge {
-                size: command.len(),
+        self.check_size(command.len())?;
+        let command = match self.sessions {
+            true => super::session::encode_plain(&command),
+            false => command,
+        };
+        self.propose(command).await
+    }
+
+    pub(crate) fn check_size(&self, size: usize) -> Result<(), Error> {
+        match size > self.command_bytes_max {
+            true => Err(Error::CommandTooLarge {
+                size,
                 max: self.command_bytes_max,
-            });
+            }),
+            false => Ok(()),
         }
+    }
+
+    /// Proposes a command as it is to be logged, and waits for its apply.
+    pub(crate) async fn propose(&self, command: Bytes) -> Result<Applied, Error> {
         let (reply, response) = oneshot::channel();
         self.inbox
             .send(GroupInput::Propose { command, reply })

@@ -21,6 +21,7 @@ use super::inbound::{self, ConnectionCounts, Listener};
 use super::log_writer::run_log_writer;
 use super::node::Node;
 use super::options::GroupOptions;
+use super::session::SessionStateMachine;
 use super::snapshot_copy::{FileService, SnapshotSource};
 use super::snapshot_install::{SnapshotInstaller, SourceResolver};
 use super::snapshot_storage::SnapshotStorage;
@@ -291,7 +292,10 @@ impl NodeManager {
             .recover()
             .map_err(|e| Error::Storage(e.to_string()))?;
         let snapshots = storage.snapshots();
-        let mut state_machine = state_machine;
+        let mut state_machine = match &options.sessions {
+            Some(sessions) => Box::new(SessionStateMachine::new(state_machine, sessions.clone())),
+            None => state_machine,
+        };
         let snapshot = load_snapshot(&*snapshots, state_machine.as_mut())?;
         // The configuration at the start of the log: the snapshot's, or the
         // bootstrap one; the core layers the log's configuration entries on
@@ -339,6 +343,7 @@ impl NodeManager {
             inbox: inbox_tx.clone(),
             shared: shared.clone(),
             command_bytes_max: options.command_bytes_max,
+            sessions: options.sessions.is_some(),
         };
         let mut routes = self.inner.routes.lock().expect("routes lock");
         routes.insert(options.group, node.clone());

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use super::group_id::GroupId;
+use super::session::SessionOptions;
 use crate::core::{Membership, NodeId, RaftOptions};
 
 /// How to run one Raft group on a [`NodeManager`](super::NodeManager).
@@ -30,6 +31,11 @@ pub struct GroupOptions {
     /// refused before anything is logged. It must fit one log record and
     /// one replication frame (checked by `add_group`).
     pub command_bytes_max: usize,
+    /// Keep client sessions (exactly-once requests, see
+    /// [`session`](super::session)); `None`: commands are logged as they
+    /// are and the state machine's snapshot holds only its own files.
+    /// Every member of a group must agree, for the life of its log.
+    pub sessions: Option<SessionOptions>,
 }
 
 /// The default [`GroupOptions::command_bytes_max`]: 8 MiB.
@@ -63,6 +69,7 @@ impl GroupOptions {
             inbox_max: 65_536,
             snapshot_interval: Some(100_000),
             command_bytes_max: COMMAND_BYTES_MAX,
+            sessions: None,
         }
     }
 

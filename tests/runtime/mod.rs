@@ -2,6 +2,7 @@
 //! `NodeManager`s on ports the OS picks, and a recording state machine.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod counter;
 pub mod pki;
 
 use std::collections::BTreeMap;

@@ -13,6 +13,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 pub const CLUSTER: &str = "test-cluster";
 /// The operator token every test server accepts.
 pub const OPERATOR_TOKEN: &str = "operator-secret";
+/// The token test servers admit clients with.
+pub const CLIENT_TOKEN: &str = "client-secret";
 
 /// A CA that signs server certificates.
 pub struct Pki {
@@ -80,6 +82,18 @@ impl Pki {
             Arc::new(self.server(&[ip])),
             CLUSTER,
             vec![OPERATOR_TOKEN.to_string()],
+        )
+        .with_client_tokens(vec![CLIENT_TOKEN.to_string()])
+    }
+
+    /// An application's dialer holding `token` (TLS checks the server; the
+    /// token proves the client).
+    pub fn client_dialer_with(&self, token: &str) -> oar::runtime::Dialer {
+        oar::runtime::Dialer::client(
+            Arc::new(self.operator()),
+            CLUSTER,
+            token.as_bytes().to_vec(),
+            std::time::Duration::from_secs(2),
         )
     }
 

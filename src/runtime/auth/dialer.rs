@@ -101,6 +101,25 @@ impl Dialer {
         }
     }
 
+    /// Connects as an application (`oar::client`) holding a client `token`
+    /// (an operator token works too).
+    pub fn client(
+        authenticator: Arc<dyn Authenticator>,
+        cluster_id: impl Into<String>,
+        token: impl Into<bytes::Bytes>,
+        timeout: Duration,
+    ) -> Self {
+        Dialer {
+            authenticator,
+            hello: proto::Hello {
+                cluster_id: cluster_id.into(),
+                role: Some(proto::hello::Role::ClientToken(token.into())),
+            },
+            timeout,
+            stall_timeout: None,
+        }
+    }
+
     /// Opens an authenticated connection to the server at `addr`, ready
     /// for requests.
     ///

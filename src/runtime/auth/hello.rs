@@ -19,8 +19,11 @@ pub enum Identity {
     /// The server whose Raft address this is: it may send Raft messages
     /// for the nodes that live there, and fetch snapshots.
     Server(SocketAddr),
-    /// An operator: admin requests and the status page.
+    /// An operator: admin requests and the status page, and whatever a
+    /// client may ask.
     Operator,
+    /// An application (`oar::client`): sessions, commands, reads, routes.
+    Client,
 }
 
 /// Why a `Hello` was refused.
@@ -106,6 +109,16 @@ pub(crate) fn accept_hello(
                 Err(HelloRefusal::new(
                     Status::NotAuthenticated,
                     "unknown operator token",
+                ))
+            }
+        }
+        Some(Role::ClientToken(token)) => {
+            if security.is_client(credential, &token) {
+                Ok(Identity::Client)
+            } else {
+                Err(HelloRefusal::new(
+                    Status::NotAuthenticated,
+                    "unknown client token",
                 ))
             }
         }

@@ -18,6 +18,10 @@ pub struct Security {
     /// Tokens that make a connection an operator's (admin verbs, status
     /// page). Empty: nobody operates this server remotely.
     pub operator_tokens: Vec<String>,
+    /// Tokens that make a connection an application's (`oar::client`):
+    /// sessions, commands, reads and route lookups, none of the operator's
+    /// verbs. Empty: only operators may act as clients.
+    pub client_tokens: Vec<String>,
     /// Serve admin requests (braft's `disable_cli` when false).
     pub admin_enabled: bool,
     /// Serve the HTTP status page.
@@ -31,6 +35,7 @@ impl std::fmt::Debug for Security {
             .field("authenticator", &self.authenticator)
             .field("cluster_id", &self.cluster_id)
             .field("operator_tokens", &self.operator_tokens.len())
+            .field("client_tokens", &self.client_tokens.len())
             .field("admin_enabled", &self.admin_enabled)
             .field("status_page_enabled", &self.status_page_enabled)
             .finish()
@@ -49,6 +54,7 @@ impl Security {
             authenticator,
             cluster_id: cluster_id.into(),
             operator_tokens,
+            client_tokens: Vec::new(),
             admin_enabled: true,
             status_page_enabled: true,
         }
@@ -61,6 +67,12 @@ impl Security {
         Security::new(Arc::new(Insecure), cluster_id, Vec::new())
     }
 
+    /// These settings, with `tokens` admitting clients.
+    pub fn with_client_tokens(mut self, tokens: Vec<String>) -> Self {
+        self.client_tokens = tokens;
+        self
+    }
+
     /// Whether this server checks nothing.
     pub fn is_insecure(&self) -> bool {
         self.authenticator.checks_nothing()
@@ -69,11 +81,21 @@ impl Security {
     /// Whether `token` over a channel that proved `credential` makes an
     /// operator. Compared in constant time.
     pub(crate) fn is_operator(&self, credential: &Credential, token: &[u8]) -> bool {
+        Self::holds(&self.operator_tokens, credential, token)
+    }
+
+    /// Whether `token` over a channel that proved `credential` makes a
+    /// client. Compared in constant time.
+    pub(crate) fn is_client(&self, credential: &Credential, token: &[u8]) -> bool {
+        Self::holds(&self.client_tokens, credential, token)
+    }
+
+    fn holds(tokens: &[String], credential: &Credential, token: &[u8]) -> bool {
         if let Credential::Unchecked(_) = credential {
             return true;
         }
         let mut found = false;
-        for known in &self.operator_tokens {
+        for known in tokens {
             found |= constant_time_eq(known.as_bytes(), token);
         }
         found && !token.is_empty()
@@ -104,5 +126,16 @@ mod tests {
         assert!(!none.is_operator(&anonymous, b""));
         let unchecked = Credential::Unchecked(IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert!(none.is_operator(&unchecked, b""));
+    }
+
+    #[test]
+    fn client_and_operator_tokens_are_apart() {
+        let security = Security::new(Arc::new(Insecure), "c", vec!["op".into()])
+            .with_client_tokens(vec!["app".into()]);
+        let anonymous = Credential::Anonymous;
+        assert!(security.is_client(&anonymous, b"app"));
+        assert!(!security.is_client(&anonymous, b"op"));
+        assert!(!security.is_operator(&anonymous, b"app"));
+        assert!(!security.is_client(&anonymous, b""));
     }
 }

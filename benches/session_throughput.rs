@@ -1,0 +1,247 @@
+//! What exactly-once costs: write throughput of a 3-node group over
+//! loopback TCP with mutual TLS and the real segment log (fsync), with N
+//! closed-loop writers of one 16-byte command at a time, three ways,
+//! measured back to back for each row so that the machine's drift hits all
+//! alike:
+//!
+//! - `raw`: `Node::apply` on the leader's handle, a group without sessions;
+//! - `session`: `Node::apply_in_session` on the leader's handle, a group
+//!   with sessions (the session table's cost alone);
+//! - `client`: `oar::client` sessions from outside the server (route
+//!   lookup, a TLS connection per writer, the client frames, the table).
+//!
+//! Run: `cargo bench --bench session_throughput`. Environment:
+//! `OAR_BENCH_MS` measuring time per cell (default 3000),
+//! `OAR_BENCH_CLIENTS` as a comma list (default `1,64`), `OAR_BENCH_MODE`
+//! to measure one mode alone (`raw`, `session` or `client`, for a profiler).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use oar::client::{Client, ClientOptions};
+use oar::core::{LogId, NodeId, RaftOptions};
+use oar::runtime::{
+    Committed, DiskStorage, GroupId, GroupOptions, Node, NodeManager, SessionOptions,
+    SnapshotError, SnapshotFiles, StateMachine, TransportOptions,
+};
+use oar::storage::{LogOptions, StdFileSystem};
+
+#[path = "../tests/runtime/pki.rs"]
+mod pki;
+
+const GROUP: GroupId = GroupId(1);
+
+/// Counts writes; answers with nothing. Snapshots let the log be compacted.
+struct Counter(u64);
+
+impl StateMachine for Counter {
+    fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+        self.0 += commands.len() as u64;
+        vec![Bytes::new(); commands.len()]
+    }
+
+    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+        let count = Bytes::copy_from_slice(&self.0.to_le_bytes());
+        Ok(SnapshotFiles::from([("count".to_string(), count)]))
+    }
+
+    fn on_snapshot_load(&mut self, _: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
+        let bytes = files
+            .get("count")
+            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok());
+        let bytes = bytes.ok_or_else(|| SnapshotError::Invalid("no count".into()))?;
+        self.0 = u64::from_le_bytes(bytes);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Raw,
+    Session,
+    Client,
+}
+
+async fn cluster(sessions: bool, dir: &std::path::Path) -> (Vec<NodeManager>, Node) {
+    let options = TransportOptions {
+        // Every writer of the client mode holds a connection from 127.0.0.1.
+        connections_per_ip_max: 1024,
+        ..TransportOptions::default()
+    };
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let security = pki::shared().security(addr.ip());
+        servers.push(
+            NodeManager::bind(addr, security, options.clone())
+                .await
+                .expect("bind"),
+        );
+    }
+    let peers: BTreeMap<NodeId, SocketAddr> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (NodeId(i as u64 + 1), s.local_addr()))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let id = NodeId(i as u64 + 1);
+        let mut options = GroupOptions::new(GROUP, id, peers.clone());
+        options.snapshot_interval = Some(5000);
+        options.sessions = sessions.then(SessionOptions::default);
+        options.raft = RaftOptions {
+            id,
+            compaction_margin: 1000,
+            // Node 1 times out first, so it leads.
+            election_timeout_min: Duration::from_millis(100 + 200 * i as u64),
+            election_timeout_max: Duration::from_millis(150 + 200 * i as u64),
+            heartbeat_interval: Duration::from_millis(50),
+            ..options.raft
+        };
+        let storage = DiskStorage::open(
+            Arc::new(StdFileSystem),
+            &dir.join(format!("n{i}")),
+            LogOptions::default(),
+        )
+        .expect("storage");
+        nodes.push(
+            server
+                .add_group(options, Box::new(storage), Box::new(Counter(0)))
+                .expect("group"),
+        );
+    }
+    while nodes[0].leader() != Some(NodeId(1)) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (servers, nodes.swap_remove(0))
+}
+
+/// One writer's loop until `stop`; counts writes while `measuring`.
+async fn write_loop(
+    mode: Mode,
+    leader: Node,
+    client: Client,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+) {
+    let command = Bytes::from_static(b"0123456789abcdef");
+    let (session, remote) = match mode {
+        Mode::Raw => (None, None),
+        Mode::Session => (Some(leader.open_session().await.expect("session")), None),
+        Mode::Client => (
+            None,
+            Some(client.open_session(GROUP).await.expect("session")),
+        ),
+    };
+    let mut seq = 0;
+    while !stop.load(Ordering::Relaxed) {
+        seq += 1;
+        match (session, &remote) {
+            (Some(s), _) => {
+                leader
+                    .apply_in_session(s, seq, seq, command.clone())
+                    .await
+                    .expect("write");
+            }
+            (_, Some(remote)) => {
+                remote.apply(command.clone()).await.expect("write");
+            }
+            _ => {
+                leader.apply(command.clone()).await.expect("write");
+            }
+        }
+        if measuring.load(Ordering::Relaxed) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Writes/s of `writers` writers in `mode`.
+async fn measure(mode: Mode, writers: usize, duration: Duration) -> f64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (servers, leader) = cluster(mode != Mode::Raw, dir.path()).await;
+    let dialer = pki::shared().client_dialer_with(pki::CLIENT_TOKEN);
+    let seeds = vec![servers[2].local_addr()];
+    let client = Client::new(seeds, dialer, ClientOptions::default());
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        tasks.push(tokio::spawn(write_loop(
+            mode,
+            leader.clone(),
+            client.clone(),
+            measuring.clone(),
+            stop.clone(),
+            count.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // warm up
+    measuring.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(duration).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    for server in &servers {
+        server.shutdown().await;
+    }
+    count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    let millis = std::env::var("OAR_BENCH_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_000);
+    let writers: Vec<usize> = std::env::var("OAR_BENCH_CLIENTS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or(vec![1, 64]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let time = Duration::from_millis(millis);
+    if let Ok(mode) = std::env::var("OAR_BENCH_MODE") {
+        let mode = match mode.as_str() {
+            "raw" => Mode::Raw,
+            "session" => Mode::Session,
+            "client" => Mode::Client,
+            other => panic!("unknown mode {other}"),
+        };
+        for n in writers {
+            let rate = runtime.block_on(measure(mode, n, time));
+            println!("{mode:?} {n} writers: {rate:.0} writes/s");
+        }
+        return;
+    }
+    println!("\noar sessions, tcp+disk+TLS, 3 nodes in one process, 16-byte writes, interleaved");
+    println!(
+        "{:>8} | {:>10} | {:>10} | {:>10} | {:>9} | {:>9}",
+        "writers", "raw w/s", "session w/s", "client w/s", "sess/raw", "client/raw"
+    );
+    println!(
+        "{:-<8}-+-{:-<10}-+-{:-<10}-+-{:-<10}-+-{:-<9}-+-{:-<9}",
+        "", "", "", "", "", ""
+    );
+    for n in writers {
+        let raw = runtime.block_on(measure(Mode::Raw, n, time));
+        let session = runtime.block_on(measure(Mode::Session, n, time));
+        let client = runtime.block_on(measure(Mode::Client, n, time));
+        println!(
+            "{n:>8} | {raw:>10.0} | {session:>10.0} | {client:>10.0} | {:>9.2} | {:>9.2}",
+            session / raw,
+            client / raw
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! A client's timeouts and limits.
+
+use std::time::Duration;
+
+/// How a [`Client`](super::Client) waits and retries.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// How long one request may take at one server (connecting included)
+    /// before the client gives up on that attempt and retries.
+    pub attempt_timeout: Duration,
+    /// How long a call keeps retrying (across leader changes, elections and
+    /// reconnections) before it fails with [`ClientError::Timeout`](super::ClientError::Timeout).
+    pub deadline: Duration,
+    /// The first wait between failed attempts; it doubles (with jitter) up
+    /// to `backoff_max`.
+    pub backoff_min: Duration,
+    /// The longest wait between failed attempts.
+    pub backoff_max: Duration,
+    /// The largest answer frame read, in bytes.
+    pub frame_bytes_max: u32,
+    /// Idle connections kept per server.
+    pub idle_connections_per_server_max: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            attempt_timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(30),
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(500),
+            frame_bytes_max: 64 << 20,
+            idle_connections_per_server_max: 64,
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The client: a route table, a connection pool, and the retry loop every
+//! call runs through.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::connection::{AttemptError, Pool};
+use super::error::ClientError;
+use super::options::ClientOptions;
+use super::route_table::RouteTable;
+use super::session::Session;
+use crate::core::NodeId;
+use crate::runtime::backoff::Backoff;
+use crate::runtime::session::decode_session_error;
+use crate::runtime::wire::proto;
+use crate::runtime::wire::proto::client_error::Kind;
+use crate::runtime::wire::proto::client_request::Op;
+use crate::runtime::wire::proto::client_response::Result as Answer;
+use crate::runtime::{Dialer, GroupId, SessionId};
+
+/// A client of an oar cluster. Cheap to clone; clones share the route
+/// table and the connections.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    routes: Mutex<RouteTable>,
+    options: ClientOptions,
+    /// Sets apart the backoffs of concurrent calls.
+    calls: AtomicU64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("routes", &self.inner.routes.lock().expect("routes lock"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one attempt's answer tells the retry loop.
+enum Outcome {
+    Done(Answer),
+    Fail(ClientError),
+    /// Ask the leader just hinted, at once.
+    Redirect,
+    /// Wait, refresh the route, try again.
+    Retry(String),
+}
+
+impl Client {
+    /// A client that finds the cluster through `seeds` (any servers of it)
+    /// and connects with `dialer` (see [`Dialer::client`]). Nothing is
+    /// contacted until the first call.
+    pub fn new(seeds: Vec<SocketAddr>, dialer: Dialer, options: ClientOptions) -> Self {
+        Client {
+            inner: Arc::new(Inner {
+                pool: Pool::new(dialer, options.clone()),
+                routes: Mutex::new(RouteTable::new(seeds)),
+                options,
+                calls: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The route table as it stands.
+    pub fn routes(&self) -> RouteTable {
+        self.inner.routes.lock().expect("routes lock").clone()
+    }
+
+    /// Asks every known server for the groups it runs, and merges what they
+    /// say into the route table. Returns how many servers answered.
+    pub async fn refresh(&self) -> usize {
+        let servers = self.routes().servers();
+        let mut answered = 0;
+        for addr in servers {
+            answered += usize::from(matches!(self.ask_routes(addr).await, Ok(true)));
+        }
+        answered
+    }
+
+    /// The leader of `group` and its address, waiting (until the deadline)
+    /// while an election runs.
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`] or [`ClientError::UnknownGroup`].
+    pub async fn leader(&self, group: GroupId) -> Result<(NodeId, SocketAddr), ClientError> {
+        let options = &self.inner.options;
+        let deadline = Instant::now() + options.deadline;
+        let call = self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        let mut backoff = Backoff::new(call, options.backoff_min, options.backoff_max);
+        loop {
+            if let Some(addr) = self.target(group).await? {
+                let routes = self.inner.routes.lock().expect("routes lock");
+                if let Some(leader) = routes.group(group).and_then(|r| r.leader) {
+                    return Ok((leader, addr));
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(self.gave_up(group, "no leader known".into()));
+            }
+            tokio::time::sleep(backoff.next_delay().min(deadline - now)).await;
+        }
+    }
+
+    /// Opens a session in `group`, for exactly-once writes.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `Refused` if the group keeps no sessions.
+    pub async fn open_session(&self, group: GroupId) -> Result<Session, ClientError> {
+        let request = proto::ClientRequest {
+            group_id: group.0,
+            op: Some(Op::OpenSession(proto::ClientOpenSession {})),
+        };
+        match self.call(request).await? {
+            Answer::Session(id) => Ok(Session::new(self.clone(), group, SessionId(id))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs a read-only `query` on `group`'s state machine, linearizably:
+    /// for now by the Log policy (the query goes through the log outside
+    /// any session; retried freely, since it changes nothing).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn read(&self, group: GroupId, query: Bytes) -> Result<Bytes, ClientError> {
+        let request = proto::ClientRequest {
+            group_id: group.0,
+            op: Some(Op::Read(proto::ClientRead { query })),
+        };
+        match self.call(request).await? {
+            Answer::Reply(reply) => Ok(reply),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sends `request` to its group's leader until an answer or the
+    /// deadline: follows `NotLeader` hints at once, and after anything else
+    /// that may be retried (a lost connection, a timeout, no leader, an
+    /// outcome unknown) waits a jittered backoff, refreshes the route and
+    /// tries again.
+    pub(crate) async fn call(&self, request: proto::ClientRequest) -> Result<Answer, ClientError> {
+        let options = &self.inner.options;
+        let group = GroupId(request.group_id);
+        let deadline = Instant::now() + options.deadline;
+        let call = self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        let mut backoff = Backoff::new(call, options.backoff_min, options.backoff_max);
+        let mut last = String::from("no server tried");
+        let mut redirects = 0;
+        loop {
+            let target = self.target(group).await?;
+            if target.is_none() {
+                last = format!("no leader known for group {group}");
+            }
+            if let Some(addr) = target {
+                match self.attempt(addr, group, &request).await {
+                    Outcome::Done(answer) => return Ok(answer),
+                    Outcome::Fail(error) => return Err(error),
+                    Outcome::Redirect if redirects < 3 => {
+                        redirects += 1;
+                        continue;
+                    }
+                    Outcome::Redirect => last = format!("redirected in circles at {addr}"),
+                    Outcome::Retry(why) => last = why,
+                }
+            }
+            redirects = 0;
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(self.gave_up(group, last));
+            }
+            let wait = backoff.next_delay().min(deadline - now);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The error of a call that ran out of time.
+    fn gave_up(&self, group: GroupId, last: String) -> ClientError {
+        match self.routes().group(group).is_some() {
+            true => ClientError::Timeout {
+                deadline: self.inner.options.deadline,
+                last,
+            },
+            false => ClientError::UnknownGroup(group),
+        }
+    }
+
+    /// Where to send a request for `group`: its leader as known, else what
+    /// a route lookup finds.
+    ///
+    /// # Errors
+    /// `Refused` if a server refused our credentials: no retry helps.
+    async fn target(&self, group: GroupId) -> Result<Option<SocketAddr>, ClientError> {
+        if let Some(addr) = self.leader_addr(group) {
+            return Ok(Some(addr));
+        }
+        let candidates = self.routes().candidates(group);
+        for addr in candidates {
+            if self.ask_routes(addr).await? && self.leader_addr(group).is_some() {
+                break;
+            }
+        }
+        Ok(self.leader_addr(group))
+    }
+
+    fn leader_addr(&self, group: GroupId) -> Option<SocketAddr> {
+        let routes = self.inner.routes.lock().expect("routes lock");
+        routes.group(group).and_then(|r| r.leader_addr())
+    }
+
+    /// One route lookup at `addr`, merged into the table; whether it
+    /// answered.
+    ///
+    /// # Errors
+    /// `Refused` if the server refused our credentials.
+    async fn ask_routes(&self, addr: SocketAddr) -> Result<bool, ClientError> {
+        let request = proto::ClientRequest {
+            group_id: 0,
+            op: Some(Op::Route(proto::RouteRequest {})),
+        };
+        match self.inner.pool.exchange(addr, &request).await {
+            Ok(proto::ClientResponse {
+                result: Some(Answer::Route(reply)),
+                ..
+            }) => {
+                let mut routes = self.inner.routes.lock().expect("routes lock");
+                for route in &reply.groups {
+                    routes.learn(route);
+                }
+                Ok(true)
+            }
+            Err(AttemptError::Refused { detail, .. }) => Err(ClientError::Refused(detail)),
+            _ => Ok(false),
+        }
+    }
+
+    /// One attempt at one server.
+    async fn attempt(
+        &self,
+        addr: SocketAddr,
+        group: GroupId,
+        request: &proto::ClientRequest,
+    ) -> Outcome {
+        let response = match self.inner.pool.exchange(addr, request).await {
+            Ok(response) => response,
+            Err(AttemptError::Refused { detail, .. }) => {
+                return Outcome::Fail(ClientError::Refused(detail));
+            }
+            Err(e) => {
+                self.forget_leader(group);
+                return Outcome::Retry(e.to_string());
+            }
+        };
+        let error = match response.result {
+            Some(Answer::Error(error)) => error,
+            Some(answer) => return Outcome::Done(answer),
+            None => return Outcome::Fail(ClientError::Refused("an empty answer".into())),
+        };
+        match Kind::try_from(error.kind).unwrap_or(Kind::Unspecified) {
+            Kind::NotLeader if error.leader != 0 => {
+                let leader = NodeId(error.leader);
+                let hinted = error.leader_addr.parse().ok();
+                let mut routes = self.inner.routes.lock().expect("routes lock");
+                routes.hint(group, leader, hinted);
+                match routes.group(group).and_then(|r| r.leader_addr()) {
+                    Some(next) if next != addr => Outcome::Redirect,
+                    _ => {
+                        routes.forget_leader(group);
+                        Outcome::Retry(error.detail)
+                    }
+                }
+            }
+            Kind::NotLeader | Kind::UnknownGroup | Kind::NotApplied | Kind::OutcomeUnknown => {
+                self.forget_leader(group);
+                Outcome::Retry(error.detail)
+            }
+            Kind::Session => match decode_session_error(error.session_error) {
+                Some(e) => Outcome::Fail(ClientError::Session(e)),
+                None => Outcome::Fail(ClientError::Refused(error.detail)),
+            },
+            Kind::Refused | Kind::Unspecified => Outcome::Fail(ClientError::Refused(error.detail)),
+        }
+    }
+
+    pub(crate) fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    pub(crate) fn dialer(&self) -> &Dialer {
+        self.inner.pool.dialer()
+    }
+
+    pub(crate) fn forget_leader(&self, group: GroupId) {
+        let mut routes = self.inner.routes.lock().expect("routes lock");
+        routes.forget_leader(group);
+    }
+}
+
+fn unexpected(answer: &Answer) -> ClientError {
+    ClientError::Refused(format!("an unexpected answer {answer:?}"))
+}

@@ -1,0 +1,257 @@
+//! The bytes a session group logs and answers with.
+//!
+//! A command entry of a group with sessions is an envelope:
+//!
+//! ```text
+//!   tag u8 | time_ms u64 | body
+//!   tag 0 Plain    body = command                      (no session)
+//!   tag 1 Open     body = -
+//!   tag 2 Request  body = session u64 | seq u64 | first_unacked u64 | command
+//!   tag 3 Close    body = session u64
+//! ```
+//!
+//! all integers big-endian; `time_ms` is the proposing leader's wall clock
+//! in milliseconds since the Unix epoch, the only clock sessions ever read.
+//! A session operation is answered with `0 | payload` (the session id for
+//! Open, the state machine's reply for Request, nothing for Close) or
+//! `1 | code u8 | session u64 | value u64` for a [`SessionError`]. A Plain
+//! command's answer is the state machine's, unchanged.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::error::SessionError;
+use super::table::SessionId;
+
+const PLAIN: u8 = 0;
+const OPEN: u8 = 1;
+const REQUEST: u8 = 2;
+const CLOSE: u8 = 3;
+
+/// One logged command of a session group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Envelope {
+    /// A command outside any session.
+    Plain { time_ms: u64, command: Bytes },
+    /// Open a session; its id is this entry's index.
+    Open { time_ms: u64 },
+    /// A command in a session.
+    Request {
+        time_ms: u64,
+        session: SessionId,
+        seq: u64,
+        first_unacked: u64,
+        command: Bytes,
+    },
+    /// Close a session and forget its replies.
+    Close { time_ms: u64, session: SessionId },
+}
+
+/// The leader's wall clock, for stamping an envelope.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `command` as a Plain envelope stamped now.
+pub(crate) fn encode_plain(command: &[u8]) -> Bytes {
+    Envelope::encode_parts(PLAIN, now_ms(), &[], command)
+}
+
+impl Envelope {
+    fn encode_parts(tag: u8, time_ms: u64, words: &[u64], command: &[u8]) -> Bytes {
+        let mut out = BytesMut::with_capacity(9 + 8 * words.len() + command.len());
+        out.put_u8(tag);
+        out.put_u64(time_ms);
+        for w in words {
+            out.put_u64(*w);
+        }
+        out.put_slice(command);
+        out.freeze()
+    }
+
+    /// The envelope's bytes.
+    pub(crate) fn encode(&self) -> Bytes {
+        match self {
+            Envelope::Plain { time_ms, command } => {
+                Self::encode_parts(PLAIN, *time_ms, &[], command)
+            }
+            Envelope::Open { time_ms } => Self::encode_parts(OPEN, *time_ms, &[], &[]),
+            Envelope::Request {
+                time_ms,
+                session,
+                seq,
+                first_unacked,
+                command,
+            } => Self::encode_parts(
+                REQUEST,
+                *time_ms,
+                &[session.0, *seq, *first_unacked],
+                command,
+            ),
+            Envelope::Close { time_ms, session } => {
+                Self::encode_parts(CLOSE, *time_ms, &[session.0], &[])
+            }
+        }
+    }
+
+    /// Reads an envelope; `None` for bytes that are not one.
+    pub(crate) fn decode(mut bytes: Bytes) -> Option<Envelope> {
+        if bytes.len() < 9 {
+            return None;
+        }
+        let tag = bytes.get_u8();
+        let time_ms = bytes.get_u64();
+        let word = |bytes: &mut Bytes| (bytes.len() >= 8).then(|| bytes.get_u64());
+        Some(match tag {
+            PLAIN => Envelope::Plain {
+                time_ms,
+                command: bytes,
+            },
+            OPEN if bytes.is_empty() => Envelope::Open { time_ms },
+            REQUEST => {
+                let session = SessionId(word(&mut bytes)?);
+                let seq = word(&mut bytes)?;
+                let first_unacked = word(&mut bytes)?;
+                Envelope::Request {
+                    time_ms,
+                    session,
+                    seq,
+                    first_unacked,
+                    command: bytes,
+                }
+            }
+            CLOSE if bytes.len() == 8 => Envelope::Close {
+                time_ms,
+                session: SessionId(bytes.get_u64()),
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// A session operation's answer as bytes.
+pub(crate) fn encode_reply(reply: &Result<Bytes, SessionError>) -> Bytes {
+    let mut out = BytesMut::new();
+    match reply {
+        Ok(payload) => {
+            out.put_u8(0);
+            out.put_slice(payload);
+        }
+        Err(e) => {
+            let (session, value) = match e {
+                SessionError::Expired { session } | SessionError::ReplyCacheFull { session } => {
+                    (session.0, 0)
+                }
+                SessionError::ReplyForgotten { session, seq } => (session.0, *seq),
+                SessionError::TooManySessions { max } => (0, *max as u64),
+                SessionError::Malformed => (0, 0),
+            };
+            out.put_u8(1);
+            out.put_u8(e.code());
+            out.put_u64(session);
+            out.put_u64(value);
+        }
+    }
+    out.freeze()
+}
+
+/// A session error alone as bytes (as the client service sends it).
+pub(crate) fn encode_session_error(error: &SessionError) -> Bytes {
+    encode_reply(&Err(error.clone()))
+}
+
+/// Reads a session error written by [`encode_session_error`].
+pub fn decode_session_error(bytes: Bytes) -> Option<SessionError> {
+    decode_reply(bytes)?.err()
+}
+
+/// Reads a session operation's answer; `None` for bytes that are not one.
+pub(crate) fn decode_reply(mut bytes: Bytes) -> Option<Result<Bytes, SessionError>> {
+    match bytes.first()? {
+        0 => {
+            bytes.advance(1);
+            Some(Ok(bytes))
+        }
+        1 if bytes.len() == 18 => {
+            bytes.advance(1);
+            let code = bytes.get_u8();
+            let session = SessionId(bytes.get_u64());
+            let value = bytes.get_u64();
+            Some(Err(match code {
+                1 => SessionError::Expired { session },
+                2 => SessionError::ReplyForgotten {
+                    session,
+                    seq: value,
+                },
+                3 => SessionError::TooManySessions {
+                    max: usize::try_from(value).unwrap_or(usize::MAX),
+                },
+                4 => SessionError::ReplyCacheFull { session },
+                5 => SessionError::Malformed,
+                _ => return None,
+            }))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_and_garbage_is_refused() {
+        let all = [
+            Envelope::Plain {
+                time_ms: 7,
+                command: Bytes::from_static(b"set a 1"),
+            },
+            Envelope::Open { time_ms: 8 },
+            Envelope::Request {
+                time_ms: 9,
+                session: SessionId(3),
+                seq: 4,
+                first_unacked: 2,
+                command: Bytes::from_static(b"incr"),
+            },
+            Envelope::Close {
+                time_ms: 10,
+                session: SessionId(3),
+            },
+        ];
+        for e in all {
+            assert_eq!(Envelope::decode(e.encode()), Some(e));
+        }
+        assert_eq!(Envelope::decode(Bytes::from_static(b"short")), None);
+        let mut bad = vec![9u8];
+        bad.extend_from_slice(&[0; 8]);
+        assert_eq!(Envelope::decode(Bytes::from(bad)), None);
+        let mut truncated = vec![REQUEST];
+        truncated.extend_from_slice(&[0; 8 + 12]);
+        assert_eq!(Envelope::decode(Bytes::from(truncated)), None);
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let all = [
+            Ok(Bytes::from_static(b"7")),
+            Err(SessionError::Expired {
+                session: SessionId(5),
+            }),
+            Err(SessionError::ReplyForgotten {
+                session: SessionId(5),
+                seq: 3,
+            }),
+            Err(SessionError::TooManySessions { max: 10 }),
+            Err(SessionError::ReplyCacheFull {
+                session: SessionId(5),
+            }),
+            Err(SessionError::Malformed),
+        ];
+        for r in all {
+            assert_eq!(decode_reply(encode_reply(&r)), Some(r));
+        }
+        assert_eq!(decode_reply(Bytes::from_static(&[1, 2])), None);
+    }
+}

@@ -1,0 +1,341 @@
+//! The session table: which sessions are open, which replies each still
+//! holds, and when each expires. A pure function of the log (and the
+//! snapshot it started from): every replica holds the same table.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::error::SessionError;
+use super::options::SessionOptions;
+
+/// A client session's id: the index of the log entry that opened it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId(pub u64);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// One open session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Session {
+    /// Log time of its last request.
+    last_active_ms: u64,
+    /// Replies below this sequence number were forgotten on the client's
+    /// word. Invariant: no key of `replies` is below it.
+    forgotten_below: u64,
+    /// Recorded replies by sequence number.
+    replies: BTreeMap<u64, Bytes>,
+    /// Invariant: the sum of `replies`' lengths.
+    reply_bytes: usize,
+}
+
+/// What to do with a session request.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Not seen before: apply it, then [`SessionTable::record`] its reply.
+    Fresh,
+    /// A retry of an applied request: its recorded reply.
+    Duplicate(Bytes),
+    /// Refused; not applied.
+    Refused(SessionError),
+}
+
+/// The sessions of one group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SessionTable {
+    options: SessionOptions,
+    /// The largest time stamped on an applied entry.
+    log_time_ms: u64,
+    sessions: BTreeMap<SessionId, Session>,
+    /// (last activity, session), for expiry in order.
+    /// Invariant: one element per session, matching its `last_active_ms`.
+    by_activity: BTreeSet<(u64, SessionId)>,
+    /// Invariant: the sum of every session's `reply_bytes`.
+    reply_bytes: usize,
+}
+
+impl SessionTable {
+    /// An empty table.
+    pub(crate) fn new(options: SessionOptions) -> Self {
+        SessionTable {
+            options,
+            log_time_ms: 0,
+            sessions: BTreeMap::new(),
+            by_activity: BTreeSet::new(),
+            reply_bytes: 0,
+        }
+    }
+
+    /// Open sessions.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Moves log time to `time_ms` (never back) and expires the sessions
+    /// idle for longer than the expiry.
+    pub(crate) fn advance(&mut self, time_ms: u64) {
+        self.log_time_ms = self.log_time_ms.max(time_ms);
+        let expiry = u64::try_from(self.options.expiry.as_millis()).unwrap_or(u64::MAX);
+        while let Some(&(active, id)) = self.by_activity.first() {
+            if active.saturating_add(expiry) >= self.log_time_ms {
+                break;
+            }
+            self.remove(id);
+        }
+    }
+
+    /// Opens session `id` (the index of the entry that opens it).
+    pub(crate) fn open(&mut self, id: SessionId) -> Result<(), SessionError> {
+        if self.sessions.len() >= self.options.sessions_max {
+            return Err(SessionError::TooManySessions {
+                max: self.options.sessions_max,
+            });
+        }
+        let session = Session {
+            last_active_ms: self.log_time_ms,
+            ..Session::default()
+        };
+        self.by_activity.insert((self.log_time_ms, id));
+        self.sessions.insert(id, session);
+        Ok(())
+    }
+
+    /// Closes a session and forgets its replies.
+    pub(crate) fn close(&mut self, id: SessionId) -> Result<(), SessionError> {
+        match self.sessions.contains_key(&id) {
+            true => {
+                self.remove(id);
+                Ok(())
+            }
+            false => Err(SessionError::Expired { session: id }),
+        }
+    }
+
+    fn remove(&mut self, id: SessionId) {
+        if let Some(s) = self.sessions.remove(&id) {
+            self.by_activity.remove(&(s.last_active_ms, id));
+            self.reply_bytes -= s.reply_bytes;
+        }
+    }
+
+    /// Decides a request: touches the session, forgets the replies below
+    /// `first_unacked`, then answers from the record, refuses, or lets it
+    /// apply. `pending` requests of the session (fresh, not yet recorded)
+    /// count against its reply limit.
+    pub(crate) fn decide(
+        &mut self,
+        id: SessionId,
+        seq: u64,
+        first_unacked: u64,
+        pending: usize,
+    ) -> Decision {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return Decision::Refused(SessionError::Expired { session: id });
+        };
+        self.by_activity.remove(&(session.last_active_ms, id));
+        session.last_active_ms = self.log_time_ms;
+        self.by_activity.insert((self.log_time_ms, id));
+        if first_unacked > session.forgotten_below {
+            session.forgotten_below = first_unacked;
+            // Usually one reply goes per request: no new map for it.
+            while let Some(entry) = session.replies.first_entry() {
+                if *entry.key() >= first_unacked {
+                    break;
+                }
+                let dropped = entry.remove().len();
+                session.reply_bytes -= dropped;
+                self.reply_bytes -= dropped;
+            }
+        }
+        if seq < session.forgotten_below {
+            return Decision::Refused(SessionError::ReplyForgotten { session: id, seq });
+        }
+        if let Some(reply) = session.replies.get(&seq) {
+            return Decision::Duplicate(reply.clone());
+        }
+        let full = session.replies.len() + pending >= self.options.replies_per_session_max
+            || session.reply_bytes >= self.options.reply_bytes_per_session_max
+            || self.reply_bytes >= self.options.reply_bytes_max;
+        match full {
+            true => Decision::Refused(SessionError::ReplyCacheFull { session: id }),
+            false => Decision::Fresh,
+        }
+    }
+
+    /// Records the reply of an applied fresh request (dropped if the session
+    /// ended meanwhile, e.g. closed later in the same batch).
+    pub(crate) fn record(&mut self, id: SessionId, seq: u64, reply: Bytes) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if seq < session.forgotten_below {
+            return;
+        }
+        session.reply_bytes += reply.len();
+        self.reply_bytes += reply.len();
+        if let Some(old) = session.replies.insert(seq, reply) {
+            session.reply_bytes -= old.len();
+            self.reply_bytes -= old.len();
+        }
+    }
+
+    /// The table as bytes, for a snapshot: `version u8 = 1 | log_time u64 |
+    /// count u32 | per session: id u64 | last_active u64 | forgotten_below
+    /// u64 | replies u32 | per reply: seq u64 | len u32 | bytes`.
+    pub(crate) fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(16 + self.reply_bytes);
+        out.put_u8(1);
+        out.put_u64(self.log_time_ms);
+        out.put_u32(self.sessions.len() as u32);
+        for (id, s) in &self.sessions {
+            out.put_u64(id.0);
+            out.put_u64(s.last_active_ms);
+            out.put_u64(s.forgotten_below);
+            out.put_u32(s.replies.len() as u32);
+            for (seq, reply) in &s.replies {
+                out.put_u64(*seq);
+                out.put_u32(reply.len() as u32);
+                out.put_slice(reply);
+            }
+        }
+        out.freeze()
+    }
+
+    /// Reads a table written by [`encode`](Self::encode).
+    ///
+    /// # Errors
+    /// A description of what is wrong with the bytes.
+    pub(crate) fn decode(options: SessionOptions, mut bytes: Bytes) -> Result<Self, String> {
+        fn need(bytes: &Bytes, n: usize) -> Result<(), String> {
+            match bytes.len() >= n {
+                true => Ok(()),
+                false => Err("truncated session table".into()),
+            }
+        }
+        need(&bytes, 13)?;
+        if bytes.get_u8() != 1 {
+            return Err("unknown session table version".into());
+        }
+        let mut table = SessionTable::new(options);
+        table.log_time_ms = bytes.get_u64();
+        let count = bytes.get_u32();
+        for _ in 0..count {
+            need(&bytes, 28)?;
+            let id = SessionId(bytes.get_u64());
+            let mut session = Session {
+                last_active_ms: bytes.get_u64(),
+                forgotten_below: bytes.get_u64(),
+                ..Session::default()
+            };
+            let replies = bytes.get_u32();
+            for _ in 0..replies {
+                need(&bytes, 12)?;
+                let seq = bytes.get_u64();
+                let len = bytes.get_u32() as usize;
+                need(&bytes, len)?;
+                session.reply_bytes += len;
+                session.replies.insert(seq, bytes.split_to(len));
+            }
+            table.reply_bytes += session.reply_bytes;
+            table.by_activity.insert((session.last_active_ms, id));
+            table.sessions.insert(id, session);
+        }
+        if !bytes.is_empty() {
+            return Err("trailing bytes after the session table".into());
+        }
+        Ok(table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn table() -> SessionTable {
+        SessionTable::new(SessionOptions {
+            expiry: Duration::from_millis(100),
+            sessions_max: 2,
+            replies_per_session_max: 2,
+            ..SessionOptions::default()
+        })
+    }
+
+    const S: SessionId = SessionId(7);
+
+    #[test]
+    fn a_retry_gets_the_recorded_reply_and_the_watermark_forgets_it() {
+        let mut t = table();
+        t.open(S).unwrap();
+        assert_eq!(t.decide(S, 1, 1, 0), Decision::Fresh);
+        t.record(S, 1, Bytes::from_static(b"one"));
+        assert_eq!(
+            t.decide(S, 1, 1, 0),
+            Decision::Duplicate(Bytes::from_static(b"one"))
+        );
+        // The client acknowledged 1: its reply goes, and a retry of 1 is
+        // refused rather than applied again.
+        assert_eq!(t.decide(S, 2, 2, 0), Decision::Fresh);
+        assert_eq!(t.reply_bytes, 0);
+        assert_eq!(
+            t.decide(S, 1, 2, 0),
+            Decision::Refused(SessionError::ReplyForgotten { session: S, seq: 1 })
+        );
+    }
+
+    #[test]
+    fn sessions_expire_by_log_time_only() {
+        let mut t = table();
+        t.advance(1_000);
+        t.open(S).unwrap();
+        t.advance(1_100);
+        assert_eq!(t.len(), 1, "exactly the expiry is not past it");
+        t.advance(1_050); // time never runs back
+        t.advance(1_101);
+        assert_eq!(t.len(), 0);
+        assert_eq!(
+            t.decide(S, 1, 1, 0),
+            Decision::Refused(SessionError::Expired { session: S })
+        );
+    }
+
+    #[test]
+    fn limits_refuse_with_typed_errors() {
+        let mut t = table();
+        t.open(SessionId(1)).unwrap();
+        t.open(SessionId(2)).unwrap();
+        assert_eq!(
+            t.open(SessionId(3)),
+            Err(SessionError::TooManySessions { max: 2 })
+        );
+        t.record(SessionId(1), 1, Bytes::new());
+        t.record(SessionId(1), 2, Bytes::new());
+        assert_eq!(
+            t.decide(SessionId(1), 3, 1, 0),
+            Decision::Refused(SessionError::ReplyCacheFull {
+                session: SessionId(1)
+            })
+        );
+        assert_eq!(t.decide(SessionId(1), 3, 2, 0), Decision::Fresh);
+    }
+
+    #[test]
+    fn the_table_round_trips_and_garbage_is_an_error() {
+        let mut t = table();
+        t.advance(5);
+        t.open(S).unwrap();
+        t.record(S, 3, Bytes::from_static(b"reply"));
+        let back = SessionTable::decode(t.options.clone(), t.encode()).unwrap();
+        assert_eq!(back, t);
+        let bytes = t.encode();
+        for cut in 0..bytes.len() {
+            assert!(SessionTable::decode(t.options.clone(), bytes.slice(..cut)).is_err());
+        }
+    }
+}
