@@ -27,6 +27,12 @@ impl RaftNode {
         // Terms above the ceiling, and senders this node does not know, are
         // refused before any term rule runs (see `trust.rs`).
         self.check_trust(&m)?;
+        if let MessageBody::Removed { config } = m.body {
+            // True at any term (committed stays committed), and no reason to
+            // move ours: read before the term rules.
+            self.handle_removed(m.from, config);
+            return Ok(());
+        }
         if m.term > self.term() {
             match &m.body {
                 MessageBody::VoteRequest(req) => {
@@ -92,6 +98,7 @@ impl RaftNode {
                 self.handle_snapshot_failed(m.from, last);
                 Ok(())
             }
+            MessageBody::Removed { .. } => Ok(()), // read above
         }
     }
 

@@ -48,6 +48,16 @@ pub enum MessageBody {
         /// The snapshot that failed.
         last: LogId,
     },
+    /// The answer to a vote or pre-vote request from a node that the
+    /// sender's committed configuration does not list as a voter: the entry
+    /// at `config` carries that configuration. The candidate stops
+    /// campaigning until its log holds a configuration entry after `config`
+    /// (see `removed.rs`; dissertation §4.2.3).
+    Removed {
+        /// The index of the committed configuration entry that drops the
+        /// recipient.
+        config: LogIndex,
+    },
 }
 
 /// A request for a vote or a pre-vote.

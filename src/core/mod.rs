@@ -37,6 +37,7 @@ pub mod options;
 pub mod output;
 pub mod progress;
 pub mod quorum;
+mod removed;
 mod replication;
 pub mod snapshot;
 pub mod status;

@@ -92,6 +92,9 @@ pub struct RaftNode {
     pub(super) now: Instant,
     /// When a follower or candidate campaigns.
     pub(super) election_deadline: Instant,
+    /// A member said the committed configuration entry here drops this
+    /// node: no campaigns until a later one is in the log (`removed.rs`).
+    pub(super) removed_at: Option<LogIndex>,
     /// When a leader next sends heartbeats.
     pub(super) heartbeat_deadline: Instant,
     /// When a leader next checks that a quorum is alive.
@@ -161,6 +164,7 @@ impl RaftNode {
             transfer: None,
             now,
             election_deadline: now,
+            removed_at: None,
             heartbeat_deadline: now,
             check_quorum_deadline: now,
             last_leader_contact: None,

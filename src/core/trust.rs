@@ -61,7 +61,9 @@ impl RaftNode {
         match &m.body {
             // Votes are refused from non-voters outright: a candidate a new
             // leader has not told about yet is none of our business.
+            // A removed server is told so (`removed.rs`).
             MessageBody::VoteRequest(_) if !self.configs.effective().is_voter(m.from) => {
+                self.tell_removed(m);
                 Err(InputError::UnknownPeer { from: m.from })
             }
             MessageBody::VoteRequest(_) => Ok(()),

@@ -150,6 +150,7 @@ pub fn kind(body: &MessageBody) -> &'static str {
         MessageBody::TimeoutNow => "timeout_now",
         MessageBody::InstallSnapshot(_) => "install_snapshot",
         MessageBody::SnapshotFailed { .. } => "snapshot_failed",
+        MessageBody::Removed { .. } => "removed",
     }
 }
 

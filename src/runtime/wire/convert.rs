@@ -137,6 +137,7 @@ pub fn to_proto(group: GroupId, m: &Message) -> proto::RaftMessage {
         MessageBody::VoteResponse(r) => Body::VoteResponse(proto::VoteResponse {
             pre_vote: r.pre_vote,
             granted: r.granted,
+            removed: None,
         }),
         MessageBody::AppendRequest(r) => Body::AppendRequest(proto::AppendEntriesRequest {
             prev_log_id: log_id_to_proto(r.prev_log_id),
@@ -183,6 +184,15 @@ pub fn to_proto(group: GroupId, m: &Message) -> proto::RaftMessage {
                 last_included: log_id_to_proto(*last),
             })
         }
+        // A refusal on the wire, so that a peer without the notice still
+        // reads a refused vote.
+        MessageBody::Removed { config } => Body::VoteResponse(proto::VoteResponse {
+            pre_vote: false,
+            granted: false,
+            removed: Some(proto::RemovedNotice {
+                config_index: config.0,
+            }),
+        }),
     };
     proto::RaftMessage {
         group_id: group.0,
@@ -212,6 +222,12 @@ pub fn from_proto(m: proto::RaftMessage) -> Result<(GroupId, Message), DecodeErr
             last_log_id: log_id_from_proto(r.last_log_id, "vote_request.last_log_id")?,
             leadership_transfer: r.leadership_transfer,
         }),
+        Body::VoteResponse(proto::VoteResponse {
+            removed: Some(notice),
+            ..
+        }) => MessageBody::Removed {
+            config: LogIndex(notice.config_index),
+        },
         Body::VoteResponse(r) => MessageBody::VoteResponse(VoteResponse {
             pre_vote: r.pre_vote,
             granted: r.granted,
@@ -350,6 +366,9 @@ mod tests {
                 )],
                 leader_commit: LogIndex(7),
             }),
+            MessageBody::Removed {
+                config: LogIndex(17),
+            },
         ];
         bodies
             .into_iter()
