@@ -40,6 +40,11 @@ pub(crate) enum GroupInput {
     },
     /// A client command.
     Propose { command: Bytes, reply: Closure },
+    /// A read barrier.
+    Read {
+        policy: crate::core::ReadPolicy,
+        reply: super::read_barrier::ReadReply,
+    },
     /// A status request.
     Status { reply: oneshot::Sender<Status> },
     /// A membership change, transfer or address update.
@@ -99,6 +104,8 @@ pub(crate) struct GroupDriver {
     pub(crate) pending: BTreeMap<LogIndex, (Term, Closure)>,
     /// Membership changes waiting to complete.
     pub(crate) pending_changes: Vec<PendingChange>,
+    /// Read barriers waiting for the core.
+    pub(crate) pending_reads: super::read_barrier::PendingReads,
     /// Pulls snapshots from the leader; one install at a time.
     pub(crate) installer: SnapshotInstaller,
 }
@@ -198,6 +205,9 @@ impl GroupDriver {
                     }));
                 }
             },
+            // A fresh clock read: a lease is checked at the time the read
+            // is handled, never at an earlier batch time.
+            GroupInput::Read { policy, reply } => self.on_read(policy, reply, self.now()),
             GroupInput::Admin { request, reply } => self.on_admin(request, reply, now),
             GroupInput::Status { reply } => {
                 let _ = reply.send(self.raft.status());
@@ -281,6 +291,8 @@ impl GroupDriver {
                     let source = self.peers.get(&from).copied();
                     self.installer.start(source, snapshot, self.apply.clone());
                 }
+                Action::ReadReady { id, index } => self.on_read_ready(id, index),
+                Action::ReadFailed { id, error } => self.on_read_failed(id, error),
                 Action::RoleChanged { role, term, leader } => {
                     *self.shared.leader.lock().expect("leader lock") = leader;
                     let _ = self.apply.send(ApplyTask::Role { role, term, leader });
@@ -311,13 +323,22 @@ impl GroupDriver {
         for (_, (_, closure)) in std::mem::take(&mut self.pending) {
             let _ = closure.send(Err(error.clone()));
         }
+        for (_, reply) in std::mem::take(&mut self.pending_reads) {
+            let _ = reply.send(Err(error.clone()));
+        }
         self.installer.cancel();
         inbox.close();
         // Queued proposals were never handed to the core: definitely not
         // applied. (Queued shutdown callers wait for `SharedState::stopped`.)
         while let Ok(input) = inbox.try_recv() {
-            if let GroupInput::Propose { reply, .. } = input {
-                let _ = reply.send(Err(Error::NotRunning));
+            match input {
+                GroupInput::Propose { reply, .. } => {
+                    let _ = reply.send(Err(Error::NotRunning));
+                }
+                GroupInput::Read { reply, .. } => {
+                    let _ = reply.send(Err(Error::NotRunning));
+                }
+                _ => {}
             }
         }
         *self.shared.leader.lock().expect("leader lock") = None;

@@ -24,6 +24,7 @@ mod log_writer;
 mod node;
 mod node_manager;
 pub mod options;
+mod read_barrier;
 pub mod snapshot_copy;
 mod snapshot_install;
 pub mod snapshot_storage;
@@ -34,6 +35,7 @@ pub mod transport;
 #[doc(hidden)]
 pub mod wire;
 
+pub use crate::core::ReadPolicy;
 pub use admin_service::status_text;
 pub use apply_loop::Applied;
 pub use auth::{

@@ -323,6 +323,7 @@ impl NodeManager {
             shared: shared.clone(),
             pending: BTreeMap::new(),
             pending_changes: Vec::new(),
+            pending_reads: Default::default(),
             installer: SnapshotInstaller {
                 group: options.group,
                 snapshots: Arc::clone(&snapshots),
