@@ -281,6 +281,20 @@ fn a_log_read_goes_through_the_log_on_the_leader_only() {
 }
 
 #[test]
+fn a_group_of_one_confirms_its_own_rounds() {
+    let mut c = Cluster::new(1, 13);
+    c.make_leader(1);
+    // Regular heartbeat rounds (to no one) must not leave a round "in flight".
+    c.advance(30 * MS);
+    c.advance(30 * MS);
+    for policy in [ReadPolicy::ReadIndex, ReadPolicy::Lease, ReadPolicy::Log] {
+        let r = read(&mut c, 1, policy);
+        c.stabilize();
+        assert!(matches!(outcome(&c, 1, r), Some(Ok(_))), "{policy:?}");
+    }
+}
+
+#[test]
 fn a_stranger_gets_no_read_index() {
     let mut c = led_by_1(12);
     let ask = Message {

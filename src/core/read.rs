@@ -321,6 +321,8 @@ impl RaftNode {
         if reads.sent_rounds.len() > SENT_ROUNDS_MAX {
             reads.sent_rounds.pop_first();
         }
+        // A group of one confirms its own round at once.
+        self.update_confirmed_round();
         round
     }
 
@@ -433,8 +435,6 @@ impl RaftNode {
                 let in_flight = self.reads.round_next > self.reads.confirmed_round + 1;
                 if self.reads.round_wanted && !in_flight {
                     self.broadcast_heartbeat();
-                    // A group of one confirms its own round.
-                    self.update_confirmed_round();
                 }
                 self.ready_log_reads();
             }
