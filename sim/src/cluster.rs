@@ -73,6 +73,8 @@ pub struct SimCluster {
     blackholes: Blackholes,
     handle: Handle,
     trace: Trace,
+    /// Each running state machine's map, for barrier reads.
+    read_maps: crate::reads::ReadMaps,
 }
 
 fn node_ip(i: usize) -> IpAddr {
@@ -97,6 +99,7 @@ impl SimCluster {
             .map(|i| (NodeId(i as u64 + 1), SocketAddr::new(node_ip(i), RAFT_PORT)))
             .collect();
         let blackholes = Blackholes::default();
+        let read_maps = crate::reads::ReadMaps::default();
         let nodes = (0..n)
             .map(|i| {
                 let id = NodeId(i as u64 + 1);
@@ -117,6 +120,7 @@ impl SimCluster {
                     unrecoverable: unrecoverable.clone(),
                     blackholes: blackholes.clone(),
                     trace: trace.clone(),
+                    read_maps: read_maps.clone(),
                 };
                 // Runs at every (re)start of the madsim node.
                 let init = move || serve(context.clone());
@@ -151,6 +155,7 @@ impl SimCluster {
             .build();
         SimCluster {
             nodes,
+            read_maps,
             admin,
             stranger,
             peers,
@@ -158,6 +163,11 @@ impl SimCluster {
             handle,
             trace,
         }
+    }
+
+    /// Each running state machine's map, for barrier reads.
+    pub fn read_maps(&self) -> crate::reads::ReadMaps {
+        Arc::clone(&self.read_maps)
     }
 
     /// Simulated nanoseconds since the run began.
@@ -425,6 +435,8 @@ struct ServerContext {
     unrecoverable: Arc<Mutex<bool>>,
     blackholes: Blackholes,
     trace: Trace,
+    /// Where the running state machine's map is published for readers.
+    read_maps: crate::reads::ReadMaps,
 }
 
 /// The simulated cluster's key and id: every server is authenticated, as
@@ -459,6 +471,7 @@ async fn serve(ctx: ServerContext) {
         unrecoverable,
         blackholes,
         trace,
+        read_maps,
     } = ctx;
     let addr = peers[&id];
     let transport = transport_options();
@@ -493,7 +506,9 @@ async fn serve(ctx: ServerContext) {
         rng_seed: seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),
         ..raft
     };
+    options.clock = Some(crate::reads::node_clock(seed, id, &options.raft));
     let machine = KvMachine::new(id, observations);
+    let map = machine.shared_map();
     let disk = {
         use rand::SeedableRng;
         // Each start draws its own latencies, still from the run's seed.
@@ -506,6 +521,8 @@ async fn serve(ctx: ServerContext) {
     let node = server
         .add_group(options, Box::new(disk), Box::new(machine))
         .expect("group starts");
+    // Together, with no await between: readers see one incarnation.
+    read_maps.lock().expect("read maps").insert(id, map);
     *member.lock().expect("member") = Some(node);
     trace.event(SimCluster::now_ns(), "started", json!({ "node": id.0 }));
     std::future::pending::<()>().await;

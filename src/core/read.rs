@@ -176,6 +176,9 @@ impl Reads {
 
     /// The earliest deadline of a read this node could still fail.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
+        if self.confirming.is_empty() && self.queued.is_empty() && self.asked.is_none() {
+            return None;
+        }
         let confirming = self.confirming.iter().map(|c| c.deadline);
         let queued = self.queued.iter().map(|q| q.1);
         let asked = self.asked.iter().map(|a| a.deadline);
@@ -328,8 +331,8 @@ impl RaftNode {
 
     /// Leader: `from` echoed heartbeat round `round`.
     pub(super) fn handle_round_ack(&mut self, from: NodeId, round: u64) {
-        if round >= self.reads.round_next {
-            return; // never sent: a confused or hostile peer
+        if round >= self.reads.round_next || !matches!(self.role, RoleState::Leader { .. }) {
+            return; // not leading, or never sent: a confused or hostile peer
         }
         let acked = self.reads.acked_rounds.entry(from).or_default();
         if round <= *acked {
@@ -493,6 +496,9 @@ impl RaftNode {
     /// The entry at `applied` is handed out: a log read waiting there is
     /// ready if the entry is its own, failed if another leader's replaced it.
     pub(super) fn check_log_read(&mut self, applied: super::ids::LogId) {
+        if self.reads.through_log.is_empty() {
+            return;
+        }
         if let Some((term, reads)) = self.reads.through_log.remove(&applied.index) {
             if term == applied.term {
                 self.reads.through_log.insert(applied.index, (term, reads));

@@ -108,9 +108,8 @@ impl RaftNode {
     }
 
     pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
-        if self.knows(from) {
-            self.handle_round_ack(from, round);
-        }
+        // `check_trust` let only known peers' responses through.
+        self.handle_round_ack(from, round);
         let last = self.log.last_index();
         let RoleState::Leader { progress } = &mut self.role else {
             return;

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -93,7 +92,8 @@ impl Default for SharedState {
 pub(crate) struct GroupDriver {
     pub(crate) group: GroupId,
     pub(crate) raft: RaftNode,
-    pub(crate) epoch: tokio::time::Instant,
+    /// The node's clock: the core's `now` and the timers.
+    pub(crate) clock: Arc<dyn super::clock::Clock>,
     pub(crate) peers: BTreeMap<NodeId, SocketAddr>,
     pub(crate) transport: Transport,
     pub(crate) writes: mpsc::UnboundedSender<Vec<WriteOp>>,
@@ -116,8 +116,7 @@ const INPUT_BATCH_MAX: usize = 1024;
 
 impl GroupDriver {
     fn now(&self) -> Instant {
-        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.epoch);
-        Instant::from_nanos(elapsed.as_nanos() as u64)
+        self.clock.local(tokio::time::Instant::now())
     }
 
     /// Runs until shutdown, a storage failure, or the end of the apply task
@@ -126,7 +125,7 @@ impl GroupDriver {
         let mut shutdown = false;
         let mut failure = None;
         loop {
-            let deadline = self.epoch + Duration::from_nanos(self.raft.poll_timeout().as_nanos());
+            let deadline = self.clock.runtime_instant(self.raft.poll_timeout());
             tokio::select! {
                 biased;
                 result = self.write_results.recv() => match result {

@@ -15,6 +15,7 @@ mod apply_loop;
 pub mod auth;
 mod backoff;
 mod blocking;
+pub mod clock;
 pub mod error;
 mod group;
 pub mod group_id;
@@ -42,6 +43,7 @@ pub use auth::{
     Authenticator, ClusterKeyAuthenticator, Credential, DialError, Dialer, Insecure, Security,
     TlsAuthenticator, TlsError,
 };
+pub use clock::{Clock, MonotonicClock, SkewedClock};
 pub use error::Error;
 pub use group_id::GroupId;
 pub use group_storage::{DiskStorage, GroupStorage, MemStorage, StorageFailure};

@@ -30,6 +30,10 @@ pub struct GroupOptions {
     /// refused before anything is logged. It must fit one log record and
     /// one replication frame (checked by `add_group`).
     pub command_bytes_max: usize,
+    /// The clock the group reads for the protocol's `now` and its timers;
+    /// `None`: the runtime's monotonic clock from the group's start. Only
+    /// lease reads depend on it (see `RaftOptions::max_clock_drift`).
+    pub clock: Option<std::sync::Arc<dyn super::clock::Clock>>,
 }
 
 /// The default [`GroupOptions::command_bytes_max`]: 8 MiB.
@@ -63,6 +67,7 @@ impl GroupOptions {
             inbox_max: 65_536,
             snapshot_interval: Some(100_000),
             command_bytes_max: COMMAND_BYTES_MAX,
+            clock: None,
         }
     }
 
