@@ -56,6 +56,12 @@ pub(crate) enum ApplyTask {
         snapshot: SnapshotInfo,
         files: SnapshotFiles,
     },
+    /// A read barrier: resolves once everything through `index` is
+    /// applied (queued behind the entries that reach it).
+    ReadBarrier {
+        index: LogIndex,
+        reply: super::read_barrier::ReadReply,
+    },
     /// The group stopped on an error.
     Failed(Error),
 }
@@ -139,6 +145,20 @@ impl ApplyLoop {
                     let _ = reply.send(self.save_snapshot().await);
                 }
                 ApplyTask::Install { snapshot, files } => self.install(snapshot, files).await,
+                ApplyTask::ReadBarrier { index, reply } => {
+                    // The core hands the barrier out after the entries that
+                    // reach `index`, so it is always reached here; a
+                    // shortfall would be a stale read, so it fails instead.
+                    let reached = self.last_applied.index >= index;
+                    let result = match reached {
+                        true => Ok(self.last_applied.index),
+                        false => Err(Error::StateMachine(format!(
+                            "read barrier at {index} before its apply (applied {})",
+                            self.last_applied.index
+                        ))),
+                    };
+                    let _ = reply.send(result);
+                }
                 ApplyTask::Failed(error) => sm.on_error(&error),
             }
         }

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -40,6 +39,11 @@ pub(crate) enum GroupInput {
     },
     /// A client command.
     Propose { command: Bytes, reply: Closure },
+    /// A read barrier.
+    Read {
+        policy: crate::core::ReadPolicy,
+        reply: super::read_barrier::ReadReply,
+    },
     /// A status request.
     Status { reply: oneshot::Sender<Status> },
     /// The address book (for clients' route lookups).
@@ -92,7 +96,8 @@ impl Default for SharedState {
 pub(crate) struct GroupDriver {
     pub(crate) group: GroupId,
     pub(crate) raft: RaftNode,
-    pub(crate) epoch: tokio::time::Instant,
+    /// The node's clock: the core's `now` and the timers.
+    pub(crate) clock: Arc<dyn super::clock::Clock>,
     pub(crate) peers: BTreeMap<NodeId, SocketAddr>,
     pub(crate) transport: Transport,
     pub(crate) writes: mpsc::UnboundedSender<Vec<WriteOp>>,
@@ -103,6 +108,8 @@ pub(crate) struct GroupDriver {
     pub(crate) pending: BTreeMap<LogIndex, (Term, Closure)>,
     /// Membership changes waiting to complete.
     pub(crate) pending_changes: Vec<PendingChange>,
+    /// Read barriers waiting for the core.
+    pub(crate) pending_reads: super::read_barrier::PendingReads,
     /// Pulls snapshots from the leader; one install at a time.
     pub(crate) installer: SnapshotInstaller,
 }
@@ -113,8 +120,7 @@ const INPUT_BATCH_MAX: usize = 1024;
 
 impl GroupDriver {
     fn now(&self) -> Instant {
-        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.epoch);
-        Instant::from_nanos(elapsed.as_nanos() as u64)
+        self.clock.local(tokio::time::Instant::now())
     }
 
     /// Runs until shutdown, a storage failure, or the end of the apply task
@@ -123,7 +129,7 @@ impl GroupDriver {
         let mut shutdown = false;
         let mut failure = None;
         loop {
-            let deadline = self.epoch + Duration::from_nanos(self.raft.poll_timeout().as_nanos());
+            let deadline = self.clock.runtime_instant(self.raft.poll_timeout());
             tokio::select! {
                 biased;
                 result = self.write_results.recv() => match result {
@@ -202,6 +208,9 @@ impl GroupDriver {
                     }));
                 }
             },
+            // A fresh clock read: a lease is checked at the time the read
+            // is handled, never at an earlier batch time.
+            GroupInput::Read { policy, reply } => self.on_read(policy, reply, self.now()),
             GroupInput::Admin { request, reply } => self.on_admin(request, reply, now),
             GroupInput::Status { reply } => {
                 let _ = reply.send(self.raft.status());
@@ -288,6 +297,8 @@ impl GroupDriver {
                     let source = self.peers.get(&from).copied();
                     self.installer.start(source, snapshot, self.apply.clone());
                 }
+                Action::ReadReady { id, index } => self.on_read_ready(id, index),
+                Action::ReadFailed { id, error } => self.on_read_failed(id, error),
                 Action::RoleChanged { role, term, leader } => {
                     *self.shared.leader.lock().expect("leader lock") = leader;
                     let _ = self.apply.send(ApplyTask::Role { role, term, leader });
@@ -318,13 +329,22 @@ impl GroupDriver {
         for (_, (_, closure)) in std::mem::take(&mut self.pending) {
             let _ = closure.send(Err(error.clone()));
         }
+        for (_, reply) in std::mem::take(&mut self.pending_reads) {
+            let _ = reply.send(Err(error.clone()));
+        }
         self.installer.cancel();
         inbox.close();
         // Queued proposals were never handed to the core: definitely not
         // applied. (Queued shutdown callers wait for `SharedState::stopped`.)
         while let Ok(input) = inbox.try_recv() {
-            if let GroupInput::Propose { reply, .. } = input {
-                let _ = reply.send(Err(Error::NotRunning));
+            match input {
+                GroupInput::Propose { reply, .. } => {
+                    let _ = reply.send(Err(Error::NotRunning));
+                }
+                GroupInput::Read { reply, .. } => {
+                    let _ = reply.send(Err(Error::NotRunning));
+                }
+                _ => {}
             }
         }
         *self.shared.leader.lock().expect("leader lock") = None;

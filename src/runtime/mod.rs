@@ -18,6 +18,7 @@ pub mod auth;
 pub(crate) mod backoff;
 mod blocking;
 mod client_service;
+pub mod clock;
 pub mod error;
 mod group;
 pub mod group_id;
@@ -27,6 +28,7 @@ mod log_writer;
 mod node;
 mod node_manager;
 pub mod options;
+mod read_barrier;
 pub mod session;
 pub mod snapshot_copy;
 mod snapshot_install;
@@ -38,12 +40,14 @@ pub mod transport;
 #[doc(hidden)]
 pub mod wire;
 
+pub use crate::core::ReadPolicy;
 pub use admin_service::status_text;
 pub use apply_loop::Applied;
 pub use auth::{
     Authenticator, ClusterKeyAuthenticator, Credential, DialError, Dialer, Insecure, Security,
     TlsAuthenticator, TlsError,
 };
+pub use clock::{Clock, MonotonicClock, SkewedClock};
 pub use error::Error;
 pub use group_id::GroupId;
 pub use group_storage::{DiskStorage, GroupStorage, MemStorage, StorageFailure};

@@ -29,7 +29,7 @@ use super::state_machine::StateMachine;
 use super::throttle::Throttle;
 use super::transport::{LocalNetwork, Transport, TransportOptions};
 use super::wire::proto;
-use crate::core::{InitialState, Instant, RaftNode, SnapshotInfo};
+use crate::core::{InitialState, RaftNode, SnapshotInfo};
 
 /// Counters of what the server refused, for tests and the status page.
 #[derive(Debug, Default)]
@@ -307,8 +307,14 @@ impl NodeManager {
             log_start: recovered.last_purged,
             entries: recovered.entries,
         };
-        let epoch = tokio::time::Instant::now();
-        let raft = RaftNode::new(options.raft.clone(), initial, Instant::from_nanos(0))
+        let clock: std::sync::Arc<dyn super::clock::Clock> = match &options.clock {
+            Some(clock) => std::sync::Arc::clone(clock),
+            None => std::sync::Arc::new(super::clock::MonotonicClock {
+                epoch: tokio::time::Instant::now(),
+            }),
+        };
+        let start = clock.local(tokio::time::Instant::now());
+        let raft = RaftNode::new(options.raft.clone(), initial, start)
             .map_err(|e| Error::Options(e.to_string()))?;
         let (inbox_tx, inbox) = mpsc::channel(options.inbox_max);
         let (writes_tx, writes) = mpsc::unbounded_channel();
@@ -318,7 +324,7 @@ impl NodeManager {
         let driver = GroupDriver {
             group: options.group,
             raft,
-            epoch,
+            clock,
             peers: options.peers.clone(),
             transport: self.inner.transport.clone(),
             writes: writes_tx,
@@ -327,6 +333,7 @@ impl NodeManager {
             shared: shared.clone(),
             pending: BTreeMap::new(),
             pending_changes: Vec::new(),
+            pending_reads: Default::default(),
             installer: SnapshotInstaller {
                 group: options.group,
                 snapshots: Arc::clone(&snapshots),
