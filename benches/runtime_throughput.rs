@@ -8,12 +8,16 @@
 //! - `tcp+disk`: loopback TCP with mutual TLS (as servers run by default)
 //!   and the real segment log with fsync, in a temporary directory;
 //! - `tcp+disk+insecure`: the same without authentication;
-//! - `tls-cost`: both of the above, interleaved row by row, with their ratio.
+//! - `tls-cost`: both of the above, interleaved row by row, with their ratio;
+//! - `metrics-cost`: `memory` and `tcp+disk` with metrics on and off
+//!   (`GroupOptions::metrics`), interleaved row by row in alternating
+//!   order for `OAR_BENCH_ROUNDS` rounds (default 3), with the median ratio.
 //!
 //! Run: `cargo bench --bench runtime_throughput`. Environment:
 //! `OAR_BENCH_MS` measuring time per row (default 3000),
 //! `OAR_BENCH_SETUPS` (default `memory,tcp+disk`),
-//! `OAR_BENCH_CLIENTS` per setup as a comma list.
+//! `OAR_BENCH_CLIENTS` per setup as a comma list, `OAR_BENCH_METRICS=off`
+//! to run the plain setups with metrics off.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -68,7 +72,7 @@ enum Setup {
     TcpDisk { tls: bool },
 }
 
-async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Node) {
+async fn cluster(setup: Setup, metrics: bool, dir: &std::path::Path) -> (Vec<NodeManager>, Node) {
     let network = LocalNetwork::new();
     let mut servers = Vec::new();
     for i in 1..=3 {
@@ -97,6 +101,7 @@ async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Node
     for (i, server) in servers.iter().enumerate() {
         let id = NodeId(i as u64 + 1);
         let mut options = GroupOptions::new(GroupId(1), id, peers.clone());
+        options.metrics = metrics;
         // openraft's defaults: a snapshot every 5,000 entries, 1,000 kept.
         options.snapshot_interval = Some(5000);
         options.raft = RaftOptions {
@@ -132,9 +137,14 @@ async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Node
 }
 
 /// Writes/s and the latency percentiles (p50, p99) of `clients` clients.
-async fn measure(setup: Setup, clients: usize, duration: Duration) -> (f64, Duration, Duration) {
+async fn measure(
+    setup: Setup,
+    metrics: bool,
+    clients: usize,
+    duration: Duration,
+) -> (f64, Duration, Duration) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (servers, leader) = cluster(setup, dir.path()).await;
+    let (servers, leader) = cluster(setup, metrics, dir.path()).await;
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -195,6 +205,7 @@ fn main() {
     let clients_override: Option<Vec<usize>> = std::env::var("OAR_BENCH_CLIENTS")
         .ok()
         .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect());
+    let metrics = std::env::var("OAR_BENCH_METRICS").map_or(true, |v| v != "off");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -208,6 +219,11 @@ fn main() {
             "tls-cost" => {
                 let clients = clients_override.clone().unwrap_or(vec![1, 16, 256]);
                 tls_cost(&runtime, &clients, Duration::from_millis(millis));
+                continue;
+            }
+            "metrics-cost" => {
+                let clients = clients_override.clone().unwrap_or(vec![256]);
+                metrics_cost(&runtime, &clients, Duration::from_millis(millis));
                 continue;
             }
             other => panic!("unknown setup {other}"),
@@ -226,7 +242,7 @@ fn main() {
         );
         for n in clients {
             let (per_second, p50, p99) =
-                runtime.block_on(measure(setup, n, Duration::from_millis(millis)));
+                runtime.block_on(measure(setup, metrics, n, Duration::from_millis(millis)));
             println!(
                 "{n:>8} | {per_second:>10.0} | {:>8.0} | {:>10.1?} | {:>10.1?}",
                 1e9 / per_second,
@@ -251,12 +267,66 @@ fn tls_cost(runtime: &tokio::runtime::Runtime, clients: &[usize], time: Duration
     );
     for &n in clients {
         let (plain, plain_p50, _) =
-            runtime.block_on(measure(Setup::TcpDisk { tls: false }, n, time));
-        let (tls, tls_p50, _) = runtime.block_on(measure(Setup::TcpDisk { tls: true }, n, time));
+            runtime.block_on(measure(Setup::TcpDisk { tls: false }, true, n, time));
+        let (tls, tls_p50, _) =
+            runtime.block_on(measure(Setup::TcpDisk { tls: true }, true, n, time));
         println!(
             "{n:>8} | {plain:>12.0} | {tls:>12.0} | {:>7.2} | {plain_p50:>10.1?} | {tls_p50:>10.1?} | {:>10.1?}",
             tls / plain,
             tls_p50.saturating_sub(plain_p50)
         );
+    }
+}
+
+/// Metrics on against off, for the in-memory and the TLS+disk setups: each
+/// round measures both back to back, the order alternating between rounds
+/// so that neither always runs second; prints every round and the median
+/// on/off ratio.
+fn metrics_cost(runtime: &tokio::runtime::Runtime, clients: &[usize], time: Duration) {
+    let rounds: usize = std::env::var("OAR_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    println!("\noar runtime: metrics on against off, interleaved, {rounds} rounds");
+    println!(
+        "{:>10} | {:>8} | {:>5} | {:>10} | {:>10} | {:>6} | {:>9} | {:>9}",
+        "setup", "clients", "round", "off w/s", "on w/s", "on/off", "off p50", "on p50"
+    );
+    for (name, setup) in [
+        ("memory", Setup::Memory),
+        ("tcp+disk", Setup::TcpDisk { tls: true }),
+    ] {
+        for &n in clients {
+            let mut ratios = Vec::new();
+            for round in 0..rounds {
+                let run = |metrics| runtime.block_on(measure(setup, metrics, n, time));
+                let (on, off) = match round % 2 {
+                    0 => {
+                        let off = run(false);
+                        (run(true), off)
+                    }
+                    _ => {
+                        let on = run(true);
+                        (on, run(false))
+                    }
+                };
+                ratios.push(on.0 / off.0);
+                println!(
+                    "{name:>10} | {n:>8} | {round:>5} | {:>10.0} | {:>10.0} | {:>6.3} | {:>9.1?} | {:>9.1?}",
+                    off.0,
+                    on.0,
+                    on.0 / off.0,
+                    off.1,
+                    on.1
+                );
+            }
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "{name:>10} | {n:>8} | median on/off {:.3} (range {:.3} to {:.3})",
+                ratios[ratios.len() / 2],
+                ratios[0],
+                ratios[ratios.len() - 1]
+            );
+        }
     }
 }

@@ -21,16 +21,21 @@ pub mod group_id;
 pub mod group_storage;
 pub mod inbound;
 mod log_writer;
+mod metrics;
 mod node;
 mod node_manager;
+mod observer;
 pub mod options;
 pub mod snapshot_copy;
 mod snapshot_install;
 pub mod snapshot_storage;
 mod socket_options;
 pub mod state_machine;
+mod status_http;
+mod status_json;
 pub mod throttle;
 pub mod transport;
+mod watch;
 #[doc(hidden)]
 pub mod wire;
 
@@ -43,11 +48,14 @@ pub use auth::{
 pub use error::Error;
 pub use group_id::GroupId;
 pub use group_storage::{DiskStorage, GroupStorage, MemStorage, StorageFailure};
+pub use metrics::METRIC_NAMES;
 pub use node::Node;
 pub use node_manager::{NodeManager, ServerStats};
+pub use observer::GroupDetails;
 pub use options::GroupOptions;
 pub use snapshot_copy::{CopyError, CopyOptions, SnapshotSource, fetch_snapshot};
 pub use snapshot_storage::{DiskSnapshots, MemSnapshots, SnapshotReadError, SnapshotStorage};
 pub use state_machine::{Committed, SnapshotError, SnapshotFiles, StateMachine};
 pub use throttle::Throttle;
 pub use transport::{LocalNetwork, Router, Transport, TransportOptions};
+pub use watch::{GroupStatus, WaitError};

@@ -30,6 +30,12 @@ pub struct GroupOptions {
     /// refused before anything is logged. It must fit one log record and
     /// one replication frame (checked by `add_group`).
     pub command_bytes_max: usize,
+    /// Count proposals, latencies, batch sizes, elections and snapshots for
+    /// `GET /metrics` (a few relaxed atomic adds per batch; the bench
+    /// measures the cost). Off: those counters stay at zero; the gauges
+    /// read from the group's status, and [`Node::watch`](super::Node::watch),
+    /// work either way.
+    pub metrics: bool,
 }
 
 /// The default [`GroupOptions::command_bytes_max`]: 8 MiB.
@@ -63,6 +69,7 @@ impl GroupOptions {
             inbox_max: 65_536,
             snapshot_interval: Some(100_000),
             command_bytes_max: COMMAND_BYTES_MAX,
+            metrics: true,
         }
     }
 
