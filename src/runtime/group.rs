@@ -291,7 +291,9 @@ impl GroupDriver {
                             None => None,
                         })
                         .collect();
-                    if let Some(last) = entries.last() {
+                    if self.shared.metrics.enabled
+                        && let Some(last) = entries.last()
+                    {
                         let now = self.now();
                         self.observer.on_committed(last.id.index, now, &self.shared);
                     }
