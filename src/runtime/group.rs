@@ -21,8 +21,11 @@ use super::apply_loop::{ApplyTask, Closure, SnapshotReply};
 use super::error::Error;
 use super::group_id::GroupId;
 use super::log_writer::WriteResult;
+use super::metrics::GroupMetrics;
+use super::observer::{GroupDetails, GroupObserver};
 use super::snapshot_install::SnapshotInstaller;
 use super::transport::Transport;
+use super::watch::StatusPublisher;
 use crate::core::{
     Action, Instant, LogIndex, Message, NodeId, ProposalError, ProposeError, RaftNode,
     SnapshotInfo, Status, Term,
@@ -49,6 +52,10 @@ pub(crate) enum GroupInput {
     /// The address book (for clients' route lookups).
     Peers {
         reply: oneshot::Sender<BTreeMap<NodeId, SocketAddr>>,
+    },
+    /// A status request with the driver's own details (`/raft_stat`).
+    Details {
+        reply: oneshot::Sender<GroupDetails>,
     },
     /// A membership change, transfer or address update.
     Admin {
@@ -79,15 +86,27 @@ pub(crate) struct SharedState {
     /// writer, apply loop, installer) have finished: only then may the
     /// storage directory be opened again.
     pub(crate) stopped: watch::Sender<bool>,
+    /// The watchable status ([`Node::watch`](super::Node::watch)).
+    pub(crate) status: StatusPublisher,
+    /// The group's counters and histograms, for `/metrics`.
+    pub(crate) metrics: Arc<GroupMetrics>,
 }
 
-impl Default for SharedState {
-    fn default() -> Self {
+impl SharedState {
+    /// The state of member `id` of `group`, starting in `membership`.
+    pub(crate) fn new(
+        group: GroupId,
+        id: NodeId,
+        membership: crate::core::Membership,
+        metrics_enabled: bool,
+    ) -> Self {
         SharedState {
             leader: Mutex::default(),
             applied_index: Arc::default(),
             forbidden_messages: AtomicU64::new(0),
             stopped: watch::Sender::new(false),
+            status: StatusPublisher::new(group, id, membership),
+            metrics: Arc::new(GroupMetrics::new(metrics_enabled)),
         }
     }
 }
@@ -112,6 +131,8 @@ pub(crate) struct GroupDriver {
     pub(crate) pending_reads: super::read_barrier::PendingReads,
     /// Pulls snapshots from the leader; one install at a time.
     pub(crate) installer: SnapshotInstaller,
+    /// Status, metrics and details kept for operators.
+    pub(crate) observer: GroupObserver,
 }
 
 /// Inputs taken per wake-up before actions are drained, so that a burst of
@@ -164,6 +185,8 @@ impl GroupDriver {
                 break;
             }
             self.perform_actions();
+            self.observer
+                .maybe_publish(&self.raft, &self.peers, &self.shared);
             if self.apply.is_closed() {
                 // Nothing committed can be applied or answered any more:
                 // fail-stop rather than lead on with a dead state machine.
@@ -192,15 +215,18 @@ impl GroupDriver {
                         "message from a node that does not live on its sending server");
                     return;
                 }
+                self.observer.on_message(message.from, now);
                 if let Err(e) = self.raft.handle_message(now, message) {
                     tracing::debug!(group = %self.group, error = %e, "message rejected");
                 }
             }
             GroupInput::Propose { command, reply } => match self.raft.propose(now, command) {
                 Ok(id) => {
+                    self.observer.on_proposed(id.index, now, &self.shared);
                     self.pending.insert(id.index, (id.term, reply));
                 }
                 Err(ProposeError::NotLeader { leader_hint }) => {
+                    self.observer.on_refused(&self.shared);
                     let leader_addr = leader_hint.and_then(|l| self.peers.get(&l).copied());
                     let _ = reply.send(Err(Error::NotLeader {
                         leader: leader_hint,
@@ -217,6 +243,12 @@ impl GroupDriver {
             }
             GroupInput::Peers { reply } => {
                 let _ = reply.send(self.peers.clone());
+            }
+            GroupInput::Details { reply } => {
+                let details =
+                    self.observer
+                        .details(&self.raft, &self.peers, self.pending.len(), now);
+                let _ = reply.send(details);
             }
             GroupInput::Snapshot { reply } => {
                 let _ = self.apply.send(ApplyTask::Snapshot { reply });
@@ -275,6 +307,12 @@ impl GroupDriver {
                             None => None,
                         })
                         .collect();
+                    if self.shared.metrics.enabled
+                        && let Some(last) = entries.last()
+                    {
+                        let now = self.now();
+                        self.observer.on_committed(last.id.index, now, &self.shared);
+                    }
                     self.resolve_changes(&entries);
                     let _ = self.apply.send(ApplyTask::Entries { entries, closures });
                 }
@@ -301,6 +339,7 @@ impl GroupDriver {
                 Action::ReadFailed { id, error } => self.on_read_failed(id, error),
                 Action::RoleChanged { role, term, leader } => {
                     *self.shared.leader.lock().expect("leader lock") = leader;
+                    self.observer.on_role(role, leader, &self.shared);
                     let _ = self.apply.send(ApplyTask::Role { role, term, leader });
                 }
             }
@@ -348,5 +387,6 @@ impl GroupDriver {
             }
         }
         *self.shared.leader.lock().expect("leader lock") = None;
+        self.shared.status.set_stopped();
     }
 }

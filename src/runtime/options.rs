@@ -40,6 +40,12 @@ pub struct GroupOptions {
     /// `None`: the runtime's monotonic clock from the group's start. Only
     /// lease reads depend on it (see `RaftOptions::max_clock_drift`).
     pub clock: Option<std::sync::Arc<dyn super::clock::Clock>>,
+    /// Count proposals, latencies, batch sizes, elections and snapshots for
+    /// `GET /metrics` (a few relaxed atomic adds per batch; the bench
+    /// measures the cost). Off: those counters stay at zero; the gauges
+    /// read from the group's status, and [`Node::watch`](super::Node::watch),
+    /// work either way.
+    pub metrics: bool,
 }
 
 /// The default [`GroupOptions::command_bytes_max`]: 8 MiB.
@@ -75,6 +81,7 @@ impl GroupOptions {
             command_bytes_max: COMMAND_BYTES_MAX,
             sessions: None,
             clock: None,
+            metrics: true,
         }
     }
 
