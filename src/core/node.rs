@@ -312,8 +312,15 @@ impl RaftNode {
                 self.heartbeat_deadline = now + self.options.heartbeat_interval;
                 self.broadcast_heartbeat();
             }
-        } else if now >= self.election_deadline && self.may_campaign() {
-            self.campaign(false);
+        } else if now >= self.election_deadline {
+            if self.may_campaign() {
+                self.campaign(false);
+            } else {
+                // A node that may not campaign (a learner, a removed
+                // server) still needs a deadline ahead, or its driver would
+                // wake at once for the same past one and spin.
+                self.reset_election_deadline();
+            }
         }
         self.finish_input();
     }
