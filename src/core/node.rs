@@ -181,7 +181,11 @@ impl RaftNode {
             last_acked: LogIndex(0),
             proposals: BTreeMap::new(),
             reads: super::read::Reads::default(),
-            vote_quiet_until: now + options.election_timeout_min,
+            // At term 0 it never heard from a leader: no lease counts on it.
+            vote_quiet_until: match initial.hard_state.term {
+                Term(0) => now,
+                _ => now + options.election_timeout_min,
+            },
             actions: VecDeque::new(),
             dirty: false,
             options,
@@ -471,7 +475,9 @@ impl RaftNode {
         if self.installing.is_none() {
             self.apply_committed();
         }
-        self.flush_reads();
+        if !self.reads.idle() {
+            self.flush_reads();
+        }
     }
 
     fn apply_committed(&mut self) {
@@ -480,9 +486,12 @@ impl RaftNode {
             if entries.is_empty() {
                 return;
             }
+            let log_reads = !self.reads.idle();
             for entry in &entries {
                 self.resolve_proposal(entry.id);
-                self.check_log_read(entry.id);
+                if log_reads {
+                    self.check_log_read(entry.id);
+                }
             }
             self.actions.push_back(Action::Apply { entries });
         }

@@ -174,6 +174,17 @@ impl Reads {
             + self.asked.as_ref().map_or(0, |a| a.reads.len())
     }
 
+    /// Whether any read is in flight or a round is wanted: the hot paths
+    /// (every flush, every applied entry) skip reads otherwise.
+    #[inline]
+    pub(super) fn idle(&self) -> bool {
+        !self.round_wanted
+            && self.applying.is_empty()
+            && self.through_log.is_empty()
+            && self.queued.is_empty()
+            && self.asked.is_none()
+    }
+
     /// The earliest deadline of a read this node could still fail.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         if self.confirming.is_empty() && self.queued.is_empty() && self.asked.is_none() {
@@ -496,9 +507,6 @@ impl RaftNode {
     /// The entry at `applied` is handed out: a log read waiting there is
     /// ready if the entry is its own, failed if another leader's replaced it.
     pub(super) fn check_log_read(&mut self, applied: super::ids::LogId) {
-        if self.reads.through_log.is_empty() {
-            return;
-        }
         if let Some((term, reads)) = self.reads.through_log.remove(&applied.index) {
             if term == applied.term {
                 self.reads.through_log.insert(applied.index, (term, reads));
