@@ -15,7 +15,7 @@ use oar::core::{NodeId, RaftOptions};
 
 use oar::runtime::{
     ClusterKeyAuthenticator, DiskStorage, GroupId, GroupOptions, Node, NodeManager, Security,
-    TransportOptions,
+    SessionOptions, TransportOptions,
 };
 use oar::storage::{FileSystem, LogOptions, LogWriter, MemFileSystem, StorageError};
 use serde_json::json;
@@ -92,6 +92,7 @@ impl SimCluster {
         seed: u64,
         raft: RaftOptions,
         voters: usize,
+        sessions: Option<SessionOptions>,
         observations: Arc<Mutex<Observations>>,
         trace: Trace,
     ) -> SimCluster {
@@ -113,6 +114,7 @@ impl SimCluster {
                     seed,
                     raft: raft.clone(),
                     voters,
+                    sessions: sessions.clone(),
                     fs: fs.clone(),
                     peers: peers.clone(),
                     observations: observations.clone(),
@@ -450,6 +452,8 @@ struct ServerContext {
     raft: RaftOptions,
     /// Servers `1..=voters` start as the group's voters.
     voters: usize,
+    /// The group's client sessions, if it keeps them.
+    sessions: Option<SessionOptions>,
     fs: MemFileSystem,
     peers: BTreeMap<NodeId, SocketAddr>,
     observations: Arc<Mutex<Observations>>,
@@ -491,6 +495,7 @@ async fn serve(ctx: ServerContext) {
         seed,
         raft,
         voters,
+        sessions,
         fs,
         peers,
         observations,
@@ -529,6 +534,7 @@ async fn serve(ctx: ServerContext) {
     let mut options = GroupOptions::new(GROUP, id, peers);
     options.initial_voters = Some((1..=voters as u64).map(NodeId).collect());
     options.snapshot_interval = crate::options::swarm_snapshot_interval(seed);
+    options.sessions = sessions;
     options.raft = RaftOptions {
         id,
         rng_seed: seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),
