@@ -56,6 +56,15 @@ pub enum Operation {
         /// The value written when the comparison succeeds.
         new: String,
     },
+    /// Increment the key as a counter (a missing key counts as 0); the
+    /// reply is the new count, so every reply pins the exact number of
+    /// increments before it.
+    Incr {
+        /// Names the request (unique in a history) so that its log entry
+        /// can be told apart from every other increment; not part of the
+        /// operation's meaning.
+        id: String,
+    },
 }
 
 impl Operation {
@@ -66,6 +75,7 @@ impl Operation {
             Operation::Get => "get",
             Operation::Append { .. } => "append",
             Operation::Cas { .. } => "cas",
+            Operation::Incr { .. } => "incr",
         }
     }
 }
@@ -80,6 +90,8 @@ pub enum Reply {
     /// A compare-and-set ran: `true` when it swapped, `false` when the
     /// key did not hold the expected value.
     Swapped(bool),
+    /// An increment ran: the counter's new value.
+    Count(u64),
 }
 
 /// How an operation ended, as far as its client knows.
@@ -357,6 +369,7 @@ fn check_reply_fits(operation: &Operation, reply: &Reply) -> Result<(), RecordEr
             Reply::Done
         ) | (Operation::Get, Reply::Value(_))
             | (Operation::Cas { .. }, Reply::Swapped(_))
+            | (Operation::Incr { .. }, Reply::Count(_))
     );
     if fits {
         Ok(())
@@ -376,6 +389,7 @@ enum OpName {
     Get,
     Append,
     Cas,
+    Incr,
 }
 
 /// The `outcome` field.
@@ -412,11 +426,13 @@ impl Line {
                 OpName::Cas,
                 Json::from(vec![expected.as_str(), new.as_str()]),
             ),
+            Operation::Incr { id } => (OpName::Incr, Json::from(id.as_str())),
         };
         let (outcome, result) = match &record.outcome {
             Outcome::Ok(Reply::Done) => (OutcomeName::Ok, Json::Null),
             Outcome::Ok(Reply::Value(value)) => (OutcomeName::Ok, Json::from(value.as_deref())),
             Outcome::Ok(Reply::Swapped(swapped)) => (OutcomeName::Ok, Json::from(*swapped)),
+            Outcome::Ok(Reply::Count(count)) => (OutcomeName::Ok, Json::from(*count)),
             Outcome::Fail => (OutcomeName::Fail, Json::Null),
             Outcome::Unknown => (OutcomeName::Unknown, Json::Null),
         };
@@ -440,6 +456,7 @@ impl Line {
             OpName::Get => "get",
             OpName::Append => "append",
             OpName::Cas => "cas",
+            OpName::Incr => "incr",
         };
         let outcome_name = match self.outcome {
             OutcomeName::Ok => "ok",
@@ -455,6 +472,7 @@ impl Line {
         let operation = match (self.op, self.value) {
             (OpName::Put, Json::String(value)) => Operation::Put { value },
             (OpName::Append, Json::String(value)) => Operation::Append { value },
+            (OpName::Incr, Json::String(id)) => Operation::Incr { id },
             (OpName::Get, Json::Null) => Operation::Get,
             (OpName::Cas, Json::Array(pair)) => match <[Json; 2]>::try_from(pair) {
                 Ok([Json::String(expected), Json::String(new)]) => Operation::Cas { expected, new },
@@ -472,6 +490,12 @@ impl Line {
             }
             (OutcomeName::Ok, Operation::Cas { .. }, Json::Bool(swapped)) => {
                 Outcome::Ok(Reply::Swapped(swapped))
+            }
+            (OutcomeName::Ok, Operation::Incr { .. }, Json::Number(count)) => {
+                match count.as_u64() {
+                    Some(count) => Outcome::Ok(Reply::Count(count)),
+                    None => return Err(field_error("result")),
+                }
             }
             (OutcomeName::Fail, _, Json::Null) => Outcome::Fail,
             (OutcomeName::Unknown, _, Json::Null) => Outcome::Unknown,

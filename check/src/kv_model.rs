@@ -93,6 +93,9 @@ pub(crate) struct ValueTable {
     same_fingerprint: Vec<StateId>,
     /// Memo of `append(state, suffix) -> state`.
     appends: FastMap<(StateId, StateId), StateId>,
+    /// Memo of `increment(state) -> (count, state)`; `None`: the value is
+    /// not a count.
+    increments: FastMap<StateId, Option<(u64, StateId)>>,
 }
 
 /// The polynomial hash's base (odd, so powers never vanish mod 2^64).
@@ -106,6 +109,7 @@ impl ValueTable {
             by_fingerprint: FastMap::default(),
             same_fingerprint: Vec::new(),
             appends: FastMap::default(),
+            increments: FastMap::default(),
         }
     }
 
@@ -160,6 +164,23 @@ impl ValueTable {
         id
     }
 
+    /// The count after incrementing `state` (missing counts as 0) and its
+    /// state; `None` when the value is not a count.
+    fn increment(&mut self, state: StateId) -> Option<(u64, StateId)> {
+        if let Some(&known) = self.increments.get(&state) {
+            return known;
+        }
+        let before = match self.value(state) {
+            None => Some(0),
+            Some(value) => value.parse::<u64>().ok(),
+        };
+        let after = before
+            .and_then(|count| count.checked_add(1))
+            .map(|count| (count, self.intern(&count.to_string())));
+        self.increments.insert(state, after);
+        after
+    }
+
     /// The id of the concatenation of `parts`, whose fingerprint is given,
     /// adding it if new.
     fn find_or_add(&mut self, parts: &[&str], (hash, power): (u64, u64)) -> StateId {
@@ -209,6 +230,8 @@ pub(crate) enum ModelOp {
         new: StateId,
         swapped: Option<bool>,
     },
+    /// An increment; `count` is the reply, `None` when unknown.
+    Incr { count: Option<u64> },
 }
 
 impl ModelOp {
@@ -242,6 +265,12 @@ impl ModelOp {
                     _ => None,
                 },
             }),
+            Operation::Incr { .. } => Some(ModelOp::Incr {
+                count: match reply {
+                    Some(Reply::Count(count)) => Some(*count),
+                    _ => None,
+                },
+            }),
         }
     }
 
@@ -262,6 +291,15 @@ impl ModelOp {
                     Some(swapped) if swapped != matches => None,
                     _ if matches => Some(new),
                     _ => Some(state),
+                }
+            }
+            // The reply is the exact count: any other number of increments
+            // linearized before it fails here.
+            ModelOp::Incr { count } => {
+                let (after, next) = table.increment(state)?;
+                match count {
+                    Some(count) if count != after => None,
+                    _ => Some(next),
                 }
             }
         }

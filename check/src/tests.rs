@@ -340,3 +340,44 @@ fn bad_log_lines_are_errors_with_their_line_number() {
     let error = parse_etcd_log("INFO  jepsen.util - 0\t:ok\t:read\t1").unwrap_err();
     assert_eq!(error.problem, Problem::NothingInFlight { process: 0 });
 }
+
+fn incr(id: &str) -> Operation {
+    Operation::Incr { id: id.into() }
+}
+
+fn count(n: u64) -> Outcome {
+    Outcome::Ok(Reply::Count(n))
+}
+
+#[test]
+fn increments_must_reply_their_exact_count() {
+    // Two concurrent increments may reply 1 and 2 in either order.
+    let mut history = History::new();
+    record(&mut history, incr("a"), 0, 10, count(2));
+    record(&mut history, incr("b"), 0, 10, count(1));
+    record(&mut history, Operation::Get, 20, 30, read(Some("2")));
+    assert!(linearizable(&history));
+    // An increment applied twice (3 where 2 increments ran) is caught.
+    let mut history = History::new();
+    record(&mut history, incr("a"), 0, 10, count(1));
+    record(&mut history, incr("b"), 20, 30, count(3));
+    assert!(!linearizable(&history));
+    // An unknown increment may have counted, or not.
+    let mut history = History::new();
+    record(&mut history, incr("a"), 0, 10, Outcome::Unknown);
+    record(&mut history, incr("b"), 20, 30, count(2));
+    assert!(linearizable(&history));
+    record(&mut history, incr("c"), 40, 50, count(2));
+    assert!(!linearizable(&history));
+}
+
+#[test]
+fn increments_round_trip_through_jsonl() {
+    let mut history = History::new();
+    record(&mut history, incr("a"), 0, 10, count(7));
+    record(&mut history, incr("b"), 0, 10, Outcome::Unknown);
+    let mut out = Vec::new();
+    history.write_jsonl(&mut out).unwrap();
+    let back = History::read_jsonl(&out[..]).unwrap();
+    assert_eq!(back.records(), history.records());
+}

@@ -49,6 +49,10 @@ struct Shape {
     /// named keep the seed's weight; 0 switches a kind off).
     #[arg(long, value_parser = parse_weights)]
     weights: Option<String>,
+    /// Clients write with plain `Node::apply` instead of through client
+    /// sessions (the runs before sessions, to compare with).
+    #[arg(long)]
+    no_sessions: bool,
 }
 
 #[derive(Subcommand)]
@@ -130,6 +134,7 @@ fn options(seed: u64, shape: &Shape) -> SimOptions {
         fault_weights,
         clients: shape.clients,
         fault_phase: Duration::from_secs(shape.fault_secs),
+        sessions: !shape.no_sessions,
         ..defaults
     }
 }

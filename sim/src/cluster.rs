@@ -15,7 +15,7 @@ use oar::core::{NodeId, RaftOptions};
 
 use oar::runtime::{
     ClusterKeyAuthenticator, DiskStorage, GroupId, GroupOptions, Node, NodeManager, Security,
-    TransportOptions,
+    SessionOptions, TransportOptions,
 };
 use oar::storage::{FileSystem, LogOptions, LogWriter, MemFileSystem, StorageError};
 use serde_json::json;
@@ -94,6 +94,7 @@ impl SimCluster {
         seed: u64,
         raft: RaftOptions,
         voters: usize,
+        sessions: Option<SessionOptions>,
         observations: Arc<Mutex<Observations>>,
         trace: Trace,
     ) -> SimCluster {
@@ -116,6 +117,7 @@ impl SimCluster {
                     seed,
                     raft: raft.clone(),
                     voters,
+                    sessions: sessions.clone(),
                     fs: fs.clone(),
                     peers: peers.clone(),
                     observations: observations.clone(),
@@ -460,6 +462,8 @@ struct ServerContext {
     raft: RaftOptions,
     /// Servers `1..=voters` start as the group's voters.
     voters: usize,
+    /// The group's client sessions, if it keeps them.
+    sessions: Option<SessionOptions>,
     fs: MemFileSystem,
     peers: BTreeMap<NodeId, SocketAddr>,
     observations: Arc<Mutex<Observations>>,
@@ -503,6 +507,7 @@ async fn serve(ctx: ServerContext) {
         seed,
         raft,
         voters,
+        sessions,
         fs,
         peers,
         observations,
@@ -542,6 +547,7 @@ async fn serve(ctx: ServerContext) {
     let mut options = GroupOptions::new(GROUP, id, peers);
     options.initial_voters = Some((1..=voters as u64).map(NodeId).collect());
     options.snapshot_interval = crate::options::swarm_snapshot_interval(seed);
+    options.sessions = sessions;
     options.raft = RaftOptions {
         id,
         rng_seed: seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),

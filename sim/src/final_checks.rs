@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use oar::core::{Entry, EntryPayload, LogId, LogIndex, Membership, NodeId};
+use oar::runtime::session::logged_command;
 
 use crate::observe::Violation;
 
@@ -66,21 +67,26 @@ pub fn check_leader_completeness(
 
 /// Every acknowledged write (`op` index → the command bytes it logged) is
 /// in the final leader's log, or among the commands applied before its
-/// compaction point (which its snapshot holds).
+/// compaction point (which its snapshot holds). With `sessions` the log
+/// holds envelopes, and the command inside each is compared.
 pub fn check_acknowledged_writes<'a>(
     leader_log: &'a DurableLog,
     applied: impl IntoIterator<Item = (LogId, &'a Bytes)>,
     acknowledged: &[(usize, Bytes)],
+    sessions: bool,
 ) -> Vec<Violation> {
     let compacted = applied
         .into_iter()
         .filter(|(id, _)| id.index <= leader_log.start.index)
-        .map(|(_, data)| data);
-    let logged: BTreeSet<&Bytes> = leader_log
+        .map(|(_, data)| data.clone());
+    // A session group logs each command in an envelope; the client's
+    // command is inside it (the state machine saw only that).
+    let logged: BTreeSet<Bytes> = leader_log
         .entries
         .iter()
         .filter_map(|e| match &e.payload {
-            EntryPayload::Command(data) => Some(data),
+            EntryPayload::Command(data) if sessions => logged_command(data),
+            EntryPayload::Command(data) => Some(data.clone()),
             _ => None,
         })
         .chain(compacted)
@@ -197,7 +203,7 @@ mod tests {
             (5, Bytes::from_static(b"gone")),
         ];
         assert_eq!(
-            check_acknowledged_writes(&full, [], &acked),
+            check_acknowledged_writes(&full, [], &acked, false),
             [Violation::LostAcknowledgedWrite { op: 5 }]
         );
         // Compacted entries count when applied before the compaction point.
@@ -206,7 +212,7 @@ mod tests {
         let applied = [(LogId::new(1, 1), &a)];
         assert!(check_leader_completeness(NodeId(1), &compacted, [LogId::new(1, 1)]).is_empty());
         assert_eq!(
-            check_acknowledged_writes(&compacted, applied, &acked),
+            check_acknowledged_writes(&compacted, applied, &acked, false),
             [Violation::LostAcknowledgedWrite { op: 5 }]
         );
     }

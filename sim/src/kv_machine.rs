@@ -1,7 +1,8 @@
-//! The simulator's replicated key-value state machine: put, get, append and
-//! compare-and-set on string keys, with commands and replies as JSON.
-//! Reads go through the log as commands, or are served from the map after
-//! a read barrier (`reads.rs`); the map is shared with those readers.
+//! The simulator's replicated key-value state machine: put, get, append,
+//! compare-and-set and increment on string keys, with commands and replies
+//! as JSON. Reads go through the log as commands, or are served from the
+//! map after a read barrier (`reads.rs`); the map is shared with those
+//! readers.
 //!
 //! Every apply is also reported to the run's [`Observations`], which checks
 //! state-machine safety and apply order as it happens. Where the run
@@ -54,6 +55,14 @@ pub enum KvCommand {
         /// The value to write.
         new: String,
     },
+    /// Increment `key` as a counter (missing counts as 0).
+    Incr {
+        /// The key.
+        key: String,
+        /// The request's name; ignored, it makes every increment's bytes
+        /// unique (the final checks find a command by its bytes).
+        id: String,
+    },
 }
 
 /// The answer to a [`KvCommand`].
@@ -65,6 +74,8 @@ pub enum KvReply {
     Value(Option<String>),
     /// A cas: whether it swapped.
     Swapped(bool),
+    /// An increment: the new count.
+    Count(u64),
     /// The command bytes were not a command (never expected).
     Invalid,
 }
@@ -78,6 +89,7 @@ impl KvCommand {
             Operation::Get => KvCommand::Get { key },
             Operation::Append { value } => KvCommand::Append { key, value },
             Operation::Cas { expected, new } => KvCommand::Cas { key, expected, new },
+            Operation::Incr { id } => KvCommand::Incr { key, id },
         }
     }
 
@@ -174,6 +186,21 @@ fn execute(map: &mut BTreeMap<String, String>, command: KvCommand) -> KvReply {
                 map.insert(key, new);
             }
             KvReply::Swapped(swap)
+        }
+        KvCommand::Incr { key, .. } => {
+            // Counters live on their own keys; a value that is not a
+            // count is refused (the checker's model does the same).
+            let before = match map.get(&key) {
+                None => Some(0),
+                Some(value) => value.parse::<u64>().ok(),
+            };
+            match before.and_then(|count| count.checked_add(1)) {
+                Some(count) => {
+                    map.insert(key, count.to_string());
+                    KvReply::Count(count)
+                }
+                None => KvReply::Invalid,
+            }
         }
     }
 }
@@ -304,6 +331,18 @@ mod tests {
                 new: "c".into(),
             },
             KvCommand::Get { key: "k".into() },
+            KvCommand::Incr {
+                key: "n".into(),
+                id: "1".into(),
+            },
+            KvCommand::Incr {
+                key: "n".into(),
+                id: "2".into(),
+            },
+            KvCommand::Incr {
+                key: "k".into(),
+                id: "3".into(),
+            },
         ];
         let committed: Vec<Committed> = commands
             .iter()
@@ -324,7 +363,10 @@ mod tests {
                 KvReply::Done,
                 KvReply::Swapped(true),
                 KvReply::Swapped(false),
-                KvReply::Value(Some("b".into()))
+                KvReply::Value(Some("b".into())),
+                KvReply::Count(1),
+                KvReply::Count(2),
+                KvReply::Invalid,
             ]
         );
         assert!(observations.lock().unwrap().violations().is_empty());

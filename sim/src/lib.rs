@@ -31,6 +31,8 @@ pub mod reconfigure;
 #[cfg(madsim)]
 pub mod run;
 #[cfg(madsim)]
+pub mod sessions;
+#[cfg(madsim)]
 pub mod stranger;
 #[cfg(madsim)]
 pub mod summary;

@@ -77,8 +77,11 @@ pub struct SimOptions {
     pub fault_phase: Duration,
     /// After healing, a write must commit and the nodes converge within this.
     pub heal_deadline: Duration,
-    /// A client gives up on an operation (outcome unknown) after this.
+    /// A client gives up on an attempt (outcome unknown) after this.
     pub op_timeout: Duration,
+    /// The group keeps client sessions and the clients retry writes of
+    /// unknown outcome through them (`sim/src/sessions.rs`).
+    pub sessions: bool,
     /// Record the event trace.
     pub trace: bool,
     /// The protocol options every server runs with (`id` and `rng_seed`
@@ -103,6 +106,7 @@ impl SimOptions {
             fault_phase: Duration::from_secs(20),
             heal_deadline: Duration::from_secs(20),
             op_timeout: Duration::from_secs(2),
+            sessions: true,
             trace: false,
             raft: swarm_raft_options(seed),
             initial_voters: None,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use oar::core::NodeId;
+use oar::runtime::SessionOptions;
 use serde_json::json;
 
 use crate::checker::linearizability;
@@ -19,7 +20,7 @@ use crate::final_checks::{
     InEffect, check_acknowledged_writes, check_configurations, check_configurations_agree,
     check_leader_completeness, check_log_matching,
 };
-use crate::history::History;
+use crate::history::{History, Outcome};
 use crate::kv_machine::KvCommand;
 use crate::liveness::{
     Churn, Recovery, TAIL_ELECTIONS_MAX, converge, fault_free_tail, recover, recovery_bound,
@@ -49,6 +50,8 @@ pub struct RunReport {
     pub seed: u64,
     /// Client operations invoked.
     pub ops: usize,
+    /// Of those, the ones whose outcome stayed unknown (indeterminate).
+    pub unknown_ops: usize,
     /// The fault mix the nemesis drew from.
     pub mix: FaultWeights,
     /// Faults injected.
@@ -113,6 +116,7 @@ pub fn run(options: &SimOptions) -> RunOutput {
             let report = RunReport {
                 seed: options.seed,
                 ops: 0,
+                unknown_ops: 0,
                 mix: options.fault_mix(),
                 faults: 0,
                 faults_by_kind: BTreeMap::new(),
@@ -156,6 +160,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         options.seed,
         options.raft.clone(),
         options.starting_voters(),
+        options.sessions.then(SessionOptions::default),
         observations.clone(),
         trace.clone(),
     );
@@ -167,6 +172,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         stop: Arc::new(AtomicBool::new(false)),
         keys: options.keys,
         op_timeout: options.op_timeout,
+        sessions: options.sessions,
     };
     let clients_node = madsim::runtime::Handle::current()
         .create_node()
@@ -235,6 +241,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
                     leader_log,
                     observed.applied_commands(),
                     &acknowledged,
+                    options.sessions,
                 ));
             }
             // A budget keeps a pathological history from stalling a sweep;
@@ -278,6 +285,11 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
     let report = RunReport {
         seed: options.seed,
         ops: history.len(),
+        unknown_ops: history
+            .records()
+            .iter()
+            .filter(|r| r.outcome == Outcome::Unknown)
+            .count(),
         mix: options.fault_mix(),
         faults: nemesis.injected,
         faults_by_kind: nemesis.injected_by_kind.clone(),

@@ -84,6 +84,9 @@ pub struct Summary {
     pub seeds: u64,
     /// Client operations.
     pub ops: u64,
+    /// Client operations of unknown outcome (indeterminate).
+    #[serde(default)]
+    pub unknown_ops: u64,
     /// Faults injected.
     pub faults: u64,
     /// Terms with a leader.
@@ -140,6 +143,7 @@ impl Summary {
             *ran += 1;
         }
         self.ops += report.ops as u64;
+        self.unknown_ops += report.unknown_ops as u64;
         self.faults += report.faults;
         self.terms += report.leader_terms as u64;
         self.loads += report.snapshot_loads as u64;
@@ -212,6 +216,7 @@ impl Summary {
             }
             all.seeds += part.seeds;
             all.ops += part.ops;
+            all.unknown_ops += part.unknown_ops;
             all.faults += part.faults;
             all.terms += part.terms;
             all.loads += part.loads;
@@ -269,6 +274,10 @@ impl Summary {
         let liveness = self.failures.len() - correctness;
         let wall = self.wall_s.max(f64::MIN_POSITIVE);
         let sim_s = self.sim_ns as f64 / 1e9;
+        let indeterminate = format!(
+            "{:.2} %",
+            self.unknown_ops as f64 * 100.0 / self.ops.max(1) as f64
+        );
         let _ = writeln!(
             out,
             "oar-sim sweep: seeds {}..{}, {}",
@@ -276,15 +285,15 @@ impl Summary {
         );
         let _ = writeln!(
             out,
-            "| seeds | passed | safety failures | liveness failures | client ops | faults | leader terms | snapshot loads | simulated s | wall s | seeds/s | sim s / wall s |"
+            "| seeds | passed | safety failures | liveness failures | client ops | indeterminate | faults | leader terms | snapshot loads | simulated s | wall s | seeds/s | sim s / wall s |"
         );
         let _ = writeln!(
             out,
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         let _ = writeln!(
             out,
-            "| {} | {} | {correctness} | {liveness} | {} | {} | {} | {} | {sim_s:.0} | {wall:.1} | {:.2} | {:.1} |",
+            "| {} | {} | {correctness} | {liveness} | {} | {indeterminate} | {} | {} | {} | {sim_s:.0} | {wall:.1} | {:.2} | {:.1} |",
             self.seeds,
             self.seeds - self.failures.len() as u64,
             self.ops,

@@ -1,22 +1,24 @@
-//! Concurrent clients on a small key space: put, get, append and cas, each
-//! recorded in the history with its invoke and completion times. A client
-//! retries at the leader a refusal names, and gives up on an operation
-//! (outcome unknown) after the operation timeout, as a real client does.
-//! Gets go through the log or through a read barrier of any policy, on
-//! leaders and followers (`reads.rs`).
+//! Concurrent clients on a small key space: put, get, append, cas and incr
+//! (on counter keys of their own), each recorded in the history with its
+//! invoke and completion times. A client retries at the leader a refusal
+//! names; through a session it retries an attempt of unknown outcome too
+//! (`sessions.rs`), without one it gives up on the operation (outcome
+//! unknown) after the operation timeout. Gets go through the log or through
+//! a read barrier of any policy, on leaders and followers (`reads.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use oar::runtime::{Error, Node};
+use oar::runtime::Node;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::cluster::SimCluster;
 use crate::history::{History, Operation, Outcome, Reply};
 use crate::kv_machine::{KvCommand, KvReply, decode_reply};
+use crate::sessions::{ClientSession, Ended, apply_plain};
 
 /// What the clients share.
 #[derive(Clone)]
@@ -33,8 +35,10 @@ pub struct ClientContext {
     pub stop: Arc<AtomicBool>,
     /// Keys to choose from.
     pub keys: usize,
-    /// When a client gives up on an operation.
+    /// When a client gives up on an attempt.
     pub op_timeout: Duration,
+    /// Writes go through client sessions.
+    pub sessions: bool,
 }
 
 /// Runs one client until `stop` is set.
@@ -44,6 +48,7 @@ pub async fn run_client(client: u64, seed: u64, ctx: ClientContext) {
     let mut target = rng.random_range(0..ctx.members.len());
     let mut sequence = 0u64;
     let mut last_seen: Vec<Option<String>> = vec![None; ctx.keys];
+    let mut session = ClientSession::default();
     while !ctx.stop.load(Ordering::Relaxed) {
         let member = ctx.members[target].lock().expect("member").clone();
         let Some(member) = member else {
@@ -52,17 +57,21 @@ pub async fn run_client(client: u64, seed: u64, ctx: ClientContext) {
             continue;
         };
         let key_index = rng.random_range(0..ctx.keys);
-        let key = format!("k{key_index}");
+        let mut key = format!("k{key_index}");
         sequence += 1;
         let value = format!("c{client}-{sequence}");
-        let operation = match rng.random_range(0..10) {
+        let operation = match rng.random_range(0..12) {
             0..3 => Operation::Put { value },
             3..6 => Operation::Get,
             6..8 => Operation::Append { value },
-            _ => Operation::Cas {
+            8..10 => Operation::Cas {
                 expected: last_seen[key_index].clone().unwrap_or_default(),
                 new: value,
             },
+            _ => {
+                key = format!("n{key_index}");
+                Operation::Incr { id: value }
+            }
         };
         let read_policy = match operation {
             Operation::Get => crate::reads::pick_policy(&mut rng),
@@ -107,16 +116,23 @@ pub async fn run_client(client: u64, seed: u64, ctx: ClientContext) {
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..20))).await;
             continue;
         }
-        let result = tokio::time::timeout(ctx.op_timeout, member.apply(bytes.clone())).await;
-        let outcome = match result {
-            Ok(Ok(applied)) => {
-                let reply = match decode_reply(&applied.response) {
+        let ended = if ctx.sessions {
+            session
+                .apply(&ctx, &mut rng, &mut target, bytes.clone())
+                .await
+        } else {
+            apply_plain(&ctx, &mut rng, &mut target, &member, bytes.clone()).await
+        };
+        let outcome = match ended {
+            Ended::Applied(response) => {
+                let reply = match decode_reply(&response) {
                     KvReply::Done => Reply::Done,
                     KvReply::Value(v) => {
                         last_seen[key_index] = v.clone();
                         Reply::Value(v)
                     }
                     KvReply::Swapped(swapped) => Reply::Swapped(swapped),
+                    KvReply::Count(count) => Reply::Count(count),
                     KvReply::Invalid => panic!("the state machine refused a well-formed command"),
                 };
                 if !matches!(reply, Reply::Value(_) | Reply::Swapped(false)) {
@@ -127,26 +143,8 @@ pub async fn run_client(client: u64, seed: u64, ctx: ClientContext) {
                 }
                 Outcome::Ok(reply)
             }
-            // Refused before reaching the log, or its entry was replaced:
-            // definitely not applied.
-            Ok(Err(Error::NotLeader { leader, .. })) => {
-                target = match leader {
-                    Some(id) => (id.0 as usize).saturating_sub(1).min(ctx.members.len() - 1),
-                    None => rng.random_range(0..ctx.members.len()),
-                };
-                Outcome::Fail
-            }
-            Ok(Err(Error::Overwritten(_))) => Outcome::Fail,
-            Ok(Err(Error::NotRunning)) => {
-                target = rng.random_range(0..ctx.members.len());
-                Outcome::Fail
-            }
-            // Shut down mid-flight, storage failure, or no answer in time:
-            // it may or may not have taken effect.
-            Ok(Err(_)) | Err(_) => {
-                target = rng.random_range(0..ctx.members.len());
-                Outcome::Unknown
-            }
+            Ended::Fail => Outcome::Fail,
+            Ended::Unknown => Outcome::Unknown,
         };
         let now = SimCluster::now_ns();
         ctx.history

@@ -53,6 +53,17 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The user's command inside a logged entry of a session group (a Plain
+/// envelope or a session request), `None` for any other entry: for
+/// checkers that read a group's log, such as the simulator's.
+#[doc(hidden)]
+pub fn logged_command(entry: &Bytes) -> Option<Bytes> {
+    match Envelope::decode(entry.clone())? {
+        Envelope::Plain { command, .. } | Envelope::Request { command, .. } => Some(command),
+        Envelope::Open { .. } | Envelope::Close { .. } => None,
+    }
+}
+
 /// `command` as a Plain envelope stamped now.
 pub(crate) fn encode_plain(command: &[u8]) -> Bytes {
     Envelope::encode_parts(PLAIN, now_ms(), &[], command)

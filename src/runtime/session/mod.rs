@@ -36,7 +36,7 @@ mod state_machine_tests;
 mod table;
 
 #[doc(hidden)]
-pub use codec::decode_session_error;
+pub use codec::{decode_session_error, logged_command};
 pub(crate) use codec::{encode_plain, encode_session_error};
 pub use error::SessionError;
 pub use options::SessionOptions;
