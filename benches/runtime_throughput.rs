@@ -8,12 +8,16 @@
 //! - `tcp+disk`: loopback TCP with mutual TLS (as servers run by default)
 //!   and the real segment log with fsync, in a temporary directory;
 //! - `tcp+disk+insecure`: the same without authentication;
-//! - `tls-cost`: both of the above, interleaved row by row, with their ratio.
+//! - `tls-cost`: both of the above, interleaved row by row, with their ratio;
+//! - `metrics-cost`: `memory` and `tcp+disk` with metrics on and off
+//!   (`GroupOptions::metrics`), interleaved row by row in alternating
+//!   order for `OAR_BENCH_ROUNDS` rounds (default 3), with the median ratio.
 //!
 //! Run: `cargo bench --bench runtime_throughput`. Environment:
 //! `OAR_BENCH_MS` measuring time per row (default 3000),
 //! `OAR_BENCH_SETUPS` (default `memory,tcp+disk`),
-//! `OAR_BENCH_CLIENTS` per setup as a comma list.
+//! `OAR_BENCH_CLIENTS` per setup as a comma list, `OAR_BENCH_METRICS=off`
+//! to run the plain setups with metrics off.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -68,7 +72,7 @@ enum Setup {
     TcpDisk { tls: bool },
 }
 
-async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Node) {
+async fn cluster(setup: Setup, metrics: bool, dir: &std::path::Path) -> (Vec<NodeManager>, Node) {
     let network = LocalNetwork::new();
     let mut servers = Vec::new();
     for i in 1..=3 {
@@ -97,6 +101,7 @@ async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Node
     for (i, server) in servers.iter().enumerate() {
         let id = NodeId(i as u64 + 1);
         let mut options = GroupOptions::new(GroupId(1), id, peers.clone());
+        options.metrics = metrics;
         // openraft's defaults: a snapshot every 5,000 entries, 1,000 kept.
         options.snapshot_interval = Some(5000);
         options.raft = RaftOptions {
@@ -131,10 +136,34 @@ async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Node
     (servers, nodes.swap_remove(0))
 }
 
-/// Writes/s and the latency percentiles (p50, p99) of `clients` clients.
-async fn measure(setup: Setup, clients: usize, duration: Duration) -> (f64, Duration, Duration) {
+/// This process's CPU time so far (user + system), where it can be read.
+fn cpu_time() -> Duration {
+    // SAFETY: rusage is plain integers, for which all-zero is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// What one row measured.
+struct Row {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    /// CPU time of the whole process (all three nodes and the clients) per
+    /// write: unlike writes/s, barely moved by other processes' load.
+    cpu_per_write: Duration,
+}
+
+/// Writes/s, the latency percentiles and CPU per write of `clients` clients.
+async fn measure(setup: Setup, metrics: bool, clients: usize, duration: Duration) -> Row {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (servers, leader) = cluster(setup, dir.path()).await;
+    let (servers, leader) = cluster(setup, metrics, dir.path()).await;
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -162,9 +191,11 @@ async fn measure(setup: Setup, clients: usize, duration: Duration) -> (f64, Dura
     tokio::time::sleep(Duration::from_millis(300)).await; // warm up
     measuring.store(true, Ordering::Relaxed);
     let start = Instant::now();
+    let cpu_start = cpu_time();
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_start);
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;
@@ -179,11 +210,12 @@ async fn measure(setup: Setup, clients: usize, duration: Duration) -> (f64, Dura
             .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
     };
     let per_second = latencies.len() as f64 / elapsed.as_secs_f64();
-    (
+    Row {
         per_second,
-        at(0.50).copied().unwrap_or_default(),
-        at(0.99).copied().unwrap_or_default(),
-    )
+        p50: at(0.50).copied().unwrap_or_default(),
+        p99: at(0.99).copied().unwrap_or_default(),
+        cpu_per_write: cpu / (latencies.len().max(1) as u32),
+    }
 }
 
 fn main() {
@@ -195,6 +227,7 @@ fn main() {
     let clients_override: Option<Vec<usize>> = std::env::var("OAR_BENCH_CLIENTS")
         .ok()
         .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect());
+    let metrics = std::env::var("OAR_BENCH_METRICS").map_or(true, |v| v != "off");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -208,6 +241,11 @@ fn main() {
             "tls-cost" => {
                 let clients = clients_override.clone().unwrap_or(vec![1, 16, 256]);
                 tls_cost(&runtime, &clients, Duration::from_millis(millis));
+                continue;
+            }
+            "metrics-cost" => {
+                let clients = clients_override.clone().unwrap_or(vec![256]);
+                metrics_cost(&runtime, &clients, Duration::from_millis(millis));
                 continue;
             }
             other => panic!("unknown setup {other}"),
@@ -225,8 +263,12 @@ fn main() {
             "", "", "", "", ""
         );
         for n in clients {
-            let (per_second, p50, p99) =
-                runtime.block_on(measure(setup, n, Duration::from_millis(millis)));
+            let Row {
+                per_second,
+                p50,
+                p99,
+                ..
+            } = runtime.block_on(measure(setup, metrics, n, Duration::from_millis(millis)));
             println!(
                 "{n:>8} | {per_second:>10.0} | {:>8.0} | {:>10.1?} | {:>10.1?}",
                 1e9 / per_second,
@@ -250,13 +292,83 @@ fn tls_cost(runtime: &tokio::runtime::Runtime, clients: &[usize], time: Duration
         "", "", "", "", "", "", ""
     );
     for &n in clients {
-        let (plain, plain_p50, _) =
-            runtime.block_on(measure(Setup::TcpDisk { tls: false }, n, time));
-        let (tls, tls_p50, _) = runtime.block_on(measure(Setup::TcpDisk { tls: true }, n, time));
+        let plain = runtime.block_on(measure(Setup::TcpDisk { tls: false }, true, n, time));
+        let tls = runtime.block_on(measure(Setup::TcpDisk { tls: true }, true, n, time));
+        let (plain, plain_p50, tls, tls_p50) =
+            (plain.per_second, plain.p50, tls.per_second, tls.p50);
         println!(
             "{n:>8} | {plain:>12.0} | {tls:>12.0} | {:>7.2} | {plain_p50:>10.1?} | {tls_p50:>10.1?} | {:>10.1?}",
             tls / plain,
             tls_p50.saturating_sub(plain_p50)
         );
+    }
+}
+
+/// Metrics on against off, for the in-memory and the TLS+disk setups: each
+/// round measures both back to back, the order alternating between rounds
+/// so that neither always runs second; prints every round and the median
+/// on/off ratios of writes/s and of CPU per write.
+fn metrics_cost(runtime: &tokio::runtime::Runtime, clients: &[usize], time: Duration) {
+    let rounds: usize = std::env::var("OAR_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    println!("\noar runtime: metrics on against off, interleaved, {rounds} rounds");
+    println!(
+        "{:>10} | {:>7} | {:>5} | {:>9} | {:>9} | {:>6} | {:>8} | {:>8} | {:>6} | {:>8} | {:>8}",
+        "setup",
+        "clients",
+        "round",
+        "off w/s",
+        "on w/s",
+        "on/off",
+        "off cpu",
+        "on cpu",
+        "on/off",
+        "off p50",
+        "on p50"
+    );
+    for (name, setup) in [
+        ("memory", Setup::Memory),
+        ("tcp+disk", Setup::TcpDisk { tls: true }),
+    ] {
+        for &n in clients {
+            let (mut writes, mut cpus) = (Vec::new(), Vec::new());
+            for round in 0..rounds {
+                let run = |metrics| runtime.block_on(measure(setup, metrics, n, time));
+                let (on, off) = match round % 2 {
+                    0 => {
+                        let off = run(false);
+                        (run(true), off)
+                    }
+                    _ => {
+                        let on = run(true);
+                        (on, run(false))
+                    }
+                };
+                let write_ratio = on.per_second / off.per_second;
+                let cpu_ratio = on.cpu_per_write.as_secs_f64() / off.cpu_per_write.as_secs_f64();
+                writes.push(write_ratio);
+                cpus.push(cpu_ratio);
+                println!(
+                    "{name:>10} | {n:>7} | {round:>5} | {:>9.0} | {:>9.0} | {write_ratio:>6.3} | {:>8.1?} | {:>8.1?} | {cpu_ratio:>6.3} | {:>8.1?} | {:>8.1?}",
+                    off.per_second,
+                    on.per_second,
+                    off.cpu_per_write,
+                    on.cpu_per_write,
+                    off.p50,
+                    on.p50
+                );
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                (v[v.len() / 2], v[0], v[v.len() - 1])
+            };
+            let (w, w_lo, w_hi) = median(&mut writes);
+            let (c, c_lo, c_hi) = median(&mut cpus);
+            println!(
+                "{name:>10} | {n:>7} | median on/off: writes/s {w:.3} ({w_lo:.3} to {w_hi:.3}), CPU per write {c:.3} ({c_lo:.3} to {c_hi:.3})"
+            );
+        }
     }
 }

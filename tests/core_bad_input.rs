@@ -68,7 +68,7 @@ fn a_misaddressed_message_is_rejected() {
         from: leader,
         to: leader,
         term,
-        body: MessageBody::HeartbeatResponse,
+        body: MessageBody::HeartbeatResponse { round: 0 },
     };
     assert!(matches!(
         raft.handle_message(now, m),
@@ -79,7 +79,7 @@ fn a_misaddressed_message_is_rejected() {
         from: follower,
         to: follower,
         term,
-        body: MessageBody::HeartbeatResponse,
+        body: MessageBody::HeartbeatResponse { round: 0 },
     };
     assert!(matches!(
         raft.handle_message(now, m),

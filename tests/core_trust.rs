@@ -93,6 +93,7 @@ fn terms_above_the_ceiling_are_refused_and_change_nothing() {
                 let bodies = [
                     MessageBody::Heartbeat(Heartbeat {
                         leader_commit: last.index,
+                        round: 0,
                     }),
                     MessageBody::AppendRequest(AppendRequest {
                         prev_log_id: last,
@@ -246,6 +247,7 @@ fn other_leader_messages_from_a_stranger_are_refused() {
     let bodies = [
         MessageBody::Heartbeat(Heartbeat {
             leader_commit: LogIndex(1_000),
+            round: 0,
         }),
         MessageBody::InstallSnapshot(SnapshotInfo {
             last: LogId::new(ahead.0, 1_000),
@@ -287,7 +289,7 @@ fn a_strangers_response_does_not_depose_the_leader() {
     let mut c = led_by_1(6);
     let term = c.node(1).term();
     let bodies = [
-        MessageBody::HeartbeatResponse,
+        MessageBody::HeartbeatResponse { round: 0 },
         MessageBody::AppendResponse(AppendResponse::Success {
             match_index: LogIndex(1),
         }),

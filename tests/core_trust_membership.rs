@@ -63,6 +63,7 @@ fn lagging_member_catches_up(mut c: Cluster) -> Cluster {
         term: c.node(5).term(),
         body: MessageBody::Heartbeat(Heartbeat {
             leader_commit: LogIndex(0),
+            round: 0,
         }),
     };
     assert_eq!(
@@ -131,6 +132,7 @@ fn a_joining_node_accepts_its_first_leader() {
         term,
         body: MessageBody::Heartbeat(Heartbeat {
             leader_commit: LogIndex(0),
+            round: 0,
         }),
     };
     assert_eq!(c.deliver_now(beat), Ok(()));
@@ -148,6 +150,7 @@ fn a_joining_node_accepts_its_first_leader() {
         term: oar::core::Term(term.0 + 1),
         body: MessageBody::Heartbeat(Heartbeat {
             leader_commit: LogIndex(0),
+            round: 0,
         }),
     };
     assert_eq!(

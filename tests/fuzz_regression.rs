@@ -74,6 +74,7 @@ fn sample_messages() -> Vec<Vec<u8>> {
         }),
         MessageBody::Heartbeat(Heartbeat {
             leader_commit: LogIndex(3),
+            round: 0,
         }),
         MessageBody::InstallSnapshot(SnapshotInfo {
             last: LogId::new(2, 9),

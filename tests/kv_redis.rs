@@ -66,6 +66,11 @@ fn start_cluster(size: usize) -> Cluster {
 
 /// [`start_cluster`], each process limited to `descriptors_max` open files.
 fn start_cluster_with(size: usize, descriptors_max: Option<u64>) -> Cluster {
+    start_cluster_args(size, descriptors_max, &[])
+}
+
+/// [`start_cluster_with`], each process given `extra` arguments too.
+fn start_cluster_args(size: usize, descriptors_max: Option<u64>, extra: &[&str]) -> Cluster {
     // A test that failed while holding the lock poisons it; the others
     // still run.
     let one_at_a_time = ONE_CLUSTER_AT_A_TIME
@@ -103,6 +108,7 @@ fn start_cluster_with(size: usize, descriptors_max: Option<u64>) -> Cluster {
                 .arg(&cert)
                 .arg("--key")
                 .arg(&key)
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(dir.path().join(format!("n{i}.log"))).unwrap())
                 .spawn()
@@ -210,6 +216,44 @@ fn three_kv_processes_serve_the_redis_protocol() {
         run(&["mget", "stock", "greeting", "absent"]),
         "client\nhello"
     );
+}
+
+/// GET and MGET through each read policy, on the leader and (with
+/// `--follower-reads`) on a follower, right after a write completed at the
+/// leader: the follower's answer includes it. Through the log, reads stay
+/// on the leader.
+#[test]
+fn reads_are_served_through_each_policy_and_on_followers() {
+    for policy in ["read-index", "lease", "log"] {
+        let cluster = start_cluster_args(3, None, &["--read-policy", policy, "--follower-reads"]);
+        let leader = wait_for_leader(&cluster);
+        let port = cluster.client_ports[leader];
+        let follower = cluster.client_ports[(leader + 1) % 3];
+        for i in 0..20 {
+            let value = format!("v{i}");
+            assert_eq!(command(port, &["SET", "k", &value]), "+OK");
+            assert_eq!(
+                command(port, &["GET", "k"]),
+                value,
+                "{policy} on the leader"
+            );
+            let on_follower = command(follower, &["GET", "k"]);
+            if policy == "log" {
+                assert_eq!(on_follower, format!("-MOVED 0 127.0.0.1:{port}"));
+            } else {
+                assert_eq!(on_follower, value, "{policy} on a follower");
+            }
+        }
+        // MGET's reply is an array: its header line is what `command` reads.
+        assert_eq!(command(port, &["MGET", "k", "absent"]), "*2", "{policy}");
+        if policy != "log" {
+            assert_eq!(
+                command(follower, &["MGET", "k", "absent"]),
+                "*2",
+                "{policy}"
+            );
+        }
+    }
 }
 
 /// A value over the 4 MiB cap on a whole command (and under the parser's

@@ -98,7 +98,7 @@ async fn garbage_oversized_frames_unknown_groups_and_strangers_are_refused() {
         from: NodeId(2),
         to: NodeId(1),
         term: Term(1),
-        body: MessageBody::HeartbeatResponse,
+        body: MessageBody::HeartbeatResponse { round: 0 },
     };
     conn.write_all(&frame_of(GroupId(999), &stranger_group))
         .await

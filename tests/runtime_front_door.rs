@@ -101,6 +101,7 @@ async fn a_forged_heartbeat_at_the_top_of_the_term_range_changes_nothing() {
                 term: Term(u64::MAX),
                 body: MessageBody::Heartbeat(Heartbeat {
                     leader_commit: LogIndex(1_000),
+                    round: 0,
                 }),
             };
             // A stranger without credentials does not get past the handshake.

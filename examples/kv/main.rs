@@ -2,8 +2,11 @@
 //!
 //! Each node runs one Raft group on its Raft address and serves RESP2 on its
 //! client address: GET, SET, DEL, INCR, MGET, PING. A follower answers
-//! writes and reads with `-MOVED 0 <leader client address>`, so
-//! `redis-cli -c` follows it to the leader.
+//! writes with `-MOVED 0 <leader client address>`, so `redis-cli -c`
+//! follows it to the leader. Reads (GET, MGET) pass a read barrier
+//! (`--read-policy`: a ReadIndex round, the leader lease, or the log) and
+//! are then served from the local map: on the leader, or with
+//! `--follower-reads` on any member (else followers redirect them too).
 //!
 //! ```sh
 //! PEERS=1=127.0.0.1:7001/127.0.0.1:6381,2=127.0.0.1:7002/127.0.0.1:6382,3=127.0.0.1:7003/127.0.0.1:6383
@@ -27,8 +30,8 @@ use std::time::Duration;
 use clap::Parser;
 use oar::core::NodeId;
 use oar::runtime::{
-    DiskStorage, Error, GroupId, GroupOptions, Node, NodeManager, Security, TlsAuthenticator,
-    TransportOptions,
+    DiskStorage, Error, GroupId, GroupOptions, Node, NodeManager, ReadPolicy, Security,
+    TlsAuthenticator, TransportOptions,
 };
 use oar::storage::{LogOptions, StdFileSystem};
 use tokio::net::TcpListener;
@@ -36,7 +39,7 @@ use tokio::net::TcpListener;
 use connection::{IDLE_TIMEOUT_DEFAULT, Service, serve_connection};
 use listener::{CLIENTS_MAX_DEFAULT, run_accept_loop};
 use resp::Command;
-use store::{KvStore, Op, encode};
+use store::{KvStore, Op, SharedMap, encode, read_reply};
 
 /// Command line of one key-value node.
 #[derive(Parser, Debug)]
@@ -98,6 +101,26 @@ struct Args {
     /// its replies) for this many seconds; 0 never closes one.
     #[arg(long, default_value_t = IDLE_TIMEOUT_DEFAULT.as_secs())]
     client_idle_timeout_secs: u64,
+    /// How GET and MGET are made linearizable: `read-index` (a heartbeat
+    /// round to a quorum, shared by concurrent reads), `lease` (no round
+    /// trip within the leader's lease; relies on bounded clock drift) or
+    /// `log` (through the log, as a write).
+    #[arg(long, default_value = "read-index", value_parser = parse_read_policy)]
+    read_policy: ReadPolicy,
+    /// Serve GET and MGET on followers and learners too (they ask the
+    /// leader for a read index, then read locally); without it they
+    /// redirect reads to the leader like writes.
+    #[arg(long)]
+    follower_reads: bool,
+}
+
+fn parse_read_policy(text: &str) -> Result<ReadPolicy, String> {
+    match text {
+        "read-index" => Ok(ReadPolicy::ReadIndex),
+        "lease" => Ok(ReadPolicy::Lease),
+        "log" => Ok(ReadPolicy::Log),
+        _ => Err(format!("{text}: expected read-index, lease or log")),
+    }
 }
 
 /// The server's security settings from the command line.
@@ -175,12 +198,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         snapshot_interval: Some(args.snapshot_interval),
         ..GroupOptions::new(group, id, raft_peers)
     };
-    let node = server.add_group(options, Box::new(storage), Box::new(KvStore::default()))?;
+    let store = KvStore::default();
+    let map = store.map();
+    let node = server.add_group(options, Box::new(storage), Box::new(store))?;
     let listener = TcpListener::bind(client_addr).await?;
     eprintln!("kv node {id}: raft on {raft_addr}, redis protocol on {client_addr}");
     let service = KvService {
         node,
         peers: Arc::new(args.peers),
+        map,
+        read_policy: args.read_policy,
+        follower_reads: args.follower_reads,
     };
     let idle_timeout =
         Some(Duration::from_secs(args.client_idle_timeout_secs)).filter(|t| !t.is_zero());
@@ -198,16 +226,40 @@ struct KvService {
     node: Node,
     /// Where to redirect clients to the leader.
     peers: Arc<Peers>,
+    /// The state machine's map, read after a barrier.
+    map: SharedMap,
+    /// How reads are made linearizable.
+    read_policy: ReadPolicy,
+    /// Whether a follower serves reads itself.
+    follower_reads: bool,
 }
 
 impl Service for KvService {
     async fn execute(&self, command: Command, out: &mut Vec<u8>) {
-        execute(&self.node, &self.peers, command, out).await;
+        execute(self, command, out).await;
+    }
+}
+
+/// Serves GET or MGET: a read barrier, then the local map.
+async fn read(service: &KvService, op: Op, keys: &[Vec<u8>], out: &mut Vec<u8>) {
+    let node = &service.node;
+    let leading = node.leader() == Some(node.id());
+    let result = if leading || service.follower_reads {
+        node.read_barrier(service.read_policy).await
+    } else {
+        Err(Error::NotLeader {
+            leader: node.leader(),
+            leader_addr: None,
+        })
+    };
+    match result {
+        Ok(_) => read_reply(&service.map.read().expect("map lock"), op, keys, out),
+        Err(e) => error_reply(&service.peers, e, out),
     }
 }
 
 /// Executes one command and appends its reply to `out`.
-async fn execute(node: &Node, peers: &Peers, args: Vec<Vec<u8>>, out: &mut Vec<u8>) {
+async fn execute(service: &KvService, args: Vec<Vec<u8>>, out: &mut Vec<u8>) {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
     let rest = &args[1..];
     let op = match (name.as_str(), rest.len()) {
@@ -231,20 +283,34 @@ async fn execute(node: &Node, peers: &Peers, args: Vec<Vec<u8>>, out: &mut Vec<u
         }
         _ => return resp::error(out, &format!("ERR unknown command '{name}'")),
     };
+    if matches!(op, Op::Get | Op::Mget) {
+        return read(service, op, rest, out).await;
+    }
     // SET's options (EX, NX, ...) are not supported: only key and value.
     let args = if op == Op::Set { &rest[..2] } else { rest };
-    match node.apply(encode(op, args)).await {
+    match service.node.apply(encode(op, args)).await {
         Ok(applied) => out.extend_from_slice(&applied.response),
-        Err(Error::NotLeader {
+        Err(e) => error_reply(&service.peers, e, out),
+    }
+}
+
+/// The RESP error for a failed request: a redirection to the leader when
+/// known, else a retryable error.
+fn error_reply(peers: &Peers, error: Error, out: &mut Vec<u8>) {
+    match error {
+        Error::NotLeader {
             leader: Some(leader),
             ..
-        }) => match peers.0.get(&leader) {
+        } => match peers.0.get(&leader) {
             Some((_, client)) => resp::error(out, &format!("MOVED 0 {client}")),
             None => resp::error(out, &format!("ERR not the leader; leader is node {leader}")),
         },
-        Err(Error::NotLeader { leader: None, .. }) => {
+        Error::NotLeader { leader: None, .. } => {
             resp::error(out, "CLUSTERDOWN no leader elected yet; try again")
         }
-        Err(e) => resp::error(out, &format!("ERR {e}")),
+        Error::LeadershipLost { .. } | Error::Timeout | Error::Busy { .. } => {
+            resp::error(out, &format!("TRYAGAIN {error}"))
+        }
+        e => resp::error(out, &format!("ERR {e}")),
     }
 }

@@ -1,10 +1,14 @@
 //! The replicated key-value state machine and its command encoding.
 //!
-//! Every command, reads included, goes through the Raft log, so that every
-//! reply is linearizable (reads served by ReadIndex are a later step). The
-//! state machine answers with the RESP reply itself.
+//! Writes go through the Raft log and the state machine answers with the
+//! RESP reply itself. Reads (GET, MGET) are served from the map directly,
+//! after a read barrier (`Node::read_barrier`): once it resolves, the map
+//! holds every write that completed before the read, so reading it then is
+//! linearizable. The map is shared between the apply task and the readers
+//! behind a lock; GET and MGET entries still in old logs apply as before.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use oar::core::LogId;
@@ -53,62 +57,79 @@ fn decode(data: &[u8]) -> Option<(u8, Vec<&[u8]>)> {
 /// of the largest size a command can carry.
 const REPLY_BYTES_MAX: usize = 16 << 20;
 
-/// The key-value map.
+/// The map, shared by the apply task (writer) and the readers.
+pub(crate) type SharedMap = Arc<RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>;
+
+/// The key-value state machine.
 #[derive(Debug, Default)]
 pub(crate) struct KvStore {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    map: SharedMap,
+}
+
+/// Answers GET (`Op::Get`, one key) or MGET from `map`, appending the reply.
+pub(crate) fn read_reply(
+    map: &BTreeMap<Vec<u8>, Vec<u8>>,
+    op: Op,
+    keys: &[impl AsRef<[u8]>],
+    out: &mut Vec<u8>,
+) {
+    match (op, keys) {
+        (Op::Get, [key]) => resp::bulk(out, map.get(key.as_ref()).map(Vec::as_slice)),
+        (Op::Mget, keys) => {
+            let reply_bytes: usize = keys
+                .iter()
+                .map(|k| {
+                    map.get(k.as_ref())
+                        .map_or(5, |v| resp::bulk_encoded_len(v.len()))
+                })
+                .sum();
+            if reply_bytes > REPLY_BYTES_MAX {
+                return resp::error(out, "ERR reply too large");
+            }
+            resp::array_header(out, keys.len());
+            for key in keys {
+                resp::bulk(out, map.get(key.as_ref()).map(Vec::as_slice));
+            }
+        }
+        _ => resp::error(out, "ERR not a read"),
+    }
 }
 
 impl KvStore {
-    fn execute(&mut self, data: &[u8]) -> Vec<u8> {
+    /// The map, for serving reads after a barrier.
+    pub(crate) fn map(&self) -> SharedMap {
+        Arc::clone(&self.map)
+    }
+
+    fn execute(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let Some((op, args)) = decode(data) else {
             resp::error(&mut out, "ERR corrupt command in log");
             return out;
         };
         match (op, args.as_slice()) {
-            (1, [key]) => resp::bulk(&mut out, self.map.get(*key).map(Vec::as_slice)),
+            (1, [_]) => read_reply(map, Op::Get, &args, &mut out),
             (2, [key, value]) => {
-                self.map.insert(key.to_vec(), value.to_vec());
+                map.insert(key.to_vec(), value.to_vec());
                 resp::simple(&mut out, "OK");
             }
             (3, keys) => {
-                let removed = keys
-                    .iter()
-                    .filter(|k| self.map.remove(**k).is_some())
-                    .count();
+                let removed = keys.iter().filter(|k| map.remove(**k).is_some()).count();
                 resp::integer(&mut out, removed as i64);
             }
             (4, [key]) => {
-                let current = self.map.get(*key).map_or(Some(0), |v| {
+                let current = map.get(*key).map_or(Some(0), |v| {
                     std::str::from_utf8(v).ok()?.parse::<i64>().ok()
                 });
                 match current.and_then(|n| n.checked_add(1)) {
                     Some(n) => {
-                        self.map.insert(key.to_vec(), n.to_string().into_bytes());
+                        map.insert(key.to_vec(), n.to_string().into_bytes());
                         resp::integer(&mut out, n);
                     }
                     None => resp::error(&mut out, "ERR value is not an integer or out of range"),
                 }
             }
-            (5, keys) => {
-                let reply_bytes: usize = keys
-                    .iter()
-                    .map(|k| {
-                        self.map
-                            .get(*k)
-                            .map_or(5, |v| resp::bulk_encoded_len(v.len()))
-                    })
-                    .sum();
-                if reply_bytes > REPLY_BYTES_MAX {
-                    resp::error(&mut out, "ERR reply too large");
-                    return out;
-                }
-                resp::array_header(&mut out, keys.len());
-                for key in keys {
-                    resp::bulk(&mut out, self.map.get(*key).map(Vec::as_slice));
-                }
-            }
+            (5, _) => read_reply(map, Op::Mget, &args, &mut out),
             _ => resp::error(&mut out, "ERR malformed command in log"),
         }
         out
@@ -117,18 +138,20 @@ impl KvStore {
 
 impl StateMachine for KvStore {
     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+        let mut map = self.map.write().expect("map lock");
         commands
             .iter()
-            .map(|c| Bytes::from(self.execute(&c.data)))
+            .map(|c| Bytes::from(Self::execute(&mut map, &c.data)))
             .collect()
     }
 
     /// One file, `data`: per key, a u32 length and the key, a u32 length
     /// and the value, in key order.
     fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
-        let size: usize = self.map.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+        let map = self.map.read().expect("map lock");
+        let size: usize = map.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
         let mut data = Vec::with_capacity(size);
-        for (k, v) in &self.map {
+        for (k, v) in map.iter() {
             for part in [k, v] {
                 data.extend_from_slice(&(part.len() as u32).to_le_bytes());
                 data.extend_from_slice(part);
@@ -155,7 +178,7 @@ impl StateMachine for KvStore {
             let value = take_part(&mut rest)?;
             map.insert(key, value);
         }
-        self.map = map;
+        *self.map.write().expect("map lock") = map;
         Ok(())
     }
 }
@@ -214,11 +237,15 @@ mod tests {
         let files = s.on_snapshot_save().unwrap();
         let mut t = KvStore::default();
         t.on_snapshot_load(LogId::new(1, 2), files.clone()).unwrap();
-        assert_eq!(t.map, s.map);
+        assert_eq!(*t.map.read().unwrap(), *s.map.read().unwrap());
         let mut cut = files.clone();
         let data = cut.get_mut(SNAPSHOT_FILE).unwrap();
         *data = data.slice(..data.len() - 1);
         assert!(t.on_snapshot_load(LogId::new(1, 2), cut).is_err());
-        assert_eq!(t.map, s.map, "a refused snapshot changes nothing");
+        assert_eq!(
+            *t.map.read().unwrap(),
+            *s.map.read().unwrap(),
+            "a refused snapshot changes nothing"
+        );
     }
 }

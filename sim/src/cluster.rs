@@ -76,6 +76,8 @@ pub struct SimCluster {
     promises: Promises,
     handle: Handle,
     trace: Trace,
+    /// Each running state machine's map, for barrier reads.
+    read_maps: crate::reads::ReadMaps,
 }
 
 fn node_ip(i: usize) -> IpAddr {
@@ -101,6 +103,7 @@ impl SimCluster {
             .collect();
         let blackholes = Blackholes::default();
         let promises = Promises::default();
+        let read_maps = crate::reads::ReadMaps::default();
         let nodes = (0..n)
             .map(|i| {
                 let id = NodeId(i as u64 + 1);
@@ -122,6 +125,7 @@ impl SimCluster {
                     blackholes: blackholes.clone(),
                     promises: promises.clone(),
                     trace: trace.clone(),
+                    read_maps: read_maps.clone(),
                 };
                 // Runs at every (re)start of the madsim node.
                 let init = move || serve(context.clone());
@@ -156,6 +160,7 @@ impl SimCluster {
             .build();
         SimCluster {
             nodes,
+            read_maps,
             admin,
             stranger,
             peers,
@@ -164,6 +169,11 @@ impl SimCluster {
             handle,
             trace,
         }
+    }
+
+    /// Each running state machine's map, for barrier reads.
+    pub fn read_maps(&self) -> crate::reads::ReadMaps {
+        Arc::clone(&self.read_maps)
     }
 
     /// Simulated nanoseconds since the run began.
@@ -459,6 +469,8 @@ struct ServerContext {
     blackholes: Blackholes,
     promises: Promises,
     trace: Trace,
+    /// Where the running state machine's map is published for readers.
+    read_maps: crate::reads::ReadMaps,
 }
 
 /// The simulated cluster's key and id: every server is authenticated, as
@@ -500,6 +512,7 @@ async fn serve(ctx: ServerContext) {
         blackholes,
         promises,
         trace,
+        read_maps,
     } = ctx;
     let addr = peers[&id];
     let transport = transport_options();
@@ -534,8 +547,10 @@ async fn serve(ctx: ServerContext) {
         rng_seed: seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),
         ..raft
     };
+    options.clock = Some(crate::reads::node_clock(seed, id, &options.raft));
     let machine =
         KvMachine::new(id, observations.clone()).with_trace(trace.clone(), SimCluster::now_ns);
+    let map = machine.shared_map();
     let disk = {
         use rand::SeedableRng;
         // Each start draws its own latencies, still from the run's seed.
@@ -551,6 +566,8 @@ async fn serve(ctx: ServerContext) {
     let node = server
         .add_group(options, Box::new(disk), Box::new(machine))
         .expect("group starts");
+    // Together, with no await between: readers see one incarnation.
+    read_maps.lock().expect("read maps").insert(id, map);
     *member.lock().expect("member") = Some(node);
     trace.event(SimCluster::now_ns(), "started", json!({ "node": id.0 }));
     std::future::pending::<()>().await;

@@ -386,6 +386,7 @@ mod tests {
                 4,
                 MessageBody::Heartbeat(oar::core::Heartbeat {
                     leader_commit: LogIndex(9),
+                    round: 1,
                 }),
             ),
         ]);

@@ -1,6 +1,7 @@
 //! The simulator's replicated key-value state machine: put, get, append and
 //! compare-and-set on string keys, with commands and replies as JSON.
-//! Reads go through the log, so every reply is linearizable.
+//! Reads go through the log as commands, or are served from the map after
+//! a read barrier (`reads.rs`); the map is shared with those readers.
 //!
 //! Every apply is also reported to the run's [`Observations`], which checks
 //! state-machine safety and apply order as it happens. Where the run
@@ -91,10 +92,13 @@ pub fn decode_reply(bytes: &[u8]) -> KvReply {
     serde_json::from_slice(bytes).unwrap_or(KvReply::Invalid)
 }
 
+/// A node's key-value map, shared by its state machine and its readers.
+pub type SharedMap = Arc<Mutex<BTreeMap<String, String>>>;
+
 /// One node's key-value map.
 pub struct KvMachine {
     node: NodeId,
-    map: BTreeMap<String, String>,
+    map: SharedMap,
     observations: Arc<Mutex<Observations>>,
     trace: Trace,
     /// The simulated clock, in nanoseconds, for the trace.
@@ -110,13 +114,17 @@ impl KvMachine {
             .node_started(node);
         KvMachine {
             node,
-            map: BTreeMap::new(),
+            map: SharedMap::default(),
             observations,
             trace: Trace::new(false),
             now_ns: || 0,
         }
     }
 
+    /// The map, for reads served after a barrier.
+    pub fn shared_map(&self) -> SharedMap {
+        Arc::clone(&self.map)
+    }
     /// The same machine, recording its server's role changes, commits,
     /// configurations and snapshot loads in `trace`, timed by `now_ns`.
     pub fn with_trace(mut self, trace: Trace, now_ns: fn() -> u64) -> Self {
@@ -193,12 +201,13 @@ impl StateMachine for KvMachine {
     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
         let observations = self.observations.clone();
         let mut observations = observations.lock().expect("observations");
+        let mut map = self.map.lock().expect("map");
         let replies = commands
             .iter()
             .map(|c| {
                 observations.applied(self.node, c.id, &c.data);
                 let reply = match serde_json::from_slice::<KvCommand>(&c.data) {
-                    Ok(command) => execute(&mut self.map, command),
+                    Ok(command) => execute(&mut map, command),
                     Err(_) => KvReply::Invalid,
                 };
                 Bytes::from(serde_json::to_vec(&reply).expect("replies serialize"))
@@ -215,7 +224,7 @@ impl StateMachine for KvMachine {
     }
 
     fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
-        let json = serde_json::to_vec(&self.map).expect("maps serialize");
+        let json = serde_json::to_vec(&*self.map.lock().expect("map")).expect("maps serialize");
         Ok(SnapshotFiles::from([(
             SNAPSHOT_FILE.to_owned(),
             Bytes::from(json),
@@ -238,7 +247,7 @@ impl StateMachine for KvMachine {
         observations.snapshot_loaded(self.node, last.index);
         drop(observations);
         self.record("snapshot_load", || json!({ "last": last.to_string() }));
-        self.map = map;
+        *self.map.lock().expect("map") = map;
         Ok(())
     }
 

@@ -25,6 +25,8 @@ pub mod liveness;
 #[cfg(madsim)]
 pub mod nemesis;
 #[cfg(madsim)]
+pub mod reads;
+#[cfg(madsim)]
 pub mod reconfigure;
 #[cfg(madsim)]
 pub mod run;

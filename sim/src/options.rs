@@ -147,6 +147,9 @@ pub fn swarm_raft_options(seed: u64) -> RaftOptions {
         // Offers lost with a crashed or partitioned server are repeated
         // within the run.
         snapshot_install_timeout: Duration::from_millis(election_ms * 10),
+        // Lease reads end a tenth of the election timeout early; each
+        // server's clock is skewed up to this bound (`reads.rs`).
+        max_clock_drift: Duration::from_millis(election_ms / 10),
         ..RaftOptions::default()
     }
 }

@@ -161,6 +161,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
     );
     let ctx = ClientContext {
         members: cluster.member_slots(),
+        read_maps: cluster.read_maps(),
         history: Arc::new(Mutex::new(History::new())),
         acknowledged: Arc::default(),
         stop: Arc::new(AtomicBool::new(false)),

@@ -67,6 +67,7 @@ pub fn forged_messages(
     };
     let heartbeat = MessageBody::Heartbeat(Heartbeat {
         leader_commit: LogIndex(last.index.0 + 3),
+        round: 0,
     });
     let count = rng.random_range(1..=3);
     // A configuration naming the sender is the one way an unknown leader

@@ -2,6 +2,8 @@
 //! recorded in the history with its invoke and completion times. A client
 //! retries at the leader a refusal names, and gives up on an operation
 //! (outcome unknown) after the operation timeout, as a real client does.
+//! Gets go through the log or through a read barrier of any policy, on
+//! leaders and followers (`reads.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,8 @@ use crate::kv_machine::{KvCommand, KvReply, decode_reply};
 pub struct ClientContext {
     /// Each server's member handle (`None` while down).
     pub members: Vec<Arc<Mutex<Option<Node>>>>,
+    /// Each running state machine's map, for barrier reads.
+    pub read_maps: crate::reads::ReadMaps,
     /// The history every client records into.
     pub history: Arc<Mutex<History>>,
     /// Acknowledged writes: history op index → the command it logged.
@@ -60,13 +64,49 @@ pub async fn run_client(client: u64, seed: u64, ctx: ClientContext) {
                 new: value,
             },
         };
+        let read_policy = match operation {
+            Operation::Get => crate::reads::pick_policy(&mut rng),
+            _ => None,
+        };
         let bytes = KvCommand::of(&key, &operation).encode();
         let op = ctx.history.lock().expect("history").invoke(
             client,
-            key,
+            key.clone(),
             operation,
             SimCluster::now_ns(),
         );
+        if let Some(policy) = read_policy {
+            let n = ctx.members.len();
+            let reader = crate::reads::pick_reader(&mut rng, target, n, policy);
+            // The handle and its map together (no await between).
+            let node = ctx.members[reader].lock().expect("member").clone();
+            let id = oar::core::NodeId(reader as u64 + 1);
+            let map = ctx.read_maps.lock().expect("read maps").get(&id).cloned();
+            let read = match (node, map) {
+                (Some(node), Some(map)) => {
+                    crate::reads::barrier_read(node, map, policy, &key, ctx.op_timeout).await
+                }
+                _ => crate::reads::BarrierRead {
+                    outcome: Outcome::Fail,
+                    value: None,
+                    leader: None,
+                },
+            };
+            if let Some(value) = read.value {
+                last_seen[key_index] = value;
+            }
+            if let Some(leader) = read.leader {
+                target = (leader.0 as usize).saturating_sub(1).min(n - 1);
+            }
+            let now = SimCluster::now_ns();
+            ctx.history
+                .lock()
+                .expect("history")
+                .complete(op, now, read.outcome)
+                .expect("history accepts the completion");
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..20))).await;
+            continue;
+        }
         let result = tokio::time::timeout(ctx.op_timeout, member.apply(bytes.clone())).await;
         let outcome = match result {
             Ok(Ok(applied)) => {

@@ -127,7 +127,8 @@ impl RaftNode {
         // The leader caps the commit at what we acknowledged durably, so
         // our log matches it that far (even across our restarts).
         self.log.commit_to(hb.leader_commit);
-        self.send(from, MessageBody::HeartbeatResponse);
+        let round = hb.round;
+        self.send(from, MessageBody::HeartbeatResponse { round });
         Ok(())
     }
 

@@ -123,6 +123,21 @@ impl ConfigManager {
                 .any(|(_, m)| m.contains(id))
     }
 
+    /// The configuration in effect at `committed` and the index of the
+    /// entry that carries it, when that is known committed: an entry at or
+    /// below `committed`, or a base from a snapshot or the bootstrap. `None`
+    /// when a forced base (`reset_peers`), which no committed entry
+    /// carries, is in effect there.
+    pub fn committed_entry(&self, committed: LogIndex) -> Option<(LogIndex, &Membership)> {
+        match self.entries.range(..=committed).next_back() {
+            Some((&index, membership)) => Some((index, membership)),
+            None if !self.forced && self.base_index <= committed => {
+                Some((self.base_index, &self.base))
+            }
+            None => None,
+        }
+    }
+
     /// The index of the newest configuration entry that names `id` as a
     /// member, if the log still holds one.
     pub fn newest_entry_naming(&self, id: NodeId) -> Option<LogIndex> {
@@ -196,5 +211,27 @@ mod tests {
         assert_eq!(history.effective(), &voters(&[1]));
         history.add(LogIndex(6), voters(&[1]));
         assert!(!history.is_forced());
+        // The forced base is no committed configuration; the entry after is
+        // once committed.
+        assert_eq!(history.committed_entry(LogIndex(5)), None);
+        assert_eq!(
+            history.committed_entry(LogIndex(6)),
+            Some((LogIndex(6), &voters(&[1])))
+        );
+    }
+
+    #[test]
+    fn the_committed_configuration_comes_with_its_entry() {
+        let mut history = ConfigManager::new(LogIndex(3), voters(&[1, 2, 3]));
+        history.add(LogIndex(7), voters(&[1, 2]));
+        assert_eq!(history.committed_entry(LogIndex(2)), None);
+        assert_eq!(
+            history.committed_entry(LogIndex(6)),
+            Some((LogIndex(3), &voters(&[1, 2, 3])))
+        );
+        assert_eq!(
+            history.committed_entry(LogIndex(9)),
+            Some((LogIndex(7), &voters(&[1, 2])))
+        );
     }
 }

@@ -27,6 +27,12 @@ impl RaftNode {
         // Terms above the ceiling, and senders this node does not know, are
         // refused before any term rule runs (see `trust.rs`).
         self.check_trust(&m)?;
+        if let MessageBody::Removed { config } = m.body {
+            // True at any term (committed stays committed), and no reason to
+            // move ours: read before the term rules.
+            self.handle_removed(m.from, config);
+            return Ok(());
+        }
         if m.term > self.term() {
             match &m.body {
                 MessageBody::VoteRequest(req) => {
@@ -75,8 +81,16 @@ impl RaftNode {
             MessageBody::AppendRequest(req) => self.handle_append_request(m.from, req),
             MessageBody::AppendResponse(resp) => self.handle_append_response(m.from, resp),
             MessageBody::Heartbeat(hb) => self.handle_heartbeat(m.from, hb),
-            MessageBody::HeartbeatResponse => {
-                self.handle_heartbeat_response(m.from);
+            MessageBody::HeartbeatResponse { round } => {
+                self.handle_heartbeat_response(m.from, round);
+                Ok(())
+            }
+            MessageBody::ReadIndexRequest(req) => {
+                self.handle_read_index_request(m.from, req);
+                Ok(())
+            }
+            MessageBody::ReadIndexResponse(resp) => {
+                self.handle_read_index_response(m.from, resp);
                 Ok(())
             }
             MessageBody::TimeoutNow => {
@@ -92,6 +106,7 @@ impl RaftNode {
                 self.handle_snapshot_failed(m.from, last);
                 Ok(())
             }
+            MessageBody::Removed { .. } => Ok(()), // read above
         }
     }
 
@@ -102,7 +117,15 @@ impl RaftNode {
             MessageBody::AppendRequest(_)
             | MessageBody::Heartbeat(_)
             | MessageBody::InstallSnapshot(_) => {
-                self.send(m.from, MessageBody::HeartbeatResponse);
+                self.send(m.from, MessageBody::HeartbeatResponse { round: 0 });
+            }
+            // A follower behind on terms: refused, and it learns ours.
+            MessageBody::ReadIndexRequest(req) => {
+                let refusal = super::message::ReadIndexResponse {
+                    request: req.request,
+                    read_index: None,
+                };
+                self.send(m.from, MessageBody::ReadIndexResponse(refusal));
             }
             MessageBody::VoteRequest(req) => {
                 let refusal = VoteResponse {
@@ -125,6 +148,10 @@ impl RaftNode {
     pub(super) fn in_leader_lease(&self) -> bool {
         if !self.options.check_quorum {
             return false;
+        }
+        if self.now < self.vote_quiet_until {
+            // Just (re)started: a lease may count on this node's silence.
+            return true;
         }
         match self.role {
             RoleState::Leader { .. } => true,
@@ -348,6 +375,7 @@ impl RaftNode {
             progress: BTreeMap::new(),
         };
         self.transfer = None;
+        self.reset_read_rounds();
         self.sync_progress();
         self.leader = Some(self.id());
         self.heartbeat_deadline = self.now + self.options.heartbeat_interval;

@@ -14,6 +14,50 @@ pub enum ProposeError {
     },
 }
 
+/// Why a read was refused at once ([`RaftNode::read`](super::RaftNode::read)).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// A log read on a non-leader, or a follower read with no leader known
+    /// to ask. Remedy: retry at `leader_hint`, or later.
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// `read_pending_max` reads are pending already. Remedy: retry later.
+    #[error("too many reads pending (at most {pending_max})")]
+    Busy {
+        /// The limit.
+        pending_max: usize,
+    },
+}
+
+/// Why an accepted read failed. Every failure is retryable: nothing was
+/// served, and a read changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadFailure {
+    /// The leader this read depended on stepped down, or a new one took
+    /// over, before the read was confirmed. Remedy: retry (at `leader_hint`).
+    #[error("leadership lost before the read was confirmed (leader hint: {leader_hint:?})")]
+    LeadershipLost {
+        /// The leader this node knows of now, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// The node asked for a read index does not lead (or is overloaded).
+    /// Remedy: retry at `leader_hint`, or later.
+    #[error("the leader asked refused the read (leader hint: {leader_hint:?})")]
+    NotLeader {
+        /// Another leader this node knows of, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// No quorum confirmed the read within an election timeout. Remedy:
+    /// retry; the group may be partitioned.
+    #[error("the read was not confirmed in time")]
+    Timeout,
+}
+
 /// Why an accepted proposal will never be applied.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

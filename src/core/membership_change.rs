@@ -136,6 +136,8 @@ impl RaftNode {
         };
         tracing::warn!(node = %self.id(), ?membership, "reset_peers: configuration forced");
         self.configs.force(self.log.last_index(), membership);
+        // What members said of the old configurations no longer applies.
+        self.removed_at = None;
         self.become_follower(next, None);
         self.finish_input();
         Ok(())
@@ -178,12 +180,15 @@ impl RaftNode {
     /// in effect, or of the one before while the latest is not known to be
     /// committed — a server a pending C(new) removes may still be needed to
     /// elect a leader that finishes the change (dissertation §4.2.2). Its own
-    /// vote counts only where it is a voter.
+    /// vote counts only where it is a voter. Never once a member said a
+    /// committed configuration at or after our newest one drops us
+    /// (`removed.rs`).
     pub(super) fn may_campaign(&self) -> bool {
         let me = self.id();
-        self.configs.effective().is_voter(me)
-            || (self.configs.effective_index() > self.log.committed()
-                && self.configs.previous().is_voter(me))
+        !self.removal_known()
+            && (self.configs.effective().is_voter(me)
+                || (self.configs.effective_index() > self.log.committed()
+                    && self.configs.previous().is_voter(me)))
     }
 
     fn validate_target(&self, target: &Membership) -> Result<(), ConfChangeError> {

@@ -33,8 +33,11 @@ pub enum MessageBody {
     AppendResponse(AppendResponse),
     /// A leader's keep-alive, carrying what the recipient may commit.
     Heartbeat(Heartbeat),
-    /// The answer to a [`Heartbeat`].
-    HeartbeatResponse,
+    /// The answer to a [`Heartbeat`], echoing its round.
+    HeartbeatResponse {
+        /// The heartbeat's [`Heartbeat::round`] (0 when refusing a stale term).
+        round: u64,
+    },
     /// A leader transferring leadership tells its up-to-date target to
     /// campaign at once, skipping pre-vote (dissertation §3.10).
     TimeoutNow,
@@ -48,6 +51,40 @@ pub enum MessageBody {
         /// The snapshot that failed.
         last: LogId,
     },
+    /// The answer to a vote or pre-vote request from a node that the
+    /// sender's committed configuration does not list as a voter: the entry
+    /// at `config` carries that configuration. The candidate stops
+    /// campaigning until its log holds a configuration entry after `config`
+    /// (see `removed.rs`; dissertation §4.2.3).
+    Removed {
+        /// The index of the committed configuration entry that drops the
+        /// recipient.
+        config: LogIndex,
+    },
+    /// A follower or learner asks its leader for a read index, for every
+    /// read it queued (see `core::read`).
+    ReadIndexRequest(ReadIndexRequest),
+    /// The leader's answer to a [`ReadIndexRequest`].
+    ReadIndexResponse(ReadIndexResponse),
+}
+
+/// A follower's request for a read index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadIndexRequest {
+    /// Names the request on the follower; echoed in the answer.
+    pub request: u64,
+    /// The leader may answer from its lease, without a round.
+    pub lease: bool,
+}
+
+/// A leader's answer to a [`ReadIndexRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadIndexResponse {
+    /// The request answered.
+    pub request: u64,
+    /// The read index, confirmed by a quorum round sent after the request
+    /// arrived; `None`: refused (not the leader, or overloaded).
+    pub read_index: Option<LogIndex>,
 }
 
 /// A request for a vote or a pre-vote.
@@ -136,4 +173,7 @@ pub struct Heartbeat {
     /// The leader's commit index, capped at what the recipient is known to
     /// hold, so the follower may commit up to it without a log check.
     pub leader_commit: LogIndex,
+    /// The leader's heartbeat round, echoed in the response: a quorum's
+    /// echo confirms its reads and renews its lease (see `core::read`).
+    pub round: u64,
 }

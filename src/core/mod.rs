@@ -37,6 +37,8 @@ pub mod options;
 pub mod output;
 pub mod progress;
 pub mod quorum;
+pub mod read;
+mod removed;
 mod replication;
 pub mod snapshot;
 pub mod status;
@@ -47,19 +49,21 @@ mod trust;
 pub use config_manager::ConfigManager;
 pub use entry::{Entry, EntryPayload, HardState};
 pub use error::{
-    ConfChangeError, InputError, OptionsError, ProposalError, ProposeError, TransferError,
+    ConfChangeError, InputError, OptionsError, ProposalError, ProposeError, ReadError, ReadFailure,
+    TransferError,
 };
 pub use ids::{LogId, LogIndex, NodeId, Term};
 pub use input::Event;
 pub use membership::Membership;
 pub use message::{
-    AppendRequest, AppendResponse, Heartbeat, Message, MessageBody, RejectHint, VoteRequest,
-    VoteResponse,
+    AppendRequest, AppendResponse, Heartbeat, Message, MessageBody, ReadIndexRequest,
+    ReadIndexResponse, RejectHint, VoteRequest, VoteResponse,
 };
 pub use node::{EventError, InitialState, RaftNode};
 pub use options::RaftOptions;
 pub use output::{Action, Role};
 pub use quorum::{JointConfig, MajorityConfig, VoteResult};
+pub use read::{ReadId, ReadPolicy};
 pub use snapshot::SnapshotInfo;
 pub use status::{PeerStatus, Status};
 pub use time::Instant;

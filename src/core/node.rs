@@ -92,6 +92,9 @@ pub struct RaftNode {
     pub(super) now: Instant,
     /// When a follower or candidate campaigns.
     pub(super) election_deadline: Instant,
+    /// A member said the committed configuration entry here drops this
+    /// node: no campaigns until a later one is in the log (`removed.rs`).
+    pub(super) removed_at: Option<LogIndex>,
     /// When a leader next sends heartbeats.
     pub(super) heartbeat_deadline: Instant,
     /// When a leader next checks that a quorum is alive.
@@ -110,6 +113,12 @@ pub struct RaftNode {
     pub(super) last_acked: LogIndex,
     /// Proposals accepted by this node and not yet resolved: index → term.
     pub(super) proposals: BTreeMap<LogIndex, Term>,
+    /// Reads in flight and the leader's heartbeat rounds (`read.rs`).
+    pub(super) reads: super::read::Reads,
+    /// Until then this node votes for no one: it may have acknowledged a
+    /// leader's heartbeat before it (re)started, and that leader's lease
+    /// counts on the vote (`read.rs`).
+    pub(super) vote_quiet_until: Instant,
     pub(super) actions: VecDeque<Action>,
     /// State changed since the last flush.
     pub(super) dirty: bool,
@@ -161,6 +170,7 @@ impl RaftNode {
             transfer: None,
             now,
             election_deadline: now,
+            removed_at: None,
             heartbeat_deadline: now,
             check_quorum_deadline: now,
             last_leader_contact: None,
@@ -170,6 +180,8 @@ impl RaftNode {
             ack_owed: false,
             last_acked: LogIndex(0),
             proposals: BTreeMap::new(),
+            reads: super::read::Reads::default(),
+            vote_quiet_until: now + options.election_timeout_min,
             actions: VecDeque::new(),
             dirty: false,
             options,
@@ -286,6 +298,7 @@ impl RaftNode {
     /// deadline passed run now.
     pub fn handle_tick(&mut self, now: Instant) {
         self.advance_time(now);
+        self.expire_reads();
         if let RoleState::Leader { .. } = self.role {
             self.check_transfer_deadline();
             if self.options.check_quorum && now >= self.check_quorum_deadline {
@@ -415,8 +428,12 @@ impl RaftNode {
             RoleState::Leader { .. } => self.heartbeat_deadline,
             _ => self.election_deadline,
         };
-        match &self.transfer {
+        let deadline = match &self.transfer {
             Some(transfer) => deadline.min(transfer.deadline),
+            None => deadline,
+        };
+        match self.reads.next_deadline() {
+            Some(read) => deadline.min(read),
             None => deadline,
         }
     }
@@ -447,6 +464,7 @@ impl RaftNode {
         if self.installing.is_none() {
             self.apply_committed();
         }
+        self.flush_reads();
     }
 
     fn apply_committed(&mut self) {
@@ -457,6 +475,7 @@ impl RaftNode {
             }
             for entry in &entries {
                 self.resolve_proposal(entry.id);
+                self.check_log_read(entry.id);
             }
             self.actions.push_back(Action::Apply { entries });
         }
@@ -507,10 +526,14 @@ impl RaftNode {
     /// Appends an entry to the log; a configuration takes effect at once,
     /// committed or not (dissertation §4.1).
     pub(super) fn append_entry(&mut self, entry: Entry) {
+        let is_config = matches!(entry.payload, EntryPayload::Config(_));
         if let EntryPayload::Config(m) = &entry.payload {
             self.configs.add(entry.id.index, m.clone());
         }
         self.log.append(entry);
+        if is_config && matches!(self.role, RoleState::Leader { .. }) {
+            self.on_read_config_change();
+        }
     }
 
     /// Removes the log suffix from `index` on; configurations carried there
@@ -550,6 +573,7 @@ impl RaftNode {
             term: self.term(),
             leader: self.leader,
         });
+        self.on_read_role_change();
     }
 }
 

@@ -47,6 +47,17 @@ pub struct RaftOptions {
     /// A peer that has not acknowledged a snapshot within this long is
     /// offered it again (the install may have been lost with its peer).
     pub snapshot_install_timeout: Duration,
+    /// The most by which two nodes' monotonic clocks may disagree about
+    /// the length of any interval no longer than `election_timeout_min`.
+    /// Lease reads end this much before the election timeout (see
+    /// `core::read`); a bound at or above `election_timeout_min` turns
+    /// lease reads into ReadIndex rounds. The one clock assumption oar
+    /// makes, and only for lease reads.
+    pub max_clock_drift: Duration,
+    /// At most this many reads pending on one node (leader or follower);
+    /// more are refused with `ReadError::Busy`, a follower's request for a
+    /// read index with a refusal.
+    pub read_pending_max: usize,
 }
 
 impl Default for RaftOptions {
@@ -67,6 +78,8 @@ impl Default for RaftOptions {
             catchup_margin: 1000,
             compaction_margin: 1000,
             snapshot_install_timeout: Duration::from_secs(120),
+            max_clock_drift: Duration::from_millis(100),
+            read_pending_max: 1 << 16,
         }
     }
 }
@@ -92,6 +105,7 @@ impl RaftOptions {
             ("inflight_msgs_max", self.inflight_msgs_max as u64),
             ("inflight_bytes_max", self.inflight_bytes_max),
             ("apply_batch_max", self.apply_batch_max as u64),
+            ("read_pending_max", self.read_pending_max as u64),
         ];
         match limits.iter().find(|(_, value)| *value == 0) {
             Some(&(name, _)) => Err(OptionsError::ZeroLimit { name }),

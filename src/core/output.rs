@@ -11,9 +11,10 @@
 //! - `Apply` batches are handed out in log order, each entry exactly once.
 
 use super::entry::{Entry, HardState};
-use super::error::ProposalError;
-use super::ids::{LogId, NodeId, Term};
+use super::error::{ProposalError, ReadFailure};
+use super::ids::{LogId, LogIndex, NodeId, Term};
 use super::message::Message;
+use super::read::ReadId;
 use super::snapshot::SnapshotInfo;
 
 /// One thing for the driver to do.
@@ -58,6 +59,21 @@ pub enum Action {
     },
     /// A proposal this node accepted will never be applied.
     ProposalFailed(ProposalError),
+    /// Read `id` may be served once the state machine has applied every
+    /// `Apply` handed out before this action (which reach at least `index`).
+    ReadReady {
+        /// The read.
+        id: ReadId,
+        /// Its read index.
+        index: LogIndex,
+    },
+    /// Read `id` failed; nothing may be served for it.
+    ReadFailed {
+        /// The read.
+        id: ReadId,
+        /// Why (every failure is retryable).
+        error: ReadFailure,
+    },
     /// The node's role, term or known leader changed.
     RoleChanged {
         /// The new role.

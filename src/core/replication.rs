@@ -83,6 +83,10 @@ impl RaftNode {
     pub(super) fn broadcast_heartbeat(&mut self) {
         self.expire_snapshot_installs();
         let committed = self.log.committed();
+        if !matches!(self.role, RoleState::Leader { .. }) {
+            return;
+        }
+        let round = self.start_read_round();
         let RoleState::Leader { progress } = &mut self.role else {
             return;
         };
@@ -95,11 +99,17 @@ impl RaftNode {
             })
             .collect();
         for (peer, leader_commit) in beats {
-            self.send(peer, MessageBody::Heartbeat(Heartbeat { leader_commit }));
+            let beat = Heartbeat {
+                leader_commit,
+                round,
+            };
+            self.send(peer, MessageBody::Heartbeat(beat));
         }
     }
 
-    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId) {
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
+        // `check_trust` let only known peers' responses through.
+        self.handle_round_ack(from, round);
         let last = self.log.last_index();
         let RoleState::Leader { progress } = &mut self.role else {
             return;
@@ -204,6 +214,7 @@ impl RaftNode {
             return;
         }
         if self.log.term_at(quorum_index) == Some(self.term()) && self.log.commit_to(quorum_index) {
+            self.on_read_commit();
             self.on_leader_commit();
         }
     }

@@ -52,6 +52,7 @@ impl RaftNode {
         if !self.configs.effective().voters.contains(&to) {
             return Err(TransferError::NotAVoter { id: to });
         }
+        self.forfeit_lease();
         self.transfer = Some(Transfer {
             target: to,
             deadline: self.now + self.options.election_timeout_max,

@@ -11,7 +11,12 @@
 //! - a vote request from a node that is not a voter of the configuration in
 //!   effect, so that a removed server cannot disrupt the group
 //!   (dissertation §4.2.3);
-//! - a response from a node this one does not know: it asked it nothing;
+//! - a response from a node this one does not know: it asked it nothing
+//!   (a read-index answer counts only from the leader it was asked of, for
+//!   the request it names: `read.rs`);
+//! - a request for a read index from a node that is no member: a leader
+//!   serves reads to its voters and learners only, and at most
+//!   `read_pending_max` at a time;
 //! - a leader's message (append, heartbeat, snapshot offer, TimeoutNow) from
 //!   a node this one does not know, with the exceptions below.
 //!
@@ -61,7 +66,9 @@ impl RaftNode {
         match &m.body {
             // Votes are refused from non-voters outright: a candidate a new
             // leader has not told about yet is none of our business.
+            // A removed server is told so (`removed.rs`).
             MessageBody::VoteRequest(_) if !self.configs.effective().is_voter(m.from) => {
+                self.tell_removed(m);
                 Err(InputError::UnknownPeer { from: m.from })
             }
             MessageBody::VoteRequest(_) => Ok(()),
@@ -69,6 +76,11 @@ impl RaftNode {
             | MessageBody::Heartbeat(_)
             | MessageBody::InstallSnapshot(_)
             | MessageBody::TimeoutNow => self.check_leader(m),
+            // Members only (learners included): a stranger's reads would
+            // only take queue slots from theirs.
+            MessageBody::ReadIndexRequest(_) if !self.knows(m.from) => {
+                Err(InputError::UnknownPeer { from: m.from })
+            }
             _ if self.knows(m.from) => Ok(()),
             _ => Err(InputError::UnknownPeer { from: m.from }),
         }

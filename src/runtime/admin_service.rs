@@ -9,9 +9,6 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use super::auth::{BoxedStream, Credential, Security};
 use super::error::Error;
 use super::group_id::GroupId;
 use super::node::Node;
@@ -24,9 +21,6 @@ pub(crate) const HTTP_GET: [u8; 4] = *b"GET ";
 
 /// The longest catch-up an admin `add-peer` may ask for: one hour.
 const CATCH_UP_MS_MAX: u64 = 3_600_000;
-
-/// The longest HTTP request head read before answering.
-const HTTP_HEAD_BYTES_MAX: usize = 8 << 10;
 
 /// Runs one admin request against the local member of its group.
 pub(crate) async fn handle(
@@ -124,46 +118,8 @@ pub fn status_text(group: GroupId, s: &Status) -> String {
     out
 }
 
-/// Answers an HTTP request whose first four bytes (`GET `) were read: the
-/// rest of its head is read (bounded); an operator (`Authorization: Bearer
-/// <token>`, or any client of an insecure server) gets every group's
-/// status, anyone else a refusal; then the connection is closed.
-pub(crate) async fn serve_status_page(
-    mut stream: BoxedStream,
-    groups: Vec<(GroupId, Node)>,
-    enabled: bool,
-    security: &Security,
-    credential: &Credential,
-) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < HTTP_HEAD_BYTES_MAX {
-        match stream.read(&mut byte).await {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    let token = bearer_token(&head);
-    let (status, body) = if !enabled {
-        ("404 Not Found", "no status page here\n".to_string())
-    } else if !security.is_operator(credential, token.unwrap_or_default()) {
-        (
-            "401 Unauthorized",
-            "an operator token is required (Authorization: Bearer <token>)\n".to_string(),
-        )
-    } else {
-        ("200 OK", status_page(groups).await)
-    };
-    let response = format!(
-        "HTTP/1.0 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.flush().await;
-}
-
 /// Every group's status, as the page's body.
-async fn status_page(groups: Vec<(GroupId, Node)>) -> String {
+pub(crate) async fn status_page(groups: Vec<(GroupId, Node)>) -> String {
     let mut body = format!("oar: {} group(s)\n", groups.len());
     for (group, node) in groups {
         match node.status().await {
@@ -177,7 +133,7 @@ async fn status_page(groups: Vec<(GroupId, Node)>) -> String {
 }
 
 /// The token of an `Authorization: Bearer` header in an HTTP request head.
-fn bearer_token(head: &[u8]) -> Option<&[u8]> {
+pub(crate) fn bearer_token(head: &[u8]) -> Option<&[u8]> {
     head.split(|&b| b == b'\n').find_map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let colon = line.iter().position(|&b| b == b':')?;

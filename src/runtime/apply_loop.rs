@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::blocking::run_blocking;
 use super::error::Error;
-use super::group::GroupInput;
+use super::group::{GroupInput, SharedState};
 use super::snapshot_storage::SnapshotStorage;
 use super::state_machine::{Committed, SnapshotError, SnapshotFiles, StateMachine};
 use crate::core::{
@@ -56,6 +56,12 @@ pub(crate) enum ApplyTask {
         snapshot: SnapshotInfo,
         files: SnapshotFiles,
     },
+    /// A read barrier: resolves once everything through `index` is
+    /// applied (queued behind the entries that reach it).
+    ReadBarrier {
+        index: LogIndex,
+        reply: super::read_barrier::ReadReply,
+    },
     /// The group stopped on an error.
     Failed(Error),
 }
@@ -74,6 +80,8 @@ pub(crate) struct ApplyLoop {
     /// Where saved and installed snapshots are reported.
     pub(crate) group: mpsc::Sender<GroupInput>,
     pub(crate) applied_index: Arc<AtomicU64>,
+    /// The group's watchable status and metrics.
+    pub(crate) shared: Arc<SharedState>,
     /// The last entry applied (or loaded from a snapshot).
     pub(crate) last_applied: LogId,
     /// The configuration in effect at `last_applied`.
@@ -104,6 +112,7 @@ impl ApplyLoop {
                     }
                     self.last_applied = last;
                     self.applied_index.store(last.index.0, Ordering::Release);
+                    self.shared.status.set_applied(last.index);
                     if self
                         .policy
                         .interval
@@ -139,6 +148,20 @@ impl ApplyLoop {
                     let _ = reply.send(self.save_snapshot().await);
                 }
                 ApplyTask::Install { snapshot, files } => self.install(snapshot, files).await,
+                ApplyTask::ReadBarrier { index, reply } => {
+                    // The core hands the barrier out after the entries that
+                    // reach `index`, so it is always reached here; a
+                    // shortfall would be a stale read, so it fails instead.
+                    let reached = self.last_applied.index >= index;
+                    let result = match reached {
+                        true => Ok(self.last_applied.index),
+                        false => Err(Error::StateMachine(format!(
+                            "read barrier at {index} before its apply (applied {})",
+                            self.last_applied.index
+                        ))),
+                    };
+                    let _ = reply.send(result);
+                }
                 ApplyTask::Failed(error) => sm.on_error(&error),
             }
         }
@@ -158,6 +181,7 @@ impl ApplyLoop {
             }
             Error::StateMachine(format!("saving a snapshot: {e}"))
         })?;
+        let bytes = files_bytes(&files);
         // Writing and syncing the files may take long: off the workers.
         let snapshots = Arc::clone(&self.snapshots);
         let membership = self.membership.clone();
@@ -169,6 +193,7 @@ impl ApplyLoop {
         .await
         .and_then(|saved| saved)
         .map_err(|e| Error::Storage(format!("saving snapshot {last}: {e}")))?;
+        self.shared.metrics.observe_snapshot(false, bytes);
         let snapshot = SnapshotInfo {
             last,
             membership: self.membership.clone(),
@@ -179,8 +204,11 @@ impl ApplyLoop {
 
     /// Loads an installed snapshot and tells the group.
     async fn install(&mut self, snapshot: SnapshotInfo, files: SnapshotFiles) {
+        let bytes = files_bytes(&files);
         let report = match self.sm.on_snapshot_load(snapshot.last, files) {
             Ok(()) => {
+                self.shared.metrics.observe_snapshot(true, bytes);
+                self.shared.status.set_applied(snapshot.last.index);
                 self.last_applied = snapshot.last;
                 self.membership = snapshot.membership.clone();
                 self.since_snapshot = 0;
@@ -195,6 +223,11 @@ impl ApplyLoop {
         };
         let _ = self.group.send(report).await;
     }
+}
+
+/// The bytes of a snapshot's files.
+fn files_bytes(files: &SnapshotFiles) -> u64 {
+    files.values().map(|b| b.len() as u64).sum()
 }
 
 /// Applies a batch; returns the last configuration it carried.

@@ -18,6 +18,25 @@ pub enum Error {
         /// The leader's Raft address, when known.
         leader_addr: Option<SocketAddr>,
     },
+    /// The leader a read depended on stepped down, or another took over,
+    /// before the read was confirmed: nothing was served. Remedy: retry
+    /// (at `leader` when known).
+    #[error("leadership lost before the read was confirmed (leader: {leader:?})")]
+    LeadershipLost {
+        /// The leader this node knows of now, if any.
+        leader: Option<NodeId>,
+    },
+    /// A read was not confirmed within an election timeout (no quorum
+    /// answered): nothing was served. Remedy: retry; the group may be
+    /// partitioned.
+    #[error("the read was not confirmed in time")]
+    Timeout,
+    /// Too many reads are pending on this node. Remedy: retry later.
+    #[error("too many reads pending (at most {pending_max})")]
+    Busy {
+        /// The limit (`RaftOptions::read_pending_max`).
+        pending_max: usize,
+    },
     /// The request's entry was replaced by a later leader's: it was not and
     /// will never be applied. Remedy: retry.
     #[error("proposal {0} was overwritten by a new leader")]

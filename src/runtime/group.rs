@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -22,8 +21,11 @@ use super::apply_loop::{ApplyTask, Closure, SnapshotReply};
 use super::error::Error;
 use super::group_id::GroupId;
 use super::log_writer::WriteResult;
+use super::metrics::GroupMetrics;
+use super::observer::{GroupDetails, GroupObserver};
 use super::snapshot_install::SnapshotInstaller;
 use super::transport::Transport;
+use super::watch::StatusPublisher;
 use crate::core::{
     Action, Instant, LogIndex, Message, NodeId, ProposalError, ProposeError, RaftNode,
     SnapshotInfo, Status, Term,
@@ -40,11 +42,20 @@ pub(crate) enum GroupInput {
     },
     /// A client command.
     Propose { command: Bytes, reply: Closure },
+    /// A read barrier.
+    Read {
+        policy: crate::core::ReadPolicy,
+        reply: super::read_barrier::ReadReply,
+    },
     /// A status request.
     Status { reply: oneshot::Sender<Status> },
     /// The address book (for clients' route lookups).
     Peers {
         reply: oneshot::Sender<BTreeMap<NodeId, SocketAddr>>,
+    },
+    /// A status request with the driver's own details (`/raft_stat`).
+    Details {
+        reply: oneshot::Sender<GroupDetails>,
     },
     /// A membership change, transfer or address update.
     Admin {
@@ -75,15 +86,27 @@ pub(crate) struct SharedState {
     /// writer, apply loop, installer) have finished: only then may the
     /// storage directory be opened again.
     pub(crate) stopped: watch::Sender<bool>,
+    /// The watchable status ([`Node::watch`](super::Node::watch)).
+    pub(crate) status: StatusPublisher,
+    /// The group's counters and histograms, for `/metrics`.
+    pub(crate) metrics: Arc<GroupMetrics>,
 }
 
-impl Default for SharedState {
-    fn default() -> Self {
+impl SharedState {
+    /// The state of member `id` of `group`, starting in `membership`.
+    pub(crate) fn new(
+        group: GroupId,
+        id: NodeId,
+        membership: crate::core::Membership,
+        metrics_enabled: bool,
+    ) -> Self {
         SharedState {
             leader: Mutex::default(),
             applied_index: Arc::default(),
             forbidden_messages: AtomicU64::new(0),
             stopped: watch::Sender::new(false),
+            status: StatusPublisher::new(group, id, membership),
+            metrics: Arc::new(GroupMetrics::new(metrics_enabled)),
         }
     }
 }
@@ -92,7 +115,8 @@ impl Default for SharedState {
 pub(crate) struct GroupDriver {
     pub(crate) group: GroupId,
     pub(crate) raft: RaftNode,
-    pub(crate) epoch: tokio::time::Instant,
+    /// The node's clock: the core's `now` and the timers.
+    pub(crate) clock: Arc<dyn super::clock::Clock>,
     pub(crate) peers: BTreeMap<NodeId, SocketAddr>,
     pub(crate) transport: Transport,
     pub(crate) writes: mpsc::UnboundedSender<Vec<WriteOp>>,
@@ -103,8 +127,12 @@ pub(crate) struct GroupDriver {
     pub(crate) pending: BTreeMap<LogIndex, (Term, Closure)>,
     /// Membership changes waiting to complete.
     pub(crate) pending_changes: Vec<PendingChange>,
+    /// Read barriers waiting for the core.
+    pub(crate) pending_reads: super::read_barrier::PendingReads,
     /// Pulls snapshots from the leader; one install at a time.
     pub(crate) installer: SnapshotInstaller,
+    /// Status, metrics and details kept for operators.
+    pub(crate) observer: GroupObserver,
 }
 
 /// Inputs taken per wake-up before actions are drained, so that a burst of
@@ -113,8 +141,7 @@ const INPUT_BATCH_MAX: usize = 1024;
 
 impl GroupDriver {
     fn now(&self) -> Instant {
-        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.epoch);
-        Instant::from_nanos(elapsed.as_nanos() as u64)
+        self.clock.local(tokio::time::Instant::now())
     }
 
     /// Runs until shutdown, a storage failure, or the end of the apply task
@@ -123,7 +150,7 @@ impl GroupDriver {
         let mut shutdown = false;
         let mut failure = None;
         loop {
-            let deadline = self.epoch + Duration::from_nanos(self.raft.poll_timeout().as_nanos());
+            let deadline = self.clock.runtime_instant(self.raft.poll_timeout());
             tokio::select! {
                 biased;
                 result = self.write_results.recv() => match result {
@@ -158,6 +185,8 @@ impl GroupDriver {
                 break;
             }
             self.perform_actions();
+            self.observer
+                .maybe_publish(&self.raft, &self.peers, &self.shared);
             if self.apply.is_closed() {
                 // Nothing committed can be applied or answered any more:
                 // fail-stop rather than lead on with a dead state machine.
@@ -186,15 +215,18 @@ impl GroupDriver {
                         "message from a node that does not live on its sending server");
                     return;
                 }
+                self.observer.on_message(message.from, now);
                 if let Err(e) = self.raft.handle_message(now, message) {
                     tracing::debug!(group = %self.group, error = %e, "message rejected");
                 }
             }
             GroupInput::Propose { command, reply } => match self.raft.propose(now, command) {
                 Ok(id) => {
+                    self.observer.on_proposed(id.index, now, &self.shared);
                     self.pending.insert(id.index, (id.term, reply));
                 }
                 Err(ProposeError::NotLeader { leader_hint }) => {
+                    self.observer.on_refused(&self.shared);
                     let leader_addr = leader_hint.and_then(|l| self.peers.get(&l).copied());
                     let _ = reply.send(Err(Error::NotLeader {
                         leader: leader_hint,
@@ -202,12 +234,21 @@ impl GroupDriver {
                     }));
                 }
             },
+            // A fresh clock read: a lease is checked at the time the read
+            // is handled, never at an earlier batch time.
+            GroupInput::Read { policy, reply } => self.on_read(policy, reply, self.now()),
             GroupInput::Admin { request, reply } => self.on_admin(request, reply, now),
             GroupInput::Status { reply } => {
                 let _ = reply.send(self.raft.status());
             }
             GroupInput::Peers { reply } => {
                 let _ = reply.send(self.peers.clone());
+            }
+            GroupInput::Details { reply } => {
+                let details =
+                    self.observer
+                        .details(&self.raft, &self.peers, self.pending.len(), now);
+                let _ = reply.send(details);
             }
             GroupInput::Snapshot { reply } => {
                 let _ = self.apply.send(ApplyTask::Snapshot { reply });
@@ -266,6 +307,12 @@ impl GroupDriver {
                             None => None,
                         })
                         .collect();
+                    if self.shared.metrics.enabled
+                        && let Some(last) = entries.last()
+                    {
+                        let now = self.now();
+                        self.observer.on_committed(last.id.index, now, &self.shared);
+                    }
                     self.resolve_changes(&entries);
                     let _ = self.apply.send(ApplyTask::Entries { entries, closures });
                 }
@@ -288,8 +335,11 @@ impl GroupDriver {
                     let source = self.peers.get(&from).copied();
                     self.installer.start(source, snapshot, self.apply.clone());
                 }
+                Action::ReadReady { id, index } => self.on_read_ready(id, index),
+                Action::ReadFailed { id, error } => self.on_read_failed(id, error),
                 Action::RoleChanged { role, term, leader } => {
                     *self.shared.leader.lock().expect("leader lock") = leader;
+                    self.observer.on_role(role, leader, &self.shared);
                     let _ = self.apply.send(ApplyTask::Role { role, term, leader });
                 }
             }
@@ -318,15 +368,25 @@ impl GroupDriver {
         for (_, (_, closure)) in std::mem::take(&mut self.pending) {
             let _ = closure.send(Err(error.clone()));
         }
+        for (_, reply) in std::mem::take(&mut self.pending_reads) {
+            let _ = reply.send(Err(error.clone()));
+        }
         self.installer.cancel();
         inbox.close();
         // Queued proposals were never handed to the core: definitely not
         // applied. (Queued shutdown callers wait for `SharedState::stopped`.)
         while let Ok(input) = inbox.try_recv() {
-            if let GroupInput::Propose { reply, .. } = input {
-                let _ = reply.send(Err(Error::NotRunning));
+            match input {
+                GroupInput::Propose { reply, .. } => {
+                    let _ = reply.send(Err(Error::NotRunning));
+                }
+                GroupInput::Read { reply, .. } => {
+                    let _ = reply.send(Err(Error::NotRunning));
+                }
+                _ => {}
             }
         }
         *self.shared.leader.lock().expect("leader lock") = None;
+        self.shared.status.set_stopped();
     }
 }

@@ -32,6 +32,7 @@ use super::client_service;
 use super::group_id::GroupId;
 use super::node_manager::Inner;
 use super::socket_options::watch_progress;
+use super::status_http::{self, StatusSources};
 use super::wire::convert::{DecodeError, from_proto};
 use super::wire::frame::{
     FrameError, read_frame_body, read_frame_within, read_header, write_frame,
@@ -138,6 +139,10 @@ pub(crate) async fn accept_loop(listener: TcpListener, manager: Weak<Inner>, whi
             tracing::debug!(%peer, "connection refused: at the connection cap");
             continue;
         };
+        inner
+            .stats
+            .accepted_connections
+            .fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         // Half-open connections left by a partition go too, not only at the
         // idle timeout.
@@ -199,11 +204,14 @@ async fn serve_connection(
         ))),
         Ok(Err(e)) => Err(e),
         Ok(Ok(Classified::Http(stream, credential))) => {
-            let groups = inner.groups();
             let security = inner.security.clone();
-            let enabled = security.status_page_enabled && inner.serves_operators(which);
+            let sources = StatusSources {
+                groups: inner.groups(),
+                server: inner.server_snapshot(),
+                enabled: security.status_page_enabled && inner.serves_operators(which),
+            };
             drop(inner);
-            admin_service::serve_status_page(stream, groups, enabled, &security, &credential).await;
+            status_http::serve(stream, sources, &security, &credential).await;
             return;
         }
         Ok(Ok(Classified::Frames(stream, identity))) => {

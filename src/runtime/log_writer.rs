@@ -5,10 +5,13 @@
 //! An async task; each batch's storage call runs through [`run_blocking`]
 //! (unless the storage never blocks), so a slow sync stalls only this group.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use super::blocking::run_blocking;
 use super::group_storage::GroupStorage;
+use super::metrics::GroupMetrics;
 use crate::storage::{Durable, WriteOp};
 
 /// A batch's outcome: completions in order, or the failure that stops the group.
@@ -19,6 +22,7 @@ pub(crate) async fn run_log_writer(
     mut storage: Box<dyn GroupStorage>,
     mut writes: mpsc::UnboundedReceiver<Vec<WriteOp>>,
     done: mpsc::UnboundedSender<WriteResult>,
+    metrics: Arc<GroupMetrics>,
 ) {
     while let Some(mut batch) = writes.recv().await {
         while let Ok(more) = writes.try_recv() {
@@ -32,7 +36,12 @@ pub(crate) async fn run_log_writer(
                 batch.extend(more);
             }
         }
+        let entries = metrics.enabled.then(|| entries_in(&batch));
+        let start = entries.map(|_| tokio::time::Instant::now());
         let (returned, result) = persist(storage, batch).await;
+        if let (Some(entries), Some(start)) = (entries, start) {
+            metrics.observe_persist(start.elapsed().as_nanos() as u64, entries);
+        }
         let failed = result.is_err();
         if done.send(result).is_err() || failed {
             break;
@@ -42,6 +51,17 @@ pub(crate) async fn run_log_writer(
         // Let the group run between batches so completions flow back.
         tokio::task::yield_now().await;
     }
+}
+
+/// The entries a batch appends.
+fn entries_in(batch: &[WriteOp]) -> u64 {
+    batch
+        .iter()
+        .map(|op| match op {
+            WriteOp::Entries(entries) => entries.len() as u64,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// One batch's storage call: off the runtime's workers if it may block,

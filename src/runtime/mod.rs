@@ -19,37 +19,48 @@ pub(crate) mod backoff;
 mod blocking;
 mod client_connection;
 mod client_service;
+pub mod clock;
 pub mod error;
 mod group;
 pub mod group_id;
 pub mod group_storage;
 pub mod inbound;
 mod log_writer;
+mod metrics;
 mod node;
 mod node_manager;
+mod observer;
 pub mod options;
+mod read_barrier;
 pub mod session;
 pub mod snapshot_copy;
 mod snapshot_install;
 pub mod snapshot_storage;
 mod socket_options;
 pub mod state_machine;
+mod status_http;
+mod status_json;
 pub mod throttle;
 pub mod transport;
+mod watch;
 #[doc(hidden)]
 pub mod wire;
 
+pub use crate::core::ReadPolicy;
 pub use admin_service::status_text;
 pub use apply_loop::Applied;
 pub use auth::{
     Authenticator, ClusterKeyAuthenticator, Credential, DialError, Dialer, Insecure, Security,
     TlsAuthenticator, TlsError,
 };
+pub use clock::{Clock, MonotonicClock, SkewedClock};
 pub use error::Error;
 pub use group_id::GroupId;
 pub use group_storage::{DiskStorage, GroupStorage, MemStorage, StorageFailure};
+pub use metrics::METRIC_NAMES;
 pub use node::Node;
 pub use node_manager::{NodeManager, ServerStats};
+pub use observer::GroupDetails;
 pub use options::GroupOptions;
 pub use session::{SessionError, SessionId, SessionOptions};
 pub use snapshot_copy::{CopyError, CopyOptions, SnapshotSource, fetch_snapshot};
@@ -57,3 +68,4 @@ pub use snapshot_storage::{DiskSnapshots, MemSnapshots, SnapshotReadError, Snaps
 pub use state_machine::{Committed, SnapshotError, SnapshotFiles, StateMachine};
 pub use throttle::Throttle;
 pub use transport::{LocalNetwork, Router, Transport, TransportOptions};
+pub use watch::{GroupStatus, WaitError};

@@ -83,6 +83,32 @@ impl Node {
         response.await.map_err(|_| Error::Shutdown)?
     }
 
+    /// A linearizable read barrier: resolves once this member's state
+    /// machine has applied everything a linearizable read must see — every
+    /// write that completed before the call — so the caller then reads its
+    /// own state directly. Works on the leader and (with `ReadIndex` or
+    /// `Lease`) on followers and learners, which ask the leader for a read
+    /// index. Concurrent calls share heartbeat rounds. Returns the index
+    /// the state machine had applied when it resolved.
+    ///
+    /// `ReadPolicy::Lease` relies on bounded clock drift
+    /// (`RaftOptions::max_clock_drift`, see `oar::core::read`).
+    ///
+    /// # Errors
+    /// `NotLeader` (a `Log` read off the leader, no leader known, or the
+    /// leader refused); `LeadershipLost` when the leader changed before the
+    /// read was confirmed; `Timeout` when no quorum confirmed it in an
+    /// election timeout; `Busy`; `NotRunning` / `Shutdown`. All retryable:
+    /// a failed barrier served nothing.
+    pub async fn read_barrier(&self, policy: crate::core::ReadPolicy) -> Result<LogIndex, Error> {
+        let (reply, response) = oneshot::channel();
+        self.inbox
+            .send(GroupInput::Read { policy, reply })
+            .await
+            .map_err(|_| Error::NotRunning)?;
+        response.await.map_err(|_| Error::Shutdown)?
+    }
+
     /// The largest command [`apply`](Self::apply) accepts, in bytes.
     pub fn command_bytes_max(&self) -> usize {
         self.command_bytes_max

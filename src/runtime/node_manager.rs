@@ -19,7 +19,9 @@ use super::group_id::GroupId;
 use super::group_storage::GroupStorage;
 use super::inbound::{self, ConnectionCounts, Listener};
 use super::log_writer::run_log_writer;
+use super::metrics::ServerSnapshot;
 use super::node::Node;
+use super::observer::GroupObserver;
 use super::options::GroupOptions;
 use super::session::SessionStateMachine;
 use super::snapshot_copy::{FileService, SnapshotSource};
@@ -29,7 +31,7 @@ use super::state_machine::StateMachine;
 use super::throttle::Throttle;
 use super::transport::{LocalNetwork, Transport, TransportOptions};
 use super::wire::proto;
-use crate::core::{InitialState, Instant, RaftNode, SnapshotInfo};
+use crate::core::{InitialState, RaftNode, SnapshotInfo};
 
 /// Counters of what the server refused, for tests and the status page.
 #[derive(Debug, Default)]
@@ -57,6 +59,8 @@ pub struct ServerStats {
     pub dropped_messages: AtomicU64,
     /// Snapshot file bytes sent to copying peers.
     pub snapshot_bytes_served: AtomicU64,
+    /// Connections accepted within the caps.
+    pub accepted_connections: AtomicU64,
 }
 
 /// What the server's tasks share (the registry, the inbound side, the
@@ -307,18 +311,29 @@ impl NodeManager {
             log_start: recovered.last_purged,
             entries: recovered.entries,
         };
-        let epoch = tokio::time::Instant::now();
-        let raft = RaftNode::new(options.raft.clone(), initial, Instant::from_nanos(0))
+        let clock: std::sync::Arc<dyn super::clock::Clock> = match &options.clock {
+            Some(clock) => std::sync::Arc::clone(clock),
+            None => std::sync::Arc::new(super::clock::MonotonicClock {
+                epoch: tokio::time::Instant::now(),
+            }),
+        };
+        let start = clock.local(tokio::time::Instant::now());
+        let raft = RaftNode::new(options.raft.clone(), initial, start)
             .map_err(|e| Error::Options(e.to_string()))?;
         let (inbox_tx, inbox) = mpsc::channel(options.inbox_max);
         let (writes_tx, writes) = mpsc::unbounded_channel();
         let (results_tx, write_results) = mpsc::unbounded_channel();
         let (apply_tx, apply_tasks) = mpsc::unbounded_channel();
-        let shared = Arc::new(SharedState::default());
+        let shared = Arc::new(SharedState::new(
+            options.group,
+            options.raft.id,
+            options.bootstrap_membership(),
+            options.metrics,
+        ));
         let driver = GroupDriver {
             group: options.group,
             raft,
-            epoch,
+            clock,
             peers: options.peers.clone(),
             transport: self.inner.transport.clone(),
             writes: writes_tx,
@@ -327,6 +342,7 @@ impl NodeManager {
             shared: shared.clone(),
             pending: BTreeMap::new(),
             pending_changes: Vec::new(),
+            pending_reads: Default::default(),
             installer: SnapshotInstaller {
                 group: options.group,
                 snapshots: Arc::clone(&snapshots),
@@ -336,6 +352,7 @@ impl NodeManager {
                 options: Default::default(),
                 task: None,
             },
+            observer: GroupObserver::default(),
         };
         let node = Node {
             group: options.group,
@@ -347,12 +364,18 @@ impl NodeManager {
         };
         let mut routes = self.inner.routes.lock().expect("routes lock");
         routes.insert(options.group, node.clone());
-        let log_writer = tokio::spawn(run_log_writer(storage, writes, results_tx));
+        let log_writer = tokio::spawn(run_log_writer(
+            storage,
+            writes,
+            results_tx,
+            Arc::clone(&shared.metrics),
+        ));
         let apply_loop = ApplyLoop {
             sm: state_machine,
             snapshots: Arc::clone(&snapshots),
             group: inbox_tx,
             applied_index: shared.applied_index.clone(),
+            shared: Arc::clone(&shared),
             last_applied: snapshot.as_ref().map(|s| s.last).unwrap_or_default(),
             membership: snapshot.map_or_else(|| options.bootstrap_membership(), |s| s.membership),
             policy: SnapshotPolicy {
@@ -582,5 +605,12 @@ impl Drop for Reservation<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.group);
+    }
+}
+
+impl Inner {
+    /// The server's counters now, for `/metrics` and `/status.json`.
+    pub(crate) fn server_snapshot(&self) -> ServerSnapshot {
+        ServerSnapshot::of(&self.stats, self.connections.total())
     }
 }

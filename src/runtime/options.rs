@@ -36,6 +36,16 @@ pub struct GroupOptions {
     /// are and the state machine's snapshot holds only its own files.
     /// Every member of a group must agree, for the life of its log.
     pub sessions: Option<SessionOptions>,
+    /// The clock the group reads for the protocol's `now` and its timers;
+    /// `None`: the runtime's monotonic clock from the group's start. Only
+    /// lease reads depend on it (see `RaftOptions::max_clock_drift`).
+    pub clock: Option<std::sync::Arc<dyn super::clock::Clock>>,
+    /// Count proposals, latencies, batch sizes, elections and snapshots for
+    /// `GET /metrics` (a few relaxed atomic adds per batch; the bench
+    /// measures the cost). Off: those counters stay at zero; the gauges
+    /// read from the group's status, and [`Node::watch`](super::Node::watch),
+    /// work either way.
+    pub metrics: bool,
 }
 
 /// The default [`GroupOptions::command_bytes_max`]: 8 MiB.
@@ -70,6 +80,8 @@ impl GroupOptions {
             snapshot_interval: Some(100_000),
             command_bytes_max: COMMAND_BYTES_MAX,
             sessions: None,
+            clock: None,
+            metrics: true,
         }
     }
 

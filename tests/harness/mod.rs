@@ -14,7 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use oar::core::{
     Action, Entry, EntryPayload, HardState, InitialState, Instant, LogId, LogIndex, Membership,
-    Message, MessageBody, NodeId, ProposalError, RaftNode, RaftOptions, Role, SnapshotInfo, Term,
+    Message, MessageBody, NodeId, ProposalError, RaftNode, RaftOptions, ReadFailure, ReadId, Role,
+    SnapshotInfo, Term,
 };
 
 /// A write the node asked for that the disk has not completed.
@@ -52,6 +53,9 @@ pub struct TestNode {
     /// Snapshots installed from a leader since the node (re)started.
     pub installs: usize,
     pub failed_proposals: Vec<ProposalError>,
+    /// Reads resolved since the node (re)started: (read, outcome, number
+    /// of entries the state machine had applied when it resolved).
+    pub reads: Vec<(ReadId, Result<LogIndex, ReadFailure>, usize)>,
     /// Proposals this node accepted since it (re)started.
     pub accepted: Vec<LogId>,
     pub up: bool,
@@ -76,6 +80,7 @@ impl TestNode {
             applied: Vec::new(),
             installs: 0,
             failed_proposals: Vec::new(),
+            reads: Vec::new(),
             accepted: Vec::new(),
             up: true,
             bootstrap: state.membership,
@@ -146,10 +151,13 @@ pub fn kind(body: &MessageBody) -> &'static str {
         MessageBody::AppendRequest(_) => "append",
         MessageBody::AppendResponse(_) => "append_response",
         MessageBody::Heartbeat(_) => "heartbeat",
-        MessageBody::HeartbeatResponse => "heartbeat_response",
+        MessageBody::HeartbeatResponse { .. } => "heartbeat_response",
+        MessageBody::ReadIndexRequest(_) => "read_index",
+        MessageBody::ReadIndexResponse(_) => "read_index_response",
         MessageBody::TimeoutNow => "timeout_now",
         MessageBody::InstallSnapshot(_) => "install_snapshot",
         MessageBody::SnapshotFailed { .. } => "snapshot_failed",
+        MessageBody::Removed { .. } => "removed",
     }
 }
 
@@ -278,6 +286,16 @@ impl Cluster {
                 ..
             } => self.on_new_leader(id, term),
             Action::RoleChanged { .. } => {}
+            Action::ReadReady { id: read, index } => {
+                let node = self.nodes.get_mut(&id).unwrap();
+                let applied = node.applied.len();
+                node.reads.push((read, Ok(index), applied));
+            }
+            Action::ReadFailed { id: read, error } => {
+                let node = self.nodes.get_mut(&id).unwrap();
+                let applied = node.applied.len();
+                node.reads.push((read, Err(error), applied));
+            }
             Action::CompactLog { through } => self.queue_disk(id, DiskOp::Compact(through)),
             Action::ResetLog { snapshot } => self.queue_disk(id, DiskOp::Reset(snapshot)),
             Action::InstallSnapshot { from, snapshot } if self.defer_installs => {
@@ -642,6 +660,7 @@ impl Cluster {
         node.installs = 0;
         node.accepted.clear();
         node.failed_proposals.clear();
+        node.reads.clear();
         node.up = true;
         self.drain(id);
     }

@@ -7,7 +7,8 @@ use prost::Message as _;
 use super::proto;
 use crate::core::{
     AppendRequest, AppendResponse, Entry, EntryPayload, Heartbeat, LogId, LogIndex, Membership,
-    Message, MessageBody, NodeId, RejectHint, SnapshotInfo, Term, VoteRequest, VoteResponse,
+    Message, MessageBody, NodeId, ReadIndexRequest, ReadIndexResponse, RejectHint, SnapshotInfo,
+    Term, VoteRequest, VoteResponse,
 };
 use crate::runtime::group_id::GroupId;
 
@@ -137,6 +138,7 @@ pub fn to_proto(group: GroupId, m: &Message) -> proto::RaftMessage {
         MessageBody::VoteResponse(r) => Body::VoteResponse(proto::VoteResponse {
             pre_vote: r.pre_vote,
             granted: r.granted,
+            removed: None,
         }),
         MessageBody::AppendRequest(r) => Body::AppendRequest(proto::AppendEntriesRequest {
             prev_log_id: log_id_to_proto(r.prev_log_id),
@@ -166,8 +168,20 @@ pub fn to_proto(group: GroupId, m: &Message) -> proto::RaftMessage {
         }
         MessageBody::Heartbeat(h) => Body::HeartbeatRequest(proto::HeartbeatRequest {
             leader_commit: h.leader_commit.0,
+            round: h.round,
         }),
-        MessageBody::HeartbeatResponse => Body::HeartbeatResponse(proto::HeartbeatResponse {}),
+        MessageBody::HeartbeatResponse { round } => {
+            Body::HeartbeatResponse(proto::HeartbeatResponse { round: *round })
+        }
+        MessageBody::ReadIndexRequest(r) => Body::ReadIndexRequest(proto::ReadIndexRequest {
+            request: r.request,
+            lease: r.lease,
+        }),
+        MessageBody::ReadIndexResponse(r) => Body::ReadIndexResponse(proto::ReadIndexResponse {
+            request: r.request,
+            granted: r.read_index.is_some(),
+            read_index: r.read_index.map_or(0, |i| i.0),
+        }),
         MessageBody::TimeoutNow => Body::TimeoutNowRequest(proto::TimeoutNowRequest {}),
         MessageBody::InstallSnapshot(info) => {
             Body::InstallSnapshotRequest(proto::InstallSnapshotRequest {
@@ -183,6 +197,15 @@ pub fn to_proto(group: GroupId, m: &Message) -> proto::RaftMessage {
                 last_included: log_id_to_proto(*last),
             })
         }
+        // A refusal on the wire, so that a peer without the notice still
+        // reads a refused vote.
+        MessageBody::Removed { config } => Body::VoteResponse(proto::VoteResponse {
+            pre_vote: false,
+            granted: false,
+            removed: Some(proto::RemovedNotice {
+                config_index: config.0,
+            }),
+        }),
     };
     proto::RaftMessage {
         group_id: group.0,
@@ -212,6 +235,12 @@ pub fn from_proto(m: proto::RaftMessage) -> Result<(GroupId, Message), DecodeErr
             last_log_id: log_id_from_proto(r.last_log_id, "vote_request.last_log_id")?,
             leadership_transfer: r.leadership_transfer,
         }),
+        Body::VoteResponse(proto::VoteResponse {
+            removed: Some(notice),
+            ..
+        }) => MessageBody::Removed {
+            config: LogIndex(notice.config_index),
+        },
         Body::VoteResponse(r) => MessageBody::VoteResponse(VoteResponse {
             pre_vote: r.pre_vote,
             granted: r.granted,
@@ -248,8 +277,17 @@ pub fn from_proto(m: proto::RaftMessage) -> Result<(GroupId, Message), DecodeErr
         }
         Body::HeartbeatRequest(h) => MessageBody::Heartbeat(Heartbeat {
             leader_commit: LogIndex(h.leader_commit),
+            round: h.round,
         }),
-        Body::HeartbeatResponse(_) => MessageBody::HeartbeatResponse,
+        Body::HeartbeatResponse(h) => MessageBody::HeartbeatResponse { round: h.round },
+        Body::ReadIndexRequest(r) => MessageBody::ReadIndexRequest(ReadIndexRequest {
+            request: r.request,
+            lease: r.lease,
+        }),
+        Body::ReadIndexResponse(r) => MessageBody::ReadIndexResponse(ReadIndexResponse {
+            request: r.request,
+            read_index: r.granted.then_some(LogIndex(r.read_index)),
+        }),
         Body::InstallSnapshotRequest(r) => {
             let c = r
                 .configuration
@@ -334,8 +372,21 @@ mod tests {
             }),
             MessageBody::Heartbeat(Heartbeat {
                 leader_commit: LogIndex(8),
+                round: 17,
             }),
-            MessageBody::HeartbeatResponse,
+            MessageBody::HeartbeatResponse { round: 17 },
+            MessageBody::ReadIndexRequest(ReadIndexRequest {
+                request: 5,
+                lease: true,
+            }),
+            MessageBody::ReadIndexResponse(ReadIndexResponse {
+                request: 5,
+                read_index: Some(LogIndex(9)),
+            }),
+            MessageBody::ReadIndexResponse(ReadIndexResponse {
+                request: 6,
+                read_index: None,
+            }),
             MessageBody::TimeoutNow,
             MessageBody::AppendRequest(AppendRequest {
                 prev_log_id: LogId::new(3, 7),
@@ -350,6 +401,9 @@ mod tests {
                 )],
                 leader_commit: LogIndex(7),
             }),
+            MessageBody::Removed {
+                config: LogIndex(17),
+            },
         ];
         bodies
             .into_iter()

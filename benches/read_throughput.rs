@@ -1,0 +1,225 @@
+//! Reads/s and latency of `Node::read_barrier` for a 3-node group, per
+//! policy (`Log`, `ReadIndex`, `Lease`), on the leader alone or spread over
+//! all three members (follower reads), with N closed-loop readers, with and
+//! without a concurrent write load (16 closed-loop writers at the leader).
+//! A read is the barrier alone: the caller's own state read after it costs
+//! the same for every policy.
+//!
+//! Run: `cargo bench --bench read_throughput`. Environment:
+//! `OAR_BENCH_MS` measuring time per row (default 2000),
+//! `OAR_BENCH_SETUPS` (default `memory,tcp+disk`),
+//! `OAR_BENCH_CLIENTS` as a comma list (default 1,64,256).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use oar::core::{NodeId, RaftOptions};
+use oar::runtime::{
+    Committed, DiskStorage, GroupId, GroupOptions, GroupStorage, LocalNetwork, MemStorage, Node,
+    NodeManager, ReadPolicy, StateMachine,
+};
+use oar::storage::{LogOptions, StdFileSystem};
+
+/// Applies nothing; answers with nothing.
+struct Sink;
+
+impl StateMachine for Sink {
+    fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+        vec![Bytes::new(); commands.len()]
+    }
+}
+
+#[path = "../tests/runtime/pki.rs"]
+mod pki;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    Memory,
+    TcpDisk,
+}
+
+/// Three members, node 1 leading; returns the servers and the members.
+async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Vec<Node>) {
+    let network = LocalNetwork::new();
+    let mut servers = Vec::new();
+    for i in 1..=3 {
+        servers.push(match setup {
+            Setup::Memory => {
+                NodeManager::local(&network, format!("10.0.0.{i}:5000").parse().unwrap())
+            }
+            Setup::TcpDisk => {
+                let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+                let security = pki::shared().security(addr.ip());
+                NodeManager::bind(addr, security, Default::default())
+                    .await
+                    .expect("bind")
+            }
+        });
+    }
+    let peers: BTreeMap<NodeId, SocketAddr> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (NodeId(i as u64 + 1), s.local_addr()))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let id = NodeId(i as u64 + 1);
+        let mut options = GroupOptions::new(GroupId(1), id, peers.clone());
+        options.snapshot_interval = None;
+        options.raft = RaftOptions {
+            id,
+            // Node 1 times out first, so it leads.
+            election_timeout_min: Duration::from_millis(500 + 200 * i as u64),
+            election_timeout_max: Duration::from_millis(550 + 200 * i as u64),
+            heartbeat_interval: Duration::from_millis(50),
+            max_clock_drift: Duration::from_millis(50),
+            ..options.raft
+        };
+        let storage: Box<dyn GroupStorage> = match setup {
+            Setup::Memory => Box::new(MemStorage::new()),
+            Setup::TcpDisk => Box::new(
+                DiskStorage::open(
+                    Arc::new(StdFileSystem),
+                    &dir.join(format!("n{i}")),
+                    LogOptions::default(),
+                )
+                .expect("storage"),
+            ),
+        };
+        nodes.push(
+            server
+                .add_group(options, storage, Box::new(Sink))
+                .expect("group"),
+        );
+    }
+    while nodes.iter().any(|n| n.leader() != Some(NodeId(1))) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (servers, nodes)
+}
+
+/// One row: what is measured.
+#[derive(Clone, Copy)]
+struct Row {
+    policy: ReadPolicy,
+    spread: bool,
+    clients: usize,
+    writes: bool,
+}
+
+/// Reads/s and the latency percentiles (p50, p99) of one row.
+async fn measure(setup: Setup, row: Row, duration: Duration) -> (f64, Duration, Duration) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (servers, nodes) = cluster(setup, dir.path()).await;
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for client in 0..row.clients {
+        let node = nodes[if row.spread { client % 3 } else { 0 }].clone();
+        let (measuring, stop, latencies) = (measuring.clone(), stop.clone(), latencies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                node.read_barrier(row.policy).await.expect("read");
+                if measuring.load(Ordering::Relaxed) {
+                    mine.push(start.elapsed());
+                }
+            }
+            latencies.lock().unwrap().extend(mine);
+        }));
+    }
+    for _ in 0..if row.writes { 16 } else { 0 } {
+        let (leader, stop) = (nodes[0].clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let command = Bytes::from_static(b"0123456789abcdef");
+            while !stop.load(Ordering::Relaxed) {
+                leader.apply(command.clone()).await.expect("write");
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // warm up
+    measuring.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(duration).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    for server in &servers {
+        server.shutdown().await;
+    }
+    let mut latencies = std::mem::take(&mut *latencies.lock().unwrap());
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let per_second = latencies.len() as f64 / elapsed.as_secs_f64();
+    (per_second, at(0.50), at(0.99))
+}
+
+fn main() {
+    let millis = std::env::var("OAR_BENCH_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let setups = std::env::var("OAR_BENCH_SETUPS").unwrap_or_else(|_| "memory,tcp+disk".into());
+    let clients: Vec<usize> = std::env::var("OAR_BENCH_CLIENTS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or(vec![1, 64, 256]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let placements = [
+        (ReadPolicy::Log, false),
+        (ReadPolicy::ReadIndex, false),
+        (ReadPolicy::ReadIndex, true),
+        (ReadPolicy::Lease, false),
+        (ReadPolicy::Lease, true),
+    ];
+    for name in setups.split(',') {
+        let setup = match name.trim() {
+            "memory" => Setup::Memory,
+            "tcp+disk" => Setup::TcpDisk,
+            other => panic!("unknown setup {other}"),
+        };
+        println!("\noar read barriers, {name}: 3 nodes in one process, closed-loop readers");
+        println!(
+            "{:>9} | {:>6} | {:>7} | {:>6} | {:>10} | {:>10} | {:>10}",
+            "policy", "where", "clients", "writes", "reads/s", "p50", "p99"
+        );
+        println!("{:-<80}", "");
+        for writes in [false, true] {
+            for &n in &clients {
+                for (policy, spread) in placements {
+                    let row = Row {
+                        policy,
+                        spread,
+                        clients: n,
+                        writes,
+                    };
+                    let (per_second, p50, p99) =
+                        runtime.block_on(measure(setup, row, Duration::from_millis(millis)));
+                    println!(
+                        "{:>9} | {:>6} | {n:>7} | {:>6} | {per_second:>10.0} | {p50:>10.1?} | {p99:>10.1?}",
+                        format!("{policy:?}"),
+                        if spread { "spread" } else { "leader" },
+                        if writes { "16" } else { "none" },
+                    );
+                }
+            }
+        }
+    }
+}
