@@ -4,7 +4,7 @@
 //! them at once and answers each as it finishes, so out of order.
 //!
 //! ```text
-//!   reader (this task) ─► permit (in-flight bound) ─► JoinSet task: answer() ─┐
+//!   reader (this task) ─► permit (in-flight bound) ─► spawned task: answer() ─┐
 //!        │ other frames: answered inline, in order ─────────────────────────┐ │
 //!        ▼                                                                  ▼ ▼
 //!   the writer task ◄── bounded channel of answers: batched, one flush per batch
@@ -22,7 +22,7 @@ use bytes::BytesMut;
 use prost::Message as _;
 use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 
 use super::auth::{BoxedStream, Identity};
 use super::inbound::{ConnectionError, Listener, answer, decode_frame};
@@ -54,10 +54,9 @@ pub(crate) async fn serve_pipelined(
     let (answers, queued) = mpsc::channel(in_flight_max + 1);
     let mut write = tokio::spawn(write_answers(writer, queued, options.write_timeout));
     let permits = Arc::new(Semaphore::new(in_flight_max));
-    // Aborted with the connection: nobody is left to read their answers.
-    let mut handlers = JoinSet::new();
+    let mut handlers = Handlers(Vec::new());
     loop {
-        while handlers.try_join_next().is_some() {}
+        handlers.0.retain(|h| !h.is_finished());
         // The in-flight bound: no more frames are read until one finishes.
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("never closed"),
@@ -81,12 +80,12 @@ pub(crate) async fn serve_pipelined(
         if matches!(kind, proto::frame::Kind::ClientRequest(_)) {
             let manager = manager.clone();
             let answers = answers.clone();
-            handlers.spawn(async move {
+            handlers.0.push(tokio::spawn(async move {
                 if let Ok(Some(reply)) = answer(kind, peer, identity, &manager, which).await {
                     let _ = answers.send(reply).await;
                 }
                 drop(permit);
-            });
+            }));
             continue;
         }
         drop(permit);
@@ -94,6 +93,20 @@ pub(crate) async fn serve_pipelined(
             && answers.send(reply).await.is_err()
         {
             return Err(ConnectionError::Write);
+        }
+    }
+}
+
+/// A connection's request handlers (at most its in-flight bound, the
+/// finished ones dropped before each read), aborted with the connection:
+/// nobody is left to read their answers. (Not `JoinSet`: the simulator's
+/// tokio has none.)
+struct Handlers(Vec<JoinHandle<()>>);
+
+impl Drop for Handlers {
+    fn drop(&mut self) {
+        for handler in &self.0 {
+            handler.abort();
         }
     }
 }
