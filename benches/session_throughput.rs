@@ -8,7 +8,8 @@
 //! - `session`: `Node::apply_in_session` on the leader's handle, a group
 //!   with sessions (the session table's cost alone);
 //! - `client`: `oar::client` sessions from outside the server (route
-//!   lookup, a TLS connection per writer, the client frames, the table).
+//!   lookup, pipelined TLS connections the writers share, the client
+//!   frames, the table).
 //!
 //! Run: `cargo bench --bench session_throughput`. Environment:
 //! `OAR_BENCH_MS` measuring time per cell (default 3000),

@@ -30,4 +30,13 @@ pub enum ClientError {
     /// this group, not allowed for this identity, ...).
     #[error("refused: {0}")]
     Refused(String),
+    /// Every connection to the server had all its request slots taken
+    /// (`ClientOptions::connections_per_server_max` ×
+    /// `requests_in_flight_per_connection_max`); the request was not sent.
+    /// Remedy: fewer concurrent calls, or larger limits.
+    #[error("{in_flight} requests already in flight to the server")]
+    Busy {
+        /// The requests in flight to that server (the limit).
+        in_flight: usize,
+    },
 }

@@ -18,8 +18,14 @@ pub struct ClientOptions {
     pub backoff_max: Duration,
     /// The largest answer frame read, in bytes.
     pub frame_bytes_max: u32,
-    /// Idle connections kept per server.
-    pub idle_connections_per_server_max: usize,
+    /// Connections opened to one server at most; concurrent calls share
+    /// them (each carries many requests at once).
+    pub connections_per_server_max: usize,
+    /// Requests one connection carries at once at most. With every
+    /// connection to a server that full, a call fails at once with
+    /// [`ClientError::Busy`](super::ClientError::Busy). Servers bound it
+    /// too (`TransportOptions::client_requests_in_flight_max`).
+    pub requests_in_flight_per_connection_max: usize,
 }
 
 impl Default for ClientOptions {
@@ -30,7 +36,8 @@ impl Default for ClientOptions {
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_millis(500),
             frame_bytes_max: 64 << 20,
-            idle_connections_per_server_max: 64,
+            connections_per_server_max: 4,
+            requests_in_flight_per_connection_max: 256,
         }
     }
 }

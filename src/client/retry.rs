@@ -117,6 +117,7 @@ impl Client {
     /// [`ClientError`]; `Refused` if the group keeps no sessions.
     pub async fn open_session(&self, group: GroupId) -> Result<Session, ClientError> {
         let request = proto::ClientRequest {
+            request_id: 0,
             group_id: group.0,
             op: Some(Op::OpenSession(proto::ClientOpenSession {})),
         };
@@ -134,6 +135,7 @@ impl Client {
     /// [`ClientError`].
     pub async fn read(&self, group: GroupId, query: Bytes) -> Result<Bytes, ClientError> {
         let request = proto::ClientRequest {
+            request_id: 0,
             group_id: group.0,
             op: Some(Op::Read(proto::ClientRead { query })),
         };
@@ -224,6 +226,7 @@ impl Client {
     /// `Refused` if the server refused our credentials.
     async fn ask_routes(&self, addr: SocketAddr) -> Result<bool, ClientError> {
         let request = proto::ClientRequest {
+            request_id: 0,
             group_id: 0,
             op: Some(Op::Route(proto::RouteRequest {})),
         };
@@ -254,6 +257,10 @@ impl Client {
             Ok(response) => response,
             Err(AttemptError::Refused { detail, .. }) => {
                 return Outcome::Fail(ClientError::Refused(detail));
+            }
+            // Not sent: the caller learns it at once, nothing queues up.
+            Err(AttemptError::Busy { in_flight, .. }) => {
+                return Outcome::Fail(ClientError::Busy { in_flight });
             }
             Err(e) => {
                 self.forget_leader(group);

@@ -91,6 +91,7 @@ impl Session {
         command: Bytes,
     ) -> Result<Bytes, ClientError> {
         let request = proto::ClientRequest {
+            request_id: 0,
             group_id: self.group.0,
             op: Some(Op::Apply(proto::ClientApply {
                 session: self.id.0,
@@ -113,6 +114,7 @@ impl Session {
     /// [`ClientError`]; `Session(Expired)` if it had expired already.
     pub async fn close(self) -> Result<(), ClientError> {
         let request = proto::ClientRequest {
+            request_id: 0,
             group_id: self.group.0,
             op: Some(Op::CloseSession(proto::ClientCloseSession {
                 session: self.id.0,

@@ -23,6 +23,7 @@ pub(crate) async fn handle(
     use proto::client_request::Op;
     use proto::client_response::Result as Answer;
     let group = GroupId(request.group_id);
+    let request_id = request.request_id;
     let node = groups
         .iter()
         .find(|(id, _)| *id == group)
@@ -57,6 +58,7 @@ pub(crate) async fn handle(
     proto::ClientResponse {
         group_id: group.0,
         result: Some(result.unwrap_or_else(|e| Answer::Error(client_error(e)))),
+        request_id,
     }
 }
 

@@ -27,6 +27,7 @@ use super::auth::{
     BoxedStream, Credential, HANDSHAKE_FRAME_BYTES_MAX, HelloRefusal, Identity, Security,
     accept_hello, hello_accepted,
 };
+use super::client_connection::serve_pipelined;
 use super::client_service;
 use super::group_id::GroupId;
 use super::node_manager::Inner;
@@ -215,7 +216,10 @@ async fn serve_connection(
         }
         Ok(Ok(Classified::Frames(stream, identity))) => {
             drop(inner);
-            serve_frames(stream, peer, identity, &manager, which).await
+            match identity {
+                Identity::Server(_) => serve_frames(stream, peer, identity, &manager, which).await,
+                _ => serve_pipelined(stream, peer, identity, &manager, which).await,
+            }
         }
     };
     let Err(error) = result else {
@@ -358,7 +362,7 @@ async fn serve_frames(
 }
 
 /// Handles one frame from `identity`; what to answer, if anything.
-async fn answer(
+pub(crate) async fn answer(
     kind: proto::frame::Kind,
     peer: SocketAddr,
     identity: Identity,

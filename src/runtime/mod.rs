@@ -17,6 +17,7 @@ mod apply_loop;
 pub mod auth;
 pub(crate) mod backoff;
 mod blocking;
+mod client_connection;
 mod client_service;
 pub mod clock;
 pub mod error;

@@ -86,6 +86,10 @@ pub struct TransportOptions {
     pub idle_timeout: Duration,
     /// Once a frame began, its body must arrive within this long.
     pub frame_timeout: Duration,
+    /// Requests one client connection may have in flight at once (it
+    /// sends them without waiting; answers come as each finishes). Past
+    /// this the server stops reading that connection until one finishes.
+    pub client_requests_in_flight_max: usize,
     /// Most log entries one message may carry; a frame with more is refused
     /// before it is decoded (decoding inflates small entries ~50×). Must
     /// be at least every group's `RaftOptions::append_entries_max`.
@@ -118,6 +122,7 @@ impl Default for TransportOptions {
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             frame_timeout: Duration::from_secs(30),
+            client_requests_in_flight_max: 256,
             message_entries_max: 65_536,
             accept_backoff_min: Duration::from_millis(5),
             accept_backoff_max: Duration::from_secs(1),
