@@ -322,8 +322,9 @@ impl RaftNode {
             } else {
                 // A node that may not campaign (a learner, a removed
                 // server) still needs a deadline ahead, or its driver would
-                // wake at once for the same past one and spin.
-                self.reset_election_deadline();
+                // wake at once for the same past one and spin. (No random
+                // draw: whether it may campaign is looked at again then.)
+                self.election_deadline = now + self.options.election_timeout_min;
             }
         }
         self.finish_input();
