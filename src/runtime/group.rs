@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -77,7 +77,6 @@ pub(crate) enum GroupInput {
 /// What the node handle reads without asking the task.
 #[derive(Debug)]
 pub(crate) struct SharedState {
-    pub(crate) leader: Mutex<Option<NodeId>>,
     pub(crate) applied_index: Arc<AtomicU64>,
     /// Messages refused because their sender node does not live on the
     /// server that sent them.
@@ -101,7 +100,6 @@ impl SharedState {
         metrics_enabled: bool,
     ) -> Self {
         SharedState {
-            leader: Mutex::default(),
             applied_index: Arc::default(),
             forbidden_messages: AtomicU64::new(0),
             stopped: watch::Sender::new(false),
@@ -338,7 +336,6 @@ impl GroupDriver {
                 Action::ReadReady { id, index } => self.on_read_ready(id, index),
                 Action::ReadFailed { id, error } => self.on_read_failed(id, error),
                 Action::RoleChanged { role, term, leader } => {
-                    *self.shared.leader.lock().expect("leader lock") = leader;
                     self.observer.on_role(role, leader, &self.shared);
                     let _ = self.apply.send(ApplyTask::Role { role, term, leader });
                 }
@@ -386,7 +383,6 @@ impl GroupDriver {
                 _ => {}
             }
         }
-        *self.shared.leader.lock().expect("leader lock") = None;
         self.shared.status.set_stopped();
     }
 }

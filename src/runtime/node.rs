@@ -122,7 +122,7 @@ impl Node {
 
     /// The leader this member knows of, if any.
     pub fn leader(&self) -> Option<NodeId> {
-        *self.shared.leader.lock().expect("leader lock")
+        self.shared.status.leader()
     }
 
     /// The highest index the state machine has applied.

@@ -98,6 +98,12 @@ impl StatusPublisher {
             .send_if_modified(|s| modify(s) && self.sender.receiver_count() > 0);
     }
 
+    /// The leader last published (the driver publishes once per wake-up,
+    /// right after performing the actions that changed it).
+    pub(crate) fn leader(&self) -> Option<NodeId> {
+        self.sender.borrow().leader
+    }
+
     /// Records the applied index (the apply task, once per batch).
     pub(crate) fn set_applied(&self, applied: LogIndex) {
         self.update(|s| {
