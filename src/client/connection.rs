@@ -19,19 +19,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::BytesMut;
 use prost::Message as _;
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::options::ClientOptions;
 use crate::runtime::auth::{BoxedStream, Dialer};
-use crate::runtime::wire::frame::{encode_frame, read_frame};
+use crate::runtime::wire::frame::{read_frame, write_queued};
 use crate::runtime::wire::proto;
-
-/// Requests written in one batch before a flush, at most.
-const WRITE_BATCH_MAX: usize = 64;
 
 /// A connection with this many requests in flight is shared no further
 /// while another may still be opened: callers spread over connections
@@ -367,7 +363,7 @@ async fn read_answers(mut reader: ReadHalf<BoxedStream>, shared: Arc<Shared>, ma
 }
 
 /// Writes requests as they come, each batch (what is queued, up to
-/// [`WRITE_BATCH_MAX`]) with one flush. A write that does not finish
+/// [`WRITE_BATCH_MAX`](crate::runtime::wire::frame::WRITE_BATCH_MAX)) with one flush. A write that does not finish
 /// within `timeout` breaks the connection.
 async fn write_requests(
     mut writer: WriteHalf<BoxedStream>,
@@ -375,30 +371,8 @@ async fn write_requests(
     shared: Arc<Shared>,
     timeout: std::time::Duration,
 ) {
-    let mut out = BytesMut::new();
-    while let Some(first) = queued.recv().await {
-        out.clear();
-        let mut next = Some(first);
-        let mut batched = 0;
-        while let Some(request) = next {
-            let kind = proto::frame::Kind::ClientRequest(request);
-            let body = proto::Frame { kind: Some(kind) }.encode_to_vec();
-            encode_frame(&body, &mut out);
-            batched += 1;
-            next = match batched < WRITE_BATCH_MAX {
-                true => queued.try_recv().ok(),
-                false => None,
-            };
-        }
-        let written = tokio::time::timeout(timeout, async {
-            writer.write_all(&out).await?;
-            writer.flush().await
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return shared.break_with(Broken::Lost(e.to_string())),
-            Err(_) => return shared.break_with(Broken::Lost("write timed out".into())),
-        }
+    let kind = proto::frame::Kind::ClientRequest;
+    if let Err(e) = write_queued(&mut writer, &mut queued, kind, timeout).await {
+        shared.break_with(Broken::Lost(e.to_string()));
     }
 }

@@ -18,20 +18,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Weak;
 
-use bytes::BytesMut;
-use prost::Message as _;
-use tokio::io::{AsyncWriteExt, WriteHalf};
+use tokio::io::WriteHalf;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use super::auth::{BoxedStream, Identity};
 use super::inbound::{ConnectionError, Listener, answer, decode_frame};
 use super::node_manager::Inner;
-use super::wire::frame::{FrameError, encode_frame, read_frame_within};
+use super::wire::frame::{FrameError, read_frame_within, write_queued};
 use super::wire::proto;
-
-/// Answers written in one batch before a flush, at most.
-const WRITE_BATCH_MAX: usize = 64;
 
 /// Serves a non-server connection until it closes, breaks a rule, idles
 /// out or stops reading its answers.
@@ -112,7 +107,7 @@ impl Drop for Handlers {
 }
 
 /// Writes answers as they come, each batch (what is queued, up to
-/// [`WRITE_BATCH_MAX`]) with one flush; ends when the connection's reader
+/// [`WRITE_BATCH_MAX`](crate::runtime::wire::frame::WRITE_BATCH_MAX)) with one flush; ends when the connection's reader
 /// is gone or a write does not finish within `timeout` (a peer that stops
 /// reading must not hold the connection's answers forever).
 async fn write_answers(
@@ -120,27 +115,5 @@ async fn write_answers(
     mut queued: mpsc::Receiver<proto::frame::Kind>,
     timeout: std::time::Duration,
 ) {
-    let mut out = BytesMut::new();
-    while let Some(first) = queued.recv().await {
-        out.clear();
-        let mut next = Some(first);
-        let mut batched = 0;
-        while let Some(kind) = next {
-            let body = proto::Frame { kind: Some(kind) }.encode_to_vec();
-            encode_frame(&body, &mut out);
-            batched += 1;
-            next = match batched < WRITE_BATCH_MAX {
-                true => queued.try_recv().ok(),
-                false => None,
-            };
-        }
-        let written = tokio::time::timeout(timeout, async {
-            writer.write_all(&out).await?;
-            writer.flush().await
-        })
-        .await;
-        if !matches!(written, Ok(Ok(()))) {
-            return;
-        }
-    }
+    let _ = write_queued(&mut writer, &mut queued, std::convert::identity, timeout).await;
 }

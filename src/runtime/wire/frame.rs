@@ -145,6 +145,49 @@ async fn read_body_into<R: AsyncRead + Unpin>(
     Ok(())
 }
 
+/// Frames written in one batch before a flush, at most.
+pub const WRITE_BATCH_MAX: usize = 64;
+
+/// Writes what is queued as frames until the queue closes, each batch (what
+/// is queued, up to [`WRITE_BATCH_MAX`]) with one flush: the shared writer
+/// of pipelined connections (client requests, their answers).
+///
+/// # Errors
+/// A write failed, or did not finish within `timeout` (`TimedOut`): a peer
+/// that stops reading must not hold the queue forever.
+pub async fn write_queued<T, W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    queued: &mut tokio::sync::mpsc::Receiver<T>,
+    kind: fn(T) -> proto::frame::Kind,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    while let Some(first) = queued.recv().await {
+        out.clear();
+        let mut next = Some(first);
+        let mut batched = 0;
+        while let Some(item) = next {
+            let body = proto::Frame {
+                kind: Some(kind(item)),
+            }
+            .encode_to_vec();
+            encode_frame(&body, &mut out);
+            batched += 1;
+            next = match batched < WRITE_BATCH_MAX {
+                true => queued.try_recv().ok(),
+                false => None,
+            };
+        }
+        tokio::time::timeout(timeout, async {
+            writer.write_all(&out).await?;
+            writer.flush().await
+        })
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))??;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
