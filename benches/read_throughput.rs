@@ -10,7 +10,6 @@
 //! `OAR_BENCH_SETUPS` (default `memory,tcp+disk`),
 //! `OAR_BENCH_CLIENTS` as a comma list (default 1,64,256).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +32,7 @@ impl StateMachine for Sink {
     }
 }
 
+mod common;
 #[path = "../tests/runtime/pki.rs"]
 mod pki;
 
@@ -60,11 +60,7 @@ async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Vec<
             }
         });
     }
-    let peers: BTreeMap<NodeId, SocketAddr> = servers
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (NodeId(i as u64 + 1), s.local_addr()))
-        .collect();
+    let peers = common::address_book(&servers);
     let mut nodes = Vec::new();
     for (i, server) in servers.iter().enumerate() {
         let id = NodeId(i as u64 + 1);
@@ -149,13 +145,7 @@ async fn measure(setup: Setup, row: Row, duration: Duration) -> (f64, Duration, 
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        let _ = task.await;
-    }
-    for server in &servers {
-        server.shutdown().await;
-    }
+    common::finish(&stop, tasks, &servers).await;
     let mut latencies = std::mem::take(&mut *latencies.lock().unwrap());
     latencies.sort_unstable();
     let at = |q: f64| {

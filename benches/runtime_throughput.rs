@@ -19,50 +19,20 @@
 //! `OAR_BENCH_CLIENTS` per setup as a comma list, `OAR_BENCH_METRICS=off`
 //! to run the plain setups with metrics off.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use oar::core::{LogId, NodeId, RaftOptions};
+use oar::core::{NodeId, RaftOptions};
 use oar::runtime::{
-    Committed, DiskStorage, GroupId, GroupOptions, GroupStorage, LocalNetwork, MemStorage, Node,
-    NodeManager, Security, SnapshotError, SnapshotFiles, StateMachine,
+    DiskStorage, GroupId, GroupOptions, GroupStorage, LocalNetwork, MemStorage, Node, NodeManager,
+    Security,
 };
 use oar::storage::{LogOptions, StdFileSystem};
 
-/// Counts writes; answers with nothing, like openraft's minimal store.
-/// Snapshots (the count) let the log be compacted, as openraft's store does
-/// by default, so memory stays bounded however long a row runs.
-struct Counter(u64);
-
-impl StateMachine for Counter {
-    fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
-        self.0 += commands.len() as u64;
-        vec![Bytes::new(); commands.len()]
-    }
-
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
-        let count = Bytes::copy_from_slice(&self.0.to_le_bytes());
-        Ok(SnapshotFiles::from([("count".to_string(), count)]))
-    }
-
-    fn on_snapshot_load(
-        &mut self,
-        _last: LogId,
-        files: SnapshotFiles,
-    ) -> Result<(), SnapshotError> {
-        let bytes = files
-            .get("count")
-            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok());
-        let bytes = bytes.ok_or_else(|| SnapshotError::Invalid("no count".into()))?;
-        self.0 = u64::from_le_bytes(bytes);
-        Ok(())
-    }
-}
-
+mod common;
 #[path = "../tests/runtime/pki.rs"]
 mod pki;
 
@@ -92,11 +62,7 @@ async fn cluster(setup: Setup, metrics: bool, dir: &std::path::Path) -> (Vec<Nod
             }
         });
     }
-    let peers: BTreeMap<NodeId, SocketAddr> = servers
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (NodeId(i as u64 + 1), s.local_addr()))
-        .collect();
+    let peers = common::address_book(&servers);
     let mut nodes = Vec::new();
     for (i, server) in servers.iter().enumerate() {
         let id = NodeId(i as u64 + 1);
@@ -126,7 +92,7 @@ async fn cluster(setup: Setup, metrics: bool, dir: &std::path::Path) -> (Vec<Nod
         };
         nodes.push(
             server
-                .add_group(options, storage, Box::new(Counter(0)))
+                .add_group(options, storage, Box::new(common::Counter(0)))
                 .expect("group"),
         );
     }
@@ -196,13 +162,7 @@ async fn measure(setup: Setup, metrics: bool, clients: usize, duration: Duration
     measuring.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed();
     let cpu = cpu_time().saturating_sub(cpu_start);
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        let _ = task.await;
-    }
-    for server in &servers {
-        server.shutdown().await;
-    }
+    common::finish(&stop, tasks, &servers).await;
     let mut latencies = std::mem::take(&mut *latencies.lock().unwrap());
     latencies.sort_unstable();
     let at = |q: f64| {

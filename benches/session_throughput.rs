@@ -16,7 +16,6 @@
 //! `OAR_BENCH_CLIENTS` as a comma list (default `1,64`), `OAR_BENCH_MODE`
 //! to measure one mode alone (`raw`, `session` or `client`, for a profiler).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,41 +23,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use oar::client::{Client, ClientOptions};
-use oar::core::{LogId, NodeId, RaftOptions};
+use oar::core::{NodeId, RaftOptions};
 use oar::runtime::{
-    Committed, DiskStorage, GroupId, GroupOptions, Node, NodeManager, SessionOptions,
-    SnapshotError, SnapshotFiles, StateMachine, TransportOptions,
+    DiskStorage, GroupId, GroupOptions, Node, NodeManager, SessionOptions, TransportOptions,
 };
 use oar::storage::{LogOptions, StdFileSystem};
 
+mod common;
 #[path = "../tests/runtime/pki.rs"]
 mod pki;
 
 const GROUP: GroupId = GroupId(1);
-
-/// Counts writes; answers with nothing. Snapshots let the log be compacted.
-struct Counter(u64);
-
-impl StateMachine for Counter {
-    fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
-        self.0 += commands.len() as u64;
-        vec![Bytes::new(); commands.len()]
-    }
-
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
-        let count = Bytes::copy_from_slice(&self.0.to_le_bytes());
-        Ok(SnapshotFiles::from([("count".to_string(), count)]))
-    }
-
-    fn on_snapshot_load(&mut self, _: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
-        let bytes = files
-            .get("count")
-            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok());
-        let bytes = bytes.ok_or_else(|| SnapshotError::Invalid("no count".into()))?;
-        self.0 = u64::from_le_bytes(bytes);
-        Ok(())
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -83,11 +58,7 @@ async fn cluster(sessions: bool, dir: &std::path::Path) -> (Vec<NodeManager>, No
                 .expect("bind"),
         );
     }
-    let peers: BTreeMap<NodeId, SocketAddr> = servers
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (NodeId(i as u64 + 1), s.local_addr()))
-        .collect();
+    let peers = common::address_book(&servers);
     let mut nodes = Vec::new();
     for (i, server) in servers.iter().enumerate() {
         let id = NodeId(i as u64 + 1);
@@ -111,7 +82,7 @@ async fn cluster(sessions: bool, dir: &std::path::Path) -> (Vec<NodeManager>, No
         .expect("storage");
         nodes.push(
             server
-                .add_group(options, Box::new(storage), Box::new(Counter(0)))
+                .add_group(options, Box::new(storage), Box::new(common::Counter(0)))
                 .expect("group"),
         );
     }
@@ -189,13 +160,7 @@ async fn measure(mode: Mode, writers: usize, duration: Duration) -> f64 {
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        let _ = task.await;
-    }
-    for server in &servers {
-        server.shutdown().await;
-    }
+    common::finish(&stop, tasks, &servers).await;
     count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
 }
 
