@@ -81,7 +81,7 @@ async fn unknown_groups_and_empty_requests_are_refused_with_a_reason() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, AdminError::Refused(m) if m.contains("not found")),
+        matches!(&err, AdminError::UnknownGroup(m) if m.contains("not found")),
         "{err:?}"
     );
     let empty = proto::AdminRequest {
@@ -90,7 +90,7 @@ async fn unknown_groups_and_empty_requests_are_refused_with_a_reason() {
     };
     assert!(matches!(
         call_request(&dialer, addr, empty, TIMEOUT).await,
-        Err(AdminError::Refused(_))
+        Err(AdminError::InvalidArgument(_))
     ));
 }
 

@@ -29,9 +29,37 @@ pub enum AdminError {
     /// The answer was not an admin response.
     #[error("malformed answer: {0}")]
     Malformed(String),
-    /// The server refused or failed the request.
+    /// The group refused or failed the request (a change in flight, a
+    /// lagging learner, the group stopped...).
     #[error("{0}")]
     Refused(String),
+    /// The member asked does not lead its group; `leader` (and its Raft
+    /// address, when the member knows it) is the one it knows of.
+    #[error("{message}")]
+    NotLeader {
+        /// The leader the member knows of, if any.
+        leader: Option<NodeId>,
+        /// That leader's Raft address, if known.
+        leader_addr: Option<SocketAddr>,
+        /// The server's words.
+        message: String,
+    },
+    /// The server runs no such group.
+    #[error("{0}")]
+    UnknownGroup(String),
+    /// The request is invalid (an address, a configuration, no `force`).
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+/// A successful admin answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminAnswer {
+    /// What happened, or the status, for people.
+    pub text: String,
+    /// The same as one JSON object (its fields are documented per verb in
+    /// the runtime's `admin_verbs.rs` and `oarctl`'s README section).
+    pub json: String,
 }
 
 /// One admin verb (braft's `CliService` calls), run by one group's member
@@ -62,6 +90,39 @@ pub enum AdminOp {
         /// Its node id.
         id: NodeId,
     },
+    /// Every group the server runs (the group given is ignored).
+    ListGroups,
+    /// Add a learner: it receives the log but does not vote.
+    AddLearner {
+        /// Its node id.
+        id: NodeId,
+        /// Its Raft address.
+        addr: SocketAddr,
+    },
+    /// Promote a caught-up learner to voter.
+    PromoteLearner {
+        /// Its node id.
+        id: NodeId,
+    },
+    /// Move to this simple configuration (braft's `change_peers`); a
+    /// member the group does not know yet needs its address.
+    ChangePeers {
+        /// The voters, each with its address if new.
+        voters: Vec<(NodeId, Option<SocketAddr>)>,
+        /// The learners, each with its address if new.
+        learners: Vec<(NodeId, Option<SocketAddr>)>,
+    },
+    /// **Unsafe** (braft's `reset_peers`): force this configuration on the
+    /// member asked, without consensus. The server refuses it unless
+    /// `force` is set.
+    ResetPeers {
+        /// The voters.
+        voters: Vec<NodeId>,
+        /// The learners.
+        learners: Vec<NodeId>,
+        /// The operator's explicit consent.
+        force: bool,
+    },
 }
 
 impl AdminOp {
@@ -78,6 +139,37 @@ impl AdminOp {
                 catch_up_ms: u64::try_from(catch_up.as_millis()).unwrap_or(u64::MAX),
             }),
             AdminOp::RemovePeer { id } => Op::RemovePeer(proto::AdminRemovePeer { id: id.0 }),
+            AdminOp::ListGroups => Op::ListGroups(proto::AdminListGroups {}),
+            AdminOp::AddLearner { id, addr } => Op::AddLearner(proto::AdminAddLearner {
+                id: id.0,
+                addr: addr.to_string(),
+            }),
+            AdminOp::PromoteLearner { id } => {
+                Op::PromoteLearner(proto::AdminPromoteLearner { id: id.0 })
+            }
+            AdminOp::ChangePeers { voters, learners } => {
+                let members = |list: &[(NodeId, Option<SocketAddr>)]| {
+                    list.iter()
+                        .map(|(id, addr)| proto::AdminMember {
+                            id: id.0,
+                            addr: addr.map_or(String::new(), |a| a.to_string()),
+                        })
+                        .collect()
+                };
+                Op::ChangePeers(proto::AdminChangePeers {
+                    voters: members(voters),
+                    learners: members(learners),
+                })
+            }
+            AdminOp::ResetPeers {
+                voters,
+                learners,
+                force,
+            } => Op::ResetPeers(proto::AdminResetPeers {
+                voters: voters.iter().map(|v| v.0).collect(),
+                learners: learners.iter().map(|l| l.0).collect(),
+                force: *force,
+            }),
         };
         proto::AdminRequest {
             group_id: group.0,
@@ -98,7 +190,24 @@ pub async fn call(
     op: AdminOp,
     timeout: Duration,
 ) -> Result<String, AdminError> {
-    call_request(dialer, addr, op.to_request(group), timeout).await
+    request(dialer, addr, group, op, timeout)
+        .await
+        .map(|a| a.text)
+}
+
+/// Runs `op` on `group` at the server `addr` and returns the whole answer
+/// (text and JSON).
+///
+/// # Errors
+/// [`AdminError`].
+pub async fn request(
+    dialer: &Dialer,
+    addr: SocketAddr,
+    group: GroupId,
+    op: AdminOp,
+    timeout: Duration,
+) -> Result<AdminAnswer, AdminError> {
+    exchange(dialer, addr, op.to_request(group), timeout).await
 }
 
 /// [`call`] with a request in its wire form (tests send malformed ones).
@@ -109,6 +218,17 @@ pub async fn call_request(
     request: proto::AdminRequest,
     timeout: Duration,
 ) -> Result<String, AdminError> {
+    exchange(dialer, addr, request, timeout)
+        .await
+        .map(|a| a.text)
+}
+
+async fn exchange(
+    dialer: &Dialer,
+    addr: SocketAddr,
+    request: proto::AdminRequest,
+    timeout: Duration,
+) -> Result<AdminAnswer, AdminError> {
     let exchange = async {
         let stream = dialer.dial(addr).await?;
         let (mut reader, mut writer) = tokio::io::split(stream);
@@ -117,8 +237,7 @@ pub async fn call_request(
             .await
             .map_err(|e| AdminError::Malformed(e.to_string()))?;
         match proto::Frame::decode(body).map(|f| f.kind) {
-            Ok(Some(proto::frame::Kind::AdminResponse(r))) if r.error.is_empty() => Ok(r.text),
-            Ok(Some(proto::frame::Kind::AdminResponse(r))) => Err(AdminError::Refused(r.error)),
+            Ok(Some(proto::frame::Kind::AdminResponse(r))) => answer_of(r),
             Ok(Some(proto::frame::Kind::Error(e))) => Err(AdminError::Refused(e.detail)),
             Ok(other) => Err(AdminError::Malformed(format!("unexpected frame {other:?}"))),
             Err(e) => Err(AdminError::Malformed(e.to_string())),
@@ -127,4 +246,25 @@ pub async fn call_request(
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| AdminError::Timeout(timeout))?
+}
+
+/// A response as an answer or a typed refusal.
+fn answer_of(r: proto::AdminResponse) -> Result<AdminAnswer, AdminError> {
+    use proto::admin_response::ErrorKind;
+    if r.error.is_empty() {
+        return Ok(AdminAnswer {
+            text: r.text,
+            json: r.json,
+        });
+    }
+    Err(match ErrorKind::try_from(r.kind).unwrap_or_default() {
+        ErrorKind::NotLeader => AdminError::NotLeader {
+            leader: (r.leader != 0).then_some(NodeId(r.leader)),
+            leader_addr: r.leader_addr.parse().ok(),
+            message: r.error,
+        },
+        ErrorKind::UnknownGroup => AdminError::UnknownGroup(r.error),
+        ErrorKind::InvalidArgument => AdminError::InvalidArgument(r.error),
+        ErrorKind::Failed | ErrorKind::Unspecified => AdminError::Refused(r.error),
+    })
 }

@@ -5,78 +5,23 @@
 //! token shows every group without extra listeners. `oarctl` is the
 //! client. Both are for operators only (see `inbound.rs`).
 
-use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use super::error::Error;
 use super::group_id::GroupId;
 use super::node::Node;
 use super::wire::proto;
 use crate::core::{NodeId, Status};
+use std::fmt::Write as _;
 
 /// The first bytes of an HTTP request: as a frame length they would claim
 /// over 1 GB, so no valid frame starts this way.
 pub(crate) const HTTP_GET: [u8; 4] = *b"GET ";
 
-/// The longest catch-up an admin `add-peer` may ask for: one hour.
-const CATCH_UP_MS_MAX: u64 = 3_600_000;
-
-/// Runs one admin request against the local member of its group.
+/// Runs one admin request (see `admin_verbs.rs`); `groups` holds the
+/// member of the request's group, or every group for `list-groups`.
 pub(crate) async fn handle(
-    node: Option<Node>,
+    groups: Vec<(GroupId, Node)>,
     request: proto::AdminRequest,
 ) -> proto::AdminResponse {
-    use proto::admin_request::Op;
-    let group = GroupId(request.group_id);
-    let Some(node) = node else {
-        return failure(Error::GroupNotFound(group));
-    };
-    let outcome = match request.op {
-        Some(Op::Status(_)) => node.status().await.map(|s| status_text(group, &s)),
-        Some(Op::Snapshot(_)) => node
-            .snapshot()
-            .await
-            .map(|last| format!("snapshot saved through {last}")),
-        Some(Op::TransferLeader(t)) => node
-            .transfer_leadership(NodeId(t.to))
-            .await
-            .map(|()| format!("transferring leadership to {}", NodeId(t.to))),
-        Some(Op::AddPeer(add)) => match add.addr.parse::<SocketAddr>() {
-            Ok(addr) => {
-                let catch_up = catch_up_of(add.catch_up_ms);
-                node.add_peer(NodeId(add.id), addr, catch_up)
-                    .await
-                    .map(|at| format!("{} added as a voter at {at}", NodeId(add.id)))
-            }
-            Err(e) => Err(Error::Options(format!("address {:?}: {e}", add.addr))),
-        },
-        Some(Op::RemovePeer(remove)) => node
-            .remove_peer(NodeId(remove.id))
-            .await
-            .map(|at| format!("{} removed at {at}", NodeId(remove.id))),
-        None => Err(Error::Options("admin request without an operation".into())),
-    };
-    match outcome {
-        Ok(text) => proto::AdminResponse {
-            error: String::new(),
-            text,
-        },
-        Err(e) => failure(e),
-    }
-}
-
-/// The catch-up an `add-peer` asked for, bounded: a change waiting a year
-/// for its learner would block every other change for as long.
-fn catch_up_of(ms: u64) -> Duration {
-    Duration::from_millis(ms.clamp(1, CATCH_UP_MS_MAX))
-}
-
-fn failure(error: Error) -> proto::AdminResponse {
-    proto::AdminResponse {
-        error: error.to_string(),
-        text: String::new(),
-    }
+    super::admin_verbs::handle(groups, request).await
 }
 
 /// A member's status as a few lines of text.
@@ -151,13 +96,6 @@ pub(crate) fn bearer_token(head: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_catch_up_is_bounded() {
-        assert_eq!(catch_up_of(u64::MAX), Duration::from_secs(3600));
-        assert_eq!(catch_up_of(0), Duration::from_millis(1));
-        assert_eq!(catch_up_of(5_000), Duration::from_secs(5));
-    }
 
     #[test]
     fn the_bearer_token_is_found_in_any_case() {

@@ -392,10 +392,17 @@ pub(crate) async fn answer(
             Some(Kind::GetFileResponse(inner.serve_file(request).await))
         }
         (Kind::AdminRequest(request), Identity::Operator) if operators => {
-            let node = inner.node(GroupId(request.group_id));
+            let group = GroupId(request.group_id);
+            let groups = match request.op {
+                Some(proto::admin_request::Op::ListGroups(_)) => inner.groups(),
+                _ => inner
+                    .node(group)
+                    .map(|n| vec![(group, n)])
+                    .unwrap_or_default(),
+            };
             drop(inner);
             Some(Kind::AdminResponse(
-                admin_service::handle(node, request).await,
+                admin_service::handle(groups, request).await,
             ))
         }
         (Kind::ClientRequest(request), identity)

@@ -13,6 +13,7 @@
 mod admin;
 pub mod admin_client;
 mod admin_service;
+mod admin_verbs;
 mod apply_loop;
 pub mod auth;
 pub(crate) mod backoff;
