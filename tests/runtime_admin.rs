@@ -73,7 +73,7 @@ async fn status_snapshot_transfer_and_membership_through_the_admin_service() {
 }
 
 #[tokio::test]
-async fn unknown_groups_and_empty_requests_are_refused_with_a_reason() {
+async fn unknown_groups_empty_requests_and_unforced_resets_are_refused_with_a_reason() {
     let servers = servers(1).await;
     let addr = servers[0].local_addr();
     let dialer = pki::shared().operator_dialer();
@@ -92,6 +92,24 @@ async fn unknown_groups_and_empty_requests_are_refused_with_a_reason() {
         call_request(&dialer, addr, empty, TIMEOUT).await,
         Err(AdminError::InvalidArgument(_))
     ));
+    // reset-peers is refused without its explicit consent, even from a
+    // tool that skips oarctl's own check.
+    let group = GroupId(7);
+    let member = start_group(&servers, group, |_| Store::Mem(Default::default()));
+    let reset = AdminOp::ResetPeers {
+        voters: vec![NodeId(2)],
+        learners: vec![],
+        force: false,
+    };
+    let err = call(&dialer, addr, group, reset, TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AdminError::InvalidArgument(m) if m.contains("force")),
+        "{err:?}"
+    );
+    let status = member[0].node.status().await.unwrap();
+    assert_eq!(status.membership.voters, [NodeId(1)].into(), "unchanged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use oar::core::NodeId;
+use std::io::ErrorKind;
+
 use oar::runtime::DialError;
 use oar::runtime::admin_client::AdminError;
+use oar::runtime::auth::AuthError;
 use serde_json::{Value, json};
 
 /// A failed verb: its class and what to tell the operator.
@@ -129,7 +132,14 @@ impl From<AdminError> for Failure {
             AdminError::Timeout(_) => Class::Timeout,
             AdminError::Io(_) => Class::Unreachable,
             AdminError::Dial(dial) => match dial {
-                DialError::Refused(_) | DialError::Auth(_) => Class::Credentials,
+                DialError::Refused(_) => Class::Credentials,
+                // TLS refusals (a server certificate our CA did not sign)
+                // surface as invalid data; a reset or an early close
+                // during the handshake is the server going away.
+                DialError::Auth(AuthError::Io(io)) if io.kind() != ErrorKind::InvalidData => {
+                    Class::Unreachable
+                }
+                DialError::Auth(_) => Class::Credentials,
                 DialError::Timeout(_) => Class::Timeout,
                 DialError::Connect(_) => Class::Unreachable,
                 _ => Class::Failed,

@@ -23,6 +23,11 @@ const HOPS_MAX: usize = 4;
 /// election is running).
 const RETRY_DELAY: Duration = Duration::from_millis(100);
 
+/// The least time left worth another round of the leader search: less
+/// would end in a request cut short, a timeout that hides why no leader
+/// was found.
+const ATTEMPT_MIN: Duration = Duration::from_millis(500);
+
 /// A member of `change-peers`' configuration: `ID` or `ID=ADDR`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct MemberArg {
@@ -201,10 +206,12 @@ where
 {
     let servers = &ctx.args.server;
     let mut next = 0;
+    // Why the last round found no leader: reported when too little time
+    // is left for another round.
+    let mut last: Option<Failure> = None;
     loop {
         let mut at = servers[next % servers.len()];
         next += 1;
-        let mut last = None;
         for _ in 0..=HOPS_MAX {
             match attempt(at).await {
                 Ok(answer) => return Ok((at, answer)),
@@ -224,10 +231,9 @@ where
                 Err(f) => return Err(f),
             }
         }
-        let last = last.expect("an attempt failed");
         let left = ctx.deadline.saturating_duration_since(Instant::now());
-        if left < RETRY_DELAY {
-            return Err(last);
+        if left < RETRY_DELAY + ATTEMPT_MIN {
+            return Err(last.expect("an attempt failed"));
         }
         tokio::time::sleep(RETRY_DELAY).await;
     }

@@ -76,6 +76,10 @@ impl Cluster {
         pki::shared().write_server_files(dir.path(), "127.0.0.1".parse().unwrap());
         std::fs::write(dir.path().join("operator.token"), OPERATOR_TOKEN).unwrap();
         std::fs::write(dir.path().join("wrong.token"), "not-the-token").unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let [other_ca, ..] =
+            pki::Pki::new().write_server_files(other.path(), "127.0.0.1".parse().unwrap());
+        std::fs::copy(other_ca, dir.path().join("other-ca.pem")).unwrap();
         let cluster = Cluster {
             servers,
             members,
@@ -105,12 +109,24 @@ impl Cluster {
 
     /// Runs oarctl at server `at` with this token file and `--timeout`.
     async fn oarctl_with(&self, at: usize, token: &str, timeout: u64, args: &[&str]) -> Run {
+        self.oarctl_files(at, "ca.pem", token, timeout, args).await
+    }
+
+    /// Runs oarctl at server `at` with this CA file, token file and `--timeout`.
+    async fn oarctl_files(
+        &self,
+        at: usize,
+        ca: &str,
+        token: &str,
+        timeout: u64,
+        args: &[&str],
+    ) -> Run {
         let dir: PathBuf = self.dir.path().into();
         let mut all: Vec<String> = vec![
             "--server".into(),
             self.addr(at).to_string(),
             "--ca".into(),
-            dir.join("ca.pem").display().to_string(),
+            dir.join(ca).display().to_string(),
             "--token-file".into(),
             dir.join(token).display().to_string(),
             "--cluster-id".into(),
@@ -436,6 +452,28 @@ async fn membership_verbs_and_leadership_transfer_from_any_server() {
         "{r}"
     );
     wait_led_by(&nodes[..3], NodeId(picked)).await;
+
+    // --any picks the most caught-up voter: not a stopped one that lags
+    // (the lower id, which a tie would favour).
+    let leader = picked as usize - 1;
+    let mut followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    followers.sort();
+    let (lagging, current) = (followers[0], followers[1]);
+    cluster.members[lagging].node.shutdown().await;
+    for i in 0..20 {
+        nodes[leader]
+            .apply(Bytes::from(format!("set lag{i} v")))
+            .await
+            .unwrap();
+    }
+    let r = json(
+        cluster
+            .oarctl(leader, &["--output", "json", "transfer-leader", "--any"])
+            .await,
+    );
+    assert_eq!(r["to"], current as u64 + 1, "{r}");
+    let live = [nodes[leader], nodes[current]];
+    wait_led_by(&live, NodeId(current as u64 + 1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,6 +487,12 @@ async fn each_error_class_has_its_exit_code() {
         .await;
     assert_eq!(run.code, 5, "{run:?}");
     assert_eq!(run.json()["error"]["class"], "credentials_refused");
+
+    // A server certificate another CA signed: refused by us, exit 5.
+    let run = cluster
+        .oarctl_files(leader, "other-ca.pem", "operator.token", 10, &["status"])
+        .await;
+    assert_eq!(run.code, 5, "{run:?}");
 
     // No such group: exit 4.
     let run = cluster.oarctl(leader, &["--group", "77", "status"]).await;
