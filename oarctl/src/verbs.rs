@@ -228,6 +228,14 @@ where
                     last = Some(f);
                     break;
                 }
+                // A redirect names a Raft address; where operators were
+                // moved to an admin address, it refuses us: go on with the
+                // servers named on the command line, which may hold the
+                // leader's admin address.
+                Err(f) if !servers.contains(&at) && servers.len() > 1 => {
+                    last = Some(f);
+                    break;
+                }
                 Err(f) => return Err(f),
             }
         }
