@@ -1,5 +1,7 @@
-//! Admin verbs sent to a group's leader found through the route table
-//! (what `oarctl` runs): the operator names any server, not the leader.
+//! Admin verbs sent to a group's leader found through the route table,
+//! for an embedder's tools: the operator names any server, not the
+//! leader. (`oarctl` follows the admin answers' not-leader hints instead,
+//! which keeps their error classes.)
 
 use super::error::ClientError;
 use super::retry::Client;
