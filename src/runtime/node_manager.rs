@@ -268,7 +268,11 @@ impl NodeManager {
         Arc::new(move |addr| manager.snapshot_source(addr))
     }
 
-    /// Starts a group member from its storage.
+    /// Starts a group member from its storage. `storage` and
+    /// `state_machine` are taken by value (a `Box<dyn ..>` of either works
+    /// too); the state machine then lives on the group's apply task, so a
+    /// service that reads its state keeps a shared handle on it (see
+    /// `examples/embed.rs`).
     ///
     /// # Errors
     /// `GroupExists`, `Options` (invalid options, or this node missing from
@@ -276,9 +280,11 @@ impl NodeManager {
     pub fn add_group(
         &self,
         options: GroupOptions,
-        mut storage: Box<dyn GroupStorage>,
-        state_machine: Box<dyn StateMachine>,
+        storage: impl GroupStorage,
+        state_machine: impl StateMachine,
     ) -> Result<Node, Error> {
+        let mut storage: Box<dyn GroupStorage> = Box::new(storage);
+        let state_machine: Box<dyn StateMachine> = Box::new(state_machine);
         if !options.peers.contains_key(&options.raft.id) {
             return Err(Error::Options(format!(
                 "{} is not among the peers",
