@@ -32,6 +32,7 @@ use super::throttle::Throttle;
 use super::transport::{LocalNetwork, Transport, TransportOptions};
 use super::wire::proto;
 use crate::core::{InitialState, RaftNode, SnapshotInfo};
+use crate::storage::StorageError;
 
 /// Counters of what the server refused, for tests and the status page.
 #[derive(Debug, Default)]
@@ -298,9 +299,7 @@ impl NodeManager {
             )
             .map_err(Error::Options)?;
         let _reservation = self.reserve(options.group)?;
-        let recovered = storage
-            .recover()
-            .map_err(|e| Error::Storage(e.to_string()))?;
+        let recovered = storage.recover().map_err(StorageError::from_failure)?;
         let snapshots = storage.snapshots();
         let mut state_machine = match &options.sessions {
             Some(sessions) => Box::new(SessionStateMachine::new(state_machine, sessions.clone())),
@@ -508,9 +507,7 @@ fn load_snapshot(
     snapshots: &dyn SnapshotStorage,
     state_machine: &mut dyn StateMachine,
 ) -> Result<Option<SnapshotInfo>, Error> {
-    let loaded = snapshots
-        .load()
-        .map_err(|e| Error::Storage(e.to_string()))?;
+    let loaded = snapshots.load().map_err(StorageError::from_failure)?;
     let Some((meta, files)) = loaded else {
         return Ok(None);
     };
