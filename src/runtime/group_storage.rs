@@ -35,7 +35,8 @@ pub trait GroupStorage: Send + 'static {
     /// writer waits this long (in the runtime's time) before `persist`:
     /// real devices answer at once here and spend their time inside
     /// `persist`; a simulated device uses it to open the window in which a
-    /// crash loses a write that is not yet durable.
+    /// crash loses a write that is not yet durable (feature `testing`).
+    #[cfg(feature = "testing")]
     fn device_latency(&mut self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
@@ -64,6 +65,7 @@ impl<S: GroupStorage + ?Sized> GroupStorage for Box<S> {
         (**self).persist(ops)
     }
 
+    #[cfg(feature = "testing")]
     fn device_latency(&mut self) -> std::time::Duration {
         (**self).device_latency()
     }

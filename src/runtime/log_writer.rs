@@ -28,7 +28,11 @@ pub(crate) async fn run_log_writer(
         while let Ok(more) = writes.try_recv() {
             batch.extend(more);
         }
+        // Only a simulated device has a latency of its own.
+        #[cfg(feature = "testing")]
         let latency = storage.device_latency();
+        #[cfg(not(feature = "testing"))]
+        let latency = std::time::Duration::ZERO;
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
             // What queued meanwhile joins this batch, as on a real device.

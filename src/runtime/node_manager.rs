@@ -153,7 +153,9 @@ impl NodeManager {
     }
 
     /// A server on an in-process network, reachable at `addr` by the other
-    /// servers of `network` (no sockets: for benchmarks and tests).
+    /// servers of `network` (no sockets: for benchmarks and tests; feature
+    /// `testing`).
+    #[cfg(feature = "testing")]
     pub fn local(network: &LocalNetwork, addr: SocketAddr) -> NodeManager {
         let options = TransportOptions::default();
         // In process there is no stranger: nothing to authenticate.
@@ -232,13 +234,17 @@ impl NodeManager {
     }
 
     /// Lets peers copy `group`'s snapshots from `storage` (replacing any
-    /// earlier registration). Call when a group with snapshots starts here.
+    /// earlier registration), as `add_group` does for its group (feature
+    /// `testing`: for a test serving snapshots without a group).
+    #[cfg(feature = "testing")]
     pub fn serve_snapshots(&self, group: GroupId, storage: Arc<dyn SnapshotStorage>) {
         self.inner.files.serve(group, storage);
     }
 
     /// Stops serving `group`'s snapshots; copies under way fail with
-    /// [`CopyError::UnknownGroup`](super::CopyError::UnknownGroup).
+    /// [`CopyError::UnknownGroup`](super::CopyError::UnknownGroup)
+    /// (feature `testing`).
+    #[cfg(feature = "testing")]
     pub fn stop_serving_snapshots(&self, group: GroupId) {
         self.inner.files.stop(group);
     }
@@ -250,7 +256,7 @@ impl NodeManager {
     }
 
     /// Where this server copies snapshots from the server at `addr`: over
-    /// TCP, or in process for a [`NodeManager::local`] server.
+    /// TCP, or in process for a `NodeManager::local` server.
     pub fn snapshot_source(&self, addr: SocketAddr) -> SnapshotSource {
         match &self.inner.local_network {
             Some(network) => SnapshotSource::Local {
@@ -388,7 +394,9 @@ impl NodeManager {
             },
             since_snapshot: 0,
         };
-        self.serve_snapshots(options.group, Arc::clone(&snapshots));
+        self.inner
+            .files
+            .serve(options.group, Arc::clone(&snapshots));
         let apply = tokio::spawn(apply_loop.run(apply_tasks));
         let manager = Arc::downgrade(&self.inner);
         let group = options.group;
