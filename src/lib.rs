@@ -12,7 +12,8 @@
 //!
 //! A service embedding oar imports [`prelude`] (`use oar::prelude::*;`);
 //! `examples/embed.rs` is the whole embedding in one program.
-#![warn(missing_docs, unreachable_pub)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod client;
 pub mod core;

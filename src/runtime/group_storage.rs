@@ -99,6 +99,24 @@ impl DiskStorage {
     /// [`StorageError::Locked`] if another instance has `dir` open,
     /// [`StorageError::Corruption`] for damage recovery may not repair, or
     /// [`StorageError::Io`].
+    ///
+    /// # Example
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use oar::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join(format!("oar-doc-{}", std::process::id()));
+    /// let fs = Arc::new(StdFileSystem);
+    /// let storage = DiskStorage::open(fs.clone(), &dir, LogOptions::default()).await?;
+    /// // One instance at a time: a second open is refused, typed.
+    /// let again = DiskStorage::open(fs, &dir, LogOptions::default()).await;
+    /// assert!(matches!(again, Err(StorageError::Locked { .. })));
+    /// drop(storage);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn open(
         fs: Arc<dyn FileSystem>,
         dir: &Path,

@@ -90,6 +90,40 @@ pub(crate) struct Inner {
 }
 
 /// Many Raft groups on one TCP server. Cheap to clone.
+///
+/// # Example
+///
+/// A server, one group on it, and shutdown (`examples/embed.rs` runs
+/// three servers):
+///
+/// ```
+/// # use std::time::Duration;
+/// # use oar::prelude::*;
+/// # /// Answers each command with itself.
+/// # struct Echo;
+/// # impl StateMachine for Echo {
+/// #     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+/// #         commands.iter().map(|c| c.data.clone()).collect()
+/// #     }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = NodeManager::bind(
+///     "127.0.0.1:0".parse()?,
+///     Security::insecure("my-cluster"),
+///     TransportOptions::default(),
+/// )
+/// .await?;
+/// let peers = [(NodeId(1), server.local_addr())].into();
+/// let options = GroupOptions::new(GroupId(7), NodeId(1), peers);
+/// let node = server.add_group(options, MemStorage::new(), Echo)?;
+/// assert_eq!(server.group(GroupId(7)).map(|n| n.id()), Some(NodeId(1)));
+/// assert_eq!(server.groups(), vec![GroupId(7)]);
+/// server.remove_group(node.group()).await?;
+/// server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct NodeManager {
     inner: Arc<Inner>,
