@@ -83,6 +83,7 @@ async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Vec<
                     &dir.join(format!("n{i}")),
                     LogOptions::default(),
                 )
+                .await
                 .expect("storage"),
             ),
         };

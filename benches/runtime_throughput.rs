@@ -87,6 +87,7 @@ async fn cluster(setup: Setup, metrics: bool, dir: &std::path::Path) -> (Vec<Nod
                     &dir.join(format!("n{i}")),
                     LogOptions::default(),
                 )
+                .await
                 .expect("storage"),
             ),
         };

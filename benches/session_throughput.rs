@@ -79,6 +79,7 @@ async fn cluster(sessions: bool, dir: &std::path::Path) -> (Vec<NodeManager>, No
             &dir.join(format!("n{i}")),
             LogOptions::default(),
         )
+        .await
         .expect("storage");
         nodes.push(
             server

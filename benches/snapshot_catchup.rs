@@ -237,7 +237,7 @@ fn start_member(
         ..options.raft
     };
     options.snapshot_interval = None;
-    let storage = DiskStorage::open(
+    let storage = DiskStorage::open_blocking(
         Arc::new(StdFileSystem),
         &dir.join(format!("n{}", id.0)),
         LogOptions::default(),

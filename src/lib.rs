@@ -8,9 +8,15 @@
 //! - [`storage`]: durable formats (segmented log, term/vote meta, snapshots)
 //!   over a file-system trait with a real and a fault-injecting implementation.
 //! - [`runtime`]: the production driver on tokio and TCP.
-#![warn(missing_docs, unreachable_pub)]
+//! - [`client`]: finds the leader, retries, writes exactly once.
+//!
+//! A service embedding oar imports [`prelude`] (`use oar::prelude::*;`);
+//! `examples/embed.rs` is the whole embedding in one program.
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod client;
 pub mod core;
+pub mod prelude;
 pub mod runtime;
 pub mod storage;

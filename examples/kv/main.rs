@@ -187,7 +187,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(StdFileSystem),
         &args.data_dir.join(format!("group_{}", group.0)),
         LogOptions::default(),
-    )?;
+    )
+    .await?;
     let raft_peers = args
         .peers
         .0

@@ -527,7 +527,7 @@ async fn serve(ctx: ServerContext) {
         .expect("bind in simulation");
     *server_slot.lock().expect("server") = Some(server.clone());
     let fs: Arc<dyn FileSystem> = Arc::new(fs);
-    let storage = match DiskStorage::open(fs, Path::new(&data_dir()), log_options()) {
+    let storage = match DiskStorage::open(fs, Path::new(&data_dir()), log_options()).await {
         Ok(storage) => storage,
         // Every restart follows a kill, which ends the old process: its lock
         // still held would mean its storage outlived it.

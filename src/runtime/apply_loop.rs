@@ -18,6 +18,7 @@ use super::state_machine::{Committed, SnapshotError, SnapshotFiles, StateMachine
 use crate::core::{
     Entry, EntryPayload, LogId, LogIndex, Membership, NodeId, Role, SnapshotInfo, Term,
 };
+use crate::storage::StorageError;
 
 /// A client's result: where its command landed and what the state machine
 /// answered.
@@ -188,11 +189,12 @@ impl ApplyLoop {
         run_blocking(move || {
             snapshots
                 .save(last, membership, &files)
-                .map_err(|e| e.to_string())
+                .map_err(StorageError::from_failure)
         })
         .await
-        .and_then(|saved| saved)
-        .map_err(|e| Error::Storage(format!("saving snapshot {last}: {e}")))?;
+        .unwrap_or(Err(StorageError::Panicked {
+            during: "snapshot save",
+        }))?;
         self.shared.metrics.observe_snapshot(false, bytes);
         let snapshot = SnapshotInfo {
             last,

@@ -21,3 +21,25 @@ pub(crate) async fn run_blocking<R: Send + 'static>(
         Ok(job())
     }
 }
+
+/// Runs `job` off the runtime's workers and returns its result; a panic in
+/// `job` resumes in the caller, as if `job` had run inline.
+pub(crate) async fn run_blocking_unwinding<R: Send + 'static>(
+    job: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    #[cfg(not(madsim))]
+    {
+        match tokio::task::spawn_blocking(job).await {
+            Ok(result) => result,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Only a runtime shutting down cancels a blocking task.
+                Err(e) => panic!("blocking storage call cancelled: {e}"),
+            },
+        }
+    }
+    #[cfg(madsim)]
+    {
+        job()
+    }
+}

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use super::group_id::GroupId;
 use super::session::SessionError;
 use crate::core::{ConfChangeError, LogId, NodeId, TransferError};
+use crate::storage::StorageError;
 
 /// Why a client request to a Raft group did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,9 +65,12 @@ pub enum Error {
     GroupExists(GroupId),
     /// The group stopped after a storage failure (fail-stop): the disk
     /// could not confirm a write, so the node can no longer vouch for its
-    /// log. Remedy: repair the disk and restart the node.
+    /// log; or its storage could not be recovered at start. The
+    /// [`StorageError`] says which: `Locked` (another instance has the
+    /// directory), `Corruption` (restore this node from its peers), `Io`
+    /// (repair the disk and restart the node)...
     #[error("storage failed: {0}")]
-    Storage(String),
+    Storage(#[from] StorageError),
     /// The state machine broke its contract (e.g. a response count that
     /// does not match the commands).
     #[error("state machine error: {0}")]

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use super::blocking::run_blocking_unwinding;
 use super::snapshot_storage::{DiskSnapshots, MemSnapshots, SnapshotStorage};
 use crate::storage::{
     Durable, FileSystem, LogOptions, LogWriter, Recovered, StorageError, WriteOp,
@@ -34,7 +35,8 @@ pub trait GroupStorage: Send + 'static {
     /// writer waits this long (in the runtime's time) before `persist`:
     /// real devices answer at once here and spend their time inside
     /// `persist`; a simulated device uses it to open the window in which a
-    /// crash loses a write that is not yet durable.
+    /// crash loses a write that is not yet durable (feature `testing`).
+    #[cfg(feature = "testing")]
     fn device_latency(&mut self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
@@ -52,6 +54,31 @@ pub trait GroupStorage: Send + 'static {
     }
 }
 
+/// A boxed storage is one, so that callers holding a `Box<dyn
+/// GroupStorage>` (chosen at run time) pass it as it is.
+impl<S: GroupStorage + ?Sized> GroupStorage for Box<S> {
+    fn recover(&mut self) -> Result<Recovered, StorageFailure> {
+        (**self).recover()
+    }
+
+    fn persist(&mut self, ops: Vec<WriteOp>) -> Result<Vec<Durable>, StorageFailure> {
+        (**self).persist(ops)
+    }
+
+    #[cfg(feature = "testing")]
+    fn device_latency(&mut self) -> std::time::Duration {
+        (**self).device_latency()
+    }
+
+    fn snapshots(&self) -> Arc<dyn SnapshotStorage> {
+        (**self).snapshots()
+    }
+
+    fn persist_may_block(&self) -> bool {
+        (**self).persist_may_block()
+    }
+}
+
 /// The real storage: braft's SegmentLogStorage and LocalRaftMetaStorage in
 /// one directory per group.
 #[derive(Debug)]
@@ -64,11 +91,48 @@ pub struct DiskStorage {
 impl DiskStorage {
     /// Opens (creating) a group's storage directory and recovers it: the
     /// log and meta as [`LogWriter`] lays them out, snapshots in
-    /// `dir/snapshot`.
+    /// `dir/snapshot`. Locking, reading back and repairing the directory
+    /// (fsyncs included) runs on tokio's blocking pool, so that a server
+    /// opening many groups at once keeps serving the ones already open.
     ///
     /// # Errors
-    /// Corruption that recovery may not repair, or an I/O error.
-    pub fn open(
+    /// [`StorageError::Locked`] if another instance has `dir` open,
+    /// [`StorageError::Corruption`] for damage recovery may not repair, or
+    /// [`StorageError::Io`].
+    ///
+    /// # Example
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use oar::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join(format!("oar-doc-{}", std::process::id()));
+    /// let fs = Arc::new(StdFileSystem);
+    /// let storage = DiskStorage::open(fs.clone(), &dir, LogOptions::default()).await?;
+    /// // One instance at a time: a second open is refused, typed.
+    /// let again = DiskStorage::open(fs, &dir, LogOptions::default()).await;
+    /// assert!(matches!(again, Err(StorageError::Locked { .. })));
+    /// drop(storage);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn open(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        options: LogOptions,
+    ) -> Result<Self, StorageError> {
+        let dir = dir.to_path_buf();
+        run_blocking_unwinding(move || Self::open_blocking(fs, &dir, options)).await
+    }
+
+    /// [`open`](Self::open) on the calling thread, for a caller outside an
+    /// async runtime (a tool, a test's set-up). Blocks for the reads and
+    /// fsyncs of recovery.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_blocking(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
         options: LogOptions,

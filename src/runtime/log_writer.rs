@@ -12,10 +12,10 @@ use tokio::sync::mpsc;
 use super::blocking::run_blocking;
 use super::group_storage::GroupStorage;
 use super::metrics::GroupMetrics;
-use crate::storage::{Durable, WriteOp};
+use crate::storage::{Durable, StorageError, WriteOp};
 
 /// A batch's outcome: completions in order, or the failure that stops the group.
-pub(crate) type WriteResult = Result<Vec<Durable>, String>;
+pub(crate) type WriteResult = Result<Vec<Durable>, StorageError>;
 
 /// Runs until the group closes the queue or storage fails.
 pub(crate) async fn run_log_writer(
@@ -28,7 +28,11 @@ pub(crate) async fn run_log_writer(
         while let Ok(more) = writes.try_recv() {
             batch.extend(more);
         }
+        // Only a simulated device has a latency of its own.
+        #[cfg(feature = "testing")]
         let latency = storage.device_latency();
+        #[cfg(not(feature = "testing"))]
+        let latency = std::time::Duration::ZERO;
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
             // What queued meanwhile joins this batch, as on a real device.
@@ -75,16 +79,19 @@ async fn persist(
         // group) instead of ending this task unannounced.
         let call = std::panic::AssertUnwindSafe(|| storage.persist(batch));
         return match std::panic::catch_unwind(call) {
-            Ok(result) => (Some(storage), result.map_err(|e| e.to_string())),
-            Err(_) => (None, Err("storage call panicked".into())),
+            Ok(result) => (Some(storage), result.map_err(StorageError::from_failure)),
+            Err(_) => (None, Err(PANICKED)),
         };
     }
     let job = run_blocking(move || {
-        let result = storage.persist(batch).map_err(|e| e.to_string());
+        let result = storage.persist(batch).map_err(StorageError::from_failure);
         (storage, result)
     });
     match job.await {
         Ok((storage, result)) => (Some(storage), result),
-        Err(e) => (None, Err(e)),
+        Err(_) => (None, Err(PANICKED)),
     }
 }
+
+/// A `persist` that panicked (inline or on the blocking pool).
+const PANICKED: StorageError = StorageError::Panicked { during: "persist" };

@@ -19,6 +19,13 @@ use crate::core::{ConfChangeError, LogId, LogIndex, Membership, NodeId, Status};
 
 /// A handle on one member of a Raft group running on a
 /// [`NodeManager`](super::NodeManager). Cheap to clone.
+///
+/// Made by [`NodeManager::add_group`](super::NodeManager::add_group) (its
+/// example starts one). The examples on [`apply`](Self::apply),
+/// [`read_barrier`](Self::read_barrier), [`watch`](Self::watch) and
+/// [`shutdown`](Self::shutdown) run as doc tests, `examples/embed.rs` runs
+/// them on three servers; the admin verbs are exercised against live
+/// groups in `tests/runtime_membership.rs` and `tests/runtime_admin.rs`.
 #[derive(Clone, Debug)]
 pub struct Node {
     pub(crate) group: GroupId,
@@ -54,6 +61,40 @@ impl Node {
     /// `Storage` after a storage failure; `CommandTooLarge` over
     /// [`GroupOptions::command_bytes_max`](super::GroupOptions::command_bytes_max)
     /// (nothing logged).
+    ///
+    /// # Example
+    /// ```
+    /// # use std::time::Duration;
+    /// # use oar::prelude::*;
+    /// # /// Answers each command with itself.
+    /// # struct Echo;
+    /// # impl StateMachine for Echo {
+    /// #     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+    /// #         commands.iter().map(|c| c.data.clone()).collect()
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = NodeManager::bind(
+    /// #     "127.0.0.1:0".parse()?,
+    /// #     Security::insecure("doc"),
+    /// #     TransportOptions::default(),
+    /// # )
+    /// # .await?;
+    /// # let peers = [(NodeId(1), server.local_addr())].into();
+    /// # let mut options = GroupOptions::new(GroupId(1), NodeId(1), peers);
+    /// # options.raft.election_timeout_min = Duration::from_millis(100);
+    /// # options.raft.election_timeout_max = Duration::from_millis(200);
+    /// # options.raft.heartbeat_interval = Duration::from_millis(20);
+    /// # let node = server.add_group(options, MemStorage::new(), Echo)?;
+    /// node.wait_for_leader(Duration::from_secs(5)).await?;
+    /// let applied = node.apply(Bytes::from_static(b"hello")).await?;
+    /// assert_eq!(applied.response, "hello");
+    /// assert!(node.applied_index() >= applied.index);
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn apply(&self, command: Bytes) -> Result<Applied, Error> {
         self.check_size(command.len())?;
         let command = match self.sessions {
@@ -100,6 +141,42 @@ impl Node {
     /// read was confirmed; `Timeout` when no quorum confirmed it in an
     /// election timeout; `Busy`; `NotRunning` / `Shutdown`. All retryable:
     /// a failed barrier served nothing.
+    ///
+    /// # Example
+    /// ```
+    /// # use std::time::Duration;
+    /// # use oar::prelude::*;
+    /// # /// Answers each command with itself.
+    /// # struct Echo;
+    /// # impl StateMachine for Echo {
+    /// #     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+    /// #         commands.iter().map(|c| c.data.clone()).collect()
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = NodeManager::bind(
+    /// #     "127.0.0.1:0".parse()?,
+    /// #     Security::insecure("doc"),
+    /// #     TransportOptions::default(),
+    /// # )
+    /// # .await?;
+    /// # let peers = [(NodeId(1), server.local_addr())].into();
+    /// # let mut options = GroupOptions::new(GroupId(1), NodeId(1), peers);
+    /// # options.raft.election_timeout_min = Duration::from_millis(100);
+    /// # options.raft.election_timeout_max = Duration::from_millis(200);
+    /// # options.raft.heartbeat_interval = Duration::from_millis(20);
+    /// # let node = server.add_group(options, MemStorage::new(), Echo)?;
+    /// node.wait_for_leader(Duration::from_secs(5)).await?;
+    /// let written = node.apply(Bytes::from_static(b"x")).await?;
+    /// // After the barrier, this member's state machine has applied every
+    /// // write completed before it: read its state directly.
+    /// let applied = node.read_barrier(ReadPolicy::ReadIndex).await?;
+    /// assert!(applied >= written.index);
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn read_barrier(&self, policy: crate::core::ReadPolicy) -> Result<LogIndex, Error> {
         let (reply, response) = oneshot::channel();
         self.inbox
@@ -282,6 +359,39 @@ impl Node {
     /// all of that is done and nothing touches the group's storage any more
     /// (also when the group stopped on its own, e.g. on a storage failure),
     /// so that the storage may be reopened at once.
+    ///
+    /// # Example
+    /// ```
+    /// # use std::time::Duration;
+    /// # use oar::prelude::*;
+    /// # /// Answers each command with itself.
+    /// # struct Echo;
+    /// # impl StateMachine for Echo {
+    /// #     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+    /// #         commands.iter().map(|c| c.data.clone()).collect()
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = NodeManager::bind(
+    /// #     "127.0.0.1:0".parse()?,
+    /// #     Security::insecure("doc"),
+    /// #     TransportOptions::default(),
+    /// # )
+    /// # .await?;
+    /// # let peers = [(NodeId(1), server.local_addr())].into();
+    /// # let mut options = GroupOptions::new(GroupId(1), NodeId(1), peers);
+    /// # options.raft.election_timeout_min = Duration::from_millis(100);
+    /// # options.raft.election_timeout_max = Duration::from_millis(200);
+    /// # options.raft.heartbeat_interval = Duration::from_millis(20);
+    /// # let node = server.add_group(options, MemStorage::new(), Echo)?;
+    /// node.shutdown().await;
+    /// assert!(node.watch().borrow().stopped);
+    /// assert_eq!(node.apply(Bytes::new()).await, Err(Error::NotRunning));
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn shutdown(&self) {
         let mut stopped = self.shared.stopped.subscribe();
         // A closed inbox means the group is already stopping on its own.

@@ -32,6 +32,7 @@ use super::throttle::Throttle;
 use super::transport::{LocalNetwork, Transport, TransportOptions};
 use super::wire::proto;
 use crate::core::{InitialState, RaftNode, SnapshotInfo};
+use crate::storage::StorageError;
 
 /// Counters of what the server refused, for tests and the status page.
 #[derive(Debug, Default)]
@@ -89,6 +90,40 @@ pub(crate) struct Inner {
 }
 
 /// Many Raft groups on one TCP server. Cheap to clone.
+///
+/// # Example
+///
+/// A server, one group on it, and shutdown (`examples/embed.rs` runs
+/// three servers):
+///
+/// ```
+/// # use std::time::Duration;
+/// # use oar::prelude::*;
+/// # /// Answers each command with itself.
+/// # struct Echo;
+/// # impl StateMachine for Echo {
+/// #     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+/// #         commands.iter().map(|c| c.data.clone()).collect()
+/// #     }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = NodeManager::bind(
+///     "127.0.0.1:0".parse()?,
+///     Security::insecure("my-cluster"),
+///     TransportOptions::default(),
+/// )
+/// .await?;
+/// let peers = [(NodeId(1), server.local_addr())].into();
+/// let options = GroupOptions::new(GroupId(7), NodeId(1), peers);
+/// let node = server.add_group(options, MemStorage::new(), Echo)?;
+/// assert_eq!(server.group(GroupId(7)).map(|n| n.id()), Some(NodeId(1)));
+/// assert_eq!(server.groups(), vec![GroupId(7)]);
+/// server.remove_group(node.group()).await?;
+/// server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct NodeManager {
     inner: Arc<Inner>,
@@ -152,7 +187,9 @@ impl NodeManager {
     }
 
     /// A server on an in-process network, reachable at `addr` by the other
-    /// servers of `network` (no sockets: for benchmarks and tests).
+    /// servers of `network` (no sockets: for benchmarks and tests; feature
+    /// `testing`).
+    #[cfg(feature = "testing")]
     pub fn local(network: &LocalNetwork, addr: SocketAddr) -> NodeManager {
         let options = TransportOptions::default();
         // In process there is no stranger: nothing to authenticate.
@@ -231,13 +268,17 @@ impl NodeManager {
     }
 
     /// Lets peers copy `group`'s snapshots from `storage` (replacing any
-    /// earlier registration). Call when a group with snapshots starts here.
+    /// earlier registration), as `add_group` does for its group (feature
+    /// `testing`: for a test serving snapshots without a group).
+    #[cfg(feature = "testing")]
     pub fn serve_snapshots(&self, group: GroupId, storage: Arc<dyn SnapshotStorage>) {
         self.inner.files.serve(group, storage);
     }
 
     /// Stops serving `group`'s snapshots; copies under way fail with
-    /// [`CopyError::UnknownGroup`](super::CopyError::UnknownGroup).
+    /// [`CopyError::UnknownGroup`](super::CopyError::UnknownGroup)
+    /// (feature `testing`).
+    #[cfg(feature = "testing")]
     pub fn stop_serving_snapshots(&self, group: GroupId) {
         self.inner.files.stop(group);
     }
@@ -249,7 +290,7 @@ impl NodeManager {
     }
 
     /// Where this server copies snapshots from the server at `addr`: over
-    /// TCP, or in process for a [`NodeManager::local`] server.
+    /// TCP, or in process for a `NodeManager::local` server.
     pub fn snapshot_source(&self, addr: SocketAddr) -> SnapshotSource {
         match &self.inner.local_network {
             Some(network) => SnapshotSource::Local {
@@ -268,7 +309,11 @@ impl NodeManager {
         Arc::new(move |addr| manager.snapshot_source(addr))
     }
 
-    /// Starts a group member from its storage.
+    /// Starts a group member from its storage. `storage` and
+    /// `state_machine` are taken by value (a `Box<dyn ..>` of either works
+    /// too); the state machine then lives on the group's apply task, so a
+    /// service that reads its state keeps a shared handle on it (see
+    /// `examples/embed.rs`).
     ///
     /// # Errors
     /// `GroupExists`, `Options` (invalid options, or this node missing from
@@ -276,9 +321,11 @@ impl NodeManager {
     pub fn add_group(
         &self,
         options: GroupOptions,
-        mut storage: Box<dyn GroupStorage>,
-        state_machine: Box<dyn StateMachine>,
+        storage: impl GroupStorage,
+        state_machine: impl StateMachine,
     ) -> Result<Node, Error> {
+        let mut storage: Box<dyn GroupStorage> = Box::new(storage);
+        let state_machine: Box<dyn StateMachine> = Box::new(state_machine);
         if !options.peers.contains_key(&options.raft.id) {
             return Err(Error::Options(format!(
                 "{} is not among the peers",
@@ -292,9 +339,7 @@ impl NodeManager {
             )
             .map_err(Error::Options)?;
         let _reservation = self.reserve(options.group)?;
-        let recovered = storage
-            .recover()
-            .map_err(|e| Error::Storage(e.to_string()))?;
+        let recovered = storage.recover().map_err(StorageError::from_failure)?;
         let snapshots = storage.snapshots();
         let mut state_machine = match &options.sessions {
             Some(sessions) => Box::new(SessionStateMachine::new(state_machine, sessions.clone())),
@@ -383,7 +428,9 @@ impl NodeManager {
             },
             since_snapshot: 0,
         };
-        self.serve_snapshots(options.group, Arc::clone(&snapshots));
+        self.inner
+            .files
+            .serve(options.group, Arc::clone(&snapshots));
         let apply = tokio::spawn(apply_loop.run(apply_tasks));
         let manager = Arc::downgrade(&self.inner);
         let group = options.group;
@@ -502,9 +549,7 @@ fn load_snapshot(
     snapshots: &dyn SnapshotStorage,
     state_machine: &mut dyn StateMachine,
 ) -> Result<Option<SnapshotInfo>, Error> {
-    let loaded = snapshots
-        .load()
-        .map_err(|e| Error::Storage(e.to_string()))?;
+    let loaded = snapshots.load().map_err(StorageError::from_failure)?;
     let Some((meta, files)) = loaded else {
         return Ok(None);
     };

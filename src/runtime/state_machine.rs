@@ -96,3 +96,47 @@ pub trait StateMachine: Send + 'static {
     /// The group shut down; the last callback.
     fn on_shutdown(&mut self) {}
 }
+
+/// A boxed state machine is one, so that callers holding a
+/// `Box<dyn StateMachine>` (chosen at run time) pass it as it is.
+impl<S: StateMachine + ?Sized> StateMachine for Box<S> {
+    fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+        (**self).on_apply(commands)
+    }
+
+    fn on_leader_start(&mut self, term: Term) {
+        (**self).on_leader_start(term)
+    }
+
+    fn on_leader_stop(&mut self) {
+        (**self).on_leader_stop()
+    }
+
+    fn on_start_following(&mut self, leader: NodeId, term: Term) {
+        (**self).on_start_following(leader, term)
+    }
+
+    fn on_stop_following(&mut self, leader: NodeId) {
+        (**self).on_stop_following(leader)
+    }
+
+    fn on_configuration_committed(&mut self, membership: &Membership) {
+        (**self).on_configuration_committed(membership)
+    }
+
+    fn on_error(&mut self, error: &Error) {
+        (**self).on_error(error)
+    }
+
+    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+        (**self).on_snapshot_save()
+    }
+
+    fn on_snapshot_load(&mut self, last: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
+        (**self).on_snapshot_load(last, files)
+    }
+
+    fn on_shutdown(&mut self) {
+        (**self).on_shutdown()
+    }
+}

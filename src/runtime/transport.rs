@@ -133,8 +133,11 @@ impl Default for TransportOptions {
 /// Delivers one inbound message to a server's groups.
 pub type Router = Arc<dyn Fn(GroupId, Message) + Send + Sync>;
 
-/// Servers in one process, reachable by address without sockets.
-#[derive(Clone, Default)]
+/// Servers in one process, reachable by address without sockets (a test
+/// double: made only with the `testing` feature).
+#[derive(Clone)]
+#[cfg_attr(feature = "testing", derive(Default))]
+#[cfg_attr(not(feature = "testing"), doc(hidden))]
 pub struct LocalNetwork {
     routers: Arc<Mutex<BTreeMap<SocketAddr, Router>>>,
     /// Each server's snapshot file service.
@@ -143,10 +146,12 @@ pub struct LocalNetwork {
 
 impl LocalNetwork {
     /// An empty network.
+    #[cfg(feature = "testing")]
     pub fn new() -> Self {
         Self::default()
     }
 
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) fn register(&self, addr: SocketAddr, router: Router) {
         self.routers
             .lock()
@@ -162,6 +167,7 @@ impl LocalNetwork {
             .remove(&addr);
     }
 
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) fn register_file_handler(&self, addr: SocketAddr, handler: FileHandler) {
         self.file_handlers
             .lock()
@@ -213,6 +219,8 @@ enum TransportKind {
         options: Box<TransportOptions>,
         dialer: Dialer,
     },
+    /// Made only by `Transport::local` (feature `testing`).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     Local(LocalNetwork),
 }
 
@@ -229,6 +237,7 @@ impl Transport {
     }
 
     /// An in-process transport over `network`.
+    #[cfg(feature = "testing")]
     pub fn local(network: LocalNetwork) -> Self {
         Transport {
             kind: TransportKind::Local(network),

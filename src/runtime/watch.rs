@@ -184,6 +184,45 @@ impl Node {
     /// A receiver of this member's [`GroupStatus`], updated whenever its
     /// role, term, leader, commit or applied index or membership changes.
     /// Await its `changed()` or `wait_for(..)`; cheap to hold many.
+    ///
+    /// # Example
+    /// ```
+    /// # use std::time::Duration;
+    /// # use oar::prelude::*;
+    /// # /// Answers each command with itself.
+    /// # struct Echo;
+    /// # impl StateMachine for Echo {
+    /// #     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+    /// #         commands.iter().map(|c| c.data.clone()).collect()
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = NodeManager::bind(
+    /// #     "127.0.0.1:0".parse()?,
+    /// #     Security::insecure("doc"),
+    /// #     TransportOptions::default(),
+    /// # )
+    /// # .await?;
+    /// # let peers = [(NodeId(1), server.local_addr())].into();
+    /// # let mut options = GroupOptions::new(GroupId(1), NodeId(1), peers);
+    /// # options.raft.election_timeout_min = Duration::from_millis(100);
+    /// # options.raft.election_timeout_max = Duration::from_millis(200);
+    /// # options.raft.heartbeat_interval = Duration::from_millis(20);
+    /// # let node = server.add_group(options, MemStorage::new(), Echo)?;
+    /// let mut status = node.watch();
+    /// // Wait for any condition on the status: here, that a leader exists.
+    /// let led = status.wait_for(|s| s.leader.is_some()).await?.clone();
+    /// assert_eq!(led.leader, Some(NodeId(1)));
+    /// // The common cases have helpers.
+    /// let (leader, _addr) = node.wait_for_leader(Duration::from_secs(5)).await?;
+    /// let written = node.apply(Bytes::from_static(b"x")).await?;
+    /// node.wait_for_applied(written.index, Duration::from_secs(5)).await?;
+    /// assert_eq!(leader, NodeId(1));
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn watch(&self) -> watch::Receiver<GroupStatus> {
         self.shared.status.subscribe()
     }

@@ -3,14 +3,17 @@
 //! Storage failure is fail-stop: the runtime marks the group failed and stops
 //! it (braft's `NodeImpl::on_error`). Every variant names what went wrong in
 //! structured fields so that callers never match on message strings.
+//! Errors are `Clone` (an I/O error is shared behind an `Arc`), so that the
+//! runtime hands the same typed error to every request a failure ends.
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::core::LogIndex;
 
 /// An error of the durable storage layer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
     /// A file-system call failed. Remedy: check the disk and permissions;
@@ -21,9 +24,9 @@ pub enum StorageError {
         op: &'static str,
         /// The file or directory it was applied to.
         path: PathBuf,
-        /// The underlying error.
+        /// The underlying error (shared, so that the error is `Clone`).
         #[source]
-        source: io::Error,
+        source: Arc<io::Error>,
     },
     /// Another instance (this process or another) has the storage directory
     /// open. Remedy: stop it first; two writers would corrupt the log.
@@ -85,6 +88,19 @@ pub enum StorageError {
     NoSuchFile {
         /// The name asked for.
         name: String,
+    },
+    /// A failure of a storage outside this crate's (an embedder's own
+    /// [`GroupStorage`](crate::runtime::GroupStorage) or
+    /// [`SnapshotStorage`](crate::runtime::SnapshotStorage)), kept as it
+    /// was raised: downcast it to the implementation's error type.
+    #[error(transparent)]
+    Other(Arc<dyn std::error::Error + Send + Sync>),
+    /// A storage call panicked; what it did to the storage is unknown.
+    /// Remedy: as for an I/O error, check the disk and restart the node.
+    #[error("a storage call panicked during {during}")]
+    Panicked {
+        /// The call, e.g. `"persist"`.
+        during: &'static str,
     },
 }
 
@@ -160,7 +176,18 @@ impl StorageError {
         StorageError::Io {
             op,
             path: path.into(),
-            source,
+            source: Arc::new(source),
+        }
+    }
+
+    /// The typed error inside a [`StorageFailure`](crate::runtime::StorageFailure)
+    /// (what a `GroupStorage` or `SnapshotStorage` call returns): this
+    /// crate's own storage errors come back as they were, any other as
+    /// [`StorageError::Other`].
+    pub fn from_failure(failure: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        match failure.downcast::<StorageError>() {
+            Ok(error) => *error,
+            Err(other) => StorageError::Other(Arc::from(other)),
         }
     }
 
@@ -173,6 +200,62 @@ impl StorageError {
         }
     }
 }
+
+/// Equal when of the same variant with equal fields; I/O errors compare by
+/// kind and message (`io::Error` is not `PartialEq`), foreign ones by
+/// message.
+impl PartialEq for StorageError {
+    fn eq(&self, other: &Self) -> bool {
+        use StorageError as E;
+        match (self, other) {
+            (
+                E::Io { op, path, source },
+                E::Io {
+                    op: op2,
+                    path: path2,
+                    source: source2,
+                },
+            ) => {
+                op == op2
+                    && path == path2
+                    && source.kind() == source2.kind()
+                    && source.to_string() == source2.to_string()
+            }
+            (E::Locked { path }, E::Locked { path: path2 }) => path == path2,
+            (
+                E::Corruption { path, offset, kind },
+                E::Corruption {
+                    path: path2,
+                    offset: offset2,
+                    kind: kind2,
+                },
+            ) => path == path2 && offset == offset2 && kind == kind2,
+            (E::Compacted { first_index: a }, E::Compacted { first_index: b }) => a == b,
+            (E::Unavailable { index: a }, E::Unavailable { index: b }) => a == b,
+            (
+                E::NotContiguous { expected, found },
+                E::NotContiguous {
+                    expected: expected2,
+                    found: found2,
+                },
+            ) => expected == expected2 && found == found2,
+            (
+                E::EntryTooLarge { len, max },
+                E::EntryTooLarge {
+                    len: len2,
+                    max: max2,
+                },
+            ) => len == len2 && max == max2,
+            (E::InvalidFileName { name: a }, E::InvalidFileName { name: b })
+            | (E::NoSuchFile { name: a }, E::NoSuchFile { name: b }) => a == b,
+            (E::Other(a), E::Other(b)) => Arc::ptr_eq(a, b) || a.to_string() == b.to_string(),
+            (E::Panicked { during: a }, E::Panicked { during: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StorageError {}
 
 /// Shorthand for results of this module.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,7 +1,7 @@
 //! The file-system trait the storage layer is written against.
 //!
 //! Two implementations: [`StdFileSystem`](super::StdFileSystem) over real
-//! files, and [`MemFileSystem`](super::MemFileSystem), a simulated disk that
+//! files, and `MemFileSystem` (feature `testing`), a simulated disk that
 //! loses, tears and corrupts data as a seed decides. The trait is small and
 //! synchronous on purpose: every durability decision (what to sync, in what
 //! order) lives in the storage code above it, so the simulator exercises the

@@ -1,7 +1,7 @@
 //! [`MetaStorage`]: the durable term and vote (braft's
 //! `LocalRaftMetaStorage`), in one atomic, checksummed file.
 //!
-//! Payload of `raft_meta` (inside the [`atomic_file`](super::atomic_file)
+//! Payload of `raft_meta` (inside the [`atomic_file`]
 //! frame, magic `OARM`): `term u64 LE, voted_for u64 LE` (0 = none; node id
 //! 0 is reserved). A missing file is a fresh node (term 0); a torn or corrupt
 //! one is an error, never term 0, which could let the node vote twice.

@@ -1,10 +1,10 @@
 //! Durable storage: segmented log, term/vote meta and snapshot directories.
 //!
 //! Everything is written against the small [`FileSystem`] trait, so the
-//! simulator runs this very code over [`MemFileSystem`], a disk that loses,
-//! tears and corrupts unsynced data as a seed decides. The on-disk format is
-//! described in `docs/on_disk_format.md`, the fault model in
-//! `docs/fault_model.md`.
+//! simulator runs this very code over `MemFileSystem` (feature `testing`),
+//! a disk that loses, tears and corrupts unsynced data as a seed decides.
+//! The on-disk format is described in `docs/on_disk_format.md`, the fault
+//! model in `docs/fault_model.md`.
 //!
 //! Layout of a node's storage directory:
 //! ```text
@@ -26,6 +26,7 @@ pub mod atomic_file;
 mod direct_writer;
 pub mod error;
 pub mod fs;
+#[cfg(any(test, feature = "testing"))]
 pub mod fs_mem;
 pub mod fs_std;
 pub mod log_writer;
@@ -41,6 +42,7 @@ pub mod snapshot_store;
 
 pub use error::{CorruptionKind, StorageError};
 pub use fs::{DIR_LOCK_NAME, DIRECT_IO_ALIGN, DirLock, File, FileSystem};
+#[cfg(any(test, feature = "testing"))]
 pub use fs_mem::{FsOp, MemFileSystem};
 pub use fs_std::StdFileSystem;
 pub use log_writer::{Durable, LogWriter, Recovered, WriteOp};

@@ -38,7 +38,7 @@ impl Store {
                     direct_io: true,
                 };
                 Box::new(
-                    DiskStorage::open(Arc::new(StdFileSystem), dir, options)
+                    DiskStorage::open_blocking(Arc::new(StdFileSystem), dir, options)
                         .expect("storage opens"),
                 )
             }

@@ -172,7 +172,7 @@ pub(crate) fn encode_session_error(error: &SessionError) -> Bytes {
     encode_reply(&Err(error.clone()))
 }
 
-/// Reads a session error written by [`encode_session_error`].
+/// Reads a session error written by `encode_session_error`.
 pub fn decode_session_error(bytes: Bytes) -> Option<SessionError> {
     decode_reply(bytes)?.err()
 }

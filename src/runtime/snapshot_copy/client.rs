@@ -50,7 +50,7 @@ pub enum SnapshotSource {
         /// Opens the connection (as this server).
         dialer: Dialer,
     },
-    /// A [`NodeManager::local`](crate::runtime::NodeManager::local) server
+    /// A `NodeManager::local` server
     /// on an in-process network.
     Local {
         /// The network the server is on.
