@@ -313,3 +313,37 @@ fn a_stranger_gets_no_read_index() {
     ));
     assert!(c.network.is_empty(), "unanswered");
 }
+
+#[test]
+fn a_learner_read_asks_the_leader_and_waits_for_its_own_apply() {
+    let mut c = led_by_1(14);
+    let make = |id| RaftOptions {
+        max_clock_drift: 20 * MS,
+        ..options(id, 14)
+    };
+    c.add_node(n(4), make(n(4)));
+    c.call(n(1), |r, now| r.add_learner(now, n(4)))
+        .expect("add learner");
+    c.stabilize();
+    assert!(c.node(1).membership().learners.contains(&n(4)));
+    let to_4 = |m: &Message| m.to == n(4) && matches!(m.body, MessageBody::AppendRequest(_));
+    // Writes commit on the voters; the learner sees none of them, so its
+    // own commit index is stale.
+    for i in 0..3 {
+        c.propose(n(1), &format!("w{i}")).expect("leader");
+        c.stabilize_dropping(to_4);
+    }
+    let committed = c.node(1).log().committed();
+    assert!(c.node(4).log().committed() < committed);
+    let r = read(&mut c, 4, ReadPolicy::ReadIndex);
+    assert_eq!(c.in_flight(4, 1, "read_index").len(), 1, "asks the leader");
+    c.stabilize_dropping(to_4);
+    // The leader confirmed a round with its voters and answered with its
+    // commit index; the learner has not applied it yet.
+    assert_eq!(outcome(&c, 4, r), None, "waits for its apply");
+    c.advance(30 * MS);
+    c.stabilize();
+    let (_, result, applied) = c.test_node(4).reads[0].clone();
+    assert_eq!(result, Ok(committed), "the leader's read index");
+    assert!(applied as u64 >= committed.0, "served only after applying");
+}

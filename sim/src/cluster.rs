@@ -78,6 +78,8 @@ pub struct SimCluster {
     trace: Trace,
     /// Each running state machine's map, for barrier reads.
     read_maps: crate::reads::ReadMaps,
+    /// Each running server's clock, for the nemesis to aim.
+    clocks: crate::reads::Clocks,
 }
 
 fn node_ip(i: usize) -> IpAddr {
@@ -105,6 +107,7 @@ impl SimCluster {
         let blackholes = Blackholes::default();
         let promises = Promises::default();
         let read_maps = crate::reads::ReadMaps::default();
+        let clocks = crate::reads::Clocks::default();
         let nodes = (0..n)
             .map(|i| {
                 let id = NodeId(i as u64 + 1);
@@ -128,6 +131,7 @@ impl SimCluster {
                     promises: promises.clone(),
                     trace: trace.clone(),
                     read_maps: read_maps.clone(),
+                    clocks: clocks.clone(),
                 };
                 // Runs at every (re)start of the madsim node.
                 let init = move || serve(context.clone());
@@ -163,6 +167,7 @@ impl SimCluster {
         SimCluster {
             nodes,
             read_maps,
+            clocks,
             admin,
             stranger,
             peers,
@@ -176,6 +181,11 @@ impl SimCluster {
     /// Each running state machine's map, for barrier reads.
     pub fn read_maps(&self) -> crate::reads::ReadMaps {
         Arc::clone(&self.read_maps)
+    }
+
+    /// Each running server's clock.
+    pub fn clocks(&self) -> crate::reads::Clocks {
+        Arc::clone(&self.clocks)
     }
 
     /// Simulated nanoseconds since the run began.
@@ -349,6 +359,14 @@ impl SimCluster {
         self.trace.event(Self::now_ns(), "heal_network", json!({}));
     }
 
+    /// Makes every message fast (0.5–1.5 ms) until the next heal or slow
+    /// link: elections and commits then fit in a lease's drift margin.
+    pub fn fast_network(&self) {
+        let fast = Duration::from_micros(500)..Duration::from_micros(1500);
+        NetSim::current().update_config(|c| c.send_latency = fast);
+        self.trace.event(Self::now_ns(), "fast_network", json!({}));
+    }
+
     /// Makes every message slow for a while.
     pub fn slow_network(&self, max: Duration) {
         NetSim::current().update_config(|c| c.send_latency = Duration::from_millis(1)..max);
@@ -475,6 +493,8 @@ struct ServerContext {
     trace: Trace,
     /// Where the running state machine's map is published for readers.
     read_maps: crate::reads::ReadMaps,
+    /// Where the running server's clock is published for the nemesis.
+    clocks: crate::reads::Clocks,
 }
 
 /// The simulated cluster's key and id: every server is authenticated, as
@@ -518,6 +538,7 @@ async fn serve(ctx: ServerContext) {
         promises,
         trace,
         read_maps,
+        clocks,
     } = ctx;
     let addr = peers[&id];
     let transport = transport_options();
@@ -553,7 +574,9 @@ async fn serve(ctx: ServerContext) {
         rng_seed: seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),
         ..raft
     };
-    options.clock = Some(crate::reads::node_clock(seed, id, &options.raft));
+    let clock = crate::reads::node_clock(seed, id, &options.raft);
+    clocks.lock().expect("clocks").insert(id, clock.clone());
+    options.clock = Some(clock);
     let machine =
         KvMachine::new(id, observations.clone()).with_trace(trace.clone(), SimCluster::now_ns);
     let map = machine.shared_map();

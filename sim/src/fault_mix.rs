@@ -157,6 +157,10 @@ fault_kinds! {
     Lull, lull, Housekeeping, 3;
     /// A process outside the cluster connects and sends what it should not.
     Stranger, stranger, Stranger, 6;
+    /// Aim the clocks apart (the leader's slowest, the others' fastest the
+    /// drift bound allows), pause the leader, let the others elect and
+    /// write, then read at the leader the moment it resumes.
+    LeasePause, lease_pause, Crash, 4;
 }
 
 impl FaultKind {
@@ -177,6 +181,7 @@ impl FaultKind {
                 | FaultKind::ConfigWindow
                 | FaultKind::InstallCampaign
                 | FaultKind::InstallRestart
+                | FaultKind::LeasePause
         )
     }
 

@@ -21,6 +21,8 @@ pub mod blackhole;
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
+pub mod lease_pause;
+#[cfg(madsim)]
 pub mod liveness;
 #[cfg(madsim)]
 pub mod nemesis;

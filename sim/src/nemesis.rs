@@ -43,6 +43,9 @@ pub struct Nemesis {
     pub lull_failure: Option<String>,
     /// Where tactics report what they catch.
     pub(crate) observations: Arc<Mutex<Observations>>,
+    /// The clients' history and handles, for tactics that read and write
+    /// themselves (`lease_pause`); none, and those tactics miss.
+    pub clients: Option<crate::workload::ClientContext>,
 }
 
 impl Nemesis {
@@ -74,6 +77,7 @@ impl Nemesis {
             recovery_bound: Duration::from_secs(60),
             lull_recoveries: Vec::new(),
             lull_failure: None,
+            clients: None,
         }
     }
 

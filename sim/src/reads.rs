@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oar::core::{NodeId, RaftOptions};
-use oar::runtime::{Clock, Error, Node, ReadPolicy, SkewedClock};
+use oar::runtime::{Clock, Error, Node, ReadPolicy};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -26,11 +26,78 @@ pub use crate::kv_machine::SharedMap;
 /// incarnation.
 pub type ReadMaps = Arc<Mutex<BTreeMap<NodeId, SharedMap>>>;
 
+/// Each running server's clock, by node id (replaced at every start), so
+/// that the nemesis can aim the drift (`lease_pause.rs`).
+pub type Clocks = Arc<Mutex<BTreeMap<NodeId, Arc<DriftClock>>>>;
+
+/// A node's clock: a piecewise-linear map from the simulation's time, whose
+/// rate the nemesis may change (within the bound) at any moment; the
+/// reading stays continuous and monotonic across a change.
+#[derive(Debug)]
+pub struct DriftClock {
+    /// The largest |rate| the drift bound allows, in parts per million.
+    bound_ppm: i64,
+    state: Mutex<DriftState>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct DriftState {
+    /// The last rate change, in simulation time, and the reading then.
+    anchor: tokio::time::Instant,
+    anchor_local_ns: u128,
+    rate_ppm: i64,
+}
+
+impl DriftState {
+    fn scale(&self) -> u128 {
+        (1_000_000 + self.rate_ppm).max(1) as u128
+    }
+
+    fn local_ns(&self, at: tokio::time::Instant) -> u128 {
+        let since = at.saturating_duration_since(self.anchor).as_nanos();
+        self.anchor_local_ns + since * self.scale() / 1_000_000
+    }
+}
+
+impl DriftClock {
+    /// Runs from now on at the slowest rate the bound allows (`slow`), or
+    /// the fastest: two nodes aimed apart differ by the whole drift over
+    /// an election timeout, the edge the lease must survive.
+    pub fn aim(&self, slow: bool) {
+        let now = tokio::time::Instant::now();
+        let mut state = self.state.lock().expect("clock");
+        state.anchor_local_ns = state.local_ns(now);
+        state.anchor = now;
+        state.rate_ppm = if slow {
+            -self.bound_ppm
+        } else {
+            self.bound_ppm
+        };
+    }
+}
+
+impl Clock for DriftClock {
+    fn local(&self, at: tokio::time::Instant) -> oar::core::Instant {
+        let ns = self.state.lock().expect("clock").local_ns(at);
+        oar::core::Instant::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+    }
+
+    fn runtime_instant(&self, local: oar::core::Instant) -> tokio::time::Instant {
+        let state = *self.state.lock().expect("clock");
+        let since = u128::from(local.as_nanos()).saturating_sub(state.anchor_local_ns);
+        // Rounded up: the timer must not fire before the local deadline (a
+        // later rate change may make it early or late: the group re-reads
+        // the clock when it fires).
+        let real = (since * 1_000_000).div_ceil(state.scale());
+        state.anchor + Duration::from_nanos(u64::try_from(real).unwrap_or(u64::MAX))
+    }
+}
+
 /// The clock server `id` runs its group on at this start: its rate within
 /// ±`max_clock_drift / (2 × election_timeout_min)` of the simulation's (so
 /// any two differ by at most the drift over an election timeout), often at
 /// the edge of that bound, and a random offset.
-pub fn node_clock(seed: u64, id: NodeId, raft: &RaftOptions) -> Arc<dyn Clock> {
+pub fn node_clock(seed: u64, id: NodeId, raft: &RaftOptions) -> Arc<DriftClock> {
     let start = crate::cluster::SimCluster::now_ns();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ id.0.wrapping_mul(0x51ce_c10c) ^ start);
     let bound = raft.max_clock_drift.as_nanos() as f64
@@ -41,10 +108,14 @@ pub fn node_clock(seed: u64, id: NodeId, raft: &RaftOptions) -> Arc<dyn Clock> {
         1 => -bound_ppm,
         _ => rng.random_range(-bound_ppm..=bound_ppm),
     };
-    Arc::new(SkewedClock {
-        epoch: tokio::time::Instant::now(),
-        offset: Duration::from_millis(rng.random_range(0..10_000)),
-        rate_ppm,
+    let offset = Duration::from_millis(rng.random_range(0..10_000));
+    Arc::new(DriftClock {
+        bound_ppm,
+        state: Mutex::new(DriftState {
+            anchor: tokio::time::Instant::now(),
+            anchor_local_ns: offset.as_nanos(),
+            rate_ppm,
+        }),
     })
 }
 

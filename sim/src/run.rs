@@ -192,6 +192,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         trace.clone(),
     );
     nemesis.recovery_bound = recovery_bound(&options.raft, &transport_options());
+    nemesis.clients = Some(ctx.clone());
     nemesis.run(&mut cluster, options.fault_phase).await;
     ctx.stop.store(true, Ordering::Relaxed);
     for client in clients {

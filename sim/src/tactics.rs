@@ -28,7 +28,7 @@ const POLL: Duration = Duration::from_millis(1);
 const INSTALL_POLL: Duration = Duration::from_micros(50);
 
 /// The leader's position, handle and status, if some server leads.
-async fn leader(cluster: &SimCluster) -> Option<(usize, Node, Status)> {
+pub(crate) async fn leader(cluster: &SimCluster) -> Option<(usize, Node, Status)> {
     let i = cluster.leader_index()?;
     let member = cluster.member(i)?;
     let status = member.status().await.ok()?;
@@ -51,6 +51,7 @@ impl Nemesis {
             FaultKind::ConfigWindow => self.config_window(cluster).await,
             FaultKind::InstallCampaign => self.after_install(cluster, false).await,
             FaultKind::InstallRestart => self.after_install(cluster, true).await,
+            FaultKind::LeasePause => self.lease_pause(cluster).await,
             _ => false,
         }
     }

@@ -1,6 +1,7 @@
 //! The targeted tactics reach their windows — learners left lingering,
 //! leaders struck while they hold an uncommitted configuration, installs
-//! followed by a campaign or a power cut — and every such run passes.
+//! followed by a campaign or a power cut, a leader paused while another
+//! is elected and writes — and every such run passes.
 #![cfg(madsim)]
 
 use std::collections::BTreeMap;
@@ -9,11 +10,12 @@ use oar_sim::fault_mix::{FaultKind, FaultWeights};
 use oar_sim::options::SimOptions;
 use oar_sim::run::{Verdict, run};
 
-const TACTICS: [FaultKind; 4] = [
+const TACTICS: [FaultKind; 5] = [
     FaultKind::LingeringLearner,
     FaultKind::ConfigWindow,
     FaultKind::InstallCampaign,
     FaultKind::InstallRestart,
+    FaultKind::LeasePause,
 ];
 
 #[test]
