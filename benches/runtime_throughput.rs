@@ -6,7 +6,10 @@
 //! - `memory`: in-process transport and in-memory storage (the shape of
 //!   openraft's `benchmarks/minimal`);
 //! - `tcp+disk`: loopback TCP with mutual TLS (as servers run by default)
-//!   and the real segment log with fsync, in a temporary directory;
+//!   and the real segment log with fsync, in a temporary directory; then
+//!   the physical floor measured in the same run (one 4 KiB write +
+//!   `fdatasync` p50 plus one loopback round trip p50) against the
+//!   single-client p50;
 //! - `tcp+disk+insecure`: the same without authentication;
 //! - `tls-cost`: both of the above, interleaved row by row, with their ratio;
 //! - `metrics-cost`: `memory` and `tcp+disk` with metrics on and off
@@ -33,6 +36,8 @@ use oar::runtime::{
 use oar::storage::{LogOptions, StdFileSystem};
 
 mod common;
+#[path = "runtime_throughput/floor.rs"]
+mod floor;
 #[path = "../tests/runtime/pki.rs"]
 mod pki;
 
@@ -223,6 +228,7 @@ fn main() {
             "{:-<8}-+-{:-<10}-+-{:-<8}-+-{:-<10}-+-{:-<10}",
             "", "", "", "", ""
         );
+        let mut single_p50 = None;
         for n in clients {
             let Row {
                 per_second,
@@ -236,8 +242,37 @@ fn main() {
                 p50,
                 p99
             );
+            if n == 1 {
+                single_p50 = Some(p50);
+            }
+        }
+        if let (Setup::TcpDisk { .. }, Some(p50)) = (setup, single_p50) {
+            print_floor(p50);
         }
     }
+}
+
+/// The physical floor of one write (a 4 KiB `fdatasync` and a loopback
+/// round trip, p50s), measured now, against the single-client p50.
+fn print_floor(single_p50: Duration) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sync = floor::fdatasync_p50(dir.path(), 500);
+    let rtt = floor::loopback_rtt_p50(2000);
+    let sum = sync + rtt;
+    println!("\nphysical floor: one 4 KiB write + fdatasync p50 and one loopback round trip p50");
+    println!(
+        "{:>8} | {:>10} | {:>10} | {:>10} | {:>10} | {:>10}",
+        "clients", "fsync p50", "rtt p50", "floor", "p50", "p50/floor"
+    );
+    println!(
+        "{:-<8}-+-{:-<10}-+-{:-<10}-+-{:-<10}-+-{:-<10}-+-{:-<10}",
+        "", "", "", "", "", ""
+    );
+    println!(
+        "{:>8} | {sync:>10.1?} | {rtt:>10.1?} | {sum:>10.1?} | {single_p50:>10.1?} | {:>10.2}",
+        1,
+        single_p50.as_secs_f64() / sum.as_secs_f64()
+    );
 }
 
 /// tcp+disk with TLS against without, each row measured back to back so

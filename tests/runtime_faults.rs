@@ -23,6 +23,8 @@ use runtime::*;
 struct GatedStorage {
     inner: MemStorage,
     shut: Arc<(Mutex<bool>, Condvar)>,
+    /// What it claims through `persist_may_block` (a lie when `true`).
+    claims_never_blocks: bool,
 }
 
 impl GatedStorage {
@@ -49,6 +51,10 @@ impl GroupStorage for GatedStorage {
     fn snapshots(&self) -> Arc<dyn SnapshotStorage> {
         self.inner.snapshots()
     }
+
+    fn persist_may_block(&self) -> bool {
+        !self.claims_never_blocks
+    }
 }
 
 /// One worker thread: a storage call that blocked it would stop everything.
@@ -68,6 +74,7 @@ async fn a_stalled_disk_stalls_only_its_own_group() {
     let gated = GatedStorage {
         inner: MemStorage::new(),
         shut: Arc::clone(&shut),
+        claims_never_blocks: false,
     };
     let slow = start(GroupId(1), Box::new(gated));
     let fast = start(GroupId(2), Box::new(MemStorage::new()));
@@ -112,6 +119,7 @@ async fn every_shutdown_waits_until_the_disk_is_quiet() {
     let storage = GatedStorage {
         inner: MemStorage::new(),
         shut: Arc::clone(&shut),
+        claims_never_blocks: false,
     };
     let record = Arc::new(Mutex::new(Record::default()));
     let node = server
@@ -230,6 +238,7 @@ async fn a_slow_recovery_blocks_neither_lookups_nor_a_second_claim() {
             let storage = GatedStorage {
                 inner: MemStorage::new(),
                 shut,
+                claims_never_blocks: false,
             };
             let record = Arc::new(Mutex::new(Record::default()));
             server
@@ -261,4 +270,119 @@ async fn a_slow_recovery_blocks_neither_lookups_nor_a_second_claim() {
     shut.1.notify_all();
     starting.join().unwrap().expect("the slow start completes");
     assert!(server.group(GroupId(1)).is_some());
+}
+
+/// Storage that says it never blocks is called by the group task itself
+/// (no log writer task, no thread hand-off): were such a storage to block
+/// after all, its group would stop answering until it returns. Seen here
+/// through a status request, which only the group task answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_that_never_blocks_is_called_by_the_group_task() {
+    let server = servers(1).await.remove(0);
+    let peers = BTreeMap::from([(NodeId(1), server.local_addr())]);
+    let shut = Arc::new((Mutex::new(false), Condvar::new()));
+    let mut options = GroupOptions::new(GroupId(1), NodeId(1), peers);
+    options.raft = fast_raft(NodeId(1), GroupId(1));
+    let storage = GatedStorage {
+        inner: MemStorage::new(),
+        shut: Arc::clone(&shut),
+        claims_never_blocks: true,
+    };
+    let record = Arc::new(Mutex::new(Record::default()));
+    let node = server
+        .add_group(options, Box::new(storage), Box::new(Recorder(record)))
+        .unwrap();
+    wait_for_leader(&[&node]).await;
+    node.status().await.expect("answers while the disk is open");
+
+    *shut.0.lock().unwrap() = true;
+    let write = tokio::spawn({
+        let node = node.clone();
+        async move { node.apply(Bytes::from_static(b"set a 1")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let status = tokio::time::timeout(Duration::from_millis(300), node.status()).await;
+    assert!(
+        status.is_err(),
+        "the group task answered while its inline storage call was stalled: {status:?}"
+    );
+
+    *shut.0.lock().unwrap() = false;
+    shut.1.notify_all();
+    let applied = tokio::time::timeout(Duration::from_secs(5), write).await;
+    assert!(matches!(applied, Ok(Ok(Ok(_)))), "{applied:?}");
+    tokio::time::timeout(Duration::from_secs(5), node.status())
+        .await
+        .expect("answers again")
+        .expect("status");
+}
+
+/// Memory storage whose `persist` panics once `armed` (a bug in storage
+/// code that runs in the group task).
+struct PanickingStorage {
+    inner: MemStorage,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl GroupStorage for PanickingStorage {
+    fn recover(&mut self) -> Result<Recovered, StorageFailure> {
+        self.inner.recover()
+    }
+
+    fn persist(&mut self, ops: Vec<WriteOp>) -> Result<Vec<Durable>, StorageFailure> {
+        assert!(
+            !self.armed.load(std::sync::atomic::Ordering::Relaxed),
+            "the storage's own bug"
+        );
+        self.inner.persist(ops)
+    }
+
+    fn snapshots(&self) -> Arc<dyn SnapshotStorage> {
+        self.inner.snapshots()
+    }
+
+    fn persist_may_block(&self) -> bool {
+        false
+    }
+}
+
+/// A storage call that panics in the group task stops the group with a
+/// storage error (fail-stop), as one on the blocking pool does: the client
+/// hears back and the group leaves the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_inline_storage_stops_its_group() {
+    let server = servers(1).await.remove(0);
+    let peers = BTreeMap::from([(NodeId(1), server.local_addr())]);
+    let mut options = GroupOptions::new(GroupId(1), NodeId(1), peers);
+    options.raft = fast_raft(NodeId(1), GroupId(1));
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storage = PanickingStorage {
+        inner: MemStorage::new(),
+        armed: Arc::clone(&armed),
+    };
+    let record = Arc::new(Mutex::new(Record::default()));
+    let node = server
+        .add_group(options, Box::new(storage), Box::new(Recorder(record)))
+        .unwrap();
+    wait_for_leader(&[&node]).await;
+    node.apply(Bytes::from_static(b"set a 1")).await.unwrap();
+
+    armed.store(true, std::sync::atomic::Ordering::Relaxed);
+    let write = tokio::time::timeout(
+        Duration::from_secs(5),
+        node.apply(Bytes::from_static(b"set b 2")),
+    )
+    .await
+    .expect("the client hears back");
+    assert!(
+        matches!(write, Err(oar::runtime::Error::Storage(_))),
+        "{write:?}"
+    );
+    let stopped = tokio::time::timeout(Duration::from_secs(5), async {
+        while server.group(GroupId(1)).is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(stopped.is_ok(), "the group left the server");
 }

@@ -7,6 +7,10 @@
 //!                                      │  └──── completions ◄─────────┘
 //!                                      └──────► apply task (state machine)
 //! ```
+//!
+//! Storage that never blocks (memory) has no log writer task: the group
+//! task persists each batch itself and feeds the completions straight back
+//! to the core, in the same wake-up (see [`LogWriter`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,7 +24,7 @@ use super::admin::{AdminReply, AdminRequest, PendingChange};
 use super::apply_loop::{ApplyTask, Closure, SnapshotReply};
 use super::error::Error;
 use super::group_id::GroupId;
-use super::log_writer::WriteResult;
+use super::log_writer::LogWriter;
 use super::metrics::GroupMetrics;
 use super::observer::{GroupDetails, GroupObserver};
 use super::snapshot_install::SnapshotInstaller;
@@ -117,8 +121,8 @@ pub(crate) struct GroupDriver {
     pub(crate) clock: Arc<dyn super::clock::Clock>,
     pub(crate) peers: BTreeMap<NodeId, SocketAddr>,
     pub(crate) transport: Transport,
-    pub(crate) writes: mpsc::UnboundedSender<Vec<WriteOp>>,
-    pub(crate) write_results: mpsc::UnboundedReceiver<WriteResult>,
+    /// Where the core's writes go: a log writer task, or inline.
+    pub(crate) log: LogWriter,
     pub(crate) apply: mpsc::UnboundedSender<ApplyTask>,
     pub(crate) shared: Arc<SharedState>,
     /// Clients waiting for their proposal: index → (term, closure).
@@ -151,7 +155,7 @@ impl GroupDriver {
             let deadline = self.clock.runtime_instant(self.raft.poll_timeout());
             tokio::select! {
                 biased;
-                result = self.write_results.recv() => match result {
+                result = self.log.completed(), if self.log.is_task() => match result {
                     Some(Ok(done)) => self.on_persisted(done),
                     Some(Err(e)) => {
                         failure = Some(Error::Storage(e));
@@ -182,7 +186,10 @@ impl GroupDriver {
             if shutdown {
                 break;
             }
-            self.perform_actions();
+            if let Err(e) = self.perform_actions() {
+                failure = Some(e);
+                break;
+            }
             self.observer
                 .maybe_publish(&self.raft, &self.peers, &self.shared);
             if self.apply.is_closed() {
@@ -281,8 +288,27 @@ impl GroupDriver {
         }
     }
 
-    /// Drains the core's actions and performs them.
-    fn perform_actions(&mut self) {
+    /// Drains the core's actions and performs them. With inline storage,
+    /// a batch's completions go back to the core at once, and the actions
+    /// they release (acks, commits, applies) are performed in the same
+    /// call. `Err` when storage failed: the group must stop.
+    fn perform_actions(&mut self) -> Result<(), Error> {
+        loop {
+            let writes = self.drain_actions();
+            if writes.is_empty() {
+                return Ok(());
+            }
+            match self.log.submit(writes) {
+                None => return Ok(()),
+                Some(Ok(done)) => self.on_persisted(done),
+                Some(Err(e)) => return Err(Error::Storage(e)),
+            }
+        }
+    }
+
+    /// Performs the core's pending actions; returns the writes among them,
+    /// in order, for one storage batch.
+    fn drain_actions(&mut self) -> Vec<WriteOp> {
         let mut writes = Vec::new();
         while let Some(action) = self.raft.poll_action() {
             match action {
@@ -341,9 +367,7 @@ impl GroupDriver {
                 }
             }
         }
-        if !writes.is_empty() {
-            let _ = self.writes.send(writes);
-        }
+        writes
     }
 
     fn send(&self, m: Message) {

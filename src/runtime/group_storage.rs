@@ -45,10 +45,13 @@ pub trait GroupStorage: Send + 'static {
     /// file service.
     fn snapshots(&self) -> Arc<dyn SnapshotStorage>;
 
-    /// Whether `persist` may block (on a disk, a lock held across I/O). The
-    /// log writer runs a blocking `persist` on the blocking pool, so that a
-    /// slow disk stalls only its own group; one that never blocks runs
-    /// inline, saving two thread hand-offs per batch.
+    /// Whether `persist` may block (on a disk, a lock held across I/O). A
+    /// blocking `persist` runs in the group's log writer task, on the
+    /// blocking pool, so that a slow disk stalls only its own group. One
+    /// that never blocks is called by the group task itself, in the
+    /// wake-up that produced the batch (no writer task, no thread
+    /// hand-off; `device_latency` is not consulted): it must then really
+    /// never block, or its group stops answering while it does.
     fn persist_may_block(&self) -> bool {
         true
     }

@@ -1,13 +1,17 @@
-//! The log writer task (braft's `LogManager` disk thread): executes the
-//! core's writes in order, batching everything queued into one storage call
-//! (one sync), and reports completions to the group.
+//! How a group reaches its durable storage (braft's `LogManager` disk
+//! thread): the core's writes execute in order, everything queued batched
+//! into one storage call (one sync), and completions go back to the group.
 //!
-//! An async task; each batch's storage call runs through [`run_blocking`]
-//! (unless the storage never blocks), so a slow sync stalls only this group.
+//! Storage that may block (a disk) gets its own log writer task, and each
+//! batch's call runs through [`run_blocking`], so a slow sync stalls only
+//! this group. Storage that never blocks (memory) is called by the group
+//! task itself, in the wake-up that produced the batch: no hand-off to a
+//! writer task and back, so a memory group's write crosses no thread.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::blocking::run_blocking;
 use super::group_storage::GroupStorage;
@@ -17,8 +21,82 @@ use crate::storage::{Durable, StorageError, WriteOp};
 /// A batch's outcome: completions in order, or the failure that stops the group.
 pub(crate) type WriteResult = Result<Vec<Durable>, StorageError>;
 
+/// The group task's end of its storage.
+pub(crate) enum LogWriter {
+    /// Storage that never blocks, called in the group task.
+    Inline {
+        storage: Box<dyn GroupStorage>,
+        metrics: Arc<GroupMetrics>,
+    },
+    /// A log writer task: batches in, completions out.
+    Task {
+        writes: mpsc::UnboundedSender<Vec<WriteOp>>,
+        results: mpsc::UnboundedReceiver<WriteResult>,
+    },
+}
+
+impl LogWriter {
+    /// The group's end of `storage`, and the writer task if one was
+    /// spawned (to be joined before the storage counts as quiet).
+    pub(crate) fn start(
+        storage: Box<dyn GroupStorage>,
+        metrics: Arc<GroupMetrics>,
+    ) -> (Self, Option<JoinHandle<()>>) {
+        if !storage.persist_may_block() {
+            return (LogWriter::Inline { storage, metrics }, None);
+        }
+        let (writes, queue) = mpsc::unbounded_channel();
+        let (done, results) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run_log_writer(storage, queue, done, metrics));
+        (LogWriter::Task { writes, results }, Some(task))
+    }
+
+    /// Whether completions arrive through [`LogWriter::completed`].
+    pub(crate) fn is_task(&self) -> bool {
+        matches!(self, LogWriter::Task { .. })
+    }
+
+    /// Hands `batch` to storage: `Some` with its outcome when it was
+    /// persisted at once (inline), `None` when its completions will come
+    /// through [`LogWriter::completed`].
+    pub(crate) fn submit(&mut self, batch: Vec<WriteOp>) -> Option<WriteResult> {
+        match self {
+            LogWriter::Inline { storage, metrics } => {
+                let entries = metrics.enabled.then(|| entries_in(&batch));
+                let start = entries.map(|_| tokio::time::Instant::now());
+                // As the blocking pool would, a panic fails the batch (and
+                // the group) instead of ending the group task unannounced.
+                let call = std::panic::AssertUnwindSafe(|| storage.persist(batch));
+                let result = match std::panic::catch_unwind(call) {
+                    Ok(result) => result.map_err(StorageError::from_failure),
+                    Err(_) => Err(PANICKED),
+                };
+                if let (Some(entries), Some(start)) = (entries, start) {
+                    metrics.observe_persist(start.elapsed().as_nanos() as u64, entries);
+                }
+                Some(result)
+            }
+            LogWriter::Task { writes, results } => match writes.send(batch) {
+                Ok(()) => None,
+                // The writer ended (only a panicking call ends it early);
+                // its failure, if any, is still queued.
+                Err(_) => Some(results.try_recv().unwrap_or(Err(PANICKED))),
+            },
+        }
+    }
+
+    /// The writer task's next completion; `None` once it ended. Only for
+    /// [`LogWriter::Task`] (pending forever otherwise).
+    pub(crate) async fn completed(&mut self) -> Option<WriteResult> {
+        match self {
+            LogWriter::Task { results, .. } => results.recv().await,
+            LogWriter::Inline { .. } => std::future::pending().await,
+        }
+    }
+}
+
 /// Runs until the group closes the queue or storage fails.
-pub(crate) async fn run_log_writer(
+async fn run_log_writer(
     mut storage: Box<dyn GroupStorage>,
     mut writes: mpsc::UnboundedReceiver<Vec<WriteOp>>,
     done: mpsc::UnboundedSender<WriteResult>,
@@ -68,21 +146,12 @@ fn entries_in(batch: &[WriteOp]) -> u64 {
         .sum()
 }
 
-/// One batch's storage call: off the runtime's workers if it may block,
-/// inline otherwise. Gives the storage back unless the call panicked.
+/// One batch's storage call, off the runtime's workers. Gives the storage
+/// back unless the call panicked.
 async fn persist(
     mut storage: Box<dyn GroupStorage>,
     batch: Vec<WriteOp>,
 ) -> (Option<Box<dyn GroupStorage>>, WriteResult) {
-    if !storage.persist_may_block() {
-        // As the blocking pool would, a panic fails the batch (and the
-        // group) instead of ending this task unannounced.
-        let call = std::panic::AssertUnwindSafe(|| storage.persist(batch));
-        return match std::panic::catch_unwind(call) {
-            Ok(result) => (Some(storage), result.map_err(StorageError::from_failure)),
-            Err(_) => (None, Err(PANICKED)),
-        };
-    }
     let job = run_blocking(move || {
         let result = storage.persist(batch).map_err(StorageError::from_failure);
         (storage, result)

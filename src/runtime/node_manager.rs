@@ -18,7 +18,7 @@ use super::group::{GroupDriver, GroupInput, SharedState};
 use super::group_id::GroupId;
 use super::group_storage::GroupStorage;
 use super::inbound::{self, ConnectionCounts, Listener};
-use super::log_writer::run_log_writer;
+use super::log_writer::LogWriter;
 use super::metrics::ServerSnapshot;
 use super::node::Node;
 use super::observer::GroupObserver;
@@ -366,8 +366,6 @@ impl NodeManager {
         let raft = RaftNode::new(options.raft.clone(), initial, start)
             .map_err(|e| Error::Options(e.to_string()))?;
         let (inbox_tx, inbox) = mpsc::channel(options.inbox_max);
-        let (writes_tx, writes) = mpsc::unbounded_channel();
-        let (results_tx, write_results) = mpsc::unbounded_channel();
         let (apply_tx, apply_tasks) = mpsc::unbounded_channel();
         let shared = Arc::new(SharedState::new(
             options.group,
@@ -375,14 +373,14 @@ impl NodeManager {
             options.bootstrap_membership(),
             options.metrics,
         ));
+        let (log, log_writer) = LogWriter::start(storage, Arc::clone(&shared.metrics));
         let driver = GroupDriver {
             group: options.group,
             raft,
             clock,
             peers: options.peers.clone(),
             transport: self.inner.transport.clone(),
-            writes: writes_tx,
-            write_results,
+            log,
             apply: apply_tx,
             shared: shared.clone(),
             pending: BTreeMap::new(),
@@ -409,12 +407,6 @@ impl NodeManager {
         };
         let mut routes = self.inner.routes.lock().expect("routes lock");
         routes.insert(options.group, node.clone());
-        let log_writer = tokio::spawn(run_log_writer(
-            storage,
-            writes,
-            results_tx,
-            Arc::clone(&shared.metrics),
-        ));
         let apply_loop = ApplyLoop {
             sm: state_machine,
             snapshots: Arc::clone(&snapshots),
@@ -443,7 +435,9 @@ impl NodeManager {
             }
             // The driver is gone with its queues: the writer finishes what
             // was queued, the apply loop what was committed.
-            let _ = log_writer.await;
+            if let Some(log_writer) = log_writer {
+                let _ = log_writer.await;
+            }
             let _ = apply.await;
             if let Some(manager) = manager.upgrade() {
                 // Under the routes lock, so that a successor `add_group`
