@@ -26,7 +26,10 @@
 //! raised: each disk member zero-fills an 8 MiB segment, 24 GB at 1,000
 //! groups), `OAR_BENCH_IDLE_S` (default 5), `OAR_BENCH_MS` (default 3000),
 //! `OAR_BENCH_CLIENTS` (default 64), `OAR_BENCH_WRITE_GROUPS`,
-//! `OAR_BENCH_SETUP_S` (give up waiting for leaders after this, default 600).
+//! `OAR_BENCH_SETUP_S` (give up waiting for leaders after this, default 600),
+//! `OAR_BENCH_QUIESCE_MS` (set `RaftOptions::quiesce_after`: idle groups go
+//! quiet; the runtime does not report unreachable servers yet, so this
+//! measures what quiet groups cost, not a deployable setting).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,6 +59,7 @@ struct Config {
     clients: usize,
     write_groups: Option<usize>,
     setup_max: Duration,
+    quiesce_after: Option<Duration>,
 }
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -104,7 +108,12 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(storage: Storage, groups: usize, dir: &std::path::Path) -> Cluster {
+    async fn start(
+        storage: Storage,
+        groups: usize,
+        dir: &std::path::Path,
+        quiesce_after: Option<Duration>,
+    ) -> Cluster {
         let mut servers = Vec::new();
         for _ in 0..3 {
             let addr = "127.0.0.1:0".parse().unwrap();
@@ -122,6 +131,7 @@ impl Cluster {
                 let id = NodeId(i as u64 + 1);
                 let mut options = GroupOptions::new(group, id, peers.clone());
                 options.raft.id = id;
+                options.raft.quiesce_after = quiesce_after;
                 let storage: Box<dyn GroupStorage> = match storage {
                     Storage::Memory => Box::new(MemStorage::new()),
                     Storage::Disk => Box::new(
@@ -204,11 +214,14 @@ async fn measure(storage: Storage, groups: usize, config: &Config) -> Row {
     let dir = tempfile::tempdir().expect("temp dir");
     let rss_before = rss_bytes();
     let start = Instant::now();
-    let cluster = Cluster::start(storage, groups, dir.path()).await;
+    let cluster = Cluster::start(storage, groups, dir.path(), config.quiesce_after).await;
     let led = cluster.wait_all_led(config.setup_max).await;
     let setup = led.then(|| start.elapsed());
-    // Let the first heartbeats and the groups' first entries settle.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the first heartbeats and the groups' first entries settle (and
+    // the groups go quiet, when they may).
+    let settle =
+        Duration::from_millis(500) + config.quiesce_after.map_or(Duration::ZERO, |q| q * 2);
+    tokio::time::sleep(settle).await;
     let bytes_per_member = rss_bytes().saturating_sub(rss_before) / (3 * groups as u64);
     let fds = open_fds();
 
@@ -308,6 +321,10 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok()),
         setup_max: Duration::from_secs(env("OAR_BENCH_SETUP_S", 600)),
+        quiesce_after: std::env::var("OAR_BENCH_QUIESCE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -315,8 +332,8 @@ fn main() {
         .expect("tokio runtime");
     println!(
         "\noar many groups: 3 servers in one process, loopback TCP + mutual TLS, every server \
-         in every group; {} clients, 16-byte writes; idle over {:?}, load over {:?}",
-        config.clients, config.idle, config.load
+         in every group; {} clients, 16-byte writes; idle over {:?}, load over {:?}; quiesce after {:?}",
+        config.clients, config.idle, config.load, config.quiesce_after
     );
     println!(
         "{:>7} | {:>7} | {:>8} | {:>8} | {:>8} | {:>6} | {:>9} | {:>9} | {:>9} | {:>9} | {:>6}",
