@@ -60,6 +60,7 @@ impl RaftNode {
                 // Only a leader sends these (TimeoutNow: to hand its term over).
                 MessageBody::AppendRequest(_)
                 | MessageBody::Heartbeat(_)
+                | MessageBody::Quiesce(_)
                 | MessageBody::InstallSnapshot(_)
                 | MessageBody::TimeoutNow => {
                     self.become_follower(m.term, Some(m.from));
@@ -81,6 +82,12 @@ impl RaftNode {
             MessageBody::AppendRequest(req) => self.handle_append_request(m.from, req),
             MessageBody::AppendResponse(resp) => self.handle_append_response(m.from, resp),
             MessageBody::Heartbeat(hb) => self.handle_heartbeat(m.from, hb),
+            MessageBody::Quiesce(hb) => {
+                let leader_commit = hb.leader_commit;
+                self.handle_heartbeat(m.from, hb)?;
+                self.maybe_follow_into_quiet(leader_commit);
+                Ok(())
+            }
             MessageBody::HeartbeatResponse { round } => {
                 self.handle_heartbeat_response(m.from, round);
                 Ok(())
@@ -116,6 +123,7 @@ impl RaftNode {
         match &m.body {
             MessageBody::AppendRequest(_)
             | MessageBody::Heartbeat(_)
+            | MessageBody::Quiesce(_)
             | MessageBody::InstallSnapshot(_) => {
                 self.send(m.from, MessageBody::HeartbeatResponse { round: 0 });
             }
@@ -148,6 +156,11 @@ impl RaftNode {
     pub(super) fn in_leader_lease(&self) -> bool {
         if !self.options.check_quorum {
             return false;
+        }
+        if self.quiet {
+            // Its leader said it had nothing to send, and the driver has
+            // not reported it unreachable (`quiesce.rs`).
+            return true;
         }
         if self.now < self.vote_quiet_until {
             // Just (re)started: a lease may count on this node's silence.
@@ -341,6 +354,7 @@ impl RaftNode {
     pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
         let was = (self.role(), self.term(), self.leader);
         self.transfer = None;
+        self.quiet = false;
         if term > self.term() {
             self.hard_state.term = term;
             self.hard_state.voted_for = None;
@@ -378,6 +392,8 @@ impl RaftNode {
         self.reset_read_rounds();
         self.sync_progress();
         self.leader = Some(self.id());
+        self.quiet = false;
+        self.busy_at = self.now;
         self.heartbeat_deadline = self.now + self.options.heartbeat_interval;
         self.check_quorum_deadline = self.now + self.options.election_timeout_min;
         self.announce_role();

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::entry::HardState;
-use super::ids::LogId;
+use super::ids::{LogId, NodeId};
 use super::message::Message;
 
 /// One input event for a node.
@@ -23,4 +23,7 @@ pub enum Event {
     HardStatePersisted(HardState),
     /// A client proposes a command.
     Propose(Bytes),
+    /// The server of this member is unreachable (the driver's liveness
+    /// check): wakes a quiet node.
+    PeerUnreachable(NodeId),
 }

@@ -42,6 +42,16 @@ pub(super) fn check(node: &RaftNode) {
         node.durable_hard_state.term <= node.hard_state.term,
         "durable term ahead"
     );
+    if node.quiet {
+        assert!(
+            matches!(node.role, RoleState::Leader { .. } | RoleState::Follower),
+            "a (pre-)candidate is quiet"
+        );
+        assert!(
+            node.transfer.is_none() && node.reads.quiet(),
+            "quiet with a transfer or a read pending"
+        );
+    }
     match &node.role {
         RoleState::Leader { progress } => {
             assert_eq!(node.leader, Some(node.id()), "leader does not know itself");

@@ -45,6 +45,7 @@ impl RaftNode {
         target: Membership,
     ) -> Result<LogId, ConfChangeError> {
         self.advance_time(now);
+        self.mark_busy();
         self.check_can_change()?;
         self.validate_target(&target)?;
         let current = self.configs.effective().clone();
@@ -130,6 +131,7 @@ impl RaftNode {
         membership: Membership,
     ) -> Result<(), ConfChangeError> {
         self.advance_time(now);
+        self.mark_busy();
         check_shape(&membership)?;
         let Some(next) = self.term().next() else {
             return Err(ConfChangeError::TermAtCeiling { term: self.term() });

@@ -33,6 +33,10 @@ pub enum MessageBody {
     AppendResponse(AppendResponse),
     /// A leader's keep-alive, carrying what the recipient may commit.
     Heartbeat(Heartbeat),
+    /// A leader's last heartbeat before it goes quiet (`core::quiesce`):
+    /// the recipient also stops its election timer if its log is exactly
+    /// the committed log described. Answered like a heartbeat.
+    Quiesce(Heartbeat),
     /// The answer to a [`Heartbeat`], echoing its round.
     HeartbeatResponse {
         /// The heartbeat's [`Heartbeat::round`] (0 when refusing a stale term).

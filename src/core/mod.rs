@@ -36,6 +36,7 @@ mod node;
 pub mod options;
 pub mod output;
 pub mod progress;
+mod quiesce;
 pub mod quorum;
 pub mod read;
 mod removed;

@@ -122,6 +122,13 @@ pub struct RaftNode {
     pub(super) actions: VecDeque<Action>,
     /// State changed since the last flush.
     pub(super) dirty: bool,
+    /// Quiet: no timer runs until an input wakes the node (`quiesce.rs`).
+    /// Invariant: only a leader or a follower is quiet, with no transfer
+    /// and no read pending.
+    pub(super) quiet: bool,
+    /// Leader: the last proposal, read, membership change, transfer or
+    /// wake; quiescence waits `quiesce_after` from here.
+    pub(super) busy_at: Instant,
 }
 
 impl RaftNode {
@@ -188,6 +195,8 @@ impl RaftNode {
             },
             actions: VecDeque::new(),
             dirty: false,
+            quiet: false,
+            busy_at: now,
             options,
         };
         if let Some(snapshot) = log_reset {
@@ -294,6 +303,7 @@ impl RaftNode {
             Event::EntriesPersisted { up_to } => self.handle_entries_persisted(now, up_to)?,
             Event::HardStatePersisted(hs) => self.handle_hard_state_persisted(now, hs)?,
             Event::Propose(command) => return Ok(Some(self.propose(now, command)?)),
+            Event::PeerUnreachable(peer) => self.handle_peer_unreachable(now, peer),
         }
         Ok(None)
     }
@@ -302,6 +312,10 @@ impl RaftNode {
     /// deadline passed run now.
     pub fn handle_tick(&mut self, now: Instant) {
         self.advance_time(now);
+        if self.quiet {
+            // Nothing is due (`quiesce.rs`); a driver may tick anyway.
+            return self.finish_input();
+        }
         self.expire_reads();
         if let RoleState::Leader { .. } = self.role {
             self.check_transfer_deadline();
@@ -314,7 +328,9 @@ impl RaftNode {
             }
             if now >= self.heartbeat_deadline {
                 self.heartbeat_deadline = now + self.options.heartbeat_interval;
-                self.broadcast_heartbeat();
+                if !self.maybe_quiesce() {
+                    self.broadcast_heartbeat();
+                }
             }
         } else if now >= self.election_deadline {
             if self.may_campaign() {
@@ -338,6 +354,7 @@ impl RaftNode {
     /// unknown sender with a refusal at the message's term.
     pub fn handle_message(&mut self, now: Instant, message: Message) -> Result<(), InputError> {
         self.advance_time(now);
+        self.wake_for_message(&message.body);
         let result = self.step(message);
         self.finish_input();
         result
@@ -413,6 +430,7 @@ impl RaftNode {
             // commits, and would never learn the fate of later entries.
             return Err(ProposeError::NotLeader { leader_hint: None });
         }
+        self.mark_busy();
         let id = self.append_as_leader(EntryPayload::Command(command));
         self.proposals.insert(id.index, id.term);
         self.finish_input();
@@ -431,8 +449,12 @@ impl RaftNode {
         self.actions.pop_front()
     }
 
-    /// When the driver must call [`handle_tick`](Self::handle_tick) next.
+    /// When the driver must call [`handle_tick`](Self::handle_tick) next;
+    /// [`Instant::NEVER`] while quiet (`quiesce.rs`).
     pub fn poll_timeout(&self) -> Instant {
+        if self.quiet {
+            return Instant::NEVER;
+        }
         let deadline = match self.role {
             RoleState::Leader { .. } if self.options.check_quorum => {
                 self.heartbeat_deadline.min(self.check_quorum_deadline)

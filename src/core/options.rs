@@ -58,6 +58,14 @@ pub struct RaftOptions {
     /// more are refused with `ReadError::Busy`, a follower's request for a
     /// read index with a refusal.
     pub read_pending_max: usize,
+    /// Quiescence (`core::quiesce`): a leader idle this long with nothing
+    /// to replicate stops heartbeats and its followers stop their election
+    /// timers, until a proposal, read, membership change, transfer,
+    /// message or [`RaftNode::handle_peer_unreachable`](super::RaftNode::handle_peer_unreachable)
+    /// wakes the group. `None` (the default): never quiet. Only for a
+    /// driver that reports unreachable peers, or a quiet group never
+    /// notices its leader's death.
+    pub quiesce_after: Option<Duration>,
 }
 
 impl Default for RaftOptions {
@@ -80,6 +88,7 @@ impl Default for RaftOptions {
             snapshot_install_timeout: Duration::from_secs(120),
             max_clock_drift: Duration::from_millis(100),
             read_pending_max: 1 << 16,
+            quiesce_after: None,
         }
     }
 }
@@ -96,6 +105,7 @@ impl RaftOptions {
         if self.heartbeat_interval.is_zero()
             || self.heartbeat_interval >= self.election_timeout_min
             || self.election_timeout_min >= self.election_timeout_max
+            || self.quiesce_after.is_some_and(|d| d.is_zero())
         {
             return Err(OptionsError::Timeouts);
         }

@@ -185,6 +185,11 @@ impl Reads {
             && self.asked.is_none()
     }
 
+    /// No read of any kind is pending (`quiesce.rs`).
+    pub(super) fn quiet(&self) -> bool {
+        self.pending() == 0 && self.idle()
+    }
+
     /// The earliest deadline of a read this node could still fail.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         if self.confirming.is_empty() && self.queued.is_empty() && self.asked.is_none() {
@@ -212,6 +217,7 @@ impl RaftNode {
                 pending_max: self.options.read_pending_max,
             });
         }
+        self.mark_busy();
         let leading = matches!(self.role, RoleState::Leader { .. });
         if !leading && (policy == ReadPolicy::Log || self.leader.is_none()) {
             return Err(ReadError::NotLeader {

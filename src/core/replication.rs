@@ -81,6 +81,12 @@ impl RaftNode {
     }
 
     pub(super) fn broadcast_heartbeat(&mut self) {
+        self.broadcast_heartbeat_as(false);
+    }
+
+    /// Sends every peer a heartbeat (a `Quiesce` with `quiesce`), which
+    /// starts a read round.
+    pub(super) fn broadcast_heartbeat_as(&mut self, quiesce: bool) {
         self.expire_snapshot_installs();
         let committed = self.log.committed();
         if !matches!(self.role, RoleState::Leader { .. }) {
@@ -103,7 +109,11 @@ impl RaftNode {
                 leader_commit,
                 round,
             };
-            self.send(peer, MessageBody::Heartbeat(beat));
+            let body = match quiesce {
+                true => MessageBody::Quiesce(beat),
+                false => MessageBody::Heartbeat(beat),
+            };
+            self.send(peer, body);
         }
     }
 

@@ -13,6 +13,10 @@ use std::time::Duration;
 pub struct Instant(pub u64);
 
 impl Instant {
+    /// A deadline that never comes: what a quiet node (`core::quiesce`)
+    /// asks to be woken at.
+    pub const NEVER: Instant = Instant(u64::MAX);
+
     /// The instant `nanos` nanoseconds after the epoch.
     pub const fn from_nanos(nanos: u64) -> Self {
         Instant(nanos)

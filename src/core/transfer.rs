@@ -33,6 +33,7 @@ impl RaftNode {
     /// or a transfer or membership change is in flight.
     pub fn transfer_leadership(&mut self, now: Instant, to: NodeId) -> Result<(), TransferError> {
         self.advance_time(now);
+        self.mark_busy();
         if !matches!(self.role, RoleState::Leader { .. }) {
             return Err(TransferError::NotLeader {
                 leader_hint: self.leader,

@@ -74,6 +74,7 @@ impl RaftNode {
             MessageBody::VoteRequest(_) => Ok(()),
             MessageBody::AppendRequest(_)
             | MessageBody::Heartbeat(_)
+            | MessageBody::Quiesce(_)
             | MessageBody::InstallSnapshot(_)
             | MessageBody::TimeoutNow => self.check_leader(m),
             // Members only (learners included): a stranger's reads would
@@ -117,7 +118,7 @@ impl RaftNode {
                 }))
             }
             // At or below the leader's commit, so at or below its last index.
-            MessageBody::Heartbeat(hb) => {
+            MessageBody::Heartbeat(hb) | MessageBody::Quiesce(hb) => {
                 Some(MessageBody::AppendResponse(AppendResponse::Reject {
                     rejected: hb.leader_commit.min(last_index),
                     hint: RejectHint::refusal(last_index),

@@ -151,6 +151,7 @@ pub fn kind(body: &MessageBody) -> &'static str {
         MessageBody::AppendRequest(_) => "append",
         MessageBody::AppendResponse(_) => "append_response",
         MessageBody::Heartbeat(_) => "heartbeat",
+        MessageBody::Quiesce(_) => "quiesce",
         MessageBody::HeartbeatResponse { .. } => "heartbeat_response",
         MessageBody::ReadIndexRequest(_) => "read_index",
         MessageBody::ReadIndexResponse(_) => "read_index_response",

@@ -169,6 +169,12 @@ pub fn to_proto(group: GroupId, m: &Message) -> proto::RaftMessage {
         MessageBody::Heartbeat(h) => Body::HeartbeatRequest(proto::HeartbeatRequest {
             leader_commit: h.leader_commit.0,
             round: h.round,
+            quiesce: false,
+        }),
+        MessageBody::Quiesce(h) => Body::HeartbeatRequest(proto::HeartbeatRequest {
+            leader_commit: h.leader_commit.0,
+            round: h.round,
+            quiesce: true,
         }),
         MessageBody::HeartbeatResponse { round } => {
             Body::HeartbeatResponse(proto::HeartbeatResponse { round: *round })
@@ -275,10 +281,16 @@ pub fn from_proto(m: proto::RaftMessage) -> Result<(GroupId, Message), DecodeErr
                 },
             })
         }
-        Body::HeartbeatRequest(h) => MessageBody::Heartbeat(Heartbeat {
-            leader_commit: LogIndex(h.leader_commit),
-            round: h.round,
-        }),
+        Body::HeartbeatRequest(h) => {
+            let beat = Heartbeat {
+                leader_commit: LogIndex(h.leader_commit),
+                round: h.round,
+            };
+            match h.quiesce {
+                true => MessageBody::Quiesce(beat),
+                false => MessageBody::Heartbeat(beat),
+            }
+        }
         Body::HeartbeatResponse(h) => MessageBody::HeartbeatResponse { round: h.round },
         Body::ReadIndexRequest(r) => MessageBody::ReadIndexRequest(ReadIndexRequest {
             request: r.request,
@@ -373,6 +385,10 @@ mod tests {
             MessageBody::Heartbeat(Heartbeat {
                 leader_commit: LogIndex(8),
                 round: 17,
+            }),
+            MessageBody::Quiesce(Heartbeat {
+                leader_commit: LogIndex(8),
+                round: 18,
             }),
             MessageBody::HeartbeatResponse { round: 17 },
             MessageBody::ReadIndexRequest(ReadIndexRequest {

@@ -1,0 +1,170 @@
+//! Quiescence (hibernation): a group with nothing to replicate stops its
+//! timers (dragonboat's quiesce, CockroachDB's quiescence, TiKV's
+//! hibernate regions), so that a server hosting thousands of idle groups
+//! pays nothing per tick for them. Off unless
+//! [`RaftOptions::quiesce_after`](super::RaftOptions::quiesce_after) is set.
+//!
+//! **Going quiet.** At a heartbeat deadline, a leader that has been idle
+//! (no proposal, read, membership change or transfer) for `quiesce_after`
+//! and whose every peer holds and has acknowledged its whole log, which is
+//! committed and durable, with nothing pending (proposals, reads, transfer,
+//! snapshot installs, a joint or uncommitted configuration), sends each peer
+//! a [`MessageBody::Quiesce`] (a heartbeat, with its round) instead of a
+//! heartbeat, and goes quiet. A follower goes quiet on its leader's
+//! `Quiesce` when its own log is exactly the committed, durable log the
+//! leader described; otherwise it stays awake (and its timer will wake the
+//! leader, whose answer brings it up to date).
+//!
+//! **While quiet** a node has no deadline (`poll_timeout` is
+//! [`Instant::NEVER`]): a leader sends no heartbeats and runs no quorum
+//! check, a follower starts no election. A quiet follower refuses every
+//! (pre-)vote, as if it had just heard from its leader: the runtime's
+//! liveness stands in for the heartbeats (below), and refusing a vote is
+//! always safe.
+//!
+//! **Waking.** A proposal, read, membership change or leadership transfer
+//! wakes a node; so does every message, except that a quiet leader takes
+//! heartbeat answers without waking (they answer its own `Quiesce`) and a
+//! quiet follower takes vote requests (but a leadership transfer's)
+//! without waking (it refuses them: a
+//! peer that missed the `Quiesce` must not pull the group into elections
+//! while its leader lives). A woken leader heartbeats again and checks its
+//! quorum afresh (no activity from before the quiet period counts); a woken
+//! follower restarts its election timer from now.
+//!
+//! **Liveness comes from the driver.** A quiet follower cannot see its
+//! leader die, so the driver must report, with
+//! [`RaftNode::handle_peer_unreachable`], when the server of a member is
+//! unreachable (the runtime does so from one liveness heartbeat per server
+//! pair, shared by all groups). That wakes the node, which then elects a
+//! new leader by the usual rules if the old one is really gone.
+//!
+//! **Safety.** Quiescence only withholds messages and refuses votes; it
+//! never grants a vote or serves a read that the protocol without it would
+//! not. A quiet leader's lease is not extended: the lease runs from the
+//! send time of a round a quorum acknowledged (`read.rs`), and no round is
+//! sent while quiet, so after `election_timeout_min - max_clock_drift` a
+//! lease read needs a round again. A woken follower's vote stickiness is
+//! measured from the last message it really had from its leader, not from
+//! the wake, so the lease's promise ("no vote for another candidate within
+//! `election_timeout_min` of acknowledging a round") holds as before.
+
+use super::ids::NodeId;
+use super::message::MessageBody;
+use super::node::{RaftNode, RoleState};
+use super::progress::ProgressState;
+use super::time::Instant;
+
+impl RaftNode {
+    /// Whether the node is quiet: no timer runs until an input wakes it.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// The driver reports that `peer`'s server is unreachable (its liveness
+    /// heartbeat stopped). A quiet node wakes, so that a follower whose
+    /// leader is gone elects another one by the usual timers; an awake
+    /// node ignores it (its own timers already watch its peers).
+    pub fn handle_peer_unreachable(&mut self, now: Instant, peer: NodeId) {
+        self.advance_time(now);
+        if self.quiet && peer != self.id() {
+            self.wake();
+        }
+        self.finish_input();
+    }
+
+    /// A proposal, read, membership change or transfer arrived: wake if
+    /// quiet, and restart the idle period either way.
+    pub(super) fn mark_busy(&mut self) {
+        if self.quiet {
+            self.wake();
+        }
+        self.busy_at = self.now;
+    }
+
+    /// Wakes a quiet node before it handles `body` (see the module doc for
+    /// the two kinds of message that do not wake).
+    pub(super) fn wake_for_message(&mut self, body: &MessageBody) {
+        if !self.quiet {
+            return;
+        }
+        let stays_quiet = match (&self.role, body) {
+            (RoleState::Leader { .. }, MessageBody::HeartbeatResponse { .. }) => true,
+            (RoleState::Follower, MessageBody::VoteRequest(req)) => !req.leadership_transfer,
+            _ => false,
+        };
+        if !stays_quiet {
+            self.wake();
+        }
+    }
+
+    /// Leaves the quiet state: a leader heartbeats at once and needs fresh
+    /// evidence of a live quorum; a follower's election timer restarts.
+    fn wake(&mut self) {
+        self.quiet = false;
+        self.busy_at = self.now;
+        match &mut self.role {
+            RoleState::Leader { progress } => {
+                for p in progress.values_mut() {
+                    p.recent_active = false;
+                }
+                self.heartbeat_deadline = self.now;
+                self.check_quorum_deadline = self.now + self.options.election_timeout_min;
+            }
+            _ => self.reset_election_deadline(),
+        }
+    }
+
+    /// Leader, at a heartbeat deadline: goes quiet (sending `Quiesce`
+    /// instead of the heartbeat) if idle long enough with nothing to do.
+    /// Returns whether it did.
+    pub(super) fn maybe_quiesce(&mut self) -> bool {
+        let Some(idle) = self.options.quiesce_after else {
+            return false;
+        };
+        if self.now < self.busy_at + idle || !self.leader_has_nothing_to_do() {
+            return false;
+        }
+        self.broadcast_heartbeat_as(true);
+        self.quiet = true;
+        true
+    }
+
+    /// Leader: everything is committed, durable, applied-out and held by
+    /// every peer, and nothing waits on this leader.
+    fn leader_has_nothing_to_do(&self) -> bool {
+        let RoleState::Leader { progress } = &self.role else {
+            return false;
+        };
+        let last = self.log.last_index();
+        self.transfer.is_none()
+            && self.proposals.is_empty()
+            && self.reads.quiet()
+            && !self.membership_change_pending()
+            && self.log.committed() == last
+            && self.log.persisted() == last
+            && self.log.term_at(last) == Some(self.term())
+            && progress.values().all(|p| {
+                p.state == ProgressState::Replicate && p.matched == last && p.inflights.count() == 0
+            })
+    }
+
+    /// Follower, after handling its leader's `Quiesce` saying everything
+    /// through `leader_commit` is committed: goes quiet if its log is
+    /// exactly that, durable, and nothing waits on it.
+    pub(super) fn maybe_follow_into_quiet(&mut self, leader_commit: super::ids::LogIndex) {
+        let last = self.log.last_index();
+        let caught_up = matches!(self.role, RoleState::Follower)
+            && self.options.quiesce_after.is_some()
+            && last == leader_commit
+            && self.log.committed() == last
+            && self.log.persisted() == last
+            && self.leader_matched == last
+            && self.installing.is_none()
+            && self.durable_hard_state == self.hard_state
+            && self.reads.quiet();
+        if caught_up {
+            self.quiet = true;
+        }
+    }
+}
