@@ -382,6 +382,7 @@ impl NodeManager {
                 interval: options.snapshot_interval,
             },
             since_snapshot: 0,
+            saving: None,
         };
         self.serve_snapshots(options.group, Arc::clone(&snapshots));
         let apply = tokio::spawn(apply_loop.run(apply_tasks));
@@ -503,13 +504,14 @@ fn load_snapshot(
     state_machine: &mut dyn StateMachine,
 ) -> Result<Option<SnapshotInfo>, Error> {
     let loaded = snapshots
-        .load()
+        .open()
         .map_err(|e| Error::Storage(e.to_string()))?;
-    let Some((meta, files)) = loaded else {
+    let Some(reader) = loaded else {
         return Ok(None);
     };
+    let meta = reader.meta().clone();
     state_machine
-        .on_snapshot_load(meta.last_included, files)
+        .on_snapshot_load(meta.last_included, &reader)
         .map_err(|e| {
             Error::StateMachine(format!("loading snapshot {}: {e}", meta.last_included))
         })?;
