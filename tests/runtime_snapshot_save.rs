@@ -141,6 +141,76 @@ async fn applies_go_on_while_a_slow_save_is_written_and_the_snapshot_is_of_its_p
     shut_down(servers).await;
 }
 
+/// A counter with an open gate; its snapshots' storage.
+fn counter() -> (SlowSaver, MemStorage) {
+    let machine = SlowSaver {
+        count: 0,
+        gate: Arc::default(),
+        writing: Arc::default(),
+        loaded: Arc::default(),
+    };
+    (machine, MemStorage::new())
+}
+
+/// The newest snapshot's last index in `store`, if any.
+fn newest(store: &MemStorage) -> Option<u64> {
+    let meta = store.snapshots().latest().unwrap();
+    meta.map(|m| m.last_included.index.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_saved_by_bytes_of_log_and_by_time_whichever_first() {
+    let servers = servers(1).await;
+    let group = GroupId(8);
+    let options = |log_bytes, period| GroupOptions {
+        raft: fast_raft(NodeId(1), group),
+        snapshot_interval: None,
+        snapshot_log_bytes: log_bytes,
+        snapshot_period: period,
+        ..GroupOptions::new(group, NodeId(1), peers_of(&servers))
+    };
+
+    // By bytes: 10 commands of 1,000 bytes pass 8,000 bytes of log.
+    let (machine, store) = counter();
+    let node = servers[0]
+        .add_group(
+            options(Some(8_000), None),
+            Box::new(store.clone()),
+            Box::new(machine),
+        )
+        .unwrap();
+    wait_for_leader(&[&node]).await;
+    let big = Bytes::from(vec![b'+'; 1000]);
+    for _ in 0..7 {
+        node.apply(big.clone()).await.unwrap();
+    }
+    assert_eq!(newest(&store), None, "7,000 bytes and more are not due yet");
+    for _ in 0..3 {
+        node.apply(big.clone()).await.unwrap();
+    }
+    wait_until(|| newest(&store).is_some()).await;
+    node.shutdown().await;
+
+    // By time: three small commands, then nothing; the period saves them.
+    let (machine, store) = counter();
+    let period = Duration::from_millis(300);
+    let node = servers[0]
+        .add_group(
+            options(None, Some(period)),
+            Box::new(store.clone()),
+            Box::new(machine),
+        )
+        .unwrap();
+    wait_for_leader(&[&node]).await;
+    let mut last = 0;
+    for _ in 0..3 {
+        last = node.apply("+".into()).await.unwrap().index.0;
+    }
+    wait_until(|| newest(&store) == Some(last)).await;
+    node.shutdown().await;
+    shut_down(servers).await;
+}
+
 async fn shut_down(servers: Vec<NodeManager>) {
     for server in servers {
         server.shutdown().await;

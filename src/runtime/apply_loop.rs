@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::blocking::run_blocking;
 use super::error::Error;
 use super::group::{GroupInput, SharedState};
+use super::snapshot_policy::{ENTRY_OVERHEAD_BYTES, SinceSnapshot, SnapshotPolicy};
 use super::snapshot_storage::SnapshotStorage;
 use super::snapshot_view::SnapshotView;
 use super::state_machine::{Committed, SnapshotError, StateMachine};
@@ -67,13 +69,6 @@ pub(crate) enum ApplyTask {
     Failed(Error),
 }
 
-/// When the apply task saves snapshots on its own.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SnapshotPolicy {
-    /// Save after this many applied entries; `None`: only on request.
-    pub(crate) interval: Option<u64>,
-}
-
 /// The apply task's state.
 pub(crate) struct ApplyLoop {
     pub(crate) sm: Box<dyn StateMachine>,
@@ -88,8 +83,10 @@ pub(crate) struct ApplyLoop {
     /// The configuration in effect at `last_applied`.
     pub(crate) membership: Membership,
     pub(crate) policy: SnapshotPolicy,
-    /// Entries applied since the last snapshot.
-    pub(crate) since_snapshot: u64,
+    /// What was applied since the last snapshot.
+    pub(crate) since_snapshot: SinceSnapshot,
+    /// When the last snapshot was taken (or the task started).
+    pub(crate) snapshot_at: Instant,
     /// The save being written out, if any.
     pub(crate) saving: Option<JoinHandle<()>>,
 }
@@ -102,28 +99,37 @@ impl ApplyLoop {
     ) -> Box<dyn StateMachine> {
         let mut leading = false;
         let mut following: Option<NodeId> = None;
-        while let Some(task) = tasks.recv().await {
+        loop {
+            let task = match self.policy.period_after(self.since_snapshot) {
+                Some(period) => {
+                    let wait =
+                        (self.snapshot_at + period).saturating_duration_since(Instant::now());
+                    tokio::select! {
+                        task = tasks.recv() => task,
+                        () = tokio::time::sleep(wait) => {
+                            self.maybe_save(true).await;
+                            continue;
+                        }
+                    }
+                }
+                None => tasks.recv().await,
+            };
+            let Some(task) = task else { break };
             let sm = self.sm.as_mut();
             match task {
                 ApplyTask::Entries { entries, closures } => {
                     let Some(last) = entries.last().map(|e| e.id) else {
                         continue;
                     };
-                    self.since_snapshot += entries.len() as u64;
+                    self.since_snapshot.entries += entries.len() as u64;
+                    self.since_snapshot.log_bytes += entries.iter().map(entry_bytes).sum::<u64>();
                     if let Some(m) = apply_batch(sm, entries, closures) {
                         self.membership = m;
                     }
                     self.last_applied = last;
                     self.applied_index.store(last.index.0, Ordering::Release);
                     self.shared.status.set_applied(last.index);
-                    let due = self
-                        .policy
-                        .interval
-                        .is_some_and(|n| self.since_snapshot >= n);
-                    // One save at a time: a due one waits for the next batch.
-                    if due && self.saving.as_ref().is_none_or(|s| s.is_finished()) {
-                        self.save_snapshot(None).await;
-                    }
+                    self.maybe_save(false).await;
                 }
                 ApplyTask::Role { role, term, leader } => {
                     if leading && role != Role::Leader {
@@ -176,6 +182,19 @@ impl ApplyLoop {
         self.sm
     }
 
+    /// Starts a save if the policy says one is due. One save at a time: a
+    /// due one waits for the next batch, or (`wait`, from the timer, which
+    /// would otherwise fire again at once) for the save under way.
+    async fn maybe_save(&mut self, wait: bool) {
+        let elapsed = self.snapshot_at.elapsed();
+        if !self.policy.due(self.since_snapshot, elapsed) {
+            return;
+        }
+        if wait || self.saving.as_ref().is_none_or(|s| s.is_finished()) {
+            self.save_snapshot(None).await;
+        }
+    }
+
     /// Takes a view of the applied state and starts writing it out as a
     /// durable snapshot (after the save under way, if any); the group hears
     /// of it, and `reply` gets its last entry, once it is durable.
@@ -183,14 +202,15 @@ impl ApplyLoop {
         if let Some(previous) = self.saving.take() {
             let _ = previous.await;
         }
-        self.since_snapshot = 0;
+        self.since_snapshot = SinceSnapshot::default();
+        self.snapshot_at = Instant::now();
         let last = self.last_applied;
         let view = match self.sm.on_snapshot_save() {
             Ok(view) => view,
             Err(e) => {
                 if matches!(e, SnapshotError::Unsupported) {
                     // Never ask again on our own.
-                    self.policy.interval = None;
+                    self.policy = SnapshotPolicy::never();
                 }
                 let error = Error::StateMachine(format!("saving a snapshot: {e}"));
                 if let Some(reply) = reply {
@@ -227,7 +247,8 @@ impl ApplyLoop {
                 self.shared.status.set_applied(snapshot.last.index);
                 self.last_applied = snapshot.last;
                 self.membership = snapshot.membership.clone();
-                self.since_snapshot = 0;
+                self.since_snapshot = SinceSnapshot::default();
+                self.snapshot_at = Instant::now();
                 self.applied_index
                     .store(snapshot.last.index.0, Ordering::Release);
                 GroupInput::SnapshotInstalled(snapshot)
@@ -289,6 +310,15 @@ impl Save {
             .await;
         Ok(last)
     }
+}
+
+/// An entry's bytes as the snapshot policy counts them.
+fn entry_bytes(entry: &Entry) -> u64 {
+    let payload = match &entry.payload {
+        EntryPayload::Command(data) => data.len() as u64,
+        EntryPayload::Config(_) | EntryPayload::Noop => 0,
+    };
+    payload + ENTRY_OVERHEAD_BYTES
 }
 
 /// Applies a batch; returns the last configuration it carried.

@@ -35,6 +35,7 @@ mod read_barrier;
 pub mod session;
 pub mod snapshot_copy;
 mod snapshot_install;
+mod snapshot_policy;
 pub mod snapshot_storage;
 mod snapshot_view;
 mod socket_options;
