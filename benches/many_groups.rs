@@ -135,7 +135,7 @@ impl Cluster {
                 let storage: Box<dyn GroupStorage> = match storage {
                     Storage::Memory => Box::new(MemStorage::new()),
                     Storage::Disk => Box::new(
-                        DiskStorage::open(
+                        DiskStorage::open_blocking(
                             Arc::new(StdFileSystem),
                             &dir.join(format!("n{i}/g{}", group.0)),
                             LogOptions::default(),

@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use oar::core::{LogId, LogIndex, NodeId, RaftOptions};
 use oar::runtime::{
-    Committed, DiskStorage, GroupId, GroupOptions, Node, NodeManager, SnapshotError, SnapshotFiles,
-    StateMachine, TransportOptions,
+    Committed, DiskStorage, GroupId, GroupOptions, Node, NodeManager, SnapshotError,
+    SnapshotReader, SnapshotView, SnapshotWriter, StateMachine, TransportOptions,
 };
 use oar::storage::{LogOptions, StdFileSystem};
 use rand::{Rng, SeedableRng};
@@ -163,46 +163,66 @@ impl StateMachine for BlobStore {
     }
 
     /// Files `blob-NNNN` of 16 chunks each, `kv`, and a `manifest` with the
-    /// chunk count and the state's digest.
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+    /// chunk count and the state's digest. The view is a fork: the chunks
+    /// are shared immutable buffers, so taking it copies only their
+    /// handles, and each blob file is streamed chunk by chunk.
+    fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
         let blobs = self.0.blobs.lock().expect("blobs lock");
-        let mut files = SnapshotFiles::new();
-        for (i, run) in blobs.chunks.chunks(CHUNKS_PER_FILE).enumerate() {
-            files.insert(format!("blob-{i:04}"), Bytes::from(run.concat()));
-        }
-        files.insert("kv".into(), blobs.encode_kv());
+        let chunks = blobs.chunks.clone();
+        let kv = blobs.encode_kv();
         let manifest = format!("{} {}", blobs.chunks.len(), blobs.digest());
-        files.insert("manifest".into(), Bytes::from(manifest));
-        let bytes = files.values().map(|f| f.len() as u64).sum();
-        self.0.saved_bytes.store(bytes, Ordering::Relaxed);
-        Ok(files)
+        drop(blobs);
+        let shared = Arc::clone(&self.0);
+        Ok(Box::new(move |writer: &mut SnapshotWriter| {
+            let mut bytes = 0;
+            for (i, run) in chunks.chunks(CHUNKS_PER_FILE).enumerate() {
+                let mut file = writer.create_file(&format!("blob-{i:04}"))?;
+                for chunk in run {
+                    file.write_at_end(chunk)?;
+                }
+                bytes += file.len();
+                file.finish()?;
+            }
+            writer.write_file("kv", &kv)?;
+            writer.write_file("manifest", manifest.as_bytes())?;
+            bytes += (kv.len() + manifest.len()) as u64;
+            shared.saved_bytes.store(bytes, Ordering::Relaxed);
+            Ok(())
+        }))
     }
 
-    fn on_snapshot_load(&mut self, last: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
+    fn on_snapshot_load(
+        &mut self,
+        last: LogId,
+        snapshot: &SnapshotReader,
+    ) -> Result<(), SnapshotError> {
         let invalid = |why: &str| SnapshotError::Invalid(why.to_string());
-        let manifest = files
-            .get("manifest")
-            .ok_or_else(|| invalid("no manifest"))?;
-        let (count, digest) = std::str::from_utf8(manifest)
+        let manifest = snapshot.read_file("manifest")?;
+        let (count, digest) = std::str::from_utf8(&manifest)
             .ok()
             .and_then(|m| m.split_once(' '))
             .and_then(|(c, d)| Some((c.parse::<usize>().ok()?, d.parse::<u32>().ok()?)))
             .ok_or_else(|| invalid("unreadable manifest"))?;
         let mut loaded = Blobs::default();
         // `blob-NNNN` names sort in file order.
-        for data in files
-            .iter()
-            .filter_map(|(name, data)| name.starts_with("blob-").then_some(data))
-        {
-            let chunks = (0..data.len()).step_by(MIB);
-            loaded
-                .chunks
-                .extend(chunks.map(|at| data.slice(at..(at + MIB).min(data.len()))));
+        for f in &snapshot.meta().files {
+            if !f.name.starts_with("blob-") {
+                continue;
+            }
+            let mut file = snapshot.open_file(&f.name)?;
+            while loaded.chunks.len() < count && !file.is_empty() {
+                let mut chunk = vec![0; MIB];
+                match std::io::Read::read_exact(&mut file, &mut chunk) {
+                    Ok(()) => loaded.chunks.push(Bytes::from(chunk)),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
-        if loaded.chunks.len() != count || loaded.chunks.iter().any(|c| c.len() != MIB) {
+        if loaded.chunks.len() != count {
             return Err(invalid("blob files do not match the manifest"));
         }
-        loaded.kv = Blobs::decode_kv(files.get("kv").cloned().ok_or_else(|| invalid("no kv"))?)?;
+        loaded.kv = Blobs::decode_kv(Bytes::from(snapshot.read_file("kv")?))?;
         if loaded.digest() != digest {
             return Err(invalid("digest mismatch"));
         }

@@ -22,7 +22,7 @@ use oar::client::{Client, ClientOptions};
 use oar::core::{LogId, NodeId};
 use oar::runtime::{
     Committed, Dialer, GroupId, GroupOptions, Insecure, MemStorage, NodeManager, Security,
-    SessionOptions, SnapshotError, SnapshotFiles, StateMachine,
+    SessionOptions, SnapshotError, SnapshotReader, SnapshotView, StateMachine, snapshot_file,
 };
 
 const GROUP: GroupId = GroupId(1);
@@ -44,16 +44,14 @@ impl StateMachine for Counter {
             .collect()
     }
 
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
-        Ok(SnapshotFiles::from([(
-            "count".to_string(),
-            Bytes::from(self.0.to_string()),
-        )]))
+    fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
+        Ok(snapshot_file("count", self.0.to_string()))
     }
 
-    fn on_snapshot_load(&mut self, _: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
-        let count = files.get("count").and_then(|b| std::str::from_utf8(b).ok());
-        self.0 = count
+    fn on_snapshot_load(&mut self, _: LogId, files: &SnapshotReader) -> Result<(), SnapshotError> {
+        let count = files.read_file("count")?;
+        self.0 = std::str::from_utf8(&count)
+            .ok()
             .and_then(|c| c.parse().ok())
             .ok_or(SnapshotError::Invalid("no count".into()))?;
         Ok(())

@@ -18,8 +18,8 @@ use oar::runtime::wire::proto;
 use oar::runtime::wire::proto::client_request::Op;
 use oar::runtime::wire::proto::client_response::Result as Answer;
 use oar::runtime::{
-    Committed, GroupId, GroupOptions, NodeManager, SnapshotError, SnapshotFiles, StateMachine,
-    TransportOptions,
+    Committed, GroupId, GroupOptions, NodeManager, SnapshotError, SnapshotReader, SnapshotView,
+    StateMachine, TransportOptions,
 };
 use prost::Message as _;
 use runtime::pki::{self, CLIENT_TOKEN};
@@ -48,11 +48,11 @@ impl StateMachine for Gated {
             .collect()
     }
 
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+    fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
         Err(SnapshotError::Unsupported)
     }
 
-    fn on_snapshot_load(&mut self, _: LogId, _: SnapshotFiles) -> Result<(), SnapshotError> {
+    fn on_snapshot_load(&mut self, _: LogId, _: &SnapshotReader) -> Result<(), SnapshotError> {
         Err(SnapshotError::Unsupported)
     }
 }

@@ -109,8 +109,11 @@ async fn tables(members: &[&CounterMember]) -> Vec<Bytes> {
         for m in members {
             at.push(m.member.node.snapshot().await.expect("snapshot saved"));
             let snapshots = m.member.store.open().snapshots();
-            let (_, files) = snapshots.load().unwrap().expect("a snapshot");
-            out.push(files.get(SESSIONS_FILE).expect("the session table").clone());
+            let snapshot = snapshots.open().unwrap().expect("a snapshot");
+            let table = snapshot
+                .read_file(SESSIONS_FILE)
+                .expect("the session table");
+            out.push(Bytes::from(table));
         }
         if at.windows(2).all(|w| w[0] == w[1]) {
             return out;

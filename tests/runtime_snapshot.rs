@@ -299,14 +299,14 @@ async fn a_snapshot_request_to_a_state_machine_without_support_is_a_typed_error(
     assert_eq!((status.snapshot, status.first_index), (None, LogIndex(1)));
 }
 
-/// The apply task (a user's request) and the installer (a snapshot from the
-/// leader) may save at the same time on different threads, while the file
-/// service reads: saves must not share a half-written temp directory, and a
-/// read must not see a snapshot half removed.
+/// The apply task's save and the installer (a snapshot from the leader) may
+/// write at the same time on different threads, while the file service
+/// reads: they must not share a half-written temp directory, and a read
+/// must not see a snapshot half removed.
 #[test]
 fn concurrent_saves_each_commit_whole() {
     use oar::core::{LogId, Membership};
-    use oar::runtime::{DiskSnapshots, SnapshotFiles, SnapshotStorage};
+    use oar::runtime::{DiskSnapshots, SnapshotStorage};
     use oar::storage::StdFileSystem;
 
     let dir = tempfile::tempdir().unwrap();
@@ -319,13 +319,15 @@ fn concurrent_saves_each_commit_whole() {
             std::thread::spawn(move || {
                 for round in 0..15u64 {
                     let index = 1 + round * 2 + t;
-                    let mut files = SnapshotFiles::new();
+                    // Thread 1 writes as the installer does, thread 0 as
+                    // the apply task: each in its own temp directory.
+                    let mut writer = snapshots.begin(t == 1).unwrap();
                     for f in 0..4 {
                         let data = vec![(index % 251) as u8; 64 << 10];
-                        files.insert(format!("part{f}"), Bytes::from(data));
+                        writer.write_file(&format!("part{f}"), &data).unwrap();
                     }
                     snapshots
-                        .save(LogId::new(1, index), membership.clone(), &files)
+                        .commit(writer, LogId::new(1, index), membership.clone())
                         .unwrap_or_else(|e| panic!("save of {index} failed: {e}"));
                 }
             })
@@ -362,10 +364,11 @@ fn concurrent_saves_each_commit_whole() {
     }
     done.store(true, Ordering::Relaxed);
     assert!(reader.join().unwrap() > 0, "the reader read something");
-    let (meta, files) = snapshots.load().unwrap().expect("a snapshot");
-    assert_eq!(meta.last_included, LogId::new(1, 30));
-    assert_eq!(files.len(), 4);
-    for data in files.values() {
+    let snapshot = snapshots.open().unwrap().expect("a snapshot");
+    assert_eq!(snapshot.meta().last_included, LogId::new(1, 30));
+    assert_eq!(snapshot.meta().files.len(), 4);
+    for f in &snapshot.meta().files {
+        let data = snapshot.read_file(&f.name).unwrap();
         assert!(data.len() == 64 << 10 && data.iter().all(|&b| b == 30));
     }
 }

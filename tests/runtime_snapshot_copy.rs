@@ -15,8 +15,8 @@ use oar::runtime::wire::frame::{FRAME_BYTES_MAX, encode_frame, read_frame};
 use oar::runtime::wire::proto;
 use oar::runtime::{
     CopyError, CopyOptions, Dialer, DiskSnapshots, GroupId, LocalNetwork, MemSnapshots,
-    NodeManager, Security, SnapshotFiles, SnapshotReadError, SnapshotSource, SnapshotStorage,
-    StorageFailure, Throttle, TransportOptions, fetch_snapshot,
+    NodeManager, Security, SnapshotFiles, SnapshotReadError, SnapshotReader, SnapshotSource,
+    SnapshotStorage, SnapshotWriter, StorageFailure, Throttle, TransportOptions, fetch_snapshot,
 };
 use oar::storage::{SnapshotMeta, StdFileSystem};
 use prost::Message as _;
@@ -91,7 +91,30 @@ async fn copy(
     options: &CopyOptions,
 ) -> Result<(SnapshotMeta, SnapshotFiles), CopyError> {
     let (_cancel, cancelled) = watch::channel(false);
-    fetch_snapshot(source, GROUP, snapshot, throttle, options, cancelled).await
+    let into = MemSnapshots::new();
+    let writer = into.begin(true).unwrap();
+    let (meta, writer) = fetch_snapshot(
+        source, GROUP, snapshot, throttle, options, cancelled, writer,
+    )
+    .await?;
+    let committed = into
+        .commit(writer, meta.last_included, meta.membership.clone())
+        .unwrap();
+    assert_eq!(committed, meta, "the files written are the files served");
+    Ok((meta, read_back(&into)))
+}
+
+/// The files of the newest snapshot in `storage`.
+fn read_back(storage: &dyn SnapshotStorage) -> SnapshotFiles {
+    let snapshot = storage.open().unwrap().expect("a snapshot");
+    let read = |name: &str| Bytes::from(snapshot.read_file(name).unwrap());
+    let files = snapshot.meta().files.iter();
+    files.map(|f| (f.name.clone(), read(&f.name))).collect()
+}
+
+/// A fresh destination for a copy.
+fn destination() -> SnapshotWriter {
+    MemSnapshots::new().begin(true).unwrap()
 }
 
 fn quick_retries() -> CopyOptions {
@@ -372,17 +395,21 @@ impl SnapshotStorage for ReplacedMidCopy {
         self.inner.latest()
     }
 
-    fn load(&self) -> Result<Option<(SnapshotMeta, SnapshotFiles)>, StorageFailure> {
-        self.inner.load()
+    fn open(&self) -> Result<Option<SnapshotReader>, StorageFailure> {
+        self.inner.open()
     }
 
-    fn save(
+    fn begin(&self, install: bool) -> Result<SnapshotWriter, StorageFailure> {
+        self.inner.begin(install)
+    }
+
+    fn commit(
         &self,
+        writer: SnapshotWriter,
         last_included: LogId,
         membership: Membership,
-        files: &SnapshotFiles,
     ) -> Result<SnapshotMeta, StorageFailure> {
-        self.inner.save(last_included, membership, files)
+        self.inner.commit(writer, last_included, membership)
     }
 
     fn read_chunk(
@@ -448,6 +475,7 @@ async fn unknown_groups_unreachable_servers_and_cancellation_are_typed_errors() 
         &unlimited,
         &options,
         cancelled.clone(),
+        destination(),
     )
     .await
     .unwrap_err();
@@ -477,9 +505,17 @@ async fn unknown_groups_unreachable_servers_and_cancellation_are_typed_errors() 
 
     let (cancel, cancelled) = watch::channel(false);
     cancel.send(true).unwrap();
-    let err = fetch_snapshot(source, GROUP, SNAPSHOT, &unlimited, &options, cancelled)
-        .await
-        .unwrap_err();
+    let err = fetch_snapshot(
+        source,
+        GROUP,
+        SNAPSHOT,
+        &unlimited,
+        &options,
+        cancelled,
+        destination(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, CopyError::Cancelled), "{err:?}");
     server.shutdown().await;
 }

@@ -38,7 +38,7 @@ fn populated(seed: u64) -> MemFileSystem {
     .unwrap();
     let store =
         SnapshotStore::open(Arc::new(fs.clone()), &Path::new(DIR).join("snapshot")).unwrap();
-    let mut sw = store.begin().unwrap();
+    let mut sw = store.begin(false).unwrap();
     sw.write_file("state", b"kv state").unwrap();
     sw.commit(LogId::new(3, 20), Membership::with_voters([NodeId(1)]))
         .unwrap();

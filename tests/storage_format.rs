@@ -54,7 +54,7 @@ fn child_writes_storage() {
         .unwrap();
     w.truncate_prefix(LogId::new(5, 50)).unwrap();
     let store = SnapshotStore::open(Arc::new(StdFileSystem), &dir.join("snapshot")).unwrap();
-    let mut sw = store.begin().unwrap();
+    let mut sw = store.begin(false).unwrap();
     sw.write_file("state", b"snapshot bytes").unwrap();
     sw.commit(
         LogId::new(5, 50),

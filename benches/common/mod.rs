@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use oar::core::{LogId, NodeId};
-use oar::runtime::{Committed, NodeManager, SnapshotError, SnapshotFiles, StateMachine};
+use oar::runtime::{
+    Committed, NodeManager, SnapshotError, SnapshotReader, SnapshotView, StateMachine,
+    snapshot_file,
+};
 use tokio::task::JoinHandle;
 
 /// Counts writes; answers with nothing, like openraft's minimal store.
@@ -23,15 +26,13 @@ impl StateMachine for Counter {
         vec![Bytes::new(); commands.len()]
     }
 
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
-        let count = Bytes::copy_from_slice(&self.0.to_le_bytes());
-        Ok(SnapshotFiles::from([("count".to_string(), count)]))
+    fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
+        Ok(snapshot_file("count", self.0.to_le_bytes().to_vec()))
     }
 
-    fn on_snapshot_load(&mut self, _: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
-        let bytes = files
-            .get("count")
-            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok());
+    fn on_snapshot_load(&mut self, _: LogId, files: &SnapshotReader) -> Result<(), SnapshotError> {
+        let bytes = files.read_file("count")?;
+        let bytes = <[u8; 8]>::try_from(&bytes[..]).ok();
         let bytes = bytes.ok_or_else(|| SnapshotError::Invalid("no count".into()))?;
         self.0 = u64::from_le_bytes(bytes);
         Ok(())

@@ -12,7 +12,9 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use oar::core::LogId;
-use oar::runtime::{Committed, SnapshotError, SnapshotFiles, StateMachine};
+use oar::runtime::{
+    Committed, SnapshotError, SnapshotReader, SnapshotView, StateMachine, snapshot_file,
+};
 
 use crate::resp;
 
@@ -147,7 +149,8 @@ impl StateMachine for KvStore {
 
     /// One file, `data`: per key, a u32 length and the key, a u32 length
     /// and the value, in key order.
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+    fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
+        // Encoded now (a point-in-time copy); written out while applies go on.
         let map = self.map.read().expect("map lock");
         let size: usize = map.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
         let mut data = Vec::with_capacity(size);
@@ -157,25 +160,21 @@ impl StateMachine for KvStore {
                 data.extend_from_slice(part);
             }
         }
-        Ok(SnapshotFiles::from([(
-            SNAPSHOT_FILE.to_owned(),
-            Bytes::from(data),
-        )]))
+        Ok(snapshot_file(SNAPSHOT_FILE, data))
     }
 
+    /// Streams the file (checked against its CRC32C at its end), so the
+    /// map is built without the file ever held whole.
     fn on_snapshot_load(
         &mut self,
         _last: LogId,
-        files: SnapshotFiles,
+        snapshot: &SnapshotReader,
     ) -> Result<(), SnapshotError> {
-        let data = files
-            .get(SNAPSHOT_FILE)
-            .ok_or_else(|| SnapshotError::Invalid(format!("no {SNAPSHOT_FILE} file")))?;
+        let mut file = std::io::BufReader::new(snapshot.open_file(SNAPSHOT_FILE)?);
         let mut map = BTreeMap::new();
-        let mut rest = &data[..];
-        while !rest.is_empty() {
-            let key = take_part(&mut rest)?;
-            let value = take_part(&mut rest)?;
+        while !std::io::BufRead::fill_buf(&mut file)?.is_empty() {
+            let key = take_part(&mut file)?;
+            let value = take_part(&mut file)?;
             map.insert(key, value);
         }
         *self.map.write().expect("map lock") = map;
@@ -187,21 +186,29 @@ impl StateMachine for KvStore {
 const SNAPSHOT_FILE: &str = "data";
 
 /// Splits a u32-length-prefixed part off the front of `rest`.
-fn take_part(rest: &mut &[u8]) -> Result<Vec<u8>, SnapshotError> {
+/// Reads one length-prefixed part. A lying length allocates only the
+/// bytes actually there (`take` + `read_to_end` grow as data arrives).
+fn take_part(file: &mut impl std::io::Read) -> Result<Vec<u8>, SnapshotError> {
+    use std::io::Read;
     let truncated = || SnapshotError::Invalid("truncated snapshot record".into());
-    let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(truncated)?;
-    let len = u32::from_le_bytes(*len) as usize;
-    if tail.len() < len {
+    let mut len = [0u8; 4];
+    match file.read_exact(&mut len) {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(truncated()),
+        other => other?,
+    }
+    let len = u64::from(u32::from_le_bytes(len));
+    let mut part = Vec::new();
+    file.take(len).read_to_end(&mut part)?;
+    if (part.len() as u64) < len {
         return Err(truncated());
     }
-    let (part, tail) = tail.split_at(len);
-    *rest = tail;
-    Ok(part.to_vec())
+    Ok(part)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oar::runtime::{MemSnapshots, SnapshotFiles, SnapshotStorage};
 
     fn run(store: &mut KvStore, op: Op, args: &[&str]) -> String {
         let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
@@ -234,14 +241,24 @@ mod tests {
         let mut s = KvStore::default();
         run(&mut s, Op::Set, &["a", "1"]);
         run(&mut s, Op::Set, &["", "empty key"]);
-        let files = s.on_snapshot_save().unwrap();
+        let snapshots = MemSnapshots::new();
+        let mut writer = snapshots.begin(false).unwrap();
+        s.on_snapshot_save().unwrap().write_to(&mut writer).unwrap();
+        let last = LogId::new(1, 2);
+        snapshots.commit(writer, last, Default::default()).unwrap();
+        let saved = snapshots.open().unwrap().unwrap();
         let mut t = KvStore::default();
-        t.on_snapshot_load(LogId::new(1, 2), files.clone()).unwrap();
+        t.on_snapshot_load(last, &saved).unwrap();
         assert_eq!(*t.map.read().unwrap(), *s.map.read().unwrap());
-        let mut cut = files.clone();
-        let data = cut.get_mut(SNAPSHOT_FILE).unwrap();
-        *data = data.slice(..data.len() - 1);
-        assert!(t.on_snapshot_load(LogId::new(1, 2), cut).is_err());
+        let data = saved.read_file(SNAPSHOT_FILE).unwrap();
+        let cut = SnapshotFiles::from([(
+            SNAPSHOT_FILE.to_owned(),
+            Bytes::copy_from_slice(&data[..data.len() - 1]),
+        )]);
+        let last = LogId::new(1, 3);
+        snapshots.save(last, Default::default(), &cut).unwrap();
+        let cut = snapshots.open().unwrap().unwrap();
+        assert!(t.on_snapshot_load(last, &cut).is_err());
         assert_eq!(
             *t.map.read().unwrap(),
             *s.map.read().unwrap(),

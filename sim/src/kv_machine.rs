@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use oar::core::{LogId, LogIndex, Membership, NodeId, Term};
-use oar::runtime::{Committed, Error, SnapshotError, SnapshotFiles, StateMachine};
+use oar::runtime::{
+    Committed, Error, SnapshotError, SnapshotReader, SnapshotView, StateMachine, snapshot_file,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -250,20 +252,21 @@ impl StateMachine for KvMachine {
         replies
     }
 
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+    fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
         let json = serde_json::to_vec(&*self.map.lock().expect("map")).expect("maps serialize");
-        Ok(SnapshotFiles::from([(
-            SNAPSHOT_FILE.to_owned(),
-            Bytes::from(json),
-        )]))
+        Ok(snapshot_file(SNAPSHOT_FILE, json))
     }
 
-    fn on_snapshot_load(&mut self, last: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
-        let data = files
-            .get(SNAPSHOT_FILE)
-            .ok_or_else(|| SnapshotError::Invalid(format!("no {SNAPSHOT_FILE}")))?;
+    /// Streams the file through the checking reader (the path a large
+    /// state takes), so the simulator's snapshot check covers it.
+    fn on_snapshot_load(
+        &mut self,
+        last: LogId,
+        snapshot: &SnapshotReader,
+    ) -> Result<(), SnapshotError> {
+        let file = std::io::BufReader::new(snapshot.open_file(SNAPSHOT_FILE)?);
         let map: BTreeMap<String, String> =
-            serde_json::from_slice(data).map_err(|e| SnapshotError::Invalid(e.to_string()))?;
+            serde_json::from_reader(file).map_err(|e| SnapshotError::Invalid(e.to_string()))?;
         let mut observations = self.observations.lock().expect("observations");
         if replay(&observations, last.index) != map {
             observations.violation(Violation::SnapshotDivergence {

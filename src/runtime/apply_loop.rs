@@ -1,20 +1,26 @@
 //! The apply task (braft's `FSMCaller`): runs the user's state machine on
 //! committed entries in log order, batched, and completes each client's
-//! request exactly once with its response. It also saves snapshots (every
-//! N entries or on request) and loads installed ones, in the same order, so
-//! a snapshot is always of exactly the applied prefix.
+//! request exactly once with its response. It also takes snapshot views
+//! (every N entries or on request) and loads installed snapshots, in the
+//! same order, so a snapshot is always of exactly the applied prefix; a
+//! view is written out on the blocking pool while applies go on (one save
+//! at a time), and the group learns of it once it is durable.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::blocking::run_blocking;
 use super::error::Error;
 use super::group::{GroupInput, SharedState};
+use super::snapshot_policy::{ENTRY_OVERHEAD_BYTES, SinceSnapshot, SnapshotPolicy};
 use super::snapshot_storage::SnapshotStorage;
-use super::state_machine::{Committed, SnapshotError, SnapshotFiles, StateMachine};
+use super::snapshot_view::SnapshotView;
+use super::state_machine::{Committed, SnapshotError, StateMachine};
 use crate::core::{
     Entry, EntryPayload, LogId, LogIndex, Membership, NodeId, Role, SnapshotInfo, Term,
 };
@@ -52,11 +58,8 @@ pub(crate) enum ApplyTask {
     /// Save a snapshot now (a user's request).
     Snapshot { reply: SnapshotReply },
     /// Replace the state with a snapshot pulled from the leader and made
-    /// durable.
-    Install {
-        snapshot: SnapshotInfo,
-        files: SnapshotFiles,
-    },
+    /// durable (the newest in the group's snapshot storage).
+    Install { snapshot: SnapshotInfo },
     /// A read barrier: resolves once everything through `index` is
     /// applied (queued behind the entries that reach it).
     ReadBarrier {
@@ -65,13 +68,6 @@ pub(crate) enum ApplyTask {
     },
     /// The group stopped on an error.
     Failed(Error),
-}
-
-/// When the apply task saves snapshots on its own.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SnapshotPolicy {
-    /// Save after this many applied entries; `None`: only on request.
-    pub(crate) interval: Option<u64>,
 }
 
 /// The apply task's state.
@@ -88,8 +84,12 @@ pub(crate) struct ApplyLoop {
     /// The configuration in effect at `last_applied`.
     pub(crate) membership: Membership,
     pub(crate) policy: SnapshotPolicy,
-    /// Entries applied since the last snapshot.
-    pub(crate) since_snapshot: u64,
+    /// What was applied since the last snapshot.
+    pub(crate) since_snapshot: SinceSnapshot,
+    /// When the last snapshot was taken (or the task started).
+    pub(crate) snapshot_at: Instant,
+    /// The save being written out, if any.
+    pub(crate) saving: Option<JoinHandle<()>>,
 }
 
 impl ApplyLoop {
@@ -100,27 +100,37 @@ impl ApplyLoop {
     ) -> Box<dyn StateMachine> {
         let mut leading = false;
         let mut following: Option<NodeId> = None;
-        while let Some(task) = tasks.recv().await {
+        loop {
+            let task = match self.policy.period_after(self.since_snapshot) {
+                Some(period) => {
+                    let wait =
+                        (self.snapshot_at + period).saturating_duration_since(Instant::now());
+                    tokio::select! {
+                        task = tasks.recv() => task,
+                        () = tokio::time::sleep(wait) => {
+                            self.maybe_save(true).await;
+                            continue;
+                        }
+                    }
+                }
+                None => tasks.recv().await,
+            };
+            let Some(task) = task else { break };
             let sm = self.sm.as_mut();
             match task {
                 ApplyTask::Entries { entries, closures } => {
                     let Some(last) = entries.last().map(|e| e.id) else {
                         continue;
                     };
-                    self.since_snapshot += entries.len() as u64;
+                    self.since_snapshot.entries += entries.len() as u64;
+                    self.since_snapshot.log_bytes += entries.iter().map(entry_bytes).sum::<u64>();
                     if let Some(m) = apply_batch(sm, entries, closures) {
                         self.membership = m;
                     }
                     self.last_applied = last;
                     self.applied_index.store(last.index.0, Ordering::Release);
                     self.shared.status.set_applied(last.index);
-                    if self
-                        .policy
-                        .interval
-                        .is_some_and(|n| self.since_snapshot >= n)
-                    {
-                        self.save_snapshot().await.ok();
-                    }
+                    self.maybe_save(false).await;
                 }
                 ApplyTask::Role { role, term, leader } => {
                     if leading && role != Role::Leader {
@@ -145,10 +155,8 @@ impl ApplyLoop {
                         _ => {}
                     }
                 }
-                ApplyTask::Snapshot { reply } => {
-                    let _ = reply.send(self.save_snapshot().await);
-                }
-                ApplyTask::Install { snapshot, files } => self.install(snapshot, files).await,
+                ApplyTask::Snapshot { reply } => self.save_snapshot(Some(reply)).await,
+                ApplyTask::Install { snapshot } => self.install(snapshot).await,
                 ApplyTask::ReadBarrier { index, reply } => {
                     // The core hands the barrier out after the entries that
                     // reach `index`, so it is always reached here; a
@@ -166,54 +174,82 @@ impl ApplyLoop {
                 ApplyTask::Failed(error) => sm.on_error(&error),
             }
         }
+        // A save under way must end before storage is handed back (a
+        // restart would race it).
+        if let Some(saving) = self.saving.take() {
+            let _ = saving.await;
+        }
         self.sm.on_shutdown();
         self.sm
     }
 
-    /// Saves the state as a durable snapshot and tells the group, which
-    /// compacts the log.
-    async fn save_snapshot(&mut self) -> Result<LogId, Error> {
-        self.since_snapshot = 0;
+    /// Starts a save if the policy says one is due. One save at a time: a
+    /// due one waits for the next batch, or (`wait`, from the timer, which
+    /// would otherwise fire again at once) for the save under way.
+    async fn maybe_save(&mut self, wait: bool) {
+        let elapsed = self.snapshot_at.elapsed();
+        if !self.policy.due(self.since_snapshot, elapsed) {
+            return;
+        }
+        if wait || self.saving.as_ref().is_none_or(|s| s.is_finished()) {
+            self.save_snapshot(None).await;
+        }
+    }
+
+    /// Takes a view of the applied state and starts writing it out as a
+    /// durable snapshot (after the save under way, if any); the group hears
+    /// of it, and `reply` gets its last entry, once it is durable.
+    async fn save_snapshot(&mut self, reply: Option<SnapshotReply>) {
+        if let Some(previous) = self.saving.take() {
+            let _ = previous.await;
+        }
+        self.since_snapshot = SinceSnapshot::default();
+        self.snapshot_at = Instant::now();
         let last = self.last_applied;
-        let files = self.sm.on_snapshot_save().map_err(|e| {
-            if e == SnapshotError::Unsupported {
-                // Never ask again on our own.
-                self.policy.interval = None;
+        let view = match self.sm.on_snapshot_save() {
+            Ok(view) => view,
+            Err(e) => {
+                if matches!(e, SnapshotError::Unsupported) {
+                    // Never ask again on our own.
+                    self.policy = SnapshotPolicy::never();
+                }
+                let error = Error::StateMachine(format!("saving a snapshot: {e}"));
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(error));
+                }
+                return;
             }
-            Error::StateMachine(format!("saving a snapshot: {e}"))
-        })?;
-        let bytes = files_bytes(&files);
-        // Writing and syncing the files may take long: off the workers.
-        let snapshots = Arc::clone(&self.snapshots);
-        let membership = self.membership.clone();
-        run_blocking(move || {
-            snapshots
-                .save(last, membership, &files)
-                .map_err(StorageError::from_failure)
-        })
-        .await
-        .unwrap_or(Err(StorageError::Panicked {
-            during: "snapshot save",
-        }))?;
-        self.shared.metrics.observe_snapshot(false, bytes);
-        let snapshot = SnapshotInfo {
-            last,
-            membership: self.membership.clone(),
         };
-        let _ = self.group.send(GroupInput::SnapshotSaved(snapshot)).await;
-        Ok(last)
+        let save = Save {
+            snapshots: Arc::clone(&self.snapshots),
+            snapshot: SnapshotInfo {
+                last,
+                membership: self.membership.clone(),
+            },
+            group: self.group.clone(),
+            shared: Arc::clone(&self.shared),
+        };
+        self.saving = Some(tokio::spawn(async move {
+            let result = save.run(view).await;
+            if let Err(e) = &result {
+                tracing::warn!(%last, error = %e, "snapshot save failed");
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        }));
     }
 
     /// Loads an installed snapshot and tells the group.
-    async fn install(&mut self, snapshot: SnapshotInfo, files: SnapshotFiles) {
-        let bytes = files_bytes(&files);
-        let report = match self.sm.on_snapshot_load(snapshot.last, files) {
-            Ok(()) => {
+    async fn install(&mut self, snapshot: SnapshotInfo) {
+        let report = match self.load(&snapshot) {
+            Ok(bytes) => {
                 self.shared.metrics.observe_snapshot(true, bytes);
                 self.shared.status.set_applied(snapshot.last.index);
                 self.last_applied = snapshot.last;
                 self.membership = snapshot.membership.clone();
-                self.since_snapshot = 0;
+                self.since_snapshot = SinceSnapshot::default();
+                self.snapshot_at = Instant::now();
                 self.applied_index
                     .store(snapshot.last.index.0, Ordering::Release);
                 GroupInput::SnapshotInstalled(snapshot)
@@ -225,11 +261,66 @@ impl ApplyLoop {
         };
         let _ = self.group.send(report).await;
     }
+
+    /// Loads the newest snapshot in storage, which must be `snapshot`;
+    /// returns its bytes.
+    fn load(&mut self, snapshot: &SnapshotInfo) -> Result<u64, String> {
+        let reader = self
+            .snapshots
+            .open()
+            .map_err(|e| e.to_string())?
+            .filter(|r| r.meta().last_included == snapshot.last)
+            .ok_or("the installed snapshot is no longer the newest")?;
+        self.sm
+            .on_snapshot_load(snapshot.last, &reader)
+            .map_err(|e| e.to_string())?;
+        Ok(reader.meta().files.iter().map(|f| f.len).sum())
+    }
 }
 
-/// The bytes of a snapshot's files.
-fn files_bytes(files: &SnapshotFiles) -> u64 {
-    files.values().map(|b| b.len() as u64).sum()
+/// A snapshot save under way, off the apply task.
+struct Save {
+    snapshots: Arc<dyn SnapshotStorage>,
+    snapshot: SnapshotInfo,
+    group: mpsc::Sender<GroupInput>,
+    shared: Arc<SharedState>,
+}
+
+impl Save {
+    /// Writes `view` on the blocking pool, commits it, and tells the group.
+    async fn run(self, view: Box<dyn SnapshotView>) -> Result<LogId, Error> {
+        let last = self.snapshot.last;
+        let snapshots = Arc::clone(&self.snapshots);
+        let membership = self.snapshot.membership.clone();
+        let meta = run_blocking(move || {
+            let mut writer = snapshots.begin(false).map_err(StorageError::from_failure)?;
+            view.write_to(&mut writer)
+                .map_err(|e| Error::StateMachine(format!("saving snapshot {last}: {e}")))?;
+            snapshots
+                .commit(writer, last, membership)
+                .map_err(|e| Error::Storage(StorageError::from_failure(e)))
+        })
+        .await
+        .unwrap_or(Err(Error::Storage(StorageError::Panicked {
+            during: "snapshot save",
+        })))?;
+        let bytes = meta.files.iter().map(|f| f.len).sum();
+        self.shared.metrics.observe_snapshot(false, bytes);
+        let _ = self
+            .group
+            .send(GroupInput::SnapshotSaved(self.snapshot))
+            .await;
+        Ok(last)
+    }
+}
+
+/// An entry's bytes as the snapshot policy counts them.
+fn entry_bytes(entry: &Entry) -> u64 {
+    let payload = match &entry.payload {
+        EntryPayload::Command(data) => data.len() as u64,
+        EntryPayload::Config(_) | EntryPayload::Noop => 0,
+    };
+    payload + ENTRY_OVERHEAD_BYTES
 }
 
 /// Applies a batch; returns the last configuration it carried.

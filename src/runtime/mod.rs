@@ -36,7 +36,9 @@ mod read_barrier;
 pub mod session;
 pub mod snapshot_copy;
 mod snapshot_install;
+mod snapshot_policy;
 pub mod snapshot_storage;
+mod snapshot_view;
 mod socket_options;
 pub mod state_machine;
 mod status_http;
@@ -48,6 +50,9 @@ mod watch;
 pub mod wire;
 
 pub use crate::core::ReadPolicy;
+/// The snapshot writer and reader a state machine saves through and loads
+/// from (the storage layer's, re-exported).
+pub use crate::storage::{SnapshotFileReader, SnapshotFileWriter, SnapshotReader, SnapshotWriter};
 pub use admin_service::status_text;
 pub use apply_loop::Applied;
 pub use auth::{
@@ -65,8 +70,11 @@ pub use observer::GroupDetails;
 pub use options::GroupOptions;
 pub use session::{SessionError, SessionId, SessionOptions};
 pub use snapshot_copy::{CopyError, CopyOptions, SnapshotSource, fetch_snapshot};
-pub use snapshot_storage::{DiskSnapshots, MemSnapshots, SnapshotReadError, SnapshotStorage};
-pub use state_machine::{Committed, SnapshotError, SnapshotFiles, StateMachine};
+pub use snapshot_storage::{
+    DiskSnapshots, MemSnapshots, SnapshotFiles, SnapshotReadError, SnapshotStorage,
+};
+pub use snapshot_view::{SnapshotView, snapshot_file};
+pub use state_machine::{Committed, SnapshotError, StateMachine};
 pub use throttle::Throttle;
 pub use transport::{LocalNetwork, Router, Transport, TransportOptions};
 pub use watch::{GroupStatus, WaitError};

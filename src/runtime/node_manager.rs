@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::apply_loop::{ApplyLoop, SnapshotPolicy};
+use super::apply_loop::ApplyLoop;
 use super::auth::{Dialer, Security};
 use super::error::Error;
 use super::group::{GroupDriver, GroupInput, SharedState};
@@ -26,6 +26,7 @@ use super::options::GroupOptions;
 use super::session::SessionStateMachine;
 use super::snapshot_copy::{FileService, SnapshotSource};
 use super::snapshot_install::{SnapshotInstaller, SourceResolver};
+use super::snapshot_policy::SnapshotPolicy;
 use super::snapshot_storage::SnapshotStorage;
 use super::state_machine::StateMachine;
 use super::throttle::Throttle;
@@ -416,9 +417,13 @@ impl NodeManager {
             last_applied: snapshot.as_ref().map(|s| s.last).unwrap_or_default(),
             membership: snapshot.map_or_else(|| options.bootstrap_membership(), |s| s.membership),
             policy: SnapshotPolicy {
-                interval: options.snapshot_interval,
+                entries: options.snapshot_interval,
+                log_bytes: options.snapshot_log_bytes,
+                period: options.snapshot_period,
             },
-            since_snapshot: 0,
+            since_snapshot: Default::default(),
+            snapshot_at: tokio::time::Instant::now(),
+            saving: None,
         };
         self.inner
             .files
@@ -543,12 +548,13 @@ fn load_snapshot(
     snapshots: &dyn SnapshotStorage,
     state_machine: &mut dyn StateMachine,
 ) -> Result<Option<SnapshotInfo>, Error> {
-    let loaded = snapshots.load().map_err(StorageError::from_failure)?;
-    let Some((meta, files)) = loaded else {
+    let loaded = snapshots.open().map_err(StorageError::from_failure)?;
+    let Some(reader) = loaded else {
         return Ok(None);
     };
+    let meta = reader.meta().clone();
     state_machine
-        .on_snapshot_load(meta.last_included, files)
+        .on_snapshot_load(meta.last_included, &reader)
         .map_err(|e| {
             Error::StateMachine(format!("loading snapshot {}: {e}", meta.last_included))
         })?;

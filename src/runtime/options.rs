@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::group_id::GroupId;
 use super::session::SessionOptions;
@@ -24,9 +25,19 @@ pub struct GroupOptions {
     /// Client requests queued before `apply` callers wait.
     pub inbox_max: usize,
     /// Save a snapshot (and compact the log) after this many applied
-    /// entries; `None`: only on request (`Node::snapshot`). A state machine
-    /// without snapshot support turns this off at its first refusal.
+    /// entries, or after [`snapshot_log_bytes`](Self::snapshot_log_bytes)
+    /// or [`snapshot_period`](Self::snapshot_period), whichever comes first;
+    /// all `None`: only on request (`Node::snapshot`). A state machine
+    /// without snapshot support turns them off at its first refusal.
     pub snapshot_interval: Option<u64>,
+    /// Save a snapshot after this many bytes of log applied since the last
+    /// one (command payloads plus 32 bytes an entry, about their size on
+    /// disk): bounds the log a restart replays and a compaction frees,
+    /// whatever the commands' size.
+    pub snapshot_log_bytes: Option<u64>,
+    /// Save a snapshot this long after the last one, if anything was
+    /// applied since (braft's `snapshot_interval_s`, 3600 s by default).
+    pub snapshot_period: Option<Duration>,
     /// The largest command `Node::apply` accepts, in bytes; larger ones are
     /// refused before anything is logged. It must fit one log record and
     /// one replication frame (checked by `add_group`).
@@ -78,6 +89,8 @@ impl GroupOptions {
             initial_voters: None,
             inbox_max: 65_536,
             snapshot_interval: Some(100_000),
+            snapshot_log_bytes: Some(256 << 20),
+            snapshot_period: Some(Duration::from_secs(3600)),
             command_bytes_max: COMMAND_BYTES_MAX,
             sessions: None,
             clock: None,

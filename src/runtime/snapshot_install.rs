@@ -55,8 +55,8 @@ impl SnapshotInstaller {
         self.task = Some(tokio::spawn(async move {
             let result = install(group, source, &snapshot, &*snapshots, &throttle, &options).await;
             match result {
-                Ok(files) => {
-                    let _ = apply.send(ApplyTask::Install { snapshot, files });
+                Ok(()) => {
+                    let _ = apply.send(ApplyTask::Install { snapshot });
                 }
                 Err(error) => {
                     tracing::warn!(%group, last = %snapshot.last, %error, "snapshot install failed");
@@ -76,7 +76,8 @@ impl SnapshotInstaller {
     }
 }
 
-/// Pulls the snapshot and makes it durable; returns its files for loading.
+/// Pulls the snapshot, streaming it to disk, and makes it durable (the
+/// newest in `snapshots`) for the apply task to load.
 async fn install(
     group: GroupId,
     source: Option<SnapshotSource>,
@@ -84,11 +85,14 @@ async fn install(
     snapshots: &dyn SnapshotStorage,
     throttle: &Throttle,
     options: &CopyOptions,
-) -> Result<super::state_machine::SnapshotFiles, String> {
+) -> Result<(), String> {
     let source = source.ok_or("no address for the leader")?;
     // Cancellation is by aborting the task; the copy needs no other signal.
     let (_keep, never) = tokio::sync::watch::channel(false);
-    let (meta, files) = fetch_snapshot(source, group, snapshot.last, throttle, options, never)
+    let into = snapshots
+        .begin(true)
+        .map_err(|e| format!("starting the copy: {e}"))?;
+    let (meta, into) = fetch_snapshot(source, group, snapshot.last, throttle, options, never, into)
         .await
         .map_err(|e| e.to_string())?;
     if meta.last_included != snapshot.last || meta.membership != snapshot.membership {
@@ -98,10 +102,10 @@ async fn install(
         ));
     }
     // Inline, not through `run_blocking`: an install is cancelled by
-    // aborting its task, which must never leave a save running on its own
+    // aborting its task, which must never leave a commit running on its own
     // (it would outlive the group's shutdown and race a restart's storage).
     snapshots
-        .save(snapshot.last, snapshot.membership.clone(), &files)
+        .commit(into, snapshot.last, snapshot.membership.clone())
         .map_err(|e| format!("saving the snapshot: {e}"))?;
-    Ok(files)
+    Ok(())
 }

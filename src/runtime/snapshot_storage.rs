@@ -1,17 +1,26 @@
 //! Where a group's snapshots live (braft's `SnapshotStorage`): saved by the
 //! apply task, loaded at start, served in chunks to lagging followers and
-//! written whole by an installing follower. [`DiskSnapshots`] keeps them in
-//! the storage layer's snapshot directories; [`MemSnapshots`] in memory.
+//! streamed in by an installing follower. Every snapshot is a directory of
+//! files (the storage layer's [`SnapshotStore`]): [`DiskSnapshots`] keeps
+//! them on a file system, [`MemSnapshots`] on an in-memory one.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use super::group_storage::StorageFailure;
-use super::state_machine::SnapshotFiles;
 use crate::core::{LogId, Membership};
-use crate::storage::{FileSystem, SnapshotFile, SnapshotMeta, SnapshotStore, StorageError};
+use crate::storage::{
+    FileSystem, MemFileSystem, SnapshotMeta, SnapshotReader, SnapshotStore, SnapshotWriter,
+    StorageError,
+};
+
+/// A snapshot's content held in memory: named files. Only for small states
+/// and tests ([`SnapshotStorage::save`]); state machines write through a
+/// [`SnapshotWriter`].
+pub type SnapshotFiles = BTreeMap<String, Bytes>;
 
 /// Why a chunk of a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -43,21 +52,32 @@ pub trait SnapshotStorage: Send + Sync + 'static {
     /// A corrupt or unreadable snapshot.
     fn latest(&self) -> Result<Option<SnapshotMeta>, StorageFailure>;
 
-    /// The newest snapshot with every file, checked against its meta.
+    /// The newest complete snapshot, to read its files from. A later
+    /// commit may remove it: read it while nothing else saves (at start,
+    /// or right after installing it), and expect an error otherwise.
     ///
     /// # Errors
     /// A corrupt or unreadable snapshot.
-    fn load(&self) -> Result<Option<(SnapshotMeta, SnapshotFiles)>, StorageFailure>;
+    fn open(&self) -> Result<Option<SnapshotReader>, StorageFailure>;
 
-    /// Makes a snapshot durable and the newest, replacing older ones.
+    /// Starts a new snapshot, in the install area if `install` (a copy from
+    /// the leader) or the save area otherwise; one writer of each kind at a
+    /// time (a second discards the first's files).
+    ///
+    /// # Errors
+    /// An I/O error.
+    fn begin(&self, install: bool) -> Result<SnapshotWriter, StorageFailure>;
+
+    /// Makes the snapshot `writer` wrote durable and the newest (unless a
+    /// newer one is there), replacing older ones.
     ///
     /// # Errors
     /// Any write failure; nothing changed that a reader could see.
-    fn save(
+    fn commit(
         &self,
+        writer: SnapshotWriter,
         last_included: LogId,
         membership: Membership,
-        files: &SnapshotFiles,
     ) -> Result<SnapshotMeta, StorageFailure>;
 
     /// Up to `len` bytes of file `name` of snapshot `snapshot` from
@@ -72,6 +92,24 @@ pub trait SnapshotStorage: Send + Sync + 'static {
         offset: u64,
         len: u64,
     ) -> Result<Bytes, SnapshotReadError>;
+
+    /// Saves a snapshot of files held in memory (tests, small states):
+    /// `begin`, one `write_file` each, `commit`.
+    ///
+    /// # Errors
+    /// As [`begin`](Self::begin) and [`commit`](Self::commit).
+    fn save(
+        &self,
+        last_included: LogId,
+        membership: Membership,
+        files: &SnapshotFiles,
+    ) -> Result<SnapshotMeta, StorageFailure> {
+        let mut writer = self.begin(false)?;
+        for (name, data) in files {
+            writer.write_file(name, data)?;
+        }
+        self.commit(writer, last_included, membership)
+    }
 }
 
 /// Snapshots in a directory, through the storage layer's [`SnapshotStore`]
@@ -79,10 +117,10 @@ pub trait SnapshotStorage: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct DiskSnapshots {
     store: SnapshotStore,
-    /// One operation at a time: held for a whole save (the store has one
-    /// temp directory, and the apply task and the installer may save at the
-    /// same time) and for each read (a save's commit removes the snapshot it
-    /// supersedes, which a read must not see half gone).
+    /// Held for each commit and each read: a commit removes the snapshot it
+    /// supersedes, which a read must not see half gone. Not held while a
+    /// snapshot's files are written, so a long save or install does not
+    /// stop the file service.
     exclusive: Mutex<()>,
 }
 
@@ -97,39 +135,36 @@ impl DiskSnapshots {
             exclusive: Mutex::new(()),
         })
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A panic under the lock left nothing the next `begin` or `open`
+        // does not handle, so a poisoned lock is still usable.
+        self.exclusive.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl SnapshotStorage for DiskSnapshots {
     fn latest(&self) -> Result<Option<SnapshotMeta>, StorageFailure> {
-        let _exclusive = self.exclusive.lock().unwrap_or_else(|e| e.into_inner());
+        let _exclusive = self.lock();
         Ok(self.store.latest()?.map(|r| r.meta().clone()))
     }
 
-    fn load(&self) -> Result<Option<(SnapshotMeta, SnapshotFiles)>, StorageFailure> {
-        let _exclusive = self.exclusive.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(reader) = self.store.latest()? else {
-            return Ok(None);
-        };
-        let mut files = SnapshotFiles::new();
-        for f in &reader.meta().files {
-            files.insert(f.name.clone(), Bytes::from(reader.read_file(&f.name)?));
-        }
-        Ok(Some((reader.meta().clone(), files)))
+    fn open(&self) -> Result<Option<SnapshotReader>, StorageFailure> {
+        let _exclusive = self.lock();
+        Ok(self.store.latest()?)
     }
 
-    fn save(
+    fn begin(&self, install: bool) -> Result<SnapshotWriter, StorageFailure> {
+        Ok(self.store.begin(install)?)
+    }
+
+    fn commit(
         &self,
+        writer: SnapshotWriter,
         last_included: LogId,
         membership: Membership,
-        files: &SnapshotFiles,
     ) -> Result<SnapshotMeta, StorageFailure> {
-        // A save that panicked left nothing the next one's `begin` does not
-        // discard, so a poisoned lock is still usable (here and in reads).
-        let _exclusive = self.exclusive.lock().unwrap_or_else(|e| e.into_inner());
-        let mut writer = self.store.begin()?;
-        for (name, data) in files {
-            writer.write_file(name, data)?;
-        }
+        let _exclusive = self.lock();
         Ok(writer.commit(last_included, membership)?)
     }
 
@@ -141,7 +176,7 @@ impl SnapshotStorage for DiskSnapshots {
         len: u64,
     ) -> Result<Bytes, SnapshotReadError> {
         let storage = |e: StorageError| SnapshotReadError::Storage(e.to_string());
-        let _exclusive = self.exclusive.lock().unwrap_or_else(|e| e.into_inner());
+        let _exclusive = self.lock();
         let reader = self.store.latest().map_err(storage)?;
         let newest = reader.as_ref().map(|r| r.meta().last_included);
         let reader = reader
@@ -158,59 +193,52 @@ impl SnapshotStorage for DiskSnapshots {
     }
 }
 
-/// Snapshots in memory: durable for the life of the value (clones share
-/// them), like [`MemStorage`](super::MemStorage).
-#[derive(Clone, Debug, Default)]
+/// Snapshots on an in-memory file system that never fails: durable for the
+/// life of the value (clones share them), like
+/// [`MemStorage`](super::MemStorage).
+#[derive(Clone, Debug)]
 pub struct MemSnapshots {
-    newest: Arc<Mutex<Option<(SnapshotMeta, SnapshotFiles)>>>,
+    inner: Arc<DiskSnapshots>,
 }
 
 impl MemSnapshots {
     /// No snapshot yet.
     pub fn new() -> Self {
-        Self::default()
+        let fs = Arc::new(MemFileSystem::new(0));
+        let dir = Path::new("/snapshot");
+        let inner = DiskSnapshots::open(fs, dir).expect("an in-memory file system without faults");
+        MemSnapshots {
+            inner: Arc::new(inner),
+        }
     }
+}
 
-    fn newest(&self) -> Option<(SnapshotMeta, SnapshotFiles)> {
-        self.newest.lock().expect("snapshot lock").clone()
+impl Default for MemSnapshots {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 impl SnapshotStorage for MemSnapshots {
     fn latest(&self) -> Result<Option<SnapshotMeta>, StorageFailure> {
-        Ok(self.newest().map(|(meta, _)| meta))
+        self.inner.latest()
     }
 
-    fn load(&self) -> Result<Option<(SnapshotMeta, SnapshotFiles)>, StorageFailure> {
-        Ok(self.newest())
+    fn open(&self) -> Result<Option<SnapshotReader>, StorageFailure> {
+        self.inner.open()
     }
 
-    fn save(
+    fn begin(&self, install: bool) -> Result<SnapshotWriter, StorageFailure> {
+        self.inner.begin(install)
+    }
+
+    fn commit(
         &self,
+        writer: SnapshotWriter,
         last_included: LogId,
         membership: Membership,
-        files: &SnapshotFiles,
     ) -> Result<SnapshotMeta, StorageFailure> {
-        let meta = SnapshotMeta {
-            last_included,
-            membership,
-            files: files
-                .iter()
-                .map(|(name, data)| SnapshotFile {
-                    name: name.clone(),
-                    len: data.len() as u64,
-                    crc: crc32c::crc32c(data),
-                })
-                .collect(),
-        };
-        let mut newest = self.newest.lock().expect("snapshot lock");
-        let older = newest
-            .as_ref()
-            .is_none_or(|(m, _)| m.last_included.index < last_included.index);
-        if older {
-            *newest = Some((meta.clone(), files.clone()));
-        }
-        Ok(meta)
+        self.inner.commit(writer, last_included, membership)
     }
 
     fn read_chunk(
@@ -220,18 +248,6 @@ impl SnapshotStorage for MemSnapshots {
         offset: u64,
         len: u64,
     ) -> Result<Bytes, SnapshotReadError> {
-        let newest = self.newest.lock().expect("snapshot lock");
-        let Some((_, files)) = newest.as_ref().filter(|(m, _)| m.last_included == snapshot) else {
-            return Err(SnapshotReadError::NotFound {
-                asked: snapshot,
-                newest: newest.as_ref().map(|(m, _)| m.last_included),
-            });
-        };
-        let data = files
-            .get(name)
-            .ok_or_else(|| SnapshotReadError::NoSuchFile(name.to_owned()))?;
-        let start = (offset as usize).min(data.len());
-        let end = start.saturating_add(len as usize).min(data.len());
-        Ok(data.slice(start..end))
+        self.inner.read_chunk(snapshot, name, offset, len)
     }
 }

@@ -1,11 +1,14 @@
 //! The user's replicated state machine (braft's `StateMachine`).
 
-use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::error::Error;
+use super::snapshot_view::SnapshotView;
 use crate::core::{LogId, Membership, NodeId, Term};
+use crate::storage::{SnapshotReader, StorageError};
 
 /// A committed client command, handed to [`StateMachine::on_apply`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,12 +19,8 @@ pub struct Committed {
     pub data: Bytes,
 }
 
-/// A snapshot's content: named files (braft's snapshot directory), held in
-/// memory.
-pub type SnapshotFiles = BTreeMap<String, Bytes>;
-
 /// Why a snapshot could not be saved or loaded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SnapshotError {
     /// This state machine does not implement snapshots.
@@ -30,6 +29,26 @@ pub enum SnapshotError {
     /// The snapshot data is invalid.
     #[error("invalid snapshot: {0}")]
     Invalid(String),
+    /// Writing or reading the snapshot's files failed (or a file failed its
+    /// checksum).
+    #[error("snapshot storage: {0}")]
+    Storage(#[from] Arc<StorageError>),
+    /// The state machine's own I/O failed while streaming a file (through
+    /// `std::io::Write` or `Read`).
+    #[error("snapshot i/o: {0}")]
+    Io(#[source] Arc<io::Error>),
+}
+
+impl From<StorageError> for SnapshotError {
+    fn from(e: StorageError) -> Self {
+        SnapshotError::Storage(Arc::new(e))
+    }
+}
+
+impl From<io::Error> for SnapshotError {
+    fn from(e: io::Error) -> Self {
+        SnapshotError::Io(Arc::new(e))
+    }
 }
 
 /// The state machine a Raft group replicates. Every callback runs on the
@@ -69,27 +88,36 @@ pub trait StateMachine: Send + 'static {
         let _ = error;
     }
 
-    /// Saves the whole state as named files: the snapshot of everything
-    /// applied so far. The runtime makes them durable, then compacts the
-    /// log before them. Runs between applies, so the state is exactly the
-    /// applied prefix. The default says `Unsupported`: the log then grows
-    /// without bound (fine for tests, not for a service).
+    /// Takes a point-in-time view of everything applied so far, to be saved
+    /// as a snapshot: cheaply, since applies wait meanwhile (a
+    /// copy-on-write handle, a checkpoint, or for a small state an encoded
+    /// copy through [`snapshot_file`](super::snapshot_file)). The runtime
+    /// writes the view out on the blocking pool while applies go on, makes
+    /// it durable, then compacts the log before it. The default says
+    /// `Unsupported`: the log then grows without bound (fine for tests, not
+    /// for a service).
     ///
     /// # Errors
     /// [`SnapshotError`].
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+    fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
         Err(SnapshotError::Unsupported)
     }
 
-    /// Replaces the whole state with a snapshot's files, saved through the
-    /// entry `last` (at start-up, or installed from the leader); applies
+    /// Replaces the whole state with a snapshot saved through the entry
+    /// `last` (at start-up, or installed from the leader), read from its
+    /// files ([`SnapshotReader::open_file`] to stream one,
+    /// [`SnapshotReader::read_file`] to read a small one whole); applies
     /// continue after `last`.
     ///
     /// # Errors
     /// [`SnapshotError`]; after a failed load at start-up the group does not
     /// start, during an install the install is retried.
-    fn on_snapshot_load(&mut self, last: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
-        let _ = (last, files);
+    fn on_snapshot_load(
+        &mut self,
+        last: LogId,
+        snapshot: &SnapshotReader,
+    ) -> Result<(), SnapshotError> {
+        let _ = (last, snapshot);
         Err(SnapshotError::Unsupported)
     }
 
@@ -128,12 +156,12 @@ impl<S: StateMachine + ?Sized> StateMachine for Box<S> {
         (**self).on_error(error)
     }
 
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+    fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
         (**self).on_snapshot_save()
     }
 
-    fn on_snapshot_load(&mut self, last: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
-        (**self).on_snapshot_load(last, files)
+    fn on_snapshot_load(&mut self, last: LogId, snapshot: &SnapshotReader) -> Result<(), SnapshotError> {
+        (**self).on_snapshot_load(last, snapshot)
     }
 
     fn on_shutdown(&mut self) {

@@ -64,6 +64,32 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
         let _ = path;
         Ok(Box::new(NoLock))
     }
+    /// Makes `to` a new name of the file at `from` (a hard link), so that a
+    /// snapshot can hold a file the application already has without copying
+    /// it. Not durable until `to`'s directory is synced. The default copies
+    /// the bytes (in bounded chunks) and syncs the copy, for file systems
+    /// without links.
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        copy_file(self, from, to)
+    }
+}
+
+/// Copies the file at `from` to a new file `to`, `COPY_CHUNK_BYTES` at a
+/// time, and syncs it.
+pub fn copy_file<F: FileSystem + ?Sized>(fs: &F, from: &Path, to: &Path) -> io::Result<()> {
+    const COPY_CHUNK_BYTES: u64 = 1 << 20;
+    let source = fs.open(from)?;
+    let len = source.len()?;
+    let mut target = fs.create(to)?;
+    let mut buf = vec![0u8; COPY_CHUNK_BYTES.min(len) as usize];
+    let mut offset = 0;
+    while offset < len {
+        let n = COPY_CHUNK_BYTES.min(len - offset) as usize;
+        source.read_exact_at(&mut buf[..n], offset)?;
+        target.write_all_at(&buf[..n], offset)?;
+        offset += n as u64;
+    }
+    target.sync_all()
 }
 
 /// The name of the lock file [`FileSystem::lock_dir`] creates.

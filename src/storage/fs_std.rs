@@ -87,6 +87,16 @@ impl FileSystem for StdFileSystem {
         fs::rename(from, to)
     }
 
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        match fs::hard_link(from, to) {
+            // Across file systems a link is impossible: copy instead.
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                super::fs::copy_file(self, from, to)
+            }
+            other => other,
+        }
+    }
+
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
     }

@@ -37,6 +37,7 @@ mod recycle;
 mod segment;
 pub mod segment_log;
 pub mod segment_name;
+mod snapshot_file;
 pub mod snapshot_meta;
 pub mod snapshot_store;
 
@@ -50,4 +51,6 @@ pub use meta::MetaStorage;
 pub use segment_log::{LogOptions, RecoveredLog, SegmentLog};
 pub use segment_name::SegmentName;
 pub use snapshot_meta::{SnapshotFile, SnapshotMeta};
-pub use snapshot_store::{SnapshotReader, SnapshotStore, SnapshotWriter};
+pub use snapshot_store::{
+    SnapshotFileReader, SnapshotFileWriter, SnapshotReader, SnapshotStore, SnapshotWriter,
+};

@@ -3,13 +3,16 @@
 //! ```text
 //! <dir>/snapshot_{last_index:020}/__raft_snapshot_meta   the newest snapshot
 //! <dir>/snapshot_{last_index:020}/<data files>
-//! <dir>/temp/                                            one being written
+//! <dir>/temp/                                            one being saved
+//! <dir>/temp_install/                                    one being installed
 //! ```
-//! A snapshot is written into `temp/`: data files, each fsynced, then the
+//! A snapshot is written into `temp/` (or `temp_install/` when copied from
+//! the leader): data files, streamed and each fsynced, then the
 //! meta (atomic, checksummed, listing each file's length and CRC32C), then
 //! `temp/` itself is fsynced and renamed to `snapshot_{index}`, and the
 //! parent fsynced. Older snapshots are removed only after that. After a
-//! crash, `temp/` is discarded, so a half-written snapshot is never visible.
+//! crash, both temp directories are discarded, so a half-written snapshot is
+//! never visible.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,10 +22,15 @@ use super::atomic_file;
 use super::error::{CorruptionKind, Result, StorageError};
 use super::fs::{self, FileSystem};
 use super::segment_log::create_dir_durably;
+use super::snapshot_file::checksum;
+pub use super::snapshot_file::{SnapshotFileReader, SnapshotFileWriter};
 use super::snapshot_meta::{SNAPSHOT_META_NAME, SnapshotFile, SnapshotMeta};
 use crate::core::{LogId, Membership};
 
 const TEMP_NAME: &str = "temp";
+/// Where an install from the leader is written: apart from `temp/`, so that
+/// a local save and an install never discard each other's files.
+const INSTALL_TEMP_NAME: &str = "temp_install";
 const PREFIX: &str = "snapshot_";
 const META_MAGIC: [u8; 4] = *b"OARS";
 /// A bound on the meta file, so a corrupt one is never read whole.
@@ -50,12 +58,8 @@ impl SnapshotStore {
             dir: dir.to_path_buf(),
         };
         let mut indexes = store.list()?;
-        let temp = dir.join(TEMP_NAME);
-        if store.fs.exists(&temp).map_err(io("exists", &temp))? {
-            store
-                .fs
-                .remove_dir_all(&temp)
-                .map_err(io("remove_dir_all", &temp))?;
+        for name in [TEMP_NAME, INSTALL_TEMP_NAME] {
+            store.discard(&dir.join(name))?;
         }
         indexes.pop();
         for index in indexes {
@@ -73,6 +77,15 @@ impl SnapshotStore {
         Ok(store)
     }
 
+    fn discard(&self, temp: &Path) -> Result<()> {
+        if self.fs.exists(temp).map_err(io("exists", temp))? {
+            self.fs
+                .remove_dir_all(temp)
+                .map_err(io("remove_dir_all", temp))?;
+        }
+        Ok(())
+    }
+
     fn snapshot_dir(&self, index: u64) -> PathBuf {
         self.dir.join(format!("{PREFIX}{index:020}"))
     }
@@ -85,7 +98,7 @@ impl SnapshotStore {
             .list_dir(&self.dir)
             .map_err(io("list_dir", &self.dir))?
         {
-            if name == TEMP_NAME {
+            if name == TEMP_NAME || name == INSTALL_TEMP_NAME {
                 continue;
             }
             let index = name
@@ -136,16 +149,17 @@ impl SnapshotStore {
         }))
     }
 
-    /// Starts writing a new snapshot in `temp/` (discarding any there).
-    /// One writer at a time: a second would discard the first's files
-    /// (`DiskSnapshots` serializes its saves).
-    pub fn begin(&self) -> Result<SnapshotWriter> {
-        let temp = self.dir.join(TEMP_NAME);
-        if self.fs.exists(&temp).map_err(io("exists", &temp))? {
-            self.fs
-                .remove_dir_all(&temp)
-                .map_err(io("remove_dir_all", &temp))?;
-        }
+    /// Starts writing a new snapshot in `temp/` (discarding any there), or
+    /// in `temp_install/` if `install` (a copy from the leader). One writer
+    /// of each kind at a time: a second would discard the first's files
+    /// (`DiskSnapshots` serializes its saves, and installs are one at a time).
+    pub fn begin(&self, install: bool) -> Result<SnapshotWriter> {
+        let temp = self.dir.join(if install {
+            INSTALL_TEMP_NAME
+        } else {
+            TEMP_NAME
+        });
+        self.discard(&temp)?;
         self.fs
             .create_dir_all(&temp)
             .map_err(io("create_dir_all", &temp))?;
@@ -183,25 +197,62 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 impl SnapshotWriter {
-    /// Writes the data file `name` with `data` and syncs it.
+    /// Writes the data file `name` with `data` and syncs it: the simple path
+    /// for a state that fits in memory.
     ///
     /// # Errors
     /// [`StorageError::InvalidFileName`] for a name with a separator, empty,
-    /// or reserved.
+    /// or reserved; an I/O error.
     pub fn write_file(&mut self, name: &str, data: &[u8]) -> Result<()> {
+        let mut file = self.create_file(name)?;
+        file.write_at_end(data)?;
+        file.finish()
+    }
+
+    /// Creates the data file `name` to stream into (through
+    /// [`std::io::Write`] or [`SnapshotFileWriter::write_at_end`]); it
+    /// belongs to the snapshot once [`SnapshotFileWriter::finish`] returns.
+    ///
+    /// # Errors
+    /// As [`write_file`](Self::write_file).
+    pub fn create_file(&mut self, name: &str) -> Result<SnapshotFileWriter<'_>> {
+        check_name(name)?;
+        let path = self.temp.join(name);
+        let file = self.store.fs.create(&path).map_err(io("create", &path))?;
+        Ok(SnapshotFileWriter::new(self, name.to_owned(), path, file))
+    }
+
+    /// Adds the existing file `from` as data file `name` without copying
+    /// it (a hard link; a copy where links are impossible), then reads it
+    /// once for its checksum. The application must not change `from` in
+    /// place afterwards (write a new file and rename it over instead): the
+    /// snapshot shares its bytes.
+    ///
+    /// # Errors
+    /// As [`write_file`](Self::write_file).
+    pub fn link_file(&mut self, name: &str, from: &Path) -> Result<()> {
         check_name(name)?;
         let path = self.temp.join(name);
         let fs = &self.store.fs;
-        let mut file = fs.create(&path).map_err(io("create", &path))?;
-        file.write_all_at(data, 0).map_err(io("write", &path))?;
-        file.sync_all().map_err(io("sync_all", &path))?;
-        self.files.retain(|f| f.name != name);
-        self.files.push(SnapshotFile {
+        fs.hard_link(from, &path).map_err(io("hard_link", from))?;
+        let file = fs.open(&path).map_err(io("open", &path))?;
+        let (len, crc) = checksum(&*file, &path)?;
+        self.add(SnapshotFile {
             name: name.to_owned(),
-            len: data.len() as u64,
-            crc: crc32c::crc32c(data),
+            len,
+            crc,
         });
         Ok(())
+    }
+
+    /// The names of the files written so far.
+    pub fn file_names(&self) -> impl Iterator<Item = &str> {
+        self.files.iter().map(|f| f.name.as_str())
+    }
+
+    pub(super) fn add(&mut self, file: SnapshotFile) {
+        self.files.retain(|f| f.name != file.name);
+        self.files.push(file);
     }
 
     /// Publishes the snapshot: writes its meta, syncs `temp/`, renames it to
@@ -231,8 +282,10 @@ impl SnapshotWriter {
             .into_iter()
             .filter(|&i| i != index)
             .collect();
-        if fs.exists(&target).map_err(io("exists", &target))? {
-            // The same snapshot point was published before: keep that one.
+        let superseded = older.iter().any(|&i| i > index);
+        if superseded || fs.exists(&target).map_err(io("exists", &target))? {
+            // The same snapshot point was published before, or a newer one
+            // (installed while this one was written): keep that one.
             fs.remove_dir_all(&self.temp)
                 .map_err(io("remove_dir_all", &self.temp))?;
         } else {
@@ -298,6 +351,19 @@ impl SnapshotReader {
             return Err(mismatch());
         }
         Ok(data)
+    }
+
+    /// Opens data file `name` to stream from; the reader fails with
+    /// `InvalidData` at its end if the bytes differ from the meta.
+    ///
+    /// # Errors
+    /// [`StorageError::NoSuchFile`] if the meta does not list it; an I/O
+    /// error.
+    pub fn open_file(&self, name: &str) -> Result<SnapshotFileReader> {
+        let f = self.file(name)?.clone();
+        let path = self.dir.join(name);
+        let file = self.fs.open(&path).map_err(io("open", &path))?;
+        Ok(SnapshotFileReader::new(file, f, path))
     }
 
     /// Reads `len` bytes of file `name` from `offset` (fewer at its end), for

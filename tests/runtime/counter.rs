@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use oar::core::LogId;
 use oar::runtime::{
-    Committed, GroupOptions, NodeManager, SnapshotError, SnapshotFiles, StateMachine,
+    Committed, GroupOptions, NodeManager, SnapshotError, SnapshotReader, SnapshotView,
+    StateMachine, snapshot_file,
 };
 
 use super::{Member, Record, Store};
@@ -40,19 +41,14 @@ impl StateMachine for Counter {
             .collect()
     }
 
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+    fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
         let value = self.0.lock().unwrap().value;
-        Ok(SnapshotFiles::from([(
-            "counter".to_string(),
-            Bytes::from(value.to_string()),
-        )]))
+        Ok(snapshot_file("counter", value.to_string()))
     }
 
-    fn on_snapshot_load(&mut self, _: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
-        let text = files
-            .get("counter")
-            .ok_or(SnapshotError::Invalid("no counter".into()))?;
-        let value = std::str::from_utf8(text)
+    fn on_snapshot_load(&mut self, _: LogId, files: &SnapshotReader) -> Result<(), SnapshotError> {
+        let text = files.read_file("counter")?;
+        let value = std::str::from_utf8(&text)
             .ok()
             .and_then(|t| t.parse().ok())
             .ok_or(SnapshotError::Invalid("bad counter".into()))?;

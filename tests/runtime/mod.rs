@@ -14,7 +14,7 @@ use bytes::Bytes;
 use oar::core::{LogId, LogIndex, NodeId, RaftOptions};
 use oar::runtime::{
     Committed, DiskStorage, GroupId, GroupOptions, GroupStorage, MemStorage, Node, NodeManager,
-    SnapshotError, SnapshotFiles, StateMachine, TransportOptions,
+    SnapshotError, SnapshotReader, SnapshotView, StateMachine, TransportOptions, snapshot_file,
 };
 use oar::storage::{LogOptions, StdFileSystem};
 
@@ -79,24 +79,23 @@ impl StateMachine for Recorder {
     }
 
     /// The map as `key=value` lines.
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
+    fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
         let record = self.0.lock().unwrap();
         let text: String = record
             .map
             .iter()
             .map(|(k, v)| format!("{k}={v}\n"))
             .collect();
-        Ok(SnapshotFiles::from([(
-            "map".to_string(),
-            Bytes::from(text),
-        )]))
+        Ok(snapshot_file("map", text))
     }
 
-    fn on_snapshot_load(&mut self, last: LogId, files: SnapshotFiles) -> Result<(), SnapshotError> {
-        let text = files
-            .get("map")
-            .ok_or(SnapshotError::Invalid("no map".into()))?;
-        let text = std::str::from_utf8(text).map_err(|e| SnapshotError::Invalid(e.to_string()))?;
+    fn on_snapshot_load(
+        &mut self,
+        last: LogId,
+        files: &SnapshotReader,
+    ) -> Result<(), SnapshotError> {
+        let text = files.read_file("map")?;
+        let text = std::str::from_utf8(&text).map_err(|e| SnapshotError::Invalid(e.to_string()))?;
         let mut map = BTreeMap::new();
         for line in text.lines() {
             let (k, v) = line

@@ -12,7 +12,9 @@ use super::options::SessionOptions;
 use super::table::{Decision, SessionId, SessionTable};
 use crate::core::{LogId, Membership, NodeId, Term};
 use crate::runtime::error::Error;
-use crate::runtime::state_machine::{Committed, SnapshotError, SnapshotFiles, StateMachine};
+use crate::runtime::snapshot_view::SnapshotView;
+use crate::runtime::state_machine::{Committed, SnapshotError, StateMachine};
+use crate::storage::{SnapshotReader, SnapshotWriter};
 
 /// The snapshot file that holds the session table; a state machine of a
 /// session group must not save a file of this name.
@@ -195,30 +197,40 @@ impl StateMachine for SessionStateMachine {
         self.inner.on_error(error);
     }
 
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
-        let mut files = self.inner.on_snapshot_save()?;
-        if files.contains_key(SESSIONS_FILE) {
-            return Err(SnapshotError::Invalid(format!(
-                "the state machine saved {SESSIONS_FILE:?}, a name sessions reserve"
-            )));
-        }
-        files.insert(SESSIONS_FILE.to_string(), self.table.encode());
-        Ok(files)
+    fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
+        let inner = self.inner.on_snapshot_save()?;
+        // Encoded now: the table goes on changing while the view is written.
+        let table = self.table.encode();
+        Ok(Box::new(move |writer: &mut SnapshotWriter| {
+            inner.write_to(writer)?;
+            if writer.file_names().any(|name| name == SESSIONS_FILE) {
+                return Err(SnapshotError::Invalid(format!(
+                    "the state machine saved {SESSIONS_FILE:?}, a name sessions reserve"
+                )));
+            }
+            Ok(writer.write_file(SESSIONS_FILE, &table)?)
+        }))
     }
 
     fn on_snapshot_load(
         &mut self,
         last: LogId,
-        mut files: SnapshotFiles,
+        snapshot: &SnapshotReader,
     ) -> Result<(), SnapshotError> {
         // A snapshot from before the group had sessions has no table.
-        let table = match files.remove(SESSIONS_FILE) {
-            Some(bytes) => {
+        let saved = snapshot
+            .meta()
+            .files
+            .iter()
+            .any(|f| f.name == SESSIONS_FILE);
+        let table = match saved {
+            true => {
+                let bytes = Bytes::from(snapshot.read_file(SESSIONS_FILE)?);
                 SessionTable::decode(self.options.clone(), bytes).map_err(SnapshotError::Invalid)?
             }
-            None => SessionTable::new(self.options.clone()),
+            false => SessionTable::new(self.options.clone()),
         };
-        self.inner.on_snapshot_load(last, files)?;
+        self.inner.on_snapshot_load(last, snapshot)?;
         self.table = table;
         Ok(())
     }

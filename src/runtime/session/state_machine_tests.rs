@@ -12,7 +12,10 @@ use super::options::SessionOptions;
 use super::state_machine::{SESSIONS_FILE, SessionStateMachine};
 use super::table::SessionId;
 use crate::core::{LogId, LogIndex, Term};
-use crate::runtime::state_machine::{Committed, SnapshotError, SnapshotFiles, StateMachine};
+use crate::runtime::snapshot_storage::{MemSnapshots, SnapshotStorage};
+use crate::runtime::snapshot_view::SnapshotView;
+use crate::runtime::state_machine::{Committed, SnapshotError, StateMachine};
+use crate::storage::{SnapshotReader, SnapshotWriter};
 
 /// Counts what it is given; answers each command with the running count.
 struct Counting(Arc<Mutex<u64>>);
@@ -29,11 +32,11 @@ impl StateMachine for Counting {
             .collect()
     }
 
-    fn on_snapshot_save(&mut self) -> Result<SnapshotFiles, SnapshotError> {
-        Ok(SnapshotFiles::new())
+    fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
+        Ok(Box::new(|_: &mut SnapshotWriter| Ok(())))
     }
 
-    fn on_snapshot_load(&mut self, _: LogId, _: SnapshotFiles) -> Result<(), SnapshotError> {
+    fn on_snapshot_load(&mut self, _: LogId, _: &SnapshotReader) -> Result<(), SnapshotError> {
         Ok(())
     }
 }
@@ -145,14 +148,21 @@ fn the_table_is_in_the_snapshot_and_comes_back_from_it() {
         1,
         &[Envelope::Open { time_ms: 10 }, request(11, SessionId(1), 1)],
     ));
-    let files = sm.on_snapshot_save().unwrap();
-    assert!(files.contains_key(SESSIONS_FILE));
+    let snapshots = MemSnapshots::new();
+    let mut writer = snapshots.begin(false).unwrap();
+    sm.on_snapshot_save()
+        .unwrap()
+        .write_to(&mut writer)
+        .unwrap();
+    assert!(writer.file_names().any(|n| n == SESSIONS_FILE));
     let (mut other, other_count) = machine();
     let last = LogId {
         term: Term(1),
         index: LogIndex(2),
     };
-    other.on_snapshot_load(last, files).unwrap();
+    snapshots.commit(writer, last, Default::default()).unwrap();
+    let files = snapshots.open().unwrap().expect("the snapshot");
+    other.on_snapshot_load(last, &files).unwrap();
     let out = other.on_apply(&entries(3, &[request(12, SessionId(1), 1)]));
     assert_eq!(
         reply(&out[0]),

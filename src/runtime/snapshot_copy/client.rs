@@ -1,22 +1,24 @@
 //! The copying half (braft's `RemoteFileCopier` + `SnapshotCopier`): pulls
 //! a snapshot's meta, then each file in chunks, from a server's file
-//! service into memory.
+//! service, streaming each chunk to disk as it arrives: memory holds at most
+//! one chunk here (and the window's requests in the socket buffers), never a
+//! file.
 //!
 //! Up to `window` chunk requests are in flight on one connection; the server
 //! answers them in order. Every chunk carries its CRC32C and every file is
 //! checked whole against the meta, so wrong bytes are never returned. A lost
 //! connection or an answer that does not come within `request_timeout` (a
 //! partitioned stream can hold data forever) reconnects with backoff and
-//! resumes at the first byte not yet received. The backoff is jittered and
+//! resumes at the first byte not yet written. The backoff is jittered and
 //! capped well below the election timeout, like the peer transport's, and
 //! starts again from its floor once a connection is made.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
@@ -26,7 +28,6 @@ use crate::core::LogId;
 use crate::runtime::auth::Dialer;
 use crate::runtime::backoff::Backoff;
 use crate::runtime::group_id::GroupId;
-use crate::runtime::state_machine::SnapshotFiles;
 use crate::runtime::throttle::Throttle;
 use crate::runtime::transport::LocalNetwork;
 use crate::runtime::wire::proto;
@@ -34,11 +35,9 @@ use crate::runtime::wire::proto::get_file_response::Error as WireError;
 use crate::runtime::wire::snapshot_meta::{
     log_id_from_proto, log_id_to_proto, snapshot_meta_from_proto,
 };
-use crate::storage::{SnapshotFile, SnapshotMeta};
-
-/// Buffers are reserved up front only up to this size, whatever length a
-/// (possibly lying) meta claims; they grow as bytes actually arrive.
-const PREALLOCATE_BYTES_MAX: u64 = 64 << 20;
+use crate::storage::{
+    SnapshotFile, SnapshotFileWriter, SnapshotMeta, SnapshotWriter, StorageError,
+};
 
 /// Where a snapshot is copied from.
 #[derive(Clone, Debug)]
@@ -148,6 +147,10 @@ pub enum CopyError {
         /// The server's explanation.
         detail: String,
     },
+    /// Writing the copy to this node's disk failed (or a file name in the
+    /// served meta is not a plain name).
+    #[error("writing the copy locally failed: {0}")]
+    Local(#[source] Arc<StorageError>),
     /// The copy was cancelled.
     #[error("snapshot copy cancelled")]
     Cancelled,
@@ -157,7 +160,10 @@ pub enum CopyError {
     Malformed(String),
 }
 
-/// Copies snapshot `snapshot` of `group` from `source` into memory.
+/// Copies snapshot `snapshot` of `group` from `source` into `into` (a
+/// writer from [`SnapshotStorage::begin`](crate::runtime::SnapshotStorage::begin)),
+/// streaming each file to disk; returns the served meta and the writer, whose
+/// files then match the meta, for the caller to check and commit.
 ///
 /// Every request first takes its bytes from `throttle` (the receiving
 /// server's, so that its incoming copies share one limit); the serving
@@ -174,7 +180,8 @@ pub async fn fetch_snapshot(
     throttle: &Throttle,
     options: &CopyOptions,
     cancel: watch::Receiver<bool>,
-) -> Result<(SnapshotMeta, SnapshotFiles), CopyError> {
+    mut into: SnapshotWriter,
+) -> Result<(SnapshotMeta, SnapshotWriter), CopyError> {
     let backoff = Backoff::new(
         (source_addr(&source), group, snapshot),
         options.backoff_min,
@@ -195,7 +202,7 @@ pub async fn fetch_snapshot(
     tokio::select! {
         biased;
         () = cancelled(cancel) => Err(CopyError::Cancelled),
-        result = copier.run() => result,
+        result = copier.run(&mut into) => result.map(|meta| (meta, into)),
     }
 }
 
@@ -281,7 +288,7 @@ struct Copier<'a> {
 }
 
 impl Copier<'_> {
-    async fn run(&mut self) -> Result<(SnapshotMeta, SnapshotFiles), CopyError> {
+    async fn run(&mut self, into: &mut SnapshotWriter) -> Result<SnapshotMeta, CopyError> {
         let meta = loop {
             match self.fetch_meta().await {
                 Ok(meta) => break meta,
@@ -291,13 +298,14 @@ impl Copier<'_> {
         };
         let total: u64 = meta.files.iter().map(|f| f.len).sum();
         tracing::debug!(group = %self.group, snapshot = %self.snapshot, files = meta.files.len(), total, "copying snapshot");
-        let mut files = SnapshotFiles::new();
         for file in &meta.files {
-            let data = self.fetch_file(file).await?;
+            let local = |e| CopyError::Local(Arc::new(e));
+            let mut target = into.create_file(&file.name).map_err(local)?;
+            self.fetch_file(file, &mut target).await?;
+            target.finish().map_err(local)?;
             tracing::debug!(group = %self.group, file = %file.name, len = file.len, "snapshot file copied");
-            files.insert(file.name.clone(), data);
         }
-        Ok((meta, files))
+        Ok(meta)
     }
 
     fn request(&self, name: &str, offset: u64, count: u64) -> proto::GetFileRequest {
@@ -336,14 +344,19 @@ impl Copier<'_> {
         Ok(meta)
     }
 
-    async fn fetch_file(&mut self, file: &SnapshotFile) -> Result<Bytes, CopyError> {
-        let mut data = Vec::with_capacity(file.len.min(PREALLOCATE_BYTES_MAX) as usize);
+    /// Streams `file` into `target`, which it leaves holding exactly the
+    /// file's bytes (checked whole against the meta's CRC32C).
+    async fn fetch_file(
+        &mut self,
+        file: &SnapshotFile,
+        target: &mut SnapshotFileWriter<'_>,
+    ) -> Result<(), CopyError> {
         let mut inflight = VecDeque::new();
-        // Where the next request starts. Invariant: `data.len() ≤ next`,
+        // Where the next request starts. Invariant: `target.len() ≤ next`,
         // and the requests in flight that are not stale cover
-        // [data.len(), next) in order.
+        // [target.len(), next) in order.
         let mut next = 0;
-        while (data.len() as u64) < file.len {
+        while target.len() < file.len {
             let Some(mut conn) = self.conn.take() else {
                 match self.connection().await {
                     Ok(conn) => self.conn = Some(conn),
@@ -353,7 +366,7 @@ impl Copier<'_> {
                 continue;
             };
             let round = self
-                .round(&mut conn, file, &mut data, &mut inflight, &mut next)
+                .round(&mut conn, file, target, &mut inflight, &mut next)
                 .await;
             match round {
                 Ok(()) => self.conn = Some(conn),
@@ -361,7 +374,7 @@ impl Copier<'_> {
                 Err(StepError::Retry(f)) => {
                     // Resume at the first missing byte on a new connection.
                     inflight.clear();
-                    next = data.len() as u64;
+                    next = target.len();
                     self.failed(f).await?;
                 }
             }
@@ -370,13 +383,13 @@ impl Copier<'_> {
             // Stale answers still due would be misread as the next file's.
             self.conn = None;
         }
-        if crc32c::crc32c(&data) != file.crc {
+        if target.crc() != file.crc {
             return Err(CopyError::Corrupt {
                 file: file.name.clone(),
                 offset: 0,
             });
         }
-        Ok(Bytes::from(data))
+        Ok(())
     }
 
     /// Tops the window up, then takes one answer.
@@ -384,7 +397,7 @@ impl Copier<'_> {
         &mut self,
         conn: &mut Connection,
         file: &SnapshotFile,
-        data: &mut Vec<u8>,
+        target: &mut SnapshotFileWriter<'_>,
         inflight: &mut VecDeque<Inflight>,
         next: &mut u64,
     ) -> Result<(), StepError> {
@@ -418,7 +431,7 @@ impl Copier<'_> {
         if asked.stale {
             return Ok(());
         }
-        let offset = data.len() as u64;
+        let offset = target.len();
         assert_eq!(asked.offset, offset, "answers come in request order");
         let len = response.data.len() as u64;
         if len > asked.count {
@@ -432,7 +445,9 @@ impl Copier<'_> {
         if len == 0 || crc32c::crc32c(&response.data) != response.crc {
             return Err(corrupt.into());
         }
-        data.extend_from_slice(&response.data);
+        target
+            .write_at_end(&response.data)
+            .map_err(|e| StepError::Fatal(CopyError::Local(Arc::new(e))))?;
         self.progressed();
         tracing::trace!(group = %self.group, file = %file.name, offset, len, "snapshot chunk");
         if len < asked.count {
