@@ -50,7 +50,8 @@ pub enum SnapshotSource {
         dialer: Dialer,
     },
     /// A `NodeManager::local` server
-    /// on an in-process network.
+    /// on an in-process network (feature `testing`).
+    #[cfg_attr(not(feature = "testing"), doc(hidden))]
     Local {
         /// The network the server is on.
         network: LocalNetwork,
