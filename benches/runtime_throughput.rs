@@ -11,6 +11,10 @@
 //!   `fdatasync` p50 plus one loopback round trip p50) against the
 //!   single-client p50;
 //! - `tcp+disk+insecure`: the same without authentication;
+//! - `tcp+disk+client`: `tcp+disk` with the group keeping sessions and
+//!   the clients outside the servers, each writing through its own
+//!   `oar::client` session (one `Client`, its pipelined connections
+//!   shared); not run by default;
 //! - `tls-cost`: both of the above, interleaved row by row, with their ratio;
 //! - `metrics-cost`: `memory` and `tcp+disk` with metrics on and off
 //!   (`GroupOptions::metrics`), interleaved row by row in alternating
@@ -28,10 +32,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use oar::client::{Client, ClientOptions};
 use oar::core::{NodeId, RaftOptions};
 use oar::runtime::{
     DiskStorage, GroupId, GroupOptions, GroupStorage, LocalNetwork, MemStorage, Node, NodeManager,
-    Security,
+    Security, SessionOptions,
 };
 use oar::storage::{LogOptions, StdFileSystem};
 
@@ -44,7 +49,12 @@ mod pki;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Setup {
     Memory,
-    TcpDisk { tls: bool },
+    /// `client`: writers go through `oar::client` sessions, not the
+    /// leader's `Node` handle.
+    TcpDisk {
+        tls: bool,
+        client: bool,
+    },
 }
 
 async fn cluster(setup: Setup, metrics: bool, dir: &std::path::Path) -> (Vec<NodeManager>, Node) {
@@ -55,7 +65,7 @@ async fn cluster(setup: Setup, metrics: bool, dir: &std::path::Path) -> (Vec<Nod
             Setup::Memory => {
                 NodeManager::local(&network, format!("10.0.0.{i}:5000").parse().unwrap())
             }
-            Setup::TcpDisk { tls } => {
+            Setup::TcpDisk { tls, .. } => {
                 let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
                 let security = match tls {
                     true => pki::shared().security(addr.ip()),
@@ -73,6 +83,14 @@ async fn cluster(setup: Setup, metrics: bool, dir: &std::path::Path) -> (Vec<Nod
         let id = NodeId(i as u64 + 1);
         let mut options = GroupOptions::new(GroupId(1), id, peers.clone());
         options.metrics = metrics;
+        if setup
+            == (Setup::TcpDisk {
+                tls: true,
+                client: true,
+            })
+        {
+            options.sessions = Some(SessionOptions::default());
+        }
         // openraft's defaults: a snapshot every 5,000 entries, 1,000 kept.
         options.snapshot_interval = Some(5000);
         options.raft = RaftOptions {
@@ -108,20 +126,6 @@ async fn cluster(setup: Setup, metrics: bool, dir: &std::path::Path) -> (Vec<Nod
     (servers, nodes.swap_remove(0))
 }
 
-/// This process's CPU time so far (user + system), where it can be read.
-fn cpu_time() -> Duration {
-    // SAFETY: rusage is plain integers, for which all-zero is valid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage only writes the struct it is given.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return Duration::ZERO;
-    }
-    let time = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    time(usage.ru_utime) + time(usage.ru_stime)
-}
-
 /// What one row measured.
 struct Row {
     per_second: f64,
@@ -136,13 +140,27 @@ struct Row {
 async fn measure(setup: Setup, metrics: bool, clients: usize, duration: Duration) -> Row {
     let dir = tempfile::tempdir().expect("temp dir");
     let (servers, leader) = cluster(setup, metrics, dir.path()).await;
+    let client = (setup
+        == Setup::TcpDisk {
+            tls: true,
+            client: true,
+        })
+    .then(|| {
+        let dialer = pki::shared().client_dialer_with(pki::CLIENT_TOKEN);
+        Client::new(
+            vec![servers[2].local_addr()],
+            dialer,
+            ClientOptions::default(),
+        )
+    });
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (leader, measuring, stop, latencies) = (
+        let (leader, client, measuring, stop, latencies) = (
             leader.clone(),
+            client.clone(),
             measuring.clone(),
             stop.clone(),
             latencies.clone(),
@@ -150,9 +168,16 @@ async fn measure(setup: Setup, metrics: bool, clients: usize, duration: Duration
         tasks.push(tokio::spawn(async move {
             let command = Bytes::from_static(b"0123456789abcdef");
             let mut mine = Vec::new();
+            let session = match &client {
+                Some(client) => Some(client.open_session(GroupId(1)).await.expect("session")),
+                None => None,
+            };
             while !stop.load(Ordering::Relaxed) {
                 let start = Instant::now();
-                leader.apply(command.clone()).await.expect("write");
+                match &session {
+                    Some(session) => drop(session.apply(command.clone()).await.expect("write")),
+                    None => drop(leader.apply(command.clone()).await.expect("write")),
+                }
                 if measuring.load(Ordering::Relaxed) {
                     mine.push(start.elapsed());
                 }
@@ -163,11 +188,11 @@ async fn measure(setup: Setup, metrics: bool, clients: usize, duration: Duration
     tokio::time::sleep(Duration::from_millis(300)).await; // warm up
     measuring.store(true, Ordering::Relaxed);
     let start = Instant::now();
-    let cpu_start = cpu_time();
+    let cpu_start = common::cpu_time();
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed();
-    let cpu = cpu_time().saturating_sub(cpu_start);
+    let cpu = common::cpu_time().saturating_sub(cpu_start);
     common::finish(&stop, tasks, &servers).await;
     let mut latencies = std::mem::take(&mut *latencies.lock().unwrap());
     latencies.sort_unstable();
@@ -202,8 +227,27 @@ fn main() {
         let name = name.trim();
         let (setup, default_clients) = match name {
             "memory" => (Setup::Memory, vec![1, 64, 256, 1024]),
-            "tcp+disk" => (Setup::TcpDisk { tls: true }, vec![1, 16, 256]),
-            "tcp+disk+insecure" => (Setup::TcpDisk { tls: false }, vec![1, 16, 256]),
+            "tcp+disk" => (
+                Setup::TcpDisk {
+                    tls: true,
+                    client: false,
+                },
+                vec![1, 16, 256],
+            ),
+            "tcp+disk+insecure" => (
+                Setup::TcpDisk {
+                    tls: false,
+                    client: false,
+                },
+                vec![1, 16, 256],
+            ),
+            "tcp+disk+client" => (
+                Setup::TcpDisk {
+                    tls: true,
+                    client: true,
+                },
+                vec![1, 16, 256],
+            ),
             "tls-cost" => {
                 let clients = clients_override.clone().unwrap_or(vec![1, 16, 256]);
                 tls_cost(&runtime, &clients, Duration::from_millis(millis));
@@ -288,8 +332,24 @@ fn tls_cost(runtime: &tokio::runtime::Runtime, clients: &[usize], time: Duration
         "", "", "", "", "", "", ""
     );
     for &n in clients {
-        let plain = runtime.block_on(measure(Setup::TcpDisk { tls: false }, true, n, time));
-        let tls = runtime.block_on(measure(Setup::TcpDisk { tls: true }, true, n, time));
+        let plain = runtime.block_on(measure(
+            Setup::TcpDisk {
+                tls: false,
+                client: false,
+            },
+            true,
+            n,
+            time,
+        ));
+        let tls = runtime.block_on(measure(
+            Setup::TcpDisk {
+                tls: true,
+                client: false,
+            },
+            true,
+            n,
+            time,
+        ));
         let (plain, plain_p50, tls, tls_p50) =
             (plain.per_second, plain.p50, tls.per_second, tls.p50);
         println!(
@@ -326,7 +386,13 @@ fn metrics_cost(runtime: &tokio::runtime::Runtime, clients: &[usize], time: Dura
     );
     for (name, setup) in [
         ("memory", Setup::Memory),
-        ("tcp+disk", Setup::TcpDisk { tls: true }),
+        (
+            "tcp+disk",
+            Setup::TcpDisk {
+                tls: true,
+                client: false,
+            },
+        ),
     ] {
         for &n in clients {
             let (mut writes, mut cpus) = (Vec::new(), Vec::new());

@@ -7,14 +7,23 @@
 //! - `raw`: `Node::apply` on the leader's handle, a group without sessions;
 //! - `session`: `Node::apply_in_session` on the leader's handle, a group
 //!   with sessions (the session table's cost alone);
-//! - `client`: `oar::client` sessions from outside the server (route
-//!   lookup, pipelined TLS connections the writers share, the client
-//!   frames, the table).
+//! - `client-raw`: `oar::client`'s `Client::apply` from outside the
+//!   server, a group without sessions (route lookup, pipelined TLS
+//!   connections the writers share, the client frames);
+//! - `client`: `oar::client` sessions from outside the server (all that,
+//!   and the table).
+//!
+//! `client/raw` is what a remote writer gets against an in-process one (the
+//! client, TLS and TCP share the machine's cores with the three servers);
+//! `client/client-raw`, both over TCP, is the sessions' own cost, which the
+//! goal "sessions cost <= 10 %" is about.
 //!
 //! Run: `cargo bench --bench session_throughput`. Environment:
 //! `OAR_BENCH_MS` measuring time per cell (default 3000),
 //! `OAR_BENCH_CLIENTS` as a comma list (default `1,64`), `OAR_BENCH_MODE`
-//! to measure one mode alone (`raw`, `session` or `client`, for a profiler).
+//! to measure one mode alone (`raw`, `session`, `client-raw` or `client`,
+//! for a profiler), `OAR_BENCH_CONNECTIONS` the client's connections per
+//! server at most (`ClientOptions::connections_per_server_max`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +48,7 @@ const GROUP: GroupId = GroupId(1);
 enum Mode {
     Raw,
     Session,
+    ClientRaw,
     Client,
 }
 
@@ -104,7 +114,7 @@ async fn write_loop(
 ) {
     let command = Bytes::from_static(b"0123456789abcdef");
     let (session, remote) = match mode {
-        Mode::Raw => (None, None),
+        Mode::Raw | Mode::ClientRaw => (None, None),
         Mode::Session => (Some(leader.open_session().await.expect("session")), None),
         Mode::Client => (
             None,
@@ -115,6 +125,9 @@ async fn write_loop(
     while !stop.load(Ordering::Relaxed) {
         seq += 1;
         match (session, &remote) {
+            _ if mode == Mode::ClientRaw => {
+                client.apply(GROUP, command.clone()).await.expect("write");
+            }
             (Some(s), _) => {
                 leader
                     .apply_in_session(s, seq, seq, command.clone())
@@ -134,13 +147,23 @@ async fn write_loop(
     }
 }
 
-/// Writes/s of `writers` writers in `mode`.
-async fn measure(mode: Mode, writers: usize, duration: Duration) -> f64 {
+/// Writes/s of `writers` writers in `mode`, and the process's CPU time
+/// per write (all three servers and the writers: less moved than writes/s
+/// by other processes' load).
+async fn measure(mode: Mode, writers: usize, duration: Duration) -> (f64, Duration) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (servers, leader) = cluster(mode != Mode::Raw, dir.path()).await;
+    let sessions = matches!(mode, Mode::Session | Mode::Client);
+    let (servers, leader) = cluster(sessions, dir.path()).await;
     let dialer = pki::shared().client_dialer_with(pki::CLIENT_TOKEN);
     let seeds = vec![servers[2].local_addr()];
-    let client = Client::new(seeds, dialer, ClientOptions::default());
+    let mut options = ClientOptions::default();
+    if let Some(n) = std::env::var("OAR_BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.connections_per_server_max = n;
+    }
+    let client = Client::new(seeds, dialer, options);
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
@@ -158,11 +181,17 @@ async fn measure(mode: Mode, writers: usize, duration: Duration) -> f64 {
     tokio::time::sleep(Duration::from_millis(500)).await; // warm up
     measuring.store(true, Ordering::Relaxed);
     let start = Instant::now();
+    let cpu_start = common::cpu_time();
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed();
+    let cpu = common::cpu_time().saturating_sub(cpu_start);
     common::finish(&stop, tasks, &servers).await;
-    count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+    let count = count.load(Ordering::Relaxed);
+    (
+        count as f64 / elapsed.as_secs_f64(),
+        cpu / count.max(1) as u32,
+    )
 }
 
 fn main() {
@@ -183,12 +212,13 @@ fn main() {
         let mode = match mode.as_str() {
             "raw" => Mode::Raw,
             "session" => Mode::Session,
+            "client-raw" => Mode::ClientRaw,
             "client" => Mode::Client,
             other => panic!("unknown mode {other}"),
         };
         for n in writers {
-            let rate = runtime.block_on(measure(mode, n, time));
-            println!("{mode:?} {n} writers: {rate:.0} writes/s");
+            let (rate, cpu) = runtime.block_on(measure(mode, n, time));
+            println!("{mode:?} {n} writers: {rate:.0} writes/s, {cpu:?} CPU/write");
         }
         return;
     }
@@ -201,14 +231,44 @@ fn main() {
         "{:-<8}-+-{:-<10}-+-{:-<10}-+-{:-<10}-+-{:-<9}-+-{:-<9}",
         "", "", "", "", "", ""
     );
-    for n in writers {
-        let raw = runtime.block_on(measure(Mode::Raw, n, time));
-        let session = runtime.block_on(measure(Mode::Session, n, time));
+    let mut remote = Vec::new();
+    for &n in &writers {
+        let (raw, _) = runtime.block_on(measure(Mode::Raw, n, time));
+        let (session, _) = runtime.block_on(measure(Mode::Session, n, time));
+        let client_raw = runtime.block_on(measure(Mode::ClientRaw, n, time));
         let client = runtime.block_on(measure(Mode::Client, n, time));
         println!(
-            "{n:>8} | {raw:>10.0} | {session:>10.0} | {client:>10.0} | {:>9.2} | {:>9.2}",
+            "{n:>8} | {raw:>10.0} | {session:>10.0} | {:>10.0} | {:>9.2} | {:>9.2}",
+            client.0,
             session / raw,
-            client / raw
+            client.0 / raw
+        );
+        remote.push((n, client_raw, client));
+    }
+    // Both sides over TCP (measured in the same rows as above): the
+    // sessions' own cost.
+    println!("\noar client over tcp+disk+TLS, without and with sessions (same rows as above)");
+    println!(
+        "{:>8} | {:>14} | {:>10} | {:>12} | {:>14} | {:>10} | {:>12}",
+        "writers",
+        "client-raw w/s",
+        "client w/s",
+        "client/c-raw",
+        "c-raw CPU/w",
+        "client CPU/w",
+        "CPU c/c-raw"
+    );
+    println!(
+        "{:-<8}-+-{:-<14}-+-{:-<10}-+-{:-<12}-+-{:-<14}-+-{:-<10}-+-{:-<12}",
+        "", "", "", "", "", "", ""
+    );
+    for (n, (client_raw, raw_cpu), (client, client_cpu)) in remote {
+        println!(
+            "{n:>8} | {client_raw:>14.0} | {client:>10.0} | {:>12.2} | {:>14.1?} | {:>12.1?} | {:>12.2}",
+            client / client_raw,
+            raw_cpu,
+            client_cpu,
+            client_cpu.as_secs_f64() / raw_cpu.as_secs_f64().max(1e-12)
         );
     }
 }

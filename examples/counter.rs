@@ -58,8 +58,10 @@ impl StateMachine for Counter {
     }
 }
 
+// `pub(crate)`: `tests/counter_example.rs` runs this very `main`, so a
+// broken example fails the tests, not only the build.
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Three servers, each running member i of the group, with sessions on.
     let mut servers = Vec::new();
     for _ in 0..3 {

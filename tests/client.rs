@@ -1,6 +1,7 @@
 //! `oar::client` over loopback TCP with TLS: it finds the leader from any
 //! server, follows it across a transfer and a kill without being told, and
-//! writes exactly once through sessions however its requests are retried.
+//! writes exactly once through sessions however its requests are retried
+//! (and at most once outside them).
 
 mod runtime;
 
@@ -287,4 +288,51 @@ async fn a_dead_seed_is_passed_over() {
     let session = client.open_session(GROUP).await.unwrap();
     assert_eq!(session.apply(incr()).await.unwrap(), "1");
     session.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_outside_sessions_is_applied_at_most_once_across_a_leader_kill() {
+    let c = cluster(Duration::from_secs(60)).await;
+    let leader = wait_for_leader(&c.nodes()).await;
+    // Through a follower: the NotLeader hint leads the client on.
+    let client = c.client((leader + 1) % 3);
+    assert_eq!(client.apply(GROUP, incr()).await.unwrap(), "1");
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for _ in 0..8 {
+        let (client, done) = (client.clone(), done.clone());
+        writers.push(tokio::spawn(async move {
+            let (mut applied, mut unknown) = (0u64, 0u64);
+            for _ in 0..10 {
+                match client.apply(GROUP, incr()).await {
+                    Ok(_) => applied += 1,
+                    Err(ClientError::OutcomeUnknown(_)) => unknown += 1,
+                    Err(e) => panic!("neither applied nor unknown: {e}"),
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            (applied, unknown)
+        }));
+    }
+    wait_until(|| done.load(std::sync::atomic::Ordering::Relaxed) >= 16).await;
+    c.servers[leader].shutdown().await;
+    let (mut applied, mut unknown) = (1, 0);
+    for writer in writers {
+        let (a, u) = writer.await.unwrap();
+        applied += a;
+        unknown += u;
+    }
+    assert_eq!(applied + unknown, 81);
+    // Never applied twice: at least every acknowledged write, at most one
+    // apply per call. (A client that retried an unknown outcome could
+    // overshoot.)
+    let count = client
+        .read(GROUP, Bytes::from_static(b"get"))
+        .await
+        .unwrap();
+    let count: u64 = std::str::from_utf8(&count).unwrap().parse().unwrap();
+    assert!(
+        (applied..=applied + unknown).contains(&count),
+        "count {count}: {applied} acknowledged, {unknown} of unknown outcome"
+    );
 }

@@ -1,5 +1,6 @@
 //! Pieces the runtime benches share: the counting state machine, the
-//! address book of servers in one process, and the end of a measured row.
+//! address book of servers in one process, the end of a measured row, and
+//! the process's CPU time.
 //! (Each bench uses a subset.)
 #![allow(dead_code)]
 
@@ -58,4 +59,19 @@ pub(crate) async fn finish(stop: &AtomicBool, tasks: Vec<JoinHandle<()>>, server
     for server in servers {
         server.shutdown().await;
     }
+}
+
+/// This process's CPU time so far (user + system), where it can be read.
+pub(crate) fn cpu_time() -> std::time::Duration {
+    // SAFETY: rusage is plain integers, for which all-zero is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    let time = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec as u64)
+            + std::time::Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
 }

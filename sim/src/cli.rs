@@ -53,6 +53,11 @@ struct Shape {
     /// sessions (the runs before sessions, to compare with).
     #[arg(long)]
     no_sessions: bool,
+    /// Sessions expire after this many milliseconds of log time without a
+    /// request (default: longer than any run). A few seconds make them
+    /// expire mid-run, which the expiry plant needs to show.
+    #[arg(long)]
+    session_expiry_ms: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -135,6 +140,9 @@ fn options(seed: u64, shape: &Shape) -> SimOptions {
         clients: shape.clients,
         fault_phase: Duration::from_secs(shape.fault_secs),
         sessions: !shape.no_sessions,
+        session_expiry: shape
+            .session_expiry_ms
+            .map_or(defaults.session_expiry, Duration::from_millis),
         ..defaults
     }
 }
@@ -143,13 +151,22 @@ fn options(seed: u64, shape: &Shape) -> SimOptions {
 /// that it can be edited (a kind set to 0 to see whether it matters).
 fn replay_command(options: &SimOptions, shape: &Shape) -> String {
     format!(
-        "cargo simrun -p oar-sim -- run --seed {} --nodes {} --faults {} --clients {} --fault-secs {} --weights {} --trace trace.jsonl --history history.jsonl",
+        "cargo simrun -p oar-sim -- run --seed {} --nodes {} --faults {} --clients {} --fault-secs {} --weights {}{}{} --trace trace.jsonl --history history.jsonl",
         options.seed,
         shape.nodes,
         format!("{:?}", shape.faults).to_lowercase(),
         shape.clients,
         shape.fault_secs,
         options.fault_mix(),
+        if shape.no_sessions {
+            " --no-sessions"
+        } else {
+            ""
+        },
+        shape
+            .session_expiry_ms
+            .map(|ms| format!(" --session-expiry-ms {ms}"))
+            .unwrap_or_default(),
     )
 }
 

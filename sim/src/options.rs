@@ -82,6 +82,10 @@ pub struct SimOptions {
     /// The group keeps client sessions and the clients retry writes of
     /// unknown outcome through them (`sim/src/sessions.rs`).
     pub sessions: bool,
+    /// A session with no request for this much log time expires
+    /// (`SessionOptions::expiry`). The default outlasts every run; a short
+    /// one makes sessions expire mid-run, as the expiry plant needs.
+    pub session_expiry: Duration,
     /// Record the event trace.
     pub trace: bool,
     /// The protocol options every server runs with (`id` and `rng_seed`
@@ -107,6 +111,7 @@ impl SimOptions {
             heal_deadline: Duration::from_secs(20),
             op_timeout: Duration::from_secs(2),
             sessions: true,
+            session_expiry: oar::runtime::SessionOptions::default().expiry,
             trace: false,
             raft: swarm_raft_options(seed),
             initial_voters: None,
@@ -115,6 +120,14 @@ impl SimOptions {
 }
 
 impl SimOptions {
+    /// The group's session options, if it keeps sessions.
+    pub fn session_options(&self) -> Option<oar::runtime::SessionOptions> {
+        self.sessions.then(|| oar::runtime::SessionOptions {
+            expiry: self.session_expiry,
+            ..oar::runtime::SessionOptions::default()
+        })
+    }
+
     /// The fault mix the nemesis runs with: the weights, less the classes
     /// `faults` leaves out.
     pub fn fault_mix(&self) -> FaultWeights {

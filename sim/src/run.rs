@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use oar::core::NodeId;
-use oar::runtime::SessionOptions;
 use serde_json::json;
 
 use crate::checker::linearizability;
@@ -160,7 +159,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         options.seed,
         options.raft.clone(),
         options.starting_voters(),
-        options.sessions.then(SessionOptions::default),
+        options.session_options(),
         observations.clone(),
         trace.clone(),
     );

@@ -55,7 +55,7 @@ impl ClientSession {
         let mut maybe_applied = false;
         // The request's sequence number, fixed across its attempts while
         // the session lives.
-        let mut seq = None;
+        let mut request_seq = None;
         let give_up = |maybe_applied: bool| {
             if maybe_applied {
                 Ended::Unknown
@@ -87,7 +87,7 @@ impl ClientSession {
                 pause(rng).await;
                 continue;
             };
-            let seq = *seq.get_or_insert_with(|| {
+            let seq = *request_seq.get_or_insert_with(|| {
                 self.next_seq += 1;
                 self.next_seq - 1
             });
@@ -102,6 +102,11 @@ impl ClientSession {
                     if maybe_applied {
                         return Ended::Unknown;
                     }
+                    // The new session numbers from 1: the old number would
+                    // be far ahead of it, and a later request of the new
+                    // session with that number would be taken for a retry
+                    // (found with sessions expiring mid-run).
+                    request_seq = None;
                 }
                 Ok(Err(Error::Session(e))) => {
                     debug_assert!(

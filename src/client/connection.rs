@@ -156,18 +156,20 @@ impl Pool {
     }
 
     /// Sends `request` to the server at `addr` and waits for its answer,
-    /// within the attempt timeout. A shared connection the server has
-    /// closed since (it idled out) costs one fresh dial, not a failed
-    /// attempt.
+    /// within the attempt timeout. With `resend`, a shared connection the
+    /// server has closed since (it idled out) costs one fresh dial, not a
+    /// failed attempt; without it (a request that must not reach the log
+    /// twice) it is an `Exchange` error.
     pub(crate) async fn exchange(
         &self,
         addr: SocketAddr,
         request: &proto::ClientRequest,
+        resend: bool,
     ) -> Result<proto::ClientResponse, AttemptError> {
         let attempt = async {
             let (conn, slot, fresh) = self.connection(addr).await?;
             match conn.request(addr, request.clone(), slot).await {
-                Err(AttemptError::Exchange { .. }) if !fresh => {
+                Err(AttemptError::Exchange { .. }) if !fresh && resend => {
                     let (conn, slot, _) = self.connection(addr).await?;
                     conn.request(addr, request.clone(), slot).await
                 }

@@ -19,6 +19,13 @@ pub enum ClientError {
         /// The last attempt's failure.
         last: String,
     },
+    /// A write outside any session ([`Client::apply`](super::Client::apply))
+    /// may or may not have been applied (the connection broke or timed out
+    /// after it was sent, or the server could not tell); it was not retried,
+    /// since a retry could apply it twice. Remedy: read back, or write
+    /// through a [`Session`](super::Session).
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// The session refused the request (expired, forgotten, full); it was
     /// not applied. Remedy: see the inner error.
     #[error(transparent)]

@@ -53,6 +53,9 @@ enum Outcome {
     Redirect,
     /// Wait, refresh the route, try again.
     Retry(String),
+    /// The request may have been applied: retried as `Retry` only where a
+    /// retry applies nothing twice (sessions, route lookups, reads).
+    Unknown(String),
 }
 
 impl Client {
@@ -127,6 +130,32 @@ impl Client {
         }
     }
 
+    /// Applies `command` to `group` outside any session, at most once:
+    /// retried (across leader changes, elections, reconnections, until the
+    /// deadline) only while it was certainly not applied. For groups
+    /// without sessions, and commands that are idempotent or cheap to lose;
+    /// [`Session::apply`] is the exactly-once write.
+    ///
+    /// # Errors
+    /// [`ClientError::OutcomeUnknown`] (sent, and perhaps applied: read
+    /// back), [`ClientError::Timeout`] (not applied), [`ClientError::Refused`].
+    pub async fn apply(&self, group: GroupId, command: Bytes) -> Result<Bytes, ClientError> {
+        let request = proto::ClientRequest {
+            request_id: 0,
+            group_id: group.0,
+            op: Some(Op::Apply(proto::ClientApply {
+                session: 0,
+                seq: 0,
+                first_unacked: 0,
+                command,
+            })),
+        };
+        match self.call_with(request, false).await? {
+            Answer::Reply(reply) => Ok(reply),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Runs a read-only `query` on `group`'s state machine, linearizably:
     /// for now by the Log policy (the query goes through the log outside
     /// any session; retried freely, since it changes nothing).
@@ -151,6 +180,16 @@ impl Client {
     /// outcome unknown) waits a jittered backoff, refreshes the route and
     /// tries again.
     pub(crate) async fn call(&self, request: proto::ClientRequest) -> Result<Answer, ClientError> {
+        self.call_with(request, true).await
+    }
+
+    /// [`call`](Self::call); with `!retry_unknown`, an attempt that may have
+    /// been applied ends the call with [`ClientError::OutcomeUnknown`].
+    async fn call_with(
+        &self,
+        request: proto::ClientRequest,
+        retry_unknown: bool,
+    ) -> Result<Answer, ClientError> {
         let options = &self.inner.options;
         let group = GroupId(request.group_id);
         let deadline = Instant::now() + options.deadline;
@@ -164,7 +203,7 @@ impl Client {
                 last = format!("no leader known for group {group}");
             }
             if let Some(addr) = target {
-                match self.attempt(addr, group, &request).await {
+                match self.attempt(addr, group, &request, retry_unknown).await {
                     Outcome::Done(answer) => return Ok(answer),
                     Outcome::Fail(error) => return Err(error),
                     Outcome::Redirect if redirects < 3 => {
@@ -172,7 +211,10 @@ impl Client {
                         continue;
                     }
                     Outcome::Redirect => last = format!("redirected in circles at {addr}"),
-                    Outcome::Retry(why) => last = why,
+                    Outcome::Unknown(why) if !retry_unknown => {
+                        return Err(ClientError::OutcomeUnknown(why));
+                    }
+                    Outcome::Retry(why) | Outcome::Unknown(why) => last = why,
                 }
             }
             redirects = 0;
@@ -230,7 +272,7 @@ impl Client {
             group_id: 0,
             op: Some(Op::Route(proto::RouteRequest {})),
         };
-        match self.inner.pool.exchange(addr, &request).await {
+        match self.inner.pool.exchange(addr, &request, true).await {
             Ok(proto::ClientResponse {
                 result: Some(Answer::Route(reply)),
                 ..
@@ -252,8 +294,9 @@ impl Client {
         addr: SocketAddr,
         group: GroupId,
         request: &proto::ClientRequest,
+        resend: bool,
     ) -> Outcome {
-        let response = match self.inner.pool.exchange(addr, request).await {
+        let response = match self.inner.pool.exchange(addr, request, resend).await {
             Ok(response) => response,
             Err(AttemptError::Refused { detail, .. }) => {
                 return Outcome::Fail(ClientError::Refused(detail));
@@ -262,7 +305,12 @@ impl Client {
             Err(AttemptError::Busy { in_flight, .. }) => {
                 return Outcome::Fail(ClientError::Busy { in_flight });
             }
-            Err(e) => {
+            // Sent (perhaps), and no answer.
+            Err(e @ (AttemptError::Exchange { .. } | AttemptError::Timeout { .. })) => {
+                self.forget_leader(group);
+                return Outcome::Unknown(e.to_string());
+            }
+            Err(e @ AttemptError::Dial { .. }) => {
                 self.forget_leader(group);
                 return Outcome::Retry(e.to_string());
             }
@@ -286,9 +334,13 @@ impl Client {
                     }
                 }
             }
-            Kind::NotLeader | Kind::UnknownGroup | Kind::NotApplied | Kind::OutcomeUnknown => {
+            Kind::NotLeader | Kind::UnknownGroup | Kind::NotApplied => {
                 self.forget_leader(group);
                 Outcome::Retry(error.detail)
+            }
+            Kind::OutcomeUnknown => {
+                self.forget_leader(group);
+                Outcome::Unknown(error.detail)
             }
             Kind::Session => match decode_session_error(error.session_error) {
                 Some(e) => Outcome::Fail(ClientError::Session(e)),

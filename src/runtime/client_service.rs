@@ -45,6 +45,10 @@ pub(crate) async fn handle(
         (Some(Op::OpenSession(_)), Some(node)) => {
             node.open_session().await.map(|s| Answer::Session(s.0))
         }
+        (Some(Op::Apply(a)), Some(node)) if a.session == 0 => node
+            .apply(a.command)
+            .await
+            .map(|applied| Answer::Reply(applied.response)),
         (Some(Op::Apply(a)), Some(node)) => node
             .apply_in_session(SessionId(a.session), a.seq, a.first_unacked, a.command)
             .await

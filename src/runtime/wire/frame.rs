@@ -163,6 +163,11 @@ pub async fn write_queued<T, W: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     while let Some(first) = queued.recv().await {
+        // Let the tasks woken together with the first one's (the answers
+        // of one applied batch; the callers one read of answers woke)
+        // queue theirs before the write: one TLS record, one write and one
+        // flush for all of them instead of one each.
+        tokio::task::yield_now().await;
         out.clear();
         let mut next = Some(first);
         let mut batched = 0;
