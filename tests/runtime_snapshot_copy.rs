@@ -669,3 +669,48 @@ async fn requests_for_nothing_do_not_draw_on_the_throttle() {
     );
     server.shutdown().await;
 }
+
+/// The copy streams to disk as chunks arrive (memory holds a chunk, not a
+/// file): halfway through a throttled 8 MiB file, part of it is already in
+/// the install directory's file, and the whole file is there at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_streams_each_file_to_disk_as_it_arrives() {
+    let data = random_bytes(5, 8 * MIB);
+    let files = SnapshotFiles::from([("data".to_string(), data.clone())]);
+    let options = TransportOptions {
+        snapshot_bytes_per_sec: Some(4 * MIB),
+        ..TransportOptions::default()
+    };
+    let (server, meta) = serving(options, &files).await;
+    let dir = tempfile::tempdir().unwrap();
+    let into = DiskSnapshots::open(Arc::new(StdFileSystem), dir.path()).unwrap();
+    let writer = into.begin(true).unwrap();
+    let (_keep, cancelled) = watch::channel(false);
+    let unlimited = Throttle::new(None);
+    let copy_options = CopyOptions::default();
+    let copying = fetch_snapshot(
+        tcp_source(server.local_addr()),
+        GROUP,
+        SNAPSHOT,
+        &unlimited,
+        &copy_options,
+        cancelled,
+        writer,
+    );
+    let partial = dir.path().join("temp_install").join("data");
+    let watching = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0)
+    };
+    let (copied, midway) = tokio::join!(copying, watching);
+    let (got, writer) = copied.expect("the copy succeeds");
+    assert!(
+        (MIB..7 * MIB).contains(&midway),
+        "{midway} bytes on disk after 1 s of an 8 MiB copy at 4 MiB/s"
+    );
+    into.commit(writer, got.last_included, got.membership.clone())
+        .unwrap();
+    assert_eq!(got, meta);
+    assert_eq!(read_back(&into), files);
+    server.shutdown().await;
+}
