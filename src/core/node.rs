@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::config_manager::ConfigManager;
 use super::entry::{Entry, EntryPayload, HardState};
-use super::error::{InputError, OptionsError, ProposalError, ProposeError};
+use super::error::{InputError, OptionsError, ProposalLost, ProposalRefused};
 use super::ids::{LogId, LogIndex, NodeId, Term};
 use super::input::Event;
 use super::log::RaftLog;
@@ -42,8 +42,8 @@ pub struct InitialState {
     pub snapshot: Option<SnapshotInfo>,
     /// The entry just before `entries` (the storage's last purged entry),
     /// `(0,0)` if none.
-    pub log_start: LogId,
-    /// The durable entries after `log_start`, in order.
+    pub last_purged: LogId,
+    /// The durable entries after `last_purged`, in order.
     pub entries: Vec<Entry>,
 }
 
@@ -142,7 +142,7 @@ impl RaftNode {
         now: Instant,
     ) -> Result<Self, OptionsError> {
         options.validate()?;
-        let mut log = RaftLog::restore(initial.log_start, initial.entries);
+        let mut log = RaftLog::restore(initial.last_purged, initial.entries);
         let mut log_reset = None;
         let mut configs = match &initial.snapshot {
             Some(snapshot) => {
@@ -156,7 +156,7 @@ impl RaftNode {
                 }
                 ConfigManager::new(snapshot.last.index, snapshot.membership.clone())
             }
-            None => ConfigManager::new(initial.log_start.index, initial.membership),
+            None => ConfigManager::new(initial.last_purged.index, initial.membership),
         };
         let base_index = configs.effective_index();
         for entry in log.iter().filter(|e| e.id.index > base_index) {
@@ -411,24 +411,24 @@ impl RaftNode {
     ///
     /// # Errors
     /// `NotLeader` with a hint when this node does not lead.
-    pub fn propose(&mut self, now: Instant, command: Bytes) -> Result<LogId, ProposeError> {
+    pub fn propose(&mut self, now: Instant, command: Bytes) -> Result<LogId, ProposalRefused> {
         self.advance_time(now);
         if !matches!(self.role, RoleState::Leader { .. }) {
-            return Err(ProposeError::NotLeader {
+            return Err(ProposalRefused::NotLeader {
                 leader_hint: self.leader,
             });
         }
         if let Some(transfer) = &self.transfer {
             // Leadership is on its way to the target (dissertation §3.10):
             // new entries would only delay it. The hint points there.
-            return Err(ProposeError::NotLeader {
+            return Err(ProposalRefused::NotLeader {
                 leader_hint: Some(transfer.target),
             });
         }
         if !self.configs.effective().is_voter(self.id()) {
             // Removed by a C(new) still in flight: it steps down when that
             // commits, and would never learn the fate of later entries.
-            return Err(ProposeError::NotLeader { leader_hint: None });
+            return Err(ProposalRefused::NotLeader { leader_hint: None });
         }
         self.mark_busy();
         let id = self.append_as_leader(EntryPayload::Command(command));
@@ -526,7 +526,7 @@ impl RaftNode {
         if let Some(term) = self.proposals.remove(&applied.index)
             && term != applied.term
         {
-            let error = ProposalError::Overwritten {
+            let error = ProposalLost::Overwritten {
                 proposal: LogId {
                     term,
                     index: applied.index,
@@ -543,7 +543,7 @@ impl RaftNode {
         let failed = self.proposals.split_off(&index);
         for (index, term) in failed {
             let proposal = LogId { term, index };
-            let error = ProposalError::Overwritten { proposal, by_term };
+            let error = ProposalLost::Overwritten { proposal, by_term };
             self.actions.push_back(Action::ProposalFailed(error));
         }
     }
@@ -624,5 +624,5 @@ pub enum EventError {
     Input(#[from] InputError),
     /// A refused proposal.
     #[error(transparent)]
-    Propose(#[from] ProposeError),
+    Propose(#[from] ProposalRefused),
 }

@@ -10,7 +10,7 @@
 //!
 //! Storage that never blocks (memory) has no log writer task: the group
 //! task persists each batch itself and feeds the completions straight back
-//! to the core, in the same wake-up (see [`LogWriter`]).
+//! to the core, in the same wake-up (see [`WritePath`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,17 +21,17 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::admin::{AdminReply, AdminRequest, PendingChange};
-use super::apply_loop::{ApplyTask, Closure, SnapshotReply};
+use super::apply_loop::{ApplyTask, ProposalReply, SnapshotReply};
 use super::error::Error;
 use super::group_id::GroupId;
-use super::log_writer::LogWriter;
 use super::metrics::GroupMetrics;
 use super::observer::{GroupDetails, GroupObserver};
 use super::snapshot_install::SnapshotInstaller;
 use super::transport::Transport;
 use super::watch::StatusPublisher;
+use super::write_task::WritePath;
 use crate::core::{
-    Action, Instant, LogIndex, Message, NodeId, ProposalError, ProposeError, RaftNode,
+    Action, Instant, LogIndex, Message, NodeId, ProposalLost, ProposalRefused, RaftNode,
     SnapshotInfo, Status, Term,
 };
 use crate::storage::{Durable, WriteOp};
@@ -45,7 +45,10 @@ pub(crate) enum GroupInput {
         sender: Option<SocketAddr>,
     },
     /// A client command.
-    Propose { command: Bytes, reply: Closure },
+    Propose {
+        command: Bytes,
+        reply: ProposalReply,
+    },
     /// A read barrier.
     Read {
         policy: crate::core::ReadPolicy,
@@ -122,11 +125,11 @@ pub(crate) struct GroupDriver {
     pub(crate) peers: BTreeMap<NodeId, SocketAddr>,
     pub(crate) transport: Transport,
     /// Where the core's writes go: a log writer task, or inline.
-    pub(crate) log: LogWriter,
+    pub(crate) log: WritePath,
     pub(crate) apply: mpsc::UnboundedSender<ApplyTask>,
     pub(crate) shared: Arc<SharedState>,
-    /// Clients waiting for their proposal: index → (term, closure).
-    pub(crate) pending: BTreeMap<LogIndex, (Term, Closure)>,
+    /// Clients waiting for their proposal: index → (term, reply_to).
+    pub(crate) pending: BTreeMap<LogIndex, (Term, ProposalReply)>,
     /// Membership changes waiting to complete.
     pub(crate) pending_changes: Vec<PendingChange>,
     /// Read barriers waiting for the core.
@@ -230,7 +233,7 @@ impl GroupDriver {
                     self.observer.on_proposed(id.index, now, &self.shared);
                     self.pending.insert(id.index, (id.term, reply));
                 }
-                Err(ProposeError::NotLeader { leader_hint }) => {
+                Err(ProposalRefused::NotLeader { leader_hint }) => {
                     self.observer.on_refused(&self.shared);
                     let leader_addr = leader_hint.and_then(|l| self.peers.get(&l).copied());
                     let _ = reply.send(Err(Error::NotLeader {
@@ -316,16 +319,16 @@ impl GroupDriver {
                 Action::PersistHardState(hs) => writes.push(WriteOp::HardState(hs)),
                 Action::PersistEntries { entries } => writes.push(WriteOp::Entries(entries)),
                 Action::Apply { entries } => {
-                    let closures = entries
+                    let replies = entries
                         .iter()
                         .map(|e| match self.pending.remove(&e.id.index) {
-                            Some((term, closure)) if term == e.id.term => Some(closure),
-                            Some((term, closure)) => {
+                            Some((term, reply_to)) if term == e.id.term => Some(reply_to),
+                            Some((term, reply_to)) => {
                                 let id = crate::core::LogId {
                                     term,
                                     index: e.id.index,
                                 };
-                                let _ = closure.send(Err(Error::Overwritten(id)));
+                                let _ = reply_to.send(Err(Error::Overwritten(id)));
                                 None
                             }
                             None => None,
@@ -338,19 +341,19 @@ impl GroupDriver {
                         self.observer.on_committed(last.id.index, now, &self.shared);
                     }
                     self.resolve_changes(&entries);
-                    let _ = self.apply.send(ApplyTask::Entries { entries, closures });
+                    let _ = self.apply.send(ApplyTask::Entries { entries, replies });
                 }
                 Action::ProposalFailed(failure) => {
                     let (proposal, error) = match failure {
-                        ProposalError::Overwritten { proposal, .. } => {
+                        ProposalLost::Overwritten { proposal, .. } => {
                             (proposal, Error::Overwritten(proposal))
                         }
-                        ProposalError::OutcomeUnknown { proposal } => {
+                        ProposalLost::OutcomeUnknown { proposal } => {
                             (proposal, Error::OutcomeUnknown(proposal))
                         }
                     };
-                    if let Some((_, closure)) = self.pending.remove(&proposal.index) {
-                        let _ = closure.send(Err(error));
+                    if let Some((_, reply_to)) = self.pending.remove(&proposal.index) {
+                        let _ = reply_to.send(Err(error));
                     }
                 }
                 Action::CompactLog { through } => writes.push(WriteOp::Compact(through)),
@@ -386,8 +389,8 @@ impl GroupDriver {
             let _ = self.apply.send(ApplyTask::Failed(failure));
         }
         self.fail_changes(&error);
-        for (_, (_, closure)) in std::mem::take(&mut self.pending) {
-            let _ = closure.send(Err(error.clone()));
+        for (_, (_, reply_to)) in std::mem::take(&mut self.pending) {
+            let _ = reply_to.send(Err(error.clone()));
         }
         for (_, reply) in std::mem::take(&mut self.pending_reads) {
             let _ = reply.send(Err(error.clone()));

@@ -26,7 +26,6 @@ mod group;
 pub mod group_id;
 pub mod group_storage;
 pub mod inbound;
-mod log_writer;
 mod metrics;
 mod node;
 mod node_manager;
@@ -48,6 +47,7 @@ pub mod transport;
 mod watch;
 #[doc(hidden)]
 pub mod wire;
+mod write_task;
 
 pub use crate::core::ReadPolicy;
 /// The snapshot writer and reader a state machine saves through and loads

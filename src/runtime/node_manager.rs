@@ -18,7 +18,6 @@ use super::group::{GroupDriver, GroupInput, SharedState};
 use super::group_id::GroupId;
 use super::group_storage::GroupStorage;
 use super::inbound::{self, ConnectionCounts, Listener};
-use super::log_writer::LogWriter;
 use super::metrics::ServerSnapshot;
 use super::node::Node;
 use super::observer::GroupObserver;
@@ -32,6 +31,7 @@ use super::state_machine::StateMachine;
 use super::throttle::Throttle;
 use super::transport::{LocalNetwork, Transport, TransportOptions};
 use super::wire::proto;
+use super::write_task::WritePath;
 use crate::core::{InitialState, RaftNode, SnapshotInfo};
 use crate::storage::StorageError;
 
@@ -354,7 +354,7 @@ impl NodeManager {
             hard_state: recovered.hard_state,
             membership: options.bootstrap_membership(),
             snapshot: snapshot.clone(),
-            log_start: recovered.last_purged,
+            last_purged: recovered.last_purged,
             entries: recovered.entries,
         };
         let clock: std::sync::Arc<dyn super::clock::Clock> = match &options.clock {
@@ -374,7 +374,7 @@ impl NodeManager {
             options.bootstrap_membership(),
             options.metrics,
         ));
-        let (log, log_writer) = LogWriter::start(storage, Arc::clone(&shared.metrics));
+        let (log, write_task) = WritePath::start(storage, Arc::clone(&shared.metrics));
         let driver = GroupDriver {
             group: options.group,
             raft,
@@ -440,8 +440,8 @@ impl NodeManager {
             }
             // The driver is gone with its queues: the writer finishes what
             // was queued, the apply loop what was committed.
-            if let Some(log_writer) = log_writer {
-                let _ = log_writer.await;
+            if let Some(write_task) = write_task {
+                let _ = write_task.await;
             }
             let _ = apply.await;
             if let Some(manager) = manager.upgrade() {

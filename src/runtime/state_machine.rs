@@ -160,7 +160,11 @@ impl<S: StateMachine + ?Sized> StateMachine for Box<S> {
         (**self).on_snapshot_save()
     }
 
-    fn on_snapshot_load(&mut self, last: LogId, snapshot: &SnapshotReader) -> Result<(), SnapshotError> {
+    fn on_snapshot_load(
+        &mut self,
+        last: LogId,
+        snapshot: &SnapshotReader,
+    ) -> Result<(), SnapshotError> {
         (**self).on_snapshot_load(last, snapshot)
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use oar::core::{
     Action, Entry, EntryPayload, HardState, InitialState, Instant, LogId, LogIndex, Membership,
-    Message, MessageBody, NodeId, ProposalError, RaftNode, RaftOptions, ReadFailure, ReadId, Role,
+    Message, MessageBody, NodeId, ProposalLost, RaftNode, RaftOptions, ReadFailure, ReadId, Role,
     SnapshotInfo, Term,
 };
 
@@ -43,7 +43,7 @@ pub struct TestNode {
     pub pending_disk: VecDeque<DiskOp>,
     pub durable_hard_state: HardState,
     /// The entry before `durable_log` (the durable purge point).
-    pub durable_log_start: LogId,
+    pub durable_last_purged: LogId,
     pub durable_log: Vec<Entry>,
     /// The newest durable snapshot.
     pub snapshot: Option<TestSnapshot>,
@@ -52,7 +52,7 @@ pub struct TestNode {
     pub applied: Vec<Entry>,
     /// Snapshots installed from a leader since the node (re)started.
     pub installs: usize,
-    pub failed_proposals: Vec<ProposalError>,
+    pub failed_proposals: Vec<ProposalLost>,
     /// Reads resolved since the node (re)started: (read, outcome, number
     /// of entries the state machine had applied when it resolved).
     pub reads: Vec<(ReadId, Result<LogIndex, ReadFailure>, usize)>,
@@ -74,7 +74,7 @@ impl TestNode {
             options,
             pending_disk: VecDeque::new(),
             durable_hard_state: state.hard_state,
-            durable_log_start: state.log_start,
+            durable_last_purged: state.last_purged,
             durable_log: state.entries,
             snapshot: None,
             applied: Vec::new(),
@@ -450,7 +450,7 @@ impl Cluster {
                 }
                 DiskOp::Entries(entries) => {
                     let first = entries[0].id.index.0;
-                    let start = node.durable_log_start.index.0;
+                    let start = node.durable_last_purged.index.0;
                     node.durable_log
                         .truncate(first.saturating_sub(start + 1) as usize);
                     let up_to = entries.last().unwrap().id;
@@ -460,14 +460,14 @@ impl Cluster {
                     let _ = node.raft.handle_entries_persisted(now, up_to);
                 }
                 DiskOp::Compact(through) => {
-                    let start = node.durable_log_start.index.0;
+                    let start = node.durable_last_purged.index.0;
                     let drop = through.index.0.saturating_sub(start) as usize;
                     node.durable_log.drain(..drop.min(node.durable_log.len()));
-                    node.durable_log_start = node.durable_log_start.max(through);
+                    node.durable_last_purged = node.durable_last_purged.max(through);
                 }
                 DiskOp::Reset(snapshot) => {
                     node.durable_log.clear();
-                    node.durable_log_start = snapshot;
+                    node.durable_last_purged = snapshot;
                 }
             }
             self.drain(id);
@@ -608,7 +608,7 @@ impl Cluster {
     }
 
     /// Proposes `data` at node `id`.
-    pub fn propose(&mut self, id: NodeId, data: &str) -> Result<LogId, oar::core::ProposeError> {
+    pub fn propose(&mut self, id: NodeId, data: &str) -> Result<LogId, oar::core::ProposalRefused> {
         let now = self.now;
         let node = self.nodes.get_mut(&id).unwrap();
         let result = node
@@ -649,7 +649,7 @@ impl Cluster {
             hard_state: node.durable_hard_state,
             membership,
             snapshot: node.snapshot.as_ref().map(|s| s.info.clone()),
-            log_start: node.durable_log_start,
+            last_purged: node.durable_last_purged,
             entries: node.durable_log.clone(),
         };
         node.raft = RaftNode::new(node.options.clone(), state, now).expect("valid options");
@@ -730,12 +730,12 @@ impl Cluster {
             for proposal in &node.accepted {
                 let applied = node.applied.iter().any(|e| e.id == *proposal);
                 let failed = node.failed_proposals.iter().any(|f| match f {
-                    ProposalError::Overwritten { proposal: p, .. } => p == proposal,
+                    ProposalLost::Overwritten { proposal: p, .. } => p == proposal,
                     _ => false,
                 });
                 // Covered by an installed snapshot: in its state or not.
                 let unknown = node.failed_proposals.iter().any(
-                    |f| matches!(f, ProposalError::OutcomeUnknown { proposal: p } if p == proposal),
+                    |f| matches!(f, ProposalLost::OutcomeUnknown { proposal: p } if p == proposal),
                 );
                 assert!(
                     (unknown && !failed) || applied != failed,

@@ -21,8 +21,9 @@ use crate::storage::{Durable, StorageError, WriteOp};
 /// A batch's outcome: completions in order, or the failure that stops the group.
 pub(crate) type WriteResult = Result<Vec<Durable>, StorageError>;
 
-/// The group task's end of its storage.
-pub(crate) enum LogWriter {
+/// The group task's path to its storage: called inline when the storage
+/// never blocks, else through the writer task below.
+pub(crate) enum WritePath {
     /// Storage that never blocks, called in the group task.
     Inline {
         storage: Box<dyn GroupStorage>,
@@ -35,7 +36,7 @@ pub(crate) enum LogWriter {
     },
 }
 
-impl LogWriter {
+impl WritePath {
     /// The group's end of `storage`, and the writer task if one was
     /// spawned (to be joined before the storage counts as quiet).
     pub(crate) fn start(
@@ -43,25 +44,25 @@ impl LogWriter {
         metrics: Arc<GroupMetrics>,
     ) -> (Self, Option<JoinHandle<()>>) {
         if !storage.persist_may_block() {
-            return (LogWriter::Inline { storage, metrics }, None);
+            return (WritePath::Inline { storage, metrics }, None);
         }
         let (writes, queue) = mpsc::unbounded_channel();
         let (done, results) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run_log_writer(storage, queue, done, metrics));
-        (LogWriter::Task { writes, results }, Some(task))
+        let task = tokio::spawn(run_write_task(storage, queue, done, metrics));
+        (WritePath::Task { writes, results }, Some(task))
     }
 
-    /// Whether completions arrive through [`LogWriter::completed`].
+    /// Whether completions arrive through [`WritePath::completed`].
     pub(crate) fn is_task(&self) -> bool {
-        matches!(self, LogWriter::Task { .. })
+        matches!(self, WritePath::Task { .. })
     }
 
     /// Hands `batch` to storage: `Some` with its outcome when it was
     /// persisted at once (inline), `None` when its completions will come
-    /// through [`LogWriter::completed`].
+    /// through [`WritePath::completed`].
     pub(crate) fn submit(&mut self, batch: Vec<WriteOp>) -> Option<WriteResult> {
         match self {
-            LogWriter::Inline { storage, metrics } => {
+            WritePath::Inline { storage, metrics } => {
                 let entries = metrics.enabled.then(|| entries_in(&batch));
                 let start = entries.map(|_| tokio::time::Instant::now());
                 // As the blocking pool would, a panic fails the batch (and
@@ -76,7 +77,7 @@ impl LogWriter {
                 }
                 Some(result)
             }
-            LogWriter::Task { writes, results } => match writes.send(batch) {
+            WritePath::Task { writes, results } => match writes.send(batch) {
                 Ok(()) => None,
                 // The writer ended (only a panicking call ends it early);
                 // its failure, if any, is still queued.
@@ -86,17 +87,17 @@ impl LogWriter {
     }
 
     /// The writer task's next completion; `None` once it ended. Only for
-    /// [`LogWriter::Task`] (pending forever otherwise).
+    /// [`WritePath::Task`] (pending forever otherwise).
     pub(crate) async fn completed(&mut self) -> Option<WriteResult> {
         match self {
-            LogWriter::Task { results, .. } => results.recv().await,
-            LogWriter::Inline { .. } => std::future::pending().await,
+            WritePath::Task { results, .. } => results.recv().await,
+            WritePath::Inline { .. } => std::future::pending().await,
         }
     }
 }
 
 /// Runs until the group closes the queue or storage fails.
-async fn run_log_writer(
+async fn run_write_task(
     mut storage: Box<dyn GroupStorage>,
     mut writes: mpsc::UnboundedReceiver<Vec<WriteOp>>,
     done: mpsc::UnboundedSender<WriteResult>,
