@@ -223,7 +223,7 @@ fn a_proposal_to_a_follower_names_the_leader() {
     let err = c.propose(follower, "x").unwrap_err();
     assert_eq!(
         err,
-        oar::core::ProposeError::NotLeader {
+        oar::core::ProposalRefused::NotLeader {
             leader_hint: Some(leader)
         }
     );

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use harness::{Cluster, MS};
 use oar::core::{
     AppendResponse, Entry, EntryPayload, HardState, InitialState, LogId, LogIndex, Membership,
-    MessageBody, NodeId, ProposalError, RaftOptions, Role, Term,
+    MessageBody, NodeId, ProposalLost, RaftOptions, Role, Term,
 };
 
 fn entries(spec: &[(u64, u64)]) -> Vec<Entry> {
@@ -141,7 +141,7 @@ fn a_deposed_leaders_uncommitted_tail_is_overwritten_and_its_proposals_fail() {
         .failed_proposals
         .iter()
         .map(|e| match e {
-            ProposalError::Overwritten { proposal, .. } => *proposal,
+            ProposalLost::Overwritten { proposal, .. } => *proposal,
             other => panic!("unexpected {other:?}"),
         })
         .collect();

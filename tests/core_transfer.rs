@@ -7,7 +7,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::{Cluster, MS, n};
-use oar::core::{ProposeError, Role, TransferError};
+use oar::core::{ProposalRefused, Role, TransferError};
 
 fn led_by_1(seed: u64) -> Cluster {
     let mut c = Cluster::new(3, seed);
@@ -58,7 +58,7 @@ fn transfer_to_a_lagging_target_waits_for_it_to_catch_up() {
     assert!(c.in_flight(1, 3, "timeout_now").is_empty(), "target lags");
     assert_eq!(
         c.propose(n(1), "refused"),
-        Err(ProposeError::NotLeader {
+        Err(ProposalRefused::NotLeader {
             leader_hint: Some(n(3))
         }),
         "proposals during a transfer"

@@ -5,7 +5,7 @@ use super::ids::{LogId, LogIndex, NodeId, Term};
 /// Why a client proposal was refused at once.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ProposeError {
+pub enum ProposalRefused {
     /// Only the leader accepts proposals. Remedy: retry at `leader_hint`.
     #[error("not the leader (leader hint: {leader_hint:?})")]
     NotLeader {
@@ -61,7 +61,7 @@ pub enum ReadFailure {
 /// Why an accepted proposal will never be applied.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ProposalError {
+pub enum ProposalLost {
     /// A later leader replaced the proposal's entry: the command was not and
     /// will never be applied. Remedy: propose again to the current leader.
     #[error("proposal {proposal} was overwritten by an entry of term {by_term:?}")]

@@ -49,8 +49,8 @@ mod trust;
 pub use config_manager::ConfigManager;
 pub use entry::{Entry, EntryPayload, HardState};
 pub use error::{
-    ConfChangeError, InputError, OptionsError, ProposalError, ProposeError, ReadError, ReadFailure,
-    TransferError,
+    ConfChangeError, InputError, OptionsError, ProposalLost, ProposalRefused, ReadError,
+    ReadFailure, TransferError,
 };
 pub use ids::{LogId, LogIndex, NodeId, Term};
 pub use input::Event;

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::config_manager::ConfigManager;
 use super::entry::{Entry, EntryPayload, HardState};
-use super::error::{InputError, OptionsError, ProposalError, ProposeError};
+use super::error::{InputError, OptionsError, ProposalLost, ProposalRefused};
 use super::ids::{LogId, LogIndex, NodeId, Term};
 use super::input::Event;
 use super::log::RaftLog;
@@ -394,24 +394,24 @@ impl RaftNode {
     ///
     /// # Errors
     /// `NotLeader` with a hint when this node does not lead.
-    pub fn propose(&mut self, now: Instant, command: Bytes) -> Result<LogId, ProposeError> {
+    pub fn propose(&mut self, now: Instant, command: Bytes) -> Result<LogId, ProposalRefused> {
         self.advance_time(now);
         if !matches!(self.role, RoleState::Leader { .. }) {
-            return Err(ProposeError::NotLeader {
+            return Err(ProposalRefused::NotLeader {
                 leader_hint: self.leader,
             });
         }
         if let Some(transfer) = &self.transfer {
             // Leadership is on its way to the target (dissertation §3.10):
             // new entries would only delay it. The hint points there.
-            return Err(ProposeError::NotLeader {
+            return Err(ProposalRefused::NotLeader {
                 leader_hint: Some(transfer.target),
             });
         }
         if !self.configs.effective().is_voter(self.id()) {
             // Removed by a C(new) still in flight: it steps down when that
             // commits, and would never learn the fate of later entries.
-            return Err(ProposeError::NotLeader { leader_hint: None });
+            return Err(ProposalRefused::NotLeader { leader_hint: None });
         }
         let id = self.append_as_leader(EntryPayload::Command(command));
         self.proposals.insert(id.index, id.term);
@@ -504,7 +504,7 @@ impl RaftNode {
         if let Some(term) = self.proposals.remove(&applied.index)
             && term != applied.term
         {
-            let error = ProposalError::Overwritten {
+            let error = ProposalLost::Overwritten {
                 proposal: LogId {
                     term,
                     index: applied.index,
@@ -521,7 +521,7 @@ impl RaftNode {
         let failed = self.proposals.split_off(&index);
         for (index, term) in failed {
             let proposal = LogId { term, index };
-            let error = ProposalError::Overwritten { proposal, by_term };
+            let error = ProposalLost::Overwritten { proposal, by_term };
             self.actions.push_back(Action::ProposalFailed(error));
         }
     }
@@ -602,5 +602,5 @@ pub enum EventError {
     Input(#[from] InputError),
     /// A refused proposal.
     #[error(transparent)]
-    Propose(#[from] ProposeError),
+    Propose(#[from] ProposalRefused),
 }

@@ -11,7 +11,7 @@
 //! - `Apply` batches are handed out in log order, each entry exactly once.
 
 use super::entry::{Entry, HardState};
-use super::error::{ProposalError, ReadFailure};
+use super::error::{ProposalLost, ReadFailure};
 use super::ids::{LogId, LogIndex, NodeId, Term};
 use super::message::Message;
 use super::read::ReadId;
@@ -58,7 +58,7 @@ pub enum Action {
         snapshot: SnapshotInfo,
     },
     /// A proposal this node accepted will never be applied.
-    ProposalFailed(ProposalError),
+    ProposalFailed(ProposalLost),
     /// Read `id` may be served once the state machine has applied every
     /// `Apply` handed out before this action (which reach at least `index`).
     ReadReady {

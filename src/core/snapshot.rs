@@ -11,7 +11,7 @@
 //! ```
 
 use super::config_manager::ConfigManager;
-use super::error::{InputError, ProposalError};
+use super::error::{InputError, ProposalLost};
 use super::ids::{LogId, NodeId};
 use super::membership::Membership;
 use super::message::MessageBody;
@@ -101,11 +101,11 @@ impl RaftNode {
         for (index, term) in std::mem::replace(&mut self.proposals, rest) {
             let proposal = LogId { term, index };
             let error = match self.log.term_at(index) {
-                Some(t) if t != term => ProposalError::Overwritten {
+                Some(t) if t != term => ProposalLost::Overwritten {
                     proposal,
                     by_term: Some(t),
                 },
-                _ => ProposalError::OutcomeUnknown { proposal },
+                _ => ProposalLost::OutcomeUnknown { proposal },
             };
             self.actions.push_back(Action::ProposalFailed(error));
         }

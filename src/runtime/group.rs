@@ -27,7 +27,7 @@ use super::snapshot_install::SnapshotInstaller;
 use super::transport::Transport;
 use super::watch::StatusPublisher;
 use crate::core::{
-    Action, Instant, LogIndex, Message, NodeId, ProposalError, ProposeError, RaftNode,
+    Action, Instant, LogIndex, Message, NodeId, ProposalLost, ProposalRefused, RaftNode,
     SnapshotInfo, Status, Term,
 };
 use crate::storage::{Durable, WriteOp};
@@ -223,7 +223,7 @@ impl GroupDriver {
                     self.observer.on_proposed(id.index, now, &self.shared);
                     self.pending.insert(id.index, (id.term, reply));
                 }
-                Err(ProposeError::NotLeader { leader_hint }) => {
+                Err(ProposalRefused::NotLeader { leader_hint }) => {
                     self.observer.on_refused(&self.shared);
                     let leader_addr = leader_hint.and_then(|l| self.peers.get(&l).copied());
                     let _ = reply.send(Err(Error::NotLeader {
@@ -316,10 +316,10 @@ impl GroupDriver {
                 }
                 Action::ProposalFailed(failure) => {
                     let (proposal, error) = match failure {
-                        ProposalError::Overwritten { proposal, .. } => {
+                        ProposalLost::Overwritten { proposal, .. } => {
                             (proposal, Error::Overwritten(proposal))
                         }
-                        ProposalError::OutcomeUnknown { proposal } => {
+                        ProposalLost::OutcomeUnknown { proposal } => {
                             (proposal, Error::OutcomeUnknown(proposal))
                         }
                     };

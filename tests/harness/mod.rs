@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use oar::core::{
     Action, Entry, EntryPayload, HardState, InitialState, Instant, LogId, LogIndex, Membership,
-    Message, MessageBody, NodeId, ProposalError, RaftNode, RaftOptions, ReadFailure, ReadId, Role,
+    Message, MessageBody, NodeId, ProposalLost, RaftNode, RaftOptions, ReadFailure, ReadId, Role,
     SnapshotInfo, Term,
 };
 
@@ -52,7 +52,7 @@ pub struct TestNode {
     pub applied: Vec<Entry>,
     /// Snapshots installed from a leader since the node (re)started.
     pub installs: usize,
-    pub failed_proposals: Vec<ProposalError>,
+    pub failed_proposals: Vec<ProposalLost>,
     /// Reads resolved since the node (re)started: (read, outcome, number
     /// of entries the state machine had applied when it resolved).
     pub reads: Vec<(ReadId, Result<LogIndex, ReadFailure>, usize)>,
@@ -607,7 +607,7 @@ impl Cluster {
     }
 
     /// Proposes `data` at node `id`.
-    pub fn propose(&mut self, id: NodeId, data: &str) -> Result<LogId, oar::core::ProposeError> {
+    pub fn propose(&mut self, id: NodeId, data: &str) -> Result<LogId, oar::core::ProposalRefused> {
         let now = self.now;
         let node = self.nodes.get_mut(&id).unwrap();
         let result = node
@@ -729,12 +729,12 @@ impl Cluster {
             for proposal in &node.accepted {
                 let applied = node.applied.iter().any(|e| e.id == *proposal);
                 let failed = node.failed_proposals.iter().any(|f| match f {
-                    ProposalError::Overwritten { proposal: p, .. } => p == proposal,
+                    ProposalLost::Overwritten { proposal: p, .. } => p == proposal,
                     _ => false,
                 });
                 // Covered by an installed snapshot: in its state or not.
                 let unknown = node.failed_proposals.iter().any(
-                    |f| matches!(f, ProposalError::OutcomeUnknown { proposal: p } if p == proposal),
+                    |f| matches!(f, ProposalLost::OutcomeUnknown { proposal: p } if p == proposal),
                 );
                 assert!(
                     (unknown && !failed) || applied != failed,
