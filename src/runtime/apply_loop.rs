@@ -31,7 +31,7 @@ pub struct Applied {
 }
 
 /// Completes a client request.
-pub(crate) type Closure = oneshot::Sender<Result<Applied, Error>>;
+pub(crate) type ProposalReply = oneshot::Sender<Result<Applied, Error>>;
 
 /// Completes a snapshot request with the snapshot's last entry.
 pub(crate) type SnapshotReply = oneshot::Sender<Result<LogId, Error>>;
@@ -41,7 +41,7 @@ pub(crate) enum ApplyTask {
     /// Committed entries, with the waiting client (if any) of each.
     Entries {
         entries: Vec<Entry>,
-        closures: Vec<Option<Closure>>,
+        replies: Vec<Option<ProposalReply>>,
     },
     /// The node's role changed.
     Role {
@@ -103,12 +103,12 @@ impl ApplyLoop {
         while let Some(task) = tasks.recv().await {
             let sm = self.sm.as_mut();
             match task {
-                ApplyTask::Entries { entries, closures } => {
+                ApplyTask::Entries { entries, replies } => {
                     let Some(last) = entries.last().map(|e| e.id) else {
                         continue;
                     };
                     self.since_snapshot += entries.len() as u64;
-                    if let Some(m) = apply_batch(sm, entries, closures) {
+                    if let Some(m) = apply_batch(sm, entries, replies) {
                         self.membership = m;
                     }
                     self.last_applied = last;
@@ -236,35 +236,35 @@ fn files_bytes(files: &SnapshotFiles) -> u64 {
 fn apply_batch(
     sm: &mut dyn StateMachine,
     entries: Vec<Entry>,
-    closures: Vec<Option<Closure>>,
+    replies: Vec<Option<ProposalReply>>,
 ) -> Option<Membership> {
     let mut membership = None;
     // Commands go to the state machine in runs between configuration
     // entries, so that each callback sees the log order.
     let mut run: Vec<Committed> = Vec::new();
-    let mut run_closures: Vec<Option<Closure>> = Vec::new();
-    for (entry, closure) in entries.into_iter().zip(closures) {
+    let mut run_replies: Vec<Option<ProposalReply>> = Vec::new();
+    for (entry, reply_to) in entries.into_iter().zip(replies) {
         match entry.payload {
             EntryPayload::Command(data) => {
                 run.push(Committed { id: entry.id, data });
-                run_closures.push(closure);
+                run_replies.push(reply_to);
             }
             EntryPayload::Config(m) => {
-                flush_run(sm, &mut run, &mut run_closures);
+                flush_run(sm, &mut run, &mut run_replies);
                 sm.on_configuration_committed(&m);
                 membership = Some(m);
             }
             EntryPayload::Noop => {}
         }
     }
-    flush_run(sm, &mut run, &mut run_closures);
+    flush_run(sm, &mut run, &mut run_replies);
     membership
 }
 
 fn flush_run(
     sm: &mut dyn StateMachine,
     run: &mut Vec<Committed>,
-    closures: &mut Vec<Option<Closure>>,
+    replies: &mut Vec<Option<ProposalReply>>,
 ) {
     if run.is_empty() {
         return;
@@ -272,7 +272,7 @@ fn flush_run(
     let responses = sm.on_apply(run);
     let broken = responses.len() != run.len();
     let mut responses = responses.into_iter();
-    for (command, closure) in run.drain(..).zip(closures.drain(..)) {
+    for (command, reply_to) in run.drain(..).zip(replies.drain(..)) {
         let result = match responses.next() {
             Some(response) if !broken => Ok(Applied {
                 index: command.id.index,
@@ -282,8 +282,8 @@ fn flush_run(
                 "on_apply returned a response count unlike the command count".into(),
             )),
         };
-        if let Some(closure) = closure {
-            let _ = closure.send(result);
+        if let Some(reply_to) = reply_to {
+            let _ = reply_to.send(result);
         }
     }
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::admin::{AdminReply, AdminRequest, PendingChange};
-use super::apply_loop::{ApplyTask, Closure, SnapshotReply};
+use super::apply_loop::{ApplyTask, ProposalReply, SnapshotReply};
 use super::error::Error;
 use super::group_id::GroupId;
 use super::log_writer::WriteResult;
@@ -41,7 +41,10 @@ pub(crate) enum GroupInput {
         sender: Option<SocketAddr>,
     },
     /// A client command.
-    Propose { command: Bytes, reply: Closure },
+    Propose {
+        command: Bytes,
+        reply: ProposalReply,
+    },
     /// A read barrier.
     Read {
         policy: crate::core::ReadPolicy,
@@ -121,8 +124,8 @@ pub(crate) struct GroupDriver {
     pub(crate) write_results: mpsc::UnboundedReceiver<WriteResult>,
     pub(crate) apply: mpsc::UnboundedSender<ApplyTask>,
     pub(crate) shared: Arc<SharedState>,
-    /// Clients waiting for their proposal: index → (term, closure).
-    pub(crate) pending: BTreeMap<LogIndex, (Term, Closure)>,
+    /// Clients waiting for their proposal: index → (term, reply_to).
+    pub(crate) pending: BTreeMap<LogIndex, (Term, ProposalReply)>,
     /// Membership changes waiting to complete.
     pub(crate) pending_changes: Vec<PendingChange>,
     /// Read barriers waiting for the core.
@@ -290,16 +293,16 @@ impl GroupDriver {
                 Action::PersistHardState(hs) => writes.push(WriteOp::HardState(hs)),
                 Action::PersistEntries { entries } => writes.push(WriteOp::Entries(entries)),
                 Action::Apply { entries } => {
-                    let closures = entries
+                    let replies = entries
                         .iter()
                         .map(|e| match self.pending.remove(&e.id.index) {
-                            Some((term, closure)) if term == e.id.term => Some(closure),
-                            Some((term, closure)) => {
+                            Some((term, reply_to)) if term == e.id.term => Some(reply_to),
+                            Some((term, reply_to)) => {
                                 let id = crate::core::LogId {
                                     term,
                                     index: e.id.index,
                                 };
-                                let _ = closure.send(Err(Error::Overwritten(id)));
+                                let _ = reply_to.send(Err(Error::Overwritten(id)));
                                 None
                             }
                             None => None,
@@ -312,7 +315,7 @@ impl GroupDriver {
                         self.observer.on_committed(last.id.index, now, &self.shared);
                     }
                     self.resolve_changes(&entries);
-                    let _ = self.apply.send(ApplyTask::Entries { entries, closures });
+                    let _ = self.apply.send(ApplyTask::Entries { entries, replies });
                 }
                 Action::ProposalFailed(failure) => {
                     let (proposal, error) = match failure {
@@ -323,8 +326,8 @@ impl GroupDriver {
                             (proposal, Error::OutcomeUnknown(proposal))
                         }
                     };
-                    if let Some((_, closure)) = self.pending.remove(&proposal.index) {
-                        let _ = closure.send(Err(error));
+                    if let Some((_, reply_to)) = self.pending.remove(&proposal.index) {
+                        let _ = reply_to.send(Err(error));
                     }
                 }
                 Action::CompactLog { through } => writes.push(WriteOp::Compact(through)),
@@ -362,8 +365,8 @@ impl GroupDriver {
             let _ = self.apply.send(ApplyTask::Failed(failure));
         }
         self.fail_changes(&error);
-        for (_, (_, closure)) in std::mem::take(&mut self.pending) {
-            let _ = closure.send(Err(error.clone()));
+        for (_, (_, reply_to)) in std::mem::take(&mut self.pending) {
+            let _ = reply_to.send(Err(error.clone()));
         }
         for (_, reply) in std::mem::take(&mut self.pending_reads) {
             let _ = reply.send(Err(error.clone()));
