@@ -20,12 +20,12 @@ use super::admin::{AdminReply, AdminRequest, PendingChange};
 use super::apply_loop::{ApplyTask, ProposalReply, SnapshotReply};
 use super::error::Error;
 use super::group_id::GroupId;
-use super::log_writer::WriteResult;
 use super::metrics::GroupMetrics;
 use super::observer::{GroupDetails, GroupObserver};
 use super::snapshot_install::SnapshotInstaller;
 use super::transport::Transport;
 use super::watch::StatusPublisher;
+use super::write_task::WriteResult;
 use crate::core::{
     Action, Instant, LogIndex, Message, NodeId, ProposalLost, ProposalRefused, RaftNode,
     SnapshotInfo, Status, Term,

@@ -25,7 +25,6 @@ mod group;
 pub mod group_id;
 pub mod group_storage;
 pub mod inbound;
-mod log_writer;
 mod metrics;
 mod node;
 mod node_manager;
@@ -45,6 +44,7 @@ pub mod transport;
 mod watch;
 #[doc(hidden)]
 pub mod wire;
+mod write_task;
 
 pub use crate::core::ReadPolicy;
 pub use admin_service::status_text;

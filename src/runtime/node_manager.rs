@@ -18,7 +18,6 @@ use super::group::{GroupDriver, GroupInput, SharedState};
 use super::group_id::GroupId;
 use super::group_storage::GroupStorage;
 use super::inbound::{self, ConnectionCounts, Listener};
-use super::log_writer::run_log_writer;
 use super::metrics::ServerSnapshot;
 use super::node::Node;
 use super::observer::GroupObserver;
@@ -31,6 +30,7 @@ use super::state_machine::StateMachine;
 use super::throttle::Throttle;
 use super::transport::{LocalNetwork, Transport, TransportOptions};
 use super::wire::proto;
+use super::write_task::run_write_task;
 use crate::core::{InitialState, RaftNode, SnapshotInfo};
 use crate::storage::StorageError;
 
@@ -409,7 +409,7 @@ impl NodeManager {
         };
         let mut routes = self.inner.routes.lock().expect("routes lock");
         routes.insert(options.group, node.clone());
-        let log_writer = tokio::spawn(run_log_writer(
+        let write_task = tokio::spawn(run_write_task(
             storage,
             writes,
             results_tx,
@@ -443,7 +443,7 @@ impl NodeManager {
             }
             // The driver is gone with its queues: the writer finishes what
             // was queued, the apply loop what was committed.
-            let _ = log_writer.await;
+            let _ = write_task.await;
             let _ = apply.await;
             if let Some(manager) = manager.upgrade() {
                 // Under the routes lock, so that a successor `add_group`

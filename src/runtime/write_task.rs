@@ -18,7 +18,7 @@ use crate::storage::{Durable, StorageError, WriteOp};
 pub(crate) type WriteResult = Result<Vec<Durable>, StorageError>;
 
 /// Runs until the group closes the queue or storage fails.
-pub(crate) async fn run_log_writer(
+pub(crate) async fn run_write_task(
     mut storage: Box<dyn GroupStorage>,
     mut writes: mpsc::UnboundedReceiver<Vec<WriteOp>>,
     done: mpsc::UnboundedSender<WriteResult>,
