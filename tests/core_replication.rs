@@ -37,7 +37,7 @@ fn state(term: u64, voted_for: Option<u64>, log: Vec<Entry>, n: u64) -> InitialS
         },
         membership: Membership::with_voters(harness::ids(n)),
         snapshot: None,
-        log_start: LogId::default(),
+        last_purged: LogId::default(),
         entries: log,
     }
 }

@@ -62,7 +62,7 @@ fn a_saved_snapshot_compacts_memory_and_disk_behind_the_margin() {
     assert_eq!(log.first_index(), LogIndex(last.index.0 - 5 + 1));
     assert_eq!(log.snapshot_last().index, LogIndex(last.index.0 - 5));
     assert_eq!(
-        c.test_node(1).durable_log_start,
+        c.test_node(1).durable_last_purged,
         log.snapshot_last(),
         "storage compacted too"
     );
@@ -87,7 +87,7 @@ fn a_follower_behind_the_compaction_point_installs_the_snapshot() {
     assert_eq!(applied_ids(&c, 3), applied_ids(&c, 1));
     // Its own log did not reach the snapshot: replaced, starting after it.
     assert_eq!(c.node(3).log().snapshot_last(), last);
-    assert_eq!(c.test_node(3).durable_log_start, last);
+    assert_eq!(c.test_node(3).durable_last_purged, last);
     // And it replicates normally afterwards.
     let more = c.propose(n(1), "after").unwrap();
     c.stabilize();
@@ -235,7 +235,7 @@ fn offered() -> (RaftNode, SnapshotInfo, Vec<Action>) {
         },
         membership: membership.clone(),
         snapshot: None,
-        log_start: LogId::default(),
+        last_purged: LogId::default(),
         entries,
     };
     let mut node = RaftNode::new(

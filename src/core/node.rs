@@ -42,8 +42,8 @@ pub struct InitialState {
     pub snapshot: Option<SnapshotInfo>,
     /// The entry just before `entries` (the storage's last purged entry),
     /// `(0,0)` if none.
-    pub log_start: LogId,
-    /// The durable entries after `log_start`, in order.
+    pub last_purged: LogId,
+    /// The durable entries after `last_purged`, in order.
     pub entries: Vec<Entry>,
 }
 
@@ -135,7 +135,7 @@ impl RaftNode {
         now: Instant,
     ) -> Result<Self, OptionsError> {
         options.validate()?;
-        let mut log = RaftLog::restore(initial.log_start, initial.entries);
+        let mut log = RaftLog::restore(initial.last_purged, initial.entries);
         let mut log_reset = None;
         let mut configs = match &initial.snapshot {
             Some(snapshot) => {
@@ -149,7 +149,7 @@ impl RaftNode {
                 }
                 ConfigManager::new(snapshot.last.index, snapshot.membership.clone())
             }
-            None => ConfigManager::new(initial.log_start.index, initial.membership),
+            None => ConfigManager::new(initial.last_purged.index, initial.membership),
         };
         let base_index = configs.effective_index();
         for entry in log.iter().filter(|e| e.id.index > base_index) {

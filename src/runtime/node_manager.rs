@@ -353,7 +353,7 @@ impl NodeManager {
             hard_state: recovered.hard_state,
             membership: options.bootstrap_membership(),
             snapshot: snapshot.clone(),
-            log_start: recovered.last_purged,
+            last_purged: recovered.last_purged,
             entries: recovered.entries,
         };
         let clock: std::sync::Arc<dyn super::clock::Clock> = match &options.clock {

@@ -43,7 +43,7 @@ pub struct TestNode {
     pub pending_disk: VecDeque<DiskOp>,
     pub durable_hard_state: HardState,
     /// The entry before `durable_log` (the durable purge point).
-    pub durable_log_start: LogId,
+    pub durable_last_purged: LogId,
     pub durable_log: Vec<Entry>,
     /// The newest durable snapshot.
     pub snapshot: Option<TestSnapshot>,
@@ -74,7 +74,7 @@ impl TestNode {
             options,
             pending_disk: VecDeque::new(),
             durable_hard_state: state.hard_state,
-            durable_log_start: state.log_start,
+            durable_last_purged: state.last_purged,
             durable_log: state.entries,
             snapshot: None,
             applied: Vec::new(),
@@ -449,7 +449,7 @@ impl Cluster {
                 }
                 DiskOp::Entries(entries) => {
                     let first = entries[0].id.index.0;
-                    let start = node.durable_log_start.index.0;
+                    let start = node.durable_last_purged.index.0;
                     node.durable_log
                         .truncate(first.saturating_sub(start + 1) as usize);
                     let up_to = entries.last().unwrap().id;
@@ -459,14 +459,14 @@ impl Cluster {
                     let _ = node.raft.handle_entries_persisted(now, up_to);
                 }
                 DiskOp::Compact(through) => {
-                    let start = node.durable_log_start.index.0;
+                    let start = node.durable_last_purged.index.0;
                     let drop = through.index.0.saturating_sub(start) as usize;
                     node.durable_log.drain(..drop.min(node.durable_log.len()));
-                    node.durable_log_start = node.durable_log_start.max(through);
+                    node.durable_last_purged = node.durable_last_purged.max(through);
                 }
                 DiskOp::Reset(snapshot) => {
                     node.durable_log.clear();
-                    node.durable_log_start = snapshot;
+                    node.durable_last_purged = snapshot;
                 }
             }
             self.drain(id);
@@ -648,7 +648,7 @@ impl Cluster {
             hard_state: node.durable_hard_state,
             membership,
             snapshot: node.snapshot.as_ref().map(|s| s.info.clone()),
-            log_start: node.durable_log_start,
+            last_purged: node.durable_last_purged,
             entries: node.durable_log.clone(),
         };
         node.raft = RaftNode::new(node.options.clone(), state, now).expect("valid options");
