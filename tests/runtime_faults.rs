@@ -12,7 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use oar::core::NodeId;
 use oar::runtime::{
-    GroupId, GroupOptions, GroupStorage, MemStorage, SnapshotStorage, StorageFailure,
+    GroupId, GroupOptions, GroupStorage, MemStorage, Node, NodeManager, SnapshotStorage,
+    StorageFailure,
 };
 use oar::storage::{Durable, Recovered, WriteOp};
 use runtime::*;
@@ -28,6 +29,14 @@ struct GatedStorage {
 }
 
 impl GatedStorage {
+    fn new(shut: &Arc<(Mutex<bool>, Condvar)>, claims_never_blocks: bool) -> Self {
+        GatedStorage {
+            inner: MemStorage::new(),
+            shut: Arc::clone(shut),
+            claims_never_blocks,
+        }
+    }
+
     fn wait_for_the_gate(&self) {
         let (lock, opened) = &*self.shut;
         let shut = lock.lock().unwrap();
@@ -57,27 +66,26 @@ impl GroupStorage for GatedStorage {
     }
 }
 
+/// `group` with `server` its only member (fast timers, a recording state
+/// machine) over `storage`.
+fn start_group(server: &NodeManager, group: GroupId, storage: Box<dyn GroupStorage>) -> Node {
+    let peers = BTreeMap::from([(NodeId(1), server.local_addr())]);
+    let mut options = GroupOptions::new(group, NodeId(1), peers);
+    options.raft = fast_raft(NodeId(1), group);
+    let record = Arc::new(Mutex::new(Record::default()));
+    server
+        .add_group(options, storage, Box::new(Recorder(record)))
+        .unwrap()
+}
+
 /// One worker thread: a storage call that blocked it would stop everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_stalled_disk_stalls_only_its_own_group() {
     let server = servers(1).await.remove(0);
-    let peers = BTreeMap::from([(NodeId(1), server.local_addr())]);
     let shut = Arc::new((Mutex::new(false), Condvar::new()));
-    let start = |group: GroupId, storage: Box<dyn GroupStorage>| {
-        let mut options = GroupOptions::new(group, NodeId(1), peers.clone());
-        options.raft = fast_raft(NodeId(1), group);
-        let record = Arc::new(Mutex::new(Record::default()));
-        server
-            .add_group(options, storage, Box::new(Recorder(record)))
-            .unwrap()
-    };
-    let gated = GatedStorage {
-        inner: MemStorage::new(),
-        shut: Arc::clone(&shut),
-        claims_never_blocks: false,
-    };
-    let slow = start(GroupId(1), Box::new(gated));
-    let fast = start(GroupId(2), Box::new(MemStorage::new()));
+    let gated = GatedStorage::new(&shut, false);
+    let slow = start_group(&server, GroupId(1), Box::new(gated));
+    let fast = start_group(&server, GroupId(2), Box::new(MemStorage::new()));
     wait_for_leader(&[&slow]).await;
     wait_for_leader(&[&fast]).await;
 
@@ -112,19 +120,9 @@ async fn a_stalled_disk_stalls_only_its_own_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_shutdown_waits_until_the_disk_is_quiet() {
     let server = servers(1).await.remove(0);
-    let peers = BTreeMap::from([(NodeId(1), server.local_addr())]);
     let shut = Arc::new((Mutex::new(false), Condvar::new()));
-    let mut options = GroupOptions::new(GroupId(1), NodeId(1), peers);
-    options.raft = fast_raft(NodeId(1), GroupId(1));
-    let storage = GatedStorage {
-        inner: MemStorage::new(),
-        shut: Arc::clone(&shut),
-        claims_never_blocks: false,
-    };
-    let record = Arc::new(Mutex::new(Record::default()));
-    let node = server
-        .add_group(options, Box::new(storage), Box::new(Recorder(record)))
-        .unwrap();
+    let storage = GatedStorage::new(&shut, false);
+    let node = start_group(&server, GroupId(1), Box::new(storage));
     wait_for_leader(&[&node]).await;
 
     *shut.0.lock().unwrap() = true;
@@ -235,11 +233,7 @@ async fn a_slow_recovery_blocks_neither_lookups_nor_a_second_claim() {
         move || {
             // `add_group` is synchronous but starts the group's tasks.
             let _in_runtime = runtime.enter();
-            let storage = GatedStorage {
-                inner: MemStorage::new(),
-                shut,
-                claims_never_blocks: false,
-            };
+            let storage = GatedStorage::new(&shut, false);
             let record = Arc::new(Mutex::new(Record::default()));
             server
                 .add_group(options, Box::new(storage), Box::new(Recorder(record)))
@@ -279,19 +273,9 @@ async fn a_slow_recovery_blocks_neither_lookups_nor_a_second_claim() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_that_never_blocks_is_called_by_the_group_task() {
     let server = servers(1).await.remove(0);
-    let peers = BTreeMap::from([(NodeId(1), server.local_addr())]);
     let shut = Arc::new((Mutex::new(false), Condvar::new()));
-    let mut options = GroupOptions::new(GroupId(1), NodeId(1), peers);
-    options.raft = fast_raft(NodeId(1), GroupId(1));
-    let storage = GatedStorage {
-        inner: MemStorage::new(),
-        shut: Arc::clone(&shut),
-        claims_never_blocks: true,
-    };
-    let record = Arc::new(Mutex::new(Record::default()));
-    let node = server
-        .add_group(options, Box::new(storage), Box::new(Recorder(record)))
-        .unwrap();
+    let storage = GatedStorage::new(&shut, true);
+    let node = start_group(&server, GroupId(1), Box::new(storage));
     wait_for_leader(&[&node]).await;
     node.status().await.expect("answers while the disk is open");
 
