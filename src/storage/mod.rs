@@ -28,6 +28,11 @@ pub mod error;
 pub mod fs;
 #[cfg(any(test, feature = "testing"))]
 pub mod fs_mem;
+// Without `testing`, only `MemSnapshots` (the memory storage's snapshots)
+// uses the in-memory file system; its fault injection goes unused.
+#[cfg(not(any(test, feature = "testing")))]
+#[allow(dead_code, unreachable_pub)]
+mod fs_mem;
 pub mod fs_std;
 pub mod log_writer;
 pub mod meta;
@@ -43,6 +48,8 @@ pub mod snapshot_store;
 
 pub use error::{CorruptionKind, StorageError};
 pub use fs::{DIR_LOCK_NAME, DIRECT_IO_ALIGN, DirLock, File, FileSystem};
+#[cfg(not(any(test, feature = "testing")))]
+pub(crate) use fs_mem::MemFileSystem;
 #[cfg(any(test, feature = "testing"))]
 pub use fs_mem::{FsOp, MemFileSystem};
 pub use fs_std::StdFileSystem;
