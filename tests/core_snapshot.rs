@@ -66,7 +66,7 @@ fn a_saved_snapshot_compacts_memory_and_disk_behind_the_margin() {
         log.snapshot_last(),
         "storage compacted too"
     );
-    assert_eq!(c.node(1).snapshot().map(|s| s.last), Some(last));
+    assert_eq!(c.node(1).snapshot().map(|s| s.last_included), Some(last));
     assert_eq!(
         c.sent.get("install_snapshot"),
         None,
@@ -142,7 +142,10 @@ fn a_failed_install_is_offered_again_with_the_newer_snapshot() {
     assert_eq!(c.sent.get("snapshot_failed"), Some(&1));
     assert_eq!(c.sent.get("install_snapshot"), Some(&2));
     assert_eq!(
-        c.test_node(3).snapshot.as_ref().map(|s| s.info.last),
+        c.test_node(3)
+            .snapshot
+            .as_ref()
+            .map(|s| s.info.last_included),
         Some(newer)
     );
 }
@@ -196,7 +199,7 @@ fn a_snapshot_of_unapplied_entries_is_refused() {
     let mut c = led_by_1(7, 0);
     let last = write(&mut c, 3);
     let beyond = SnapshotInfo {
-        last: LogId::new(last.term.0, last.index.0 + 1),
+        last_included: LogId::new(last.term.0, last.index.0 + 1),
         membership: Membership::with_voters(harness::ids(3)),
     };
     let result = c.call(n(1), |r, now| r.handle_snapshot_saved(now, beyond));
@@ -245,7 +248,7 @@ fn offered() -> (RaftNode, SnapshotInfo, Vec<Action>) {
     )
     .unwrap();
     let info = SnapshotInfo {
-        last: LogId::new(1, 5),
+        last_included: LogId::new(1, 5),
         membership,
     };
     let now = oar::core::Instant::from_nanos(1);
@@ -287,7 +290,7 @@ fn an_installed_snapshot_replaces_a_log_that_does_not_match_it() {
     // The first offer is overtaken by one beyond the follower's log end.
     let (mut node, _, _) = offered();
     let info = SnapshotInfo {
-        last: LogId::new(1, 12),
+        last_included: LogId::new(1, 12),
         membership: Membership::with_voters(harness::ids(3)),
     };
     let now = oar::core::Instant::from_nanos(3);
@@ -295,7 +298,7 @@ fn an_installed_snapshot_replaces_a_log_that_does_not_match_it() {
     let _: Vec<Action> = std::iter::from_fn(|| node.poll_action()).collect();
     // A newer offer replaced the first; the first's completion is refused.
     let stale = SnapshotInfo {
-        last: LogId::new(1, 5),
+        last_included: LogId::new(1, 5),
         membership: Membership::with_voters(harness::ids(3)),
     };
     assert!(matches!(

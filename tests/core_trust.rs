@@ -164,7 +164,7 @@ fn a_snapshot_from_beyond_the_message_term_is_refused() {
     let term = c.node(2).term();
     let before = observe(&c, n(2));
     let info = SnapshotInfo {
-        last: LogId::new(u64::MAX, 1_000),
+        last_included: LogId::new(u64::MAX, 1_000),
         membership: Membership::with_voters([n(1), n(2), n(3)]),
     };
     let m = Message {
@@ -250,7 +250,7 @@ fn other_leader_messages_from_a_stranger_are_refused() {
             round: 0,
         }),
         MessageBody::InstallSnapshot(SnapshotInfo {
-            last: LogId::new(ahead.0, 1_000),
+            last_included: LogId::new(ahead.0, 1_000),
             membership: Membership::with_voters([n(1), n(2), n(3)]),
         }),
         MessageBody::TimeoutNow,

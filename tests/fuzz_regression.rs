@@ -77,7 +77,7 @@ fn sample_messages() -> Vec<Vec<u8>> {
             round: 0,
         }),
         MessageBody::InstallSnapshot(SnapshotInfo {
-            last: LogId::new(2, 9),
+            last_included: LogId::new(2, 9),
             membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
         }),
     ];

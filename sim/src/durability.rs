@@ -116,7 +116,7 @@ impl Promises {
             }
             MessageBody::InstallSnapshot(info) => {
                 let offers = &mut nodes.entry(message.to).or_default().offers;
-                offers.insert((message.term, message.from), info.last.index);
+                offers.insert((message.term, message.from), info.last_included.index);
             }
             _ => {}
         }
@@ -429,7 +429,7 @@ mod tests {
     fn an_acknowledged_install_is_named_as_a_snapshot() {
         let promises = Promises::default();
         let offer = MessageBody::InstallSnapshot(SnapshotInfo {
-            last: LogId::new(3, 40),
+            last_included: LogId::new(3, 40),
             membership: oar::core::Membership::with_voters([NodeId(1), NodeId(2)]),
         });
         promises.sent(&message(1, 2, 3, offer));

@@ -146,15 +146,15 @@ impl RaftNode {
         let mut log_reset = None;
         let mut configs = match &initial.snapshot {
             Some(snapshot) => {
-                if log.matches(snapshot.last) {
-                    log.skip_to_snapshot(snapshot.last.index);
+                if log.matches(snapshot.last_included) {
+                    log.skip_to_snapshot(snapshot.last_included.index);
                 } else {
                     // The log does not continue the snapshot (an install
                     // whose log reset was not durable yet): start after it.
-                    log.reset_to(snapshot.last);
-                    log_reset = Some(snapshot.last);
+                    log.reset_to(snapshot.last_included);
+                    log_reset = Some(snapshot.last_included);
                 }
-                ConfigManager::new(snapshot.last.index, snapshot.membership.clone())
+                ConfigManager::new(snapshot.last_included.index, snapshot.membership.clone())
             }
             None => ConfigManager::new(initial.last_purged.index, initial.membership),
         };
@@ -279,7 +279,7 @@ impl RaftNode {
             leader: self.leader,
             first_index: self.log.first_index(),
             last_log_id: self.log.last_id(),
-            snapshot: self.snapshot.as_ref().map(|s| s.last),
+            snapshot: self.snapshot.as_ref().map(|s| s.last_included),
             committed: self.log.committed(),
             applied: self.log.applied(),
             persisted: self.log.persisted(),

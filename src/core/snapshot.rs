@@ -25,8 +25,8 @@ use super::time::Instant;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SnapshotInfo {
     /// The last entry the snapshot includes.
-    pub last: LogId,
-    /// The configuration as of `last`.
+    pub last_included: LogId,
+    /// The configuration as of `last_included`.
     pub membership: Membership,
 }
 
@@ -49,19 +49,22 @@ impl RaftNode {
         info: SnapshotInfo,
     ) -> Result<(), InputError> {
         self.advance_time(now);
-        let newest = self.snapshot.as_ref().map_or(0, |s| s.last.index.0);
-        if info.last.index.0 <= newest {
+        let newest = self
+            .snapshot
+            .as_ref()
+            .map_or(0, |s| s.last_included.index.0);
+        if info.last_included.index.0 <= newest {
             return Ok(()); // an older save finishing late
         }
         let applied = self.log.applied();
-        if info.last.index > applied || !self.log.matches(info.last) {
+        if info.last_included.index > applied || !self.log.matches(info.last_included) {
             return Err(InputError::SnapshotMismatch {
-                last: info.last,
+                last: info.last_included,
                 applied,
             });
         }
         let keep_from = info
-            .last
+            .last_included
             .index
             .0
             .saturating_sub(self.options.compaction_margin);
@@ -87,10 +90,12 @@ impl RaftNode {
     ) -> Result<(), InputError> {
         self.advance_time(now);
         if self.installing.as_ref() != Some(&info) {
-            return Err(InputError::UnexpectedSnapshot { last: info.last });
+            return Err(InputError::UnexpectedSnapshot {
+                last: info.last_included,
+            });
         }
         self.installing = None;
-        let last = info.last;
+        let last = info.last_included;
         let keeps_log = self.log.matches(last) && self.log.persisted() >= last.index;
         if !keeps_log {
             self.fail_proposals_from(last.index.next(), None);
@@ -132,7 +137,12 @@ impl RaftNode {
         if self.installing.as_ref() == Some(&info) {
             self.installing = None;
             if let Some(leader) = self.leader {
-                self.send(leader, MessageBody::SnapshotFailed { last: info.last });
+                self.send(
+                    leader,
+                    MessageBody::SnapshotFailed {
+                        last: info.last_included,
+                    },
+                );
             }
         }
         self.finish_input();
@@ -140,7 +150,7 @@ impl RaftNode {
 
     /// Follower: the leader offers a snapshot.
     pub(super) fn handle_install_snapshot(&mut self, from: NodeId, info: SnapshotInfo) {
-        if info.last.index <= self.log.committed() {
+        if info.last_included.index <= self.log.committed() {
             // Nothing to install: what it covers is committed here. Tell the
             // leader where this log stands.
             self.leader_matched = self.leader_matched.max(self.log.committed());
@@ -150,7 +160,7 @@ impl RaftNode {
         let newer = self
             .installing
             .as_ref()
-            .is_none_or(|cur| cur.last.index < info.last.index);
+            .is_none_or(|cur| cur.last_included.index < info.last_included.index);
         if newer {
             self.installing = Some(info.clone());
             self.actions.push_back(Action::InstallSnapshot {
@@ -174,7 +184,7 @@ impl RaftNode {
         let Some(p) = progress.get_mut(&peer) else {
             return false;
         };
-        p.on_snapshot_sent(info.last.index, now);
+        p.on_snapshot_sent(info.last_included.index, now);
         self.send(peer, MessageBody::InstallSnapshot(info));
         true
     }

@@ -98,7 +98,7 @@ impl RaftNode {
     /// otherwise.
     fn check_leader(&mut self, m: &Message) -> Result<(), InputError> {
         if let MessageBody::InstallSnapshot(info) = &m.body
-            && info.last.term > m.term
+            && info.last_included.term > m.term
         {
             return Err(InputError::MalformedSnapshot {
                 reason: "last entry from a term beyond the message's",
@@ -126,9 +126,9 @@ impl RaftNode {
             }
             // The leader probes again after its next heartbeat, whose
             // refusal brings the introduction.
-            MessageBody::InstallSnapshot(info) => {
-                Some(MessageBody::SnapshotFailed { last: info.last })
-            }
+            MessageBody::InstallSnapshot(info) => Some(MessageBody::SnapshotFailed {
+                last: info.last_included,
+            }),
             _ => None,
         };
         if let Some(body) = answer {

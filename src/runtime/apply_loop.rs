@@ -223,7 +223,7 @@ impl ApplyLoop {
         let save = Save {
             snapshots: Arc::clone(&self.snapshots),
             snapshot: SnapshotInfo {
-                last,
+                last_included: last,
                 membership: self.membership.clone(),
             },
             group: self.group.clone(),
@@ -245,17 +245,17 @@ impl ApplyLoop {
         let report = match self.load(&snapshot) {
             Ok(bytes) => {
                 self.shared.metrics.observe_snapshot(true, bytes);
-                self.shared.status.set_applied(snapshot.last.index);
-                self.last_applied = snapshot.last;
+                self.shared.status.set_applied(snapshot.last_included.index);
+                self.last_applied = snapshot.last_included;
                 self.membership = snapshot.membership.clone();
                 self.since_snapshot = SinceSnapshot::default();
                 self.snapshot_at = Instant::now();
                 self.applied_index
-                    .store(snapshot.last.index.0, Ordering::Release);
+                    .store(snapshot.last_included.index.0, Ordering::Release);
                 GroupInput::SnapshotInstalled(snapshot)
             }
             Err(e) => {
-                tracing::error!(last = %snapshot.last, error = %e, "loading a snapshot failed");
+                tracing::error!(last = %snapshot.last_included, error = %e, "loading a snapshot failed");
                 GroupInput::SnapshotInstallFailed(snapshot)
             }
         };
@@ -269,10 +269,10 @@ impl ApplyLoop {
             .snapshots
             .open()
             .map_err(|e| e.to_string())?
-            .filter(|r| r.meta().last_included == snapshot.last)
+            .filter(|r| r.meta().last_included == snapshot.last_included)
             .ok_or("the installed snapshot is no longer the newest")?;
         self.sm
-            .on_snapshot_load(snapshot.last, &reader)
+            .on_snapshot_load(snapshot.last_included, &reader)
             .map_err(|e| e.to_string())?;
         Ok(reader.meta().files.iter().map(|f| f.len).sum())
     }
@@ -289,7 +289,7 @@ struct Save {
 impl Save {
     /// Writes `view` on the blocking pool, commits it, and tells the group.
     async fn run(self, view: Box<dyn SnapshotView>) -> Result<LogId, Error> {
-        let last = self.snapshot.last;
+        let last = self.snapshot.last_included;
         let snapshots = Arc::clone(&self.snapshots);
         let membership = self.snapshot.membership.clone();
         let meta = run_blocking(move || {

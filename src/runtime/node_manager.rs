@@ -414,7 +414,10 @@ impl NodeManager {
             group: inbox_tx,
             applied_index: shared.applied_index.clone(),
             shared: Arc::clone(&shared),
-            last_applied: snapshot.as_ref().map(|s| s.last).unwrap_or_default(),
+            last_applied: snapshot
+                .as_ref()
+                .map(|s| s.last_included)
+                .unwrap_or_default(),
             membership: snapshot.map_or_else(|| options.bootstrap_membership(), |s| s.membership),
             policy: SnapshotPolicy {
                 entries: options.snapshot_interval,
@@ -559,7 +562,7 @@ fn load_snapshot(
             Error::StateMachine(format!("loading snapshot {}: {e}", meta.last_included))
         })?;
     Ok(Some(SnapshotInfo {
-        last: meta.last_included,
+        last_included: meta.last_included,
         membership: meta.membership,
     }))
 }

@@ -59,7 +59,7 @@ impl SnapshotInstaller {
                     let _ = apply.send(ApplyTask::Install { snapshot });
                 }
                 Err(error) => {
-                    tracing::warn!(%group, last = %snapshot.last, %error, "snapshot install failed");
+                    tracing::warn!(%group, last = %snapshot.last_included, %error, "snapshot install failed");
                     let _ = inbox
                         .send(GroupInput::SnapshotInstallFailed(snapshot))
                         .await;
@@ -92,20 +92,28 @@ async fn install(
     let into = snapshots
         .begin(true)
         .map_err(|e| format!("starting the copy: {e}"))?;
-    let (meta, into) = fetch_snapshot(source, group, snapshot.last, throttle, options, never, into)
-        .await
-        .map_err(|e| e.to_string())?;
-    if meta.last_included != snapshot.last || meta.membership != snapshot.membership {
+    let (meta, into) = fetch_snapshot(
+        source,
+        group,
+        snapshot.last_included,
+        throttle,
+        options,
+        never,
+        into,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if meta.last_included != snapshot.last_included || meta.membership != snapshot.membership {
         return Err(format!(
             "the leader served snapshot {} for an offer of {}",
-            meta.last_included, snapshot.last
+            meta.last_included, snapshot.last_included
         ));
     }
     // Inline, not through `run_blocking`: an install is cancelled by
     // aborting its task, which must never leave a commit running on its own
     // (it would outlive the group's shutdown and race a restart's storage).
     snapshots
-        .commit(into, snapshot.last, snapshot.membership.clone())
+        .commit(into, snapshot.last_included, snapshot.membership.clone())
         .map_err(|e| format!("saving the snapshot: {e}"))?;
     Ok(())
 }

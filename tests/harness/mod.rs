@@ -344,7 +344,7 @@ impl Cluster {
         assert!(
             source.applied.len() > node.applied.len(),
             "{id} installed snapshot {} at or behind its applied {}",
-            snapshot.last,
+            snapshot.last_included,
             node.applied.len()
         );
         node.applied = source.applied.clone();
@@ -364,7 +364,7 @@ impl Cluster {
         if node
             .snapshot
             .as_ref()
-            .is_some_and(|s| s.info.last.index >= last.index)
+            .is_some_and(|s| s.info.last_included.index >= last.index)
         {
             return None;
         }
@@ -378,7 +378,10 @@ impl Cluster {
             })
             .or_else(|| node.snapshot.as_ref().map(|s| s.info.membership.clone()))
             .unwrap_or_else(|| node.bootstrap.clone());
-        let info = SnapshotInfo { last, membership };
+        let info = SnapshotInfo {
+            last_included: last,
+            membership,
+        };
         node.snapshot = Some(TestSnapshot {
             info: info.clone(),
             applied: node.applied.clone(),

@@ -191,7 +191,7 @@ pub fn to_proto(group: GroupId, m: &Message) -> proto::RaftMessage {
         MessageBody::TimeoutNow => Body::TimeoutNowRequest(proto::TimeoutNowRequest {}),
         MessageBody::InstallSnapshot(info) => {
             Body::InstallSnapshotRequest(proto::InstallSnapshotRequest {
-                last_included: log_id_to_proto(info.last),
+                last_included: log_id_to_proto(info.last_included),
                 configuration: Some(membership_to_proto(&info.membership)),
                 // Files are pulled from the sender's server address.
                 uri: String::new(),
@@ -305,7 +305,10 @@ pub fn from_proto(m: proto::RaftMessage) -> Result<(GroupId, Message), DecodeErr
                 .configuration
                 .ok_or(DecodeError::MissingField("install_snapshot.configuration"))?;
             MessageBody::InstallSnapshot(SnapshotInfo {
-                last: log_id_from_proto(r.last_included, "install_snapshot.last_included")?,
+                last_included: log_id_from_proto(
+                    r.last_included,
+                    "install_snapshot.last_included",
+                )?,
                 membership: membership_from_proto(c)?,
             })
         }
