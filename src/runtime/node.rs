@@ -290,6 +290,53 @@ impl Node {
     /// # Errors
     /// As [`add_learner`](Self::add_learner); the last `LearnerLagging` if
     /// it did not catch up in time.
+    ///
+    /// # Example
+    /// A group of one grows to two voters, hands its leadership over, and
+    /// the new leader removes the first member.
+    /// ```
+    /// # use std::time::Duration;
+    /// # use oar::prelude::*;
+    /// # struct Echo;
+    /// # impl StateMachine for Echo {
+    /// #     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+    /// #         commands.iter().map(|c| c.data.clone()).collect()
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut servers = Vec::new();
+    /// # for _ in 0..2 {
+    /// #     let security = Security::insecure("doc");
+    /// #     let addr = "127.0.0.1:0".parse()?;
+    /// #     servers.push(NodeManager::bind(addr, security, TransportOptions::default()).await?);
+    /// # }
+    /// let peers: std::collections::BTreeMap<_, _> =
+    ///     [(NodeId(1), servers[0].local_addr()), (NodeId(2), servers[1].local_addr())].into();
+    /// let mut nodes = Vec::new();
+    /// for (i, server) in servers.iter().enumerate() {
+    ///     let id = NodeId(i as u64 + 1);
+    ///     let mut options = GroupOptions::new(GroupId(7), id, peers.clone());
+    ///     // Every member starts with node 1 as the only voter.
+    ///     options.initial_voters = Some([NodeId(1)].into());
+    /// #   options.raft.election_timeout_min = Duration::from_millis(100);
+    /// #   options.raft.election_timeout_max = Duration::from_millis(200);
+    /// #   options.raft.heartbeat_interval = Duration::from_millis(20);
+    ///     nodes.push(server.add_group(options, MemStorage::new(), Echo)?);
+    /// }
+    /// nodes[0].wait_for_leader(Duration::from_secs(5)).await?;
+    /// nodes[0].add_peer(NodeId(2), peers[&NodeId(2)], Duration::from_secs(5)).await?;
+    /// nodes[0].transfer_leadership(NodeId(2)).await?;
+    /// nodes[1].wait_for_status(Duration::from_secs(5), |s| s.leader == Some(NodeId(2))).await?;
+    /// // Once an entry of its own term is applied, it may change the membership.
+    /// nodes[1].apply(Bytes::from_static(b"hello")).await?;
+    /// nodes[1].remove_peer(NodeId(1)).await?;
+    /// let status = nodes[1].status().await?;
+    /// assert_eq!(status.membership.voters, [NodeId(2)].into());
+    /// # for server in &servers { server.shutdown().await; }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn add_peer(
         &self,
         id: NodeId,
