@@ -40,7 +40,7 @@ pub enum SnapshotReadError {
     NoSuchFile(String),
     /// Reading failed.
     #[error("reading the snapshot failed: {0}")]
-    Storage(String),
+    Storage(StorageError),
 }
 
 /// A group's snapshot storage. Every method is durable or consistent on
@@ -175,7 +175,7 @@ impl SnapshotStorage for DiskSnapshots {
         offset: u64,
         len: u64,
     ) -> Result<Bytes, SnapshotReadError> {
-        let storage = |e: StorageError| SnapshotReadError::Storage(e.to_string());
+        let storage = SnapshotReadError::Storage;
         let _exclusive = self.lock();
         let reader = self.store.latest().map_err(storage)?;
         let newest = reader.as_ref().map(|r| r.meta().last_included);

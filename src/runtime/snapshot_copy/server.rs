@@ -20,6 +20,7 @@ use crate::runtime::wire::snapshot_meta::{
     log_id_from_proto, log_id_to_proto, snapshot_meta_to_proto,
 };
 use crate::storage::SnapshotMeta;
+use crate::storage::StorageError;
 
 /// The largest chunk one response carries: larger requests get a short
 /// chunk, and the reader asks again from where it ended.
@@ -150,7 +151,9 @@ impl FileService {
         let (name, offset) = (request.name.clone(), request.offset);
         let read = run_blocking(move || storage.read_chunk(snapshot, &name, offset, count))
             .await
-            .unwrap_or_else(|e| Err(SnapshotReadError::Storage(e)));
+            .unwrap_or(Err(SnapshotReadError::Storage(StorageError::Panicked {
+                during: "reading a snapshot chunk",
+            })));
         match read {
             Ok(data) => {
                 served.fetch_add(data.len() as u64, Ordering::Relaxed);
