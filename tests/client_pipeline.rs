@@ -30,7 +30,9 @@ const GROUP: GroupId = GroupId(1);
 
 /// Applies `wait` only once the test opens the gate (holding up the apply
 /// loop, and so every request through the log); answers everything else
-/// with `ok` at once.
+/// with `ok` at once. It blocks, and says so (`may_block`): otherwise the
+/// blocked worker would hold up whatever task it had queued, the test's
+/// own included (seen in CI: the route lookup unanswered for 20 s).
 struct Gated(Arc<Mutex<Receiver<()>>>);
 
 impl StateMachine for Gated {
@@ -46,6 +48,10 @@ impl StateMachine for Gated {
                 Bytes::from_static(b"ok")
             })
             .collect()
+    }
+
+    fn may_block(&self) -> bool {
+        true
     }
 
     fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {

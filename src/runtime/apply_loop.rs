@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::blocking::run_blocking;
+use super::blocking::{run_blocking, state_machine_call};
 use super::error::Error;
 use super::group::{GroupInput, SharedState};
 use super::snapshot_policy::{ENTRY_OVERHEAD_BYTES, SinceSnapshot, SnapshotPolicy};
@@ -116,6 +116,7 @@ impl ApplyLoop {
                 None => tasks.recv().await,
             };
             let Some(task) = task else { break };
+            let may_block = self.sm.may_block();
             let sm = self.sm.as_mut();
             match task {
                 ApplyTask::Entries { entries, replies } => {
@@ -124,7 +125,9 @@ impl ApplyLoop {
                     };
                     self.since_snapshot.entries += entries.len() as u64;
                     self.since_snapshot.log_bytes += entries.iter().map(entry_bytes).sum::<u64>();
-                    if let Some(m) = apply_batch(sm, entries, replies) {
+                    if let Some(m) =
+                        state_machine_call(may_block, || apply_batch(sm, entries, replies))
+                    {
                         self.membership = m;
                     }
                     self.last_applied = last;
@@ -206,7 +209,7 @@ impl ApplyLoop {
         self.since_snapshot = SinceSnapshot::default();
         self.snapshot_at = Instant::now();
         let last = self.last_applied;
-        let view = match self.sm.on_snapshot_save() {
+        let view = match state_machine_call(self.sm.may_block(), || self.sm.on_snapshot_save()) {
             Ok(view) => view,
             Err(e) => {
                 if matches!(e, SnapshotError::Unsupported) {
@@ -271,9 +274,11 @@ impl ApplyLoop {
             .map_err(|e| e.to_string())?
             .filter(|r| r.meta().last_included == snapshot.last_included)
             .ok_or("the installed snapshot is no longer the newest")?;
-        self.sm
-            .on_snapshot_load(snapshot.last_included, &reader)
-            .map_err(|e| e.to_string())?;
+        let may_block = self.sm.may_block();
+        state_machine_call(may_block, || {
+            self.sm.on_snapshot_load(snapshot.last_included, &reader)
+        })
+        .map_err(|e| e.to_string())?;
         Ok(reader.meta().files.iter().map(|f| f.len).sum())
     }
 }

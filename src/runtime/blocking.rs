@@ -43,3 +43,26 @@ pub(crate) async fn run_blocking_unwinding<R: Send + 'static>(
         job()
     }
 }
+
+/// Runs a state machine callback that may block (see
+/// `StateMachine::may_block`) in place on this task. On tokio's
+/// multi-thread runtime the worker first hands its other queued tasks to
+/// another thread (`block_in_place`): without that, a task parked in this
+/// worker's LIFO slot waits out the whole callback (seen: a route lookup
+/// held 20 s behind a gated apply). Inline when `may_block` is false, on a
+/// current-thread runtime (which cannot hand off), and under madsim (no
+/// threads).
+pub(crate) fn state_machine_call<R>(may_block: bool, call: impl FnOnce() -> R) -> R {
+    #[cfg(not(madsim))]
+    if may_block {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let multi_thread =
+            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+        if multi_thread {
+            return tokio::task::block_in_place(call);
+        }
+    }
+    #[cfg(madsim)]
+    let _ = may_block;
+    call()
+}

@@ -238,4 +238,8 @@ impl StateMachine for SessionStateMachine {
     fn on_shutdown(&mut self) {
         self.inner.on_shutdown();
     }
+
+    fn may_block(&self) -> bool {
+        self.inner.may_block()
+    }
 }
