@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use oar::core::LogId;
 use oar::runtime::{
-    Committed, GroupOptions, NodeManager, SnapshotError, SnapshotReader, SnapshotView,
+    Committed, GroupOptions, NodeManager, QueryError, SnapshotError, SnapshotReader, SnapshotView,
     StateMachine, snapshot_file,
 };
 
@@ -21,6 +21,8 @@ pub struct Count {
     /// `incr` commands this replica's state machine applied since it
     /// started or last loaded a snapshot.
     pub applied_incrs: u64,
+    /// Queries this replica's state machine answered (outside the log).
+    pub queries: u64,
 }
 
 /// The counter state machine.
@@ -39,6 +41,16 @@ impl StateMachine for Counter {
                 Bytes::from(count.value.to_string())
             })
             .collect()
+    }
+
+    /// `get` answers the value, and counts the query.
+    fn on_query(&self, query: &[u8]) -> Result<Bytes, QueryError> {
+        if query != b"get" {
+            return Err(QueryError::Invalid("only `get`".into()));
+        }
+        let mut count = self.0.lock().unwrap();
+        count.queries += 1;
+        Ok(Bytes::from(count.value.to_string()))
     }
 
     fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
