@@ -155,6 +155,26 @@ async fn a_follower_query_waits_for_its_apply() {
     }
 }
 
+/// Reads right after the leader dies: the followers cannot confirm them
+/// (timeout, leadership lost) until a new leader is elected; the client
+/// takes those failures as "retry", and the read succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_across_a_leader_kill_are_retried_until_served() {
+    let (servers, members) = counters().await;
+    let leader = wait_for_leader(&nodes(&members)).await;
+    let client = client(&servers, true);
+    let written = client.apply(GROUP, Bytes::from_static(b"incr")).await;
+    assert_eq!(written.unwrap(), "1");
+    servers[leader].shutdown().await;
+    for policy in [ReadPolicy::ReadIndex, ReadPolicy::Lease] {
+        let read = client.read_with(GROUP, get(), policy).await;
+        assert_eq!(read.unwrap(), "1", "{policy:?}");
+    }
+    for server in &servers {
+        server.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_machine_without_queries_is_read_through_the_log() {
     let servers = servers(3).await;
