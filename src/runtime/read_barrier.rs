@@ -48,7 +48,7 @@ impl ReadWaiter {
 
     /// The apply task's work once the core confirmed the read at `index`:
     /// queued behind the entries that reach it.
-    fn at(self, index: LogIndex) -> ApplyTask {
+    fn into_apply_task(self, index: LogIndex) -> ApplyTask {
         match self {
             ReadWaiter::Barrier(reply) => ApplyTask::ReadBarrier { index, reply },
             ReadWaiter::Query { query, reply } => ApplyTask::Query {
@@ -83,7 +83,7 @@ impl GroupDriver {
     /// the apply task got through what it was handed before.
     pub(crate) fn on_read_ready(&mut self, id: ReadId, index: LogIndex) {
         if let Some(waiter) = self.pending_reads.remove(&id) {
-            let _ = self.apply.send(waiter.at(index));
+            let _ = self.apply.send(waiter.into_apply_task(index));
         }
     }
 

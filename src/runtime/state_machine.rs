@@ -58,7 +58,9 @@ impl From<io::Error> for SnapshotError {
 pub enum QueryError {
     /// This state machine answers no queries outside the log (the
     /// default): a client read then goes through the log as a command,
-    /// answered by `on_apply` (the Log policy).
+    /// answered by `on_apply` (the Log policy). Taken for the whole state
+    /// machine: once answered, the node sends every later client read
+    /// through the log without asking again.
     #[error("queries are not supported by this state machine")]
     Unsupported,
     /// The query is not one this state machine understands. Remedy: fix
