@@ -5,10 +5,20 @@
 //! A read is the barrier alone: the caller's own state read after it costs
 //! the same for every policy.
 //!
+//! A second table (tcp+disk only) reads through `oar::client` over TLS:
+//! `Client::read_with(policy)`, answered by the state machine's `on_query`
+//! (at the leader, or spread over the members with `follower_reads`), and
+//! `Log(cmd)`, a state machine without `on_query` whose reads go through the
+//! log as commands (every client read before policies existed). Its rows run
+//! `OAR_BENCH_ROUNDS` times (default 3), interleaved (the order reversed
+//! every other round), and it prints each row's median and its ratio to
+//! `Log(cmd)`'s.
+//!
 //! Run: `cargo bench --bench read_throughput`. Environment:
 //! `OAR_BENCH_MS` measuring time per row (default 2000),
 //! `OAR_BENCH_SETUPS` (default `memory,tcp+disk`),
-//! `OAR_BENCH_CLIENTS` as a comma list (default 1,64,256).
+//! `OAR_BENCH_CLIENTS` as a comma list (default 1,64,256),
+//! `OAR_BENCH_TABLES` (default `barriers,client`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,19 +26,30 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use oar::client::{Client, ClientOptions};
 use oar::core::{NodeId, RaftOptions};
 use oar::runtime::{
     Committed, DiskStorage, GroupId, GroupOptions, GroupStorage, LocalNetwork, MemStorage, Node,
-    NodeManager, ReadPolicy, StateMachine,
+    NodeManager, QueryError, ReadPolicy, StateMachine,
 };
 use oar::storage::{LogOptions, StdFileSystem};
 
-/// Applies nothing; answers with nothing.
-struct Sink;
+/// Applies nothing; answers with nothing, queries too (unless `queries`
+/// is off: then a client read goes through the log as a command).
+struct Sink {
+    queries: bool,
+}
 
 impl StateMachine for Sink {
     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
         vec![Bytes::new(); commands.len()]
+    }
+
+    fn on_query(&self, _: &[u8]) -> Result<Bytes, QueryError> {
+        match self.queries {
+            true => Ok(Bytes::new()),
+            false => Err(QueryError::Unsupported),
+        }
     }
 }
 
@@ -43,7 +64,11 @@ enum Setup {
 }
 
 /// Three members, node 1 leading; returns the servers and the members.
-async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Vec<Node>) {
+async fn cluster(
+    setup: Setup,
+    dir: &std::path::Path,
+    queries: bool,
+) -> (Vec<NodeManager>, Vec<Node>) {
     let network = LocalNetwork::new();
     let mut servers = Vec::new();
     for i in 1..=3 {
@@ -89,7 +114,7 @@ async fn cluster(setup: Setup, dir: &std::path::Path) -> (Vec<NodeManager>, Vec<
         };
         nodes.push(
             server
-                .add_group(options, storage, Box::new(Sink))
+                .add_group(options, storage, Box::new(Sink { queries }))
                 .expect("group"),
         );
     }
@@ -106,24 +131,66 @@ struct Row {
     spread: bool,
     clients: usize,
     writes: bool,
+    /// Reads through `oar::client` (tcp+disk only), not barriers.
+    via_client: bool,
+    /// The state machine answers queries (else a client read is a command).
+    queries: bool,
 }
+
+/// What one closed-loop reader calls.
+#[derive(Clone)]
+enum Reader {
+    Barrier(Node),
+    Client(Client),
+}
+
+impl Reader {
+    async fn read(&self, policy: ReadPolicy) {
+        match self {
+            Reader::Barrier(node) => {
+                node.read_barrier(policy).await.expect("read");
+            }
+            Reader::Client(client) => {
+                let query = Bytes::from_static(b"q");
+                client.read_with(GROUP, query, policy).await.expect("read");
+            }
+        }
+    }
+}
+
+const GROUP: GroupId = GroupId(1);
 
 /// Reads/s and the latency percentiles (p50, p99) of one row.
 async fn measure(setup: Setup, row: Row, duration: Duration) -> (f64, Duration, Duration) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (servers, nodes) = cluster(setup, dir.path()).await;
+    let (servers, nodes) = cluster(setup, dir.path(), row.queries).await;
+    let client = row.via_client.then(|| {
+        let options = ClientOptions {
+            follower_reads: row.spread,
+            ..ClientOptions::default()
+        };
+        let seeds = servers.iter().map(|s| s.local_addr()).collect();
+        Client::new(
+            seeds,
+            pki::shared().client_dialer_with(pki::CLIENT_TOKEN),
+            options,
+        )
+    });
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
-    for client in 0..row.clients {
-        let node = nodes[if row.spread { client % 3 } else { 0 }].clone();
+    for i in 0..row.clients {
+        let reader = match &client {
+            Some(client) => Reader::Client(client.clone()),
+            None => Reader::Barrier(nodes[if row.spread { i % 3 } else { 0 }].clone()),
+        };
         let (measuring, stop, latencies) = (measuring.clone(), stop.clone(), latencies.clone());
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let start = Instant::now();
-                node.read_barrier(row.policy).await.expect("read");
+                reader.read(row.policy).await;
                 if measuring.load(Ordering::Relaxed) {
                     mine.push(start.elapsed());
                 }
@@ -180,6 +247,13 @@ fn main() {
         (ReadPolicy::Lease, false),
         (ReadPolicy::Lease, true),
     ];
+    let tables = std::env::var("OAR_BENCH_TABLES").unwrap_or_else(|_| "barriers,client".into());
+    if tables.contains("client") {
+        client_table(&runtime, &clients, Duration::from_millis(millis));
+    }
+    if !tables.contains("barriers") {
+        return;
+    }
     for name in setups.split(',') {
         let setup = match name.trim() {
             "memory" => Setup::Memory,
@@ -200,6 +274,8 @@ fn main() {
                         spread,
                         clients: n,
                         writes,
+                        via_client: false,
+                        queries: true,
                     };
                     let (per_second, p50, p99) =
                         runtime.block_on(measure(setup, row, Duration::from_millis(millis)));
@@ -211,6 +287,68 @@ fn main() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// Client reads over tcp+disk, rows interleaved over rounds; medians, and
+/// each row's ratio to `Log(cmd)` (a client read before queries existed).
+fn client_table(runtime: &tokio::runtime::Runtime, clients: &[usize], duration: Duration) {
+    let rounds: usize = std::env::var("OAR_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    // (name, policy, spread, the state machine answers queries)
+    let placements = [
+        ("Log(cmd)", ReadPolicy::Log, false, false),
+        ("Log", ReadPolicy::Log, false, true),
+        ("ReadIndex", ReadPolicy::ReadIndex, false, true),
+        ("ReadIndex", ReadPolicy::ReadIndex, true, true),
+        ("Lease", ReadPolicy::Lease, false, true),
+        ("Lease", ReadPolicy::Lease, true, true),
+    ];
+    println!(
+        "\noar client reads, tcp+disk: Client::read_with over TLS, closed-loop readers, \
+         median of {rounds} interleaved rounds"
+    );
+    println!(
+        "{:>9} | {:>6} | {:>7} | {:>10} | {:>7} | {:>10} | {:>10}",
+        "policy", "where", "clients", "reads/s", "x cmd", "p50", "p99"
+    );
+    println!("{:-<80}", "");
+    for &n in clients {
+        let mut results = vec![Vec::new(); placements.len()];
+        for round in 0..rounds {
+            let mut order: Vec<usize> = (0..placements.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for at in order {
+                let (_, policy, spread, queries) = placements[at];
+                let row = Row {
+                    policy,
+                    spread,
+                    clients: n,
+                    writes: false,
+                    via_client: true,
+                    queries,
+                };
+                results[at].push(runtime.block_on(measure(Setup::TcpDisk, row, duration)));
+            }
+        }
+        let median = |rows: &[(f64, Duration, Duration)]| {
+            let mut rows = rows.to_vec();
+            rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+            rows[rows.len() / 2]
+        };
+        let base = median(&results[0]).0;
+        for (at, (name, _, spread, _)) in placements.iter().enumerate() {
+            let (per_second, p50, p99) = median(&results[at]);
+            println!(
+                "{name:>9} | {:>6} | {n:>7} | {per_second:>10.0} | {:>7.2} | {p50:>10.1?} | {p99:>10.1?}",
+                if *spread { "spread" } else { "leader" },
+                per_second / base,
+            );
         }
     }
 }

@@ -21,14 +21,16 @@ use bytes::Bytes;
 use oar::client::{Client, ClientOptions};
 use oar::core::{LogId, NodeId};
 use oar::runtime::{
-    Committed, Dialer, GroupId, GroupOptions, Insecure, MemStorage, NodeManager, Security,
-    SessionOptions, SnapshotError, SnapshotReader, SnapshotView, StateMachine, snapshot_file,
+    Committed, Dialer, GroupId, GroupOptions, Insecure, MemStorage, NodeManager, QueryError,
+    Security, SessionOptions, SnapshotError, SnapshotReader, SnapshotView, StateMachine,
+    snapshot_file,
 };
 
 const GROUP: GroupId = GroupId(1);
 const CLUSTER: &str = "counter-example";
 
-/// `incr` adds one and answers the new value; anything else reads it.
+/// `incr` adds one and answers the new value; anything else reads it, and
+/// a query (`get`) reads it without the log.
 struct Counter(u64);
 
 impl StateMachine for Counter {
@@ -42,6 +44,13 @@ impl StateMachine for Counter {
                 Bytes::from(self.0.to_string())
             })
             .collect()
+    }
+
+    fn on_query(&self, query: &[u8]) -> Result<Bytes, QueryError> {
+        match query {
+            b"get" => Ok(Bytes::from(self.0.to_string())),
+            _ => Err(QueryError::Invalid("only `get`".into())),
+        }
     }
 
     fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {

@@ -20,7 +20,7 @@ pub use crate::client::{Client, ClientError, ClientOptions, Session};
 pub use crate::core::{LogId, LogIndex, Membership, NodeId, ReadPolicy, Role, Term};
 pub use crate::runtime::{
     Applied, Committed, Dialer, DiskStorage, Error, GroupId, GroupOptions, GroupStatus,
-    GroupStorage, Insecure, MemStorage, Node, NodeManager, Security, SessionOptions, SnapshotError,
-    SnapshotFiles, StateMachine, TlsAuthenticator, TransportOptions, WaitError,
+    GroupStorage, Insecure, MemStorage, Node, NodeManager, QueryError, Security, SessionOptions,
+    SnapshotError, SnapshotFiles, StateMachine, TlsAuthenticator, TransportOptions, WaitError,
 };
 pub use crate::storage::{CorruptionKind, FileSystem, LogOptions, StdFileSystem, StorageError};

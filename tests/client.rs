@@ -66,9 +66,15 @@ impl Cluster {
 
     /// A client that knows only the server at `seed`.
     fn client(&self, seed: usize) -> Client {
+        self.client_with(seed, ClientOptions::default().attempt_timeout)
+    }
+
+    /// [`client`](Self::client), giving up on an attempt after `attempt_timeout`.
+    fn client_with(&self, seed: usize, attempt_timeout: Duration) -> Client {
         let dialer = pki::shared().client_dialer_with(CLIENT_TOKEN);
         let options = ClientOptions {
             deadline: Duration::from_secs(15),
+            attempt_timeout,
             ..ClientOptions::default()
         };
         Client::new(vec![self.servers[seed].local_addr()], dialer, options)
@@ -290,49 +296,68 @@ async fn a_dead_seed_is_passed_over() {
     session.close().await.unwrap();
 }
 
+/// The leader applies a write (its effect counted) and is killed before
+/// it answers: the write's outcome is unknown to the client, which must
+/// not send it again (outside a session a second send is a second apply).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_outside_sessions_is_applied_at_most_once_across_a_leader_kill() {
     let c = cluster(Duration::from_secs(60)).await;
     let leader = wait_for_leader(&c.nodes()).await;
-    // Through a follower: the NotLeader hint leads the client on.
-    let client = c.client((leader + 1) % 3);
+    // Through a follower: the NotLeader hint leads the client on. An
+    // attempt without an answer ends soon.
+    let client = c.client_with((leader + 1) % 3, Duration::from_millis(500));
     assert_eq!(client.apply(GROUP, incr()).await.unwrap(), "1");
-    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut writers = Vec::new();
-    for _ in 0..8 {
-        let (client, done) = (client.clone(), done.clone());
-        writers.push(tokio::spawn(async move {
-            let (mut applied, mut unknown) = (0u64, 0u64);
-            for _ in 0..10 {
-                match client.apply(GROUP, incr()).await {
-                    Ok(_) => applied += 1,
-                    Err(ClientError::OutcomeUnknown(_)) => unknown += 1,
-                    Err(e) => panic!("neither applied nor unknown: {e}"),
-                }
-                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            (applied, unknown)
-        }));
-    }
-    wait_until(|| done.load(std::sync::atomic::Ordering::Relaxed) >= 16).await;
-    c.servers[leader].shutdown().await;
-    let (mut applied, mut unknown) = (1, 0);
-    for writer in writers {
-        let (a, u) = writer.await.unwrap();
-        applied += a;
-        unknown += u;
-    }
-    assert_eq!(applied + unknown, 81);
-    // Never applied twice: at least every acknowledged write, at most one
-    // apply per call. (A client that retried an unknown outcome could
-    // overshoot.)
-    let count = client
-        .read(GROUP, Bytes::from_static(b"get"))
-        .await
-        .unwrap();
-    let count: u64 = std::str::from_utf8(&count).unwrap().parse().unwrap();
+    c.members[leader].hold.arm();
+    let write = tokio::spawn({
+        let client = client.clone();
+        async move { client.apply(GROUP, incr()).await }
+    });
+    // Applied on the leader, unanswered; the leader dies.
+    wait_until(|| c.members[leader].hold.is_held()).await;
+    let server = c.servers[leader].clone();
+    let kill = tokio::spawn(async move { server.shutdown().await });
+    let outcome = write.await.unwrap();
+    // (Its apply task finishes only once the held apply returns.)
+    c.members[leader].hold.release();
+    kill.await.unwrap();
+    // The survivors count the held write once: the next write makes 3 (a
+    // client that sent it again would have made this 4).
+    let next = client.apply(GROUP, incr()).await.unwrap();
+    assert_eq!(next, "3", "the unanswered write was applied once");
     assert!(
-        (applied..=applied + unknown).contains(&count),
-        "count {count}: {applied} acknowledged, {unknown} of unknown outcome"
+        matches!(outcome, Err(ClientError::OutcomeUnknown(_))),
+        "{outcome:?}"
     );
+    let live: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    c.converged(&live, 3).await;
+}
+
+/// The same kill, through a session: the client retries the unanswered
+/// write (same sequence number) at the new leader, which answers the reply
+/// recorded when it was first applied, and applies nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_write_unanswered_at_a_leader_kill_is_retried_and_applied_once() {
+    let c = cluster(Duration::from_secs(60)).await;
+    let leader = wait_for_leader(&c.nodes()).await;
+    let client = c.client_with((leader + 1) % 3, Duration::from_millis(500));
+    let session = Arc::new(client.open_session(GROUP).await.unwrap());
+    assert_eq!(session.apply(incr()).await.unwrap(), "1");
+    c.members[leader].hold.arm();
+    let write = tokio::spawn({
+        let session = session.clone();
+        async move { session.apply(incr()).await }
+    });
+    wait_until(|| c.members[leader].hold.is_held()).await;
+    let server = c.servers[leader].clone();
+    let kill = tokio::spawn(async move { server.shutdown().await });
+    let outcome = write.await.unwrap();
+    c.members[leader].hold.release();
+    kill.await.unwrap();
+    assert_eq!(outcome.unwrap(), "2", "the recorded reply");
+    assert_eq!(session.apply(incr()).await.unwrap(), "3");
+    let live: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    c.converged(&live, 3).await;
+    for &i in &live {
+        assert_eq!(c.members[i].count.lock().unwrap().applied_incrs, 3);
+    }
 }

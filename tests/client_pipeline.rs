@@ -94,6 +94,7 @@ fn read_request(id: u64, query: &'static [u8]) -> proto::ClientRequest {
         group_id: GROUP.0,
         op: Some(Op::Read(proto::ClientRead {
             query: Bytes::from_static(query),
+            policy: 0,
         })),
         request_id: id,
     }

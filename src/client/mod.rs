@@ -23,6 +23,7 @@ mod admin;
 mod connection;
 mod error;
 mod options;
+mod read;
 mod retry;
 mod route_table;
 mod session;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::core::ReadPolicy;
+
 /// How a [`Client`](super::Client) waits and retries.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -26,6 +28,16 @@ pub struct ClientOptions {
     /// [`ClientError::Busy`](super::ClientError::Busy). Servers bound it
     /// too (`TransportOptions::client_requests_in_flight_max`).
     pub requests_in_flight_per_connection_max: usize,
+    /// How [`Client::read`](super::Client::read) makes a read linearizable.
+    /// `ReadIndex` (the default) and `Lease` skip the log when the group's
+    /// state machine answers queries (`StateMachine::on_query`); a state
+    /// machine that does not gets every read through the log.
+    pub read_policy: ReadPolicy,
+    /// Send `ReadIndex` and `Lease` reads to every member in turn, not only
+    /// the leader: followers serve them (after asking the leader for the
+    /// read index), adding their capacity. `Log` reads still go to the
+    /// leader.
+    pub follower_reads: bool,
 }
 
 impl Default for ClientOptions {
@@ -38,6 +50,8 @@ impl Default for ClientOptions {
             frame_bytes_max: 64 << 20,
             connections_per_server_max: 4,
             requests_in_flight_per_connection_max: 256,
+            read_policy: ReadPolicy::ReadIndex,
+            follower_reads: false,
         }
     }
 }

@@ -35,6 +35,8 @@ struct Inner {
     options: ClientOptions,
     /// Sets apart the backoffs of concurrent calls.
     calls: AtomicU64,
+    /// Whose turn it is among a group's members, for follower reads.
+    spread: AtomicU64,
 }
 
 impl std::fmt::Debug for Client {
@@ -69,6 +71,7 @@ impl Client {
                 routes: Mutex::new(RouteTable::new(seeds)),
                 options,
                 calls: AtomicU64::new(0),
+                spread: AtomicU64::new(0),
             }),
         }
     }
@@ -150,25 +153,7 @@ impl Client {
                 command,
             })),
         };
-        match self.call_with(request, false).await? {
-            Answer::Reply(reply) => Ok(reply),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// Runs a read-only `query` on `group`'s state machine, linearizably:
-    /// for now by the Log policy (the query goes through the log outside
-    /// any session; retried freely, since it changes nothing).
-    ///
-    /// # Errors
-    /// [`ClientError`].
-    pub async fn read(&self, group: GroupId, query: Bytes) -> Result<Bytes, ClientError> {
-        let request = proto::ClientRequest {
-            request_id: 0,
-            group_id: group.0,
-            op: Some(Op::Read(proto::ClientRead { query })),
-        };
-        match self.call(request).await? {
+        match self.call_with(request, false, false).await? {
             Answer::Reply(reply) => Ok(reply),
             other => Err(unexpected(&other)),
         }
@@ -180,15 +165,18 @@ impl Client {
     /// outcome unknown) waits a jittered backoff, refreshes the route and
     /// tries again.
     pub(crate) async fn call(&self, request: proto::ClientRequest) -> Result<Answer, ClientError> {
-        self.call_with(request, true).await
+        self.call_with(request, true, false).await
     }
 
     /// [`call`](Self::call); with `!retry_unknown`, an attempt that may have
-    /// been applied ends the call with [`ClientError::OutcomeUnknown`].
-    async fn call_with(
+    /// been applied ends the call with [`ClientError::OutcomeUnknown`]; with
+    /// `spread`, each attempt goes to the next member of the group in turn
+    /// (follower reads), except right after a `NotLeader` hint.
+    pub(crate) async fn call_with(
         &self,
         request: proto::ClientRequest,
         retry_unknown: bool,
+        spread: bool,
     ) -> Result<Answer, ClientError> {
         let options = &self.inner.options;
         let group = GroupId(request.group_id);
@@ -198,7 +186,10 @@ impl Client {
         let mut last = String::from("no server tried");
         let mut redirects = 0;
         loop {
-            let target = self.target(group).await?;
+            let target = match spread && redirects == 0 {
+                true => self.next_member(group).await?,
+                false => self.target(group).await?,
+            };
             if target.is_none() {
                 last = format!("no leader known for group {group}");
             }
@@ -254,6 +245,26 @@ impl Client {
             }
         }
         Ok(self.leader_addr(group))
+    }
+
+    /// The next member of `group` in turn (any role), else the leader as
+    /// [`target`](Self::target) finds it.
+    ///
+    /// # Errors
+    /// As [`target`](Self::target).
+    async fn next_member(&self, group: GroupId) -> Result<Option<SocketAddr>, ClientError> {
+        let turn = self.inner.spread.fetch_add(1, Ordering::Relaxed);
+        let member = {
+            let routes = self.inner.routes.lock().expect("routes lock");
+            routes.group(group).and_then(|r| {
+                let count = r.members.len() as u64;
+                (count > 0).then(|| r.members.values().nth((turn % count) as usize).copied())?
+            })
+        };
+        match member {
+            Some(addr) => Ok(Some(addr)),
+            None => self.target(group).await,
+        }
     }
 
     fn leader_addr(&self, group: GroupId) -> Option<SocketAddr> {
@@ -338,6 +349,10 @@ impl Client {
                 self.forget_leader(group);
                 Outcome::Retry(error.detail)
             }
+            Kind::ReadNotServed => {
+                self.forget_leader(group);
+                Outcome::Retry(error.detail)
+            }
             Kind::OutcomeUnknown => {
                 self.forget_leader(group);
                 Outcome::Unknown(error.detail)
@@ -364,6 +379,6 @@ impl Client {
     }
 }
 
-fn unexpected(answer: &Answer) -> ClientError {
+pub(crate) fn unexpected(answer: &Answer) -> ClientError {
     ClientError::Refused(format!("an unexpected answer {answer:?}"))
 }

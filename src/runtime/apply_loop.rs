@@ -20,7 +20,7 @@ use super::group::{GroupInput, SharedState};
 use super::snapshot_policy::{ENTRY_OVERHEAD_BYTES, SinceSnapshot, SnapshotPolicy};
 use super::snapshot_storage::SnapshotStorage;
 use super::snapshot_view::SnapshotView;
-use super::state_machine::{Committed, SnapshotError, StateMachine};
+use super::state_machine::{Committed, QueryError, SnapshotError, StateMachine};
 use crate::core::{
     Entry, EntryPayload, LogId, LogIndex, Membership, NodeId, Role, SnapshotInfo, Term,
 };
@@ -65,6 +65,13 @@ pub(crate) enum ApplyTask {
     ReadBarrier {
         index: LogIndex,
         reply: super::read_barrier::ReadReply,
+    },
+    /// A query, answered by the state machine once everything through
+    /// `index` is applied (queued as a barrier is).
+    Query {
+        index: LogIndex,
+        query: Bytes,
+        reply: super::read_barrier::QueryReply,
     },
     /// The group stopped on an error.
     Failed(Error),
@@ -161,17 +168,21 @@ impl ApplyLoop {
                 ApplyTask::Snapshot { reply } => self.save_snapshot(Some(reply)).await,
                 ApplyTask::Install { snapshot } => self.install(snapshot).await,
                 ApplyTask::ReadBarrier { index, reply } => {
-                    // The core hands the barrier out after the entries that
-                    // reach `index`, so it is always reached here; a
-                    // shortfall would be a stale read, so it fails instead.
-                    let reached = self.last_applied.index >= index;
-                    let result = match reached {
-                        true => Ok(self.last_applied.index),
-                        false => Err(Error::StateMachine(format!(
-                            "read barrier at {index} before its apply (applied {})",
-                            self.last_applied.index
-                        ))),
-                    };
+                    let _ = reply.send(reached(self.last_applied.index, index));
+                }
+                ApplyTask::Query {
+                    index,
+                    query,
+                    reply,
+                } => {
+                    let result = reached(self.last_applied.index, index).and_then(|_| {
+                        state_machine_call(may_block, || sm.on_query(&query)).map_err(Error::Query)
+                    });
+                    if matches!(result, Err(Error::Query(QueryError::Unsupported))) {
+                        self.shared
+                            .queries_unsupported
+                            .store(true, Ordering::Relaxed);
+                    }
                     let _ = reply.send(result);
                 }
                 ApplyTask::Failed(error) => sm.on_error(&error),
@@ -316,6 +327,19 @@ impl Save {
             .send(GroupInput::SnapshotSaved(self.snapshot))
             .await;
         Ok(last)
+    }
+}
+
+/// A read at `index` may be served once the state machine applied through
+/// it. The core hands a read out after the entries that reach its index,
+/// so it is always reached here; a shortfall would be a stale read, so it
+/// fails instead. Returns the index applied.
+fn reached(applied: LogIndex, index: LogIndex) -> Result<LogIndex, Error> {
+    match applied >= index {
+        true => Ok(applied),
+        false => Err(Error::StateMachine(format!(
+            "read at {index} before its apply (applied {applied})"
+        ))),
     }
 }
 

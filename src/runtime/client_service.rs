@@ -11,8 +11,10 @@ use super::group::GroupInput;
 use super::group_id::GroupId;
 use super::node::Node;
 use super::session::{SessionId, encode_session_error};
+use super::state_machine::QueryError;
 use super::wire::proto;
 use super::wire::proto::client_error::Kind;
+use crate::core::ReadPolicy;
 
 /// Runs one client request on this server: a route lookup over `groups`,
 /// or a request to the local member of its group.
@@ -53,7 +55,7 @@ pub(crate) async fn handle(
             .apply_in_session(SessionId(a.session), a.seq, a.first_unacked, a.command)
             .await
             .map(|applied| Answer::Reply(applied.response)),
-        (Some(Op::Read(r)), Some(node)) => read(&node, r.query).await.map(Answer::Reply),
+        (Some(Op::Read(r)), Some(node)) => read(&node, r).await.map(Answer::Reply),
         (Some(Op::CloseSession(c)), Some(node)) => node
             .close_session(SessionId(c.session))
             .await
@@ -66,12 +68,29 @@ pub(crate) async fn handle(
     }
 }
 
-/// A read, by the Log policy: the query goes through the log like a
-/// command outside any session, so its answer reflects every write
-/// committed before it. (The reads issue adds ReadIndex, lease and
-/// follower reads; they plug in here, choosing by a policy in the request.)
-async fn read(node: &Node, query: Bytes) -> Result<Bytes, Error> {
-    node.apply(query).await.map(|applied| applied.response)
+/// A read by the request's policy: the state machine answers the query
+/// after a read round (`Node::query`), and the query skips the log. A state
+/// machine without queries (the default `on_query`) gets it through the
+/// log as a command outside any session, as before policies existed: its
+/// answer still reflects every write committed before it.
+async fn read(node: &Node, read: proto::ClientRead) -> Result<Bytes, Error> {
+    let policy = match proto::ReadPolicy::try_from(read.policy) {
+        Ok(proto::ReadPolicy::ReadIndex) => ReadPolicy::ReadIndex,
+        Ok(proto::ReadPolicy::Lease) => ReadPolicy::Lease,
+        Ok(proto::ReadPolicy::Log | proto::ReadPolicy::Unspecified) => ReadPolicy::Log,
+        Err(_) => {
+            return Err(Error::Options(format!(
+                "unknown read policy {}",
+                read.policy
+            )));
+        }
+    };
+    match node.query(policy, read.query.clone()).await {
+        Err(Error::Query(QueryError::Unsupported)) => {
+            node.apply(read.query).await.map(|applied| applied.response)
+        }
+        answered => answered,
+    }
 }
 
 /// An error as the client sees it: what it may do next.
@@ -97,6 +116,7 @@ fn client_error(error: Error) -> proto::ClientError {
             out.session_error = encode_session_error(&e);
             Kind::Session
         }
+        Error::LeadershipLost { .. } | Error::Timeout | Error::Busy { .. } => Kind::ReadNotServed,
         _ => Kind::Refused,
     };
     out.kind = kind as i32;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use super::group_id::GroupId;
 use super::session::SessionError;
+use super::state_machine::QueryError;
 use crate::core::{ConfChangeError, LogId, NodeId, TransferError};
 use crate::storage::StorageError;
 
@@ -103,6 +104,9 @@ pub enum Error {
     /// ([`GroupOptions::sessions`](super::GroupOptions::sessions) is `None`).
     #[error("this group does not keep client sessions")]
     SessionsDisabled,
+    /// The state machine did not answer a query (see the inner error).
+    #[error("query: {0}")]
+    Query(#[from] QueryError),
     /// A network operation failed.
     #[error("transport: {0}")]
     Transport(String),

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -49,10 +49,10 @@ pub(crate) enum GroupInput {
         command: Bytes,
         reply: ProposalReply,
     },
-    /// A read barrier.
+    /// A read barrier or a query.
     Read {
         policy: crate::core::ReadPolicy,
-        reply: super::read_barrier::ReadReply,
+        waiter: super::read_barrier::ReadWaiter,
     },
     /// A status request.
     Status { reply: oneshot::Sender<Status> },
@@ -88,6 +88,10 @@ pub(crate) struct SharedState {
     /// Messages refused because their sender node does not live on the
     /// server that sent them.
     pub(crate) forbidden_messages: AtomicU64,
+    /// The state machine answered a query with `QueryError::Unsupported`:
+    /// later queries fail at once, without a read round, and the client
+    /// service runs them through the log.
+    pub(crate) queries_unsupported: AtomicBool,
     /// Set once the group and every task that touches its storage (log
     /// writer, apply loop, installer) have finished: only then may the
     /// storage directory be opened again.
@@ -109,6 +113,7 @@ impl SharedState {
         SharedState {
             applied_index: Arc::default(),
             forbidden_messages: AtomicU64::new(0),
+            queries_unsupported: AtomicBool::new(false),
             stopped: watch::Sender::new(false),
             status: StatusPublisher::new(group, id, membership),
             metrics: Arc::new(GroupMetrics::new(metrics_enabled)),
@@ -244,7 +249,7 @@ impl GroupDriver {
             },
             // A fresh clock read: a lease is checked at the time the read
             // is handled, never at an earlier batch time.
-            GroupInput::Read { policy, reply } => self.on_read(policy, reply, self.now()),
+            GroupInput::Read { policy, waiter } => self.on_read(policy, waiter, self.now()),
             GroupInput::Admin { request, reply } => self.on_admin(request, reply, now),
             GroupInput::Status { reply } => {
                 let _ = reply.send(self.raft.status());
@@ -392,8 +397,8 @@ impl GroupDriver {
         for (_, (_, reply_to)) in std::mem::take(&mut self.pending) {
             let _ = reply_to.send(Err(error.clone()));
         }
-        for (_, reply) in std::mem::take(&mut self.pending_reads) {
-            let _ = reply.send(Err(error.clone()));
+        for (_, waiter) in std::mem::take(&mut self.pending_reads) {
+            waiter.fail(error.clone());
         }
         self.installer.cancel();
         inbox.close();
@@ -404,9 +409,7 @@ impl GroupDriver {
                 GroupInput::Propose { reply, .. } => {
                     let _ = reply.send(Err(Error::NotRunning));
                 }
-                GroupInput::Read { reply, .. } => {
-                    let _ = reply.send(Err(Error::NotRunning));
-                }
+                GroupInput::Read { waiter, .. } => waiter.fail(Error::NotRunning),
                 _ => {}
             }
         }

@@ -74,7 +74,7 @@ pub use snapshot_storage::{
     DiskSnapshots, MemSnapshots, SnapshotFiles, SnapshotReadError, SnapshotStorage,
 };
 pub use snapshot_view::{SnapshotView, snapshot_file};
-pub use state_machine::{Committed, SnapshotError, StateMachine};
+pub use state_machine::{Committed, QueryError, SnapshotError, StateMachine};
 pub use throttle::Throttle;
 pub use transport::{LocalNetwork, Router, Transport, TransportOptions};
 pub use watch::{GroupStatus, WaitError};

@@ -12,6 +12,8 @@ use super::apply_loop::Applied;
 use super::error::Error;
 use super::group::{GroupInput, SharedState};
 use super::group_id::GroupId;
+use super::read_barrier::ReadWaiter;
+use super::state_machine::QueryError;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -179,8 +181,39 @@ impl Node {
     /// ```
     pub async fn read_barrier(&self, policy: crate::core::ReadPolicy) -> Result<LogIndex, Error> {
         let (reply, response) = oneshot::channel();
+        let waiter = ReadWaiter::Barrier(reply);
         self.inbox
-            .send(GroupInput::Read { policy, reply })
+            .send(GroupInput::Read { policy, waiter })
+            .await
+            .map_err(|_| Error::NotRunning)?;
+        response.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// A linearizable query without the log: this member's state machine
+    /// answers `query` ([`StateMachine::on_query`](super::StateMachine::on_query))
+    /// on its apply task once it has applied everything a linearizable read
+    /// must see, as after [`read_barrier`](Self::read_barrier); only `Log`
+    /// appends anything (a no-op entry, never the query). Works on
+    /// followers and learners with `ReadIndex` and `Lease`.
+    ///
+    /// # Errors
+    /// Those of [`read_barrier`](Self::read_barrier) (all retryable), and
+    /// [`Error::Query`] from the state machine: `Unsupported` (the default
+    /// `on_query`: run the query through [`apply`](Self::apply) instead,
+    /// which is what the client service does) or `Invalid`.
+    pub async fn query(
+        &self,
+        policy: crate::core::ReadPolicy,
+        query: Bytes,
+    ) -> Result<Bytes, Error> {
+        // Learned from the first query: no round for the rest.
+        if self.shared.queries_unsupported.load(Ordering::Relaxed) {
+            return Err(Error::Query(QueryError::Unsupported));
+        }
+        let (reply, response) = oneshot::channel();
+        let waiter = ReadWaiter::Query { query, reply };
+        self.inbox
+            .send(GroupInput::Read { policy, waiter })
             .await
             .map_err(|_| Error::NotRunning)?;
         response.await.map_err(|_| Error::Shutdown)?

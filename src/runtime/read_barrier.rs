@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::apply_loop::ApplyTask;
@@ -20,21 +21,60 @@ use crate::core::{Instant, LogIndex, NodeId, ReadError, ReadFailure, ReadId, Rea
 /// Completes a read barrier with the read index the state machine reached.
 pub(crate) type ReadReply = oneshot::Sender<Result<LogIndex, Error>>;
 
-/// Barriers waiting on the core, by read id.
-pub(crate) type PendingReads = BTreeMap<ReadId, ReadReply>;
+/// Completes a query with the state machine's answer.
+pub(crate) type QueryReply = oneshot::Sender<Result<Bytes, Error>>;
+
+/// Who waits for a read the core is confirming.
+pub(crate) enum ReadWaiter {
+    /// A barrier: the caller reads its own state once it resolves.
+    Barrier(ReadReply),
+    /// A query the apply task answers from the state machine once it has
+    /// applied through the read index (a client read that skips the log).
+    Query { query: Bytes, reply: QueryReply },
+}
+
+impl ReadWaiter {
+    /// Fails the read: nothing was served.
+    pub(crate) fn fail(self, error: Error) {
+        match self {
+            ReadWaiter::Barrier(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            ReadWaiter::Query { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+
+    /// The apply task's work once the core confirmed the read at `index`:
+    /// queued behind the entries that reach it.
+    fn into_apply_task(self, index: LogIndex) -> ApplyTask {
+        match self {
+            ReadWaiter::Barrier(reply) => ApplyTask::ReadBarrier { index, reply },
+            ReadWaiter::Query { query, reply } => ApplyTask::Query {
+                index,
+                query,
+                reply,
+            },
+        }
+    }
+}
+
+/// Reads waiting on the core, by read id.
+pub(crate) type PendingReads = BTreeMap<ReadId, ReadWaiter>;
 
 impl GroupDriver {
-    /// A client asks for a read barrier.
-    pub(crate) fn on_read(&mut self, policy: ReadPolicy, reply: ReadReply, now: Instant) {
+    /// A client asks for a read barrier or a query.
+    pub(crate) fn on_read(&mut self, policy: ReadPolicy, waiter: ReadWaiter, now: Instant) {
         match self.raft.read(now, policy) {
             Ok(id) => {
-                self.pending_reads.insert(id, reply);
+                self.pending_reads.insert(id, waiter);
             }
             Err(ReadError::NotLeader { leader_hint }) => {
-                let _ = reply.send(Err(self.not_leader(leader_hint)));
+                waiter.fail(self.not_leader(leader_hint));
             }
             Err(ReadError::Busy { pending_max }) => {
-                let _ = reply.send(Err(Error::Busy { pending_max }));
+                waiter.fail(Error::Busy { pending_max });
             }
         }
     }
@@ -42,14 +82,14 @@ impl GroupDriver {
     /// The core confirmed read `id` at `index`: the barrier resolves once
     /// the apply task got through what it was handed before.
     pub(crate) fn on_read_ready(&mut self, id: ReadId, index: LogIndex) {
-        if let Some(reply) = self.pending_reads.remove(&id) {
-            let _ = self.apply.send(ApplyTask::ReadBarrier { index, reply });
+        if let Some(waiter) = self.pending_reads.remove(&id) {
+            let _ = self.apply.send(waiter.into_apply_task(index));
         }
     }
 
     /// The core failed read `id`.
     pub(crate) fn on_read_failed(&mut self, id: ReadId, error: ReadFailure) {
-        let Some(reply) = self.pending_reads.remove(&id) else {
+        let Some(waiter) = self.pending_reads.remove(&id) else {
             return;
         };
         let error = match error {
@@ -59,7 +99,7 @@ impl GroupDriver {
             },
             ReadFailure::Timeout => Error::Timeout,
         };
-        let _ = reply.send(Err(error));
+        waiter.fail(error);
     }
 
     fn not_leader(&self, leader: Option<NodeId>) -> Error {

@@ -51,6 +51,24 @@ impl From<io::Error> for SnapshotError {
     }
 }
 
+/// Why a state machine did not answer a query
+/// ([`StateMachine::on_query`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// This state machine answers no queries outside the log (the
+    /// default): a client read then goes through the log as a command,
+    /// answered by `on_apply` (the Log policy). Taken for the whole state
+    /// machine: once answered, the node sends every later client read
+    /// through the log without asking again.
+    #[error("queries are not supported by this state machine")]
+    Unsupported,
+    /// The query is not one this state machine understands. Remedy: fix
+    /// the query; retrying it changes nothing.
+    #[error("invalid query: {0}")]
+    Invalid(String),
+}
+
 /// The state machine a Raft group replicates. Every callback runs on the
 /// group's apply task, in log order; none runs concurrently with another.
 pub trait StateMachine: Send + 'static {
@@ -124,7 +142,28 @@ pub trait StateMachine: Send + 'static {
     /// The group shut down; the last callback.
     fn on_shutdown(&mut self) {}
 
-    /// Whether `on_apply`, `on_snapshot_save` or `on_snapshot_load` may
+    /// Answers a read-only `query` from the applied state, without the log
+    /// (a client read by the ReadIndex or Lease policy, on the leader or a
+    /// follower). The runtime calls it on the apply task once everything
+    /// through the read's index is applied, so the answer reflects every
+    /// write that completed before the read began.
+    ///
+    /// It takes `&self`: a query runs on one replica only and never enters
+    /// the log, so it must not change the replicated state (a change here
+    /// would make this replica differ from the others). Interior mutability
+    /// for a cache or a counter is the implementation's business.
+    ///
+    /// # Errors
+    /// The default says [`QueryError::Unsupported`]: the server then runs
+    /// the query through the log as a command (`on_apply` answers it), as
+    /// before queries existed. [`QueryError::Invalid`] reaches the client
+    /// as a refusal.
+    fn on_query(&self, query: &[u8]) -> Result<Bytes, QueryError> {
+        let _ = query;
+        Err(QueryError::Unsupported)
+    }
+
+    /// Whether `on_apply`, `on_query`, `on_snapshot_save` or `on_snapshot_load` may
     /// block (a state machine on disk, a lock held across I/O). The apply
     /// task runs on a runtime worker: a callback that blocks there also
     /// holds up tasks the worker had queued (other groups, connections),
@@ -186,5 +225,9 @@ impl<S: StateMachine + ?Sized> StateMachine for Box<S> {
 
     fn on_shutdown(&mut self) {
         (**self).on_shutdown()
+    }
+
+    fn on_query(&self, query: &[u8]) -> Result<Bytes, QueryError> {
+        (**self).on_query(query)
     }
 }

@@ -13,7 +13,7 @@ use super::table::{Decision, SessionId, SessionTable};
 use crate::core::{LogId, Membership, NodeId, Term};
 use crate::runtime::error::Error;
 use crate::runtime::snapshot_view::SnapshotView;
-use crate::runtime::state_machine::{Committed, SnapshotError, StateMachine};
+use crate::runtime::state_machine::{Committed, QueryError, SnapshotError, StateMachine};
 use crate::storage::{SnapshotReader, SnapshotWriter};
 
 /// The snapshot file that holds the session table; a state machine of a
@@ -241,5 +241,11 @@ impl StateMachine for SessionStateMachine {
 
     fn may_block(&self) -> bool {
         self.inner.may_block()
+    }
+
+    /// Queries bypass the session table: they change nothing, so there is
+    /// nothing to deduplicate.
+    fn on_query(&self, query: &[u8]) -> Result<Bytes, QueryError> {
+        self.inner.on_query(query)
     }
 }
