@@ -318,3 +318,7 @@ impl KvMap for DiskKv {
         found
     }
 }
+
+#[cfg(test)]
+#[path = "disk_store_tests.rs"]
+mod tests;
