@@ -22,6 +22,8 @@ use crate::store::{SharedMap, execute};
 /// The key-value state machine on its disk store.
 pub(crate) struct DiskKvStore {
     kv: Arc<RwLock<DiskKv>>,
+    /// Whether an apply since the start was reported (where replay began).
+    applying: bool,
 }
 
 impl DiskKvStore {
@@ -30,8 +32,16 @@ impl DiskKvStore {
     /// # Errors
     /// As [`DiskKv::open`].
     pub(crate) fn open(dir: &Path) -> std::io::Result<Self> {
+        let kv = DiskKv::open(dir)?;
+        eprintln!(
+            "kv store: {}: {} keys, applied through {:?}",
+            dir.display(),
+            kv.len(),
+            kv.applied()
+        );
         Ok(DiskKvStore {
-            kv: Arc::new(RwLock::new(DiskKv::open(dir)?)),
+            kv: Arc::new(RwLock::new(kv)),
+            applying: false,
         })
     }
 
@@ -50,6 +60,12 @@ fn fail_stop(what: &str, error: std::io::Error) -> ! {
 
 impl StateMachine for DiskKvStore {
     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+        if !self.applying {
+            self.applying = true;
+            if let Some(first) = commands.first() {
+                eprintln!("kv store: first apply since start: entry {}", first.id);
+            }
+        }
         let mut kv = self.kv.write().expect("store lock");
         let replies = commands
             .iter()
@@ -103,6 +119,7 @@ impl StateMachine for DiskKvStore {
         fs::rename(&loading, &dir)?;
         sync_parent(&dir)?;
         *kv = DiskKv::open(&dir)?;
+        eprintln!("kv store: loaded a snapshot through {last}: {} keys", kv.len());
         if kv.applied() != Some(last) {
             return Err(SnapshotError::Invalid(format!(
                 "loaded store stands at {:?}, not {last}",

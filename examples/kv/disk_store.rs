@@ -227,7 +227,12 @@ impl DiskKv {
             .collect())
     }
 
-    /// Where the store is written while a snapshot replaces it.
+    /// The number of keys.
+    pub(crate) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The store's directory.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }

@@ -76,6 +76,10 @@ struct Args {
     /// Snapshot (and compact the log) every this many applied entries.
     #[arg(long, default_value_t = 100_000)]
     snapshot_interval: u64,
+    /// Entries the log keeps before the newest snapshot, for followers a
+    /// little behind (fewer: they catch up from the snapshot instead).
+    #[arg(long, default_value_t = 1000)]
+    compaction_margin: u64,
     /// Cap on snapshot copy bandwidth, bytes per second (both serving and
     /// fetching); unlimited if absent.
     #[arg(long)]
@@ -205,10 +209,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|(&id, &(raft, _))| (id, raft))
         .collect();
-    let options = GroupOptions {
+    let mut options = GroupOptions {
         snapshot_interval: Some(args.snapshot_interval),
         ..GroupOptions::new(group, id, raft_peers)
     };
+    options.raft.compaction_margin = args.compaction_margin;
     let (map, node) = match args.store.as_str() {
         "disk" => {
             let dir = args.data_dir.join(format!("group_{}_kv", group.0));
