@@ -36,10 +36,20 @@ impl Cluster {
         let held: Vec<TcpListener> = (0..6)
             .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
-        let ports: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        let ports: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
         drop(held);
         let peers: Vec<String> = (0..3)
-            .map(|i| format!("{}=127.0.0.1:{}/127.0.0.1:{}", i + 1, ports[i], ports[3 + i]))
+            .map(|i| {
+                format!(
+                    "{}=127.0.0.1:{}/127.0.0.1:{}",
+                    i + 1,
+                    ports[i],
+                    ports[3 + i]
+                )
+            })
             .collect();
         let mut cluster = Cluster {
             children: vec![None, None, None],
@@ -115,7 +125,10 @@ fn command(port: u16, args: &[&str]) -> Option<String> {
     reader.get_mut().write_all(request.as_bytes()).ok()?;
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
-    if let Some(len) = line.strip_prefix('$').and_then(|n| n.trim().parse::<usize>().ok()) {
+    if let Some(len) = line
+        .strip_prefix('$')
+        .and_then(|n| n.trim().parse::<usize>().ok())
+    {
         let mut body = vec![0; len + 2];
         reader.read_exact(&mut body).ok()?;
         return Some(String::from_utf8_lossy(&body[..len]).to_string());
@@ -192,8 +205,13 @@ fn a_disk_store_resumes_from_its_files_and_a_lagging_member_installs_its_snapsho
     let lead = leader(&cluster, &[0, 1, 2]);
     write(&cluster, lead, 0..50);
     let follower = (lead + 1) % 3;
-    eventually("the follower applied all", || serves(&cluster, follower, 0..50));
-    assert!(segments(&store_dir(&cluster, follower)) > 1, "snapshots sealed segments");
+    eventually("the follower applied all", || {
+        serves(&cluster, follower, 0..50)
+    });
+    assert!(
+        segments(&store_dir(&cluster, follower)) > 1,
+        "snapshots sealed segments"
+    );
 
     // Killed and restarted: it resumes from its files.
     cluster.kill(follower);
@@ -212,7 +230,10 @@ fn a_disk_store_resumes_from_its_files_and_a_lagging_member_installs_its_snapsho
         first > resumed,
         "nothing it held is applied again (resumed at {resumed}, first apply {first}):\n{log}"
     );
-    assert!(!log.contains("loaded a snapshot"), "no snapshot loaded:\n{log}");
+    assert!(
+        !log.contains("loaded a snapshot"),
+        "no snapshot loaded:\n{log}"
+    );
 
     // A member down while the leader snapshots and compacts its log past
     // it catches up from the leader's snapshot, which replaces its store.
@@ -224,5 +245,8 @@ fn a_disk_store_resumes_from_its_files_and_a_lagging_member_installs_its_snapsho
         serves(&cluster, lagging, 0..120)
     });
     let log = cluster.log(lagging);
-    assert!(log.contains("loaded a snapshot"), "it installed a snapshot:\n{log}");
+    assert!(
+        log.contains("loaded a snapshot"),
+        "it installed a snapshot:\n{log}"
+    );
 }

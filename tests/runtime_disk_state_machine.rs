@@ -207,14 +207,16 @@ async fn a_restart_replays_only_what_the_store_had_not_persisted() {
     let server = servers(1).await.remove(0);
     let history = history(&server, GroupId(1)).await;
     let total = restart_and_sum(&server, &history).await;
-    let disk = history.disk.lock().unwrap();
-    assert_eq!(disk.loaded, Vec::<LogId>::new(), "the snapshot is not loaded");
+    let (loaded, seen) = {
+        let disk = history.disk.lock().unwrap();
+        (disk.loaded.clone(), disk.seen.clone())
+    };
+    assert_eq!(loaded, Vec::<LogId>::new(), "the snapshot is not loaded");
     assert_eq!(
-        disk.seen, history.unpersisted,
+        seen, history.unpersisted,
         "only the commands after the durable point are applied again"
     );
     assert_eq!(total, TOTAL + 19, "nothing is lost or applied twice");
-    drop(disk);
     server.shutdown().await;
 }
 
@@ -232,9 +234,12 @@ async fn a_store_behind_the_snapshot_or_lost_loads_the_snapshot_and_ends_whole()
             false => None,
         };
         let total = restart_and_sum(&server, &history).await;
-        let disk = history.disk.lock().unwrap();
-        assert_eq!(disk.loaded, vec![history.snapshot], "stale: {stale}");
-        assert_eq!(disk.seen, history.after_snapshot, "stale: {stale}");
+        let (loaded, seen) = {
+            let disk = history.disk.lock().unwrap();
+            (disk.loaded.clone(), disk.seen.clone())
+        };
+        assert_eq!(loaded, vec![history.snapshot], "stale: {stale}");
+        assert_eq!(seen, history.after_snapshot, "stale: {stale}");
         assert_eq!(total, TOTAL + 19, "stale: {stale}");
     }
     server.shutdown().await;
@@ -254,14 +259,20 @@ async fn a_point_the_log_does_not_hold_is_refused() {
         // The snapshot's index, of another term.
         LogId::new(term + 1, history.snapshot.index.0),
     ] {
-        history.disk.lock().unwrap().stored = Some(Sum { applied: claimed, total: 0 });
+        history.disk.lock().unwrap().stored = Some(Sum {
+            applied: claimed,
+            total: 0,
+        });
         let started = server.add_group(
             history.options.clone(),
             history.store.clone(),
             DiskSum::new(&history.disk),
         );
         match started {
-            Err(Error::AppliedNotInLog { claimed: c, log_last }) => {
+            Err(Error::AppliedNotInLog {
+                claimed: c,
+                log_last,
+            }) => {
                 assert_eq!(c, claimed);
                 assert_eq!(log_last.index, last);
             }

@@ -74,10 +74,10 @@ impl StateMachine for DiskKvStore {
                 Err(e) => fail_stop("reading a value", e),
             })
             .collect();
-        if let Some(last) = commands.last() {
-            if let Err(e) = kv.finish_batch(last.id) {
-                fail_stop("writing a batch", e);
-            }
+        if let Some(last) = commands.last()
+            && let Err(e) = kv.finish_batch(last.id)
+        {
+            fail_stop("writing a batch", e);
         }
         replies
     }
@@ -119,7 +119,10 @@ impl StateMachine for DiskKvStore {
         fs::rename(&loading, &dir)?;
         sync_parent(&dir)?;
         *kv = DiskKv::open(&dir)?;
-        eprintln!("kv store: loaded a snapshot through {last}: {} keys", kv.len());
+        eprintln!(
+            "kv store: loaded a snapshot through {last}: {} keys",
+            kv.len()
+        );
         if kv.applied() != Some(last) {
             return Err(SnapshotError::Invalid(format!(
                 "loaded store stands at {:?}, not {last}",
@@ -136,7 +139,11 @@ impl StateMachine for DiskKvStore {
 
 /// Writes the store `snapshot` holds into `loading`, durably, ending with a
 /// segment that records `last`.
-fn write_loaded(loading: &Path, last: LogId, snapshot: &SnapshotReader) -> Result<(), SnapshotError> {
+fn write_loaded(
+    loading: &Path,
+    last: LogId,
+    snapshot: &SnapshotReader,
+) -> Result<(), SnapshotError> {
     if loading.exists() {
         fs::remove_dir_all(loading)?;
     }

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use oar::core::LogId;
 
 use crate::segment::{
-    Damage, RECORD_BODY_BYTES_MAX, RECORD_HEADER_BYTES, Record, SEGMENT_MAGIC, damaged,
-    decode_at, encode_applied, encode_delete, encode_put, segment_name, segment_number,
+    Damage, RECORD_BODY_BYTES_MAX, RECORD_HEADER_BYTES, Record, SEGMENT_MAGIC, damaged, decode_at,
+    encode_applied, encode_delete, encode_put, segment_name, segment_number,
 };
 use crate::store::{KvMap, KvRead};
 
@@ -142,7 +142,9 @@ impl DiskKv {
             eprintln!(
                 "kv store: segment {name}: {} at offset {at}; cutting {} bytes after the last \
                  complete batch (offset {good_end}); oar replays them from the log",
-                damage.map_or("an unfinished batch".to_owned(), |d| format!("{d:?} record")),
+                damage.map_or("an unfinished batch".to_owned(), |d| format!(
+                    "{d:?} record"
+                )),
                 bytes.len() - good_end,
             );
             scan.pending.clear();

@@ -60,14 +60,20 @@ fn a_reopened_store_has_its_values_and_point_and_cuts_a_broken_tail() {
     let mut kv = kv;
     batch(&mut kv, 5, &[("e", "5")]);
     let full = fs::metadata(active_path(&kv)).unwrap().len();
-    let file = fs::OpenOptions::new().write(true).open(active_path(&kv)).unwrap();
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(active_path(&kv))
+        .unwrap();
     file.set_len(full - 3).unwrap();
     drop(kv);
     let mut kv = DiskKv::open(&path).unwrap();
     assert_eq!(kv.applied(), Some(LogId::new(1, 4)), "torn batch cut");
     assert_eq!(value(&kv, "e"), None);
     batch(&mut kv, 5, &[("e", "5")]);
-    let file = fs::OpenOptions::new().write(true).open(active_path(&kv)).unwrap();
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(active_path(&kv))
+        .unwrap();
     file.write_all_at(&[0xff], good + 9).unwrap();
     drop(kv);
     let kv = DiskKv::open(&path).unwrap();
@@ -85,8 +91,12 @@ fn damage_in_a_sealed_segment_is_refused() {
     batch(&mut kv, 2, &[("b", "2")]);
     drop(kv);
     let (_, sealed_path) = &sealed[0];
-    let file = fs::OpenOptions::new().write(true).open(sealed_path).unwrap();
-    file.write_all_at(&[0xff], SEGMENT_MAGIC.len() as u64 + 10).unwrap();
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(sealed_path)
+        .unwrap();
+    file.write_all_at(&[0xff], SEGMENT_MAGIC.len() as u64 + 10)
+        .unwrap();
     let error = DiskKv::open(&path).unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
 }
@@ -105,9 +115,14 @@ fn a_checkpoint_linked_into_a_snapshot_loads_back_and_replaces_a_store() {
     let mut leader = DiskKvStore::open(&dir.path().join("leader")).unwrap();
     set(&mut leader, 1, "a", "1");
     set(&mut leader, 2, "b", "2");
-    let snapshots = DiskSnapshots::open(Arc::new(StdFileSystem), &dir.path().join("snaps")).unwrap();
+    let snapshots =
+        DiskSnapshots::open(Arc::new(StdFileSystem), &dir.path().join("snaps")).unwrap();
     let mut writer = snapshots.begin(false).unwrap();
-    leader.on_snapshot_save().unwrap().write_to(&mut writer).unwrap();
+    leader
+        .on_snapshot_save()
+        .unwrap()
+        .write_to(&mut writer)
+        .unwrap();
     let last = LogId::new(1, 3);
     snapshots.commit(writer, last, Default::default()).unwrap();
     // Applies after the checkpoint do not reach the snapshot.

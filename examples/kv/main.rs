@@ -279,7 +279,12 @@ async fn read(service: &KvService, op: Op, keys: &[Vec<u8>], out: &mut Vec<u8>) 
     match result {
         Ok(_) => {
             let mut reply = Vec::new();
-            match read_reply(&*service.map.read().expect("map lock"), op, keys, &mut reply) {
+            match read_reply(
+                &*service.map.read().expect("map lock"),
+                op,
+                keys,
+                &mut reply,
+            ) {
                 Ok(()) => out.extend_from_slice(&reply),
                 Err(e) => resp::error(out, &format!("ERR store read failed: {e}")),
             }

@@ -82,7 +82,9 @@ pub enum Error {
     /// another node's. The group does not start. Remedy: remove the state
     /// machine's store (it then starts from the snapshot), or restore the
     /// node from its peers.
-    #[error("the state machine claims entries through {claimed}, which the log (through {log_last}) does not hold")]
+    #[error(
+        "the state machine claims entries through {claimed}, which the log (through {log_last}) does not hold"
+    )]
     AppliedNotInLog {
         /// The state machine's durable applied point.
         claimed: LogId,

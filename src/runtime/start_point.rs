@@ -133,10 +133,11 @@ fn membership_at(
         return Err(not_in_log());
     }
     for entry in log.entries {
-        if entry.id.index > base.index && entry.id.index <= claimed.index {
-            if let EntryPayload::Config(m) = &entry.payload {
-                membership = m.clone();
-            }
+        if let EntryPayload::Config(m) = &entry.payload
+            && entry.id.index > base.index
+            && entry.id.index <= claimed.index
+        {
+            membership = m.clone();
         }
     }
     Ok(membership)
