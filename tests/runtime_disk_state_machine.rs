@@ -285,3 +285,40 @@ async fn a_point_the_log_does_not_hold_is_refused() {
     assert_eq!(restart_and_sum(&server, &history).await, TOTAL + 19);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_behind_the_snapshot_by_no_ops_only_is_not_reloaded() {
+    let server = servers(1).await.remove(0);
+    let history = history(&server, GroupId(5)).await;
+    // Restarted, the leader's no-op follows the last command; a snapshot
+    // taken then is past the store's point, by that no-op only.
+    let node = server
+        .add_group(
+            history.options.clone(),
+            history.store.clone(),
+            DiskSum::new(&history.disk),
+        )
+        .unwrap();
+    wait_for_leader(&[&node]).await;
+    let last_command = *history.unpersisted.last().unwrap();
+    wait_until(|| node.applied_index() > last_command).await;
+    let snapshot = node.snapshot().await.unwrap();
+    node.shutdown().await;
+    let stored = {
+        let mut disk = history.disk.lock().unwrap();
+        disk.seen.clear();
+        disk.stored.unwrap().applied
+    };
+    assert_eq!(stored.index, last_command);
+    assert!(snapshot.index > stored.index, "{snapshot} after {stored}");
+
+    let total = restart_and_sum(&server, &history).await;
+    let (loaded, seen) = {
+        let disk = history.disk.lock().unwrap();
+        (disk.loaded.clone(), disk.seen.clone())
+    };
+    assert_eq!(loaded, Vec::<LogId>::new(), "the snapshot is not loaded");
+    assert_eq!(seen, Vec::<LogIndex>::new(), "nothing is applied again");
+    assert_eq!(total, TOTAL + 19);
+    server.shutdown().await;
+}

@@ -62,6 +62,12 @@ pub(crate) fn recover_start_point(
     });
     let snapshot_last = snapshot.as_ref().map(|s| s.last_included);
     let base = snapshot_last.unwrap_or_default();
+    // Behind the snapshot only by entries a state machine never sees
+    // (no-ops, configurations), its state is the snapshot's.
+    let durable = durable.map(|claimed| match sees_nothing_between(&log, claimed, base) {
+        true => base,
+        false => claimed,
+    });
     match durable {
         Some(claimed) if claimed.index >= base.index => {
             let membership = membership_at(snapshot.as_ref(), &log, claimed)?;
@@ -120,16 +126,7 @@ fn membership_at(
     // The entries after `base` must be in the log, continuing it (a log
     // that does not continue the snapshot is reset by the core, so it
     // holds nothing past it).
-    let holds = |id: LogId| {
-        id == log.last_purged
-            || id
-                .index
-                .0
-                .checked_sub(log.last_purged.index.0 + 1)
-                .and_then(|offset| log.entries.get(usize::try_from(offset).ok()?))
-                .is_some_and(|e| e.id == id)
-    };
-    if !holds(base) || !holds(claimed) {
+    if !log.holds(base) || !log.holds(claimed) {
         return Err(not_in_log());
     }
     for entry in log.entries {
@@ -141,4 +138,30 @@ fn membership_at(
         }
     }
     Ok(membership)
+}
+
+/// Whether `claimed` is behind `base` only by entries the log holds that
+/// carry no command.
+fn sees_nothing_between(log: &RecoveredLog<'_>, claimed: LogId, base: LogId) -> bool {
+    claimed.index < base.index
+        && log.holds(claimed)
+        && log.holds(base)
+        && log
+            .entries
+            .iter()
+            .filter(|e| e.id.index > claimed.index && e.id.index <= base.index)
+            .all(|e| !matches!(e.payload, EntryPayload::Command(_)))
+}
+
+impl RecoveredLog<'_> {
+    /// Whether the log holds `id` (its purge point counts).
+    fn holds(&self, id: LogId) -> bool {
+        id == self.last_purged
+            || id
+                .index
+                .0
+                .checked_sub(self.last_purged.index.0 + 1)
+                .and_then(|offset| self.entries.get(usize::try_from(offset).ok()?))
+                .is_some_and(|e| e.id == id)
+    }
 }
