@@ -5,9 +5,10 @@
 //! its value lies and is rebuilt by scanning the segments at open. Values
 //! are read from the files, so the values need not fit in memory.
 //!
-//! Nothing is fsynced per batch: after a crash the store may be behind the
-//! log, never ahead of it (a node applies only entries its own log holds
-//! durably), and oar replays the difference. At open, records after the
+//! Nothing is fsynced per batch, only a segment as it is sealed: after a
+//! crash the store may be behind the log, never ahead of it (a node
+//! applies only entries its own log holds durably), and oar replays the
+//! difference. At open, records after the
 //! last applied-through record (a batch cut by the crash) and a torn or
 //! corrupt tail are cut off, with a report on stderr. A snapshot is a
 //! checkpoint: the active segment is sealed and every segment (immutable
@@ -170,8 +171,13 @@ impl DiskKv {
         }
     }
 
-    /// Creates segment `number` as the new active one (durably named).
+    /// Seals the active segment, durably (a later segment's batches build
+    /// on it, and a sealed segment is never cut at open), and creates
+    /// segment `number` as the new active one (durably named).
     fn create_segment(&mut self, number: u64) -> io::Result<()> {
+        if let Some(sealed) = self.segments.get(&self.active) {
+            sealed.sync_all()?;
+        }
         let path = self.dir.join(segment_name(number));
         let mut file = OpenOptions::new()
             .read(true)
