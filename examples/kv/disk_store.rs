@@ -8,9 +8,9 @@
 //! Nothing is fsynced per batch, only a segment as it is sealed: after a
 //! crash the store may be behind the log, never ahead of it (a node
 //! applies only entries its own log holds durably), and oar replays the
-//! difference. At open, records after the
-//! last applied-through record (a batch cut by the crash) and a torn or
-//! corrupt tail are cut off, with a report on stderr. A snapshot is a
+//! difference. At open, records after the last applied-through record (a
+//! batch cut by the crash) and a torn or corrupt tail are cut off, with a
+//! report on stderr. A snapshot is a
 //! checkpoint: the active segment is sealed and every segment (immutable
 //! from then on) is hard-linked into it.
 
