@@ -146,12 +146,16 @@ impl DiskKv {
                 damage.map_or("an unfinished batch".to_owned(), |d| format!(
                     "{d:?} record"
                 )),
-                bytes.len() - good_end,
+                bytes.len().saturating_sub(good_end),
             );
             scan.pending.clear();
-            file.set_len(good_end as u64)?;
-            if good_end == magic {
-                file.write_all_at(SEGMENT_MAGIC, 0)?;
+            if bytes.get(..magic) == Some(SEGMENT_MAGIC) {
+                file.set_len(good_end as u64)?;
+            } else {
+                // Torn in its magic: start it again (appending, as the file
+                // is opened for).
+                file.set_len(0)?;
+                (&file).write_all(SEGMENT_MAGIC)?;
             }
             file.sync_all()?;
         }

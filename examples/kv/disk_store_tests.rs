@@ -146,3 +146,26 @@ fn a_checkpoint_linked_into_a_snapshot_loads_back_and_replaces_a_store() {
     assert_eq!(follower.applied(), Some(last));
     assert_eq!(value(&follower, "b").as_deref(), Some("2"));
 }
+
+#[test]
+fn a_new_segment_torn_in_its_magic_is_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv");
+    let mut kv = DiskKv::open(&path).unwrap();
+    batch(&mut kv, 1, &[("a", "1")]);
+    kv.checkpoint().unwrap();
+    let active = active_path(&kv);
+    drop(kv);
+    for len in [0, 3] {
+        let file = fs::OpenOptions::new().write(true).open(&active).unwrap();
+        file.set_len(len).unwrap();
+        let mut kv = DiskKv::open(&path).unwrap();
+        assert_eq!(kv.applied(), Some(LogId::new(1, 1)), "cut to {len}");
+        assert_eq!(value(&kv, "a").as_deref(), Some("1"));
+        assert_eq!(fs::read(&active).unwrap(), SEGMENT_MAGIC);
+        batch(&mut kv, 2, &[("b", "2")]);
+        drop(kv);
+        let kv = DiskKv::open(&path).unwrap();
+        assert_eq!(value(&kv, "b").as_deref(), Some("2"), "appends after it");
+    }
+}
