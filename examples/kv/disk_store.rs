@@ -140,24 +140,8 @@ impl DiskKv {
                 return Err(damaged(&name, at, damage));
             }
         } else if damage.is_some() || good_end < bytes.len() {
-            eprintln!(
-                "kv store: segment {name}: {} at offset {at}; cutting {} bytes after the last \
-                 complete batch (offset {good_end}); oar replays them from the log",
-                damage.map_or("an unfinished batch".to_owned(), |d| format!(
-                    "{d:?} record"
-                )),
-                bytes.len().saturating_sub(good_end),
-            );
             scan.pending.clear();
-            if bytes.get(..magic) == Some(SEGMENT_MAGIC) {
-                file.set_len(good_end as u64)?;
-            } else {
-                // Torn in its magic: start it again (appending, as the file
-                // is opened for).
-                file.set_len(0)?;
-                (&file).write_all(SEGMENT_MAGIC)?;
-            }
-            file.sync_all()?;
+            cut_tail(&file, &name, &bytes, (at, good_end), damage)?;
         }
         if active {
             self.flushed = good_end as u64;
@@ -248,6 +232,35 @@ impl DiskKv {
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Cuts the active segment `file` (read as `bytes`) back to `good_end`,
+/// the end of its last complete batch, reporting what stopped the scan at
+/// `at`; a segment torn in its magic starts again.
+fn cut_tail(
+    file: &File,
+    name: &str,
+    bytes: &[u8],
+    (at, good_end): (usize, usize),
+    damage: Option<Damage>,
+) -> io::Result<()> {
+    let what = damage.map_or("an unfinished batch".to_owned(), |d| {
+        format!("{d:?} record")
+    });
+    eprintln!(
+        "kv store: segment {name}: {what} at offset {at}; cutting {} bytes after the last \
+         complete batch (offset {good_end}); oar replays them from the log",
+        bytes.len().saturating_sub(good_end),
+    );
+    if bytes.starts_with(SEGMENT_MAGIC) {
+        file.set_len(good_end as u64)?;
+    } else {
+        // Appending, as the file is opened for.
+        file.set_len(0)?;
+        let mut file = file;
+        file.write_all(SEGMENT_MAGIC)?;
+    }
+    file.sync_all()
 }
 
 /// The directory a snapshot is loaded into before it replaces `dir`.
