@@ -39,6 +39,7 @@ fn state(term: u64, voted_for: Option<u64>, log: Vec<Entry>, n: u64) -> InitialS
         snapshot: None,
         last_purged: LogId::default(),
         entries: log,
+        applied: None,
     }
 }
 

@@ -240,6 +240,7 @@ fn offered() -> (RaftNode, SnapshotInfo, Vec<Action>) {
         snapshot: None,
         last_purged: LogId::default(),
         entries,
+        applied: None,
     };
     let mut node = RaftNode::new(
         harness::options(n(3), 1),

@@ -17,8 +17,11 @@
 //! ```
 
 mod connection;
+mod disk_machine;
+mod disk_store;
 mod listener;
 mod resp;
+mod segment;
 mod store;
 
 use std::collections::BTreeMap;
@@ -37,6 +40,7 @@ use oar::storage::{LogOptions, StdFileSystem};
 use tokio::net::TcpListener;
 
 use connection::{IDLE_TIMEOUT_DEFAULT, Service, serve_connection};
+use disk_machine::DiskKvStore;
 use listener::{CLIENTS_MAX_DEFAULT, run_accept_loop};
 use resp::Command;
 use store::{KvStore, Op, SharedMap, encode, read_reply};
@@ -51,9 +55,15 @@ struct Args {
     /// Every member: `ID=RAFT_ADDR/CLIENT_ADDR`, comma-separated.
     #[arg(long, value_parser = parse_peers)]
     peers: Peers,
-    /// Where this node keeps its log and meta.
+    /// Where this node keeps its log and meta (and, with `--store disk`,
+    /// its key-value files).
     #[arg(long)]
     data_dir: PathBuf,
+    /// Where the key-value state lives: `mem` (a map, rebuilt at start
+    /// from the last snapshot and the log) or `disk` (files of its own,
+    /// read at start; only the log after them is applied again).
+    #[arg(long, default_value = "mem", value_parser = ["mem", "disk"])]
+    store: String,
     /// The Raft address to listen on (default: this node's in --peers).
     #[arg(long)]
     raft_addr: Option<SocketAddr>,
@@ -66,6 +76,10 @@ struct Args {
     /// Snapshot (and compact the log) every this many applied entries.
     #[arg(long, default_value_t = 100_000)]
     snapshot_interval: u64,
+    /// Entries the log keeps before the newest snapshot, for followers a
+    /// little behind (fewer: they catch up from the snapshot instead).
+    #[arg(long, default_value_t = 1000)]
+    compaction_margin: u64,
     /// Cap on snapshot copy bandwidth, bytes per second (both serving and
     /// fetching); unlimited if absent.
     #[arg(long)]
@@ -195,13 +209,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|(&id, &(raft, _))| (id, raft))
         .collect();
-    let options = GroupOptions {
+    let mut options = GroupOptions {
         snapshot_interval: Some(args.snapshot_interval),
         ..GroupOptions::new(group, id, raft_peers)
     };
-    let store = KvStore::default();
-    let map = store.map();
-    let node = server.add_group(options, Box::new(storage), Box::new(store))?;
+    options.raft.compaction_margin = args.compaction_margin;
+    let (map, node) = match args.store.as_str() {
+        "disk" => {
+            let dir = args.data_dir.join(format!("group_{}_kv", group.0));
+            let store = DiskKvStore::open(&dir)?;
+            (store.map(), server.add_group(options, storage, store)?)
+        }
+        _ => {
+            let store = KvStore::default();
+            (store.map(), server.add_group(options, storage, store)?)
+        }
+    };
     let listener = TcpListener::bind(client_addr).await?;
     eprintln!("kv node {id}: raft on {raft_addr}, redis protocol on {client_addr}");
     let service = KvService {
@@ -254,7 +277,18 @@ async fn read(service: &KvService, op: Op, keys: &[Vec<u8>], out: &mut Vec<u8>) 
         })
     };
     match result {
-        Ok(_) => read_reply(&service.map.read().expect("map lock"), op, keys, out),
+        Ok(_) => {
+            let mut reply = Vec::new();
+            match read_reply(
+                &*service.map.read().expect("map lock"),
+                op,
+                keys,
+                &mut reply,
+            ) {
+                Ok(()) => out.extend_from_slice(&reply),
+                Err(e) => resp::error(out, &format!("ERR store read failed: {e}")),
+            }
+        }
         Err(e) => error_reply(&service.peers, e, out),
     }
 }

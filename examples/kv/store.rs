@@ -7,7 +7,9 @@
 //! linearizable. The map is shared between the apply task and the readers
 //! behind a lock; GET and MGET entries still in old logs apply as before.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -59,82 +61,134 @@ fn decode(data: &[u8]) -> Option<(u8, Vec<&[u8]>)> {
 /// of the largest size a command can carry.
 const REPLY_BYTES_MAX: usize = 16 << 20;
 
-/// The map, shared by the apply task (writer) and the readers.
-pub(crate) type SharedMap = Arc<RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>;
+/// What reads see: the in-memory map, or the disk store's index over its
+/// files.
+pub(crate) trait KvRead: Send + Sync {
+    /// The value of `key`, if any.
+    ///
+    /// # Errors
+    /// The store could not read it.
+    fn get(&self, key: &[u8]) -> io::Result<Option<Cow<'_, [u8]>>>;
+
+    /// The length of `key`'s value, if any, without reading it.
+    fn value_len(&self, key: &[u8]) -> Option<usize>;
+}
+
+/// What commands change, on top of what they read.
+pub(crate) trait KvMap: KvRead {
+    /// Sets `key` to `value`.
+    fn put(&mut self, key: &[u8], value: &[u8]);
+
+    /// Removes `key`; whether it was there.
+    fn remove(&mut self, key: &[u8]) -> bool;
+}
+
+impl KvRead for BTreeMap<Vec<u8>, Vec<u8>> {
+    fn get(&self, key: &[u8]) -> io::Result<Option<Cow<'_, [u8]>>> {
+        Ok(BTreeMap::get(self, key).map(|v| Cow::Borrowed(v.as_slice())))
+    }
+
+    fn value_len(&self, key: &[u8]) -> Option<usize> {
+        BTreeMap::get(self, key).map(Vec::len)
+    }
+}
+
+impl KvMap for BTreeMap<Vec<u8>, Vec<u8>> {
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.insert(key.to_vec(), value.to_vec());
+    }
+
+    fn remove(&mut self, key: &[u8]) -> bool {
+        BTreeMap::remove(self, key).is_some()
+    }
+}
+
+/// The state, shared by the apply task (writer) and the readers.
+pub(crate) type SharedMap = Arc<RwLock<dyn KvRead>>;
 
 /// The key-value state machine.
 #[derive(Debug, Default)]
 pub(crate) struct KvStore {
-    map: SharedMap,
+    map: Arc<RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>,
 }
 
 /// Answers GET (`Op::Get`, one key) or MGET from `map`, appending the reply.
+///
+/// # Errors
+/// The store could not read a value.
 pub(crate) fn read_reply(
-    map: &BTreeMap<Vec<u8>, Vec<u8>>,
+    map: &(impl KvRead + ?Sized),
     op: Op,
     keys: &[impl AsRef<[u8]>],
     out: &mut Vec<u8>,
-) {
+) -> io::Result<()> {
     match (op, keys) {
-        (Op::Get, [key]) => resp::bulk(out, map.get(key.as_ref()).map(Vec::as_slice)),
+        (Op::Get, [key]) => resp::bulk(out, map.get(key.as_ref())?.as_deref()),
         (Op::Mget, keys) => {
             let reply_bytes: usize = keys
                 .iter()
-                .map(|k| {
-                    map.get(k.as_ref())
-                        .map_or(5, |v| resp::bulk_encoded_len(v.len()))
-                })
+                .map(|k| map.value_len(k.as_ref()).map_or(5, resp::bulk_encoded_len))
                 .sum();
             if reply_bytes > REPLY_BYTES_MAX {
-                return resp::error(out, "ERR reply too large");
+                resp::error(out, "ERR reply too large");
+                return Ok(());
             }
             resp::array_header(out, keys.len());
             for key in keys {
-                resp::bulk(out, map.get(key.as_ref()).map(Vec::as_slice));
+                resp::bulk(out, map.get(key.as_ref())?.as_deref());
             }
         }
         _ => resp::error(out, "ERR not a read"),
     }
+    Ok(())
+}
+
+/// Executes a logged command on `map`; returns its RESP reply.
+///
+/// # Errors
+/// The store could not read a value (the caller stops: replicas must not
+/// diverge on a local failure).
+pub(crate) fn execute(map: &mut impl KvMap, data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let Some((op, args)) = decode(data) else {
+        resp::error(&mut out, "ERR corrupt command in log");
+        return Ok(out);
+    };
+    match (op, args.as_slice()) {
+        (1, [_]) => read_reply(map, Op::Get, &args, &mut out)?,
+        (2, [key, value]) => {
+            map.put(key, value);
+            resp::simple(&mut out, "OK");
+        }
+        (3, keys) => {
+            let removed = keys.iter().filter(|k| map.remove(k)).count();
+            resp::integer(&mut out, removed as i64);
+        }
+        (4, [key]) => {
+            let current = match map.get(key)? {
+                None => Some(0),
+                Some(v) => std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|v| v.parse::<i64>().ok()),
+            };
+            match current.and_then(|n| n.checked_add(1)) {
+                Some(n) => {
+                    map.put(key, n.to_string().as_bytes());
+                    resp::integer(&mut out, n);
+                }
+                None => resp::error(&mut out, "ERR value is not an integer or out of range"),
+            }
+        }
+        (5, _) => read_reply(map, Op::Mget, &args, &mut out)?,
+        _ => resp::error(&mut out, "ERR malformed command in log"),
+    }
+    Ok(out)
 }
 
 impl KvStore {
     /// The map, for serving reads after a barrier.
     pub(crate) fn map(&self) -> SharedMap {
-        Arc::clone(&self.map)
-    }
-
-    fn execute(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let Some((op, args)) = decode(data) else {
-            resp::error(&mut out, "ERR corrupt command in log");
-            return out;
-        };
-        match (op, args.as_slice()) {
-            (1, [_]) => read_reply(map, Op::Get, &args, &mut out),
-            (2, [key, value]) => {
-                map.insert(key.to_vec(), value.to_vec());
-                resp::simple(&mut out, "OK");
-            }
-            (3, keys) => {
-                let removed = keys.iter().filter(|k| map.remove(**k).is_some()).count();
-                resp::integer(&mut out, removed as i64);
-            }
-            (4, [key]) => {
-                let current = map.get(*key).map_or(Some(0), |v| {
-                    std::str::from_utf8(v).ok()?.parse::<i64>().ok()
-                });
-                match current.and_then(|n| n.checked_add(1)) {
-                    Some(n) => {
-                        map.insert(key.to_vec(), n.to_string().into_bytes());
-                        resp::integer(&mut out, n);
-                    }
-                    None => resp::error(&mut out, "ERR value is not an integer or out of range"),
-                }
-            }
-            (5, _) => read_reply(map, Op::Mget, &args, &mut out),
-            _ => resp::error(&mut out, "ERR malformed command in log"),
-        }
-        out
+        Arc::clone(&self.map) as SharedMap
     }
 }
 
@@ -143,7 +197,7 @@ impl StateMachine for KvStore {
         let mut map = self.map.write().expect("map lock");
         commands
             .iter()
-            .map(|c| Bytes::from(Self::execute(&mut map, &c.data)))
+            .map(|c| Bytes::from(execute(&mut *map, &c.data).expect("a map never fails")))
             .collect()
     }
 

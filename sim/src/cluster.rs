@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::blackhole::{BlackholeAuthenticator, Blackholes};
 use crate::durability::{Promises, RecoveredState};
 use crate::final_checks::DurableLog;
-use crate::kv_machine::KvMachine;
+use crate::kv_machine::{KvMachine, MachineDisk};
 use crate::observe::Observations;
 use crate::trace::Trace;
 
@@ -57,6 +57,14 @@ pub struct SimNode {
     /// An I/O error was injected and no power loss cleared it since: its
     /// group may have stopped (fail-stop) and needs a power cycle.
     pub disk_error_injected: bool,
+}
+
+/// How each server's state machine is set up.
+pub struct MachineSetup {
+    /// The group's client sessions, if it keeps them.
+    pub sessions: Option<SessionOptions>,
+    /// Each state machine keeps a store of its own across restarts.
+    pub on_disk: bool,
 }
 
 /// The simulated servers.
@@ -96,7 +104,7 @@ impl SimCluster {
         seed: u64,
         raft: RaftOptions,
         voters: usize,
-        sessions: Option<SessionOptions>,
+        machine: MachineSetup,
         observations: Arc<Mutex<Observations>>,
         trace: Trace,
     ) -> SimCluster {
@@ -120,7 +128,8 @@ impl SimCluster {
                     seed,
                     raft: raft.clone(),
                     voters,
-                    sessions: sessions.clone(),
+                    sessions: machine.sessions.clone(),
+                    machine_disk: machine.on_disk.then(MachineDisk::default),
                     fs: fs.clone(),
                     peers: peers.clone(),
                     observations: observations.clone(),
@@ -482,6 +491,8 @@ struct ServerContext {
     voters: usize,
     /// The group's client sessions, if it keeps them.
     sessions: Option<SessionOptions>,
+    /// The state machine's own store, kept across restarts, if it has one.
+    machine_disk: Option<MachineDisk>,
     fs: MemFileSystem,
     peers: BTreeMap<NodeId, SocketAddr>,
     observations: Arc<Mutex<Observations>>,
@@ -528,6 +539,7 @@ async fn serve(ctx: ServerContext) {
         raft,
         voters,
         sessions,
+        machine_disk,
         fs,
         peers,
         observations,
@@ -577,8 +589,11 @@ async fn serve(ctx: ServerContext) {
     let clock = crate::reads::node_clock(seed, id, &options.raft);
     clocks.lock().expect("clocks").insert(id, clock.clone());
     options.clock = Some(clock);
-    let machine =
+    let mut machine =
         KvMachine::new(id, observations.clone()).with_trace(trace.clone(), SimCluster::now_ns);
+    if let Some(disk) = machine_disk {
+        machine = machine.on_disk(disk);
+    }
     let map = machine.shared_map();
     let disk = {
         use rand::SeedableRng;

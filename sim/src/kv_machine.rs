@@ -109,10 +109,16 @@ pub fn decode_reply(bytes: &[u8]) -> KvReply {
 /// A node's key-value map, shared by its state machine and its readers.
 pub type SharedMap = Arc<Mutex<BTreeMap<String, String>>>;
 
+/// A state machine's own store (`SimOptions::disk_state_machine`): the map
+/// through an applied point, outliving its server's restarts.
+pub type MachineDisk = Arc<Mutex<Option<(LogId, BTreeMap<String, String>)>>>;
+
 /// One node's key-value map.
 pub struct KvMachine {
     node: NodeId,
     map: SharedMap,
+    /// Its own store, if it is an on-disk state machine.
+    disk: Option<MachineDisk>,
     observations: Arc<Mutex<Observations>>,
     trace: Trace,
     /// The simulated clock, in nanoseconds, for the trace.
@@ -129,9 +135,25 @@ impl KvMachine {
         KvMachine {
             node,
             map: SharedMap::default(),
+            disk: None,
             observations,
             trace: Trace::new(false),
             now_ns: || 0,
+        }
+    }
+
+    /// The same machine, keeping its state in `disk` too (written after
+    /// each batch whose last index is not a multiple of 3, so that a
+    /// restart finds it a batch behind now and then) and resuming from it.
+    pub fn on_disk(mut self, disk: MachineDisk) -> Self {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// Writes the map through `last` to the machine's own store, if any.
+    fn persist(&self, last: LogId, map: &BTreeMap<String, String>) {
+        if let Some(disk) = &self.disk {
+            *disk.lock().expect("machine disk") = Some((last, map.clone()));
         }
     }
 
@@ -242,6 +264,13 @@ impl StateMachine for KvMachine {
                 Bytes::from(serde_json::to_vec(&reply).expect("replies serialize"))
             })
             .collect();
+        if let Some(last) = commands.last()
+            && last.id.index.0 % 3 != 0
+        {
+            self.persist(last.id, &map);
+        }
+        drop(map);
+        drop(observations);
         if let Some(last) = commands.last() {
             let n = commands.len();
             self.record(
@@ -277,8 +306,31 @@ impl StateMachine for KvMachine {
         observations.snapshot_loaded(self.node, last.index);
         drop(observations);
         self.record("snapshot_load", || json!({ "last": last.to_string() }));
+        self.persist(last, &map);
         *self.map.lock().expect("map") = map;
         Ok(())
+    }
+
+    /// Offers the machine's own store, checked against what the run
+    /// applied through its point (as a loaded snapshot is).
+    fn durable_applied(&mut self) -> Result<Option<LogId>, SnapshotError> {
+        let Some(disk) = &self.disk else {
+            return Ok(None);
+        };
+        let Some((last, map)) = disk.lock().expect("machine disk").clone() else {
+            return Ok(None);
+        };
+        let mut observations = self.observations.lock().expect("observations");
+        if replay(&observations, last.index) != map {
+            observations.violation(Violation::SnapshotDivergence {
+                node: self.node,
+                last: last.index,
+            });
+        }
+        observations.resuming(self.node, last.index);
+        drop(observations);
+        *self.map.lock().expect("map") = map;
+        Ok(Some(last))
     }
 
     fn on_leader_start(&mut self, term: Term) {

@@ -135,6 +135,11 @@ pub struct Observations {
     violations: Vec<Violation>,
     /// Snapshots loaded (at restart or installed from a leader).
     snapshot_loads: usize,
+    /// node → the point its state machine resumed at from its own store,
+    /// until it applies a command after it (or loads a snapshot instead).
+    resuming: BTreeMap<NodeId, LogIndex>,
+    /// State machines that resumed from their own store and applied on.
+    resumptions: usize,
 }
 
 impl Observations {
@@ -143,8 +148,23 @@ impl Observations {
         self.next_apply.insert(node, LogIndex(1));
     }
 
+    /// `node`'s state machine offered its own store's state through
+    /// `last` (an on-disk state machine): it applies from after it, unless
+    /// the runtime loads a snapshot instead.
+    pub fn resuming(&mut self, node: NodeId, last: LogIndex) {
+        self.next_apply.insert(node, last.next());
+        self.resuming.insert(node, last);
+    }
+
+    /// How many state machines resumed from their own store and applied
+    /// commands after it.
+    pub fn resumptions(&self) -> usize {
+        self.resumptions
+    }
+
     /// `node` loaded a snapshot through `last`: it applies from after it.
     pub fn snapshot_loaded(&mut self, node: NodeId, last: LogIndex) {
+        self.resuming.remove(&node);
         self.next_apply.insert(node, last.next());
         self.snapshot_loads += 1;
     }
@@ -169,6 +189,9 @@ impl Observations {
     /// (no-ops, configurations) are not handed to the state machine, so a
     /// node's applied indexes may skip them; the order must still ascend.
     pub fn applied(&mut self, node: NodeId, id: LogId, data: &Bytes) {
+        if self.resuming.remove(&node).is_some() {
+            self.resumptions += 1;
+        }
         let next = self.next_apply.entry(node).or_insert(LogIndex(1));
         if id.index < *next {
             self.violations.push(Violation::ApplyOrder {

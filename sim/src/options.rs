@@ -95,6 +95,11 @@ pub struct SimOptions {
     /// outside the group, as spares for membership changes. Drawn from the
     /// seed when membership faults are on; every server otherwise.
     pub initial_voters: Option<usize>,
+    /// The state machines keep their state in a store of their own that
+    /// survives restarts (an on-disk state machine: `durable_applied`), a
+    /// batch behind now and then; meaningful without sessions, whose
+    /// groups always load the snapshot.
+    pub disk_state_machine: bool,
 }
 
 impl SimOptions {
@@ -115,6 +120,7 @@ impl SimOptions {
             trace: false,
             raft: swarm_raft_options(seed),
             initial_voters: None,
+            disk_state_machine: false,
         }
     }
 }

@@ -12,7 +12,7 @@ use oar::core::NodeId;
 use serde_json::json;
 
 use crate::checker::linearizability;
-use crate::cluster::{SimCluster, transport_options};
+use crate::cluster::{MachineSetup, SimCluster, transport_options};
 use crate::durability::Checked;
 use crate::fault_mix::{FaultKind, FaultWeights};
 use crate::final_checks::{
@@ -63,6 +63,9 @@ pub struct RunReport {
     pub leader_terms: usize,
     /// Snapshots loaded by state machines (restarts and installs).
     pub snapshot_loads: usize,
+    /// State machines that resumed from their own store at a restart
+    /// (`SimOptions::disk_state_machine`) and applied on from there.
+    pub resumptions: usize,
     /// How long the healed cluster may take to commit a write.
     pub recovery_bound: Duration,
     /// How the cluster recovered after each heal that ended every fault
@@ -122,6 +125,7 @@ pub fn run(options: &SimOptions) -> RunOutput {
                 stranger: StrangerReport::default(),
                 leader_terms: 0,
                 snapshot_loads: 0,
+                resumptions: 0,
                 recovery_bound: Duration::ZERO,
                 recoveries: Vec::new(),
                 churn: None,
@@ -159,7 +163,10 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         options.seed,
         options.raft.clone(),
         options.starting_voters(),
-        options.session_options(),
+        MachineSetup {
+            sessions: options.session_options(),
+            on_disk: options.disk_state_machine,
+        },
         observations.clone(),
         trace.clone(),
     );
@@ -281,6 +288,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
     };
     let observed = observations.lock().expect("observations");
     let (leader_terms, snapshot_loads) = (observed.leader_terms(), observed.snapshot_loads());
+    let resumptions = observed.resumptions();
     drop(observed);
     let report = RunReport {
         seed: options.seed,
@@ -296,6 +304,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         stranger: nemesis.stranger.report(),
         leader_terms,
         snapshot_loads,
+        resumptions,
         recovery_bound: recovery_bound(&options.raft, &transport_options()),
         recoveries,
         churn,

@@ -45,6 +45,12 @@ pub struct InitialState {
     pub last_purged: LogId,
     /// The durable entries after `last_purged`, in order.
     pub entries: Vec<Entry>,
+    /// Where an on-disk state machine's own store stands, when it is past
+    /// `snapshot` (which was then not loaded): applying resumes after it.
+    /// `None`: the state machine stands at the snapshot (or at the start).
+    /// The caller checks that the log holds it; everything through it is
+    /// committed, since a state machine only ever applies committed entries.
+    pub applied: Option<LogId>,
 }
 
 /// Per-role state.
@@ -158,6 +164,13 @@ impl RaftNode {
             }
             None => ConfigManager::new(initial.last_purged.index, initial.membership),
         };
+        if let Some(applied) = initial.applied {
+            assert!(
+                log.matches(applied),
+                "the state machine's applied point {applied} is not in the log"
+            );
+            log.skip_to_snapshot(applied.index);
+        }
         let base_index = configs.effective_index();
         for entry in log.iter().filter(|e| e.id.index > base_index) {
             if let EntryPayload::Config(m) = &entry.payload {

@@ -76,6 +76,22 @@ pub enum Error {
     /// does not match the commands).
     #[error("state machine error: {0}")]
     StateMachine(String),
+    /// An on-disk state machine claims to hold, durably, entries through
+    /// `claimed`, which this node's log does not hold (past its end, or of
+    /// another term): it can only have applied committed entries, which the
+    /// log keeps after the newest snapshot, so its store is corrupt or
+    /// another node's. The group does not start. Remedy: remove the state
+    /// machine's store (it then starts from the snapshot), or restore the
+    /// node from its peers.
+    #[error(
+        "the state machine claims entries through {claimed}, which the log (through {log_last}) does not hold"
+    )]
+    AppliedNotInLog {
+        /// The state machine's durable applied point.
+        claimed: LogId,
+        /// The log's last entry.
+        log_last: LogId,
+    },
     /// A membership change was refused (see the inner error for the remedy).
     #[error("membership change refused: {0}")]
     ConfChange(#[from] ConfChangeError),

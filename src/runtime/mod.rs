@@ -39,6 +39,7 @@ mod snapshot_policy;
 pub mod snapshot_storage;
 mod snapshot_view;
 mod socket_options;
+mod start_point;
 pub mod state_machine;
 mod status_http;
 mod status_json;

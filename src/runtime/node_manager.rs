@@ -26,13 +26,15 @@ use super::session::SessionStateMachine;
 use super::snapshot_copy::{FileService, SnapshotSource};
 use super::snapshot_install::{SnapshotInstaller, SourceResolver};
 use super::snapshot_policy::SnapshotPolicy;
+#[cfg(feature = "testing")]
 use super::snapshot_storage::SnapshotStorage;
+use super::start_point::{RecoveredLog, recover_start_point};
 use super::state_machine::StateMachine;
 use super::throttle::Throttle;
 use super::transport::{LocalNetwork, Transport, TransportOptions};
 use super::wire::proto;
 use super::write_task::WritePath;
-use crate::core::{InitialState, RaftNode, SnapshotInfo};
+use crate::core::{InitialState, RaftNode};
 use crate::storage::StorageError;
 
 /// Counters of what the server refused, for tests and the status page.
@@ -346,16 +348,25 @@ impl NodeManager {
             Some(sessions) => Box::new(SessionStateMachine::new(state_machine, sessions.clone())),
             None => state_machine,
         };
-        let snapshot = load_snapshot(&*snapshots, state_machine.as_mut())?;
+        let start = recover_start_point(
+            &*snapshots,
+            state_machine.as_mut(),
+            RecoveredLog {
+                last_purged: recovered.last_purged,
+                entries: &recovered.entries,
+                bootstrap: options.bootstrap_membership(),
+            },
+        )?;
         // The configuration at the start of the log: the snapshot's, or the
         // bootstrap one; the core layers the log's configuration entries on
         // top, so a truncated one rolls back.
         let initial = InitialState {
             hard_state: recovered.hard_state,
             membership: options.bootstrap_membership(),
-            snapshot: snapshot.clone(),
+            snapshot: start.snapshot.clone(),
             last_purged: recovered.last_purged,
             entries: recovered.entries,
+            applied: start.resumed,
         };
         let clock: std::sync::Arc<dyn super::clock::Clock> = match &options.clock {
             Some(clock) => std::sync::Arc::clone(clock),
@@ -363,8 +374,8 @@ impl NodeManager {
                 epoch: tokio::time::Instant::now(),
             }),
         };
-        let start = clock.local(tokio::time::Instant::now());
-        let raft = RaftNode::new(options.raft.clone(), initial, start)
+        let now = clock.local(tokio::time::Instant::now());
+        let raft = RaftNode::new(options.raft.clone(), initial, now)
             .map_err(|e| Error::Options(e.to_string()))?;
         let (inbox_tx, inbox) = mpsc::channel(options.inbox_max);
         let (apply_tx, apply_tasks) = mpsc::unbounded_channel();
@@ -374,6 +385,10 @@ impl NodeManager {
             options.bootstrap_membership(),
             options.metrics,
         ));
+        shared
+            .applied_index
+            .store(start.applied.index.0, Ordering::Release);
+        shared.status.set_applied(start.applied.index);
         let (log, write_task) = WritePath::start(storage, Arc::clone(&shared.metrics));
         let driver = GroupDriver {
             group: options.group,
@@ -414,11 +429,8 @@ impl NodeManager {
             group: inbox_tx,
             applied_index: shared.applied_index.clone(),
             shared: Arc::clone(&shared),
-            last_applied: snapshot
-                .as_ref()
-                .map(|s| s.last_included)
-                .unwrap_or_default(),
-            membership: snapshot.map_or_else(|| options.bootstrap_membership(), |s| s.membership),
+            last_applied: start.applied,
+            membership: start.membership,
             policy: SnapshotPolicy {
                 entries: options.snapshot_interval,
                 log_bytes: options.snapshot_log_bytes,
@@ -544,27 +556,6 @@ fn descriptor_limit() -> Option<u64> {
     {
         None
     }
-}
-
-/// Loads the newest durable snapshot into the state machine at start.
-fn load_snapshot(
-    snapshots: &dyn SnapshotStorage,
-    state_machine: &mut dyn StateMachine,
-) -> Result<Option<SnapshotInfo>, Error> {
-    let loaded = snapshots.open().map_err(StorageError::from_failure)?;
-    let Some(reader) = loaded else {
-        return Ok(None);
-    };
-    let meta = reader.meta().clone();
-    state_machine
-        .on_snapshot_load(meta.last_included, &reader)
-        .map_err(|e| {
-            Error::StateMachine(format!("loading snapshot {}: {e}", meta.last_included))
-        })?;
-    Ok(Some(SnapshotInfo {
-        last_included: meta.last_included,
-        membership: meta.membership,
-    }))
 }
 
 /// The file service `options` call for.

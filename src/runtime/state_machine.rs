@@ -139,6 +139,29 @@ pub trait StateMachine: Send + 'static {
         Err(SnapshotError::Unsupported)
     }
 
+    /// Where the state machine's own durable state stands, asked once at
+    /// start-up before any other callback: the last entry it applied and
+    /// made durable together with its state (an on-disk state machine), or
+    /// `None` (the default) for a state that does not outlive the process.
+    ///
+    /// At or past the newest snapshot, the snapshot is not loaded and only
+    /// the entries after this point are applied again; behind it (the
+    /// store lost more than the snapshot covers, e.g. it is empty) the
+    /// snapshot is loaded, as for an in-memory state machine, and
+    /// `on_snapshot_load` must then replace the store and make the
+    /// snapshot's point its durable one. Such a machine's
+    /// `on_snapshot_save` returns a checkpoint of its store (files linked
+    /// with [`SnapshotWriter::link_file`](crate::storage::SnapshotWriter::link_file)
+    /// or copied), and its `may_block` says `true`. A group with sessions
+    /// always loads the snapshot, where its session table lives.
+    ///
+    /// # Errors
+    /// [`SnapshotError`]: the group does not start. A point the log does
+    /// not hold is refused with [`Error::AppliedNotInLog`].
+    fn durable_applied(&mut self) -> Result<Option<LogId>, SnapshotError> {
+        Ok(None)
+    }
+
     /// The group shut down; the last callback.
     fn on_shutdown(&mut self) {}
 
@@ -221,6 +244,10 @@ impl<S: StateMachine + ?Sized> StateMachine for Box<S> {
         snapshot: &SnapshotReader,
     ) -> Result<(), SnapshotError> {
         (**self).on_snapshot_load(last, snapshot)
+    }
+
+    fn durable_applied(&mut self) -> Result<Option<LogId>, SnapshotError> {
+        (**self).durable_applied()
     }
 
     fn on_shutdown(&mut self) {

@@ -654,6 +654,7 @@ impl Cluster {
             snapshot: node.snapshot.as_ref().map(|s| s.info.clone()),
             last_purged: node.durable_last_purged,
             entries: node.durable_log.clone(),
+            applied: None,
         };
         node.raft = RaftNode::new(node.options.clone(), state, now).expect("valid options");
         // The state machine starts from the snapshot.

@@ -248,4 +248,11 @@ impl StateMachine for SessionStateMachine {
     fn on_query(&self, query: &[u8]) -> Result<Bytes, QueryError> {
         self.inner.on_query(query)
     }
+
+    fn durable_applied(&mut self) -> Result<Option<LogId>, SnapshotError> {
+        // The session table lives in snapshots only: resuming from the
+        // user's store would lose it, so the snapshot is always loaded
+        // (and replaces that store).
+        Ok(None)
+    }
 }
