@@ -213,7 +213,7 @@ impl RaftNode {
         };
         let me = self.id();
         let own = self.log.persisted();
-        let quorum_index = self.configs.effective().quorum().committed_index(|id| {
+        let quorum_index = self.configs.effective().committed_index(|id| {
             if id == me {
                 Some(own)
             } else {
