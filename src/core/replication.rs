@@ -2,6 +2,8 @@
 //! answers, and advancing the commit index (braft's `Replicator` protocol
 //! half and `BallotBox`).
 
+use std::ops::Bound;
+
 use super::error::InputError;
 use super::ids::{LogIndex, NodeId};
 use super::message::{AppendRequest, AppendResponse, Heartbeat, MessageBody, RejectHint};
@@ -12,14 +14,26 @@ impl RaftNode {
     /// Sends every peer what its window allows; tells idle peers about a
     /// new commit index.
     pub(super) fn replicate_all(&mut self) {
-        let peers: Vec<NodeId> = match &self.role {
-            RoleState::Leader { progress } => progress.keys().copied().collect(),
-            _ => return,
-        };
-        for peer in peers {
+        // Peer by peer in id order, each looked up after the one before:
+        // `send_appends` needs `self` mutably, and collecting the ids first
+        // would allocate on every flush.
+        let mut after = None;
+        loop {
+            let RoleState::Leader { progress } = &self.role else {
+                return;
+            };
+            let next = match after {
+                None => progress.keys().next(),
+                Some(done) => progress
+                    .range((Bound::Excluded(done), Bound::Unbounded))
+                    .next()
+                    .map(|(id, _)| id),
+            };
+            let Some(&peer) = next else { return };
             if !self.send_appends(peer, false) {
                 self.announce_commit(peer);
             }
+            after = Some(peer);
         }
     }
 
