@@ -129,6 +129,9 @@ pub struct RaftNode {
     /// Leader: the last proposal, read, membership change, transfer or
     /// wake; quiescence waits `quiesce_after` from here.
     pub(super) busy_at: Instant,
+    /// Leader: scratch for the peers one flush replicates to (kept to
+    /// reuse its allocation; empty between flushes).
+    pub(super) due_peers: Vec<NodeId>,
 }
 
 impl RaftNode {
@@ -197,6 +200,7 @@ impl RaftNode {
             dirty: false,
             quiet: false,
             busy_at: now,
+            due_peers: Vec::new(),
             options,
         };
         if let Some(snapshot) = log_reset {

@@ -2,8 +2,6 @@
 //! answers, and advancing the commit index (braft's `Replicator` protocol
 //! half and `BallotBox`).
 
-use std::ops::Bound;
-
 use super::error::InputError;
 use super::ids::{LogIndex, NodeId};
 use super::message::{AppendRequest, AppendResponse, Heartbeat, MessageBody, RejectHint};
@@ -14,27 +12,28 @@ impl RaftNode {
     /// Sends every peer what its window allows; tells idle peers about a
     /// new commit index.
     pub(super) fn replicate_all(&mut self) {
-        // Peer by peer in id order, each looked up after the one before:
-        // `send_appends` needs `self` mutably, and collecting the ids first
-        // would allocate on every flush.
-        let mut after = None;
-        loop {
-            let RoleState::Leader { progress } = &self.role else {
-                return;
-            };
-            let next = match after {
-                None => progress.keys().next(),
-                Some(done) => progress
-                    .range((Bound::Excluded(done), Bound::Unbounded))
-                    .next()
-                    .map(|(id, _)| id),
-            };
-            let Some(&peer) = next else { return };
+        let last = self.log.last_index();
+        let committed = self.log.committed();
+        let RoleState::Leader { progress } = &self.role else {
+            return;
+        };
+        // Most flushes have nothing for most peers: only those with work
+        // are visited, from ids gathered in a reused buffer (`send_appends`
+        // needs `self` mutably; collecting anew would allocate every flush).
+        let mut due = std::mem::take(&mut self.due_peers);
+        due.extend(
+            progress
+                .iter()
+                .filter(|(_, p)| p.has_appends_due(last) || p.has_commit_due(committed))
+                .map(|(&id, _)| id),
+        );
+        for &peer in &due {
             if !self.send_appends(peer, false) {
                 self.announce_commit(peer);
             }
-            after = Some(peer);
         }
+        due.clear();
+        self.due_peers = due;
     }
 
     /// Sends appends to `peer` while its window allows and entries remain;
@@ -50,7 +49,7 @@ impl RaftNode {
                 return sent;
             };
             let last = self.log.last_index();
-            if p.is_paused() || (p.next > last && !probe_empty) {
+            if !p.has_appends_due(last) && (p.is_paused() || !probe_empty) {
                 return sent;
             }
             probe_empty = false;
@@ -88,8 +87,7 @@ impl RaftNode {
             return;
         };
         let Some(p) = progress.get(&peer) else { return };
-        let unheard = self.log.committed() > p.commit_sent;
-        if unheard && p.state == ProgressState::Replicate && p.inflights.count() == 0 {
+        if p.has_commit_due(self.log.committed()) {
             self.send_appends(peer, true);
         }
     }
