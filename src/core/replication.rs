@@ -185,7 +185,12 @@ impl RaftNode {
         p.recent_active = true;
         match (resp, hint_next) {
             (AppendResponse::Success { match_index }, _) if p.on_ack(match_index) => {
-                self.maybe_commit();
+                // One voter's match rising to at most the commit index
+                // cannot lift a quorum above it (in a batch of one, the
+                // second follower's ack): skip the count.
+                if match_index > self.log.committed() {
+                    self.maybe_commit();
+                }
                 self.maybe_send_timeout_now(from);
             }
             (AppendResponse::Reject { .. }, Some((rejected, next))) => {
