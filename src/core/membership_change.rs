@@ -302,8 +302,20 @@ impl RaftNode {
         };
         let me = self.id();
         let effective = self.configs.effective();
-        let previous = (self.configs.effective_index() > self.log.committed())
-            .then(|| self.configs.previous());
+        let committed = self.configs.effective_index() <= self.log.committed();
+        if committed && !effective.is_joint() {
+            // The usual case, by counting: every tracked peer is wanted and
+            // there are as many as wanted. (Voters and learners are
+            // disjoint; were they not, the count would come out too high and
+            // `sync_progress` would rebuild the map, as it always did.)
+            let wanted = effective.voters.len() + effective.learners.len()
+                - usize::from(effective.contains(me));
+            return progress.len() == wanted
+                && progress
+                    .keys()
+                    .all(|&id| id != me && effective.contains(id));
+        }
+        let previous = (!committed).then(|| self.configs.previous());
         let wanted = |id: NodeId| {
             id != me && (effective.contains(id) || previous.is_some_and(|p| p.contains(id)))
         };
