@@ -150,7 +150,7 @@ enum Until {
 fn run(proposers: u64, until: Until) -> (u64, Duration) {
     let mut bench = Bench::new();
     let leader = bench.elect();
-    let command = Bytes::from_static(&[7u8; 64]);
+    let command = [7u8; 64];
     let start = WallClock::now();
     let mut outstanding = 0;
     let mut rounds = 0u64;
@@ -161,7 +161,10 @@ fn run(proposers: u64, until: Until) -> (u64, Duration) {
     while more(&bench) {
         let node = &mut bench.nodes[slot(leader)];
         while outstanding < proposers {
-            node.propose(bench.now, command.clone())
+            // A fresh buffer per proposal, as a client's command would be
+            // (and as raft-rs's harness allocates one per `propose`): a
+            // static `Bytes` would make the command free to clone.
+            node.propose(bench.now, Bytes::copy_from_slice(&command))
                 .expect("leader accepts");
             outstanding += 1;
         }
