@@ -21,12 +21,11 @@ impl RaftNode {
         // are visited, from ids gathered in a reused buffer (`send_appends`
         // needs `self` mutably; collecting anew would allocate every flush).
         let mut due = std::mem::take(&mut self.due_peers);
-        due.extend(
-            progress
-                .iter()
-                .filter(|(_, p)| p.has_appends_due(last) || p.has_commit_due(committed))
-                .map(|(&id, _)| id),
-        );
+        for (&id, p) in progress {
+            if p.has_appends_due(last) || p.has_commit_due(committed) {
+                due.push(id);
+            }
+        }
         for &peer in &due {
             if !self.send_appends(peer, false) {
                 self.announce_commit(peer);
