@@ -445,6 +445,7 @@ impl RaftNode {
     /// accumulated by earlier inputs is turned into actions on the first
     /// call, so that many proposals made between polls share one
     /// AppendEntries per peer and one disk write.
+    #[inline]
     pub fn poll_action(&mut self) -> Option<Action> {
         if self.dirty {
             self.dirty = false;
@@ -488,6 +489,9 @@ impl RaftNode {
 
     /// Turns accumulated state into actions: disk writes, replication,
     /// acknowledgements and applies.
+    // Out of line, so that `poll_action` stays small: it is called once
+    // per action and once more per drain, and the flush only once per input.
+    #[inline(never)]
     fn flush(&mut self) {
         if let Some(entries) = self.log.take_unpersisted() {
             self.actions.push_back(Action::PersistEntries { entries });
