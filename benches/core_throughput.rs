@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo bench --bench core_throughput`
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant as WallClock};
 
 use bytes::Bytes;
@@ -21,13 +21,24 @@ enum Completion {
     HardState(oar::core::HardState),
 }
 
+/// The harness keeps its own work small and allocation-free in the steady
+/// state (nodes and completions in `Vec`s indexed by id, buffers reused), as
+/// raft-rs's harness in `benches/raftrs` does: instruction counts under
+/// callgrind then measure the core, not the bench.
 struct Bench {
     now: Instant,
-    nodes: BTreeMap<NodeId, RaftNode>,
+    /// Node `NodeId(i + 1)` at index `i`.
+    nodes: Vec<RaftNode>,
     network: VecDeque<Message>,
-    completions: BTreeMap<NodeId, Vec<Completion>>,
+    /// Disk completions per node (same indexing), fed back after polling.
+    completions: Vec<Vec<Completion>>,
     /// Commands applied by the leader (the clients' completions).
     leader_applied: u64,
+}
+
+/// The index of node `id` in `Bench::nodes`.
+fn slot(id: NodeId) -> usize {
+    id.0 as usize - 1
 }
 
 impl Bench {
@@ -47,17 +58,14 @@ impl Bench {
                     membership: membership.clone(),
                     ..InitialState::default()
                 };
-                (
-                    id,
-                    RaftNode::new(options, initial, now).expect("valid options"),
-                )
+                RaftNode::new(options, initial, now).expect("valid options")
             })
             .collect();
         Bench {
             now,
             nodes,
             network: VecDeque::new(),
-            completions: BTreeMap::new(),
+            completions: (0..ids.len()).map(|_| Vec::new()).collect(),
             leader_applied: 0,
         }
     }
@@ -67,23 +75,17 @@ impl Bench {
     fn settle(&mut self) {
         loop {
             let mut moved = false;
-            for (&id, node) in &mut self.nodes {
+            for (node, completions) in self.nodes.iter_mut().zip(&mut self.completions) {
                 while let Some(action) = node.poll_action() {
                     moved = true;
                     match action {
                         Action::Send(m) => self.network.push_back(m),
                         Action::PersistEntries { entries } => {
                             let last = entries.last().expect("non-empty write").id;
-                            self.completions
-                                .entry(id)
-                                .or_default()
-                                .push(Completion::Entries(last));
+                            completions.push(Completion::Entries(last));
                         }
                         Action::PersistHardState(hs) => {
-                            self.completions
-                                .entry(id)
-                                .or_default()
-                                .push(Completion::HardState(hs));
+                            completions.push(Completion::HardState(hs));
                         }
                         Action::Apply { entries } if node.role() == Role::Leader => {
                             let commands = entries
@@ -95,9 +97,9 @@ impl Bench {
                     }
                 }
             }
-            for (id, done) in std::mem::take(&mut self.completions) {
-                let node = self.nodes.get_mut(&id).expect("known node");
-                for completion in done {
+            for (node, completions) in self.nodes.iter_mut().zip(&mut self.completions) {
+                for completion in completions.drain(..) {
+                    moved = true;
                     let _ = match completion {
                         Completion::Entries(up_to) => {
                             node.handle_entries_persisted(self.now, up_to)
@@ -105,15 +107,9 @@ impl Bench {
                         Completion::HardState(hs) => node.handle_hard_state_persisted(self.now, hs),
                     };
                 }
-                moved = true;
             }
             while let Some(m) = self.network.pop_front() {
-                let to = m.to;
-                let _ = self
-                    .nodes
-                    .get_mut(&to)
-                    .expect("known node")
-                    .handle_message(self.now, m);
+                let _ = self.nodes[slot(m.to)].handle_message(self.now, m);
                 moved = true;
             }
             if !moved {
@@ -124,7 +120,7 @@ impl Bench {
 
     fn advance(&mut self, dt: Duration) {
         self.now = self.now + dt;
-        for node in self.nodes.values_mut() {
+        for node in &mut self.nodes {
             node.handle_tick(self.now);
         }
     }
@@ -133,8 +129,8 @@ impl Bench {
         loop {
             self.advance(Duration::from_millis(10));
             self.settle();
-            if let Some((&id, _)) = self.nodes.iter().find(|(_, n)| n.role() == Role::Leader) {
-                return id;
+            if let Some(node) = self.nodes.iter().find(|n| n.role() == Role::Leader) {
+                return node.id();
             }
         }
     }
@@ -154,7 +150,7 @@ enum Until {
 fn run(proposers: u64, until: Until) -> (u64, Duration) {
     let mut bench = Bench::new();
     let leader = bench.elect();
-    let command = Bytes::from_static(&[7u8; 64]);
+    let command = [7u8; 64];
     let start = WallClock::now();
     let mut outstanding = 0;
     let mut rounds = 0u64;
@@ -163,9 +159,12 @@ fn run(proposers: u64, until: Until) -> (u64, Duration) {
         Until::Entries(entries) => bench.leader_applied < entries,
     };
     while more(&bench) {
-        let node = bench.nodes.get_mut(&leader).expect("leader");
+        let node = &mut bench.nodes[slot(leader)];
         while outstanding < proposers {
-            node.propose(bench.now, command.clone())
+            // A fresh buffer per proposal, as a client's command would be
+            // (and as raft-rs's harness allocates one per `propose`): a
+            // static `Bytes` would make the command free to clone.
+            node.propose(bench.now, Bytes::copy_from_slice(&command))
                 .expect("leader accepts");
             outstanding += 1;
         }

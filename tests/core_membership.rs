@@ -10,7 +10,7 @@ use std::time::Duration;
 use harness::{Cluster, MS, n, set};
 use oar::core::{
     ConfChangeError, EntryPayload, Instant, LogId, LogIndex, Membership, Message, MessageBody,
-    RaftNode, RaftOptions, Role, Term, VoteResponse,
+    NodeId, RaftNode, RaftOptions, Role, Term, VoteResponse,
 };
 
 /// A 3-voter group led by n1, plus fresh nodes `extra` added as learners
@@ -143,6 +143,25 @@ fn a_removed_leader_steps_down_after_c_new_commits() {
         Role::Follower,
         "the removed node campaigned"
     );
+}
+
+/// Once a configuration that removes a peer commits, the leader stops
+/// tracking it: no more appends nor heartbeats go there.
+#[test]
+fn a_removed_peer_leaves_the_leaders_progress() {
+    let mut c = Cluster::new(3, 4);
+    c.make_leader(1);
+    let tracked =
+        |c: &Cluster| -> Vec<NodeId> { c.node(1).status().peers.iter().map(|p| p.id).collect() };
+    assert_eq!(tracked(&c), vec![n(2), n(3)]);
+    c.call(n(1), |r, now| r.remove_member(now, n(3)))
+        .expect("change accepted");
+    c.stabilize();
+    assert_eq!(c.node(1).membership().voters, set(&[1, 2]));
+    assert!(!c.node(1).membership().is_joint(), "C(new) not appended");
+    c.propose(n(1), "after").expect("leader accepts");
+    c.stabilize();
+    assert_eq!(tracked(&c), vec![n(2)], "the leader still tracks n3");
 }
 
 /// A configuration entry that a new leader overwrites stops being in effect.

@@ -116,6 +116,13 @@ impl ConfigManager {
     /// Whether `id` is a member of the configuration in effect at `index`
     /// or of any configuration carried after it.
     pub fn names_since(&self, index: LogIndex, id: NodeId) -> bool {
+        // Every message is checked here: when no configuration was carried
+        // after `index` (the usual case), only the latest one counts.
+        match self.entries.last_key_value() {
+            None => return self.base.contains(id),
+            Some((&at, latest)) if at <= index => return latest.contains(id),
+            Some(_) => {}
+        }
         self.at(index).contains(id)
             || self
                 .entries
@@ -160,6 +167,9 @@ mod tests {
     #[test]
     fn truncation_rolls_back_to_the_previous_configuration() {
         let mut history = ConfigManager::new(LogIndex(0), voters(&[1, 2, 3]));
+        // No configuration entry: the base alone names the members.
+        assert!(history.names_since(LogIndex(0), NodeId(3)));
+        assert!(!history.names_since(LogIndex(0), NodeId(4)));
         history.add(LogIndex(4), voters(&[1, 2, 3, 4]));
         history.add(LogIndex(7), voters(&[1, 2, 4]));
         assert_eq!(history.effective(), &voters(&[1, 2, 4]));
@@ -189,6 +199,9 @@ mod tests {
     #[test]
     fn members_are_known_from_the_committed_configuration_on() {
         let mut history = ConfigManager::new(LogIndex(0), voters(&[1, 2, 3]));
+        // No configuration entry: the base alone names the members.
+        assert!(history.names_since(LogIndex(0), NodeId(3)));
+        assert!(!history.names_since(LogIndex(0), NodeId(4)));
         history.add(LogIndex(4), voters(&[1, 2, 3, 4]));
         history.add(LogIndex(7), voters(&[1, 2, 4]));
         // Committed at 5: {1,2,3,4} and everything after it.

@@ -134,16 +134,17 @@ impl RaftLog {
         count_max: usize,
         bytes_max: u64,
     ) -> (Vec<Entry>, u64) {
-        let mut out = Vec::new();
         let mut bytes = 0;
         let first = self.first_index().0;
         let start = lo.0.max(first) - first;
         let end = hi.0.min(self.last_index().0 + 1).saturating_sub(first);
         if lo.0 < first || start >= end {
-            return (out, bytes);
+            return (Vec::new(), bytes);
         }
         let (start, end) = (start as usize, end as usize);
-        out.reserve((end - start).min(count_max));
+        // Sized at once: growing an empty Vec takes the slower reserve path,
+        // and this runs for every append, disk write and apply.
+        let mut out = Vec::with_capacity((end - start).min(count_max));
         for entry in self.entries.range(start..end).take(count_max) {
             let size = entry.size_bytes();
             if !out.is_empty() && bytes + size > bytes_max {
@@ -232,6 +233,10 @@ impl RaftLog {
     /// The committed entries not yet handed out for applying, marking them
     /// handed out. Entries are applied in order and exactly once.
     pub fn take_committed(&mut self, count_max: usize) -> Vec<Entry> {
+        // Most flushes find nothing new to apply.
+        if self.applied >= self.committed {
+            return Vec::new();
+        }
         let (entries, _) = self.slice(
             self.applied.next(),
             self.committed.next(),

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use super::ids::NodeId;
-use super::quorum::{JointConfig, MajorityConfig};
+use super::ids::{LogIndex, NodeId};
+use super::quorum::{JointConfig, MajorityConfig, majority_committed_index};
 
 /// Who belongs to a Raft group.
 ///
@@ -38,6 +38,14 @@ impl Membership {
         }
     }
 
+    /// What `self.quorum().committed_index(acked)` returns, without
+    /// building the quorum (sets of voters) on every commit check.
+    pub fn committed_index(&self, acked: impl Fn(NodeId) -> Option<LogIndex>) -> LogIndex {
+        let incoming = majority_committed_index(&self.voters, &acked);
+        let outgoing = majority_committed_index(&self.outgoing_voters, &acked);
+        incoming.min(outgoing)
+    }
+
     /// Whether `id` votes (in either half of a joint configuration).
     pub fn is_voter(&self, id: NodeId) -> bool {
         self.voters.contains(&id) || self.outgoing_voters.contains(&id)
@@ -69,5 +77,46 @@ impl Membership {
     /// Whether this is a joint configuration C(old,new).
     pub fn is_joint(&self) -> bool {
         !self.outgoing_voters.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(raw: &[u64]) -> BTreeSet<NodeId> {
+        raw.iter().map(|&n| NodeId(n)).collect()
+    }
+
+    #[test]
+    fn committed_index_is_the_quorum_rule_of_both_halves() {
+        let acked = |id: NodeId| match id.0 {
+            1 => Some(LogIndex(9)),
+            2 => Some(LogIndex(7)),
+            3 => Some(LogIndex(5)),
+            4 => Some(LogIndex(2)),
+            _ => None,
+        };
+        let simple = Membership::with_voters(ids(&[1, 2, 3]));
+        let joint = Membership {
+            voters: ids(&[1, 2, 3]),
+            outgoing_voters: ids(&[3, 4, 5]),
+            learners: ids(&[6]),
+        };
+        for membership in [simple, joint, Membership::default()] {
+            assert_eq!(
+                membership.committed_index(acked),
+                membership.quorum().committed_index(acked),
+                "{membership:?}"
+            );
+        }
+        // The outgoing half holds the joint configuration back.
+        let joint_index = Membership {
+            voters: ids(&[1, 2, 3]),
+            outgoing_voters: ids(&[3, 4, 5]),
+            learners: BTreeSet::new(),
+        }
+        .committed_index(acked);
+        assert_eq!(joint_index, LogIndex(2));
     }
 }

@@ -240,12 +240,14 @@ impl RaftNode {
         if self.configs.effective_index() > self.log.committed() {
             return;
         }
-        let effective = self.configs.effective().clone();
+        // Borrowed, not cloned: this runs on every commit, and only the
+        // rare joint case needs a copy.
+        let effective = self.configs.effective();
         if effective.is_joint() {
             let new = Membership {
-                voters: effective.voters,
+                voters: effective.voters.clone(),
                 outgoing_voters: BTreeSet::new(),
-                learners: effective.learners,
+                learners: effective.learners.clone(),
             };
             self.append_as_leader(EntryPayload::Config(new));
         } else if !effective.is_voter(self.id()) {
@@ -261,6 +263,9 @@ impl RaftNode {
     /// before, so that members being removed still receive the entry that
     /// removes them and stop campaigning.
     pub(super) fn sync_progress(&mut self) {
+        if self.progress_in_sync() {
+            return;
+        }
         let mut wanted = self.configs.effective().members();
         if self.configs.effective_index() > self.log.committed() {
             wanted.extend(self.configs.previous().members());
@@ -283,6 +288,42 @@ impl RaftNode {
                 .entry(id)
                 .or_insert_with(|| Progress::new(next, msgs_max, bytes_max));
         }
+    }
+}
+
+impl RaftNode {
+    /// Whether the leader tracks exactly the peers `sync_progress` wants
+    /// (then it changes nothing). It runs on every commit and almost always
+    /// finds so; answering without building the sets saves their
+    /// allocations.
+    fn progress_in_sync(&self) -> bool {
+        let RoleState::Leader { progress } = &self.role else {
+            return true;
+        };
+        let me = self.id();
+        let effective = self.configs.effective();
+        let committed = self.configs.effective_index() <= self.log.committed();
+        if committed && !effective.is_joint() {
+            // The usual case, by counting: every tracked peer is wanted and
+            // there are as many as wanted. (Voters and learners are
+            // disjoint; were they not, the count would come out too high and
+            // `sync_progress` would rebuild the map, as it always did.)
+            let wanted = effective.voters.len() + effective.learners.len()
+                - usize::from(effective.contains(me));
+            return progress.len() == wanted
+                && progress
+                    .keys()
+                    .all(|&id| id != me && effective.contains(id));
+        }
+        let previous = (!committed).then(|| self.configs.previous());
+        let wanted = |id: NodeId| {
+            id != me && (effective.contains(id) || previous.is_some_and(|p| p.contains(id)))
+        };
+        progress.keys().all(|&id| wanted(id))
+            && std::iter::once(effective)
+                .chain(previous)
+                .flat_map(|m| m.voters.iter().chain(&m.outgoing_voters).chain(&m.learners))
+                .all(|id| *id == me || progress.contains_key(id))
     }
 }
 

@@ -135,6 +135,9 @@ pub struct RaftNode {
     /// Leader: the last proposal, read, membership change, transfer or
     /// wake; quiescence waits `quiesce_after` from here.
     pub(super) busy_at: Instant,
+    /// Leader: scratch for the peers one flush replicates to (kept to
+    /// reuse its allocation; empty between flushes).
+    pub(super) due_peers: Vec<NodeId>,
 }
 
 impl RaftNode {
@@ -210,6 +213,7 @@ impl RaftNode {
             dirty: false,
             quiet: false,
             busy_at: now,
+            due_peers: Vec::new(),
             options,
         };
         if let Some(snapshot) = log_reset {
@@ -454,6 +458,7 @@ impl RaftNode {
     /// accumulated by earlier inputs is turned into actions on the first
     /// call, so that many proposals made between polls share one
     /// AppendEntries per peer and one disk write.
+    #[inline]
     pub fn poll_action(&mut self) -> Option<Action> {
         if self.dirty {
             self.dirty = false;
@@ -497,6 +502,9 @@ impl RaftNode {
 
     /// Turns accumulated state into actions: disk writes, replication,
     /// acknowledgements and applies.
+    // Out of line, so that `poll_action` stays small: it is called once
+    // per action and once more per drain, and the flush only once per input.
+    #[inline(never)]
     fn flush(&mut self) {
         if let Some(entries) = self.log.take_unpersisted() {
             self.actions.push_back(Action::PersistEntries { entries });

@@ -86,6 +86,20 @@ impl Progress {
         }
     }
 
+    /// Whether entries up to `last` remain to be sent and the window
+    /// allows sending them.
+    pub fn has_appends_due(&self, last: LogIndex) -> bool {
+        !self.is_paused() && self.next <= last
+    }
+
+    /// Whether the peer is caught up with nothing in flight and has not
+    /// heard commit index `committed`: it is told with an empty append.
+    pub fn has_commit_due(&self, committed: LogIndex) -> bool {
+        committed > self.commit_sent
+            && self.state == ProgressState::Replicate
+            && self.inflights.count() == 0
+    }
+
     /// The peer was offered the snapshot through `index`.
     pub fn on_snapshot_sent(&mut self, index: LogIndex, now: Instant) {
         self.state = ProgressState::Snapshot;

@@ -47,25 +47,7 @@ impl MajorityConfig {
     /// An empty configuration returns `LogIndex(u64::MAX)`: it constrains
     /// nothing, so that a joint configuration can take the minimum of halves.
     pub fn committed_index(&self, acked: impl Fn(NodeId) -> Option<LogIndex>) -> LogIndex {
-        if self.voters.is_empty() {
-            return LogIndex(u64::MAX);
-        }
-        // Small groups: a stack array avoids an allocation per commit check.
-        let mut stack = [LogIndex(0); 7];
-        let mut heap;
-        let indexes: &mut [LogIndex] = if self.voters.len() <= stack.len() {
-            &mut stack[..self.voters.len()]
-        } else {
-            heap = vec![LogIndex(0); self.voters.len()];
-            &mut heap
-        };
-        for (slot, id) in indexes.iter_mut().zip(&self.voters) {
-            *slot = acked(*id).unwrap_or_default();
-        }
-        indexes.sort_unstable_by(|a, b| b.cmp(a));
-        // Sorted descending: the element at position `majority - 1` is held
-        // by at least a majority of voters.
-        indexes[self.voters.len() / 2]
+        majority_committed_index(&self.voters, acked)
     }
 
     /// Counts votes: `vote(id)` is `Some(true)` for a grant, `Some(false)` for
@@ -96,6 +78,34 @@ impl MajorityConfig {
     pub fn is_active(&self, active: impl Fn(NodeId) -> bool) -> bool {
         self.vote_result(|id| Some(active(id))) == VoteResult::Won
     }
+}
+
+/// [`MajorityConfig::committed_index`] over a borrowed set of voters: the
+/// leader's commit check runs on every acknowledgement, and building a
+/// `MajorityConfig` there would allocate each time.
+pub(super) fn majority_committed_index(
+    voters: &BTreeSet<NodeId>,
+    acked: impl Fn(NodeId) -> Option<LogIndex>,
+) -> LogIndex {
+    if voters.is_empty() {
+        return LogIndex(u64::MAX);
+    }
+    // Small groups: a stack array avoids an allocation per commit check.
+    let mut stack = [LogIndex(0); 7];
+    let mut heap;
+    let indexes: &mut [LogIndex] = if voters.len() <= stack.len() {
+        &mut stack[..voters.len()]
+    } else {
+        heap = vec![LogIndex(0); voters.len()];
+        &mut heap
+    };
+    for (slot, id) in indexes.iter_mut().zip(voters) {
+        *slot = acked(*id).unwrap_or_default();
+    }
+    indexes.sort_unstable_by(|a, b| b.cmp(a));
+    // Sorted descending: the element at position `majority - 1` is held
+    // by at least a majority of voters.
+    indexes[voters.len() / 2]
 }
 
 /// Two majority configurations that must both agree: C(new) (`incoming`) and

@@ -365,7 +365,7 @@ impl RaftNode {
         let me = self.id();
         let last_sent = self.reads.round_next.saturating_sub(1);
         let acked = &self.reads.acked_rounds;
-        let quorum = self.configs.effective().quorum().committed_index(|id| {
+        let quorum = self.configs.effective().committed_index(|id| {
             let round = if id == me {
                 last_sent
             } else {

@@ -12,15 +12,27 @@ impl RaftNode {
     /// Sends every peer what its window allows; tells idle peers about a
     /// new commit index.
     pub(super) fn replicate_all(&mut self) {
-        let peers: Vec<NodeId> = match &self.role {
-            RoleState::Leader { progress } => progress.keys().copied().collect(),
-            _ => return,
+        let last = self.log.last_index();
+        let committed = self.log.committed();
+        let RoleState::Leader { progress } = &self.role else {
+            return;
         };
-        for peer in peers {
+        // Most flushes have nothing for most peers: only those with work
+        // are visited, from ids gathered in a reused buffer (`send_appends`
+        // needs `self` mutably; collecting anew would allocate every flush).
+        let mut due = std::mem::take(&mut self.due_peers);
+        for (&id, p) in progress {
+            if p.has_appends_due(last) || p.has_commit_due(committed) {
+                due.push(id);
+            }
+        }
+        for &peer in &due {
             if !self.send_appends(peer, false) {
                 self.announce_commit(peer);
             }
         }
+        due.clear();
+        self.due_peers = due;
     }
 
     /// Sends appends to `peer` while its window allows and entries remain;
@@ -36,7 +48,7 @@ impl RaftNode {
                 return sent;
             };
             let last = self.log.last_index();
-            if p.is_paused() || (p.next > last && !probe_empty) {
+            if !p.has_appends_due(last) && (p.is_paused() || !probe_empty) {
                 return sent;
             }
             probe_empty = false;
@@ -74,8 +86,7 @@ impl RaftNode {
             return;
         };
         let Some(p) = progress.get(&peer) else { return };
-        let unheard = self.log.committed() > p.commit_sent;
-        if unheard && p.state == ProgressState::Replicate && p.inflights.count() == 0 {
+        if p.has_commit_due(self.log.committed()) {
             self.send_appends(peer, true);
         }
     }
@@ -173,7 +184,12 @@ impl RaftNode {
         p.recent_active = true;
         match (resp, hint_next) {
             (AppendResponse::Success { match_index }, _) if p.on_ack(match_index) => {
-                self.maybe_commit();
+                // One voter's match rising to at most the commit index
+                // cannot lift a quorum above it (in a batch of one, the
+                // second follower's ack): skip the count.
+                if match_index > self.log.committed() {
+                    self.maybe_commit();
+                }
                 self.maybe_send_timeout_now(from);
             }
             (AppendResponse::Reject { .. }, Some((rejected, next))) => {
@@ -213,7 +229,7 @@ impl RaftNode {
         };
         let me = self.id();
         let own = self.log.persisted();
-        let quorum_index = self.configs.effective().quorum().committed_index(|id| {
+        let quorum_index = self.configs.effective().committed_index(|id| {
             if id == me {
                 Some(own)
             } else {

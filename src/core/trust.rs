@@ -104,9 +104,10 @@ impl RaftNode {
                 reason: "last entry from a term beyond the message's",
             });
         }
-        let joining = !self.knows(self.id());
+        // The cheap test first: nearly every message comes from our leader.
         let our_leader = self.leader == Some(m.from) && m.term == self.term();
-        if self.knows(m.from) || joining || our_leader || self.names_sender(m) {
+        let joining = || !self.knows(self.id());
+        if our_leader || self.knows(m.from) || joining() || self.names_sender(m) {
             return Ok(());
         }
         let last_index = self.log.last_index();
