@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use oar::core::{LogId, LogIndex, NodeId};
 use oar::runtime::{
-    Committed, Error, GroupId, GroupOptions, MemStorage, NodeManager, SnapshotError,
+    Committed, Error, GroupId, GroupOptions, MemStorage, Node, NodeManager, SnapshotError,
     SnapshotReader, SnapshotView, StateMachine, snapshot_file,
 };
 use runtime::*;
@@ -182,9 +182,8 @@ async fn history(server: &NodeManager, group: GroupId) -> History {
     }
 }
 
-/// Restarts the group on `history`'s storage and disk; returns the total
-/// after one more command (19), which is applied after everything before.
-async fn restart_and_sum(server: &NodeManager, history: &History) -> u64 {
+/// Restarts the group on `history`'s storage and disk, once it leads.
+async fn restart(server: &NodeManager, history: &History) -> Node {
     let node = server
         .add_group(
             history.options.clone(),
@@ -193,6 +192,13 @@ async fn restart_and_sum(server: &NodeManager, history: &History) -> u64 {
         )
         .unwrap();
     wait_for_leader(&[&node]).await;
+    node
+}
+
+/// Restarts the group on `history`'s storage and disk; returns the total
+/// after one more command (19), which is applied after everything before.
+async fn restart_and_sum(server: &NodeManager, history: &History) -> u64 {
+    let node = restart(server, history).await;
     let applied = node.apply("19".into()).await.unwrap();
     node.shutdown().await;
     history.disk.lock().unwrap().seen.pop();
@@ -292,14 +298,7 @@ async fn a_store_behind_the_snapshot_by_no_ops_only_is_not_reloaded() {
     let history = history(&server, GroupId(5)).await;
     // Restarted, the leader's no-op follows the last command; a snapshot
     // taken then is past the store's point, by that no-op only.
-    let node = server
-        .add_group(
-            history.options.clone(),
-            history.store.clone(),
-            DiskSum::new(&history.disk),
-        )
-        .unwrap();
-    wait_for_leader(&[&node]).await;
+    let node = restart(&server, &history).await;
     let last_command = *history.unpersisted.last().unwrap();
     wait_until(|| node.applied_index() > last_command).await;
     let snapshot = node.snapshot().await.unwrap();
