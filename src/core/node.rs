@@ -222,6 +222,11 @@ impl RaftNode {
         Ok(node)
     }
 
+    /// The options the node runs with.
+    pub fn options(&self) -> &RaftOptions {
+        &self.options
+    }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.options.id
@@ -285,6 +290,7 @@ impl RaftNode {
             persisted: self.log.persisted(),
             membership: self.membership().clone(),
             peers,
+            quiet: self.quiet,
         }
     }
 

@@ -18,6 +18,7 @@ use super::group::{GroupDriver, GroupInput, SharedState};
 use super::group_id::GroupId;
 use super::group_storage::GroupStorage;
 use super::inbound::{self, ConnectionCounts, Listener};
+use super::liveness::run_liveness_monitor;
 use super::metrics::ServerSnapshot;
 use super::node::Node;
 use super::observer::GroupObserver;
@@ -72,10 +73,13 @@ pub(crate) struct Inner {
     /// Set when the server lives on an in-process network instead of TCP.
     local_network: Option<LocalNetwork>,
     routes: Mutex<BTreeMap<GroupId, Node>>,
+    /// Set by `shutdown`: inbound connections stop answering (a server
+    /// shut down must look dead to its peers' liveness probes).
+    closed: AtomicBool,
     /// Groups `add_group` is starting (recovering, loading a snapshot)
     /// without holding `routes`, which every incoming message needs.
     starting: Mutex<BTreeSet<GroupId>>,
-    transport: Transport,
+    pub(crate) transport: Transport,
     pub(crate) options: TransportOptions,
     pub(crate) security: Security,
     /// Opens this server's outbound connections (as this server).
@@ -167,6 +171,7 @@ impl NodeManager {
             local_addr,
             local_network: None,
             routes: Mutex::default(),
+            closed: AtomicBool::new(false),
             starting: Mutex::default(),
             transport: Transport::tcp(options.clone(), dialer.clone()),
             files: file_service(&options),
@@ -184,6 +189,7 @@ impl NodeManager {
             Listener::Raft,
         ));
         inner.accept.lock().expect("accept lock").push(accept);
+        tokio::spawn(run_liveness_monitor(Arc::downgrade(&inner)));
         Ok(NodeManager { inner })
     }
 
@@ -199,6 +205,7 @@ impl NodeManager {
             local_addr: addr,
             local_network: Some(network.clone()),
             routes: Mutex::default(),
+            closed: AtomicBool::new(false),
             starting: Mutex::default(),
             transport: Transport::local(network.clone()),
             files: file_service(&options),
@@ -230,6 +237,7 @@ impl NodeManager {
                 }
             }),
         );
+        tokio::spawn(run_liveness_monitor(Arc::downgrade(&inner)));
         NodeManager { inner }
     }
 
@@ -397,7 +405,9 @@ impl NodeManager {
                 task: None,
             },
             observer: GroupObserver::default(),
+            liveness: Arc::clone(self.inner.transport.liveness()),
         };
+        driver.publish_peer_servers();
         let node = Node {
             group: options.group,
             id: options.raft.id,
@@ -453,6 +463,7 @@ impl NodeManager {
                 let mut routes = manager.routes.lock().expect("routes lock");
                 routes.remove(&group);
                 manager.files.stop(group);
+                manager.transport.liveness().mark_changed();
             }
             shared.stopped.send_replace(true);
         });
@@ -506,6 +517,7 @@ impl NodeManager {
     /// Stops accepting connections, shuts every group down and closes the
     /// outbound connections.
     pub async fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::Release);
         for accept in self.inner.accept.lock().expect("accept lock").drain(..) {
             accept.abort();
         }
@@ -584,6 +596,19 @@ impl Inner {
         self.files
             .handle(request, &self.stats.snapshot_bytes_served)
             .await
+    }
+
+    /// Whether `shutdown` began.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether the server at `addr` is on this server's in-process network
+    /// (`None` over TCP, where only probes tell).
+    pub(crate) fn reachable_in_process(&self, addr: SocketAddr) -> Option<bool> {
+        self.local_network
+            .as_ref()
+            .map(|network| network.is_registered(addr))
     }
 
     /// Whether operators are served on the `which` listener.
