@@ -183,3 +183,30 @@ async fn quiet_groups_elect_among_survivors_when_their_leaders_server_is_cut_off
         server.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_at_a_dead_servers_address_does_not_keep_its_groups_quiet() {
+    let servers = servers(3).await;
+    let peers = peers_of(&servers);
+    let groups = start_groups(&servers, |_| peers.clone());
+    spread_leaders_and_write(&groups).await;
+    wait_quiet_and_steady(&groups).await;
+
+    // Server 0 dies and a server of another cluster (its own CA) takes
+    // its address: it would answer probes, but it cannot authenticate as
+    // server 0, so it counts as silence.
+    let addr = servers[0].local_addr();
+    servers[0].shutdown().await;
+    let stranger = NodeManager::bind(
+        addr,
+        pki::Pki::new().security(addr.ip()),
+        Default::default(),
+    )
+    .await
+    .expect("the dead server's port is free");
+    survivors_serve_every_group(&groups).await;
+    stranger.shutdown().await;
+    for server in &servers[1..] {
+        server.shutdown().await;
+    }
+}
