@@ -36,17 +36,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use super::group::GroupInput;
 use super::node_manager::Inner;
-
-/// How often the monitor looks when no group needs it (it only reindexes).
-const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Shortest check interval, whatever the groups' timeouts.
 const CHECK_INTERVAL_MIN: Duration = Duration::from_millis(5);
@@ -60,6 +57,8 @@ pub(crate) struct PeerLiveness {
     /// Set when a group came or went or changed its address book: the
     /// monitor reindexes.
     changed: AtomicBool,
+    /// Wakes the monitor when `changed` is set.
+    changed_notify: Notify,
     /// How often connections must probe for the monitor, in nanoseconds
     /// (0: no probe needed).
     probe_interval_nanos: AtomicU64,
@@ -98,6 +97,7 @@ impl PeerLiveness {
     /// A group came or went, or changed its address book.
     pub(crate) fn mark_changed(&self) {
         self.changed.store(true, Ordering::Release);
+        self.changed_notify.notify_one();
     }
 
     /// Watches exactly `addrs` from now on: new ones start as just heard,
@@ -196,7 +196,7 @@ pub(crate) async fn run_liveness_monitor(manager: Weak<Inner>) {
         if inner.is_closed() {
             return;
         }
-        let liveness = inner.transport.liveness();
+        let liveness = Arc::clone(inner.transport.liveness());
         if liveness.changed.swap(false, Ordering::AcqRel) {
             watched = Watched::build(&inner);
             let addrs: BTreeSet<SocketAddr> = watched.groups.keys().copied().collect();
@@ -211,23 +211,22 @@ pub(crate) async fn run_liveness_monitor(manager: Weak<Inner>) {
                 inner.transport.probe(addr);
             }
         }
-        let interval = match watched.silence_max {
-            Some(silence_max) => {
-                let went_down =
-                    liveness.check(silence_max, |addr| inner.reachable_in_process(addr));
-                for addr in went_down {
-                    tracing::info!(%addr, ?silence_max, "peer server silent; waking its quiet groups");
-                    for inbox in watched.groups.get(&addr).into_iter().flatten() {
-                        // A full inbox belongs to a busy group, which is not
-                        // quiet; if it goes quiet later, it checks for itself.
-                        let _ = inbox.try_send(GroupInput::PeerServerDown(addr));
-                    }
-                }
-                check_interval(silence_max)
-            }
-            None => IDLE_CHECK_INTERVAL,
+        let Some(silence_max) = watched.silence_max else {
+            // No quiescing group: nothing to watch until one comes.
+            drop(inner);
+            liveness.changed_notify.notified().await;
+            continue;
         };
+        let went_down = liveness.check(silence_max, |addr| inner.reachable_in_process(addr));
+        for addr in went_down {
+            tracing::info!(%addr, ?silence_max, "peer server silent; waking its quiet groups");
+            for inbox in watched.groups.get(&addr).into_iter().flatten() {
+                // A full inbox belongs to a busy group, which is not
+                // quiet; if it goes quiet later, it checks for itself.
+                let _ = inbox.try_send(GroupInput::PeerServerDown(addr));
+            }
+        }
         drop(inner);
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(check_interval(silence_max)).await;
     }
 }

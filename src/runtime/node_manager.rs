@@ -518,6 +518,8 @@ impl NodeManager {
     /// outbound connections.
     pub async fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::Release);
+        // Ends the liveness monitor, even one waiting for a group.
+        self.inner.transport.liveness().mark_changed();
         for accept in self.inner.accept.lock().expect("accept lock").drain(..) {
             accept.abort();
         }
