@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::admin::{AdminReply, AdminRequest, PendingChange};
 use super::apply_loop::{ApplyTask, ProposalReply, SnapshotReply};
+use super::clock::sleep_until_or_never;
 use super::error::Error;
 use super::group_id::GroupId;
 use super::liveness::{LivenessWatch, PeerLiveness};
@@ -170,7 +171,8 @@ impl GroupDriver {
         let mut shutdown = false;
         let mut failure = None;
         loop {
-            let deadline = self.clock.runtime_instant(self.raft.poll_timeout());
+            let deadline = self.raft.poll_timeout();
+            let timer = (deadline != Instant::NEVER).then(|| self.clock.runtime_instant(deadline));
             tokio::select! {
                 biased;
                 result = self.log.completed(), if self.log.is_task() => match result {
@@ -186,7 +188,7 @@ impl GroupDriver {
                     Some(input) => self.on_input(input, self.now()),
                     None => break,
                 },
-                _ = tokio::time::sleep_until(deadline) => self.raft.handle_tick(self.now()),
+                () = sleep_until_or_never(timer) => self.raft.handle_tick(self.now()),
             }
             // One clock read for the whole batch: inputs drained together
             // happened "now" as far as the protocol can tell.

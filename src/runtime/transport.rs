@@ -37,6 +37,7 @@ use tokio::sync::mpsc;
 
 use super::auth::Dialer;
 use super::backoff::Backoff;
+use super::clock::sleep_until_or_never;
 use super::group_id::GroupId;
 use super::liveness::PeerLiveness;
 use super::snapshot_copy::FileHandler;
@@ -410,7 +411,7 @@ async fn run_peer_sender(
                 }
                 frame = queue.recv() => Some(frame),
                 // Idle: a probe alone, so that liveness is heard.
-                () = sleep_until_some(idle_due) => None,
+                () = sleep_until_or_never(idle_due) => None,
             };
             batch.clear();
             match frame {
@@ -465,14 +466,6 @@ async fn sleep_draining(queue: &mut mpsc::Receiver<Bytes>, delay: Duration) -> b
             frame = queue.recv() => if frame.is_none() { return false },
             _ = tokio::time::sleep_until(deadline) => return true,
         }
-    }
-}
-
-/// Sleeps until `deadline`; forever if there is none.
-async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 
