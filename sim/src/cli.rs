@@ -205,8 +205,12 @@ fn line(report: &RunReport) -> String {
         Some(churn) => format!("{}/{}", churn.elections, churn.leaders),
         None => "-".into(),
     };
+    let quiet = match report.quiet_samples {
+        (0, _) => String::new(),
+        (samples, quiet) => format!(" quiet {quiet}/{samples}"),
+    };
     format!(
-        "seed {} ops {} faults {} stranger {}/{} terms {} snapshot loads {} recovery {recovery} (bound {:.2}s) tail elections/leaders {tail} sim {:.1}s wall {:.2}s {}",
+        "seed {} ops {} faults {} stranger {}/{} terms {} snapshot loads {} recovery {recovery} (bound {:.2}s) tail elections/leaders {tail}{quiet} sim {:.1}s wall {:.2}s {}",
         report.seed,
         report.ops,
         report.faults,
