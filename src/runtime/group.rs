@@ -323,7 +323,7 @@ impl GroupDriver {
         let down: Vec<SocketAddr> = self
             .peers
             .iter()
-            .filter(|&(&id, addr)| id != own && self.liveness.any_down(std::iter::once(addr)))
+            .filter(|&(&id, &addr)| id != own && self.liveness.is_down(addr))
             .map(|(_, &addr)| addr)
             .collect();
         let now = self.now();
@@ -335,14 +335,11 @@ impl GroupDriver {
     /// Publishes the address book to the liveness monitor (quiescing
     /// groups only); call whenever `peers` changes.
     pub(crate) fn publish_peer_servers(&self) {
-        let Some(silence_max) = self
-            .raft
-            .options()
-            .quiesce_after
-            .map(|_| self.raft.options().election_timeout_min)
-        else {
+        let options = self.raft.options();
+        if options.quiesce_after.is_none() {
             return;
-        };
+        }
+        let silence_max = options.election_timeout_min;
         let own = self.raft.id();
         let own_addr = self.peers.get(&own).copied();
         let peer_servers = self

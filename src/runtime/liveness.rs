@@ -80,10 +80,10 @@ impl PeerLiveness {
         }
     }
 
-    /// Whether any of `addrs` is down as of the last check.
-    pub(crate) fn any_down<'a>(&self, mut addrs: impl Iterator<Item = &'a SocketAddr>) -> bool {
+    /// Whether the server at `addr` is down as of the last check.
+    pub(crate) fn is_down(&self, addr: SocketAddr) -> bool {
         let peers = self.peers.lock().expect("liveness lock");
-        addrs.any(|addr| peers.get(addr).is_some_and(|p| p.down))
+        peers.get(&addr).is_some_and(|p| p.down)
     }
 
     /// How often connections must probe for the monitor, if at all.
