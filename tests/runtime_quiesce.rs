@@ -121,9 +121,21 @@ async fn wait_quiet_and_steady(groups: &[Vec<Member>]) {
 async fn survivors_serve_every_group(groups: &[Vec<Member>]) {
     for (g, members) in groups.iter().enumerate() {
         let survivors = nodes(&members[1..]);
-        // Waits (10 s at most) for a leader among the survivors that both
-        // agree on: member 1's groups must have elected one.
-        let leader = wait_for_leader(&survivors).await;
+        // Waits (10 s at most, twice) for a leader among the survivors
+        // that both agree on: member 1's groups must have elected one.
+        let leader = match tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if survivors.iter().all(|n| n.leader() != Some(NodeId(1))) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+        .await
+        {
+            Ok(()) => wait_for_leader(&survivors).await,
+            Err(_) => panic!("group {g}: the survivors still follow member 1 after 10 s"),
+        };
         if intended_leader(g) != NodeId(1) {
             assert_eq!(
                 survivors[leader].id(),
@@ -206,6 +218,49 @@ async fn a_stranger_at_a_dead_servers_address_does_not_keep_its_groups_quiet() {
     .expect("the dead server's port is free");
     survivors_serve_every_group(&groups).await;
     stranger.shutdown().await;
+    for server in &servers[1..] {
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_on_a_live_server_wakes_its_quiet_groups() {
+    let servers = servers(3).await;
+    let peers = peers_of(&servers);
+    let groups = start_groups(&servers, |_| peers.clone());
+    spread_leaders_and_write(&groups).await;
+    wait_quiet_and_steady(&groups).await;
+
+    // Server 0 lives on (it answers every probe), but its members leave:
+    // its probes' answers count them, and its peers wake those groups.
+    for members in &groups {
+        servers[0]
+            .remove_group(members[0].node.group())
+            .await
+            .unwrap();
+    }
+    survivors_serve_every_group(&groups).await;
+    for server in &servers {
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restarted_within_the_silence_bound_wakes_its_quiet_groups() {
+    let servers = servers(3).await;
+    let peers = peers_of(&servers);
+    let groups = start_groups(&servers, |_| peers.clone());
+    spread_leaders_and_write(&groups).await;
+    wait_quiet_and_steady(&groups).await;
+
+    // Server 0 comes back at once (no silence to speak of) without its
+    // members, as a server whose storage was refused: its new incarnation
+    // tells its peers.
+    let addr = servers[0].local_addr();
+    servers[0].shutdown().await;
+    let restarted = server_at(addr, Default::default()).await;
+    survivors_serve_every_group(&groups).await;
+    restarted.shutdown().await;
     for server in &servers[1..] {
         server.shutdown().await;
     }

@@ -394,7 +394,9 @@ pub(crate) async fn answer(
                 )
             })
         }
-        (Kind::Ping(probe), Identity::Server(_)) if peers => Some(Kind::Pong(probe)),
+        (Kind::Ping(probe), Identity::Server(_)) if peers => {
+            Some(Kind::Pong(inner.pong(probe.sequence)))
+        }
         (Kind::GetFileRequest(request), Identity::Server(_)) if peers => {
             Some(Kind::GetFileResponse(inner.serve_file(request).await))
         }

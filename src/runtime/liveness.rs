@@ -10,7 +10,12 @@
 //! silent for longer than the bound is *down*: every local group with a
 //! member there gets [`RaftNode::handle_peer_unreachable`] for it (through
 //! its inbox), so that a quiet follower wakes and elects by the usual
-//! timers. A group that goes quiet while one of its peers' servers is down
+//! timers. A server that answers is not enough, though: it may have
+//! restarted faster than the bound (its member is now a follower, or gone
+//! if its storage was refused), or one of its members may have stopped
+//! (fail-stop, removal) while it lives on. So each `Pong` carries the
+//! server's incarnation (drawn at start) and a count of its members that
+//! stopped, and a change in either is treated as that server going down. A group that goes quiet while one of its peers' servers is down
 //! wakes at once (the driver checks), so no notification is lost to a race.
 //!
 //! Why the transport's `Ping`/`Pong` rather than a new heartbeat frame: the
@@ -70,13 +75,30 @@ struct PeerState {
     heard: Instant,
     /// Silent for longer than the bound, as of the last check.
     down: bool,
+    /// Its incarnation and members stopped, as its last answer said.
+    epoch: Option<(u64, u64)>,
+    /// The epoch moved since the last check: it restarted, or a member
+    /// there stopped.
+    epoch_moved: bool,
 }
 
 impl PeerLiveness {
-    /// The authenticated server at `addr` answered a probe (or a dial).
+    /// The authenticated server at `addr` completed a dial.
     pub(crate) fn heard(&self, addr: SocketAddr) {
         if let Some(peer) = self.peers.lock().expect("liveness lock").get_mut(&addr) {
             peer.heard = Instant::now();
+        }
+    }
+
+    /// The authenticated server at `addr` answered a probe, naming its
+    /// `(incarnation, members stopped)`.
+    pub(crate) fn answered(&self, addr: SocketAddr, epoch: (u64, u64)) {
+        if let Some(peer) = self.peers.lock().expect("liveness lock").get_mut(&addr) {
+            peer.heard = Instant::now();
+            if peer.epoch.is_some_and(|known| known != epoch) {
+                peer.epoch_moved = true;
+            }
+            peer.epoch = Some(epoch);
         }
     }
 
@@ -110,13 +132,15 @@ impl PeerLiveness {
             peers.entry(addr).or_insert(PeerState {
                 heard: now,
                 down: false,
+                epoch: None,
+                epoch_moved: false,
             });
         }
     }
 
     /// Marks servers down or up by `reachable` (`None`: by how long ago
     /// they were heard, against `silence_max`); returns those that just
-    /// went down.
+    /// went down, or restarted or lost a member since the last check.
     fn check(
         &self,
         silence_max: Duration,
@@ -124,15 +148,16 @@ impl PeerLiveness {
     ) -> Vec<SocketAddr> {
         let now = Instant::now();
         let mut peers = self.peers.lock().expect("liveness lock");
-        let mut went_down = Vec::new();
+        let mut lost = Vec::new();
         for (&addr, peer) in peers.iter_mut() {
             let up = reachable(addr).unwrap_or(now.duration_since(peer.heard) <= silence_max);
-            if !up && !peer.down {
-                went_down.push(addr);
+            if (!up && !peer.down) || peer.epoch_moved {
+                lost.push(addr);
             }
             peer.down = !up;
+            peer.epoch_moved = false;
         }
-        went_down
+        lost
     }
 }
 
@@ -217,9 +242,9 @@ pub(crate) async fn run_liveness_monitor(manager: Weak<Inner>) {
             liveness.changed_notify.notified().await;
             continue;
         };
-        let went_down = liveness.check(silence_max, |addr| inner.reachable_in_process(addr));
-        for addr in went_down {
-            tracing::info!(%addr, ?silence_max, "peer server silent; waking its quiet groups");
+        let lost = liveness.check(silence_max, |addr| inner.reachable_in_process(addr));
+        for addr in lost {
+            tracing::info!(%addr, ?silence_max, "peer server silent, restarted or lost a member; waking its quiet groups");
             for inbox in watched.groups.get(&addr).into_iter().flatten() {
                 // A full inbox belongs to a busy group, which is not
                 // quiet; if it goes quiet later, it checks for itself.

@@ -76,6 +76,11 @@ pub(crate) struct Inner {
     /// Set by `shutdown`: inbound connections stop answering (a server
     /// shut down must look dead to its peers' liveness probes).
     closed: AtomicBool,
+    /// This start of the server, as its probes' answers name it.
+    incarnation: u64,
+    /// Group members that stopped here (failed, removed, shut down), as
+    /// its probes' answers count them.
+    members_stopped: AtomicU64,
     /// Groups `add_group` is starting (recovering, loading a snapshot)
     /// without holding `routes`, which every incoming message needs.
     starting: Mutex<BTreeSet<GroupId>>,
@@ -172,6 +177,8 @@ impl NodeManager {
             local_network: None,
             routes: Mutex::default(),
             closed: AtomicBool::new(false),
+            incarnation: incarnation(),
+            members_stopped: AtomicU64::new(0),
             starting: Mutex::default(),
             transport: Transport::tcp(options.clone(), dialer.clone()),
             files: file_service(&options),
@@ -206,6 +213,8 @@ impl NodeManager {
             local_network: Some(network.clone()),
             routes: Mutex::default(),
             closed: AtomicBool::new(false),
+            incarnation: incarnation(),
+            members_stopped: AtomicU64::new(0),
             starting: Mutex::default(),
             transport: Transport::local(network.clone()),
             files: file_service(&options),
@@ -464,6 +473,7 @@ impl NodeManager {
                 routes.remove(&group);
                 manager.files.stop(group);
                 manager.transport.liveness().mark_changed();
+                manager.members_stopped.fetch_add(1, Ordering::Relaxed);
             }
             shared.stopped.send_replace(true);
         });
@@ -541,6 +551,18 @@ impl NodeManager {
     }
 }
 
+/// A number that differs at each start of a server: the wall clock at
+/// start, plus a count of the servers started in this process (two
+/// starts in one clock tick still differ).
+fn incarnation() -> u64 {
+    static STARTED: AtomicU64 = AtomicU64::new(0);
+    let started = STARTED.fetch_add(1, Ordering::Relaxed);
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    since_epoch.wrapping_add(started)
+}
+
 /// The process's limit on open file descriptors, where there is one to ask
 /// (not in the simulator, whose connections take none).
 fn descriptor_limit() -> Option<u64> {
@@ -598,6 +620,16 @@ impl Inner {
         self.files
             .handle(request, &self.stats.snapshot_bytes_served)
             .await
+    }
+
+    /// The answer to a peer's probe `sequence`: this server's incarnation
+    /// and members stopped ride along (`liveness.rs`).
+    pub(crate) fn pong(&self, sequence: u64) -> proto::Probe {
+        proto::Probe {
+            sequence,
+            incarnation: self.incarnation,
+            members_stopped: self.members_stopped.load(Ordering::Relaxed),
+        }
     }
 
     /// Whether `shutdown` began.

@@ -543,6 +543,7 @@ impl Probe {
         let ping = proto::Frame {
             kind: Some(proto::frame::Kind::Ping(proto::Probe {
                 sequence: self.sent,
+                ..Default::default()
             })),
         };
         encode_frame(&ping.encode_to_vec(), batch);
@@ -579,7 +580,7 @@ async fn read_replies<R: tokio::io::AsyncRead + Unpin>(
         match proto::Frame::decode(body).map(|frame| frame.kind) {
             Ok(Some(proto::frame::Kind::Pong(probe))) => {
                 answered.fetch_max(probe.sequence, Ordering::Relaxed);
-                liveness.heard(addr);
+                liveness.answered(addr, (probe.incarnation, probe.members_stopped));
             }
             Ok(Some(proto::frame::Kind::Error(e))) => {
                 tracing::warn!(%addr, group = e.group_id, kind = e.kind, detail = %e.detail, "peer refused a message");
