@@ -551,16 +551,13 @@ impl NodeManager {
     }
 }
 
-/// A number that differs at each start of a server: the wall clock at
-/// start, plus a count of the servers started in this process (two
-/// starts in one clock tick still differ).
+/// A number that differs at each start of a server at one address: the
+/// wall clock at start, in nanoseconds (a restart comes later). The
+/// simulator's clock is simulated, so runs stay deterministic.
 fn incarnation() -> u64 {
-    static STARTED: AtomicU64 = AtomicU64::new(0);
-    let started = STARTED.fetch_add(1, Ordering::Relaxed);
-    let since_epoch = std::time::SystemTime::now()
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    since_epoch.wrapping_add(started)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The process's limit on open file descriptors, where there is one to ask
