@@ -27,9 +27,8 @@
 //! groups), `OAR_BENCH_IDLE_S` (default 5), `OAR_BENCH_MS` (default 3000),
 //! `OAR_BENCH_CLIENTS` (default 64), `OAR_BENCH_WRITE_GROUPS`,
 //! `OAR_BENCH_SETUP_S` (give up waiting for leaders after this, default 600),
-//! `OAR_BENCH_QUIESCE_MS` (set `RaftOptions::quiesce_after`: idle groups go
-//! quiet; the runtime does not report unreachable servers yet, so this
-//! measures what quiet groups cost, not a deployable setting).
+//! `OAR_BENCH_QUIESCE_MS` (`RaftOptions::quiesce_after` in milliseconds,
+//! `0` for never quiet; default: `GroupOptions::new`'s, 2 s).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -321,10 +320,14 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok()),
         setup_max: Duration::from_secs(env("OAR_BENCH_SETUP_S", 600)),
-        quiesce_after: std::env::var("OAR_BENCH_QUIESCE_MS")
+        quiesce_after: match std::env::var("OAR_BENCH_QUIESCE_MS")
             .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis),
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            None => Some(oar::runtime::options::QUIESCE_AFTER),
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -135,6 +135,30 @@ fn a_quiet_follower_whose_leader_is_reported_down_elects_a_new_leader() {
     }
 }
 
+/// Found by the simulator (`--quiesce-after-ms 100`, seeds 160 and 358):
+/// the leader's server restarted faster than the liveness bound, so no
+/// report came; the restarted leader's own campaign must wake its quiet
+/// followers, or they refuse it (and each other) forever.
+#[test]
+fn a_quiet_follower_wakes_when_its_own_leader_campaigns() {
+    for seed in 0..10 {
+        let mut c = quiet_cluster(seed);
+        let committed = c.node(1).log().committed();
+        c.crash(n(1));
+        c.restart_bootstrap(n(1));
+        let elected = c.run_until(MS, Duration::from_secs(10), |c| c.leader().is_some());
+        assert!(
+            elected,
+            "seed {seed}: the quiet followers refused the restarted leader"
+        );
+        let leader = c.leader().unwrap();
+        assert!(c.node(leader.0).log().committed() >= committed);
+        let id = c.propose(leader, "after").unwrap();
+        c.stabilize();
+        assert!(c.node(leader.0).log().committed() >= id.index);
+    }
+}
+
 #[test]
 fn a_report_about_a_live_leader_costs_no_election() {
     for seed in 0..5 {

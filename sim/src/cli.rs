@@ -58,6 +58,11 @@ struct Shape {
     /// expire mid-run, which the expiry plant needs to show.
     #[arg(long)]
     session_expiry_ms: Option<u64>,
+    /// Groups go quiet after this many milliseconds idle
+    /// (`RaftOptions::quiesce_after`), woken by the runtime's server-level
+    /// liveness probes; default: never quiet.
+    #[arg(long)]
+    quiesce_after_ms: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -143,6 +148,10 @@ fn options(seed: u64, shape: &Shape) -> SimOptions {
         session_expiry: shape
             .session_expiry_ms
             .map_or(defaults.session_expiry, Duration::from_millis),
+        raft: oar::core::RaftOptions {
+            quiesce_after: shape.quiesce_after_ms.map(Duration::from_millis),
+            ..defaults.raft
+        },
         ..defaults
     }
 }
@@ -151,7 +160,7 @@ fn options(seed: u64, shape: &Shape) -> SimOptions {
 /// that it can be edited (a kind set to 0 to see whether it matters).
 fn replay_command(options: &SimOptions, shape: &Shape) -> String {
     format!(
-        "cargo simrun -p oar-sim -- run --seed {} --nodes {} --faults {} --clients {} --fault-secs {} --weights {}{}{} --trace trace.jsonl --history history.jsonl",
+        "cargo simrun -p oar-sim -- run --seed {} --nodes {} --faults {} --clients {} --fault-secs {} --weights {}{}{}{} --trace trace.jsonl --history history.jsonl",
         options.seed,
         shape.nodes,
         format!("{:?}", shape.faults).to_lowercase(),
@@ -166,6 +175,10 @@ fn replay_command(options: &SimOptions, shape: &Shape) -> String {
         shape
             .session_expiry_ms
             .map(|ms| format!(" --session-expiry-ms {ms}"))
+            .unwrap_or_default(),
+        shape
+            .quiesce_after_ms
+            .map(|ms| format!(" --quiesce-after-ms {ms}"))
             .unwrap_or_default(),
     )
 }
@@ -192,8 +205,12 @@ fn line(report: &RunReport) -> String {
         Some(churn) => format!("{}/{}", churn.elections, churn.leaders),
         None => "-".into(),
     };
+    let quiet = match report.quiet_samples {
+        (0, _) => String::new(),
+        (samples, quiet) => format!(" quiet {quiet}/{samples}"),
+    };
     format!(
-        "seed {} ops {} faults {} stranger {}/{} terms {} snapshot loads {} recovery {recovery} (bound {:.2}s) tail elections/leaders {tail} sim {:.1}s wall {:.2}s {}",
+        "seed {} ops {} faults {} stranger {}/{} terms {} snapshot loads {} recovery {recovery} (bound {:.2}s) tail elections/leaders {tail}{quiet} sim {:.1}s wall {:.2}s {}",
         report.seed,
         report.ops,
         report.faults,

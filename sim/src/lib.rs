@@ -27,6 +27,8 @@ pub mod liveness;
 #[cfg(madsim)]
 pub mod nemesis;
 #[cfg(madsim)]
+pub mod quiet;
+#[cfg(madsim)]
 pub mod reads;
 #[cfg(madsim)]
 pub mod reconfigure;

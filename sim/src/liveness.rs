@@ -153,13 +153,15 @@ pub async fn roles(cluster: &SimCluster) -> String {
         {
             let voters: Vec<u64> = s.membership.voters.iter().map(|v| v.0).collect();
             roles.push(format!(
-                "{}:{:?}@{} (vote {:?}, log {}, commit {}, voters {voters:?})",
+                "{}:{:?}@{}{} (vote {:?}, log {}, commit {}, voters {voters:?}, leader {:?})",
                 s.id,
                 s.role,
                 s.hard_state.term,
+                if s.quiet { " quiet" } else { "" },
                 s.hard_state.voted_for.map(|v| v.0),
                 s.last_log_id,
                 s.committed.0,
+                s.leader.map(|l| l.0),
             ));
         }
     }

@@ -73,6 +73,9 @@ pub struct RunReport {
     pub recoveries: Vec<Recovery>,
     /// Leadership changes over the fault-free tail, if it was reached.
     pub churn: Option<Churn>,
+    /// Members sampled over the fault phase, and how many were quiet
+    /// (sampled only with quiescence on).
+    pub quiet_samples: (u64, u64),
     /// What the restarts checked of what the servers had promised.
     pub durability: Checked,
     /// Simulated time, in nanoseconds.
@@ -129,6 +132,7 @@ pub fn run(options: &SimOptions) -> RunOutput {
                 recovery_bound: Duration::ZERO,
                 recoveries: Vec::new(),
                 churn: None,
+                quiet_samples: (0, 0),
                 durability: Checked::default(),
                 sim_ns: 0,
                 wall: Duration::ZERO,
@@ -179,6 +183,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         keys: options.keys,
         op_timeout: options.op_timeout,
         sessions: options.sessions,
+        idle_period: options.raft.quiesce_after.map(crate::quiet::idle_period),
     };
     let clients_node = madsim::runtime::Handle::current()
         .create_node()
@@ -188,6 +193,13 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
     let clients: Vec<_> = (0..options.clients as u64)
         .map(|client| clients_node.spawn(run_client(client, options.seed, ctx.clone())))
         .collect();
+    let quiet_samples = crate::quiet::QuietSamples::default();
+    if options.raft.quiesce_after.is_some() {
+        let sampler = quiet_samples
+            .clone()
+            .run(ctx.members.clone(), ctx.stop.clone());
+        clients_node.spawn(sampler);
+    }
 
     // Fault phase.
     let mut nemesis = Nemesis::new(
@@ -308,6 +320,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         recovery_bound: recovery_bound(&options.raft, &transport_options()),
         recoveries,
         churn,
+        quiet_samples: quiet_samples.counts(),
         durability: cluster.promises().checked(),
         sim_ns: SimCluster::now_ns(),
         wall: Duration::ZERO,

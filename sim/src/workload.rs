@@ -39,6 +39,9 @@ pub struct ClientContext {
     pub op_timeout: Duration,
     /// Writes go through client sessions.
     pub sessions: bool,
+    /// Every other period of this length all clients pause, so that the
+    /// group can go quiet (`quiet.rs`); `None`: no pauses.
+    pub idle_period: Option<Duration>,
 }
 
 /// Runs one client until `stop` is set.
@@ -50,6 +53,9 @@ pub async fn run_client(client: u64, seed: u64, ctx: ClientContext) {
     let mut last_seen: Vec<Option<String>> = vec![None; ctx.keys];
     let mut session = ClientSession::default();
     while !ctx.stop.load(Ordering::Relaxed) {
+        if let Some(period) = ctx.idle_period {
+            crate::quiet::wait_out_idle_phase(period, &ctx.stop).await;
+        }
         let member = ctx.members[target].lock().expect("member").clone();
         let Some(member) = member else {
             target = rng.random_range(0..ctx.members.len());

@@ -239,6 +239,11 @@ impl RaftNode {
         Ok(node)
     }
 
+    /// The options the node runs with.
+    pub fn options(&self) -> &RaftOptions {
+        &self.options
+    }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.options.id
@@ -302,6 +307,7 @@ impl RaftNode {
             persisted: self.log.persisted(),
             membership: self.membership().clone(),
             peers,
+            quiet: self.quiet,
         }
     }
 
@@ -371,7 +377,7 @@ impl RaftNode {
     /// unknown sender with a refusal at the message's term.
     pub fn handle_message(&mut self, now: Instant, message: Message) -> Result<(), InputError> {
         self.advance_time(now);
-        self.wake_for_message(&message.body);
+        self.wake_for_message(message.from, &message.body);
         let result = self.step(message);
         self.finish_input();
         result

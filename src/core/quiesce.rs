@@ -25,12 +25,14 @@
 //! **Waking.** A proposal, read, membership change or leadership transfer
 //! wakes a node; so does every message, except that a quiet leader takes
 //! heartbeat answers without waking (they answer its own `Quiesce`) and a
-//! quiet follower takes vote requests (but a leadership transfer's)
-//! without waking (it refuses them: a
+//! quiet follower takes vote requests without waking (it refuses them: a
 //! peer that missed the `Quiesce` must not pull the group into elections
-//! while its leader lives). A woken leader heartbeats again and checks its
-//! quorum afresh (no activity from before the quiet period counts); a woken
-//! follower restarts its election timer from now.
+//! while its leader lives). A leadership transfer's vote request wakes it,
+//! and so does one from its leader itself, which campaigns only once it
+//! lost its leadership (a restart faster than the driver's liveness can
+//! see). A woken leader heartbeats again and checks its quorum afresh (no
+//! activity from before the quiet period counts); a woken follower
+//! restarts its election timer from now.
 //!
 //! **Liveness comes from the driver.** A quiet follower cannot see its
 //! leader die, so the driver must report, with
@@ -82,15 +84,19 @@ impl RaftNode {
         self.busy_at = self.now;
     }
 
-    /// Wakes a quiet node before it handles `body` (see the module doc for
-    /// the two kinds of message that do not wake).
-    pub(super) fn wake_for_message(&mut self, body: &MessageBody) {
+    /// Wakes a quiet node before it handles `body` from `from` (see the
+    /// module doc for the two kinds of message that do not wake).
+    pub(super) fn wake_for_message(&mut self, from: NodeId, body: &MessageBody) {
         if !self.quiet {
             return;
         }
         let stays_quiet = match (&self.role, body) {
             (RoleState::Leader { .. }, MessageBody::HeartbeatResponse { .. }) => true,
-            (RoleState::Follower, MessageBody::VoteRequest(req)) => !req.leadership_transfer,
+            // Its own leader campaigning has lost its leadership (it
+            // restarted, faster than the driver's liveness could tell).
+            (RoleState::Follower, MessageBody::VoteRequest(req)) => {
+                !req.leadership_transfer && self.leader != Some(from)
+            }
             _ => false,
         };
         if !stays_quiet {

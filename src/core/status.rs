@@ -33,6 +33,8 @@ pub struct Status {
     pub membership: Membership,
     /// Per-peer replication progress, when leading.
     pub peers: Vec<PeerStatus>,
+    /// Whether the node is quiet (`core::quiesce`): no timer runs.
+    pub quiet: bool,
 }
 
 /// A leader's view of one peer.

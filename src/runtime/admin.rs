@@ -50,6 +50,7 @@ impl GroupDriver {
         let change = match request {
             AdminRequest::SetAddress(id, addr) => {
                 self.peers.insert(id, addr);
+                self.publish_peer_servers();
                 let _ = reply.send(Ok(None));
                 return;
             }
@@ -62,6 +63,7 @@ impl GroupDriver {
             AdminRequest::ChangeMembership(target) => self.raft.change_membership(now, target),
             AdminRequest::AddLearner(id, addr) => {
                 self.peers.insert(id, addr);
+                self.publish_peer_servers();
                 self.raft.add_learner(now, id)
             }
             AdminRequest::PromoteLearner(id) => self.raft.promote_learner(now, id),

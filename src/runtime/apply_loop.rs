@@ -112,7 +112,12 @@ impl ApplyLoop {
                 Some(period) => {
                     let wait =
                         (self.snapshot_at + period).saturating_duration_since(Instant::now());
+                    // Biased: an unbiased select draws its order from
+                    // tokio's per-thread RNG, which the simulator's seed
+                    // does not set (runs with quiet groups differed between
+                    // processes); a queued task goes first.
                     tokio::select! {
+                        biased;
                         task = tasks.recv() => task,
                         () = tokio::time::sleep(wait) => {
                             self.maybe_save(true).await;

@@ -71,6 +71,17 @@ impl Clock for SkewedClock {
     }
 }
 
+/// Sleeps until `deadline`; forever if there is none. A quiet group's
+/// deadline is `Instant::NEVER`, which is not armed as a timer at all: a
+/// timer 584 years out is one the simulator would jump its clock to once
+/// nothing else is runnable.
+pub(crate) async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

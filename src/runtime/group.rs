@@ -22,8 +22,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::admin::{AdminReply, AdminRequest, PendingChange};
 use super::apply_loop::{ApplyTask, ProposalReply, SnapshotReply};
+use super::clock::sleep_until_or_never;
 use super::error::Error;
 use super::group_id::GroupId;
+use super::liveness::{LivenessWatch, PeerLiveness};
 use super::metrics::GroupMetrics;
 use super::observer::{GroupDetails, GroupObserver};
 use super::snapshot_install::SnapshotInstaller;
@@ -77,6 +79,9 @@ pub(crate) enum GroupInput {
     SnapshotInstalled(SnapshotInfo),
     /// A snapshot from the leader could not be installed.
     SnapshotInstallFailed(SnapshotInfo),
+    /// The server at this address stopped answering (`liveness.rs`): a
+    /// quiet member wakes.
+    PeerServerDown(SocketAddr),
     /// Stop; [`SharedState::stopped`] tells when storage is quiet.
     Shutdown,
 }
@@ -100,6 +105,9 @@ pub(crate) struct SharedState {
     pub(crate) status: StatusPublisher,
     /// The group's counters and histograms, for `/metrics`.
     pub(crate) metrics: Arc<GroupMetrics>,
+    /// What the server's liveness monitor watches for this group (`None`:
+    /// quiescence off, nothing to watch).
+    liveness_watch: std::sync::Mutex<Option<LivenessWatch>>,
 }
 
 impl SharedState {
@@ -117,7 +125,13 @@ impl SharedState {
             stopped: watch::Sender::new(false),
             status: StatusPublisher::new(group, id, membership),
             metrics: Arc::new(GroupMetrics::new(metrics_enabled)),
+            liveness_watch: Default::default(),
         }
+    }
+
+    /// What the liveness monitor should watch for this group.
+    pub(crate) fn liveness_watch(&self) -> Option<LivenessWatch> {
+        self.liveness_watch.lock().expect("watch lock").clone()
     }
 }
 
@@ -143,6 +157,8 @@ pub(crate) struct GroupDriver {
     pub(crate) installer: SnapshotInstaller,
     /// Status, metrics and details kept for operators.
     pub(crate) observer: GroupObserver,
+    /// The server's view of its peer servers' liveness.
+    pub(crate) liveness: Arc<PeerLiveness>,
 }
 
 /// Inputs taken per wake-up before actions are drained, so that a burst of
@@ -160,7 +176,8 @@ impl GroupDriver {
         let mut shutdown = false;
         let mut failure = None;
         loop {
-            let deadline = self.clock.runtime_instant(self.raft.poll_timeout());
+            let deadline = self.raft.poll_timeout();
+            let timer = (deadline != Instant::NEVER).then(|| self.clock.runtime_instant(deadline));
             tokio::select! {
                 biased;
                 result = self.log.completed(), if self.log.is_task() => match result {
@@ -176,7 +193,7 @@ impl GroupDriver {
                     Some(input) => self.on_input(input, self.now()),
                     None => break,
                 },
-                _ = tokio::time::sleep_until(deadline) => self.raft.handle_tick(self.now()),
+                () = sleep_until_or_never(timer) => self.raft.handle_tick(self.now()),
             }
             // One clock read for the whole batch: inputs drained together
             // happened "now" as far as the protocol can tell.
@@ -194,6 +211,7 @@ impl GroupDriver {
             if shutdown {
                 break;
             }
+            self.maybe_wake_for_down_servers();
             if let Err(e) = self.perform_actions() {
                 failure = Some(e);
                 break;
@@ -279,8 +297,67 @@ impl GroupDriver {
             GroupInput::SnapshotInstallFailed(snapshot) => {
                 self.raft.handle_snapshot_install_failed(now, snapshot);
             }
+            GroupInput::PeerServerDown(addr) => self.on_peer_server_down(addr, now),
             GroupInput::Shutdown => unreachable!("handled by the loop"),
         }
+    }
+
+    /// Tells the core that every member on the server at `addr` is
+    /// unreachable (a quiet node wakes; an awake one ignores it).
+    fn on_peer_server_down(&mut self, addr: SocketAddr, now: Instant) {
+        let own = self.raft.id();
+        let members: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|&(&id, &at)| at == addr && id != own)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in members {
+            self.raft.handle_peer_unreachable(now, id);
+        }
+    }
+
+    /// A quiet node with a member on a server that is down wakes now: the
+    /// monitor told the group when the server went down, but the group may
+    /// have gone quiet only since.
+    fn maybe_wake_for_down_servers(&mut self) {
+        if !self.raft.is_quiet() {
+            return;
+        }
+        let own = self.raft.id();
+        let down: Vec<SocketAddr> = self
+            .peers
+            .iter()
+            .filter(|&(&id, &addr)| id != own && self.liveness.is_down(addr))
+            .map(|(_, &addr)| addr)
+            .collect();
+        let now = self.now();
+        for addr in down {
+            self.on_peer_server_down(addr, now);
+        }
+    }
+
+    /// Publishes the address book to the liveness monitor (quiescing
+    /// groups only); call whenever `peers` changes.
+    pub(crate) fn publish_peer_servers(&self) {
+        let options = self.raft.options();
+        if options.quiesce_after.is_none() {
+            return;
+        }
+        let silence_max = options.election_timeout_min;
+        let own = self.raft.id();
+        let own_addr = self.peers.get(&own).copied();
+        let peer_servers = self
+            .peers
+            .iter()
+            .filter(|&(&id, &addr)| id != own && Some(addr) != own_addr)
+            .map(|(_, &addr)| addr)
+            .collect();
+        *self.shared.liveness_watch.lock().expect("watch lock") = Some(LivenessWatch {
+            peer_servers,
+            silence_max,
+        });
+        self.liveness.mark_changed();
     }
 
     fn on_persisted(&mut self, done: Vec<Durable>) {

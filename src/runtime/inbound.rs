@@ -334,6 +334,9 @@ async fn serve_frames(
         let Some(inner) = manager.upgrade() else {
             return Ok(());
         };
+        if inner.is_closed() {
+            return Ok(());
+        }
         let options = inner.options.clone();
         drop(inner);
         let read = read_frame_within(
@@ -349,6 +352,10 @@ async fn serve_frames(
             Err(e) => return Err(e.into()),
         };
         let kind = decode_frame(body, options.message_entries_max)?;
+        if manager.upgrade().is_none_or(|inner| inner.is_closed()) {
+            // Shut down: answer nothing more, not even a probe.
+            return Ok(());
+        }
         let Some(reply) = answer(kind, peer, identity, manager, which).await? else {
             continue;
         };
@@ -387,7 +394,9 @@ pub(crate) async fn answer(
                 )
             })
         }
-        (Kind::Ping(probe), Identity::Server(_)) if peers => Some(Kind::Pong(probe)),
+        (Kind::Ping(probe), Identity::Server(_)) if peers => {
+            Some(Kind::Pong(inner.pong(probe.sequence)))
+        }
         (Kind::GetFileRequest(request), Identity::Server(_)) if peers => {
             Some(Kind::GetFileResponse(inner.serve_file(request).await))
         }

@@ -26,6 +26,7 @@ mod group;
 pub mod group_id;
 pub mod group_storage;
 pub mod inbound;
+mod liveness;
 mod metrics;
 mod node;
 mod node_manager;

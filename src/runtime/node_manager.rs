@@ -18,6 +18,7 @@ use super::group::{GroupDriver, GroupInput, SharedState};
 use super::group_id::GroupId;
 use super::group_storage::GroupStorage;
 use super::inbound::{self, ConnectionCounts, Listener};
+use super::liveness::run_liveness_monitor;
 use super::metrics::ServerSnapshot;
 use super::node::Node;
 use super::observer::GroupObserver;
@@ -74,10 +75,18 @@ pub(crate) struct Inner {
     /// Set when the server lives on an in-process network instead of TCP.
     local_network: Option<LocalNetwork>,
     routes: Mutex<BTreeMap<GroupId, Node>>,
+    /// Set by `shutdown`: inbound connections stop answering (a server
+    /// shut down must look dead to its peers' liveness probes).
+    closed: AtomicBool,
+    /// This start of the server, as its probes' answers name it.
+    incarnation: u64,
+    /// Group members that stopped here (failed, removed, shut down), as
+    /// its probes' answers count them.
+    members_stopped: AtomicU64,
     /// Groups `add_group` is starting (recovering, loading a snapshot)
     /// without holding `routes`, which every incoming message needs.
     starting: Mutex<BTreeSet<GroupId>>,
-    transport: Transport,
+    pub(crate) transport: Transport,
     pub(crate) options: TransportOptions,
     pub(crate) security: Security,
     /// Opens this server's outbound connections (as this server).
@@ -169,6 +178,9 @@ impl NodeManager {
             local_addr,
             local_network: None,
             routes: Mutex::default(),
+            closed: AtomicBool::new(false),
+            incarnation: incarnation(),
+            members_stopped: AtomicU64::new(0),
             starting: Mutex::default(),
             transport: Transport::tcp(options.clone(), dialer.clone()),
             files: file_service(&options),
@@ -186,6 +198,7 @@ impl NodeManager {
             Listener::Raft,
         ));
         inner.accept.lock().expect("accept lock").push(accept);
+        tokio::spawn(run_liveness_monitor(Arc::downgrade(&inner)));
         Ok(NodeManager { inner })
     }
 
@@ -201,6 +214,9 @@ impl NodeManager {
             local_addr: addr,
             local_network: Some(network.clone()),
             routes: Mutex::default(),
+            closed: AtomicBool::new(false),
+            incarnation: incarnation(),
+            members_stopped: AtomicU64::new(0),
             starting: Mutex::default(),
             transport: Transport::local(network.clone()),
             files: file_service(&options),
@@ -232,6 +248,7 @@ impl NodeManager {
                 }
             }),
         );
+        tokio::spawn(run_liveness_monitor(Arc::downgrade(&inner)));
         NodeManager { inner }
     }
 
@@ -412,7 +429,9 @@ impl NodeManager {
                 task: None,
             },
             observer: GroupObserver::default(),
+            liveness: Arc::clone(self.inner.transport.liveness()),
         };
+        driver.publish_peer_servers();
         let node = Node {
             group: options.group,
             id: options.raft.id,
@@ -465,6 +484,8 @@ impl NodeManager {
                 let mut routes = manager.routes.lock().expect("routes lock");
                 routes.remove(&group);
                 manager.files.stop(group);
+                manager.transport.liveness().mark_changed();
+                manager.members_stopped.fetch_add(1, Ordering::Relaxed);
             }
             shared.stopped.send_replace(true);
         });
@@ -518,6 +539,9 @@ impl NodeManager {
     /// Stops accepting connections, shuts every group down and closes the
     /// outbound connections.
     pub async fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        // Ends the liveness monitor, even one waiting for a group.
+        self.inner.transport.liveness().mark_changed();
         for accept in self.inner.accept.lock().expect("accept lock").drain(..) {
             accept.abort();
         }
@@ -537,6 +561,15 @@ impl NodeManager {
             network.unregister(self.inner.local_addr);
         }
     }
+}
+
+/// A number that differs at each start of a server at one address: the
+/// wall clock at start, in nanoseconds (a restart comes later). The
+/// simulator's clock is simulated, so runs stay deterministic.
+fn incarnation() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The process's limit on open file descriptors, where there is one to ask
@@ -575,6 +608,29 @@ impl Inner {
         self.files
             .handle(request, &self.stats.snapshot_bytes_served)
             .await
+    }
+
+    /// The answer to a peer's probe `sequence`: this server's incarnation
+    /// and members stopped ride along (`liveness.rs`).
+    pub(crate) fn pong(&self, sequence: u64) -> proto::Probe {
+        proto::Probe {
+            sequence,
+            incarnation: self.incarnation,
+            members_stopped: self.members_stopped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether `shutdown` began.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether the server at `addr` is on this server's in-process network
+    /// (`None` over TCP, where only probes tell).
+    pub(crate) fn reachable_in_process(&self, addr: SocketAddr) -> Option<bool> {
+        self.local_network
+            .as_ref()
+            .map(|network| network.is_registered(addr))
     }
 
     /// Whether operators are served on the `which` listener.

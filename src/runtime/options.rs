@@ -14,6 +14,8 @@ pub struct GroupOptions {
     /// The group's id, the same on every member.
     pub group: GroupId,
     /// The protocol options; `raft.id` is this node's id in the group.
+    /// [`GroupOptions::new`] turns quiescence on ([`QUIESCE_AFTER`]);
+    /// `raft.quiesce_after = None` turns it off.
     pub raft: RaftOptions,
     /// The address book: the Raft address of every node that is or may
     /// become a member (this node's included).
@@ -59,6 +61,16 @@ pub struct GroupOptions {
     pub metrics: bool,
 }
 
+/// The idle time after which [`GroupOptions::new`] lets a group go quiet
+/// (`RaftOptions::quiesce_after`; set it to `None` to keep every group
+/// ticking): two of the default `election_timeout_min`. A group written
+/// or read more often than that never pays for waking (one heartbeat
+/// round, and a lease read's fresh round), and an idle one sends at most
+/// two seconds of heartbeats before it costs nothing. The server's
+/// liveness probes (`runtime::liveness`) wake a quiet group whose leader's
+/// server goes silent.
+pub const QUIESCE_AFTER: Duration = Duration::from_secs(2);
+
 /// The default [`GroupOptions::command_bytes_max`]: 8 MiB.
 pub const COMMAND_BYTES_MAX: usize = 8 << 20;
 
@@ -83,6 +95,7 @@ impl GroupOptions {
             raft: RaftOptions {
                 id,
                 rng_seed: group.0.wrapping_mul(0x9e37_79b9) ^ id.0,
+                quiesce_after: Some(QUIESCE_AFTER),
                 ..RaftOptions::default()
             },
             peers,

@@ -37,7 +37,9 @@ use tokio::sync::mpsc;
 
 use super::auth::Dialer;
 use super::backoff::Backoff;
+use super::clock::sleep_until_or_never;
 use super::group_id::GroupId;
+use super::liveness::PeerLiveness;
 use super::snapshot_copy::FileHandler;
 use super::wire::convert::to_proto;
 use super::wire::frame::{FRAME_BYTES_MAX, encode_frame, read_frame};
@@ -175,6 +177,14 @@ impl LocalNetwork {
             .insert(addr, handler);
     }
 
+    /// Whether a server is registered at `addr`.
+    pub(crate) fn is_registered(&self, addr: SocketAddr) -> bool {
+        self.routers
+            .lock()
+            .expect("network lock")
+            .contains_key(&addr)
+    }
+
     /// The snapshot file service of the server at `addr`.
     pub(crate) fn file_handler(&self, addr: SocketAddr) -> Option<FileHandler> {
         self.file_handlers
@@ -210,6 +220,8 @@ type SenderMap = Mutex<BTreeMap<SocketAddr, mpsc::Sender<Bytes>>>;
 #[derive(Clone, Debug)]
 pub struct Transport {
     kind: TransportKind,
+    /// What the connections' probes learn of the peer servers' liveness.
+    liveness: Arc<PeerLiveness>,
 }
 
 #[derive(Clone, Debug)]
@@ -233,6 +245,7 @@ impl Transport {
                 options: Box::new(options),
                 dialer,
             },
+            liveness: Arc::default(),
         }
     }
 
@@ -241,6 +254,30 @@ impl Transport {
     pub fn local(network: LocalNetwork) -> Self {
         Transport {
             kind: TransportKind::Local(network),
+            liveness: Arc::default(),
+        }
+    }
+
+    /// The peer servers' liveness, as the probes see it.
+    pub(crate) fn liveness(&self) -> &Arc<PeerLiveness> {
+        &self.liveness
+    }
+
+    /// Keeps a connection to the server at `addr`, probing it even while
+    /// nothing else is sent (the liveness monitor's peers). In process: a
+    /// no-op (the network itself says who is there).
+    pub(crate) fn probe(&self, addr: SocketAddr) {
+        if let TransportKind::Tcp {
+            senders,
+            options,
+            dialer,
+        } = &self.kind
+        {
+            let mut senders = senders.lock().expect("transport lock");
+            if senders.get(&addr).is_none_or(mpsc::Sender::is_closed) {
+                let tx = spawn_sender(addr, options, dialer, &self.liveness);
+                senders.insert(addr, tx);
+            }
         }
     }
 
@@ -259,7 +296,8 @@ impl Transport {
                 let body = frame.encode_to_vec();
                 let mut out = BytesMut::with_capacity(body.len() + 4);
                 encode_frame(&body, &mut out);
-                send_frame(senders, options, dialer, addr, out.freeze())
+                let frame = out.freeze();
+                send_frame(senders, options, dialer, &self.liveness, addr, frame)
             }
             TransportKind::Local(network) => {
                 network.deliver(addr, group, message);
@@ -282,15 +320,14 @@ fn send_frame(
     senders: &SenderMap,
     options: &TransportOptions,
     dialer: &Dialer,
+    liveness: &Arc<PeerLiveness>,
     addr: SocketAddr,
     frame: Bytes,
 ) -> bool {
     let mut senders = senders.lock().expect("transport lock");
-    let sender = senders.entry(addr).or_insert_with(|| {
-        let (tx, rx) = mpsc::channel(options.queue_frames_max);
-        tokio::spawn(run_peer_sender(addr, rx, options.clone(), dialer.clone()));
-        tx
-    });
+    let sender = senders
+        .entry(addr)
+        .or_insert_with(|| spawn_sender(addr, options, dialer, liveness));
     match sender.try_send(frame) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
@@ -304,13 +341,33 @@ fn send_frame(
     }
 }
 
+/// Starts the sender task of `addr`; returns its queue.
+fn spawn_sender(
+    addr: SocketAddr,
+    options: &TransportOptions,
+    dialer: &Dialer,
+    liveness: &Arc<PeerLiveness>,
+) -> mpsc::Sender<Bytes> {
+    let (tx, rx) = mpsc::channel(options.queue_frames_max);
+    tokio::spawn(run_peer_sender(
+        addr,
+        rx,
+        options.clone(),
+        dialer.clone(),
+        Arc::clone(liveness),
+    ));
+    tx
+}
+
 /// Keeps one connection to `addr` and writes queued frames to it, batching
-/// what is queued into one write.
+/// what is queued into one write; probes it while idle too, for the
+/// liveness monitor (`liveness.rs`).
 async fn run_peer_sender(
     addr: SocketAddr,
     mut queue: mpsc::Receiver<Bytes>,
     options: TransportOptions,
     dialer: Dialer,
+    liveness: Arc<PeerLiveness>,
 ) {
     let mut backoff = Backoff::new(addr, options.backoff_min, options.backoff_max);
     let mut batch = BytesMut::new();
@@ -326,6 +383,8 @@ async fn run_peer_sender(
             }
         };
         let connected = tokio::time::Instant::now();
+        // An authenticated handshake is as good as an answered probe.
+        liveness.heard(addr);
         let (reader, mut writer) = tokio::io::split(stream);
         let answered = Arc::new(AtomicU64::new(0));
         let mut replies = tokio::spawn(read_replies(
@@ -333,9 +392,11 @@ async fn run_peer_sender(
             reader,
             options.frame_bytes_max,
             answered.clone(),
+            Arc::clone(&liveness),
         ));
-        let mut probe = Probe::new(&options, answered);
+        let mut probe = Probe::new(&options, answered, Arc::clone(&liveness));
         loop {
+            let idle_due = probe.idle_due();
             let frame = tokio::select! {
                 biased;
                 // The read side ends when the peer closes or the kernel gives
@@ -348,14 +409,19 @@ async fn run_peer_sender(
                     tracing::debug!(%addr, "probe unanswered; reconnecting");
                     break;
                 }
-                frame = queue.recv() => frame,
-            };
-            let Some(frame) = frame else {
-                replies.abort();
-                return;
+                frame = queue.recv() => Some(frame),
+                // Idle: a probe alone, so that liveness is heard.
+                () = sleep_until_or_never(idle_due) => None,
             };
             batch.clear();
-            batch.extend_from_slice(&frame);
+            match frame {
+                Some(Some(frame)) => batch.extend_from_slice(&frame),
+                Some(None) => {
+                    replies.abort();
+                    return;
+                }
+                None => {}
+            }
             while batch.len() < 1 << 20 {
                 match queue.try_recv() {
                     Ok(frame) => batch.extend_from_slice(&frame),
@@ -363,6 +429,9 @@ async fn run_peer_sender(
                 }
             }
             probe.maybe_ping(&mut batch);
+            if batch.is_empty() {
+                continue;
+            }
             // Flush: a no-op on a real socket, but madsim's stream sends
             // only on flush.
             let write = tokio::time::timeout(options.write_timeout, async {
@@ -412,10 +481,16 @@ struct Probe {
     /// When the unanswered ping `sent` went out, if one is unanswered.
     since: Option<tokio::time::Instant>,
     last: Option<tokio::time::Instant>,
+    /// Says how often the liveness monitor needs a probe, if at all.
+    liveness: Arc<PeerLiveness>,
 }
 
 impl Probe {
-    fn new(options: &TransportOptions, answered: Arc<AtomicU64>) -> Self {
+    fn new(
+        options: &TransportOptions,
+        answered: Arc<AtomicU64>,
+        liveness: Arc<PeerLiveness>,
+    ) -> Self {
         Probe {
             interval: options.probe_timeout / 4,
             timeout: options.probe_timeout,
@@ -423,7 +498,30 @@ impl Probe {
             sent: 0,
             since: None,
             last: None,
+            liveness,
         }
+    }
+
+    /// Pings go out at most this often: the progress probe's interval, or
+    /// the liveness monitor's if that is shorter.
+    fn interval(&self) -> Duration {
+        match self.liveness.probe_interval() {
+            Some(liveness) => self.interval.min(liveness),
+            None => self.interval,
+        }
+    }
+
+    /// When an idle connection is due a probe for the liveness monitor
+    /// (never while the monitor needs none). While a probe is unanswered,
+    /// an interval from now: its answer arrives on another task, so the
+    /// sender looks again then.
+    fn idle_due(&self) -> Option<tokio::time::Instant> {
+        let interval = self.liveness.probe_interval()?;
+        let now = tokio::time::Instant::now();
+        if self.since.is_some() && !self.is_answered() {
+            return Some(now + interval);
+        }
+        Some(self.last.map_or(now, |last| last + interval))
     }
 
     fn is_answered(&self) -> bool {
@@ -438,13 +536,14 @@ impl Probe {
             return;
         }
         self.since = None;
-        if self.last.is_some_and(|last| now < last + self.interval) {
+        if self.last.is_some_and(|last| now < last + self.interval()) {
             return;
         }
         self.sent += 1;
         let ping = proto::Frame {
             kind: Some(proto::frame::Kind::Ping(proto::Probe {
                 sequence: self.sent,
+                ..Default::default()
             })),
         };
         encode_frame(&ping.encode_to_vec(), batch);
@@ -475,11 +574,13 @@ async fn read_replies<R: tokio::io::AsyncRead + Unpin>(
     mut reader: R,
     max: u32,
     answered: Arc<AtomicU64>,
+    liveness: Arc<PeerLiveness>,
 ) {
     while let Ok(body) = read_frame(&mut reader, max).await {
         match proto::Frame::decode(body).map(|frame| frame.kind) {
             Ok(Some(proto::frame::Kind::Pong(probe))) => {
                 answered.fetch_max(probe.sequence, Ordering::Relaxed);
+                liveness.answered(addr, (probe.incarnation, probe.members_stopped));
             }
             Ok(Some(proto::frame::Kind::Error(e))) => {
                 tracing::warn!(%addr, group = e.group_id, kind = e.kind, detail = %e.detail, "peer refused a message");

@@ -4,6 +4,7 @@
 
 pub mod counter;
 pub mod pki;
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
