@@ -9,11 +9,10 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use oar::client::{Client, ClientError, ClientOptions};
 use oar::core::{LogId, NodeId};
 use oar::runtime::auth::BoxedStream;
-use oar::runtime::wire::frame::{encode_frame, read_frame};
 use oar::runtime::wire::proto;
 use oar::runtime::wire::proto::client_request::Op;
 use oar::runtime::wire::proto::client_response::Result as Answer;
@@ -21,10 +20,9 @@ use oar::runtime::{
     Committed, GroupId, GroupOptions, NodeManager, SnapshotError, SnapshotReader, SnapshotView,
     StateMachine, TransportOptions,
 };
-use prost::Message as _;
 use runtime::pki::{self, CLIENT_TOKEN};
+use runtime::raw_client::{receive, send};
 use runtime::*;
-use tokio::io::AsyncWriteExt;
 
 const GROUP: GroupId = GroupId(1);
 
@@ -105,23 +103,6 @@ fn route_request(id: u64) -> proto::ClientRequest {
         group_id: 0,
         op: Some(Op::Route(proto::RouteRequest {})),
         request_id: id,
-    }
-}
-
-async fn send(stream: &mut BoxedStream, request: proto::ClientRequest) {
-    let kind = proto::frame::Kind::ClientRequest(request);
-    let body = proto::Frame { kind: Some(kind) }.encode_to_vec();
-    let mut out = BytesMut::new();
-    encode_frame(&body, &mut out);
-    stream.write_all(&out).await.unwrap();
-    stream.flush().await.unwrap();
-}
-
-async fn receive(stream: &mut BoxedStream) -> proto::ClientResponse {
-    let body = read_frame(stream, 1 << 20).await.unwrap();
-    match proto::Frame::decode(body).unwrap().kind {
-        Some(proto::frame::Kind::ClientResponse(response)) => response,
-        other => panic!("not a client response: {other:?}"),
     }
 }
 

@@ -8,21 +8,18 @@ mod runtime;
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use oar::client::{Client, ClientError, ClientOptions};
 use oar::core::{LogIndex, NodeId};
-use oar::runtime::auth::BoxedStream;
-use oar::runtime::wire::frame::{encode_frame, read_frame};
 use oar::runtime::wire::proto;
 use oar::runtime::wire::proto::client_error::Kind;
 use oar::runtime::wire::proto::client_request::Op;
 use oar::runtime::wire::proto::client_response::Result as Answer;
 use oar::runtime::{GroupId, GroupOptions, Node, NodeManager, ReadPolicy};
-use prost::Message as _;
 use runtime::counter::{CounterMember, start_counter};
 use runtime::pki::{self, CLIENT_TOKEN};
+use runtime::raw_client::{receive, send};
 use runtime::*;
-use tokio::io::AsyncWriteExt;
 
 const GROUP: GroupId = GroupId(1);
 const POLICIES: [ReadPolicy; 3] = [ReadPolicy::ReadIndex, ReadPolicy::Lease, ReadPolicy::Log];
@@ -198,23 +195,6 @@ async fn a_state_machine_without_queries_is_read_through_the_log() {
     }
     for server in &servers {
         server.shutdown().await;
-    }
-}
-
-async fn send(stream: &mut BoxedStream, request: proto::ClientRequest) {
-    let kind = proto::frame::Kind::ClientRequest(request);
-    let body = proto::Frame { kind: Some(kind) }.encode_to_vec();
-    let mut out = BytesMut::new();
-    encode_frame(&body, &mut out);
-    stream.write_all(&out).await.unwrap();
-    stream.flush().await.unwrap();
-}
-
-async fn receive(stream: &mut BoxedStream) -> proto::ClientResponse {
-    let body = read_frame(stream, 1 << 20).await.unwrap();
-    match proto::Frame::decode(body).unwrap().kind {
-        Some(proto::frame::Kind::ClientResponse(response)) => response,
-        other => panic!("not a client response: {other:?}"),
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod counter;
 pub mod pki;
 pub mod proxy;
+pub mod raw_client;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
