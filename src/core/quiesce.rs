@@ -17,13 +17,15 @@
 //!
 //! **While quiet** a node has no deadline (`poll_timeout` is
 //! [`Instant::NEVER`]): a leader sends no heartbeats and runs no quorum
-//! check, a follower starts no election. A quiet follower refuses every
+//! check, a follower starts no election. With check-quorum (the vote
+//! stickiness that comes with it) a quiet follower refuses every
 //! (pre-)vote, as if it had just heard from its leader: the runtime's
 //! liveness stands in for the heartbeats (below), and refusing a vote is
-//! always safe.
+//! always safe. Without check-quorum it votes as it would awake.
 //!
-//! **Waking.** A proposal, read, membership change or leadership transfer
-//! wakes a node; so does every message, except that a quiet leader takes
+//! **Waking.** A proposal or read the node accepts (a follower refuses
+//! proposals, and stays quiet), a membership change or a leadership
+//! transfer wakes a node; so does every message, except that a quiet leader takes
 //! heartbeat answers without waking (they answer its own `Quiesce`) and a
 //! quiet follower takes vote requests without waking (it refuses them: a
 //! peer that missed the `Quiesce` must not pull the group into elections
