@@ -4,6 +4,10 @@
 //! between callers fails at once with `Busy` when its slots are taken.
 
 mod runtime;
+// Not in `runtime`: that module is shared with oarctl's tests, which have
+// no prost.
+#[path = "runtime/raw_client.rs"]
+mod raw_client;
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -20,8 +24,8 @@ use oar::runtime::{
     Committed, GroupId, GroupOptions, NodeManager, SnapshotError, SnapshotReader, SnapshotView,
     StateMachine, TransportOptions,
 };
+use raw_client::{receive, send};
 use runtime::pki::{self, CLIENT_TOKEN};
-use runtime::raw_client::{receive, send};
 use runtime::*;
 
 const GROUP: GroupId = GroupId(1);

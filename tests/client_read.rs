@@ -5,6 +5,10 @@
 //! through the log; an unknown policy on the wire is refused.
 
 mod runtime;
+// Not in `runtime`: that module is shared with oarctl's tests, which have
+// no prost.
+#[path = "runtime/raw_client.rs"]
+mod raw_client;
 
 use std::time::Duration;
 
@@ -16,9 +20,9 @@ use oar::runtime::wire::proto::client_error::Kind;
 use oar::runtime::wire::proto::client_request::Op;
 use oar::runtime::wire::proto::client_response::Result as Answer;
 use oar::runtime::{GroupId, GroupOptions, Node, NodeManager, ReadPolicy};
+use raw_client::{receive, send};
 use runtime::counter::{CounterMember, start_counter};
 use runtime::pki::{self, CLIENT_TOKEN};
-use runtime::raw_client::{receive, send};
 use runtime::*;
 
 const GROUP: GroupId = GroupId(1);

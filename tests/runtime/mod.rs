@@ -5,7 +5,6 @@
 pub mod counter;
 pub mod pki;
 pub mod proxy;
-pub mod raw_client;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

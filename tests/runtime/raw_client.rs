@@ -10,7 +10,7 @@ use prost::Message as _;
 use tokio::io::AsyncWriteExt;
 
 /// Writes one client request frame and flushes it.
-pub async fn send(stream: &mut BoxedStream, request: proto::ClientRequest) {
+pub(crate) async fn send(stream: &mut BoxedStream, request: proto::ClientRequest) {
     let kind = proto::frame::Kind::ClientRequest(request);
     let body = proto::Frame { kind: Some(kind) }.encode_to_vec();
     let mut out = BytesMut::new();
@@ -20,7 +20,7 @@ pub async fn send(stream: &mut BoxedStream, request: proto::ClientRequest) {
 }
 
 /// Reads the next frame, which must be a client response.
-pub async fn receive(stream: &mut BoxedStream) -> proto::ClientResponse {
+pub(crate) async fn receive(stream: &mut BoxedStream) -> proto::ClientResponse {
     let body = read_frame(stream, 1 << 20).await.unwrap();
     match proto::Frame::decode(body).unwrap().kind {
         Some(proto::frame::Kind::ClientResponse(response)) => response,
