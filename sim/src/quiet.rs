@@ -28,7 +28,7 @@ pub fn idle_period(quiesce_after: Duration) -> Duration {
 pub async fn wait_out_idle_phase(period: Duration, stop: &AtomicBool) {
     let period_ns = period.as_nanos().max(1) as u64;
     let now = SimCluster::now_ns();
-    if (now / period_ns) % 2 == 0 {
+    if (now / period_ns).is_multiple_of(2) {
         return;
     }
     let end = (now / period_ns + 1) * period_ns;
