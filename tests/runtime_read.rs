@@ -2,12 +2,16 @@
 //! write completes anywhere, a barrier with any policy on the leader — or
 //! with ReadIndex / Lease on a follower — resolves only once the local
 //! state machine holds that write; concurrent barriers all resolve; the
-//! failures are typed and retryable.
+//! failures are typed and retryable. A learner's barriers (ReadIndex,
+//! Lease) see every completed write too.
 
 mod runtime;
 
+use std::collections::BTreeSet;
+
 use bytes::Bytes;
 use futures_util::future::join_all;
+use oar::core::NodeId;
 use oar::runtime::{Error, GroupId, Node, ReadPolicy};
 use runtime::*;
 
@@ -38,6 +42,59 @@ async fn a_barrier_on_the_leader_and_on_followers_sees_every_completed_write() {
             }
         }
     }
+    for server in &servers {
+        server.shutdown().await;
+    }
+}
+
+/// A learner (no vote, not in any quorum) serves barriers as a follower
+/// does: it asks the leader for a read index and waits for its own apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrier_on_a_learner_sees_every_completed_write() {
+    let servers = servers(4).await;
+    let peers = peers_of(&servers);
+    let voters: BTreeSet<NodeId> = (1..=3).map(NodeId).collect();
+    let group = GroupId(4);
+    let members: Vec<Member> = (0..4)
+        .map(|i| {
+            let id = NodeId(i as u64 + 1);
+            let store = Store::Mem(Default::default());
+            start_member_with(
+                &servers[i],
+                group,
+                id,
+                peers.clone(),
+                store,
+                Some(voters.clone()),
+            )
+        })
+        .collect();
+    let nodes: Vec<&Node> = members[..3].iter().map(|m| &m.node).collect();
+    let leader = wait_for_leader(&nodes).await;
+    nodes[leader]
+        .add_learner(NodeId(4), servers[3].local_addr())
+        .await
+        .expect("learner added");
+    let learner = &members[3];
+    // Until the leader's first append reaches it, the learner knows no
+    // leader to ask (a read is refused then: `NotLeader { leader: None }`).
+    wait_until(|| learner.node.leader().is_some()).await;
+    for round in 0..20 {
+        for policy in [ReadPolicy::ReadIndex, ReadPolicy::Lease] {
+            let key = format!("k{round}{policy:?}");
+            apply_anywhere(&nodes, Bytes::from(format!("set {key} {round}"))).await;
+            learner.node.read_barrier(policy).await.expect("barrier");
+            let record = learner.record.lock().unwrap();
+            assert_eq!(
+                record.map.get(&key).map(String::as_str),
+                Some(round.to_string().as_str()),
+                "{policy:?} barrier on the learner saw the write"
+            );
+        }
+    }
+    let status = learner.node.status().await.unwrap();
+    assert!(status.membership.learners.contains(&NodeId(4)));
+    assert!(!status.membership.voters.contains(&NodeId(4)));
     for server in &servers {
         server.shutdown().await;
     }
