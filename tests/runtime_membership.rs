@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oar::core::{NodeId, Role};
-use oar::runtime::{Error, GroupId, MemStorage, Node};
+use oar::runtime::{Error, GroupId, Node};
 use runtime::*;
 
 /// The member that currently leads, by asking each.
@@ -33,22 +33,8 @@ async fn current_leader(nodes: &[Node]) -> Node {
 async fn grow_to_five_shrink_to_three_and_transfer_while_writing() {
     let servers = servers(5).await;
     let peers = peers_of(&servers);
-    let group = GroupId(3);
     let first: BTreeSet<NodeId> = [NodeId(1)].into();
-    let members: Vec<Member> = (0..5)
-        .map(|i| {
-            let id = NodeId(i as u64 + 1);
-            let store = Store::Mem(MemStorage::new());
-            start_member_with(
-                &servers[i],
-                group,
-                id,
-                peers.clone(),
-                store,
-                Some(first.clone()),
-            )
-        })
-        .collect();
+    let members = start_group_with_voters(&servers, GroupId(3), &first);
     let nodes: Vec<Node> = members.iter().map(|m| m.node.clone()).collect();
 
     // A client writes all along, following the leader.

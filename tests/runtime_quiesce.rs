@@ -116,6 +116,16 @@ async fn wait_quiet_and_steady(groups: &[Vec<Member>]) {
     );
 }
 
+/// Three servers, every one reaching the others directly, running the
+/// groups with leaders spread and one write each, all gone quiet.
+async fn quiet_cluster() -> (Vec<NodeManager>, Vec<Vec<Member>>) {
+    let servers = servers(3).await;
+    let peers = peers_of(&servers);
+    let groups = start_groups(&servers, |_| peers.clone());
+    spread_leaders_and_write(&groups).await;
+    wait_quiet_and_steady(&groups).await;
+    (servers, groups)
+}
 /// After server 0 is gone: every group commits among members 2 and 3, and
 /// those led by member 1 got a new leader there.
 async fn survivors_serve_every_group(groups: &[Vec<Member>]) {
@@ -149,11 +159,7 @@ async fn survivors_serve_every_group(groups: &[Vec<Member>]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_groups_elect_among_survivors_when_their_leaders_server_dies() {
-    let servers = servers(3).await;
-    let peers = peers_of(&servers);
-    let groups = start_groups(&servers, |_| peers.clone());
-    spread_leaders_and_write(&groups).await;
-    wait_quiet_and_steady(&groups).await;
+    let (servers, groups) = quiet_cluster().await;
 
     servers[0].shutdown().await;
     survivors_serve_every_group(&groups).await;
@@ -198,11 +204,7 @@ async fn quiet_groups_elect_among_survivors_when_their_leaders_server_is_cut_off
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_at_a_dead_servers_address_does_not_keep_its_groups_quiet() {
-    let servers = servers(3).await;
-    let peers = peers_of(&servers);
-    let groups = start_groups(&servers, |_| peers.clone());
-    spread_leaders_and_write(&groups).await;
-    wait_quiet_and_steady(&groups).await;
+    let (servers, groups) = quiet_cluster().await;
 
     // Server 0 dies and a server of another cluster (its own CA) takes
     // its address: it would answer probes, but it cannot authenticate as
@@ -225,11 +227,7 @@ async fn a_stranger_at_a_dead_servers_address_does_not_keep_its_groups_quiet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_stops_on_a_live_server_wakes_its_quiet_groups() {
-    let servers = servers(3).await;
-    let peers = peers_of(&servers);
-    let groups = start_groups(&servers, |_| peers.clone());
-    spread_leaders_and_write(&groups).await;
-    wait_quiet_and_steady(&groups).await;
+    let (servers, groups) = quiet_cluster().await;
 
     // Server 0 lives on (it answers every probe), but its members leave:
     // its probes' answers count them, and its peers wake those groups.
@@ -247,11 +245,7 @@ async fn a_member_that_stops_on_a_live_server_wakes_its_quiet_groups() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restarted_within_the_silence_bound_wakes_its_quiet_groups() {
-    let servers = servers(3).await;
-    let peers = peers_of(&servers);
-    let groups = start_groups(&servers, |_| peers.clone());
-    spread_leaders_and_write(&groups).await;
-    wait_quiet_and_steady(&groups).await;
+    let (servers, groups) = quiet_cluster().await;
 
     // Server 0 comes back at once (no silence to speak of) without its
     // members, as a server whose storage was refused: its new incarnation

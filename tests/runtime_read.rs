@@ -52,23 +52,8 @@ async fn a_barrier_on_the_leader_and_on_followers_sees_every_completed_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_barrier_on_a_learner_sees_every_completed_write() {
     let servers = servers(4).await;
-    let peers = peers_of(&servers);
     let voters: BTreeSet<NodeId> = (1..=3).map(NodeId).collect();
-    let group = GroupId(4);
-    let members: Vec<Member> = (0..4)
-        .map(|i| {
-            let id = NodeId(i as u64 + 1);
-            let store = Store::Mem(Default::default());
-            start_member_with(
-                &servers[i],
-                group,
-                id,
-                peers.clone(),
-                store,
-                Some(voters.clone()),
-            )
-        })
-        .collect();
+    let members = start_group_with_voters(&servers, GroupId(4), &voters);
     let nodes: Vec<&Node> = members[..3].iter().map(|m| &m.node).collect();
     let leader = wait_for_leader(&nodes).await;
     nodes[leader]

@@ -221,6 +221,30 @@ pub fn start_group(
         .collect()
 }
 
+/// Like [`start_group`] with memory storage, but only `voters` make up the
+/// group's first configuration: the other members wait to be added.
+pub fn start_group_with_voters(
+    servers: &[NodeManager],
+    group: GroupId,
+    voters: &std::collections::BTreeSet<NodeId>,
+) -> Vec<Member> {
+    let peers = peers_of(servers);
+    (0..servers.len())
+        .map(|i| {
+            let id = NodeId(i as u64 + 1);
+            let store = Store::Mem(MemStorage::new());
+            start_member_with(
+                &servers[i],
+                group,
+                id,
+                peers.clone(),
+                store,
+                Some(voters.clone()),
+            )
+        })
+        .collect()
+}
+
 /// Waits until some member leads with all others agreeing; returns its position.
 pub async fn wait_for_leader(members: &[&Node]) -> usize {
     for _ in 0..400 {
