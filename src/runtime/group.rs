@@ -325,15 +325,15 @@ impl GroupDriver {
             return;
         }
         let own = self.raft.id();
-        let down: Vec<SocketAddr> = self
+        let unreachable: Vec<NodeId> = self
             .peers
             .iter()
             .filter(|&(&id, &addr)| id != own && self.liveness.is_down(addr))
-            .map(|(_, &addr)| addr)
+            .map(|(&id, _)| id)
             .collect();
         let now = self.now();
-        for addr in down {
-            self.on_peer_server_down(addr, now);
+        for id in unreachable {
+            self.raft.handle_peer_unreachable(now, id);
         }
     }
 
