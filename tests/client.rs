@@ -193,6 +193,31 @@ async fn a_retry_after_a_lost_reply_gets_the_recorded_reply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_dropped_unfinished_does_not_hold_the_watermark() {
+    let c = cluster(Duration::from_secs(60)).await;
+    let client = c.client(0);
+    let session = client.open_session(GROUP).await.unwrap();
+    assert_eq!(session.apply(incr()).await.unwrap(), "1");
+    // Request 2 is begun and dropped at its first wait, as a timeout
+    // around it would drop it.
+    tokio::select! {
+        biased;
+        _ = session.apply(incr()) => panic!("answered without waiting"),
+        () = std::future::ready(()) => {}
+    }
+    session.apply(incr()).await.unwrap();
+    // Request 3 told the group that nothing below 3 is needed: a late
+    // retry of 2 is refused, not answered from a reply kept forever.
+    assert_eq!(
+        session.apply_as(2, 2, incr()).await,
+        Err(ClientError::Session(SessionError::ReplyForgotten {
+            session: session.id(),
+            seq: 2
+        }))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_survives_a_restart_of_every_node() {
     let mut c = cluster(Duration::from_secs(60)).await;
     let client = c.client(1);

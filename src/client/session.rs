@@ -1,7 +1,7 @@
 //! A client session: exactly-once writes through the retry loop.
 
-use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 
@@ -28,8 +28,55 @@ pub struct Session {
 #[derive(Debug)]
 struct Sequence {
     next: u64,
-    /// Invariant: every element is below `next`.
-    in_flight: BTreeSet<u64>,
+    /// In increasing order (numbers are handed out in order and pushed at
+    /// the back), every element below `next`. A deque, not a set: with one
+    /// request in flight it empties and refills on every apply, in the
+    /// buffer it already has.
+    in_flight: VecDeque<u64>,
+}
+
+impl Sequence {
+    fn end(&mut self, seq: u64) {
+        if let Ok(at) = self.in_flight.binary_search(&seq) {
+            self.in_flight.remove(at);
+        }
+    }
+}
+
+/// One apply's sequence number, in flight until this is dropped: when the
+/// apply returns, and also when its caller drops it unfinished (a timeout
+/// around it, a `select!`), or the number would hold the session's
+/// watermark, and the group's copy of every later reply, for the
+/// session's life.
+struct InFlight<'a> {
+    sequence: &'a Mutex<Sequence>,
+    seq: u64,
+    /// The lowest number still in flight when this one began.
+    first_unacked: u64,
+}
+
+impl<'a> InFlight<'a> {
+    fn begin(sequence: &'a Mutex<Sequence>) -> Self {
+        let mut numbers = sequence.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = numbers.next;
+        numbers.next += 1;
+        numbers.in_flight.push_back(seq);
+        let first_unacked = *numbers.in_flight.front().expect("just pushed");
+        InFlight {
+            sequence,
+            seq,
+            first_unacked,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.sequence
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .end(self.seq);
+    }
 }
 
 impl Session {
@@ -40,7 +87,7 @@ impl Session {
             id,
             sequence: Mutex::new(Sequence {
                 next: 1,
-                in_flight: BTreeSet::new(),
+                in_flight: VecDeque::new(),
             }),
         }
     }
@@ -64,20 +111,9 @@ impl Session {
     /// session), [`ClientError::Timeout`] (applied at most once; unknown
     /// whether it was: read back), [`ClientError::Refused`].
     pub async fn apply(&self, command: Bytes) -> Result<Bytes, ClientError> {
-        let (seq, first_unacked) = {
-            let mut sequence = self.sequence.lock().expect("sequence lock");
-            let seq = sequence.next;
-            sequence.next += 1;
-            sequence.in_flight.insert(seq);
-            (seq, *sequence.in_flight.first().expect("just inserted"))
-        };
-        let result = self.apply_as(seq, first_unacked, command).await;
-        self.sequence
-            .lock()
-            .expect("sequence lock")
-            .in_flight
-            .remove(&seq);
-        result
+        let request = InFlight::begin(&self.sequence);
+        self.apply_as(request.seq, request.first_unacked, command)
+            .await
     }
 
     /// Sends request `seq` with this watermark as it is: what

@@ -143,7 +143,10 @@ impl Envelope {
 
 /// A session operation's answer as bytes.
 pub(crate) fn encode_reply(reply: &Result<Bytes, SessionError>) -> Bytes {
-    let mut out = BytesMut::new();
+    let mut out = BytesMut::with_capacity(match reply {
+        Ok(payload) => 1 + payload.len(),
+        Err(_) => 18,
+    });
     match reply {
         Ok(payload) => {
             out.put_u8(0);

@@ -2,7 +2,7 @@
 //! holds, and when each expires. A pure function of the log (and the
 //! snapshot it started from): every replica holds the same table.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -28,9 +28,53 @@ struct Session {
     /// word. Invariant: no key of `replies` is below it.
     forgotten_below: u64,
     /// Recorded replies by sequence number.
-    replies: BTreeMap<u64, Bytes>,
+    replies: Replies,
     /// Invariant: the sum of `replies`' lengths.
     reply_bytes: usize,
+}
+
+/// A session's recorded replies in order of sequence number. A deque, not
+/// a map: a client with one request in flight records one reply and drops
+/// the one before on every request, which a deque does at its two ends in
+/// the buffer it already has.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Replies(VecDeque<(u64, Bytes)>);
+
+impl Replies {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn search(&self, seq: u64) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&seq, |(s, _)| *s)
+    }
+
+    fn get(&self, seq: u64) -> Option<&Bytes> {
+        self.search(seq).ok().map(|at| &self.0[at].1)
+    }
+
+    /// Records `reply` under `seq`; the reply it replaces, if any.
+    fn insert(&mut self, seq: u64, reply: Bytes) -> Option<Bytes> {
+        match self.search(seq) {
+            Ok(at) => Some(std::mem::replace(&mut self.0[at].1, reply)),
+            Err(at) => {
+                self.0.insert(at, (seq, reply));
+                None
+            }
+        }
+    }
+
+    /// Removes the first reply if its sequence number is below `seq`.
+    fn pop_below(&mut self, seq: u64) -> Option<Bytes> {
+        match self.0.front() {
+            Some((first, _)) if *first < seq => self.0.pop_front().map(|(_, reply)| reply),
+            _ => None,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(u64, Bytes)> {
+        self.0.iter()
+    }
 }
 
 /// What to do with a session request.
@@ -142,20 +186,15 @@ impl SessionTable {
         self.by_activity.insert((self.log_time_ms, id));
         if first_unacked > session.forgotten_below {
             session.forgotten_below = first_unacked;
-            // Usually one reply goes per request: no new map for it.
-            while let Some(entry) = session.replies.first_entry() {
-                if *entry.key() >= first_unacked {
-                    break;
-                }
-                let dropped = entry.remove().len();
-                session.reply_bytes -= dropped;
-                self.reply_bytes -= dropped;
+            while let Some(dropped) = session.replies.pop_below(first_unacked) {
+                session.reply_bytes -= dropped.len();
+                self.reply_bytes -= dropped.len();
             }
         }
         if seq < session.forgotten_below {
             return Decision::Refused(SessionError::ReplyForgotten { session: id, seq });
         }
-        if let Some(reply) = session.replies.get(&seq) {
+        if let Some(reply) = session.replies.get(seq) {
             return Decision::Duplicate(reply.clone());
         }
         let full = session.replies.len() + pending >= self.options.replies_per_session_max
@@ -197,7 +236,7 @@ impl SessionTable {
             out.put_u64(s.last_active_ms);
             out.put_u64(s.forgotten_below);
             out.put_u32(s.replies.len() as u32);
-            for (seq, reply) in &s.replies {
+            for (seq, reply) in s.replies.iter() {
                 out.put_u64(*seq);
                 out.put_u32(reply.len() as u32);
                 out.put_slice(reply);
@@ -239,7 +278,11 @@ impl SessionTable {
                 let len = bytes.get_u32() as usize;
                 need(&bytes, len)?;
                 session.reply_bytes += len;
-                session.replies.insert(seq, bytes.split_to(len));
+                // A hostile snapshot's repeated sequence number replaces
+                // the reply, as a map would (and as `record` does).
+                if let Some(old) = session.replies.insert(seq, bytes.split_to(len)) {
+                    session.reply_bytes -= old.len();
+                }
             }
             table.reply_bytes += session.reply_bytes;
             table.by_activity.insert((session.last_active_ms, id));
@@ -323,6 +366,22 @@ mod tests {
             })
         );
         assert_eq!(t.decide(SessionId(1), 3, 2, 0), Decision::Fresh);
+    }
+
+    #[test]
+    fn a_snapshot_repeating_a_sequence_number_keeps_the_byte_counts_true() {
+        let mut t = table();
+        t.open(S).unwrap();
+        t.record(S, 3, Bytes::from_static(b"first"));
+        let mut bytes = t.encode().to_vec();
+        // The same reply twice: the count of replies says 2, seq 3 both times.
+        let reply_at = bytes.len() - (8 + 4 + 5);
+        let reply = bytes[reply_at..].to_vec();
+        bytes.extend_from_slice(&reply);
+        let count_at = reply_at - 4;
+        bytes[count_at..reply_at].copy_from_slice(&2u32.to_be_bytes());
+        let back = SessionTable::decode(t.options.clone(), Bytes::from(bytes)).unwrap();
+        assert_eq!(back, t, "one reply, counted once");
     }
 
     #[test]
