@@ -3,15 +3,20 @@
 //! A command entry of a group with sessions is an envelope:
 //!
 //! ```text
-//!   tag u8 | time_ms u64 | body
-//!   tag 0 Plain    body = command                      (no session)
+//!   tag u8 | time_ms | body
+//!   tag 4 Plain    body = command                      (no session)
 //!   tag 1 Open     body = -
-//!   tag 2 Request  body = session u64 | seq u64 | first_unacked u64 | command
+//!   tag 5 Request  body = session | seq | first_unacked | command
 //!   tag 3 Close    body = session u64
 //! ```
 //!
-//! all integers big-endian; `time_ms` is the proposing leader's wall clock
-//! in milliseconds since the Unix epoch, the only clock sessions ever read.
+//! Plain and Request, one per write, carry their integers as varints
+//! (LEB128, as protobuf): about 14 bytes of envelope instead of 33, less for
+//! every write to log, replicate and fsync. Open and Close carry them as
+//! big-endian u64s, as did Plain (tag 0) and Request (tag 2) before; those
+//! two tags are still read, so logs written before stay readable. `time_ms`
+//! is the proposing leader's wall clock in milliseconds since the Unix
+//! epoch, the only clock sessions ever read.
 //! A session operation is answered with `0 | payload` (the session id for
 //! Open, the state machine's reply for Request, nothing for Close) or
 //! `1 | code u8 | session u64 | value u64` for a [`SessionError`]. A Plain
@@ -26,6 +31,8 @@ const PLAIN: u8 = 0;
 const OPEN: u8 = 1;
 const REQUEST: u8 = 2;
 const CLOSE: u8 = 3;
+const PLAIN_VARINT: u8 = 4;
+const REQUEST_VARINT: u8 = 5;
 
 /// One logged command of a session group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,10 +73,39 @@ pub fn logged_command(entry: &Bytes) -> Option<Bytes> {
 
 /// `command` as a Plain envelope stamped now.
 pub(crate) fn encode_plain(command: &[u8]) -> Bytes {
-    Envelope::encode_parts(PLAIN, now_ms(), &[], command)
+    Envelope::encode_varints(PLAIN_VARINT, &[now_ms()], command)
 }
 
 impl Envelope {
+    fn encode_varints(tag: u8, words: &[u64], command: &[u8]) -> Bytes {
+        let mut out = BytesMut::with_capacity(1 + 10 * words.len() + command.len());
+        out.put_u8(tag);
+        for w in words {
+            prost::encoding::encode_varint(*w, &mut out);
+        }
+        out.put_slice(command);
+        out.freeze()
+    }
+
+    /// The envelopes of tags 4 and 5; `None` for bytes that are not one.
+    fn decode_varints(tag: u8, mut bytes: Bytes) -> Option<Envelope> {
+        let varint = |bytes: &mut Bytes| prost::encoding::decode_varint(bytes).ok();
+        let time_ms = varint(&mut bytes)?;
+        Some(match tag {
+            PLAIN_VARINT => Envelope::Plain {
+                time_ms,
+                command: bytes,
+            },
+            _ => Envelope::Request {
+                time_ms,
+                session: SessionId(varint(&mut bytes)?),
+                seq: varint(&mut bytes)?,
+                first_unacked: varint(&mut bytes)?,
+                command: bytes,
+            },
+        })
+    }
+
     fn encode_parts(tag: u8, time_ms: u64, words: &[u64], command: &[u8]) -> Bytes {
         let mut out = BytesMut::with_capacity(9 + 8 * words.len() + command.len());
         out.put_u8(tag);
@@ -85,7 +121,7 @@ impl Envelope {
     pub(crate) fn encode(&self) -> Bytes {
         match self {
             Envelope::Plain { time_ms, command } => {
-                Self::encode_parts(PLAIN, *time_ms, &[], command)
+                Self::encode_varints(PLAIN_VARINT, &[*time_ms], command)
             }
             Envelope::Open { time_ms } => Self::encode_parts(OPEN, *time_ms, &[], &[]),
             Envelope::Request {
@@ -94,10 +130,9 @@ impl Envelope {
                 seq,
                 first_unacked,
                 command,
-            } => Self::encode_parts(
-                REQUEST,
-                *time_ms,
-                &[session.0, *seq, *first_unacked],
+            } => Self::encode_varints(
+                REQUEST_VARINT,
+                &[*time_ms, session.0, *seq, *first_unacked],
                 command,
             ),
             Envelope::Close { time_ms, session } => {
@@ -108,6 +143,10 @@ impl Envelope {
 
     /// Reads an envelope; `None` for bytes that are not one.
     pub(crate) fn decode(mut bytes: Bytes) -> Option<Envelope> {
+        if let Some(&tag @ (PLAIN_VARINT | REQUEST_VARINT)) = bytes.first() {
+            bytes.advance(1);
+            return Self::decode_varints(tag, bytes);
+        }
         if bytes.len() < 9 {
             return None;
         }
@@ -235,8 +274,52 @@ mod tests {
             },
         ];
         for e in all {
-            assert_eq!(Envelope::decode(e.encode()), Some(e));
+            assert_eq!(Envelope::decode(e.encode()), Some(e.clone()));
+            // As written before varints: still read.
+            let fixed = match &e {
+                Envelope::Plain { time_ms, command } => {
+                    Some(Envelope::encode_parts(PLAIN, *time_ms, &[], command))
+                }
+                Envelope::Request {
+                    time_ms,
+                    session,
+                    seq,
+                    first_unacked,
+                    command,
+                } => Some(Envelope::encode_parts(
+                    REQUEST,
+                    *time_ms,
+                    &[session.0, *seq, *first_unacked],
+                    command,
+                )),
+                _ => None,
+            };
+            if let Some(fixed) = fixed {
+                assert_eq!(Envelope::decode(fixed), Some(e));
+            }
         }
+        // Varints cut short, or longer than a u64 holds.
+        for bad in [
+            &[4u8][..],
+            &[5, 9, 3, 0x80],
+            &[
+                5, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1,
+            ],
+        ] {
+            assert_eq!(
+                Envelope::decode(Bytes::copy_from_slice(bad)),
+                None,
+                "{bad:?}"
+            );
+        }
+        let request = Envelope::Request {
+            time_ms: 1_800_000_000_000,
+            session: SessionId(123_456),
+            seq: 1_000,
+            first_unacked: 999,
+            command: Bytes::new(),
+        };
+        assert_eq!(request.encode().len(), 1 + 6 + 3 + 2 + 2);
         assert_eq!(Envelope::decode(Bytes::from_static(b"short")), None);
         let mut bad = vec![9u8];
         bad.extend_from_slice(&[0; 8]);

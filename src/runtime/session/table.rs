@@ -20,10 +20,13 @@ impl std::fmt::Display for SessionId {
 }
 
 /// One open session.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 struct Session {
     /// Log time of its last request.
     last_active_ms: u64,
+    /// Its key in `SessionTable::by_activity`: its last activity when it
+    /// was last indexed, at or before `last_active_ms`.
+    indexed_ms: u64,
     /// Replies below this sequence number were forgotten on the client's
     /// word. Invariant: no key of `replies` is below it.
     forgotten_below: u64,
@@ -32,6 +35,18 @@ struct Session {
     /// Invariant: the sum of `replies`' lengths.
     reply_bytes: usize,
 }
+
+/// Equal in what the log decides; where the expiry index has it may lag.
+impl PartialEq for Session {
+    fn eq(&self, other: &Self) -> bool {
+        self.last_active_ms == other.last_active_ms
+            && self.forgotten_below == other.forgotten_below
+            && self.replies == other.replies
+            && self.reply_bytes == other.reply_bytes
+    }
+}
+
+impl Eq for Session {}
 
 /// A session's recorded replies in order of sequence number. A deque, not
 /// a map: a client with one request in flight records one reply and drops
@@ -89,18 +104,33 @@ pub(crate) enum Decision {
 }
 
 /// The sessions of one group.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) struct SessionTable {
     options: SessionOptions,
     /// The largest time stamped on an applied entry.
     log_time_ms: u64,
     sessions: BTreeMap<SessionId, Session>,
-    /// (last activity, session), for expiry in order.
-    /// Invariant: one element per session, matching its `last_active_ms`.
+    /// (indexed activity, session), for expiry in order. Invariant: one
+    /// element per session, matching its `indexed_ms`. A request only moves
+    /// `last_active_ms`; expiry re-indexes a session found active since, so
+    /// a busy session costs no tree update per request.
     by_activity: BTreeSet<(u64, SessionId)>,
     /// Invariant: the sum of every session's `reply_bytes`.
     reply_bytes: usize,
 }
+
+/// Equal in what the log decides; where the expiry index has each session
+/// may lag (a replica that loaded a snapshot has it up to date).
+impl PartialEq for SessionTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.options == other.options
+            && self.log_time_ms == other.log_time_ms
+            && self.sessions == other.sessions
+            && self.reply_bytes == other.reply_bytes
+    }
+}
+
+impl Eq for SessionTable {}
 
 impl SessionTable {
     /// An empty table.
@@ -125,11 +155,23 @@ impl SessionTable {
     pub(crate) fn advance(&mut self, time_ms: u64) {
         self.log_time_ms = self.log_time_ms.max(time_ms);
         let expiry = u64::try_from(self.options.expiry.as_millis()).unwrap_or(u64::MAX);
-        while let Some(&(active, id)) = self.by_activity.first() {
-            if active.saturating_add(expiry) >= self.log_time_ms {
+        while let Some(&(indexed, id)) = self.by_activity.first() {
+            if indexed.saturating_add(expiry) >= self.log_time_ms {
                 break;
             }
-            self.remove(id);
+            let active = self.sessions.get(&id).map_or(indexed, |s| s.last_active_ms);
+            match active.saturating_add(expiry) >= self.log_time_ms {
+                true => self.reindex(id, active),
+                false => self.remove(id),
+            }
+        }
+    }
+
+    fn reindex(&mut self, id: SessionId, active: u64) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            self.by_activity.remove(&(s.indexed_ms, id));
+            s.indexed_ms = active;
+            self.by_activity.insert((active, id));
         }
     }
 
@@ -142,6 +184,7 @@ impl SessionTable {
         }
         let session = Session {
             last_active_ms: self.log_time_ms,
+            indexed_ms: self.log_time_ms,
             ..Session::default()
         };
         self.by_activity.insert((self.log_time_ms, id));
@@ -162,7 +205,7 @@ impl SessionTable {
 
     fn remove(&mut self, id: SessionId) {
         if let Some(s) = self.sessions.remove(&id) {
-            self.by_activity.remove(&(s.last_active_ms, id));
+            self.by_activity.remove(&(s.indexed_ms, id));
             self.reply_bytes -= s.reply_bytes;
         }
     }
@@ -181,9 +224,7 @@ impl SessionTable {
         let Some(session) = self.sessions.get_mut(&id) else {
             return Decision::Refused(SessionError::Expired { session: id });
         };
-        self.by_activity.remove(&(session.last_active_ms, id));
         session.last_active_ms = self.log_time_ms;
-        self.by_activity.insert((self.log_time_ms, id));
         if first_unacked > session.forgotten_below {
             session.forgotten_below = first_unacked;
             while let Some(dropped) = session.replies.pop_below(first_unacked) {
@@ -266,8 +307,10 @@ impl SessionTable {
         for _ in 0..count {
             need(&bytes, 28)?;
             let id = SessionId(bytes.get_u64());
+            let active = bytes.get_u64();
             let mut session = Session {
-                last_active_ms: bytes.get_u64(),
+                last_active_ms: active,
+                indexed_ms: active,
                 forgotten_below: bytes.get_u64(),
                 ..Session::default()
             };
@@ -285,8 +328,10 @@ impl SessionTable {
                 }
             }
             table.reply_bytes += session.reply_bytes;
-            table.by_activity.insert((session.last_active_ms, id));
-            table.sessions.insert(id, session);
+            table.by_activity.insert((session.indexed_ms, id));
+            if table.sessions.insert(id, session).is_some() {
+                return Err(format!("session {id} twice in the session table"));
+            }
         }
         if !bytes.is_empty() {
             return Err("trailing bytes after the session table".into());
@@ -346,6 +391,31 @@ mod tests {
             t.decide(S, 1, 1, 0),
             Decision::Refused(SessionError::Expired { session: S })
         );
+    }
+
+    #[test]
+    fn a_session_active_since_it_was_indexed_is_kept() {
+        let mut t = table();
+        t.advance(1_000);
+        t.open(S).unwrap();
+        t.advance(1_090);
+        assert_eq!(t.decide(S, 1, 1, 0), Decision::Fresh);
+        // Indexed at 1,000, active at 1,090: not idle for the expiry yet.
+        t.advance(1_150);
+        assert_eq!(t.len(), 1);
+        t.advance(1_191);
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_naming_a_session_twice_is_refused() {
+        let mut t = table();
+        t.open(S).unwrap();
+        let mut bytes = t.encode().to_vec();
+        let session = bytes[13..].to_vec();
+        bytes.extend_from_slice(&session);
+        bytes[9..13].copy_from_slice(&2u32.to_be_bytes());
+        assert!(SessionTable::decode(t.options.clone(), Bytes::from(bytes)).is_err());
     }
 
     #[test]
