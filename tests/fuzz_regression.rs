@@ -159,9 +159,11 @@ fn drive_core_holds_on_a_seeded_corpus() {
     for _ in 0..2_000 {
         let mut input = Vec::new();
         for _ in 0..rng.random_range(1..20) {
-            let message = match rng.random_range(0..4) {
+            let message = match rng.random_range(0..5) {
                 0 => Vec::new(),
                 1 => random_bytes(&mut rng, 40),
+                // A local read or proposal (`drive_core`'s one-byte chunks).
+                2 => vec![rng.random::<u8>()],
                 _ => {
                     let sample = &samples[rng.random_range(0..samples.len())];
                     mutate(&mut rng, sample)
@@ -170,6 +172,23 @@ fn drive_core_holds_on_a_seeded_corpus() {
             let message = &message[..message.len().min(255)];
             input.push(message.len() as u8);
             input.extend_from_slice(message);
+        }
+        bodies::drive_core(&input);
+    }
+    // Local requests and honest answers only, long enough to elect node 1,
+    // commit and serve reads; then the same with hostile messages mixed in.
+    for round in 0..400 {
+        let mut input = Vec::new();
+        for _ in 0..rng.random_range(50..150) {
+            if round % 2 == 1 && rng.random_range(0..8) == 0 {
+                let sample = &samples[rng.random_range(0..samples.len())];
+                let message = mutate(&mut rng, sample);
+                let message = &message[..message.len().min(255)];
+                input.push(message.len() as u8);
+                input.extend_from_slice(message);
+            } else {
+                input.extend_from_slice(&[1, rng.random::<u8>()]);
+            }
         }
         bodies::drive_core(&input);
     }

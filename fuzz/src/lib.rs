@@ -12,7 +12,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use oar::core::{Action, InitialState, Instant, Membership, NodeId, RaftNode, RaftOptions};
+use oar::core::{
+    Action, AppendResponse, InitialState, Instant, Membership, Message, MessageBody, NodeId,
+    RaftNode, RaftOptions, ReadPolicy, Role, VoteResponse,
+};
 use oar::runtime::auth::Identity;
 use oar::runtime::inbound::{FirstContact, decode_frame, first_contact};
 use oar::runtime::wire::convert::from_proto;
@@ -78,9 +81,15 @@ pub fn recover_segment(data: &[u8]) {
 }
 
 /// A stream of peer messages (each a length byte, then that many bytes of
-/// protobuf) and ticks (length 0) into node 1 of a 3-voter group whose
-/// disk completes at once: rejected inputs are errors, never panics, and
-/// the core's invariant checks (debug builds) hold after every input.
+/// protobuf), ticks (length 0), and one-byte chunks (a ReadIndex, Lease or
+/// Log read, a proposal, an honest answer from node 2 or 3 to what node 1
+/// last sent it, or a tick) into node 1 of a 3-voter group whose disk
+/// completes at once. The honest answers let it lead, commit and serve
+/// reads between hostile messages. Rejected inputs are errors, never
+/// panics; the core's invariant checks (debug builds) hold after every
+/// input; every read resolves at most once, and a ready read's index is
+/// committed and, for a read begun on the leader, no lower than its commit
+/// index when the read began.
 pub fn drive_core(data: &[u8]) {
     let options = RaftOptions {
         id: NodeId(1),
@@ -92,17 +101,44 @@ pub fn drive_core(data: &[u8]) {
     };
     let mut now = Instant::from_nanos(0);
     let mut node = RaftNode::new(options, initial, now).expect("valid options");
+    let mut unresolved = std::collections::BTreeMap::new();
+    // What node 1 last sent to nodes 2 and 3.
+    let mut last_sent: [Option<Message>; 2] = [None, None];
     let mut rest = data;
     while let Some((&len, tail)) = rest.split_first() {
         let len = usize::from(len).min(tail.len());
         let (chunk, tail) = tail.split_at(len);
         rest = tail;
         now = now + std::time::Duration::from_millis(97);
-        match decode_message(chunk) {
-            Ok((_, message)) if len > 0 => {
-                let _ = node.handle_message(now, message);
-            }
-            _ => node.handle_tick(now),
+        match chunk {
+            [op] => match op % 8 {
+                read @ 0..=2 => {
+                    let policy = [ReadPolicy::ReadIndex, ReadPolicy::Lease, ReadPolicy::Log];
+                    let status = node.status();
+                    // A read the leader serves itself sees every entry committed
+                    // before it began (a follower's depends on its leader).
+                    let floor = (status.role == Role::Leader).then_some(status.committed);
+                    if let Ok(id) = node.read(now, policy[usize::from(read)]) {
+                        let fresh = unresolved.insert(id, floor).is_none();
+                        assert!(fresh, "read id {id:?} handed out twice");
+                    }
+                }
+                3 => {
+                    let _ = node.propose(now, bytes::Bytes::from_static(b"fuzz"));
+                }
+                peer @ 4..=5 => {
+                    if let Some(answer) = last_sent[usize::from(peer - 4)].take().and_then(answer) {
+                        let _ = node.handle_message(now, answer);
+                    }
+                }
+                _ => node.handle_tick(now),
+            },
+            _ => match decode_message(chunk) {
+                Ok((_, message)) if len > 0 => {
+                    let _ = node.handle_message(now, message);
+                }
+                _ => node.handle_tick(now),
+            },
         }
         while let Some(action) = node.poll_action() {
             match action {
@@ -113,10 +149,57 @@ pub fn drive_core(data: &[u8]) {
                 Action::PersistHardState(hs) => {
                     let _ = node.handle_hard_state_persisted(now, hs);
                 }
+                Action::ReadReady { id, index } => {
+                    let floor = unresolved.remove(&id);
+                    assert!(floor.is_some(), "read {id:?} resolved twice");
+                    assert!(
+                        index <= node.status().committed,
+                        "read index {index:?} not committed"
+                    );
+                    if let Some(Some(floor)) = floor {
+                        assert!(index >= floor, "read index {index:?} below {floor:?}");
+                    }
+                }
+                Action::ReadFailed { id, .. } => {
+                    let pending = unresolved.remove(&id).is_some();
+                    assert!(pending, "read {id:?} resolved twice");
+                }
+                Action::Send(message) if matches!(message.to.0, 2 | 3) => {
+                    let at = usize::try_from(message.to.0 - 2).expect("2 or 3");
+                    last_sent[at] = Some(message);
+                }
                 _ => {}
             }
         }
     }
+}
+
+/// What an honest, up-to-date peer answers to `sent`, if anything.
+fn answer(sent: Message) -> Option<Message> {
+    let body = match sent.body {
+        MessageBody::VoteRequest(request) => MessageBody::VoteResponse(VoteResponse {
+            pre_vote: request.pre_vote,
+            granted: true,
+        }),
+        MessageBody::AppendRequest(request) => {
+            MessageBody::AppendResponse(AppendResponse::Success {
+                match_index: request
+                    .entries
+                    .last()
+                    .map_or(request.prev_log_id.index, |e| e.id.index),
+            })
+        }
+        MessageBody::Heartbeat(beat) | MessageBody::Quiesce(beat) => {
+            MessageBody::HeartbeatResponse { round: beat.round }
+        }
+        _ => return None,
+    };
+    Some(Message {
+        from: sent.to,
+        to: sent.from,
+        term: sent.term,
+        body,
+    })
 }
 
 /// Client bytes into the kv example's RESP parser, whole and in chunks.
