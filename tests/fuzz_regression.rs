@@ -116,6 +116,7 @@ fn sample_segment() -> Vec<u8> {
     let fs_arc: Arc<dyn FileSystem> = Arc::new(fs.clone());
     let options = LogOptions {
         segment_bytes_max: 64 << 10,
+        segment_bytes_first: 64 << 10,
         preallocate: false,
         direct_io: false,
     };

@@ -18,6 +18,7 @@ const DIR: &str = "/node";
 fn options() -> LogOptions {
     LogOptions {
         segment_bytes_max: 1024,
+        segment_bytes_first: 1024,
         preallocate: true,
         direct_io: true,
     }

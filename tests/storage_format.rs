@@ -36,6 +36,7 @@ fn written() -> Vec<oar::core::Entry> {
 fn small() -> LogOptions {
     LogOptions {
         segment_bytes_max: 16 << 10,
+        segment_bytes_first: 16 << 10,
         preallocate: true,
         direct_io: true,
     }

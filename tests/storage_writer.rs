@@ -102,6 +102,7 @@ fn everything_reported_durable_survives_crashes() {
         let fs = MemFileSystem::new(seed);
         let options = LogOptions {
             segment_bytes_max: 2048,
+            segment_bytes_first: 2048,
             preallocate: true,
             direct_io: seed % 2 == 0,
         };
@@ -329,6 +330,7 @@ fn a_clean_reopen_of_a_recycled_segment_writes_nothing() {
         let fs = MemFileSystem::new(8);
         let options = LogOptions {
             segment_bytes_max: 16 << 10,
+            segment_bytes_first: 16 << 10,
             preallocate: true,
             direct_io,
         };

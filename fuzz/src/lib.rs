@@ -62,6 +62,7 @@ pub fn recover_segment(data: &[u8]) {
     let fs: Arc<dyn FileSystem> = Arc::new(fs);
     let options = LogOptions {
         segment_bytes_max: 64 << 10,
+        segment_bytes_first: 64 << 10,
         preallocate: false,
         direct_io: false,
     };

@@ -476,6 +476,7 @@ pub fn transport_options() -> TransportOptions {
 fn log_options() -> LogOptions {
     LogOptions {
         segment_bytes_max: 64 << 10,
+        segment_bytes_first: 64 << 10,
         preallocate: true,
         direct_io: true,
     }

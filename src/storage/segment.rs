@@ -135,6 +135,14 @@ impl Segment {
         self.is_open
     }
 
+    /// The open segment's file length (0 for a closed segment).
+    pub(crate) fn file_len(&self) -> Result<u64> {
+        match &self.file {
+            Some(file) => file.len().map_err(io("len", &self.path())),
+            None => Ok(0),
+        }
+    }
+
     /// Bytes of records, written or buffered.
     pub(crate) fn bytes(&self) -> u64 {
         self.written + self.buffer.len() as u64

@@ -34,6 +34,12 @@ pub struct LogOptions {
     /// bytes (a single larger record gets a segment of its own). braft's
     /// default, 8 MiB.
     pub segment_bytes_max: u64,
+    /// The size bound of a new log's first segment; each segment after it
+    /// gets twice its predecessor's, up to `segment_bytes_max`. A log that
+    /// stays small (an idle group of thousands on a server) preallocates
+    /// this, not the full bound. Default 64 KiB; equal to
+    /// `segment_bytes_max` for every segment at the full bound.
+    pub segment_bytes_first: u64,
     /// Whether a new segment is filled with zeros up to `segment_bytes_max`
     /// when created, so that each later `fdatasync` is an overwrite that
     /// commits no file-size metadata.
@@ -47,6 +53,7 @@ impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
             segment_bytes_max: 8 << 20,
+            segment_bytes_first: 64 << 10,
             preallocate: true,
             direct_io: true,
         }
@@ -78,6 +85,16 @@ pub struct SegmentLog {
     last_purged: LogId,
     /// Purged segment files kept for reuse.
     pool: RecyclePool,
+    /// The open segment's size bound (the last one's while none is open);
+    /// 0 before the first.
+    open_limit: u64,
+}
+
+/// The first segment's size bound, within `[1, segment_bytes_max]`.
+fn first_limit(options: &LogOptions) -> u64 {
+    options
+        .segment_bytes_first
+        .clamp(1, options.segment_bytes_max.max(1))
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
@@ -110,6 +127,7 @@ impl SegmentLog {
             segments: Vec::new(),
             last_purged,
             pool,
+            open_limit: 0,
         };
         let mut entries = Vec::new();
         let bytes_max = options.segment_bytes_max;
@@ -141,10 +159,17 @@ impl SegmentLog {
             log.segments.push(segment);
         }
         log.fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
-        if let Some(open) = log.segments.last_mut().filter(|s| s.is_open())
-            && options.direct_io
-        {
-            open.use_direct_io(&log.fs)?;
+        if let Some(open) = log.segments.last_mut().filter(|s| s.is_open()) {
+            // A preallocated file's length is the bound it was made for.
+            log.open_limit = match options.preallocate {
+                true => open
+                    .file_len()?
+                    .clamp(first_limit(&options), options.segment_bytes_max.max(1)),
+                false => options.segment_bytes_max,
+            };
+            if options.direct_io {
+                open.use_direct_io(&log.fs)?;
+            }
         }
         Ok((
             log,
@@ -234,26 +259,49 @@ impl SegmentLog {
         Ok(())
     }
 
+    fn first_limit(&self) -> u64 {
+        first_limit(&self.options)
+    }
+
+    /// The next segment's size bound: the first one's, then twice the last.
+    fn next_limit(&self) -> u64 {
+        match self.open_limit {
+            0 => self.first_limit(),
+            last => last
+                .saturating_mul(2)
+                .clamp(self.first_limit(), self.options.segment_bytes_max.max(1)),
+        }
+    }
+
     /// Ensures the last segment is open and has room for `entry`.
     fn maybe_rotate(&mut self, entry: &Entry) -> Result<()> {
-        let bound = self.options.segment_bytes_max;
         let need = super::record::encoded_len(entry) as u64;
         if let Some(open) = self.segments.last_mut().filter(|s| s.is_open()) {
-            if open.is_empty() || open.bytes() + need <= bound {
+            if open.is_empty() || open.bytes() + need <= self.open_limit {
                 return Ok(());
             }
             open.flush()?;
             open.close(&self.fs)?;
         }
         let first = entry.id.index.0;
+        let max = self.options.segment_bytes_max;
+        // A recycled file has its blocks already: it is used at the full bound.
         let recycled = match self.options.preallocate {
-            true => self.pool.take(&self.fs, &self.dir, first, bound)?,
+            true => self.pool.take(&self.fs, &self.dir, first, max)?,
             false => None,
         };
         let mut segment = match recycled {
-            Some(segment) => segment,
+            Some(segment) => {
+                self.open_limit = max;
+                segment
+            }
             None => {
-                let prealloc = if self.options.preallocate { bound } else { 0 };
+                self.open_limit = self.next_limit();
+                let prealloc = if self.options.preallocate {
+                    self.open_limit
+                } else {
+                    0
+                };
                 Segment::create(&self.fs, &self.dir, first, prealloc)?
             }
         };

@@ -20,6 +20,7 @@ fn entries(term: u64, lo: u64, hi: u64) -> Vec<Entry> {
 fn small() -> LogOptions {
     LogOptions {
         segment_bytes_max: 512,
+        segment_bytes_first: 512,
         preallocate: true,
         direct_io: true,
     }
@@ -206,4 +207,62 @@ fn what_a_reopen_recovers_survives_a_power_loss_right_after() {
         let (_, after_power_loss) = open(&fs);
         assert_eq!(after_power_loss.entries, recovered.entries, "seed {seed}");
     }
+}
+
+/// Each segment file's length, in log order.
+fn segment_lengths(fs: &MemFileSystem) -> Vec<u64> {
+    let mut names: Vec<(SegmentName, String)> = segment_names(fs)
+        .into_iter()
+        .map(|n| (SegmentName::parse(&n).unwrap(), n))
+        .collect();
+    names.sort_by_key(|(name, _)| name.first());
+    names
+        .into_iter()
+        .map(|(_, n)| fs.open(&Path::new(DIR).join(n)).unwrap().len().unwrap())
+        .collect()
+}
+
+/// File lengths are their bounds, or a little past them: a batch's end
+/// mark may go beyond the last record that fits.
+fn assert_sizes(lengths: &[u64], bounds: &[u64]) {
+    let fits = lengths.len() == bounds.len()
+        && lengths
+            .iter()
+            .zip(bounds)
+            .all(|(l, b)| (*b..*b + 64).contains(l));
+    assert!(fits, "lengths {lengths:?}, bounds {bounds:?}");
+}
+
+#[test]
+fn segments_grow_from_the_first_bound_and_keep_growing_after_a_reopen() {
+    let fs = MemFileSystem::new(1);
+    let options = LogOptions {
+        segment_bytes_max: 2048,
+        segment_bytes_first: 256,
+        preallocate: true,
+        direct_io: false,
+    };
+    let dir = Path::new(DIR);
+    let (mut log, _) = SegmentLog::open(Arc::new(fs.clone()), dir, options).unwrap();
+    let mut next = 1;
+    // Until the third segment (1,024 bytes) is open.
+    while segment_lengths(&fs).len() < 3 {
+        log.append(&[entry(1, next)]).unwrap();
+        log.flush().unwrap();
+        next += 1;
+    }
+    assert_sizes(&segment_lengths(&fs), &[256, 512, 1024]);
+    drop(log);
+    let (mut log, recovered) = SegmentLog::open(Arc::new(fs.clone()), dir, options).unwrap();
+    assert_eq!(recovered.entries, entries(1, 1, next));
+    while segment_lengths(&fs).len() < 6 {
+        log.append(&[entry(1, next)]).unwrap();
+        log.flush().unwrap();
+        next += 1;
+    }
+    // The reopened log goes on from its open segment's size, not the first's.
+    assert_sizes(&segment_lengths(&fs), &[256, 512, 1024, 2048, 2048, 2048]);
+    drop(log);
+    let (_, recovered) = SegmentLog::open(Arc::new(fs.clone()), dir, options).unwrap();
+    assert_eq!(recovered.entries, entries(1, 1, next));
 }

@@ -35,6 +35,7 @@ impl Store {
                 // Small segments: tests run many groups and rotate often.
                 let options = LogOptions {
                     segment_bytes_max: 256 << 10,
+                    segment_bytes_first: 256 << 10,
                     preallocate: true,
                     direct_io: true,
                 };

@@ -53,8 +53,11 @@ pub struct Stats {
 /// random point, over `disk` with the log in `dir`.
 pub fn run_seed(seed: u64, disk: &dyn Disk, dir: &Path, rounds: u32) -> Result<Stats, String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let segment_bytes_max = rng.random_range(600..4000);
     let options = LogOptions {
-        segment_bytes_max: rng.random_range(600..4000),
+        segment_bytes_max,
+        // Growing segments in most seeds, the full bound from the first in some.
+        segment_bytes_first: rng.random_range(100..=segment_bytes_max),
         preallocate: rng.random_bool(0.8),
         direct_io: rng.random_bool(0.5),
     };
