@@ -123,6 +123,9 @@ pub struct KvMachine {
     trace: Trace,
     /// The simulated clock, in nanoseconds, for the trace.
     now_ns: fn() -> u64,
+    /// Reports each command it applies with a byte added: a planted
+    /// divergence, which the checks must catch.
+    misreports: bool,
 }
 
 impl KvMachine {
@@ -139,7 +142,16 @@ impl KvMachine {
             observations,
             trace: Trace::new(false),
             now_ns: || 0,
+            misreports: false,
         }
+    }
+
+    /// The same machine, telling the observations it applied something
+    /// else than the log holds (a planted State Machine Safety break, to
+    /// show that a run's checks see this machine's group).
+    pub fn misreporting(mut self) -> Self {
+        self.misreports = true;
+        self
     }
 
     /// The same machine, keeping its state in `disk` too (written after
@@ -256,7 +268,13 @@ impl StateMachine for KvMachine {
         let replies = commands
             .iter()
             .map(|c| {
-                observations.applied(self.node, c.id, &c.data);
+                match self.misreports {
+                    true => {
+                        let planted = [&c.data[..], b"!"].concat();
+                        observations.applied(self.node, c.id, &Bytes::from(planted));
+                    }
+                    false => observations.applied(self.node, c.id, &c.data),
+                }
                 let reply = match serde_json::from_slice::<KvCommand>(&c.data) {
                     Ok(command) => execute(&mut map, command),
                     Err(_) => KvReply::Invalid,

@@ -21,6 +21,8 @@ pub mod blackhole;
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
+pub mod groups;
+#[cfg(madsim)]
 pub mod lease_pause;
 #[cfg(madsim)]
 pub mod liveness;
@@ -34,6 +36,8 @@ pub mod reads;
 pub mod reconfigure;
 #[cfg(madsim)]
 pub mod run;
+#[cfg(madsim)]
+mod server;
 #[cfg(madsim)]
 pub mod sessions;
 #[cfg(madsim)]
