@@ -29,6 +29,8 @@ pub mod liveness;
 #[cfg(madsim)]
 pub mod nemesis;
 #[cfg(madsim)]
+pub mod pacing;
+#[cfg(madsim)]
 pub mod quiet;
 #[cfg(madsim)]
 pub mod reads;

@@ -71,17 +71,16 @@ pub const CLUSTER_ID: &str = "oar-sim";
 
 /// A server's security settings: its nonces drawn from the run's seed,
 /// the node and the time of this start, so that every start differs and
-/// every replay is the same; its streams exposed to `blackholes`.
-fn security(
-    seed: u64,
-    id: NodeId,
-    ip: IpAddr,
-    blackholes: Blackholes,
-    promises: Promises,
-) -> Security {
+/// every replay is the same; its streams exposed to the blackholes.
+fn security(ctx: &ServerContext, ip: IpAddr) -> Security {
+    let (seed, id) = (ctx.seed, ctx.id);
     let nonce_seed = seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ SimCluster::now_ns();
     let authenticator = Arc::new(ClusterKeyAuthenticator::new(CLUSTER_KEY, nonce_seed));
-    let authenticator = BlackholeAuthenticator::new(authenticator, ip, blackholes).tapped(promises);
+    let authenticator = BlackholeAuthenticator::new(authenticator, ip, ctx.blackholes.clone())
+        .tapped(ctx.promises.clone())
+        // One group's streams stay madsim's own (its seeds replay as they
+        // always did); many groups' share connections past madsim's rate.
+        .paced(ctx.groups.len() > 1);
     Security::new(Arc::new(authenticator), CLUSTER_ID, Vec::new())
 }
 
@@ -90,13 +89,7 @@ fn security(
 pub(crate) async fn serve(ctx: ServerContext) {
     let addr = ctx.peers[&ctx.id];
     let transport = transport_options();
-    let security = security(
-        ctx.seed,
-        ctx.id,
-        addr.ip(),
-        ctx.blackholes.clone(),
-        ctx.promises.clone(),
-    );
+    let security = security(&ctx, addr.ip());
     let server = NodeManager::bind(addr, security, transport)
         .await
         .expect("bind in simulation");
