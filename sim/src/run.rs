@@ -317,7 +317,7 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         wall: Duration::ZERO,
         verdict,
     };
-    let history = histories.into_iter().next().unwrap_or_else(History::new);
+    let history = histories.into_iter().next().unwrap_or_default();
     (report, trace, history)
 }
 

@@ -94,8 +94,7 @@ fn quiet_groups_of_a_crashed_leader_wake_and_elect() {
             on_disk: false,
             planted_divergence: None,
         };
-        let mut cluster =
-            SimCluster::start(3, 9, raft, 3, setup, observations, Trace::new(false));
+        let mut cluster = SimCluster::start(3, 9, raft, 3, setup, observations, Trace::new(false));
 
         // Every group elects, then goes quiet on every server.
         let mut settled = None;
@@ -139,7 +138,8 @@ fn quiet_groups_of_a_crashed_leader_wake_and_elect() {
                 .filter(|&g| {
                     let old_term = before[g][victim].expect("led").2;
                     now[g].iter().enumerate().any(|(i, s)| {
-                        i != victim && matches!(s, Some((Role::Leader, _, term, _)) if *term > old_term)
+                        i != victim
+                            && matches!(s, Some((Role::Leader, _, term, _)) if *term > old_term)
                     })
                 })
                 .collect();
@@ -150,7 +150,9 @@ fn quiet_groups_of_a_crashed_leader_wake_and_elect() {
         assert_eq!(woken, orphans, "groups whose leader crashed elected again");
         let now = states(&cluster).await;
         for g in (0..GROUPS).filter(|g| !orphans.contains(g)) {
-            let leader = before[g].iter().position(|s| matches!(s, Some((Role::Leader, ..))));
+            let leader = before[g]
+                .iter()
+                .position(|s| matches!(s, Some((Role::Leader, ..))));
             let still = leader.and_then(|i| now[g][i]).map(|s| (s.0, s.2));
             let was = leader.and_then(|i| before[g][i]).map(|s| (s.0, s.2));
             assert_eq!(still, was, "group {} kept its leader and term", g + 1);
