@@ -126,6 +126,8 @@ pub struct KvMachine {
     /// Reports each command it applies with a byte added: a planted
     /// divergence, which the checks must catch.
     misreports: bool,
+    /// The group its events name, in a run of several.
+    group: Option<u64>,
 }
 
 impl KvMachine {
@@ -143,7 +145,15 @@ impl KvMachine {
             trace: Trace::new(false),
             now_ns: || 0,
             misreports: false,
+            group: None,
         }
+    }
+
+    /// The same machine, its trace events naming `group` (in a run of
+    /// several groups).
+    pub fn in_group(mut self, group: u64) -> Self {
+        self.group = Some(group);
+        self
     }
 
     /// The same machine, telling the observations it applied something
@@ -187,6 +197,9 @@ impl KvMachine {
         if self.trace.is_enabled() {
             let mut fields = fields();
             fields["node"] = json!(self.node.0);
+            if let Some(group) = self.group {
+                fields["group"] = json!(group);
+            }
             self.trace.event((self.now_ns)(), event, fields);
         }
     }

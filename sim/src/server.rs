@@ -161,6 +161,9 @@ async fn start_member(
     if let Some(disks) = &ctx.machine_disks {
         machine = machine.on_disk(disks[group.index].clone());
     }
+    if ctx.groups.len() > 1 {
+        machine = machine.in_group(group.id().0);
+    }
     if ctx.planted_divergence == Some(group.index) && ctx.index == 0 {
         machine = machine.misreporting();
     }
