@@ -87,7 +87,8 @@ enum Command {
         /// Write the event trace here, one JSON object a line.
         #[arg(long)]
         trace: Option<PathBuf>,
-        /// Write the client history here, one JSON object a line.
+        /// Write the client history here, one JSON object a line (the
+        /// first group's, with `--groups`).
         #[arg(long)]
         history: Option<PathBuf>,
         /// Write a self-contained HTML timeline of the run here.
@@ -269,11 +270,14 @@ fn page(options: &SimOptions, output: &RunOutput) -> String {
         &report.verdict,
         report.sim_ns,
     );
+    let groups = match options.groups {
+        1 => String::new(),
+        groups => format!(", {groups} groups (the first shown)"),
+    };
     let title = format!(
-        "oar-sim seed {}, {} nodes, {} groups: {}",
+        "oar-sim seed {}, {} nodes{groups}: {}",
         options.seed,
         options.nodes,
-        options.groups,
         verdict_name(&report.verdict)
     );
     timeline::render(&title, &model)

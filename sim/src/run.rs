@@ -94,7 +94,7 @@ pub struct RunOutput {
     pub report: RunReport,
     /// The event trace (empty unless enabled).
     pub trace: Trace,
-    /// The client history.
+    /// The client history (of the first group, in a run of several).
     pub history: History,
 }
 
