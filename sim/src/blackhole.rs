@@ -10,7 +10,8 @@
 //! running node, RPC hooks see only datagrams), so the blackhole lives
 //! here: every server's authenticator is wrapped, and the wrapper wraps
 //! every stream it hands out, in both directions (outbound peer
-//! connections and snapshot copies, inbound ones alike).
+//! connections and snapshot copies, inbound ones alike). With many groups
+//! the wrapper also paces the stream's flushes (`pacing.rs`).
 
 use std::collections::BTreeSet;
 use std::io;
@@ -23,6 +24,7 @@ use std::task::{Context, Poll};
 use oar::runtime::auth::{AuthFuture, Authenticator, BoxedStream, Credential};
 
 use crate::durability::{FrameTap, Promises};
+use crate::pacing::Pacer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -101,12 +103,14 @@ impl Blackholes {
         inner: BoxedStream,
         dead: Arc<AtomicBool>,
         tap: Option<FrameTap>,
+        paced: bool,
     ) -> BoxedStream {
         Box::new(Swallowed {
             inner: Some(inner),
             dead,
             blackholes: self.clone(),
             tap,
+            pacer: paced.then(Pacer::default),
         })
     }
 
@@ -130,6 +134,8 @@ pub struct BlackholeAuthenticator {
     blackholes: Blackholes,
     /// Where the server's promises go, read off what it writes.
     promises: Option<Promises>,
+    /// Its streams pace their flushes (`pacing.rs`).
+    paced: bool,
 }
 
 impl BlackholeAuthenticator {
@@ -140,7 +146,15 @@ impl BlackholeAuthenticator {
             ip,
             blackholes,
             promises: None,
+            paced: false,
         }
+    }
+
+    /// Paces the flushes of every stream (`pacing.rs`): for servers that
+    /// host many groups.
+    pub fn paced(mut self, paced: bool) -> Self {
+        self.paced = paced;
+        self
     }
 
     /// Reads what the server writes on every stream into `promises`.
@@ -156,19 +170,21 @@ impl BlackholeAuthenticator {
 
 impl Authenticator for BlackholeAuthenticator {
     fn accept(&self, stream: TcpStream) -> AuthFuture<(BoxedStream, Credential)> {
-        let (ip, blackholes, tap) = (self.ip, self.blackholes.clone(), self.tap());
+        let (ip, blackholes, tap, paced) =
+            (self.ip, self.blackholes.clone(), self.tap(), self.paced);
         let peer = stream.peer_addr().map(|a| a.ip());
         let accepted = self.inner.accept(stream);
         Box::pin(async move {
             let peer = peer?;
             let (stream, credential) = accepted.await?;
             let dead = blackholes.open(ip, peer);
-            Ok((blackholes.wrap(stream, dead, tap), credential))
+            Ok((blackholes.wrap(stream, dead, tap, paced), credential))
         })
     }
 
     fn connect(&self, stream: TcpStream, addr: SocketAddr) -> AuthFuture<BoxedStream> {
-        let (ip, blackholes, tap) = (self.ip, self.blackholes.clone(), self.tap());
+        let (ip, blackholes, tap, paced) =
+            (self.ip, self.blackholes.clone(), self.tap(), self.paced);
         let peer = addr.ip();
         if blackholes.blocked(ip, peer) {
             // A SYN into a blackhole is never answered: the dialer's own
@@ -180,7 +196,7 @@ impl Authenticator for BlackholeAuthenticator {
         Box::pin(async move {
             let stream = connected.await?;
             let dead = blackholes.open(ip, peer);
-            Ok(blackholes.wrap(stream, dead, tap))
+            Ok(blackholes.wrap(stream, dead, tap, paced))
         })
     }
 }
@@ -193,6 +209,8 @@ struct Swallowed {
     dead: Arc<AtomicBool>,
     blackholes: Blackholes,
     tap: Option<FrameTap>,
+    /// Paces its flushes, if set.
+    pacer: Option<Pacer>,
 }
 
 impl Swallowed {
@@ -246,7 +264,16 @@ impl AsyncWrite for Swallowed {
         if self.dead() {
             return Poll::Ready(Ok(()));
         }
-        self.inner().poll_flush(cx)
+        if let Some(pacer) = &mut self.pacer
+            && pacer.poll_ready(cx).is_pending()
+        {
+            return Poll::Pending;
+        }
+        let flushed = self.inner().poll_flush(cx);
+        if let (Poll::Ready(Ok(())), Some(pacer)) = (&flushed, &mut self.pacer) {
+            pacer.flushed();
+        }
+        flushed
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

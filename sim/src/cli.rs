@@ -16,6 +16,10 @@ use oar_sim::run::{RunOutput, RunReport, Verdict, run};
 use oar_sim::summary::{Shard, Summary};
 use oar_sim::timeline;
 
+/// Most groups a run may have: each costs every server a member (tasks,
+/// storage) and the run a share of the checks.
+const GROUPS_MAX: u64 = 10_000;
+
 /// Exit code of a run that lost liveness (TigerBeetle's convention).
 const EXIT_LIVENESS: u8 = 128;
 /// Exit code of a run that broke safety or linearizability.
@@ -36,6 +40,12 @@ struct Shape {
     /// Raft nodes.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
+    /// Raft groups on the same servers: each server hosts a member of
+    /// every group through its one `NodeManager`, so that a server fault
+    /// hits them all; client `c` works on group `c mod groups`, and every
+    /// check runs per group.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=GROUPS_MAX))]
+    groups: u64,
     /// Fault classes the nemesis may inject.
     #[arg(long, value_enum, default_value_t = FaultSet::All)]
     faults: FaultSet,
@@ -77,7 +87,8 @@ enum Command {
         /// Write the event trace here, one JSON object a line.
         #[arg(long)]
         trace: Option<PathBuf>,
-        /// Write the client history here, one JSON object a line.
+        /// Write the client history here, one JSON object a line (the
+        /// first group's, with `--groups`).
         #[arg(long)]
         history: Option<PathBuf>,
         /// Write a self-contained HTML timeline of the run here.
@@ -140,6 +151,7 @@ fn options(seed: u64, shape: &Shape) -> SimOptions {
     };
     SimOptions {
         nodes: shape.nodes,
+        groups: shape.groups as usize,
         faults: shape.faults,
         fault_weights,
         clients: shape.clients,
@@ -160,9 +172,13 @@ fn options(seed: u64, shape: &Shape) -> SimOptions {
 /// that it can be edited (a kind set to 0 to see whether it matters).
 fn replay_command(options: &SimOptions, shape: &Shape) -> String {
     format!(
-        "cargo simrun -p oar-sim -- run --seed {} --nodes {} --faults {} --clients {} --fault-secs {} --weights {}{}{}{} --trace trace.jsonl --history history.jsonl",
+        "cargo simrun -p oar-sim -- run --seed {} --nodes {}{} --faults {} --clients {} --fault-secs {} --weights {}{}{}{} --trace trace.jsonl --history history.jsonl",
         options.seed,
         shape.nodes,
+        match shape.groups {
+            1 => String::new(),
+            groups => format!(" --groups {groups}"),
+        },
         format!("{:?}", shape.faults).to_lowercase(),
         shape.clients,
         shape.fault_secs,
@@ -254,8 +270,12 @@ fn page(options: &SimOptions, output: &RunOutput) -> String {
         &report.verdict,
         report.sim_ns,
     );
+    let groups = match options.groups {
+        1 => String::new(),
+        groups => format!(", {groups} groups (the first shown)"),
+    };
     let title = format!(
-        "oar-sim seed {}, {} nodes: {}",
+        "oar-sim seed {}, {} nodes{groups}: {}",
         options.seed,
         options.nodes,
         verdict_name(&report.verdict)
@@ -395,8 +415,12 @@ fn header(shape: &Shape) -> String {
         .weights
         .as_ref()
         .map_or(String::new(), |w| format!(", weights {w}"));
+    let groups = match shape.groups {
+        1 => "1 group".to_string(),
+        groups => format!("{groups} groups"),
+    };
     format!(
-        "{} nodes, faults {:?}, {} clients, {} s of faults{weights}",
+        "{} nodes, {groups}, faults {:?}, {} clients, {} s of faults{weights}",
         shape.nodes, shape.faults, shape.clients, shape.fault_secs
     )
 }

@@ -1,11 +1,12 @@
 //! A cluster of simulated servers, each a madsim node running the
-//! production runtime (`NodeManager`, group task, log writer, apply loop)
-//! over the simulated disk, with crash, restart, pause and partition
-//! controls.
+//! production runtime (`NodeManager`, group tasks, log writers, apply
+//! loops) over the simulated disk and hosting a member of each of the
+//! run's groups (`server.rs`), with crash, restart, pause and partition
+//! controls that hit a whole server.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,27 +14,29 @@ use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use oar::core::{NodeId, RaftOptions};
 
-use oar::runtime::{
-    ClusterKeyAuthenticator, DiskStorage, GroupId, GroupOptions, Node, NodeManager, Security,
-    SessionOptions, TransportOptions,
-};
-use oar::storage::{FileSystem, LogOptions, LogWriter, MemFileSystem, StorageError};
+use oar::runtime::{GroupId, Node, NodeManager, SessionOptions, TransportOptions};
+use oar::storage::{FileSystem, LogWriter, MemFileSystem, StorageError};
 use serde_json::json;
 
-use crate::blackhole::{BlackholeAuthenticator, Blackholes};
-use crate::durability::{Promises, RecoveredState};
+use crate::blackhole::Blackholes;
+use crate::durability::Promises;
 use crate::final_checks::DurableLog;
-use crate::kv_machine::{KvMachine, MachineDisk};
+use crate::groups::{SimGroup, group_dir};
+use crate::kv_machine::MachineDisk;
 use crate::observe::Observations;
+use crate::server::{ServerContext, log_options, serve};
 use crate::trace::Trace;
 
-/// The Raft group every simulated server runs.
+pub use crate::server::{CLUSTER_ID, CLUSTER_KEY};
+
+/// The first group (the only one, unless `--groups`): the one membership
+/// changes, leadership transfers, tactics and the stranger aim at.
 pub const GROUP: GroupId = GroupId(1);
 const RAFT_PORT: u16 = 7000;
 
-/// Where a node keeps its group's storage on its simulated disk.
+/// Where a node keeps the first group's storage on its simulated disk.
 pub fn data_dir() -> PathBuf {
-    PathBuf::from("/data/group_1")
+    group_dir(0)
 }
 
 /// One simulated server.
@@ -44,7 +47,7 @@ pub struct SimNode {
     pub madsim: NodeHandle,
     /// Its disk; outlives crashes.
     pub fs: MemFileSystem,
-    /// The running member's handle, `None` while down.
+    /// The running member's handle of the first group, `None` while down.
     pub member: Arc<Mutex<Option<Node>>>,
     /// The running server, `None` while down: its refusal counters.
     pub server: Arc<Mutex<Option<NodeManager>>>,
@@ -52,8 +55,6 @@ pub struct SimNode {
     pub down: bool,
     /// Paused (its tasks do not run).
     pub paused: bool,
-    /// Its storage refused to open after a crash (detected corruption).
-    pub unrecoverable: Arc<Mutex<bool>>,
     /// An I/O error was injected and no power loss cleared it since: its
     /// group may have stopped (fail-stop) and needs a power cycle.
     pub disk_error_injected: bool,
@@ -65,12 +66,17 @@ pub struct MachineSetup {
     pub sessions: Option<SessionOptions>,
     /// Each state machine keeps a store of its own across restarts.
     pub on_disk: bool,
+    /// The group (by index) whose member on the first server misreports
+    /// what it applies: a planted divergence, for tests.
+    pub planted_divergence: Option<usize>,
 }
 
 /// The simulated servers.
 pub struct SimCluster {
     /// The servers, in id order.
     pub nodes: Vec<SimNode>,
+    /// The groups every server hosts a member of.
+    pub groups: Vec<SimGroup>,
     /// A node outside the cluster for admin tools (membership changes).
     admin: NodeHandle,
     /// A machine outside the cluster and its address book, for the
@@ -84,8 +90,6 @@ pub struct SimCluster {
     promises: Promises,
     handle: Handle,
     trace: Trace,
-    /// Each running state machine's map, for barrier reads.
-    read_maps: crate::reads::ReadMaps,
     /// Each running server's clock, for the nemesis to aim.
     clocks: crate::reads::Clocks,
 }
@@ -98,14 +102,15 @@ fn node_ip(i: usize) -> IpAddr {
 pub const STRANGER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1));
 
 impl SimCluster {
-    /// Starts `n` servers.
+    /// Starts `n` servers, each hosting a member of one group for each of
+    /// `observations` (what is observed of that group).
     pub fn start(
         n: usize,
         seed: u64,
         raft: RaftOptions,
         voters: usize,
         machine: MachineSetup,
-        observations: Arc<Mutex<Observations>>,
+        observations: Vec<Arc<Mutex<Observations>>>,
         trace: Trace,
     ) -> SimCluster {
         let handle = Handle::current();
@@ -114,32 +119,35 @@ impl SimCluster {
             .collect();
         let blackholes = Blackholes::default();
         let promises = Promises::default();
-        let read_maps = crate::reads::ReadMaps::default();
         let clocks = crate::reads::Clocks::default();
+        let groups: Vec<SimGroup> = observations
+            .into_iter()
+            .enumerate()
+            .map(|(index, observations)| SimGroup::new(index, n, observations))
+            .collect();
         let nodes = (0..n)
             .map(|i| {
                 let id = NodeId(i as u64 + 1);
                 let fs = MemFileSystem::new(seed.wrapping_add(i as u64).wrapping_mul(31));
-                let member = Arc::new(Mutex::new(None));
                 let server = Arc::new(Mutex::new(None));
-                let unrecoverable = Arc::new(Mutex::new(false));
                 let context = ServerContext {
                     id,
+                    index: i,
                     seed,
                     raft: raft.clone(),
                     voters,
                     sessions: machine.sessions.clone(),
-                    machine_disk: machine.on_disk.then(MachineDisk::default),
+                    machine_disks: machine
+                        .on_disk
+                        .then(|| groups.iter().map(|_| MachineDisk::default()).collect()),
                     fs: fs.clone(),
                     peers: peers.clone(),
-                    observations: observations.clone(),
-                    member: member.clone(),
+                    groups: groups.clone(),
+                    planted_divergence: machine.planted_divergence,
                     server: server.clone(),
-                    unrecoverable: unrecoverable.clone(),
                     blackholes: blackholes.clone(),
                     promises: promises.clone(),
                     trace: trace.clone(),
-                    read_maps: read_maps.clone(),
                     clocks: clocks.clone(),
                 };
                 // Runs at every (re)start of the madsim node.
@@ -154,11 +162,10 @@ impl SimCluster {
                     id,
                     madsim,
                     fs,
-                    member,
+                    member: groups[0].members[i].clone(),
                     server,
                     down: false,
                     paused: false,
-                    unrecoverable,
                     disk_error_injected: false,
                 }
             })
@@ -175,7 +182,7 @@ impl SimCluster {
             .build();
         SimCluster {
             nodes,
-            read_maps,
+            groups,
             clocks,
             admin,
             stranger,
@@ -187,9 +194,10 @@ impl SimCluster {
         }
     }
 
-    /// Each running state machine's map, for barrier reads.
+    /// Each running state machine's map of the first group, for barrier
+    /// reads.
     pub fn read_maps(&self) -> crate::reads::ReadMaps {
-        Arc::clone(&self.read_maps)
+        Arc::clone(&self.groups[0].read_maps)
     }
 
     /// Each running server's clock.
@@ -233,7 +241,9 @@ impl SimCluster {
     fn stop(&mut self, i: usize, power_loss: bool) {
         let node = &mut self.nodes[i];
         self.handle.kill(node.madsim.id());
-        *node.member.lock().expect("member") = None;
+        for group in &self.groups {
+            *group.members[i].lock().expect("member") = None;
+        }
         *node.server.lock().expect("server") = None;
         match power_loss {
             // A power loss clears the disk's injected errors too.
@@ -391,16 +401,19 @@ impl SimCluster {
         &self.promises
     }
 
-    /// The handle of server `i`'s member, if it runs.
+    /// The handle of server `i`'s member of the first group, if it runs.
     pub fn member(&self, i: usize) -> Option<Node> {
-        self.member_of(&self.nodes[i])
+        self.member_in(0, i)
     }
 
-    fn member_of(&self, node: &SimNode) -> Option<Node> {
+    /// The handle of server `i`'s member of group `g` (by index), if it
+    /// runs.
+    pub fn member_in(&self, g: usize, i: usize) -> Option<Node> {
+        let node = &self.nodes[i];
         if node.down || node.paused {
             return None;
         }
-        node.member.lock().expect("member").clone()
+        self.groups[g].members[i].lock().expect("member").clone()
     }
 
     /// The server the running members name as leader most often, if any.
@@ -417,18 +430,28 @@ impl SimCluster {
         self.nodes.iter().position(|n| n.id == leader)
     }
 
-    /// Every member handle (running or not), shared with the clients.
+    /// Every member handle of the first group (running or not), shared
+    /// with the clients.
     pub fn member_slots(&self) -> Vec<Arc<Mutex<Option<Node>>>> {
-        self.nodes.iter().map(|n| n.member.clone()).collect()
+        self.groups[0].members.clone()
     }
 
-    /// Servers whose storage refused to open (corruption was detected).
+    /// Server `i`'s storage of some group refused to open (corruption was
+    /// detected): the server is not whole.
     pub fn unrecoverable(&self, i: usize) -> bool {
-        *self.nodes[i].unrecoverable.lock().expect("unrecoverable")
+        (0..self.groups.len()).any(|g| self.unrecoverable_in(g, i))
     }
 
-    /// Stops every server and reads each durable log back from its disk.
-    pub fn durable_logs(&mut self) -> BTreeMap<NodeId, DurableLog> {
+    /// Server `i`'s storage of group `g` (by index) refused to open.
+    pub fn unrecoverable_in(&self, g: usize, i: usize) -> bool {
+        *self.groups[g].unrecoverable[i]
+            .lock()
+            .expect("unrecoverable")
+    }
+
+    /// Stops every server and reads each durable log of group `g` (by
+    /// index) back from its disk.
+    pub fn durable_logs(&mut self, g: usize) -> BTreeMap<NodeId, DurableLog> {
         for i in 0..self.nodes.len() {
             if !self.nodes[i].down {
                 self.handle.kill(self.nodes[i].madsim.id());
@@ -442,7 +465,7 @@ impl SimCluster {
             .iter()
             .filter_map(|node| {
                 let fs: Arc<dyn FileSystem> = Arc::new(node.fs.clone());
-                let (_, recovered) = match LogWriter::open(fs, &data_dir(), log_options()) {
+                let (_, recovered) = match LogWriter::open(fs, &group_dir(g), log_options()) {
                     Ok(opened) => opened,
                     // A killed server's tasks are gone with it: a held lock
                     // would mean its storage outlived it.
@@ -469,210 +492,5 @@ pub fn transport_options() -> TransportOptions {
         write_timeout: Duration::from_millis(500),
         probe_timeout: Duration::from_secs(1),
         ..TransportOptions::default()
-    }
-}
-
-/// Small segments, so that runs rotate and recover many of them.
-fn log_options() -> LogOptions {
-    LogOptions {
-        segment_bytes_max: 64 << 10,
-        segment_bytes_first: 64 << 10,
-        preallocate: true,
-        direct_io: true,
-    }
-}
-
-/// What a simulated server needs at each (re)start; it outlives crashes.
-#[derive(Clone)]
-struct ServerContext {
-    id: NodeId,
-    seed: u64,
-    raft: RaftOptions,
-    /// Servers `1..=voters` start as the group's voters.
-    voters: usize,
-    /// The group's client sessions, if it keeps them.
-    sessions: Option<SessionOptions>,
-    /// The state machine's own store, kept across restarts, if it has one.
-    machine_disk: Option<MachineDisk>,
-    fs: MemFileSystem,
-    peers: BTreeMap<NodeId, SocketAddr>,
-    observations: Arc<Mutex<Observations>>,
-    member: Arc<Mutex<Option<Node>>>,
-    server: Arc<Mutex<Option<NodeManager>>>,
-    unrecoverable: Arc<Mutex<bool>>,
-    blackholes: Blackholes,
-    promises: Promises,
-    trace: Trace,
-    /// Where the running state machine's map is published for readers.
-    read_maps: crate::reads::ReadMaps,
-    /// Where the running server's clock is published for the nemesis.
-    clocks: crate::reads::Clocks,
-}
-
-/// The simulated cluster's key and id: every server is authenticated, as
-/// in production, with the challenge–response madsim can replay (TLS draws
-/// on the OS's randomness and clock).
-pub const CLUSTER_KEY: &[u8] = b"oar-sim cluster key";
-/// The simulated cluster's id.
-pub const CLUSTER_ID: &str = "oar-sim";
-
-/// A server's security settings: its nonces drawn from the run's seed,
-/// the node and the time of this start, so that every start differs and
-/// every replay is the same; its streams exposed to `blackholes`.
-fn security(
-    seed: u64,
-    id: NodeId,
-    ip: IpAddr,
-    blackholes: Blackholes,
-    promises: Promises,
-) -> Security {
-    let nonce_seed = seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ SimCluster::now_ns();
-    let authenticator = Arc::new(ClusterKeyAuthenticator::new(CLUSTER_KEY, nonce_seed));
-    let authenticator = BlackholeAuthenticator::new(authenticator, ip, blackholes).tapped(promises);
-    Security::new(Arc::new(authenticator), CLUSTER_ID, Vec::new())
-}
-
-/// The body of a simulated server: open storage, start the member, serve.
-async fn serve(ctx: ServerContext) {
-    let ServerContext {
-        id,
-        seed,
-        raft,
-        voters,
-        sessions,
-        machine_disk,
-        fs,
-        peers,
-        observations,
-        member,
-        server: server_slot,
-        unrecoverable,
-        blackholes,
-        promises,
-        trace,
-        read_maps,
-        clocks,
-    } = ctx;
-    let addr = peers[&id];
-    let transport = transport_options();
-    let security = security(seed, id, addr.ip(), blackholes, promises.clone());
-    let server = NodeManager::bind(addr, security, transport)
-        .await
-        .expect("bind in simulation");
-    *server_slot.lock().expect("server") = Some(server.clone());
-    let fs: Arc<dyn FileSystem> = Arc::new(fs);
-    let storage = match DiskStorage::open(fs, Path::new(&data_dir()), log_options()).await {
-        Ok(storage) => storage,
-        // Every restart follows a kill, which ends the old process: its lock
-        // still held would mean its storage outlived it.
-        Err(e @ StorageError::Locked { .. }) => panic!("{id}: {e}"),
-        Err(e) => {
-            // Detected corruption (or an injected error at open): this node
-            // cannot vouch for its log and stays down.
-            trace.event(
-                SimCluster::now_ns(),
-                "storage_refused",
-                json!({ "node": id.0, "error": e.to_string() }),
-            );
-            *unrecoverable.lock().expect("unrecoverable") = true;
-            return std::future::pending().await;
-        }
-    };
-    let mut options = GroupOptions::new(GROUP, id, peers);
-    options.initial_voters = Some((1..=voters as u64).map(NodeId).collect());
-    options.snapshot_interval = crate::options::swarm_snapshot_interval(seed);
-    options.sessions = sessions;
-    options.raft = RaftOptions {
-        id,
-        rng_seed: seed ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        ..raft
-    };
-    let clock = crate::reads::node_clock(seed, id, &options.raft);
-    clocks.lock().expect("clocks").insert(id, clock.clone());
-    options.clock = Some(clock);
-    let mut machine =
-        KvMachine::new(id, observations.clone()).with_trace(trace.clone(), SimCluster::now_ns);
-    if let Some(disk) = machine_disk {
-        machine = machine.on_disk(disk);
-    }
-    let map = machine.shared_map();
-    let disk = {
-        use rand::SeedableRng;
-        // Each start draws its own latencies, still from the run's seed.
-        let start = SimCluster::now_ns();
-        SlowDisk {
-            inner: storage,
-            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ id.0 ^ start),
-            id,
-            promises,
-            observations,
-        }
-    };
-    let node = server
-        .add_group(options, Box::new(disk), Box::new(machine))
-        .expect("group starts");
-    // Together, with no await between: readers see one incarnation.
-    read_maps.lock().expect("read maps").insert(id, map);
-    *member.lock().expect("member") = Some(node);
-    trace.event(SimCluster::now_ns(), "started", json!({ "node": id.0 }));
-    std::future::pending::<()>().await;
-}
-
-/// The real storage with a simulated device latency: a batch becomes
-/// durable only after a delay drawn from the seed, so that a crash can land
-/// between a write being issued and it being durable.
-struct SlowDisk {
-    inner: DiskStorage,
-    rng: rand_chacha::ChaCha8Rng,
-    /// Checks at recovery that the server kept what it promised.
-    id: NodeId,
-    promises: Promises,
-    observations: Arc<Mutex<Observations>>,
-}
-
-impl oar::runtime::GroupStorage for SlowDisk {
-    fn recover(&mut self) -> Result<oar::storage::Recovered, oar::runtime::StorageFailure> {
-        let recovered = self.inner.recover()?;
-        // A snapshot that does not load is the runtime's to report.
-        let snapshot = self.inner.snapshots().latest().ok().flatten();
-        let last_log = recovered
-            .entries
-            .last()
-            .map_or(recovered.last_purged, |e| e.id);
-        let state = RecoveredState {
-            term: recovered.hard_state.term,
-            voted_for: recovered.hard_state.voted_for,
-            last_log,
-            purged: recovered.last_purged.index,
-            snapshot: snapshot.map(|s| s.last_included.index),
-        };
-        let lost = self.promises.check(self.id, state);
-        let mut observations = self.observations.lock().expect("observations");
-        for violation in lost {
-            observations.violation(violation);
-        }
-        Ok(recovered)
-    }
-
-    fn persist(
-        &mut self,
-        ops: Vec<oar::storage::WriteOp>,
-    ) -> Result<Vec<oar::storage::Durable>, oar::runtime::StorageFailure> {
-        self.inner.persist(ops)
-    }
-
-    fn device_latency(&mut self) -> Duration {
-        use rand::RngExt;
-        // Mostly fast, sometimes a slow fsync.
-        let micros = if self.rng.random_range(0..10) == 0 {
-            self.rng.random_range(2_000..20_000)
-        } else {
-            self.rng.random_range(50..2_000)
-        };
-        Duration::from_micros(micros)
-    }
-
-    fn snapshots(&self) -> std::sync::Arc<dyn oar::runtime::SnapshotStorage> {
-        self.inner.snapshots()
     }
 }

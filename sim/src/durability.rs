@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, BytesMut};
 use oar::core::{AppendResponse, LogId, LogIndex, Message, MessageBody, NodeId, Term};
+use oar::runtime::GroupId;
 use oar::runtime::wire::convert::from_proto;
 use oar::runtime::wire::proto;
 use prost::Message as _;
@@ -60,10 +61,11 @@ pub struct RecoveredState {
     pub snapshot: Option<LogIndex>,
 }
 
-/// Every server's promises in one run; shared by the taps and the checks.
+/// Every server's promises in one run, group by group (a server hosts a
+/// member of each); shared by the taps and the checks.
 #[derive(Clone, Debug, Default)]
 pub struct Promises {
-    inner: Arc<Mutex<BTreeMap<NodeId, Promised>>>,
+    inner: Arc<Mutex<BTreeMap<(GroupId, NodeId), Promised>>>,
     checked: Arc<Mutex<Checked>>,
 }
 
@@ -81,18 +83,18 @@ pub struct Checked {
 }
 
 impl Promises {
-    /// Notes a message a server sent.
-    pub fn sent(&self, message: &Message) {
+    /// Notes a message a server's member of `group` sent.
+    pub fn sent(&self, group: GroupId, message: &Message) {
         let mut nodes = self.inner.lock().expect("promises");
         match &message.body {
             MessageBody::VoteResponse(response) if response.granted && !response.pre_vote => {
-                let vote = &mut nodes.entry(message.from).or_default().vote;
+                let vote = &mut nodes.entry((group, message.from)).or_default().vote;
                 if vote.is_none_or(|(term, _)| term <= message.term) {
                     *vote = Some((message.term, message.to));
                 }
             }
             MessageBody::AppendResponse(AppendResponse::Success { match_index }) => {
-                let promised = nodes.entry(message.from).or_default();
+                let promised = nodes.entry((group, message.from)).or_default();
                 let offered = promised.offers.get(&(message.term, message.to));
                 let ack = Acknowledged {
                     term: message.term,
@@ -115,7 +117,7 @@ impl Promises {
                 }
             }
             MessageBody::InstallSnapshot(info) => {
-                let offers = &mut nodes.entry(message.to).or_default().offers;
+                let offers = &mut nodes.entry((group, message.to)).or_default().offers;
                 offers.insert((message.term, message.from), info.last_included.index);
             }
             _ => {}
@@ -127,17 +129,23 @@ impl Promises {
         *self.checked.lock().expect("checked")
     }
 
-    /// `node` went down (`how`, at `at_ns` simulated).
+    /// `node` went down (`how`, at `at_ns` simulated), and with it its
+    /// member of every group that promised something.
     pub fn crashed(&self, node: NodeId, how: &str, at_ns: u64) {
         let mut nodes = self.inner.lock().expect("promises");
         let crash = format!("{how} at {:.3}s", at_ns as f64 / 1e9);
-        nodes.entry(node).or_default().crash = Some(crash);
+        for ((_, id), promised) in nodes.iter_mut() {
+            if *id == node {
+                promised.crash = Some(crash.clone());
+            }
+        }
     }
 
-    /// The promises `node` broke, given what it recovered.
-    pub fn check(&self, node: NodeId, recovered: RecoveredState) -> Vec<Violation> {
+    /// The promises `node`'s member of `group` broke, given what it
+    /// recovered.
+    pub fn check(&self, group: GroupId, node: NodeId, recovered: RecoveredState) -> Vec<Violation> {
         let nodes = self.inner.lock().expect("promises");
-        let Some(promised) = nodes.get(&node) else {
+        let Some(promised) = nodes.get(&(group, node)) else {
             return Vec::new();
         };
         {
@@ -265,9 +273,9 @@ impl FrameTap {
                 && let Ok(proto::Frame {
                     kind: Some(proto::frame::Kind::Raft(raft)),
                 }) = proto::Frame::decode(body.freeze())
-                && let Ok((_, message)) = from_proto(raft)
+                && let Ok((group, message)) = from_proto(raft)
             {
-                self.promises.sent(&message);
+                self.promises.sent(group, &message);
             }
         }
     }
@@ -319,7 +327,6 @@ fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
 mod tests {
     use super::*;
     use oar::core::{SnapshotInfo, VoteResponse};
-    use oar::runtime::GroupId;
     use oar::runtime::wire::convert::to_proto;
     use oar::runtime::wire::frame::encode_frame;
 
@@ -396,22 +403,25 @@ mod tests {
         promises.crashed(NodeId(2), "power loss", 1_500_000_000);
         assert!(
             promises
-                .check(NodeId(2), state(4, Some(1), (4, 10), None))
+                .check(GroupId(1), NodeId(2), state(4, Some(1), (4, 10), None))
                 .is_empty()
         );
         assert!(
             promises
-                .check(NodeId(2), state(5, None, (3, 8), Some(10)))
+                .check(GroupId(1), NodeId(2), state(5, None, (3, 8), Some(10)))
                 .is_empty()
         );
         // A newer leader's entries replaced the tail: no longer promised.
         assert!(
             promises
-                .check(NodeId(2), state(6, None, (6, 7), None))
+                .check(GroupId(1), NodeId(2), state(6, None, (6, 7), None))
                 .is_empty()
         );
-        let lost = promises.check(NodeId(2), state(4, None, (4, 9), None));
+        let lost = promises.check(GroupId(1), NodeId(2), state(4, None, (4, 9), None));
         assert_eq!(lost.len(), 2, "{lost:?}");
+        // Another group on the same server promised nothing.
+        let other = promises.check(GroupId(2), NodeId(2), state(0, None, (0, 0), None));
+        assert!(other.is_empty(), "{other:?}");
         let Violation::DurabilityLost { promise, crash, .. } = &lost[1] else {
             panic!("{lost:?}");
         };
@@ -432,16 +442,16 @@ mod tests {
             last_included: LogId::new(3, 40),
             membership: oar::core::Membership::with_voters([NodeId(1), NodeId(2)]),
         });
-        promises.sent(&message(1, 2, 3, offer));
-        promises.sent(&message(2, 1, 3, ack(40)));
-        let lost = promises.check(NodeId(2), state(3, None, (2, 12), Some(12)));
+        promises.sent(GroupId(1), &message(1, 2, 3, offer));
+        promises.sent(GroupId(1), &message(2, 1, 3, ack(40)));
+        let lost = promises.check(GroupId(1), NodeId(2), state(3, None, (2, 12), Some(12)));
         assert!(
             matches!(&lost[..], [Violation::DurabilityLost { promise, .. }] if promise == "the snapshot through 40 installed from leader n1 in term 3"),
             "{lost:?}"
         );
         assert!(
             promises
-                .check(NodeId(2), state(3, None, (3, 40), Some(40)))
+                .check(GroupId(1), NodeId(2), state(3, None, (3, 40), Some(40)))
                 .is_empty()
         );
         // The log reset to the snapshot, which never reached the disk.
@@ -450,10 +460,11 @@ mod tests {
             snapshot: Some(LogIndex(12)),
             ..state(3, None, (3, 40), None)
         };
-        assert_eq!(promises.check(NodeId(2), reset).len(), 1);
+        assert_eq!(promises.check(GroupId(1), NodeId(2), reset).len(), 1);
         // Entries acknowledged on top of the install: the loss still names it.
-        promises.sent(&message(2, 1, 3, ack(45)));
+        promises.sent(GroupId(1), &message(2, 1, 3, ack(45)));
         let lost = promises.check(
+            GroupId(1),
             NodeId(2),
             RecoveredState {
                 last_log: LogId::new(3, 45),

@@ -123,6 +123,11 @@ pub struct KvMachine {
     trace: Trace,
     /// The simulated clock, in nanoseconds, for the trace.
     now_ns: fn() -> u64,
+    /// Reports each command it applies with a byte added: a planted
+    /// divergence, which the checks must catch.
+    misreports: bool,
+    /// The group its events name, in a run of several.
+    group: Option<u64>,
 }
 
 impl KvMachine {
@@ -139,7 +144,24 @@ impl KvMachine {
             observations,
             trace: Trace::new(false),
             now_ns: || 0,
+            misreports: false,
+            group: None,
         }
+    }
+
+    /// The same machine, its trace events naming `group` (in a run of
+    /// several groups).
+    pub fn in_group(mut self, group: u64) -> Self {
+        self.group = Some(group);
+        self
+    }
+
+    /// The same machine, telling the observations it applied something
+    /// else than the log holds (a planted State Machine Safety break, to
+    /// show that a run's checks see this machine's group).
+    pub fn misreporting(mut self) -> Self {
+        self.misreports = true;
+        self
     }
 
     /// The same machine, keeping its state in `disk` too (written after
@@ -175,6 +197,9 @@ impl KvMachine {
         if self.trace.is_enabled() {
             let mut fields = fields();
             fields["node"] = json!(self.node.0);
+            if let Some(group) = self.group {
+                fields["group"] = json!(group);
+            }
             self.trace.event((self.now_ns)(), event, fields);
         }
     }
@@ -256,7 +281,13 @@ impl StateMachine for KvMachine {
         let replies = commands
             .iter()
             .map(|c| {
-                observations.applied(self.node, c.id, &c.data);
+                match self.misreports {
+                    true => {
+                        let planted = [&c.data[..], b"!"].concat();
+                        observations.applied(self.node, c.id, &Bytes::from(planted));
+                    }
+                    false => observations.applied(self.node, c.id, &c.data),
+                }
                 let reply = match serde_json::from_slice::<KvCommand>(&c.data) {
                     Ok(command) => execute(&mut map, command),
                     Err(_) => KvReply::Invalid,

@@ -21,11 +21,15 @@ pub mod blackhole;
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
+pub mod groups;
+#[cfg(madsim)]
 pub mod lease_pause;
 #[cfg(madsim)]
 pub mod liveness;
 #[cfg(madsim)]
 pub mod nemesis;
+#[cfg(madsim)]
+pub mod pacing;
 #[cfg(madsim)]
 pub mod quiet;
 #[cfg(madsim)]
@@ -34,6 +38,8 @@ pub mod reads;
 pub mod reconfigure;
 #[cfg(madsim)]
 pub mod run;
+#[cfg(madsim)]
+mod server;
 #[cfg(madsim)]
 pub mod sessions;
 #[cfg(madsim)]

@@ -3,7 +3,6 @@
 //! a swallowed connection takes); over the fault-free tail of a run
 //! leadership must stay put; and in the end every member converges.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +12,6 @@ use tokio::time::Instant;
 
 use crate::cluster::SimCluster;
 use crate::kv_machine::KvCommand;
-use crate::observe::Observations;
 
 /// Slack on top of the recovery bound's parts: restarts recovering their
 /// disks, slow fsyncs, a pre-vote round before the vote.
@@ -69,10 +67,10 @@ fn probe_command() -> Bytes {
 /// catch-up) and the highest commit index. A leader cut off from everyone
 /// still appends, and terms rise in a livelock of elections: neither
 /// counts.
-async fn progress(cluster: &SimCluster) -> (u64, u64) {
+async fn progress(cluster: &SimCluster, g: usize) -> (u64, u64) {
     let (mut followers, mut committed) = (0, 0);
     for i in 0..cluster.nodes.len() {
-        if let Some(member) = cluster.member(i)
+        if let Some(member) = cluster.member_in(g, i)
             && let Ok(status) = member.status().await
         {
             if status.role != Role::Leader {
@@ -84,7 +82,8 @@ async fn progress(cluster: &SimCluster) -> (u64, u64) {
     (followers, committed)
 }
 
-/// After a heal at `since`: tries a write at every running member at once,
+/// After a heal at `since`: tries a write in group `g` (by index) at every
+/// running member at once,
 /// again every 20 ms, until one commits. A lagging quorum may need long to
 /// catch up, so the bound holds the stalls, not the total: the cluster
 /// fails once `bound` passes without progress (see [`progress`]), or
@@ -95,15 +94,16 @@ async fn progress(cluster: &SimCluster) -> (u64, u64) {
 /// state.
 pub async fn recover(
     cluster: &SimCluster,
+    g: usize,
     since: Instant,
     bound: Duration,
     deadline: Duration,
 ) -> Result<Recovery, String> {
     let probe = probe_command();
-    let (mut last, mut moved, mut stall) = (progress(cluster).await, since, Duration::ZERO);
+    let (mut last, mut moved, mut stall) = (progress(cluster, g).await, since, Duration::ZERO);
     loop {
         let members: Vec<Node> = (0..cluster.nodes.len())
-            .filter_map(|i| cluster.member(i))
+            .filter_map(|i| cluster.member_in(g, i))
             .collect();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         for member in &members {
@@ -125,7 +125,7 @@ pub async fn recover(
             }
         }
         let now = Instant::now();
-        let current = progress(cluster).await;
+        let current = progress(cluster, g).await;
         if current != last {
             stall = stall.max(now - moved);
             (last, moved) = (current, now);
@@ -137,18 +137,19 @@ pub async fn recover(
                 waited.as_secs_f64(),
                 bound.as_secs_f64(),
                 (now - since).as_secs_f64(),
-                roles(cluster).await
+                roles(cluster, g).await
             ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// Every running member's id, role and term, for messages.
-pub async fn roles(cluster: &SimCluster) -> String {
+/// Every running member's id, role and term in group `g` (by index), for
+/// messages.
+pub async fn roles(cluster: &SimCluster, g: usize) -> String {
     let mut roles = Vec::new();
     for i in 0..cluster.nodes.len() {
-        if let Some(member) = cluster.member(i)
+        if let Some(member) = cluster.member_in(g, i)
             && let Ok(s) = member.status().await
         {
             let voters: Vec<u64> = s.membership.voters.iter().map(|v| v.0).collect();
@@ -182,10 +183,10 @@ pub struct Churn {
 /// configuration (both halves of a joint one). A server removed while it
 /// was away keeps the old configuration and campaigns on its own, refused
 /// by every member: that is not churn of the cluster.
-async fn highest_term(cluster: &SimCluster) -> u64 {
+async fn highest_term(cluster: &SimCluster, g: usize) -> u64 {
     let mut statuses = Vec::new();
     for i in 0..cluster.nodes.len() {
-        if let Some(member) = cluster.member(i)
+        if let Some(member) = cluster.member_in(g, i)
             && let Ok(status) = member.status().await
         {
             statuses.push(status);
@@ -210,15 +211,12 @@ async fn highest_term(cluster: &SimCluster) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs `length` of fault-free time with a write every 100 ms and counts
-/// the elections and leaders it saw.
-pub async fn fault_free_tail(
-    cluster: &SimCluster,
-    observations: &Arc<Mutex<Observations>>,
-    length: Duration,
-) -> Churn {
+/// Runs `length` of fault-free time with a write to group `g` (by index)
+/// every 100 ms and counts the elections and leaders it saw.
+pub async fn fault_free_tail(cluster: &SimCluster, g: usize, length: Duration) -> Churn {
+    let observations = &cluster.groups[g].observations;
     let leaders_before = observations.lock().expect("observations").leader_terms();
-    let term_before = highest_term(cluster).await;
+    let term_before = highest_term(cluster, g).await;
     let end = Instant::now() + length;
     let probe = probe_command();
     let mut at = 0;
@@ -226,7 +224,7 @@ pub async fn fault_free_tail(
         // The last member that took a write first; the others in turn.
         for k in 0..cluster.nodes.len() {
             let i = (at + k) % cluster.nodes.len();
-            let Some(member) = cluster.member(i) else {
+            let Some(member) = cluster.member_in(g, i) else {
                 continue;
             };
             let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, member.apply(probe.clone())).await;
@@ -239,22 +237,22 @@ pub async fn fault_free_tail(
     }
     let leaders_after = observations.lock().expect("observations").leader_terms();
     Churn {
-        elections: highest_term(cluster).await.saturating_sub(term_before),
+        elections: highest_term(cluster, g).await.saturating_sub(term_before),
         leaders: leaders_after - leaders_before,
     }
 }
 
-/// Every member of the leader's configuration (servers removed by a
-/// membership change no longer follow) has applied and persisted up to the
-/// same commit index by `end`. Returns the leader.
+/// Every member of group `g`'s (by index) leader's configuration (servers
+/// removed by a membership change no longer follow) has applied and
+/// persisted up to the same commit index by `end`. Returns the leader.
 ///
 /// # Errors
 /// They did not: each member's commit, apply and persist indexes.
-pub async fn converge(cluster: &SimCluster, end: Instant) -> Result<NodeId, String> {
+pub async fn converge(cluster: &SimCluster, g: usize, end: Instant) -> Result<NodeId, String> {
     loop {
         let mut statuses = Vec::new();
         for i in 0..cluster.nodes.len() {
-            if let Some(member) = cluster.member(i)
+            if let Some(member) = cluster.member_in(g, i)
                 && let Ok(status) = member.status().await
             {
                 statuses.push(status);
@@ -267,7 +265,7 @@ pub async fn converge(cluster: &SimCluster, end: Instant) -> Result<NodeId, Stri
         let converged = leading.filter(|leading| {
             leading.membership.members().iter().all(|id| {
                 let index = (id.0 as usize).saturating_sub(1);
-                cluster.unrecoverable(index)
+                cluster.unrecoverable_in(g, index)
                     || statuses.iter().any(|s| {
                         s.id == *id
                             && s.committed == leading.committed
@@ -290,4 +288,61 @@ pub async fn converge(cluster: &SimCluster, end: Instant) -> Result<NodeId, Stri
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `message` about group `g` (by index) of `groups`, naming the group when
+/// there are several.
+pub fn in_group(groups: usize, g: usize, message: String) -> String {
+    match groups {
+        0 | 1 => message,
+        _ => format!("group {}: {message}", crate::groups::group_id(g).0),
+    }
+}
+
+/// [`recover`] in every group at once, from the same heal: the recovery
+/// with the longest stall, or the first group (in order) that failed.
+///
+/// # Errors
+/// A group did not commit a write in time: which, and why.
+pub async fn recover_all(
+    cluster: &SimCluster,
+    since: Instant,
+    bound: Duration,
+    deadline: Duration,
+) -> Result<Recovery, String> {
+    let groups = cluster.groups.len();
+    let attempts = (0..groups).map(|g| recover(cluster, g, since, bound, deadline));
+    let mut worst: Option<Recovery> = None;
+    for (g, result) in crate::groups::join_all(attempts)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let recovery = result.map_err(|e| in_group(groups, g, e))?;
+        if worst.is_none_or(|w| recovery.stall > w.stall) {
+            worst = Some(recovery);
+        }
+    }
+    worst.ok_or_else(|| "no group to recover".into())
+}
+
+/// [`converge`] in every group at once: each group's leader.
+///
+/// # Errors
+/// A group did not converge by `end`: which, and its members' indexes.
+pub async fn converge_all(cluster: &SimCluster, end: Instant) -> Result<Vec<NodeId>, String> {
+    let groups = cluster.groups.len();
+    let waits = (0..groups).map(|g| converge(cluster, g, end));
+    crate::groups::join_all(waits)
+        .await
+        .into_iter()
+        .enumerate()
+        .map(|(g, result)| result.map_err(|e| in_group(groups, g, e)))
+        .collect()
+}
+
+/// [`fault_free_tail`] in every group at once: each group's churn.
+pub async fn fault_free_tails(cluster: &SimCluster, length: Duration) -> Vec<Churn> {
+    let tails = (0..cluster.groups.len()).map(|g| fault_free_tail(cluster, g, length));
+    crate::groups::join_all(tails).await
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::cluster::{SimCluster, data_dir};
 use crate::fault_mix::{FaultClass, FaultKind, FaultWeights};
-use crate::liveness::{Recovery, recover};
+use crate::liveness::{Recovery, recover_all};
 use crate::observe::Observations;
 use crate::stranger::Stranger;
 use crate::trace::Trace;
@@ -106,14 +106,15 @@ impl Nemesis {
         }
     }
 
-    /// Heals everything, then injects nothing until a write commits (or the
-    /// recovery bound passes without progress: a liveness failure).
+    /// Heals everything, then injects nothing until a write commits in
+    /// every group (or the recovery bound passes without progress: a
+    /// liveness failure).
     async fn lull(&mut self, cluster: &mut SimCluster) {
         self.heal_all(cluster);
         let healed = tokio::time::Instant::now();
         self.trace.event(SimCluster::now_ns(), "lull", json!({}));
         let deadline = self.recovery_bound * 4;
-        match recover(cluster, healed, self.recovery_bound, deadline).await {
+        match recover_all(cluster, healed, self.recovery_bound, deadline).await {
             Ok(recovery) => {
                 self.lull_recoveries.push(recovery);
                 self.check_configurations(cluster, Duration::ZERO).await;

@@ -112,6 +112,14 @@ pub enum Violation {
         /// What the stranger tried and what the server did.
         detail: String,
     },
+    /// A violation in one of several groups on the same servers
+    /// (`--groups`): which group broke.
+    InGroup {
+        /// The group's id.
+        group: u64,
+        /// What broke in it.
+        violation: Box<Violation>,
+    },
 }
 
 /// Every command a stranger forges carries this, so that applying one is

@@ -62,8 +62,13 @@ impl FaultSet {
 pub struct SimOptions {
     /// The run's seed.
     pub seed: u64,
-    /// Raft nodes.
+    /// Raft nodes (servers).
     pub nodes: usize,
+    /// Raft groups: every server hosts a member of each, through its one
+    /// `NodeManager`, so that a server's fault hits every group; the
+    /// clients are spread over them (client `c` uses group `c mod groups`)
+    /// and every check runs group by group.
+    pub groups: usize,
     /// Fault classes: a filter on `fault_weights`.
     pub faults: FaultSet,
     /// How often the nemesis draws each fault kind, drawn from the seed
@@ -100,6 +105,10 @@ pub struct SimOptions {
     /// batch behind now and then; meaningful without sessions, whose
     /// groups always load the snapshot.
     pub disk_state_machine: bool,
+    /// For tests: the group (by index) whose member on the first server
+    /// misreports what it applies, a divergence the checks must report
+    /// with the group's id.
+    pub planted_divergence: Option<usize>,
 }
 
 impl SimOptions {
@@ -108,6 +117,7 @@ impl SimOptions {
         SimOptions {
             seed,
             nodes: 3,
+            groups: 1,
             faults: FaultSet::All,
             fault_weights: FaultWeights::swarm(seed),
             clients: 4,
@@ -121,6 +131,7 @@ impl SimOptions {
             raft: swarm_raft_options(seed),
             initial_voters: None,
             disk_state_machine: false,
+            planted_divergence: None,
         }
     }
 }

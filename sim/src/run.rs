@@ -19,10 +19,12 @@ use crate::final_checks::{
     InEffect, check_acknowledged_writes, check_configurations, check_configurations_agree,
     check_leader_completeness, check_log_matching,
 };
+use crate::groups::in_group;
 use crate::history::{History, Outcome};
 use crate::kv_machine::KvCommand;
 use crate::liveness::{
-    Churn, Recovery, TAIL_ELECTIONS_MAX, converge, fault_free_tail, recover, recovery_bound,
+    self, Churn, Recovery, TAIL_ELECTIONS_MAX, converge_all, fault_free_tails, recover_all,
+    recovery_bound,
 };
 use crate::nemesis::Nemesis;
 use crate::observe::{Observations, Violation};
@@ -92,7 +94,7 @@ pub struct RunOutput {
     pub report: RunReport,
     /// The event trace (empty unless enabled).
     pub trace: Trace,
-    /// The client history.
+    /// The client history (of the first group, in a run of several).
     pub history: History,
 }
 
@@ -161,7 +163,11 @@ pub async fn simulate_in_current_runtime(options: SimOptions) -> RunReport {
 
 async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
     let trace = Trace::new(options.trace);
-    let observations = Arc::new(Mutex::new(Observations::default()));
+    let groups = options.groups.max(1);
+    let group_observations: Vec<Arc<Mutex<Observations>>> =
+        (0..groups).map(|_| Arc::default()).collect();
+    // The first group's: what the nemesis' tactics and stranger report to.
+    let observations = group_observations[0].clone();
     let mut cluster = SimCluster::start(
         options.nodes,
         options.seed,
@@ -170,38 +176,48 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         MachineSetup {
             sessions: options.session_options(),
             on_disk: options.disk_state_machine,
+            planted_divergence: options.planted_divergence,
         },
-        observations.clone(),
+        group_observations,
         trace.clone(),
     );
-    let ctx = ClientContext {
-        members: cluster.member_slots(),
-        read_maps: cluster.read_maps(),
-        history: Arc::new(Mutex::new(History::new())),
-        acknowledged: Arc::default(),
-        stop: Arc::new(AtomicBool::new(false)),
-        keys: options.keys,
-        op_timeout: options.op_timeout,
-        sessions: options.sessions,
-        idle_period: options.raft.quiesce_after.map(crate::quiet::idle_period),
-    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let contexts: Vec<ClientContext> = cluster
+        .groups
+        .iter()
+        .map(|group| ClientContext {
+            members: group.members.clone(),
+            read_maps: group.read_maps.clone(),
+            history: Arc::new(Mutex::new(History::new())),
+            acknowledged: Arc::default(),
+            stop: stop.clone(),
+            keys: options.keys,
+            op_timeout: options.op_timeout,
+            sessions: options.sessions,
+            idle_period: options.raft.quiesce_after.map(crate::quiet::idle_period),
+        })
+        .collect();
     let clients_node = madsim::runtime::Handle::current()
         .create_node()
         .name("clients")
         .ip("10.0.1.1".parse().expect("ip"))
         .build();
-    let clients: Vec<_> = (0..options.clients as u64)
-        .map(|client| clients_node.spawn(run_client(client, options.seed, ctx.clone())))
+    // Client `c` works on group `c mod groups`.
+    let clients: Vec<_> = (0..options.clients)
+        .map(|client| {
+            let ctx = contexts[client % groups].clone();
+            clients_node.spawn(run_client(client as u64, options.seed, ctx))
+        })
         .collect();
     let quiet_samples = crate::quiet::QuietSamples::default();
     if options.raft.quiesce_after.is_some() {
-        let sampler = quiet_samples
-            .clone()
-            .run(ctx.members.clone(), ctx.stop.clone());
+        let members = contexts.iter().flat_map(|c| c.members.clone()).collect();
+        let sampler = quiet_samples.clone().run(members, stop.clone());
         clients_node.spawn(sampler);
     }
 
-    // Fault phase.
+    // Fault phase: server faults hit every group; the group-level ones
+    // (membership, transfers, tactics) aim at the first.
     let mut nemesis = Nemesis::new(
         options.seed,
         options.starting_voters(),
@@ -210,86 +226,58 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         trace.clone(),
     );
     nemesis.recovery_bound = recovery_bound(&options.raft, &transport_options());
-    nemesis.clients = Some(ctx.clone());
+    nemesis.clients = Some(contexts[0].clone());
     nemesis.run(&mut cluster, options.fault_phase).await;
-    ctx.stop.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     for client in clients {
         let _ = client.await;
     }
 
-    // Liveness phase: heal; a write must commit within the recovery bound,
-    // leadership must stay put over the fault-free tail, and everyone must
-    // converge.
+    // Liveness phase: heal; a write must commit in every group within the
+    // recovery bound, leadership must stay put over the fault-free tail,
+    // and everyone must converge.
     nemesis.heal_all(&mut cluster);
     let healed = tokio::time::Instant::now();
     trace.event(SimCluster::now_ns(), "heal_all", json!({}));
-    let (mut liveness, recovery, churn) =
-        final_liveness(&cluster, &observations, &options, healed).await;
+    let (mut liveness, recovery, churn) = final_liveness(&cluster, &options, healed).await;
     if let Some(lull) = nemesis.lull_failure.take() {
         liveness = Err(lull);
     }
     let mut recoveries = std::mem::take(&mut nemesis.lull_recoveries);
     recoveries.extend(recovery);
 
-    let history = std::mem::take(&mut *ctx.history.lock().expect("history"));
-    let mut violations = observations
-        .lock()
-        .expect("observations")
-        .violations()
-        .to_vec();
+    let histories: Vec<History> = contexts
+        .iter()
+        .map(|c| std::mem::take(&mut *c.history.lock().expect("history")))
+        .collect();
+    // Each group's own observations: a violation in any group is the run's,
+    // named by its group.
+    let mut violations: Vec<Violation> = cluster
+        .groups
+        .iter()
+        .flat_map(|group| {
+            let observed = group.observations.lock().expect("observations");
+            in_group(groups, group.index, observed.violations().to_vec())
+        })
+        .collect();
     let verdict = match liveness {
         Err(reason) if violations.is_empty() => Verdict::Liveness(reason),
         Err(_) => Verdict::Correctness(violations),
-        Ok(leader) => {
-            let in_effect = configurations_in_effect(&cluster).await;
-            let logs = cluster.durable_logs();
-            violations.extend(check_log_matching(&logs));
-            violations.extend(check_configurations(&in_effect, &logs));
-            let states: Vec<_> = in_effect
-                .iter()
-                .map(|(id, s)| (*id, s.last, s.membership.clone()))
-                .collect();
-            violations.extend(check_configurations_agree(&states));
-            if let Some(leader_log) = logs.get(&leader) {
-                let observed = observations.lock().expect("observations");
-                let applied = observed.applied_commands().map(|(id, _)| id);
-                violations.extend(check_leader_completeness(leader, leader_log, applied));
-                let acknowledged: Vec<(usize, Bytes)> =
-                    ctx.acknowledged.lock().expect("acknowledged").clone();
-                violations.extend(check_acknowledged_writes(
-                    leader_log,
-                    observed.applied_commands(),
-                    &acknowledged,
-                    options.sessions,
-                ));
+        Ok(leaders) => {
+            let mut in_effect = Vec::new();
+            for g in 0..groups {
+                in_effect.push(configurations_in_effect(&cluster, g).await);
             }
-            // A budget keeps a pathological history from stalling a sweep;
-            // running out is reported, never taken for a pass.
-            let budget = linearizability::CheckOptions {
-                max_steps: Some(20_000_000),
-                ..Default::default()
-            };
-            let mut verdict = linearizability::check_with(&history, &budget);
-            if matches!(verdict, linearizability::Verdict::Timeout { .. }) {
-                // Undecided: many writes of unknown outcome make the search
-                // explode. Those no state machine ever applied never took
-                // effect; with them marked failed the search is smaller,
-                // and a pass still proves the whole history (see
-                // `History::resolve_unknowns`).
-                let resolved = {
-                    let observed = observations.lock().expect("observations");
-                    let applied: BTreeSet<&Bytes> =
-                        observed.applied_commands().map(|(_, data)| data).collect();
-                    history.resolve_unknowns(|record| {
-                        applied.contains(&KvCommand::of(&record.key, &record.operation).encode())
-                    })
+            for (g, in_effect) in in_effect.iter().enumerate() {
+                let checked = GroupChecks {
+                    leader: leaders[g],
+                    in_effect,
+                    history: &histories[g],
+                    acknowledged: &contexts[g].acknowledged,
+                    sessions: options.sessions,
                 };
-                verdict = linearizability::check_with(&resolved, &budget);
-            }
-            if !verdict.is_linearizable() {
-                violations.push(Violation::NotLinearizable {
-                    detail: format!("{verdict:?}"),
-                });
+                let found = checked.run(&mut cluster, g);
+                violations.extend(in_group(groups, g, found));
             }
             if violations.is_empty() {
                 Verdict::Pass
@@ -298,16 +286,19 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
             }
         }
     };
-    let observed = observations.lock().expect("observations");
-    let (leader_terms, snapshot_loads) = (observed.leader_terms(), observed.snapshot_loads());
-    let resumptions = observed.resumptions();
-    drop(observed);
+    let (mut leader_terms, mut snapshot_loads, mut resumptions) = (0, 0, 0);
+    for group in &cluster.groups {
+        let observed = group.observations.lock().expect("observations");
+        leader_terms += observed.leader_terms();
+        snapshot_loads += observed.snapshot_loads();
+        resumptions += observed.resumptions();
+    }
     let report = RunReport {
         seed: options.seed,
-        ops: history.len(),
-        unknown_ops: history
-            .records()
+        ops: histories.iter().map(History::len).sum(),
+        unknown_ops: histories
             .iter()
+            .flat_map(|h| h.records())
             .filter(|r| r.outcome == Outcome::Unknown)
             .count(),
         mix: options.fault_mix(),
@@ -326,49 +317,134 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         wall: Duration::ZERO,
         verdict,
     };
+    let history = histories.into_iter().next().unwrap_or_default();
     (report, trace, history)
+}
+
+/// The end-of-run checks of one group, over its members' durable logs, its
+/// client history and what its clients were told.
+struct GroupChecks<'a> {
+    /// The group's final leader.
+    leader: NodeId,
+    /// What its running members had in effect just before the stop.
+    in_effect: &'a BTreeMap<NodeId, InEffect>,
+    history: &'a History,
+    acknowledged: &'a Mutex<Vec<(usize, Bytes)>>,
+    sessions: bool,
+}
+
+impl GroupChecks<'_> {
+    /// Stops the servers (if still running) and checks group `g` (by
+    /// index): log matching, configurations, leader completeness, no
+    /// acknowledged write lost, linearizability.
+    fn run(&self, cluster: &mut SimCluster, g: usize) -> Vec<Violation> {
+        let mut violations = Vec::new();
+        let logs = cluster.durable_logs(g);
+        violations.extend(check_log_matching(&logs));
+        violations.extend(check_configurations(self.in_effect, &logs));
+        let states: Vec<_> = self
+            .in_effect
+            .iter()
+            .map(|(id, s)| (*id, s.last, s.membership.clone()))
+            .collect();
+        violations.extend(check_configurations_agree(&states));
+        let observations = cluster.groups[g].observations.clone();
+        if let Some(leader_log) = logs.get(&self.leader) {
+            let observed = observations.lock().expect("observations");
+            let applied = observed.applied_commands().map(|(id, _)| id);
+            violations.extend(check_leader_completeness(self.leader, leader_log, applied));
+            let acknowledged = self.acknowledged.lock().expect("acknowledged").clone();
+            violations.extend(check_acknowledged_writes(
+                leader_log,
+                observed.applied_commands(),
+                &acknowledged,
+                self.sessions,
+            ));
+        }
+        // A budget keeps a pathological history from stalling a sweep;
+        // running out is reported, never taken for a pass.
+        let budget = linearizability::CheckOptions {
+            max_steps: Some(20_000_000),
+            ..Default::default()
+        };
+        let mut verdict = linearizability::check_with(self.history, &budget);
+        if matches!(verdict, linearizability::Verdict::Timeout { .. }) {
+            // Undecided: many writes of unknown outcome make the search
+            // explode. Those no state machine ever applied never took
+            // effect; with them marked failed the search is smaller, and a
+            // pass still proves the whole history (see
+            // `History::resolve_unknowns`).
+            let resolved = {
+                let observed = observations.lock().expect("observations");
+                let applied: BTreeSet<&Bytes> =
+                    observed.applied_commands().map(|(_, data)| data).collect();
+                self.history.resolve_unknowns(|record| {
+                    applied.contains(&KvCommand::of(&record.key, &record.operation).encode())
+                })
+            };
+            verdict = linearizability::check_with(&resolved, &budget);
+        }
+        if !verdict.is_linearizable() {
+            violations.push(Violation::NotLinearizable {
+                detail: format!("{verdict:?}"),
+            });
+        }
+        violations
+    }
 }
 
 /// How long the fault-free tail runs once the cluster converged.
 const TAIL: Duration = Duration::from_secs(5);
 
-/// After the final heal: a write commits within the recovery bound, every
-/// member converges within the heal deadline, and the tail that follows
-/// sees no churn beyond its bound. Returns the leader, or why liveness
-/// failed.
+/// After the final heal: a write commits in every group within the
+/// recovery bound, every member converges within the heal deadline, and
+/// the tail that follows sees no churn beyond its bound in any group.
+/// Returns each group's leader, or why liveness failed; the churn summed
+/// over the groups.
 async fn final_liveness(
     cluster: &SimCluster,
-    observations: &Arc<Mutex<Observations>>,
     options: &SimOptions,
     healed: tokio::time::Instant,
-) -> (Result<NodeId, String>, Option<Recovery>, Option<Churn>) {
+) -> (Result<Vec<NodeId>, String>, Option<Recovery>, Option<Churn>) {
     let bound = recovery_bound(&options.raft, &transport_options());
-    let recovery = match recover(cluster, healed, bound, options.heal_deadline).await {
+    let recovery = match recover_all(cluster, healed, bound, options.heal_deadline).await {
         Ok(recovery) => recovery,
         Err(e) => return (Err(e), None, None),
     };
-    if let Err(e) = converge(cluster, healed + options.heal_deadline).await {
+    if let Err(e) = converge_all(cluster, healed + options.heal_deadline).await {
         return (Err(e), Some(recovery), None);
     }
-    let churn = fault_free_tail(cluster, observations, TAIL).await;
-    if churn.elections > TAIL_ELECTIONS_MAX {
-        let message = format!(
-            "leadership churned over the fault-free tail: {} elections and {} new leaders in {TAIL:?} after the cluster converged (bound: {TAIL_ELECTIONS_MAX} election)",
-            churn.elections, churn.leaders
-        );
-        return (Err(message), Some(recovery), Some(churn));
+    let churns = fault_free_tails(cluster, TAIL).await;
+    let churn = churns.iter().fold(Churn::default(), |sum, c| Churn {
+        elections: sum.elections + c.elections,
+        leaders: sum.leaders + c.leaders,
+    });
+    let groups = churns.len();
+    for (g, group_churn) in churns.iter().enumerate() {
+        if group_churn.elections > TAIL_ELECTIONS_MAX {
+            let message = format!(
+                "leadership churned over the fault-free tail: {} elections and {} new leaders in {TAIL:?} after the cluster converged (bound: {TAIL_ELECTIONS_MAX} election)",
+                group_churn.elections, group_churn.leaders
+            );
+            return (
+                Err(liveness::in_group(groups, g, message)),
+                Some(recovery),
+                Some(churn),
+            );
+        }
     }
-    // The leader at the end: the one whose log the final checks read.
-    let leader = converge(cluster, tokio::time::Instant::now() + options.heal_deadline).await;
-    (leader, Some(recovery), Some(churn))
+    // The leaders at the end: the ones whose logs the final checks read.
+    let deadline = tokio::time::Instant::now() + options.heal_deadline;
+    let leaders = converge_all(cluster, deadline).await;
+    (leaders, Some(recovery), Some(churn))
 }
 
-/// Every running server's configuration and last entry, just before the
-/// servers stop.
-async fn configurations_in_effect(cluster: &SimCluster) -> BTreeMap<NodeId, InEffect> {
+/// Every running member's configuration and last entry in group `g` (by
+/// index), just before the servers stop.
+async fn configurations_in_effect(cluster: &SimCluster, g: usize) -> BTreeMap<NodeId, InEffect> {
     let mut in_effect = BTreeMap::new();
     for i in 0..cluster.nodes.len() {
-        if let Some(member) = cluster.member(i)
+        if let Some(member) = cluster.member_in(g, i)
             && let Ok(status) = member.status().await
         {
             let state = InEffect {

@@ -1,0 +1,173 @@
+//! Many groups on the same simulated servers (`--groups`): a run's checks
+//! see every group and name the one that broke, quiet groups whose leaders'
+//! server crashes wake and elect, and a many-group run replays the same.
+#![cfg(madsim)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oar::core::{RaftOptions, Role, Term};
+use oar_sim::cluster::{MachineSetup, SimCluster};
+use oar_sim::observe::{Observations, Violation};
+use oar_sim::options::{FaultSet, SimOptions};
+use oar_sim::run::{Verdict, run};
+use oar_sim::trace::Trace;
+
+const GROUPS: usize = 100;
+
+/// A short fault-free run of `GROUPS` groups: the clients work on a few of
+/// them, the liveness probes and the fault-free tail write to all.
+fn many_groups(seed: u64) -> SimOptions {
+    SimOptions {
+        groups: GROUPS,
+        faults: FaultSet::None,
+        fault_phase: Duration::from_secs(2),
+        ..SimOptions::new(seed)
+    }
+}
+
+#[test]
+fn a_divergence_planted_in_one_group_of_a_hundred_is_reported_with_its_id() {
+    // Group 58 (index 57), one the clients never touch: only the checks'
+    // own writes reach it.
+    let planted = SimOptions {
+        planted_divergence: Some(57),
+        ..many_groups(5)
+    };
+    let report = run(&planted).report;
+    // Every group elected once, and no more (no faults).
+    assert_eq!(report.leader_terms, GROUPS, "{report:?}");
+    let Verdict::Correctness(violations) = &report.verdict else {
+        panic!("the planted divergence was missed: {:?}", report.verdict);
+    };
+    assert!(!violations.is_empty());
+    // Named by its group, and no other group (whose members share the
+    // servers, the connections and the disks) is blamed.
+    for violation in violations {
+        assert!(
+            matches!(
+                violation,
+                Violation::InGroup { group: 58, violation }
+                    if matches!(**violation, Violation::DivergentApply { .. })
+            ),
+            "only group 58 diverged: {violation:?}"
+        );
+    }
+}
+
+/// Every group's member on each server: (role, leader's server index,
+/// term, quiet), `None` for a member that is down.
+async fn states(cluster: &SimCluster) -> Vec<Vec<Option<(Role, Option<usize>, Term, bool)>>> {
+    let mut states = Vec::new();
+    for g in 0..cluster.groups.len() {
+        let mut group = Vec::new();
+        for i in 0..cluster.nodes.len() {
+            let state = match cluster.member_in(g, i) {
+                Some(member) => member.status().await.ok().map(|s| {
+                    let leader = s.leader.map(|l| l.0 as usize - 1);
+                    (s.role, leader, s.hard_state.term, s.quiet)
+                }),
+                None => None,
+            };
+            group.push(state);
+        }
+        states.push(group);
+    }
+    states
+}
+
+#[test]
+fn quiet_groups_of_a_crashed_leader_wake_and_elect() {
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(9, madsim::Config::default());
+    runtime.block_on(async {
+        let raft = RaftOptions {
+            election_timeout_min: Duration::from_millis(300),
+            election_timeout_max: Duration::from_millis(600),
+            heartbeat_interval: Duration::from_millis(60),
+            quiesce_after: Some(Duration::from_millis(200)),
+            ..RaftOptions::default()
+        };
+        let observations: Vec<Arc<Mutex<Observations>>> =
+            (0..GROUPS).map(|_| Arc::default()).collect();
+        let setup = MachineSetup {
+            sessions: None,
+            on_disk: false,
+            planted_divergence: None,
+        };
+        let mut cluster = SimCluster::start(3, 9, raft, 3, setup, observations, Trace::new(false));
+
+        // Every group elects, then goes quiet on every server.
+        let mut settled = None;
+        for _ in 0..300 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = states(&cluster).await;
+            let all_quiet = now.iter().all(|group| {
+                let leaders = group
+                    .iter()
+                    .filter(|s| matches!(s, Some((Role::Leader, ..))))
+                    .count();
+                leaders == 1 && group.iter().all(|s| matches!(s, Some((.., true))))
+            });
+            if all_quiet {
+                settled = Some(now);
+                break;
+            }
+        }
+        let before = settled.expect("every group elected and went quiet");
+
+        // The server leading the most groups crashes.
+        let led_by = |i: usize| -> Vec<usize> {
+            (0..GROUPS)
+                .filter(|&g| matches!(before[g][i], Some((Role::Leader, ..))))
+                .collect()
+        };
+        let victim = (0..3).max_by_key(|&i| led_by(i).len()).expect("servers");
+        let orphans = led_by(victim);
+        assert!(orphans.len() >= GROUPS / 3, "{} groups", orphans.len());
+        cluster.kill(victim);
+
+        // Each of its quiet groups wakes and elects a leader among the others,
+        // in a newer term; the other groups keep theirs.
+        let mut woken = Vec::new();
+        for _ in 0..300 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = states(&cluster).await;
+            woken = orphans
+                .iter()
+                .copied()
+                .filter(|&g| {
+                    let old_term = before[g][victim].expect("led").2;
+                    now[g].iter().enumerate().any(|(i, s)| {
+                        i != victim
+                            && matches!(s, Some((Role::Leader, _, term, _)) if *term > old_term)
+                    })
+                })
+                .collect();
+            if woken.len() == orphans.len() {
+                break;
+            }
+        }
+        assert_eq!(woken, orphans, "groups whose leader crashed elected again");
+        let now = states(&cluster).await;
+        for g in (0..GROUPS).filter(|g| !orphans.contains(g)) {
+            let leader = before[g]
+                .iter()
+                .position(|s| matches!(s, Some((Role::Leader, ..))));
+            let still = leader.and_then(|i| now[g][i]).map(|s| (s.0, s.2));
+            let was = leader.and_then(|i| before[g][i]).map(|s| (s.0, s.2));
+            assert_eq!(still, was, "group {} kept its leader and term", g + 1);
+        }
+    });
+}
+
+#[test]
+fn a_many_group_run_replays_the_same() {
+    madsim::runtime::Runtime::check_determinism(11, madsim::Config::default(), || async {
+        let options = SimOptions {
+            groups: 20,
+            fault_phase: Duration::from_secs(4),
+            ..SimOptions::new(11)
+        };
+        oar_sim::run::simulate_in_current_runtime(options).await;
+    });
+}
