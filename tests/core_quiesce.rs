@@ -160,6 +160,26 @@ fn a_quiet_follower_wakes_when_its_own_leader_campaigns() {
 }
 
 #[test]
+fn a_quiet_follower_wakes_for_its_leader_s_server_only() {
+    for seed in 0..5 {
+        let mut c = quiet_cluster(seed);
+        c.call(n(2), |r, now| r.handle_peer_unreachable(now, n(3)));
+        assert!(
+            c.node(2).is_quiet(),
+            "seed {seed}: woken for a fellow follower"
+        );
+        c.call(n(2), |r, now| r.handle_peer_unreachable(now, n(1)));
+        assert!(
+            !c.node(2).is_quiet(),
+            "seed {seed}: not woken for its leader"
+        );
+        // The leader wakes for any of its followers.
+        c.call(n(1), |r, now| r.handle_peer_unreachable(now, n(3)));
+        assert!(!c.node(1).is_quiet(), "seed {seed}: leader not woken");
+    }
+}
+
+#[test]
 fn a_report_about_a_live_leader_costs_no_election() {
     for seed in 0..5 {
         let mut c = quiet_cluster(seed);

@@ -171,3 +171,28 @@ fn a_many_group_run_replays_the_same() {
         oar_sim::run::simulate_in_current_runtime(options).await;
     });
 }
+
+/// Seed 2 of 100 quiet groups under all faults: a server paused until the
+/// final heal took its own stall for both peers' silence on resume, and
+/// woke a quiet follower for a server that was not its leader's; with the
+/// leader still quiet, the follower campaigned and deposed it in the
+/// fault-free tail. Both are fixed (the monitor forgives its own stall; a
+/// quiet follower wakes for its leader's server only).
+#[test]
+fn a_resumed_server_does_not_pull_quiet_groups_into_elections() {
+    let defaults = SimOptions::new(2);
+    let options = SimOptions {
+        groups: GROUPS,
+        raft: RaftOptions {
+            quiesce_after: Some(Duration::from_millis(100)),
+            ..defaults.raft
+        },
+        ..defaults
+    };
+    let report = run(&options).report;
+    assert!(
+        matches!(report.verdict, Verdict::Pass),
+        "{:?}",
+        report.verdict
+    );
+}

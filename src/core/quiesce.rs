@@ -66,12 +66,20 @@ impl RaftNode {
     }
 
     /// The driver reports that `peer`'s server is unreachable (its liveness
-    /// heartbeat stopped). A quiet node wakes, so that a follower whose
-    /// leader is gone elects another one by the usual timers; an awake
-    /// node ignores it (its own timers already watch its peers).
+    /// heartbeat stopped). A quiet leader wakes (and checks its quorum); a
+    /// quiet follower wakes if `peer` is its leader (or it knows none), and
+    /// then elects another one by the usual timers if the leader is really
+    /// gone. A follower ignores a fellow follower's server: the leader,
+    /// told the same, watches its followers, and a follower woken while
+    /// its leader stays quiet hears nothing and campaigns for no reason.
+    /// An awake node ignores it (its own timers already watch its peers).
     pub fn handle_peer_unreachable(&mut self, now: Instant, peer: NodeId) {
         self.advance_time(now);
-        if self.quiet && peer != self.id() {
+        let watched = match self.role {
+            RoleState::Follower => self.leader.is_none_or(|leader| leader == peer),
+            _ => true,
+        };
+        if self.quiet && peer != self.id() && watched {
             self.wake();
         }
         self.finish_input();

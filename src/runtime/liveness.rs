@@ -138,6 +138,18 @@ impl PeerLiveness {
         }
     }
 
+    /// This server itself stalled (a paused process, a starved runtime):
+    /// its peers could not be heard meanwhile, so their silence counts
+    /// from now. A server already found down stays down until heard.
+    fn forgive_own_stall(&self) {
+        let now = Instant::now();
+        for peer in self.peers.lock().expect("liveness lock").values_mut() {
+            if !peer.down {
+                peer.heard = peer.heard.max(now);
+            }
+        }
+    }
+
     /// Marks servers down or up by `reachable` (`None`: by how long ago
     /// they were heard, against `silence_max`); returns those that just
     /// went down, or restarted or lost a member since the last check.
@@ -214,6 +226,9 @@ pub(crate) struct LivenessWatch {
 /// with a member on a server that went down.
 pub(crate) async fn run_liveness_monitor(manager: Weak<Inner>) {
     let mut watched = Watched::default();
+    // When the last check ran: a check much later than its interval means
+    // this server stalled, not that its peers fell silent.
+    let mut last_check: Option<Instant> = None;
     loop {
         let Some(inner) = manager.upgrade() else {
             return;
@@ -238,10 +253,21 @@ pub(crate) async fn run_liveness_monitor(manager: Weak<Inner>) {
         }
         let Some(silence_max) = watched.silence_max else {
             // No quiescing group: nothing to watch until one comes.
+            last_check = None;
             drop(inner);
             liveness.changed_notify.notified().await;
             continue;
         };
+        let now = Instant::now();
+        let interval = check_interval(silence_max);
+        if last_check.is_some_and(|last| now.duration_since(last) > interval + silence_max / 2) {
+            tracing::info!(
+                ?silence_max,
+                "this server stalled; its peers' silence counts from now"
+            );
+            liveness.forgive_own_stall();
+        }
+        last_check = Some(now);
         let lost = liveness.check(silence_max, |addr| inner.reachable_in_process(addr));
         for addr in lost {
             tracing::info!(%addr, ?silence_max, "peer server silent, restarted or lost a member; waking its quiet groups");
@@ -252,6 +278,6 @@ pub(crate) async fn run_liveness_monitor(manager: Weak<Inner>) {
             }
         }
         drop(inner);
-        tokio::time::sleep(check_interval(silence_max)).await;
+        tokio::time::sleep(interval).await;
     }
 }
