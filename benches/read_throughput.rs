@@ -1,4 +1,5 @@
-//! Reads/s and latency of `Node::read_barrier` for a 3-node group, per
+//! Reads/s, latency and CPU time per read of `Node::read_barrier` for a
+//! 3-node group, per
 //! policy (`Log`, `ReadIndex`, `Lease`), on the leader alone or spread over
 //! all three members (follower reads), with N closed-loop readers, with and
 //! without a concurrent write load (16 closed-loop writers at the leader).
@@ -160,8 +161,20 @@ impl Reader {
 
 const GROUP: GroupId = GroupId(1);
 
-/// Reads/s and the latency percentiles (p50, p99) of one row.
-async fn measure(setup: Setup, row: Row, duration: Duration) -> (f64, Duration, Duration) {
+/// What one row measured.
+#[derive(Clone, Copy)]
+struct Measured {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    /// The process's CPU time (all three servers, the readers, any
+    /// writers) per read: a cost that a loaded machine blurs far less
+    /// than reads/s.
+    cpu_per_read: Duration,
+}
+
+/// Reads/s, the latency percentiles and the CPU time per read of one row.
+async fn measure(setup: Setup, row: Row, duration: Duration) -> Measured {
     let dir = tempfile::tempdir().expect("temp dir");
     let (servers, nodes) = cluster(setup, dir.path(), row.queries).await;
     let client = row.via_client.then(|| {
@@ -209,10 +222,13 @@ async fn measure(setup: Setup, row: Row, duration: Duration) -> (f64, Duration, 
     }
     tokio::time::sleep(Duration::from_millis(300)).await; // warm up
     measuring.store(true, Ordering::Relaxed);
-    let start = Instant::now();
+    let (start, cpu_start) = (Instant::now(), common::cpu_time());
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
-    let elapsed = start.elapsed();
+    let (elapsed, cpu) = (
+        start.elapsed(),
+        common::cpu_time().saturating_sub(cpu_start),
+    );
     common::finish(&stop, tasks, &servers).await;
     let mut latencies = std::mem::take(&mut *latencies.lock().unwrap());
     latencies.sort_unstable();
@@ -223,7 +239,12 @@ async fn measure(setup: Setup, row: Row, duration: Duration) -> (f64, Duration, 
             .unwrap_or_default()
     };
     let per_second = latencies.len() as f64 / elapsed.as_secs_f64();
-    (per_second, at(0.50), at(0.99))
+    Measured {
+        per_second,
+        p50: at(0.50),
+        p99: at(0.99),
+        cpu_per_read: cpu / latencies.len().max(1) as u32,
+    }
 }
 
 fn main() {
@@ -262,10 +283,10 @@ fn main() {
         };
         println!("\noar read barriers, {name}: 3 nodes in one process, closed-loop readers");
         println!(
-            "{:>9} | {:>6} | {:>7} | {:>6} | {:>10} | {:>10} | {:>10}",
-            "policy", "where", "clients", "writes", "reads/s", "p50", "p99"
+            "{:>9} | {:>6} | {:>7} | {:>6} | {:>10} | {:>10} | {:>10} | {:>10}",
+            "policy", "where", "clients", "writes", "reads/s", "p50", "p99", "cpu/read"
         );
-        println!("{:-<80}", "");
+        println!("{:-<93}", "");
         for writes in [false, true] {
             for &n in &clients {
                 for (policy, spread) in placements {
@@ -277,13 +298,16 @@ fn main() {
                         via_client: false,
                         queries: true,
                     };
-                    let (per_second, p50, p99) =
-                        runtime.block_on(measure(setup, row, Duration::from_millis(millis)));
+                    let m = runtime.block_on(measure(setup, row, Duration::from_millis(millis)));
                     println!(
-                        "{:>9} | {:>6} | {n:>7} | {:>6} | {per_second:>10.0} | {p50:>10.1?} | {p99:>10.1?}",
+                        "{:>9} | {:>6} | {n:>7} | {:>6} | {:>10.0} | {:>10.1?} | {:>10.1?} | {:>10.2?}",
                         format!("{policy:?}"),
                         if spread { "spread" } else { "leader" },
                         if writes { "16" } else { "none" },
+                        m.per_second,
+                        m.p50,
+                        m.p99,
+                        m.cpu_per_read,
                     );
                 }
             }
@@ -336,14 +360,19 @@ fn client_table(runtime: &tokio::runtime::Runtime, clients: &[usize], duration: 
                 results[at].push(runtime.block_on(measure(Setup::TcpDisk, row, duration)));
             }
         }
-        let median = |rows: &[(f64, Duration, Duration)]| {
+        let median = |rows: &[Measured]| {
             let mut rows = rows.to_vec();
-            rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+            rows.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
             rows[rows.len() / 2]
         };
-        let base = median(&results[0]).0;
+        let base = median(&results[0]).per_second;
         for (at, (name, _, spread, _)) in placements.iter().enumerate() {
-            let (per_second, p50, p99) = median(&results[at]);
+            let Measured {
+                per_second,
+                p50,
+                p99,
+                ..
+            } = median(&results[at]);
             println!(
                 "{name:>9} | {:>6} | {n:>7} | {per_second:>10.0} | {:>7.2} | {p50:>10.1?} | {p99:>10.1?}",
                 if *spread { "spread" } else { "leader" },

@@ -6,13 +6,14 @@
 //! view is written out on the blocking pool while applies go on (one save
 //! at a time), and the group learns of it once it is durable.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::blocking::{run_blocking, state_machine_call};
 use super::error::Error;
@@ -60,12 +61,9 @@ pub(crate) enum ApplyTask {
     /// Replace the state with a snapshot pulled from the leader and made
     /// durable (the newest in the group's snapshot storage).
     Install { snapshot: SnapshotInfo },
-    /// A read barrier: resolves once everything through `index` is
-    /// applied (queued behind the entries that reach it).
-    ReadBarrier {
-        index: LogIndex,
-        reply: super::read_barrier::ReadReply,
-    },
+    /// Read barriers, each resolving once everything through its index is
+    /// applied (queued behind the entries that reach them).
+    ReadBarriers(super::read_barrier::ReadyBarriers),
     /// A query, answered by the state machine once everything through
     /// `index` is applied (queued as a barrier is).
     Query {
@@ -107,11 +105,18 @@ impl ApplyLoop {
     ) -> Box<dyn StateMachine> {
         let mut leading = false;
         let mut following: Option<NodeId> = None;
+        // The snapshot period's timer, kept while its deadline stands: a
+        // fresh sleep for every task read the clock and registered a timer
+        // each time, a cost every read barrier paid.
+        let mut timer: Option<(Instant, Pin<Box<Sleep>>)> = None;
         loop {
             let task = match self.policy.period_after(self.since_snapshot) {
                 Some(period) => {
-                    let wait =
-                        (self.snapshot_at + period).saturating_duration_since(Instant::now());
+                    let deadline = self.snapshot_at + period;
+                    if timer.as_ref().is_none_or(|(at, _)| *at != deadline) {
+                        timer = Some((deadline, Box::pin(tokio::time::sleep_until(deadline))));
+                    }
+                    let (_, sleep) = timer.as_mut().expect("set above");
                     // Biased: an unbiased select draws its order from
                     // tokio's per-thread RNG, which the simulator's seed
                     // does not set (runs with quiet groups differed between
@@ -119,7 +124,8 @@ impl ApplyLoop {
                     tokio::select! {
                         biased;
                         task = tasks.recv() => task,
-                        () = tokio::time::sleep(wait) => {
+                        () = sleep.as_mut() => {
+                            timer = None;
                             self.maybe_save(true).await;
                             continue;
                         }
@@ -172,8 +178,10 @@ impl ApplyLoop {
                 }
                 ApplyTask::Snapshot { reply } => self.save_snapshot(Some(reply)).await,
                 ApplyTask::Install { snapshot } => self.install(snapshot).await,
-                ApplyTask::ReadBarrier { index, reply } => {
-                    let _ = reply.send(reached(self.last_applied.index, index));
+                ApplyTask::ReadBarriers(barriers) => {
+                    for (index, reply) in barriers {
+                        let _ = reply.send(reached(self.last_applied.index, index));
+                    }
                 }
                 ApplyTask::Query {
                     index,

@@ -153,6 +153,9 @@ pub(crate) struct GroupDriver {
     pub(crate) pending_changes: Vec<PendingChange>,
     /// Read barriers waiting for the core.
     pub(crate) pending_reads: super::read_barrier::PendingReads,
+    /// Confirmed barriers waiting for the end of the drain (empty between
+    /// drains).
+    pub(crate) ready_barriers: super::read_barrier::ReadyBarriers,
     /// Pulls snapshots from the leader; one install at a time.
     pub(crate) installer: SnapshotInstaller,
     /// Status, metrics and details kept for operators.
@@ -452,6 +455,7 @@ impl GroupDriver {
                 }
             }
         }
+        self.flush_ready_barriers();
         writes
     }
 

@@ -419,6 +419,7 @@ impl NodeManager {
             pending: BTreeMap::new(),
             pending_changes: Vec::new(),
             pending_reads: Default::default(),
+            ready_barriers: Vec::new(),
             installer: SnapshotInstaller {
                 group: options.group,
                 snapshots: Arc::clone(&snapshots),

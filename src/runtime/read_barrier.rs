@@ -45,23 +45,15 @@ impl ReadWaiter {
             }
         }
     }
-
-    /// The apply task's work once the core confirmed the read at `index`:
-    /// queued behind the entries that reach it.
-    fn into_apply_task(self, index: LogIndex) -> ApplyTask {
-        match self {
-            ReadWaiter::Barrier(reply) => ApplyTask::ReadBarrier { index, reply },
-            ReadWaiter::Query { query, reply } => ApplyTask::Query {
-                index,
-                query,
-                reply,
-            },
-        }
-    }
 }
 
 /// Reads waiting on the core, by read id.
 pub(crate) type PendingReads = BTreeMap<ReadId, ReadWaiter>;
+
+/// Barriers the core confirmed in one drain of its actions whose index the
+/// state machine has not applied yet: they go to the apply task together,
+/// as one task, once the drain ends (behind every entry it handed out).
+pub(crate) type ReadyBarriers = Vec<(LogIndex, ReadReply)>;
 
 impl GroupDriver {
     /// A client asks for a read barrier or a query.
@@ -79,11 +71,31 @@ impl GroupDriver {
         }
     }
 
-    /// The core confirmed read `id` at `index`: the barrier resolves once
-    /// the apply task got through what it was handed before.
+    /// The core confirmed read `id` at `index`: it resolves once the apply
+    /// task got through what it was handed before. Barriers wait for the
+    /// end of the drain and go together (one task, one wake-up of the apply
+    /// task for a round's worth of reads); a query goes at once.
     pub(crate) fn on_read_ready(&mut self, id: ReadId, index: LogIndex) {
-        if let Some(waiter) = self.pending_reads.remove(&id) {
-            let _ = self.apply.send(waiter.into_apply_task(index));
+        match self.pending_reads.remove(&id) {
+            Some(ReadWaiter::Barrier(reply)) => self.ready_barriers.push((index, reply)),
+            Some(ReadWaiter::Query { query, reply }) => {
+                let task = ApplyTask::Query {
+                    index,
+                    query,
+                    reply,
+                };
+                let _ = self.apply.send(task);
+            }
+            None => {}
+        }
+    }
+
+    /// Hands the barriers confirmed during a drain to the apply task, as
+    /// one task (called once the drain ends).
+    pub(crate) fn flush_ready_barriers(&mut self) {
+        if !self.ready_barriers.is_empty() {
+            let barriers = std::mem::take(&mut self.ready_barriers);
+            let _ = self.apply.send(ApplyTask::ReadBarriers(barriers));
         }
     }
 
