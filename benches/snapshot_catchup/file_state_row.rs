@@ -1,0 +1,376 @@
+//! The file-state row: a generated state of `OAR_BENCH_FILE_STATE_MB` MiB
+//! of files (in a temporary directory, removed at the end, on a panic too),
+//! each member in a process of its own (see `member_process`), so that the
+//! leader's and the catching-up follower's peak RSS are their own.
+//!
+//! Steps: generate the blobs (fsynced, so that their write-back does not
+//! land in the windows below); time the raw loopback copy of the same
+//! bytes (`raw_copy`); start the members, elect, `fill` (each member links
+//! every blob into its state); start the leader's clients and measure a
+//! baseline window; stop a follower's group; write 1000 more entries; then
+//! save the leader's snapshot, which streams every blob, counting the
+//! leader's writes during the save; then restart the follower's group and
+//! time until it has loaded the snapshot and applied what the leader had
+//! applied by then. Peak RSS is the process's `VmHWM`, reset through
+//! `/proc/PID/clear_refs` just before the save (leader) and the restart
+//! (follower), against its `VmRSS` at that moment. The goals are printed
+//! with pass or fail, never asserted.
+//!
+//! In the temporary directory: `source/` (the blobs), `raw/` (the raw
+//! copy, removed after it), `pki/`, and per member `member{id}/n{id}` (its
+//! log and snapshots) and `member{id}/state` (its blob links).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::file_blobs::blob_name;
+use super::member_process::{
+    MEMBER_DIR_ENV, MEMBER_ID_ENV, PKI_DIR_ENV, SOURCE_DIR_ENV, pem_paths,
+};
+use super::{MIB, WRITES_WHILE_DOWN, pki, raw_copy};
+
+/// MiB a generated blob file holds (the last one may hold less).
+const FILE_MIB: u64 = 64;
+/// The RSS goal: each node within this much of its RSS before.
+const RSS_GROWTH_MAX: u64 = 256 * MIB as u64;
+/// The copy-rate goal: this share of the raw loopback copy's rate.
+const COPY_SHARE_MIN: f64 = 0.8;
+/// The writes-during-save goal: this share of the baseline's writes/s.
+const SAVE_WRITES_SHARE_MIN: f64 = 0.8;
+
+/// Writes `mib` MiB of ChaCha8 bytes as blob files in `dir`, each fsynced;
+/// returns their names.
+fn generate(dir: &Path, mib: u64) -> Vec<String> {
+    std::fs::create_dir_all(dir).expect("source directory");
+    let mut buf = vec![0u8; MIB];
+    (0..mib.div_ceil(FILE_MIB))
+        .map(|n| {
+            let name = blob_name(n);
+            let mut file = std::fs::File::create(dir.join(&name)).expect("blob file");
+            let mut rng = ChaCha8Rng::seed_from_u64(n);
+            for _ in 0..FILE_MIB.min(mib - n * FILE_MIB) {
+                rng.fill_bytes(&mut buf);
+                file.write_all(&buf).expect("blob write");
+            }
+            file.sync_all().expect("blob fsync");
+            name
+        })
+        .collect()
+}
+
+/// A member process, killed when dropped.
+struct MemberProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    addr: String,
+}
+
+impl MemberProcess {
+    fn spawn(id: u64, dir: &Path, source: &Path, pki_dir: &Path) -> MemberProcess {
+        let exe = std::env::current_exe().expect("the bench's executable");
+        let mut child = Command::new(exe)
+            .env(MEMBER_ID_ENV, id.to_string())
+            .env(MEMBER_DIR_ENV, dir.join(format!("member{id}")))
+            .env(SOURCE_DIR_ENV, source)
+            .env(PKI_DIR_ENV, pki_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("member process");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("the member's address");
+        let addr = (line.trim().strip_prefix("addr "))
+            .unwrap_or_else(|| panic!("member {id} said {line:?}"))
+            .to_string();
+        MemberProcess {
+            child,
+            stdin,
+            stdout,
+            addr,
+        }
+    }
+
+    /// Sends `command`; the member's answer.
+    fn ask(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").expect("to the member");
+        let mut line = String::new();
+        let n = self.stdout.read_line(&mut line).expect("from the member");
+        assert!(n > 0, "the member exited on {command:?}");
+        line.trim().to_string()
+    }
+
+    fn ask_u64(&mut self, command: &str) -> u64 {
+        let answer = self.ask(command);
+        answer
+            .parse()
+            .unwrap_or_else(|_| panic!("{command}: {answer:?}"))
+    }
+
+    fn ask_f64(&mut self, command: &str) -> f64 {
+        let answer = self.ask(command);
+        answer
+            .parse()
+            .unwrap_or_else(|_| panic!("{command}: {answer:?}"))
+    }
+
+    /// A field of `/proc/PID/status` in bytes (`VmRSS`, `VmHWM`).
+    fn status_bytes(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc status");
+        let line = (status.lines())
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .unwrap_or_else(|| panic!("no {field} in /proc status"));
+        let kib: u64 = line.trim().trim_end_matches(" kB").parse().expect("kB");
+        kib * 1024
+    }
+
+    /// Resets `VmHWM` to the current RSS; its RSS now.
+    fn reset_peak(&self) -> u64 {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .expect("resetting the peak RSS");
+        self.status_bytes("VmRSS")
+    }
+}
+
+impl Drop for MemberProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the row measured.
+pub(crate) struct FileRow {
+    state_bytes: u64,
+    raw_bytes_per_sec: f64,
+    save: Duration,
+    writes_baseline: f64,
+    writes_during_save: f64,
+    catch_up: Duration,
+    copy_bytes_per_sec: Option<f64>,
+    /// (before, peak) RSS of the leader and the follower.
+    leader_rss: (u64, u64),
+    follower_rss: (u64, u64),
+    client_errors: u64,
+}
+
+/// Asks each member whom it follows until all agree; returns the
+/// leader's position.
+fn wait_for_leader(members: &mut [MemberProcess]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leaders: Vec<u64> = members.iter_mut().map(|m| m.ask_u64("leader")).collect();
+        if leaders[0] != 0 && leaders.iter().all(|&l| l == leaders[0]) {
+            return leaders[0] as usize - 1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader agreed on: {leaders:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls until `member` has applied `index`.
+fn wait_applied(member: &mut MemberProcess, index: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while member.ask_u64("applied") < index {
+        assert!(Instant::now() < deadline, "{index} not applied in 120 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs the row with `mib` MiB of state and `clients` clients.
+pub(crate) fn run(mib: u64, clients: usize) -> FileRow {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("source");
+    let names = generate(&source, mib);
+    let raw_dir = dir.path().join("raw");
+    let (state_bytes, raw) = raw_copy::copy(&source, &names, &raw_dir);
+    std::fs::remove_dir_all(&raw_dir).expect("removing the raw copy");
+    let raw_bytes_per_sec = state_bytes as f64 / raw.as_secs_f64();
+
+    let pki_dir = dir.path().join("pki");
+    std::fs::create_dir_all(&pki_dir).expect("pki dir");
+    let written = pki::shared().write_server_files(&pki_dir, [127, 0, 0, 1].into());
+    assert_eq!(written, pem_paths(&pki_dir));
+    let mut members: Vec<MemberProcess> = (1..=3)
+        .map(|id| MemberProcess::spawn(id, dir.path(), &source, &pki_dir))
+        .collect();
+    let peers: Vec<String> = (members.iter().enumerate())
+        .map(|(i, m)| format!("{}={}", i + 1, m.addr))
+        .collect();
+    for member in &mut members {
+        assert_eq!(member.ask(&format!("start {}", peers.join(","))), "ok");
+    }
+    let l = wait_for_leader(&mut members);
+    let lag = (l + 1) % 3;
+    assert_eq!(members[l].ask(&format!("fill {}", names.len())), "ok");
+    let filled = members[l].ask_u64("applied");
+    members.iter_mut().for_each(|m| wait_applied(m, filled));
+
+    let leader = l;
+    members[leader].ask(&format!("clients {clients}"));
+    std::thread::sleep(Duration::from_millis(300));
+    members[leader].ask("mark");
+    std::thread::sleep(Duration::from_secs(3));
+    let writes_baseline = members[leader].ask_f64("rate");
+
+    members[lag].ask("stop");
+    let stopped_at = members[leader].ask_u64("applied");
+    wait_applied(&mut members[leader], stopped_at + WRITES_WHILE_DOWN);
+
+    let leader_before = members[leader].reset_peak();
+    members[leader].ask("mark");
+    let saved = members[leader].ask("snapshot");
+    let writes_during_save = members[leader].ask_f64("rate");
+    let (snapshot_bytes, save_secs) = saved.split_once(' ').expect("BYTES SECS");
+    let snapshot_bytes: u64 = snapshot_bytes.parse().expect("bytes");
+    let save = Duration::from_secs_f64(save_secs.parse().expect("secs"));
+
+    let follower_before = members[lag].reset_peak();
+    let served_before = members[leader].ask_u64("served");
+    let start = Instant::now();
+    members[lag].ask("restart");
+    let (catch_up, copy_bytes_per_sec) = wait_caught_up(
+        &mut members,
+        (leader, lag),
+        snapshot_bytes,
+        served_before,
+        start,
+    );
+    let leader_rss = (leader_before, members[leader].status_bytes("VmHWM"));
+    let follower_rss = (follower_before, members[lag].status_bytes("VmHWM"));
+    let client_errors = members[leader].ask_u64("stop-clients");
+
+    // The follower's state equals the leader's, through the snapshot.
+    let last = members[leader].ask_u64("applied");
+    wait_applied(&mut members[lag], last);
+    assert!(
+        members[lag].ask_u64("loaded") > stopped_at,
+        "no snapshot covering the gap"
+    );
+    assert_eq!(members[lag].ask("digest"), members[leader].ask("digest"));
+    FileRow {
+        state_bytes,
+        raw_bytes_per_sec,
+        save,
+        writes_baseline,
+        writes_during_save,
+        catch_up,
+        copy_bytes_per_sec,
+        leader_rss,
+        follower_rss,
+        client_errors,
+    }
+}
+
+/// Polls until the restarted follower has loaded a snapshot and applied
+/// what the leader had applied when the load was seen; the catch-up time
+/// and the rate the leader's server served the snapshot at (between the
+/// first poll that saw bytes served and the one that saw all of them).
+fn wait_caught_up(
+    members: &mut [MemberProcess],
+    (leader, lag): (usize, usize),
+    snapshot_bytes: u64,
+    served_before: u64,
+    start: Instant,
+) -> (Duration, Option<f64>) {
+    let (mut first, mut last, mut target) = (None, None, None);
+    loop {
+        let sent = members[leader].ask_u64("served") - served_before;
+        let now = Instant::now();
+        if sent > 0 && first.is_none() {
+            first = Some((now, sent));
+        }
+        if sent >= snapshot_bytes && last.is_none() {
+            last = Some(now);
+        }
+        if target.is_none() && members[lag].ask_u64("loaded") > 0 {
+            target = Some(members[leader].ask_u64("applied"));
+        }
+        if target.is_some_and(|t| members[lag].ask_u64("applied") >= t) {
+            let rate = first
+                .zip(last)
+                .filter(|((at, _), end)| end > at)
+                .map(|((at, sent), end)| (snapshot_bytes - sent) as f64 / (end - at).as_secs_f64());
+            return (start.elapsed(), rate);
+        }
+        let limit = Duration::from_secs(600);
+        assert!(
+            start.elapsed() < limit,
+            "no catch-up in {limit:?}: {sent} bytes served"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `pass` or `FAIL`.
+fn verdict(pass: bool) -> &'static str {
+    if pass { "pass" } else { "FAIL" }
+}
+
+/// Prints the row as a table and its goals with pass or fail.
+pub(crate) fn print(row: &FileRow, clients: usize) {
+    let mb = |bytes: f64| bytes / MIB as f64;
+    let state = mb(row.state_bytes as f64);
+    println!(
+        "\noar snapshot catch-up, file state: {state:.0} MiB of blob files, members in separate \
+         processes, {clients} closed-loop clients on the leader\n"
+    );
+    println!(
+        "| state MB | save s | writes/s during save / baseline | catch-up s | copy MB/s | raw \
+         loopback MB/s | leader RSS MB before → peak | follower RSS MB before → peak |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let copy = row
+        .copy_bytes_per_sec
+        .map_or("-".into(), |r| format!("{:.1}", mb(r)));
+    let rss =
+        |(before, peak): (u64, u64)| format!("{:.0} → {:.0}", mb(before as f64), mb(peak as f64));
+    let save_share = row.writes_during_save / row.writes_baseline;
+    println!(
+        "| {state:.0} | {:.2} | {:.0} / {:.0} ({save_share:.2}) | {:.2} | {copy} | {:.1} | {} | {} |",
+        row.save.as_secs_f64(),
+        row.writes_during_save,
+        row.writes_baseline,
+        row.catch_up.as_secs_f64(),
+        mb(row.raw_bytes_per_sec),
+        rss(row.leader_rss),
+        rss(row.follower_rss),
+    );
+    let grown = |(before, peak): (u64, u64)| peak.saturating_sub(before);
+    println!();
+    for (who, pair) in [("leader", row.leader_rss), ("follower", row.follower_rss)] {
+        println!(
+            "goal: {who} peak RSS within 256 MiB of before: +{:.0} MiB: {}",
+            mb(grown(pair) as f64),
+            verdict(grown(pair) <= RSS_GROWTH_MAX)
+        );
+    }
+    let copy_share = row.copy_bytes_per_sec.map(|r| r / row.raw_bytes_per_sec);
+    println!(
+        "goal: copy rate >= 80% of the raw loopback copy: {}: {}",
+        copy_share.map_or("unmeasured".into(), |s| format!("{:.0}%", s * 100.0)),
+        verdict(copy_share.is_some_and(|s| s >= COPY_SHARE_MIN))
+    );
+    println!(
+        "goal: leader writes/s during the save >= 80% of before: {:.0}%: {}",
+        save_share * 100.0,
+        verdict(save_share >= SAVE_WRITES_SHARE_MIN)
+    );
+    if row.client_errors > 0 {
+        println!(
+            "note: {} client writes failed (leadership changed?)",
+            row.client_errors
+        );
+    }
+}
