@@ -4,15 +4,16 @@
 //! on every replica) into the member's state directory; `set KEY VALUE` is
 //! the clients' small write, kept in memory.
 //!
-//! A save streams every blob file into the snapshot (read and written
-//! 1 MiB at a time), so that a save of a large state takes seconds of disk
-//! work while applies go on, which is what the row measures; a load
+//! A save either hard-links every blob file into the snapshot (the cheap
+//! checkpoint an on-disk state machine takes) or streams it (read and
+//! written 1 MiB at a time), so that a save of a large state takes seconds
+//! of disk work while applies go on, which the row measures; a load
 //! hard-links the installed files into the state directory.
 
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -59,6 +60,8 @@ pub(crate) struct FileShared {
     pub(crate) loaded: Mutex<Option<(Instant, LogId)>>,
     /// The size of the last snapshot saved, all files together.
     pub(crate) saved_bytes: AtomicU64,
+    /// Whether a save streams the blobs' bytes rather than linking them.
+    pub(crate) save_streams: AtomicBool,
 }
 
 /// The blob store over files.
@@ -134,9 +137,10 @@ impl StateMachine for FileBlobStore {
         true
     }
 
-    /// Blob files `blob-NNNN`, `kv`, and a `manifest` with the blob count
-    /// and the state's digest. The view is the blobs' paths (their files
-    /// are never changed in place) and a copy of the key-value part.
+    /// Blob files `blob-NNNN` (linked or streamed), `kv`, and a `manifest`
+    /// with the blob count and the state's digest. The view is the blobs'
+    /// paths (their files are never changed in place) and a copy of the
+    /// key-value part.
     fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
         let state = self.shared.state.lock().expect("state lock");
         let blobs: Vec<(String, PathBuf)> = (state.blobs.iter())
@@ -146,10 +150,17 @@ impl StateMachine for FileBlobStore {
         let manifest = format!("{} {}", state.blobs.len(), state.digest());
         drop(state);
         let shared = Arc::clone(&self.shared);
+        let streams = shared.save_streams.load(Ordering::Relaxed);
         Ok(Box::new(move |writer: &mut SnapshotWriter| {
             let mut bytes = 0;
             for (name, path) in &blobs {
-                bytes += stream_file(writer, name, path)?;
+                bytes += match streams {
+                    true => stream_file(writer, name, path)?,
+                    false => {
+                        writer.link_file(name, path)?;
+                        std::fs::metadata(path)?.len()
+                    }
+                };
             }
             writer.write_file("kv", &kv)?;
             writer.write_file("manifest", manifest.as_bytes())?;

@@ -115,6 +115,12 @@ impl Member {
                 clients.stop().await.to_string()
             }
             "snapshot" => {
+                let streams = match arg {
+                    "stream" => true,
+                    "link" => false,
+                    _ => panic!("snapshot stream|link"),
+                };
+                self.shared().save_streams.store(streams, Ordering::Relaxed);
                 let start = Instant::now();
                 self.node().snapshot().await.expect("snapshot");
                 let bytes = self.shared().saved_bytes.load(Ordering::Relaxed);
