@@ -359,28 +359,30 @@ pub(crate) fn print(row: &FileRow, clients: usize) {
          processes, {clients} closed-loop clients on the leader\n"
     );
     println!(
-        "| state MB | link save s | catch-up s | copy MB/s | raw loopback MB/s | leader RSS MB \
-         before → peak | follower RSS MB before → peak | streamed save s | leader writes/s \
-         during / before it |"
+        "| state MB | link save s | catch-up s | copy MB/s | raw loopback MB/s | copy/raw \
+         | leader RSS MB before | peak | follower RSS MB before | peak | streamed save s \
+         | leader writes/s before the save | during | during/before |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let copy = row
         .copy_bytes_per_sec
         .map_or("-".into(), |r| format!("{:.1}", mb(r)));
+    let copy_share = row.copy_bytes_per_sec.map(|r| r / row.raw_bytes_per_sec);
+    let share = copy_share.map_or("-".into(), |s| format!("{s:.2}"));
     let rss =
-        |(before, peak): (u64, u64)| format!("{:.0} → {:.0}", mb(before as f64), mb(peak as f64));
+        |(before, peak): (u64, u64)| format!("{:.0} | {:.0}", mb(before as f64), mb(peak as f64));
     let save_share = row.writes_during_save / row.writes_before_save;
     println!(
-        "| {state:.0} | {:.2} | {:.2} | {copy} | {:.1} | {} | {} | {:.2} | {:.0} / {:.0} \
-         ({save_share:.2}) |",
+        "| {state:.0} | {:.2} | {:.2} | {copy} | {:.1} | {share} | {} | {} | {:.2} | {:.0} | {:.0} \
+         | {save_share:.2} |",
         row.link_save.as_secs_f64(),
         row.catch_up.as_secs_f64(),
         mb(row.raw_bytes_per_sec),
         rss(row.leader_rss),
         rss(row.follower_rss),
         row.stream_save.as_secs_f64(),
-        row.writes_during_save,
         row.writes_before_save,
+        row.writes_during_save,
     );
     let grown = |(before, peak): (u64, u64)| peak.saturating_sub(before);
     println!();
@@ -395,7 +397,6 @@ pub(crate) fn print(row: &FileRow, clients: usize) {
             verdict(grown(pair) <= RSS_GROWTH_MAX)
         );
     }
-    let copy_share = row.copy_bytes_per_sec.map(|r| r / row.raw_bytes_per_sec);
     println!(
         "goal: copy rate >= 80% of the raw loopback copy: {}: {}",
         copy_share.map_or("unmeasured".into(), |s| format!("{:.0}%", s * 100.0)),
