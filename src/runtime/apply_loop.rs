@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::blocking::{run_blocking, state_machine_call};
+use super::blocking::{run_in_background, state_machine_call};
 use super::error::Error;
 use super::group::{GroupInput, SharedState};
 use super::snapshot_policy::{ENTRY_OVERHEAD_BYTES, SinceSnapshot, SnapshotPolicy};
@@ -308,12 +308,13 @@ struct Save {
 }
 
 impl Save {
-    /// Writes `view` on the blocking pool, commits it, and tells the group.
+    /// Writes `view` off the runtime's workers at a lower CPU priority
+    /// (`run_in_background`), commits it, and tells the group.
     async fn run(self, view: Box<dyn SnapshotView>) -> Result<LogId, Error> {
         let last = self.snapshot.last_included;
         let snapshots = Arc::clone(&self.snapshots);
         let membership = self.snapshot.membership.clone();
-        let meta = run_blocking(move || {
+        let meta = run_in_background(move || {
             let mut writer = snapshots.begin(false).map_err(StorageError::from_failure)?;
             view.write_to(&mut writer)
                 .map_err(|e| Error::StateMachine(format!("saving snapshot {last}: {e}")))?;
