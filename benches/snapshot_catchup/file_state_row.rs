@@ -134,6 +134,25 @@ impl MemberProcess {
         kib * 1024
     }
 
+    /// Nanoseconds its threads have run and have waited to run, summed
+    /// (`/proc/PID/task/*/schedstat`).
+    fn cpu_ns(&self) -> CpuTime {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).expect("tasks");
+        let mut total = CpuTime::default();
+        for task in tasks.flatten() {
+            // A thread may end between the listing and the read.
+            let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+                continue;
+            };
+            let mut fields = stat
+                .split_whitespace()
+                .map(|f| f.parse::<u64>().unwrap_or(0));
+            total.running += fields.next().unwrap_or(0);
+            total.waiting += fields.next().unwrap_or(0);
+        }
+        total
+    }
+
     /// Resets `VmHWM` to the current RSS; its RSS now.
     fn reset_peak(&self) -> u64 {
         std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
@@ -146,6 +165,32 @@ impl Drop for MemberProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A process's threads' time running and waiting to run, summed.
+#[derive(Clone, Copy, Default)]
+struct CpuTime {
+    running: u64,
+    waiting: u64,
+}
+
+/// Over a window: cores the process used, and threads waiting for a core
+/// on average (a high wait says the machine's cores were taken).
+#[derive(Clone, Copy)]
+struct CpuUse {
+    cores: f64,
+    waiting: f64,
+}
+
+impl CpuUse {
+    fn since(member: &MemberProcess, (start, at): (CpuTime, Instant)) -> CpuUse {
+        let now = member.cpu_ns();
+        let window = at.elapsed().as_nanos() as f64;
+        CpuUse {
+            cores: (now.running - start.running) as f64 / window,
+            waiting: (now.waiting - start.waiting) as f64 / window,
+        }
     }
 }
 
@@ -167,6 +212,9 @@ pub(crate) struct FileRow {
     stream_save_rss: (u64, u64),
     writes_before_save: f64,
     writes_during_save: f64,
+    /// The leader's CPU in the window before the save and during it.
+    cpu_before_save: CpuUse,
+    cpu_during_save: CpuUse,
     client_errors: u64,
 }
 
@@ -178,14 +226,17 @@ fn save(member: &mut MemberProcess, how: &str) -> (u64, Duration) {
     (bytes.parse().expect("bytes"), secs)
 }
 
-/// Starts the leader's clients and measures a window; their writes/s.
-fn start_clients(leader: &mut MemberProcess, clients: usize) -> f64 {
+/// Starts the leader's clients and measures a window; their writes/s
+/// and the leader's CPU.
+fn start_clients(leader: &mut MemberProcess, clients: usize) -> (f64, CpuUse) {
     leader.ask(&format!("clients {clients}"));
     // The window starts with every client's pipeline full.
     std::thread::sleep(Duration::from_millis(300));
     leader.ask("mark");
+    let cpu = (leader.cpu_ns(), Instant::now());
     std::thread::sleep(Duration::from_secs(3));
-    leader.ask_f64("rate")
+    let rate = leader.ask_f64("rate");
+    (rate, CpuUse::since(leader, cpu))
 }
 
 /// Asks each member whom it follows until all agree; returns the
@@ -282,11 +333,13 @@ pub(crate) fn run(mib: u64, clients: usize) -> FileRow {
     // room on the disk for the save.
     members[lag].ask("stop");
     std::fs::remove_dir_all(dir.path().join(format!("member{}", lag + 1))).expect("removing");
-    let writes_before_save = start_clients(&mut members[leader], clients);
+    let (writes_before_save, cpu_before_save) = start_clients(&mut members[leader], clients);
     let before = members[leader].reset_peak();
     members[leader].ask("mark");
+    let cpu = (members[leader].cpu_ns(), Instant::now());
     let (_, stream_save) = save(&mut members[leader], "stream");
     let writes_during_save = members[leader].ask_f64("rate");
+    let cpu_during_save = CpuUse::since(&members[leader], cpu);
     let stream_save_rss = (before, members[leader].status_bytes("VmHWM"));
     client_errors += members[leader].ask_u64("stop-clients");
     FileRow {
@@ -301,6 +354,8 @@ pub(crate) fn run(mib: u64, clients: usize) -> FileRow {
         stream_save_rss,
         writes_before_save,
         writes_during_save,
+        cpu_before_save,
+        cpu_during_save,
         client_errors,
     }
 }
@@ -406,6 +461,12 @@ pub(crate) fn print(row: &FileRow, clients: usize) {
         "goal: leader writes/s during the streamed save >= 80% of before: {:.0}%: {}",
         save_share * 100.0,
         verdict(save_share >= SAVE_WRITES_SHARE_MIN)
+    );
+    let (before, during) = (row.cpu_before_save, row.cpu_during_save);
+    println!(
+        "leader CPU before the save: {:.2} cores, {:.2} threads waiting for one; during it: \
+         {:.2} cores, {:.2} waiting",
+        before.cores, before.waiting, during.cores, during.waiting
     );
     if row.client_errors > 0 {
         println!(

@@ -3,7 +3,8 @@
 //! request exactly once with its response. It also takes snapshot views
 //! (every N entries or on request) and loads installed snapshots, in the
 //! same order, so a snapshot is always of exactly the applied prefix; a
-//! view is written out on the blocking pool while applies go on (one save
+//! view is written out on a thread of its own, at a lower CPU priority
+//! than the workers, while applies go on (one save
 //! at a time), and the group learns of it once it is durable.
 
 use std::sync::Arc;
