@@ -35,7 +35,9 @@
 //! `OAR_BENCH_THROTTLES` in-memory rows as a comma list of MB/s or `none`
 //! (default `none,50,20`; empty: none), `OAR_BENCH_FILE_STATE_MB` the file
 //! state's size in MiB (default 256; 0: no such row; the 4 GiB row is
-//! 4096), `OAR_BENCH_CLIENTS` (default 16).
+//! 4096), `OAR_BENCH_CLIENTS` (default 16), `OAR_BENCH_PERF_DIR` (a
+//! directory: `perf record` the file-state row's catch-up and streamed save
+//! into it).
 
 #[path = "../tests/runtime/pki.rs"]
 mod pki;

@@ -194,6 +194,39 @@ impl CpuUse {
     }
 }
 
+/// `perf record -g` of these processes while it lives, into
+/// `$OAR_BENCH_PERF_DIR/NAME.data`, if that variable is set: the profile
+/// of one phase of the row.
+struct Profile(Option<Child>);
+
+impl Profile {
+    fn start(name: &str, members: &[&MemberProcess]) -> Profile {
+        let Ok(dir) = std::env::var("OAR_BENCH_PERF_DIR") else {
+            return Profile(None);
+        };
+        let pids: Vec<String> = members.iter().map(|m| m.child.id().to_string()).collect();
+        let output = Path::new(&dir).join(format!("{name}.data"));
+        let perf = Command::new("perf")
+            .args(["record", "-g", "-q", "-p", &pids.join(","), "-o"])
+            .arg(output)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("perf");
+        Profile(Some(perf))
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        if let Some(perf) = &mut self.0 {
+            // SIGINT: perf writes its data out and exits.
+            // SAFETY: a plain system call on a child of this process.
+            unsafe { libc::kill(perf.id() as libc::pid_t, libc::SIGINT) };
+            let _ = perf.wait();
+        }
+    }
+}
+
 /// What the row measured.
 pub(crate) struct FileRow {
     state_bytes: u64,
@@ -307,6 +340,7 @@ pub(crate) fn run(mib: u64, clients: usize) -> FileRow {
     let (snapshot_bytes, link_save) = save(&mut members[leader], "link");
     let follower_before = members[lag].reset_peak();
     let served_before = members[leader].ask_u64("served");
+    let profile = Profile::start("catch-up", &[&members[leader], &members[lag]]);
     let start = Instant::now();
     members[lag].ask("restart");
     let (catch_up, copy_bytes_per_sec) = wait_caught_up(
@@ -316,6 +350,7 @@ pub(crate) fn run(mib: u64, clients: usize) -> FileRow {
         served_before,
         start,
     );
+    drop(profile);
     let leader_rss = (leader_before, members[leader].status_bytes("VmHWM"));
     let follower_rss = (follower_before, members[lag].status_bytes("VmHWM"));
     let mut client_errors = members[leader].ask_u64("stop-clients");
@@ -337,7 +372,9 @@ pub(crate) fn run(mib: u64, clients: usize) -> FileRow {
     let before = members[leader].reset_peak();
     members[leader].ask("mark");
     let cpu = (members[leader].cpu_ns(), Instant::now());
+    let profile = Profile::start("streamed-save", &[&members[leader]]);
     let (_, stream_save) = save(&mut members[leader], "stream");
+    drop(profile);
     let writes_during_save = members[leader].ask_f64("rate");
     let cpu_during_save = CpuUse::since(&members[leader], cpu);
     let stream_save_rss = (before, members[leader].status_bytes("VmHWM"));
