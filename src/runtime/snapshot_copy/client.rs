@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
