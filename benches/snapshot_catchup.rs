@@ -25,13 +25,31 @@
 //! over rate), at least 2 s; the catch-up cannot be known in advance, so
 //! the two windows are of equal length only roughly.
 //!
+//! Then one row with a state of files rather than memory, each member in a
+//! process of its own, with the members' peak RSS, the copy against a raw
+//! loopback copy, and the writes during the leader's save (see
+//! `file_state_row`).
+//!
 //! Run: `cargo bench --bench snapshot_catchup`. Environment:
-//! `OAR_BENCH_SNAPSHOT_MB` state size in MiB (default 100),
-//! `OAR_BENCH_THROTTLES` rows as a comma list of MB/s or `none` (default
-//! `none,50,20`), `OAR_BENCH_CLIENTS` (default 16).
+//! `OAR_BENCH_SNAPSHOT_MB` in-memory state size in MiB (default 100),
+//! `OAR_BENCH_THROTTLES` in-memory rows as a comma list of MB/s or `none`
+//! (default `none,50,20`; empty: none), `OAR_BENCH_FILE_STATE_MB` the file
+//! state's size in MiB (default 256; 0: no such row; the 4 GiB row is
+//! 4096), `OAR_BENCH_CLIENTS` (default 16), `OAR_BENCH_PERF_DIR` (a
+//! directory: `perf record` the file-state row's catch-up and streamed save
+//! into it).
 
 #[path = "../tests/runtime/pki.rs"]
 mod pki;
+
+#[path = "snapshot_catchup/file_blobs.rs"]
+mod file_blobs;
+#[path = "snapshot_catchup/file_state_row.rs"]
+mod file_state_row;
+#[path = "snapshot_catchup/member_process.rs"]
+mod member_process;
+#[path = "snapshot_catchup/raw_copy.rs"]
+mod raw_copy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -238,13 +256,8 @@ struct Member {
     shared: Arc<Shared>,
 }
 
-/// Starts (or restarts, from what `dir` holds) member `id` on `server`.
-fn start_member(
-    server: &NodeManager,
-    id: NodeId,
-    peers: &BTreeMap<NodeId, SocketAddr>,
-    dir: &Path,
-) -> Member {
+/// The group's options for member `id`: snapshots only on request.
+fn group_options(id: NodeId, peers: &BTreeMap<NodeId, SocketAddr>) -> GroupOptions {
     let mut options = GroupOptions::new(GROUP, id, peers.clone());
     options.raft = RaftOptions {
         id,
@@ -257,12 +270,30 @@ fn start_member(
         ..options.raft
     };
     options.snapshot_interval = None;
-    let storage = DiskStorage::open_blocking(
+    options.snapshot_log_bytes = None;
+    options.snapshot_period = None;
+    options
+}
+
+/// Opens member `id`'s log storage in `dir`.
+fn open_storage(id: NodeId, dir: &Path) -> DiskStorage {
+    DiskStorage::open_blocking(
         Arc::new(StdFileSystem),
         &dir.join(format!("n{}", id.0)),
         LogOptions::default(),
     )
-    .expect("storage");
+    .expect("storage")
+}
+
+/// Starts (or restarts, from what `dir` holds) member `id` on `server`.
+fn start_member(
+    server: &NodeManager,
+    id: NodeId,
+    peers: &BTreeMap<NodeId, SocketAddr>,
+    dir: &Path,
+) -> Member {
+    let options = group_options(id, peers);
+    let storage = open_storage(id, dir);
     let shared = Arc::new(Shared::default());
     let node = server
         .add_group(
@@ -586,11 +617,17 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn main() {
+    if let Ok(id) = std::env::var(member_process::MEMBER_ID_ENV) {
+        member_process::run(id.parse().expect("a member id"));
+        return;
+    }
     let fill_mib: u64 = env_or("OAR_BENCH_SNAPSHOT_MB", 100);
+    let file_state_mib: u64 = env_or("OAR_BENCH_FILE_STATE_MB", 256);
     let clients: usize = env_or("OAR_BENCH_CLIENTS", 16);
     let throttles: Vec<Option<u64>> = std::env::var("OAR_BENCH_THROTTLES")
         .unwrap_or_else(|_| "none,50,20".into())
         .split(',')
+        .filter(|t| !t.trim().is_empty())
         .map(|t| match t.trim() {
             "none" => None,
             rate => Some(rate.parse().expect("a throttle is `none` or MB/s")),
@@ -622,5 +659,9 @@ fn main() {
     }
     for note in notes {
         println!("\nnote: {note}");
+    }
+    if file_state_mib > 0 {
+        let row = file_state_row::run(file_state_mib, clients);
+        file_state_row::print(&row, clients);
     }
 }

@@ -3,7 +3,8 @@
 //! request exactly once with its response. It also takes snapshot views
 //! (every N entries or on request) and loads installed snapshots, in the
 //! same order, so a snapshot is always of exactly the applied prefix; a
-//! view is written out on the blocking pool while applies go on (one save
+//! view is written out on a thread of its own, at a lower CPU priority
+//! than the workers, while applies go on (one save
 //! at a time), and the group learns of it once it is durable.
 
 use std::pin::Pin;
@@ -15,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
-use super::blocking::{run_blocking, state_machine_call};
+use super::blocking::{run_in_background, state_machine_call};
 use super::error::Error;
 use super::group::{GroupInput, SharedState};
 use super::snapshot_policy::{ENTRY_OVERHEAD_BYTES, SinceSnapshot, SnapshotPolicy};
@@ -316,12 +317,13 @@ struct Save {
 }
 
 impl Save {
-    /// Writes `view` on the blocking pool, commits it, and tells the group.
+    /// Writes `view` off the runtime's workers at a lower CPU priority
+    /// (`run_in_background`), commits it, and tells the group.
     async fn run(self, view: Box<dyn SnapshotView>) -> Result<LogId, Error> {
         let last = self.snapshot.last_included;
         let snapshots = Arc::clone(&self.snapshots);
         let membership = self.snapshot.membership.clone();
-        let meta = run_blocking(move || {
+        let meta = run_in_background(move || {
             let mut writer = snapshots.begin(false).map_err(StorageError::from_failure)?;
             view.write_to(&mut writer)
                 .map_err(|e| Error::StateMachine(format!("saving snapshot {last}: {e}")))?;

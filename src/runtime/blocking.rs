@@ -22,6 +22,50 @@ pub(crate) async fn run_blocking<R: Send + 'static>(
     }
 }
 
+/// Runs `job` off the runtime's workers, on a thread of its own at a lower
+/// CPU priority (nice +10 on Linux), and returns its result; `Err` if it
+/// panicked. For long background work (a snapshot save streaming
+/// gigabytes): on a busy machine it then takes the cores the runtime's
+/// workers leave, instead of an equal share of them, so writes go on at
+/// their pace meanwhile. A thread of its own, so that the lowered priority
+/// ends with it (raising it back needs a privilege). Inline under madsim.
+pub(crate) async fn run_in_background<R: Send + 'static>(
+    job: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, String> {
+    #[cfg(not(madsim))]
+    {
+        let (done, result) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("oar-background".into())
+            .spawn(move || {
+                lower_this_threads_priority();
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                let _ = done.send(outcome);
+            })
+            .map_err(|e| format!("starting a background thread failed: {e}"))?;
+        match result.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err("background job panicked".into()),
+            Err(_) => Err("background thread ended without an answer".into()),
+        }
+    }
+    #[cfg(madsim)]
+    {
+        Ok(job())
+    }
+}
+
+/// Raises the calling thread's nice value by 10; best effort (a failure
+/// leaves the priority as it was). On Linux the nice value is per thread.
+#[cfg(not(madsim))]
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain system call; `who == 0` is the calling thread.
+    unsafe {
+        let _ = libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
 /// Runs `job` off the runtime's workers and returns its result; a panic in
 /// `job` resumes in the caller, as if `job` had run inline.
 pub(crate) async fn run_blocking_unwinding<R: Send + 'static>(

@@ -1,5 +1,6 @@
 //! [`SnapshotView`]: a point-in-time view of the state, which the runtime
-//! writes out as a snapshot on the blocking pool while applies go on.
+//! writes out as a snapshot on a thread of its own, at a lower CPU priority,
+//! while applies go on.
 
 use bytes::Bytes;
 
@@ -8,7 +9,7 @@ use crate::storage::SnapshotWriter;
 
 /// A point-in-time view of a state machine's state, taken by
 /// [`StateMachine::on_snapshot_save`](super::StateMachine::on_snapshot_save)
-/// between two applies and written out later, on the blocking pool, while
+/// between two applies and written out later, on a thread of its own, while
 /// the state machine goes on applying. It must not see those later applies:
 /// hold a copy-on-write handle, a checkpoint, an immutable fork, or (for a
 /// small state) an encoded copy.

@@ -110,7 +110,8 @@ pub trait StateMachine: Send + 'static {
     /// as a snapshot: cheaply, since applies wait meanwhile (a
     /// copy-on-write handle, a checkpoint, or for a small state an encoded
     /// copy through [`snapshot_file`](super::snapshot_file)). The runtime
-    /// writes the view out on the blocking pool while applies go on, makes
+    /// writes the view out on a thread of its own (at a lower CPU priority
+    /// than the applies) while applies go on, makes
     /// it durable, then compacts the log before it. The default says
     /// `Unsupported`: the log then grows without bound (fine for tests, not
     /// for a service).

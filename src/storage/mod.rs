@@ -57,6 +57,7 @@ pub use log_writer::{Durable, LogWriter, Recovered, WriteOp};
 pub use meta::MetaStorage;
 pub use segment_log::{LogOptions, RecoveredLog, SegmentLog};
 pub use segment_name::SegmentName;
+pub(crate) use snapshot_file::DetachedFileWriter;
 pub use snapshot_meta::{SnapshotFile, SnapshotMeta};
 pub use snapshot_store::{
     SnapshotFileReader, SnapshotFileWriter, SnapshotReader, SnapshotStore, SnapshotWriter,

@@ -20,6 +20,56 @@ const CHECKSUM_CHUNK_BYTES: u64 = 1 << 20;
 #[derive(Debug)]
 pub struct SnapshotFileWriter<'a> {
     snapshot: &'a mut SnapshotWriter,
+    file: DetachedFileWriter,
+}
+
+impl<'a> SnapshotFileWriter<'a> {
+    pub(super) fn new(snapshot: &'a mut SnapshotWriter, file: DetachedFileWriter) -> Self {
+        SnapshotFileWriter { snapshot, file }
+    }
+
+    /// Appends `data`.
+    ///
+    /// # Errors
+    /// An I/O error.
+    pub fn write_at_end(&mut self, data: &[u8]) -> Result<()> {
+        self.file.write_at_end(data)
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.file.len
+    }
+
+    /// The CRC32C of the bytes written so far.
+    pub fn crc(&self) -> u32 {
+        self.file.crc
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.file.len == 0
+    }
+
+    /// Syncs the file and adds it to the snapshot (replacing an earlier
+    /// file of the same name).
+    ///
+    /// # Errors
+    /// An I/O error; the file is then not part of the snapshot.
+    pub fn finish(self) -> Result<()> {
+        let synced = self.file.sync()?;
+        self.snapshot.add_synced(synced);
+        Ok(())
+    }
+}
+
+/// A data file being streamed into a snapshot that does not borrow the
+/// snapshot's writer (from [`SnapshotWriter::create_detached_file`]), so
+/// that its writes and its sync can be moved to another thread: the
+/// runtime's copier runs them on the blocking pool. It joins the snapshot
+/// through [`SnapshotWriter::add_synced`] once synced.
+#[derive(Debug)]
+pub(crate) struct DetachedFileWriter {
     name: String,
     path: PathBuf,
     file: Box<dyn File>,
@@ -29,15 +79,9 @@ pub struct SnapshotFileWriter<'a> {
     crc: u32,
 }
 
-impl<'a> SnapshotFileWriter<'a> {
-    pub(super) fn new(
-        snapshot: &'a mut SnapshotWriter,
-        name: String,
-        path: PathBuf,
-        file: Box<dyn File>,
-    ) -> Self {
-        SnapshotFileWriter {
-            snapshot,
+impl DetachedFileWriter {
+    pub(super) fn new(name: String, path: PathBuf, file: Box<dyn File>) -> Self {
+        DetachedFileWriter {
             name,
             path,
             file,
@@ -47,10 +91,7 @@ impl<'a> SnapshotFileWriter<'a> {
     }
 
     /// Appends `data`.
-    ///
-    /// # Errors
-    /// An I/O error.
-    pub fn write_at_end(&mut self, data: &[u8]) -> Result<()> {
+    pub(crate) fn write_at_end(&mut self, data: &[u8]) -> Result<()> {
         self.file
             .write_all_at(data, self.len)
             .map_err(|e| StorageError::io("write", &self.path, e))?;
@@ -60,37 +101,39 @@ impl<'a> SnapshotFileWriter<'a> {
     }
 
     /// Bytes written so far.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
     /// The CRC32C of the bytes written so far.
-    pub fn crc(&self) -> u32 {
+    pub(crate) fn crc(&self) -> u32 {
         self.crc
     }
 
-    /// Whether nothing was written yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Syncs the file and adds it to the snapshot (replacing an earlier
-    /// file of the same name).
-    ///
-    /// # Errors
-    /// An I/O error; the file is then not part of the snapshot.
-    pub fn finish(mut self) -> Result<()> {
+    /// Syncs the file; what it returns is the file's entry in the meta.
+    pub(crate) fn sync(mut self) -> Result<SyncedFile> {
         self.file
             .sync_all()
             .map_err(|e| StorageError::io("sync_all", &self.path, e))?;
-        let file = SnapshotFile {
-            name: std::mem::take(&mut self.name),
-            len: self.len,
-            crc: self.crc,
-        };
-        self.snapshot.add(file);
-        Ok(())
+        Ok(SyncedFile {
+            dir: self.path.parent().map(Path::to_path_buf),
+            file: SnapshotFile {
+                name: std::mem::take(&mut self.name),
+                len: self.len,
+                crc: self.crc,
+            },
+        })
     }
+}
+
+/// A data file written and synced, ready to join its snapshot; only
+/// [`DetachedFileWriter::sync`] makes one, so a meta entry always stands
+/// for durable bytes.
+#[derive(Debug)]
+pub(crate) struct SyncedFile {
+    /// The directory it was written in, checked against the snapshot's.
+    pub(super) dir: Option<PathBuf>,
+    pub(super) file: SnapshotFile,
 }
 
 impl io::Write for SnapshotFileWriter<'_> {

@@ -22,7 +22,7 @@ use super::atomic_file;
 use super::error::{CorruptionKind, Result, StorageError};
 use super::fs::{self, FileSystem};
 use super::segment_log::create_dir_durably;
-use super::snapshot_file::checksum;
+use super::snapshot_file::{DetachedFileWriter, SyncedFile, checksum};
 pub use super::snapshot_file::{SnapshotFileReader, SnapshotFileWriter};
 use super::snapshot_meta::{SNAPSHOT_META_NAME, SnapshotFile, SnapshotMeta};
 use crate::core::{LogId, Membership};
@@ -216,10 +216,32 @@ impl SnapshotWriter {
     /// # Errors
     /// As [`write_file`](Self::write_file).
     pub fn create_file(&mut self, name: &str) -> Result<SnapshotFileWriter<'_>> {
+        let file = self.create_detached_file(name)?;
+        Ok(SnapshotFileWriter::new(self, file))
+    }
+
+    /// Creates the data file `name` to stream into, as
+    /// [`create_file`](Self::create_file) does, through a writer that does
+    /// not borrow this one; [`add_synced`](Self::add_synced) adds it.
+    pub(crate) fn create_detached_file(&self, name: &str) -> Result<DetachedFileWriter> {
         check_name(name)?;
         let path = self.temp.join(name);
         let file = self.store.fs.create(&path).map_err(io("create", &path))?;
-        Ok(SnapshotFileWriter::new(self, name.to_owned(), path, file))
+        Ok(DetachedFileWriter::new(name.to_owned(), path, file))
+    }
+
+    /// Adds a file from [`create_detached_file`](Self::create_detached_file),
+    /// synced (replacing an earlier file of the same name).
+    ///
+    /// # Panics
+    /// If `synced` was written for another snapshot writer's directory.
+    pub(crate) fn add_synced(&mut self, synced: SyncedFile) {
+        assert_eq!(
+            synced.dir.as_deref(),
+            Some(self.temp.as_path()),
+            "a file of another snapshot"
+        );
+        self.add(synced.file);
     }
 
     /// Adds the existing file `from` as data file `name` without copying

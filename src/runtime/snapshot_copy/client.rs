@@ -12,6 +12,12 @@
 //! resumes at the first byte not yet written. The backoff is jittered and
 //! capped well below the election timeout, like the peer transport's, and
 //! starts again from its floor once a connection is made.
+//!
+//! Every file call (create, each chunk's write, the fsync at each file's
+//! end) runs on the blocking pool: on a slow disk an fsync of a large file
+//! takes seconds, and a write can wait on the kernel's dirty-page limit;
+//! inline, either would hold up the worker's other tasks (the group's
+//! heartbeats among them).
 
 use std::collections::VecDeque;
 use std::io;
@@ -19,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
@@ -27,6 +34,7 @@ use super::server::SERVE_CHUNK_BYTES_MAX;
 use crate::core::LogId;
 use crate::runtime::auth::Dialer;
 use crate::runtime::backoff::Backoff;
+use crate::runtime::blocking::run_blocking_unwinding;
 use crate::runtime::group_id::GroupId;
 use crate::runtime::throttle::Throttle;
 use crate::runtime::transport::LocalNetwork;
@@ -36,7 +44,7 @@ use crate::runtime::wire::snapshot_meta::{
     log_id_from_proto, log_id_to_proto, snapshot_meta_from_proto,
 };
 use crate::storage::{
-    SnapshotFile, SnapshotFileWriter, SnapshotMeta, SnapshotWriter, StorageError,
+    DetachedFileWriter, SnapshotFile, SnapshotMeta, SnapshotWriter, StorageError,
 };
 
 /// Where a snapshot is copied from.
@@ -181,7 +189,7 @@ pub async fn fetch_snapshot(
     throttle: &Throttle,
     options: &CopyOptions,
     cancel: watch::Receiver<bool>,
-    mut into: SnapshotWriter,
+    into: SnapshotWriter,
 ) -> Result<(SnapshotMeta, SnapshotWriter), CopyError> {
     let backoff = Backoff::new(
         (source_addr(&source), group, snapshot),
@@ -203,7 +211,7 @@ pub async fn fetch_snapshot(
     tokio::select! {
         biased;
         () = cancelled(cancel) => Err(CopyError::Cancelled),
-        result = copier.run(&mut into) => result.map(|meta| (meta, into)),
+        result = copier.run(into) => result,
     }
 }
 
@@ -218,6 +226,11 @@ async fn cancelled(mut cancel: watch::Receiver<bool>) {
     if cancel.wait_for(|c| *c).await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// A local write's failure as the copy's error.
+fn local(error: StorageError) -> CopyError {
+    CopyError::Local(Arc::new(error))
 }
 
 /// A failure that a retry may fix.
@@ -289,7 +302,10 @@ struct Copier<'a> {
 }
 
 impl Copier<'_> {
-    async fn run(&mut self, into: &mut SnapshotWriter) -> Result<SnapshotMeta, CopyError> {
+    async fn run(
+        &mut self,
+        mut into: SnapshotWriter,
+    ) -> Result<(SnapshotMeta, SnapshotWriter), CopyError> {
         let meta = loop {
             match self.fetch_meta().await {
                 Ok(meta) => break meta,
@@ -300,13 +316,19 @@ impl Copier<'_> {
         let total: u64 = meta.files.iter().map(|f| f.len).sum();
         tracing::debug!(group = %self.group, snapshot = %self.snapshot, files = meta.files.len(), total, "copying snapshot");
         for file in &meta.files {
-            let local = |e| CopyError::Local(Arc::new(e));
-            let mut target = into.create_file(&file.name).map_err(local)?;
-            self.fetch_file(file, &mut target).await?;
-            target.finish().map_err(local)?;
+            let name = file.name.clone();
+            let (writer, created) = run_blocking_unwinding(move || {
+                let created = into.create_detached_file(&name);
+                (into, created)
+            })
+            .await;
+            into = writer;
+            let target = self.fetch_file(file, created.map_err(local)?).await?;
+            let synced = run_blocking_unwinding(move || target.sync()).await;
+            into.add_synced(synced.map_err(local)?);
             tracing::debug!(group = %self.group, file = %file.name, len = file.len, "snapshot file copied");
         }
-        Ok(meta)
+        Ok((meta, into))
     }
 
     fn request(&self, name: &str, offset: u64, count: u64) -> proto::GetFileRequest {
@@ -345,13 +367,13 @@ impl Copier<'_> {
         Ok(meta)
     }
 
-    /// Streams `file` into `target`, which it leaves holding exactly the
-    /// file's bytes (checked whole against the meta's CRC32C).
+    /// Streams `file` into `target`, which it returns holding exactly the
+    /// file's bytes (checked whole against the meta's CRC32C), not synced.
     async fn fetch_file(
         &mut self,
         file: &SnapshotFile,
-        target: &mut SnapshotFileWriter<'_>,
-    ) -> Result<(), CopyError> {
+        mut target: DetachedFileWriter,
+    ) -> Result<DetachedFileWriter, CopyError> {
         let mut inflight = VecDeque::new();
         // Where the next request starts. Invariant: `target.len() ≤ next`,
         // and the requests in flight that are not stale cover
@@ -367,10 +389,21 @@ impl Copier<'_> {
                 continue;
             };
             let round = self
-                .round(&mut conn, file, target, &mut inflight, &mut next)
+                .round(&mut conn, file, target.len(), &mut inflight, &mut next)
                 .await;
             match round {
-                Ok(()) => self.conn = Some(conn),
+                Ok(None) => self.conn = Some(conn),
+                Ok(Some(chunk)) => {
+                    self.conn = Some(conn);
+                    let (writer, written) = run_blocking_unwinding(move || {
+                        let written = target.write_at_end(&chunk);
+                        (target, written)
+                    })
+                    .await;
+                    target = writer;
+                    written.map_err(local)?;
+                    self.progressed();
+                }
                 Err(StepError::Fatal(e)) => return Err(e),
                 Err(StepError::Retry(f)) => {
                     // Resume at the first missing byte on a new connection.
@@ -390,18 +423,19 @@ impl Copier<'_> {
                 offset: 0,
             });
         }
-        Ok(())
+        Ok(target)
     }
 
-    /// Tops the window up, then takes one answer.
+    /// Tops the window up, then takes one answer: the chunk that goes next
+    /// into the file (`written` bytes long so far), checked, if it is one.
     async fn round(
         &mut self,
         conn: &mut Connection,
         file: &SnapshotFile,
-        target: &mut SnapshotFileWriter<'_>,
+        written: u64,
         inflight: &mut VecDeque<Inflight>,
         next: &mut u64,
-    ) -> Result<(), StepError> {
+    ) -> Result<Option<Bytes>, StepError> {
         let options = self.options;
         while inflight.len() < options.window.max(1) && *next < file.len {
             let count = self.chunk_bytes.min(file.len - *next);
@@ -430,9 +464,9 @@ impl Copier<'_> {
         self.last_answer = Instant::now();
         self.check(&response, &file.name)?;
         if asked.stale {
-            return Ok(());
+            return Ok(None);
         }
-        let offset = target.len();
+        let offset = written;
         assert_eq!(asked.offset, offset, "answers come in request order");
         let len = response.data.len() as u64;
         if len > asked.count {
@@ -446,10 +480,6 @@ impl Copier<'_> {
         if len == 0 || crc32c::crc32c(&response.data) != response.crc {
             return Err(corrupt.into());
         }
-        target
-            .write_at_end(&response.data)
-            .map_err(|e| StepError::Fatal(CopyError::Local(Arc::new(e))))?;
-        self.progressed();
         tracing::trace!(group = %self.group, file = %file.name, offset, len, "snapshot chunk");
         if len < asked.count {
             // The server capped the chunk: what is in flight starts past
@@ -458,7 +488,7 @@ impl Copier<'_> {
             *next = offset + len;
             self.chunk_bytes = len;
         }
-        Ok(())
+        Ok(Some(response.data))
     }
 
     /// Maps an answer's error to a step error.
