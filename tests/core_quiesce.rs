@@ -9,7 +9,9 @@ mod harness;
 use std::time::Duration;
 
 use harness::{Cluster, MS, n};
-use oar::core::{Instant, NodeId, RaftOptions, ReadPolicy, Role};
+use oar::core::{
+    Heartbeat, Instant, LogIndex, Message, MessageBody, NodeId, RaftOptions, ReadPolicy, Role, Term,
+};
 
 const QUIESCE_AFTER: Duration = Duration::from_millis(200);
 
@@ -176,6 +178,53 @@ fn a_quiet_follower_wakes_for_its_leader_s_server_only() {
         // The leader wakes for any of its followers.
         c.call(n(1), |r, now| r.handle_peer_unreachable(now, n(3)));
         assert!(!c.node(1).is_quiet(), "seed {seed}: leader not woken");
+    }
+}
+
+#[test]
+fn a_message_from_an_older_term_wakes_nobody() {
+    for seed in 0..5 {
+        let mut c = quiet_cluster(seed);
+        let term = c.node(1).term();
+        // A heartbeat from term 0, as a deposed leader back from a pause
+        // would send: answered, and everyone stays quiet.
+        let stale = Message {
+            from: n(3),
+            to: n(2),
+            term: Term(term.0 - 1),
+            body: MessageBody::Heartbeat(Heartbeat {
+                leader_commit: LogIndex(0),
+                round: 1,
+            }),
+        };
+        let refused = c.call(n(2), |r, now| r.handle_message(now, stale));
+        assert!(refused.is_err(), "seed {seed}: a stale term accepted");
+        assert!(c.node(2).is_quiet(), "seed {seed}: woken by a stale term");
+        assert_eq!(c.node(2).term(), term);
+    }
+}
+
+#[test]
+fn a_false_report_to_one_follower_costs_no_election_even_without_pre_vote() {
+    for seed in 0..5 {
+        let mut c = Cluster::with_options(3, |id| RaftOptions {
+            pre_vote: false,
+            ..quiet_options(id, seed)
+        });
+        c.make_leader(1);
+        c.propose(n(1), "x").unwrap();
+        c.stabilize();
+        let quiet = c.run_until(10 * MS, Duration::from_secs(2), |c| {
+            (1..=3).all(|i| c.node(i).is_quiet())
+        });
+        assert!(quiet, "seed {seed}: never quiet");
+        let term = c.node(1).term();
+        // Only n2's server thinks n1's is down (a connection still being
+        // redialled after a heal); n1 itself stays quiet until told.
+        c.call(n(2), |r, now| r.handle_peer_unreachable(now, n(1)));
+        c.run_until(10 * MS, Duration::from_secs(3), |_| false);
+        assert_eq!(c.leader(), Some(n(1)));
+        assert_eq!(c.node(1).term(), term, "seed {seed}: an election followed");
     }
 }
 

@@ -377,7 +377,7 @@ impl RaftNode {
     /// unknown sender with a refusal at the message's term.
     pub fn handle_message(&mut self, now: Instant, message: Message) -> Result<(), InputError> {
         self.advance_time(now);
-        self.wake_for_message(message.from, &message.body);
+        self.wake_for_message(message.from, message.term, &message.body);
         let result = self.step(message);
         self.finish_input();
         result

@@ -32,7 +32,12 @@
 //! while its leader lives). A leadership transfer's vote request wakes it,
 //! and so does one from its leader itself, which campaigns only once it
 //! lost its leadership (a restart faster than the driver's liveness can
-//! see). A woken leader heartbeats again and checks its quorum afresh (no
+//! see). A message from an older term wakes nobody: it is answered with
+//! the current term, and a follower woken for it while its leader stays
+//! quiet would campaign for nothing (a leader back from a long pause sends
+//! such messages to every group it led). A driver's report of an
+//! unreachable server wakes a leader, and a follower only if the server is
+//! its leader's. A woken leader heartbeats again and checks its quorum afresh (no
 //! activity from before the quiet period counts); a woken follower
 //! restarts its election timer from now.
 //!
@@ -53,8 +58,8 @@
 //! the wake, so the lease's promise ("no vote for another candidate within
 //! `election_timeout_min` of acknowledging a round") holds as before.
 
-use super::ids::NodeId;
-use super::message::MessageBody;
+use super::ids::{NodeId, Term};
+use super::message::{AppendResponse, MessageBody};
 use super::node::{RaftNode, RoleState};
 use super::progress::ProgressState;
 use super::time::Instant;
@@ -81,6 +86,20 @@ impl RaftNode {
         };
         if self.quiet && peer != self.id() && watched {
             self.wake();
+            if let (RoleState::Follower, Some(leader)) = (&self.role, self.leader) {
+                // A false alarm (the leader lives, quiet) must not end in an
+                // election once this follower's timer runs out: an append
+                // acknowledgement of what it holds, durable as every quiet
+                // log is, wakes a live leader, whose heartbeats follow. A
+                // dead one never reads it, and the timer elects as it should.
+                let durable = self.log.persisted();
+                self.send(
+                    leader,
+                    MessageBody::AppendResponse(AppendResponse::Success {
+                        match_index: durable,
+                    }),
+                );
+            }
         }
         self.finish_input();
     }
@@ -94,10 +113,14 @@ impl RaftNode {
         self.busy_at = self.now;
     }
 
-    /// Wakes a quiet node before it handles `body` from `from` (see the
-    /// module doc for the two kinds of message that do not wake).
-    pub(super) fn wake_for_message(&mut self, from: NodeId, body: &MessageBody) {
-        if !self.quiet {
+    /// Wakes a quiet node before it handles `body` from `from` at `term`
+    /// (see the module doc for the kinds of message that do not wake).
+    pub(super) fn wake_for_message(&mut self, from: NodeId, term: Term, body: &MessageBody) {
+        // A message from an older term (a leader back from a pause, say) is
+        // answered with the current term and changes nothing here; waking a
+        // quiet follower for it, with its leader still quiet, would only
+        // end its election timer in a needless campaign.
+        if !self.quiet || term < self.term() {
             return;
         }
         let stays_quiet = match (&self.role, body) {
