@@ -42,6 +42,17 @@
 #[path = "../tests/runtime/pki.rs"]
 mod pki;
 
+/// A snapshot's `manifest` file: `count digest`, the blobs and their
+/// checksum, as both state machines here write it.
+fn read_manifest(snapshot: &SnapshotReader) -> Result<(usize, u32), SnapshotError> {
+    let manifest = snapshot.read_file("manifest")?;
+    std::str::from_utf8(&manifest)
+        .ok()
+        .and_then(|m| m.split_once(' '))
+        .and_then(|(c, d)| Some((c.parse::<usize>().ok()?, d.parse::<u32>().ok()?)))
+        .ok_or_else(|| SnapshotError::Invalid("unreadable manifest".to_string()))
+}
+
 #[path = "snapshot_catchup/file_blobs.rs"]
 mod file_blobs;
 #[path = "snapshot_catchup/file_state_row.rs"]
@@ -215,12 +226,7 @@ impl StateMachine for BlobStore {
         snapshot: &SnapshotReader,
     ) -> Result<(), SnapshotError> {
         let invalid = |why: &str| SnapshotError::Invalid(why.to_string());
-        let manifest = snapshot.read_file("manifest")?;
-        let (count, digest) = std::str::from_utf8(&manifest)
-            .ok()
-            .and_then(|m| m.split_once(' '))
-            .and_then(|(c, d)| Some((c.parse::<usize>().ok()?, d.parse::<u32>().ok()?)))
-            .ok_or_else(|| invalid("unreadable manifest"))?;
+        let (count, digest) = read_manifest(snapshot)?;
         let mut loaded = Blobs::default();
         // `blob-NNNN` names sort in file order.
         for f in &snapshot.meta().files {

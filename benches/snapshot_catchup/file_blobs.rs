@@ -176,12 +176,7 @@ impl StateMachine for FileBlobStore {
         snapshot: &SnapshotReader,
     ) -> Result<(), SnapshotError> {
         let invalid = |why: &str| SnapshotError::Invalid(why.to_string());
-        let manifest = snapshot.read_file("manifest")?;
-        let (count, digest) = std::str::from_utf8(&manifest)
-            .ok()
-            .and_then(|m| m.split_once(' '))
-            .and_then(|(c, d)| Some((c.parse::<usize>().ok()?, d.parse::<u32>().ok()?)))
-            .ok_or_else(|| invalid("unreadable manifest"))?;
+        let (count, digest) = super::read_manifest(snapshot)?;
         let mut loaded = FileState::default();
         std::fs::remove_dir_all(&self.dir)?;
         std::fs::create_dir_all(&self.dir)?;
