@@ -195,17 +195,19 @@ async fn a_retry_after_a_lost_reply_gets_the_recorded_reply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_dropped_unfinished_does_not_hold_the_watermark() {
     let c = cluster(Duration::from_secs(60)).await;
-    let client = c.client(0);
+    let leader = wait_for_leader(&c.nodes()).await;
+    let client = c.client(leader);
     let session = client.open_session(GROUP).await.unwrap();
     assert_eq!(session.apply(incr()).await.unwrap(), "1");
-    // Request 2 is begun and dropped at its first wait, as a timeout
-    // around it would drop it.
+    // Request 2 is applied and held before its answer, and its caller gives
+    // up on it meanwhile, as a timeout around it would.
+    c.members[leader].hold.arm();
     tokio::select! {
-        biased;
-        _ = session.apply(incr()) => panic!("answered without waiting"),
-        () = std::future::ready(()) => {}
+        _ = session.apply(incr()) => panic!("answered while held"),
+        () = wait_until(|| c.members[leader].hold.is_held()) => {}
     }
-    session.apply(incr()).await.unwrap();
+    c.members[leader].hold.release();
+    assert_eq!(session.apply(incr()).await.unwrap(), "3");
     // Request 3 told the group that nothing below 3 is needed: a late
     // retry of 2 is refused, not answered from a reply kept forever.
     assert_eq!(
