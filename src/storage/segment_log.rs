@@ -90,11 +90,11 @@ pub struct SegmentLog {
     open_limit: u64,
 }
 
-/// The first segment's size bound, within `[1, segment_bytes_max]`.
-fn first_limit(options: &LogOptions) -> u64 {
-    options
-        .segment_bytes_first
-        .clamp(1, options.segment_bytes_max.max(1))
+/// `bytes` as a segment's size bound: at least the first segment's, at
+/// most `segment_bytes_max` (both at least 1).
+fn segment_limit(options: &LogOptions, bytes: u64) -> u64 {
+    let max = options.segment_bytes_max.max(1);
+    bytes.clamp(options.segment_bytes_first.clamp(1, max), max)
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
@@ -162,9 +162,7 @@ impl SegmentLog {
         if let Some(open) = log.segments.last_mut().filter(|s| s.is_open()) {
             // A preallocated file's length is the bound it was made for.
             log.open_limit = match options.preallocate {
-                true => open
-                    .file_len()?
-                    .clamp(first_limit(&options), options.segment_bytes_max.max(1)),
+                true => segment_limit(&options, open.file_len()?),
                 false => options.segment_bytes_max,
             };
             if options.direct_io {
@@ -259,18 +257,10 @@ impl SegmentLog {
         Ok(())
     }
 
-    fn first_limit(&self) -> u64 {
-        first_limit(&self.options)
-    }
-
-    /// The next segment's size bound: the first one's, then twice the last.
+    /// The next segment's size bound: the first one's (no segment yet:
+    /// `open_limit` is 0), then twice the last.
     fn next_limit(&self) -> u64 {
-        match self.open_limit {
-            0 => self.first_limit(),
-            last => last
-                .saturating_mul(2)
-                .clamp(self.first_limit(), self.options.segment_bytes_max.max(1)),
-        }
+        segment_limit(&self.options, self.open_limit.saturating_mul(2))
     }
 
     /// Ensures the last segment is open and has room for `entry`.
