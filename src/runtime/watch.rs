@@ -105,11 +105,17 @@ impl StatusPublisher {
     }
 
     /// Records the applied index (the apply task, once per batch).
+    ///
+    /// An applied entry is committed, so the commit index rises with it:
+    /// the driver publishes its commit index only at the end of the
+    /// wake-up that handed the entries over, and a waiter woken by
+    /// `applied ≥ i` must not then read `committed < i`.
     pub(crate) fn set_applied(&self, applied: LogIndex) {
         self.update(|s| {
             let newer = applied > s.applied;
             if newer {
                 s.applied = applied;
+                s.committed = s.committed.max(applied);
             }
             newer
         });
@@ -170,7 +176,8 @@ impl Published {
             s.term = term;
             s.leader = leader;
             s.leader_addr = leader_addr;
-            s.committed = committed;
+            // Never below what the apply task published (see `set_applied`).
+            s.committed = s.committed.max(committed);
             if &s.membership != membership {
                 s.membership = membership.clone();
             }
@@ -284,5 +291,23 @@ impl Node {
             Ok(Ok(status)) if done(&status) => Ok(status),
             Ok(Ok(_)) => Err(WaitError::Stopped),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The apply task publishes `applied` before the driver publishes the
+    /// commit index that covers it; a watcher must never see the applied
+    /// index ahead of the commit index.
+    #[test]
+    fn an_applied_index_published_first_raises_the_commit_index() {
+        let publisher = StatusPublisher::new(GroupId(1), NodeId(1), Membership::default());
+        let watcher = publisher.subscribe();
+        publisher.set_applied(LogIndex(7));
+        let status = watcher.borrow().clone();
+        assert_eq!(status.applied, LogIndex(7));
+        assert_eq!(status.committed, LogIndex(7));
     }
 }
