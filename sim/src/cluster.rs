@@ -416,11 +416,18 @@ impl SimCluster {
         self.groups[g].members[i].lock().expect("member").clone()
     }
 
-    /// The server the running members name as leader most often, if any.
+    /// The server the running members of the first group name as leader
+    /// most often, if any.
     pub fn leader_index(&self) -> Option<usize> {
+        self.leader_index_in(0)
+    }
+
+    /// The server the running members of group `g` (by index) name as
+    /// leader most often, if any.
+    pub fn leader_index_in(&self, g: usize) -> Option<usize> {
         let mut votes = BTreeMap::new();
         for i in 0..self.nodes.len() {
-            if let Some(leader) = self.member(i).and_then(|m| m.leader()) {
+            if let Some(leader) = self.member_in(g, i).and_then(|m| m.leader()) {
                 *votes.entry(leader).or_insert(0) += 1;
             }
         }

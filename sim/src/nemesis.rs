@@ -212,7 +212,8 @@ impl Nemesis {
             FaultKind::PartitionLeader => {
                 // Cut the leader off, the fault that forces elections and
                 // leaves deposed leaders with uncommitted tails.
-                let Some(leader) = cluster.leader_index() else {
+                let g = self.aimed_group(cluster);
+                let Some(leader) = cluster.leader_index_in(g) else {
                     return false;
                 };
                 cluster.partition(&[leader]);
@@ -236,8 +237,9 @@ impl Nemesis {
             FaultKind::Blackhole => {
                 // Half the time the leader alone, whose followers must then
                 // elect another and whose connections die with it.
+                let g = self.aimed_group(cluster);
                 let leader = cluster
-                    .leader_index()
+                    .leader_index_in(g)
                     .filter(|_| self.rng.random_range(0..2) == 0);
                 let side = match leader {
                     Some(leader) => vec![leader],
@@ -303,15 +305,20 @@ impl Nemesis {
                 crate::reconfigure::spawn_replacement(cluster, leader, picks, split, state, trace);
             }
             FaultKind::Transfer => {
-                let Some(leader) = cluster.leader_index().and_then(|i| cluster.member(i)) else {
+                let g = self.aimed_group(cluster);
+                let Some(leader) = cluster
+                    .leader_index_in(g)
+                    .and_then(|i| cluster.member_in(g, i))
+                else {
                     return false;
                 };
                 let to = cluster.nodes[self.rng.random_range(0..n)].id;
                 crate::reconfigure::spawn_transfer(cluster, leader, to, self.trace.clone());
             }
             FaultKind::Snapshot => {
+                let g = self.aimed_group(cluster);
                 let i = self.rng.random_range(0..n);
-                let Some(member) = cluster.member(i) else {
+                let Some(member) = cluster.member_in(g, i) else {
                     return false;
                 };
                 crate::reconfigure::spawn_snapshot(cluster, member, self.trace.clone());
@@ -322,6 +329,18 @@ impl Nemesis {
         true
     }
 
+    /// The group (by index) a fault aimed at a leader or a member aims at:
+    /// any of the run's groups, drawn only when there are several, so that
+    /// a run of one group replays as it always did. (Membership changes
+    /// and the tactics stay with the first group, whose configuration the
+    /// nemesis tracks.)
+    fn aimed_group(&mut self, cluster: &SimCluster) -> usize {
+        match cluster.groups.len() {
+            0 | 1 => 0,
+            groups => self.rng.random_range(0..groups),
+        }
+    }
+
     /// A random server among those `cond` accepts.
     fn pick(&mut self, n: usize, cond: impl Fn(usize) -> bool) -> Option<usize> {
         let candidates: Vec<usize> = (0..n).filter(|&i| cond(i)).collect();
@@ -329,9 +348,10 @@ impl Nemesis {
     }
 
     fn crash(&mut self, cluster: &mut SimCluster) -> bool {
-        // Half the time the leader, whose death matters most.
+        // Half the time a leader, whose death matters most.
+        let g = self.aimed_group(cluster);
         let leader = cluster
-            .leader_index()
+            .leader_index_in(g)
             .filter(|_| self.rng.random_range(0..2) == 0);
         let Some(i) = leader.or_else(|| {
             self.pick(cluster.nodes.len(), |i| {

@@ -96,6 +96,7 @@ pub fn spawn_membership_change(
 
 /// Asks the leader to hand leadership to `to`.
 pub fn spawn_transfer(cluster: &SimCluster, leader: Node, to: NodeId, trace: Trace) {
+    let group = leader.group();
     cluster.admin_node().spawn(async move {
         let attempt = tokio::time::timeout(ADMIN_TIMEOUT, leader.transfer_leadership(to)).await;
         let outcome = match attempt {
@@ -106,7 +107,7 @@ pub fn spawn_transfer(cluster: &SimCluster, leader: Node, to: NodeId, trace: Tra
         trace.event(
             SimCluster::now_ns(),
             "transfer_leadership",
-            json!({ "to": to.0, "outcome": outcome }),
+            json!({ "group": group.0, "to": to.0, "outcome": outcome }),
         );
     });
 }
@@ -123,7 +124,7 @@ pub fn spawn_snapshot(cluster: &SimCluster, member: Node, trace: Trace) {
         trace.event(
             SimCluster::now_ns(),
             "snapshot",
-            json!({ "node": member.id().0, "outcome": outcome }),
+            json!({ "group": member.group().0, "node": member.id().0, "outcome": outcome }),
         );
     });
 }

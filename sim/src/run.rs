@@ -61,8 +61,10 @@ pub struct RunReport {
     pub faults_by_kind: BTreeMap<FaultKind, u64>,
     /// What the stranger did and what the servers refused meanwhile.
     pub stranger: StrangerReport,
-    /// Terms that had a leader.
+    /// Terms that had a leader (over every group).
     pub leader_terms: usize,
+    /// Terms that had a leader, by group index.
+    pub group_leader_terms: Vec<usize>,
     /// Snapshots loaded by state machines (restarts and installs).
     pub snapshot_loads: usize,
     /// State machines that resumed from their own store at a restart
@@ -129,6 +131,7 @@ pub fn run(options: &SimOptions) -> RunOutput {
                 faults_by_kind: BTreeMap::new(),
                 stranger: StrangerReport::default(),
                 leader_terms: 0,
+                group_leader_terms: Vec::new(),
                 snapshot_loads: 0,
                 resumptions: 0,
                 recovery_bound: Duration::ZERO,
@@ -286,10 +289,11 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
             }
         }
     };
-    let (mut leader_terms, mut snapshot_loads, mut resumptions) = (0, 0, 0);
+    let (mut snapshot_loads, mut resumptions) = (0, 0);
+    let mut group_leader_terms = Vec::new();
     for group in &cluster.groups {
         let observed = group.observations.lock().expect("observations");
-        leader_terms += observed.leader_terms();
+        group_leader_terms.push(observed.leader_terms());
         snapshot_loads += observed.snapshot_loads();
         resumptions += observed.resumptions();
     }
@@ -305,7 +309,8 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         faults: nemesis.injected,
         faults_by_kind: nemesis.injected_by_kind.clone(),
         stranger: nemesis.stranger.report(),
-        leader_terms,
+        leader_terms: group_leader_terms.iter().sum(),
+        group_leader_terms,
         snapshot_loads,
         resumptions,
         recovery_bound: recovery_bound(&options.raft, &transport_options()),

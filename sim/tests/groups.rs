@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use oar::core::{RaftOptions, Role, Term};
 use oar_sim::cluster::{MachineSetup, SimCluster};
+use oar_sim::fault_mix::{FaultKind, FaultWeights};
 use oar_sim::observe::{Observations, Violation};
 use oar_sim::options::{FaultSet, SimOptions};
 use oar_sim::run::{Verdict, run};
@@ -158,6 +159,36 @@ fn quiet_groups_of_a_crashed_leader_wake_and_elect() {
             assert_eq!(still, was, "group {} kept its leader and term", g + 1);
         }
     });
+}
+
+/// Leadership transfers alone, over 10 groups: the nemesis aims them at
+/// every group, not at the first alone (as it did, so faults of one group
+/// never met the others' leaders), and every group still passes its checks.
+#[test]
+fn leader_aimed_faults_reach_every_group() {
+    let options = SimOptions {
+        groups: 10,
+        faults: FaultSet::All,
+        fault_weights: FaultWeights::only(FaultKind::Transfer, 10),
+        fault_phase: Duration::from_secs(20),
+        ..SimOptions::new(3)
+    };
+    let report = run(&options).report;
+    assert!(
+        matches!(report.verdict, Verdict::Pass),
+        "{:?}",
+        report.verdict
+    );
+    // Without other faults a group's leader changes only by a transfer.
+    let transferred = report.group_leader_terms[1..]
+        .iter()
+        .filter(|&&terms| terms > 1)
+        .count();
+    assert!(
+        transferred >= 3,
+        "groups 2-10 changed leader: {:?}",
+        report.group_leader_terms
+    );
 }
 
 #[test]

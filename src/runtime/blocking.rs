@@ -57,6 +57,7 @@ pub(crate) async fn run_in_background<R: Send + 'static>(
 /// The most background threads a process runs (see [`run_in_background`]).
 /// Saves beyond it wait for a thread; more than a few would only share the
 /// same cores and disk.
+#[cfg(not(madsim))]
 pub(crate) const BACKGROUND_THREADS_MAX: usize = 8;
 
 /// The background pool: threads started on demand while every started one
