@@ -73,6 +73,12 @@ struct Shape {
     /// liveness probes; default: never quiet.
     #[arg(long)]
     quiesce_after_ms: Option<u64>,
+    /// The state machines keep their state in a store of their own that
+    /// survives restarts (an on-disk state machine, resumed from its own
+    /// applied point instead of the snapshot). Needs `--no-sessions`: a
+    /// session group always loads its snapshot, whose table it needs.
+    #[arg(long, requires = "no_sessions")]
+    disk_state_machine: bool,
 }
 
 #[derive(Subcommand)]
@@ -164,6 +170,7 @@ fn options(seed: u64, shape: &Shape) -> SimOptions {
             quiesce_after: shape.quiesce_after_ms.map(Duration::from_millis),
             ..defaults.raft
         },
+        disk_state_machine: shape.disk_state_machine,
         ..defaults
     }
 }
@@ -172,7 +179,7 @@ fn options(seed: u64, shape: &Shape) -> SimOptions {
 /// that it can be edited (a kind set to 0 to see whether it matters).
 fn replay_command(options: &SimOptions, shape: &Shape) -> String {
     format!(
-        "cargo simrun -p oar-sim -- run --seed {} --nodes {}{} --faults {} --clients {} --fault-secs {} --weights {}{}{}{} --trace trace.jsonl --history history.jsonl",
+        "cargo simrun -p oar-sim -- run --seed {} --nodes {}{} --faults {} --clients {} --fault-secs {} --weights {}{}{}{}{} --trace trace.jsonl --history history.jsonl",
         options.seed,
         shape.nodes,
         match shape.groups {
@@ -196,6 +203,11 @@ fn replay_command(options: &SimOptions, shape: &Shape) -> String {
             .quiesce_after_ms
             .map(|ms| format!(" --quiesce-after-ms {ms}"))
             .unwrap_or_default(),
+        if shape.disk_state_machine {
+            " --disk-state-machine"
+        } else {
+            ""
+        },
     )
 }
 
@@ -225,8 +237,12 @@ fn line(report: &RunReport) -> String {
         (0, _) => String::new(),
         (samples, quiet) => format!(" quiet {quiet}/{samples}"),
     };
+    let resumed = match report.resumptions {
+        0 => String::new(),
+        n => format!(" resumed {n}"),
+    };
     format!(
-        "seed {} ops {} faults {} stranger {}/{} terms {} snapshot loads {} recovery {recovery} (bound {:.2}s) tail elections/leaders {tail}{quiet} sim {:.1}s wall {:.2}s {}",
+        "seed {} ops {} faults {} stranger {}/{} terms {} snapshot loads {} recovery {recovery} (bound {:.2}s) tail elections/leaders {tail}{quiet}{resumed} sim {:.1}s wall {:.2}s {}",
         report.seed,
         report.ops,
         report.faults,
@@ -469,5 +485,33 @@ fn merge(files: &[PathBuf]) -> ExitCode {
     match summary_exit(&merged) {
         code if code == ExitCode::SUCCESS && !missing.is_empty() => ExitCode::from(2),
         code => code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape_of(args: &[&str]) -> Shape {
+        let cli = Cli::try_parse_from(["oar-sim", "run", "--seed", "1"].iter().chain(args))
+            .expect("parses");
+        match cli.command {
+            Command::Run { shape, .. } => shape,
+            _ => unreachable!("a run"),
+        }
+    }
+
+    #[test]
+    fn the_disk_state_machine_flag_reaches_the_options_and_the_replay_command() {
+        let shape = shape_of(&["--no-sessions", "--disk-state-machine"]);
+        let on = options(1, &shape);
+        assert!(on.disk_state_machine && !on.sessions);
+        assert!(replay_command(&on, &shape).contains(" --disk-state-machine"));
+        assert!(!options(1, &shape_of(&[])).disk_state_machine);
+        // A session group always loads its snapshot: the flag needs
+        // `--no-sessions`.
+        let refused =
+            Cli::try_parse_from(["oar-sim", "run", "--seed", "1", "--disk-state-machine"]);
+        assert!(refused.is_err());
     }
 }
