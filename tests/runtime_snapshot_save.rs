@@ -14,7 +14,7 @@ use bytes::Bytes;
 use oar::core::{LogId, NodeId};
 use oar::runtime::{
     Committed, GroupId, GroupOptions, GroupStorage, MemStorage, NodeManager, SnapshotError,
-    SnapshotReader, SnapshotView, SnapshotWriter, StateMachine,
+    SnapshotReader, SnapshotView, SnapshotWriter, StateMachine, TransportOptions,
 };
 use runtime::*;
 
@@ -281,4 +281,76 @@ async fn a_save_is_written_at_a_lower_cpu_priority_than_the_applies() {
     );
     node.shutdown().await;
     shut_down(servers).await;
+}
+
+/// A counter whose snapshot streams `SAVE_BYTES` of filler.
+struct BulkSaver {
+    count: u64,
+}
+
+const SAVE_BYTES: usize = 600_000;
+
+impl StateMachine for BulkSaver {
+    fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
+        self.count += commands.len() as u64;
+        vec![Bytes::new(); commands.len()]
+    }
+
+    fn on_snapshot_save(&mut self) -> Result<Box<dyn SnapshotView>, SnapshotError> {
+        Ok(Box::new(move |writer: &mut SnapshotWriter| {
+            let mut file = writer.create_file("filler")?;
+            for _ in 0..SAVE_BYTES / 10_000 {
+                file.write_at_end(&[7; 10_000])?;
+            }
+            Ok(file.finish()?)
+        }))
+    }
+
+    fn on_snapshot_load(&mut self, _: LogId, _: &SnapshotReader) -> Result<(), SnapshotError> {
+        Ok(())
+    }
+}
+
+/// With `snapshot_save_bytes_per_sec` a save streams at that rate (600 kB
+/// at 200 kB/s: about 3 s less the throttle's burst), and writes go on
+/// meanwhile. (Seen failing with the save's writer left unpaced: the save
+/// took milliseconds.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_streams_at_the_servers_save_rate_while_writes_go_on() {
+    let options = TransportOptions {
+        snapshot_save_bytes_per_sec: Some(200_000),
+        ..TransportOptions::default()
+    };
+    let server = server_at("127.0.0.1:0".parse().unwrap(), options).await;
+    let group = GroupId(9);
+    let options = GroupOptions {
+        raft: fast_raft(NodeId(1), group),
+        snapshot_interval: None,
+        ..GroupOptions::new(group, NodeId(1), peers_of(std::slice::from_ref(&server)))
+    };
+    let node = server
+        .add_group(
+            options,
+            Box::new(MemStorage::new()),
+            Box::new(BulkSaver { count: 0 }),
+        )
+        .unwrap();
+    wait_for_leader(&[&node]).await;
+    node.apply(Bytes::from_static(b"+")).await.unwrap();
+    let started = std::time::Instant::now();
+    let saving = tokio::spawn({
+        let node = node.clone();
+        async move { node.snapshot().await }
+    });
+    for _ in 0..10 {
+        node.apply(Bytes::from_static(b"+")).await.unwrap();
+    }
+    saving.await.unwrap().expect("the save completes");
+    // The throttle's burst lets 100 ms worth (20 kB) through at once.
+    assert!(
+        started.elapsed() >= Duration::from_millis(2_800),
+        "saved in {:?}",
+        started.elapsed()
+    );
+    shut_down(vec![server]).await;
 }

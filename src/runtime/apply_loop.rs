@@ -23,6 +23,7 @@ use super::snapshot_policy::{ENTRY_OVERHEAD_BYTES, SinceSnapshot, SnapshotPolicy
 use super::snapshot_storage::SnapshotStorage;
 use super::snapshot_view::SnapshotView;
 use super::state_machine::{Committed, QueryError, SnapshotError, StateMachine};
+use super::throttle::Throttle;
 use crate::core::{
     Entry, EntryPayload, LogId, LogIndex, Membership, NodeId, Role, SnapshotInfo, Term,
 };
@@ -96,6 +97,8 @@ pub(crate) struct ApplyLoop {
     pub(crate) snapshot_at: Instant,
     /// The save being written out, if any.
     pub(crate) saving: Option<JoinHandle<()>>,
+    /// The server's save rate, which the save's file writes take from.
+    pub(crate) save_throttle: Throttle,
 }
 
 impl ApplyLoop {
@@ -256,6 +259,7 @@ impl ApplyLoop {
             },
             group: self.group.clone(),
             shared: Arc::clone(&self.shared),
+            throttle: self.save_throttle.clone(),
         };
         self.saving = Some(tokio::spawn(async move {
             let result = save.run(view).await;
@@ -314,6 +318,7 @@ struct Save {
     snapshot: SnapshotInfo,
     group: mpsc::Sender<GroupInput>,
     shared: Arc<SharedState>,
+    throttle: Throttle,
 }
 
 impl Save {
@@ -323,8 +328,12 @@ impl Save {
         let last = self.snapshot.last_included;
         let snapshots = Arc::clone(&self.snapshots);
         let membership = self.snapshot.membership.clone();
+        let throttle = self.throttle.clone();
         let meta = run_in_background(move || {
             let mut writer = snapshots.begin(false).map_err(StorageError::from_failure)?;
+            if throttle.bytes_per_sec().is_some() {
+                writer.pace_writes(Arc::new(move |bytes| throttle.acquire_blocking(bytes)));
+            }
             view.write_to(&mut writer)
                 .map_err(|e| Error::StateMachine(format!("saving snapshot {last}: {e}")))?;
             snapshots

@@ -99,6 +99,9 @@ pub(crate) struct Inner {
     pub(crate) connections: Arc<ConnectionCounts>,
     /// The groups whose snapshots peers may copy from here.
     files: FileService,
+    /// The rate every group's snapshot saves share
+    /// (`TransportOptions::snapshot_save_bytes_per_sec`).
+    save_throttle: Throttle,
 }
 
 /// Many Raft groups on one TCP server. Cheap to clone.
@@ -184,6 +187,7 @@ impl NodeManager {
             starting: Mutex::default(),
             transport: Transport::tcp(options.clone(), dialer.clone()),
             files: file_service(&options),
+            save_throttle: Throttle::new(options.snapshot_save_bytes_per_sec),
             options,
             security,
             dialer,
@@ -220,6 +224,7 @@ impl NodeManager {
             starting: Mutex::default(),
             transport: Transport::local(network.clone()),
             files: file_service(&options),
+            save_throttle: Throttle::new(options.snapshot_save_bytes_per_sec),
             dialer: Dialer::server(&security, addr, options.connect_timeout),
             options,
             security,
@@ -459,6 +464,7 @@ impl NodeManager {
             since_snapshot: Default::default(),
             snapshot_at: tokio::time::Instant::now(),
             saving: None,
+            save_throttle: self.inner.save_throttle.clone(),
         };
         self.inner
             .files

@@ -70,6 +70,22 @@ impl Throttle {
     }
 }
 
+impl Throttle {
+    /// As [`acquire`](Self::acquire), blocking the calling thread: for
+    /// work on a thread of its own (a snapshot save), never on a runtime
+    /// worker.
+    pub fn acquire_blocking(&self, bytes: u64) {
+        let Some(limit) = &self.limit else {
+            return;
+        };
+        let now = Instant::now();
+        let release = limit.reserve(now, bytes);
+        if release > now {
+            std::thread::sleep(release - now);
+        }
+    }
+}
+
 impl Limit {
     /// Books `bytes` at `now`; returns when the caller may go.
     fn reserve(&self, now: Instant, bytes: u64) -> Instant {
@@ -125,6 +141,22 @@ mod tests {
         assert_eq!(limit.reserve(t0, 1 << 20), t0 + Duration::from_millis(400));
         // Costs round up, never down: 3 bytes at 4 MiB/s.
         assert_eq!(limit.cost(3), Duration::from_nanos(716));
+    }
+
+    #[test]
+    fn acquire_blocking_paces_the_calling_thread() {
+        let unlimited = Throttle::new(None);
+        let start = std::time::Instant::now();
+        unlimited.acquire_blocking(u64::MAX);
+        assert!(start.elapsed() < Duration::from_millis(50));
+
+        // 10 MB/s: 3 MB take at least 300 ms minus the 100 ms burst.
+        let throttle = Throttle::new(Some(10_000_000));
+        let start = std::time::Instant::now();
+        for _ in 0..30 {
+            throttle.acquire_blocking(100_000);
+        }
+        assert!(start.elapsed() >= Duration::from_millis(199));
     }
 
     #[tokio::test]

@@ -76,6 +76,14 @@ pub struct TransportOptions {
     /// The server's snapshot copy rate limit, shared by every group's
     /// serving and receiving copies (`None`: unlimited).
     pub snapshot_bytes_per_sec: Option<u64>,
+    /// The server's snapshot save rate limit: the bytes every group's
+    /// saves stream into their snapshot files, together (`None`:
+    /// unlimited; hard links cost nothing). A save that streams a large
+    /// state at the disk's full speed leaves the log's fsyncs waiting
+    /// behind its writeback; a limit below the disk's bandwidth keeps
+    /// writes going at their pace during the save, which then takes
+    /// longer.
+    pub snapshot_save_bytes_per_sec: Option<u64>,
     /// Inbound connections open at once, all sources together; more are
     /// closed at once.
     pub connections_max: usize,
@@ -119,6 +127,7 @@ impl Default for TransportOptions {
             backoff_max: Duration::from_millis(100),
             frame_bytes_max: FRAME_BYTES_MAX,
             snapshot_bytes_per_sec: None,
+            snapshot_save_bytes_per_sec: None,
             connections_max: 1024,
             connections_per_ip_max: 64,
             handshake_timeout: Duration::from_secs(5),

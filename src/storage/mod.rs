@@ -61,4 +61,5 @@ pub(crate) use snapshot_file::DetachedFileWriter;
 pub use snapshot_meta::{SnapshotFile, SnapshotMeta};
 pub use snapshot_store::{
     SnapshotFileReader, SnapshotFileWriter, SnapshotReader, SnapshotStore, SnapshotWriter,
+    WritePace,
 };

@@ -33,6 +33,7 @@ impl<'a> SnapshotFileWriter<'a> {
     /// # Errors
     /// An I/O error.
     pub fn write_at_end(&mut self, data: &[u8]) -> Result<()> {
+        self.snapshot.before_write(data.len());
         self.file.write_at_end(data)
     }
 

@@ -167,17 +167,34 @@ impl SnapshotStore {
             store: self.clone(),
             temp,
             files: Vec::new(),
+            pace: None,
         })
     }
 }
 
 /// A snapshot being written (braft's `LocalSnapshotWriter`).
-#[derive(Debug)]
 pub struct SnapshotWriter {
     store: SnapshotStore,
     temp: PathBuf,
     /// Files written so far.
     files: Vec<SnapshotFile>,
+    /// Called before each write into a file created here.
+    pace: Option<WritePace>,
+}
+
+/// Called with a write's length before the write (see
+/// [`SnapshotWriter::pace_writes`]).
+pub type WritePace = Arc<dyn Fn(u64) + Send + Sync>;
+
+impl std::fmt::Debug for SnapshotWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotWriter")
+            .field("store", &self.store)
+            .field("temp", &self.temp)
+            .field("files", &self.files)
+            .field("paced", &self.pace.is_some())
+            .finish()
+    }
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -265,6 +282,20 @@ impl SnapshotWriter {
             crc,
         });
         Ok(())
+    }
+
+    /// Calls `pace(n)` before each write of `n` bytes into a file created
+    /// by this writer (a save's byte rate: `pace` may block the writing
+    /// thread). Linked files are not written, so not paced.
+    pub fn pace_writes(&mut self, pace: WritePace) {
+        self.pace = Some(pace);
+    }
+
+    /// Waits for `pace`, if any, before a write of `bytes`.
+    pub(super) fn before_write(&self, bytes: usize) {
+        if let Some(pace) = &self.pace {
+            pace(bytes as u64);
+        }
     }
 
     /// The names of the files written so far.

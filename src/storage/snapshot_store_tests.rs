@@ -181,3 +181,25 @@ fn a_linked_file_on_disk_is_a_hard_link() {
     assert_eq!(r.read_file("own.bin").unwrap(), b"the application's file");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_paced_writer_asks_its_pace_before_every_byte_it_writes() {
+    use std::io::Write as _;
+    use std::sync::Mutex;
+    let fs = MemFileSystem::new(1);
+    let s = store(&fs);
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let mut w = s.begin(false).unwrap();
+    w.pace_writes(Arc::new({
+        let asked = Arc::clone(&asked);
+        move |bytes| asked.lock().unwrap().push(bytes)
+    }));
+    w.write_file("small", &[1; 300]).unwrap();
+    let mut file = w.create_file("streamed").unwrap();
+    file.write_all(&[2; 4096]).unwrap();
+    file.write_at_end(&[3; 10]).unwrap();
+    file.finish().unwrap();
+    w.commit(LogId::new(1, 5), Membership::with_voters([NodeId(1)]))
+        .unwrap();
+    assert_eq!(*asked.lock().unwrap(), vec![300, 4096, 10]);
+}
