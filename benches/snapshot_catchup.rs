@@ -37,7 +37,9 @@
 //! state's size in MiB (default 256; 0: no such row; the 4 GiB row is
 //! 4096), `OAR_BENCH_CLIENTS` (default 16), `OAR_BENCH_PERF_DIR` (a
 //! directory: `perf record` the file-state row's catch-up and streamed save
-//! into it).
+//! into it), `OAR_BENCH_SAVE_MBPS` the members' snapshot save rate limit
+//! in MB/s (`TransportOptions::snapshot_save_bytes_per_sec`; default
+//! unlimited).
 
 #[path = "../tests/runtime/pki.rs"]
 mod pki;

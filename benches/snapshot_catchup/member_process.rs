@@ -169,11 +169,7 @@ pub(crate) fn run(id: u64) {
         .expect("tokio runtime");
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let server = runtime
-        .block_on(NodeManager::bind(
-            addr,
-            security,
-            TransportOptions::default(),
-        ))
+        .block_on(NodeManager::bind(addr, security, save_rate_options()))
         .expect("bind");
     println!("addr {}", server.local_addr());
     let mut member = Member {
@@ -192,4 +188,17 @@ pub(crate) fn run(id: u64) {
         println!("{answer}");
     }
     runtime.block_on(member.server.shutdown());
+}
+
+/// The member's server options: `OAR_BENCH_SAVE_MBPS` (MB/s) limits its
+/// snapshot saves (`TransportOptions::snapshot_save_bytes_per_sec`);
+/// unlimited when unset.
+fn save_rate_options() -> TransportOptions {
+    let rate = std::env::var("OAR_BENCH_SAVE_MBPS")
+        .ok()
+        .map(|mbps| mbps.parse::<u64>().expect("OAR_BENCH_SAVE_MBPS: MB/s") * 1_000_000);
+    TransportOptions {
+        snapshot_save_bytes_per_sec: rate,
+        ..TransportOptions::default()
+    }
 }
