@@ -39,6 +39,9 @@ pub struct Blackholes {
 struct Registry {
     /// Directed paths (from, to) that swallow everything.
     cut: BTreeSet<(IpAddr, IpAddr)>,
+    /// Directed paths (from, to) madsim holds (a partition or a clog):
+    /// paced streams do not flush across them (see `Swallowed::poll_flush`).
+    held: BTreeSet<(IpAddr, IpAddr)>,
     /// Every open connection end: its address, its peer's, and whether
     /// its writes vanish. Ends that were dropped are pruned as they are met.
     ends: Vec<(IpAddr, IpAddr, Weak<AtomicBool>)>,
@@ -77,7 +80,27 @@ impl Blackholes {
     /// Every path carries new connections again; connections a blackhole
     /// swallowed stay dead until their owners replace them.
     pub fn heal(&self) {
-        self.inner.lock().expect("blackholes").cut.clear();
+        let mut registry = self.inner.lock().expect("blackholes");
+        registry.cut.clear();
+        registry.held.clear();
+    }
+
+    /// Notes that madsim holds what is sent on the path `from → to` until
+    /// the heal (`clog_link`).
+    pub fn hold(&self, from: IpAddr, to: IpAddr) {
+        self.inner
+            .lock()
+            .expect("blackholes")
+            .held
+            .insert((from, to));
+    }
+
+    fn held(&self, from: IpAddr, to: IpAddr) -> bool {
+        self.inner
+            .lock()
+            .expect("blackholes")
+            .held
+            .contains(&(from, to))
     }
 
     /// Whether any path is blackholed now.
@@ -101,12 +124,14 @@ impl Blackholes {
     fn wrap(
         &self,
         inner: BoxedStream,
+        path: (IpAddr, IpAddr),
         dead: Arc<AtomicBool>,
         tap: Option<FrameTap>,
         paced: bool,
     ) -> BoxedStream {
         Box::new(Swallowed {
             inner: Some(inner),
+            path,
             dead,
             blackholes: self.clone(),
             tap,
@@ -178,7 +203,10 @@ impl Authenticator for BlackholeAuthenticator {
             let peer = peer?;
             let (stream, credential) = accepted.await?;
             let dead = blackholes.open(ip, peer);
-            Ok((blackholes.wrap(stream, dead, tap, paced), credential))
+            Ok((
+                blackholes.wrap(stream, (ip, peer), dead, tap, paced),
+                credential,
+            ))
         })
     }
 
@@ -196,7 +224,7 @@ impl Authenticator for BlackholeAuthenticator {
         Box::pin(async move {
             let stream = connected.await?;
             let dead = blackholes.open(ip, peer);
-            Ok(blackholes.wrap(stream, dead, tap, paced))
+            Ok(blackholes.wrap(stream, (ip, peer), dead, tap, paced))
         })
     }
 }
@@ -206,6 +234,8 @@ impl Authenticator for BlackholeAuthenticator {
 struct Swallowed {
     /// `None` only while dropping.
     inner: Option<BoxedStream>,
+    /// (this end, the other end).
+    path: (IpAddr, IpAddr),
     dead: Arc<AtomicBool>,
     blackholes: Blackholes,
     tap: Option<FrameTap>,
@@ -264,10 +294,22 @@ impl AsyncWrite for Swallowed {
         if self.dead() {
             return Poll::Ready(Ok(()));
         }
-        if let Some(pacer) = &mut self.pacer
-            && pacer.poll_ready(cx).is_pending()
-        {
-            return Poll::Pending;
+        // A paced stream does not flush across a held path: madsim would
+        // hold each flush as a message of its own and, at the heal,
+        // deliver the backlog one message at a time, each after its own
+        // latency (seconds of stale heartbeats with many groups, seen
+        // holding a follower in a deposed leader's lease past the
+        // recovery bound). A kernel keeps what is written meanwhile in its
+        // buffer and sends it together once the path is back.
+        let (path, held) = (self.path, self.pacer.is_some());
+        let held = held && self.blackholes.held(path.0, path.1);
+        if let Some(pacer) = &mut self.pacer {
+            if held {
+                pacer.hold_off();
+            }
+            if pacer.poll_ready(cx).is_pending() {
+                return Poll::Pending;
+            }
         }
         let flushed = self.inner().poll_flush(cx);
         if let (Poll::Ready(Ok(())), Some(pacer)) = (&flushed, &mut self.pacer) {

@@ -309,6 +309,7 @@ impl SimCluster {
     /// Cuts the one-way link from server `from` to server `to`.
     pub fn clog_link(&self, from: usize, to: usize) {
         NetSim::current().clog_link(self.nodes[from].madsim.id(), self.nodes[to].madsim.id());
+        self.blackholes.hold(node_ip(from), node_ip(to));
         let (a, b) = (self.nodes[from].id.0, self.nodes[to].id.0);
         self.trace
             .event(Self::now_ns(), "clog_link", json!({ "from": a, "to": b }));
@@ -321,6 +322,8 @@ impl SimCluster {
             for b in (0..self.nodes.len()).filter(|b| !side.contains(b)) {
                 net.clog_link(self.nodes[a].madsim.id(), self.nodes[b].madsim.id());
                 net.clog_link(self.nodes[b].madsim.id(), self.nodes[a].madsim.id());
+                self.blackholes.hold(node_ip(a), node_ip(b));
+                self.blackholes.hold(node_ip(b), node_ip(a));
             }
         }
         let ids: Vec<u64> = side.iter().map(|&i| self.nodes[i].id.0).collect();
@@ -335,6 +338,8 @@ impl SimCluster {
             for &b in right {
                 net.clog_link(self.nodes[a].madsim.id(), self.nodes[b].madsim.id());
                 net.clog_link(self.nodes[b].madsim.id(), self.nodes[a].madsim.id());
+                self.blackholes.hold(node_ip(a), node_ip(b));
+                self.blackholes.hold(node_ip(b), node_ip(a));
             }
         }
         let ids = |side: &[usize]| side.iter().map(|&i| self.nodes[i].id.0).collect::<Vec<_>>();

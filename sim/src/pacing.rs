@@ -55,6 +55,15 @@ impl Pacer {
         }
     }
 
+    /// The path is held: no flush before another interval has passed.
+    pub fn hold_off(&mut self) {
+        let at = Instant::now() + FLUSH_INTERVAL;
+        if self.next.is_none_or(|next| next < at) {
+            self.next = Some(at);
+            self.wait = None;
+        }
+    }
+
     /// A flush just went out.
     pub fn flushed(&mut self) {
         self.next = Some(Instant::now() + FLUSH_INTERVAL);
