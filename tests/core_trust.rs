@@ -97,7 +97,7 @@ fn terms_above_the_ceiling_are_refused_and_change_nothing() {
                     }),
                     MessageBody::AppendRequest(AppendRequest {
                         prev_log_id: last,
-                        entries: vec![command(term.0, last.index.0 + 1, "evil")],
+                        entries: vec![command(term.0, last.index.0 + 1, "evil")].into(),
                         leader_commit: last.index.next(),
                     }),
                     MessageBody::VoteRequest(VoteRequest {
@@ -193,7 +193,7 @@ fn an_append_from_a_stranger_is_refused_and_applies_nothing() {
     let before = observe(&c, n(2));
     let forged = AppendRequest {
         prev_log_id: last,
-        entries: vec![command(term.0 + 1, last.index.0 + 1, "evil")],
+        entries: vec![command(term.0 + 1, last.index.0 + 1, "evil")].into(),
         leader_commit: last.index.next(),
     };
     let m = Message {

@@ -62,7 +62,7 @@ fn sample_messages() -> Vec<Vec<u8>> {
         }),
         MessageBody::AppendRequest(AppendRequest {
             prev_log_id: LogId::new(1, 1),
-            entries: vec![entry(1, 2), config],
+            entries: vec![entry(1, 2), config].into(),
             leader_commit: LogIndex(1),
         }),
         MessageBody::AppendResponse(AppendResponse::Reject {

@@ -61,7 +61,7 @@ pub fn forged_messages(
         let leader_commit = entries.last().map_or(last.index, |e| e.id.index);
         MessageBody::AppendRequest(AppendRequest {
             prev_log_id: last,
-            entries,
+            entries: entries.into(),
             leader_commit,
         })
     };

@@ -24,7 +24,7 @@ use super::snapshot_storage::SnapshotStorage;
 use super::snapshot_view::SnapshotView;
 use super::state_machine::{Committed, QueryError, SnapshotError, StateMachine};
 use crate::core::{
-    Entry, EntryPayload, LogId, LogIndex, Membership, NodeId, Role, SnapshotInfo, Term,
+    Entry, EntryBatch, EntryPayload, LogId, LogIndex, Membership, NodeId, Role, SnapshotInfo, Term,
 };
 use crate::storage::StorageError;
 
@@ -48,7 +48,7 @@ pub(crate) type SnapshotReply = oneshot::Sender<Result<LogId, Error>>;
 pub(crate) enum ApplyTask {
     /// Committed entries, with the waiting client (if any) of each.
     Entries {
-        entries: Vec<Entry>,
+        entries: EntryBatch,
         replies: Vec<Option<ProposalReply>>,
     },
     /// The node's role changed.
@@ -370,7 +370,7 @@ fn entry_bytes(entry: &Entry) -> u64 {
 /// Applies a batch; returns the last configuration it carried.
 fn apply_batch(
     sm: &mut dyn StateMachine,
-    entries: Vec<Entry>,
+    entries: EntryBatch,
     replies: Vec<Option<ProposalReply>>,
 ) -> Option<Membership> {
     let mut membership = None;
@@ -378,16 +378,17 @@ fn apply_batch(
     // entries, so that each callback sees the log order.
     let mut run: Vec<Committed> = Vec::new();
     let mut run_replies: Vec<Option<ProposalReply>> = Vec::new();
-    for (entry, reply_to) in entries.into_iter().zip(replies) {
-        match entry.payload {
+    for (entry, reply_to) in entries.iter().zip(replies) {
+        match &entry.payload {
             EntryPayload::Command(data) => {
+                let data = data.clone();
                 run.push(Committed { id: entry.id, data });
                 run_replies.push(reply_to);
             }
             EntryPayload::Config(m) => {
                 flush_run(sm, &mut run, &mut run_replies);
-                sm.on_configuration_committed(&m);
-                membership = Some(m);
+                sm.on_configuration_committed(m);
+                membership = Some(m.clone());
             }
             EntryPayload::Noop => {}
         }

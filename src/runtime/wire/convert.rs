@@ -257,7 +257,8 @@ pub fn from_proto(m: proto::RaftMessage) -> Result<(GroupId, Message), DecodeErr
                 .entries
                 .into_iter()
                 .map(entry_from_proto)
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<Vec<_>, _>>()?
+                .into(),
             leader_commit: LogIndex(r.leader_commit),
         }),
         Body::AppendResponse(r) if r.success => {
@@ -365,7 +366,8 @@ mod tests {
                         7,
                         EntryPayload::Config(Membership::with_voters([NodeId(1), NodeId(2)])),
                     ),
-                ],
+                ]
+                .into(),
                 leader_commit: LogIndex(4),
             }),
             MessageBody::AppendResponse(AppendResponse::Success {
@@ -417,7 +419,8 @@ mod tests {
                         outgoing_voters: [NodeId(1), NodeId(2), NodeId(3)].into(),
                         learners: [NodeId(5)].into(),
                     }),
-                )],
+                )]
+                .into(),
                 leader_commit: LogIndex(7),
             }),
             MessageBody::Removed {
