@@ -52,7 +52,7 @@ fn sample_messages() -> Vec<Vec<u8>> {
     };
     let config = Entry {
         id: LogId::new(2, 3),
-        payload: EntryPayload::Config(Membership::with_voters([NodeId(1), NodeId(2)])),
+        payload: EntryPayload::Config(Membership::with_voters([NodeId(1), NodeId(2)]).into()),
     };
     let bodies = [
         MessageBody::VoteRequest(VoteRequest {

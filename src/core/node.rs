@@ -177,7 +177,7 @@ impl RaftNode {
         let base_index = configs.effective_index();
         for entry in log.iter().filter(|e| e.id.index > base_index) {
             if let EntryPayload::Config(m) = &entry.payload {
-                configs.add(entry.id.index, m.clone());
+                configs.add(entry.id.index, Membership::clone(m));
             }
         }
         let mut node = RaftNode {
@@ -594,7 +594,7 @@ impl RaftNode {
     pub(super) fn append_entry(&mut self, entry: Entry) {
         let is_config = matches!(entry.payload, EntryPayload::Config(_));
         if let EntryPayload::Config(m) = &entry.payload {
-            self.configs.add(entry.id.index, m.clone());
+            self.configs.add(entry.id.index, Membership::clone(m));
         }
         self.log.append(entry);
         if is_config && matches!(self.role, RoleState::Leader { .. }) {

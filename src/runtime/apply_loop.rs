@@ -388,7 +388,7 @@ fn apply_batch(
             EntryPayload::Config(m) => {
                 flush_run(sm, &mut run, &mut run_replies);
                 sm.on_configuration_committed(m);
-                membership = Some(m.clone());
+                membership = Some(Membership::clone(m));
             }
             EntryPayload::Noop => {}
         }

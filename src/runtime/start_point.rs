@@ -134,7 +134,7 @@ fn membership_at(
             && entry.id.index > base.index
             && entry.id.index <= claimed.index
         {
-            membership = m.clone();
+            membership = Membership::clone(m);
         }
     }
     Ok(membership)

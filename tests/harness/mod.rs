@@ -373,7 +373,7 @@ impl Cluster {
             .iter()
             .rev()
             .find_map(|e| match &e.payload {
-                EntryPayload::Config(m) => Some(m.clone()),
+                EntryPayload::Config(m) => Some(Membership::clone(m)),
                 _ => None,
             })
             .or_else(|| node.snapshot.as_ref().map(|s| s.info.membership.clone()))

@@ -117,7 +117,7 @@ fn entry_from_proto(e: proto::LogEntry) -> Result<Entry, DecodeError> {
             let c = e
                 .configuration
                 .ok_or(DecodeError::MissingField("entry.configuration"))?;
-            EntryPayload::Config(membership_from_proto(c)?)
+            EntryPayload::Config(membership_from_proto(c)?.into())
         }
         Ok(proto::EntryType::Unspecified) | Err(_) => {
             return Err(DecodeError::UnknownEntryType(e.r#type));
@@ -364,7 +364,9 @@ mod tests {
                     entry(
                         3,
                         7,
-                        EntryPayload::Config(Membership::with_voters([NodeId(1), NodeId(2)])),
+                        EntryPayload::Config(
+                            Membership::with_voters([NodeId(1), NodeId(2)]).into(),
+                        ),
                     ),
                 ]
                 .into(),
@@ -414,11 +416,14 @@ mod tests {
                 entries: vec![entry(
                     3,
                     8,
-                    EntryPayload::Config(Membership {
-                        voters: [NodeId(1), NodeId(4)].into(),
-                        outgoing_voters: [NodeId(1), NodeId(2), NodeId(3)].into(),
-                        learners: [NodeId(5)].into(),
-                    }),
+                    EntryPayload::Config(
+                        Membership {
+                            voters: [NodeId(1), NodeId(4)].into(),
+                            outgoing_voters: [NodeId(1), NodeId(2), NodeId(3)].into(),
+                            learners: [NodeId(5)].into(),
+                        }
+                        .into(),
+                    ),
                 )]
                 .into(),
                 leader_commit: LogIndex(7),
