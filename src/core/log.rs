@@ -51,6 +51,8 @@ pub struct RaftLog {
     /// leader: equal to this log at its indexes (emptied by any change
     /// that could break that), so ranges inside it are shared, not built.
     recent: EntryBatch,
+    /// The size of `recent` (`Entry::size_bytes` summed).
+    recent_bytes: u64,
 }
 
 impl RaftLog {
@@ -73,6 +75,7 @@ impl RaftLog {
             persisted: last,
             unpersisted_from: last.next(),
             recent: EntryBatch::default(),
+            recent_bytes: 0,
         }
     }
 
@@ -147,33 +150,19 @@ impl RaftLog {
         count_max: usize,
         bytes_max: u64,
     ) -> (EntryBatch, u64) {
-        let Some((start, count, bytes)) = self.measure(lo, hi, count_max, bytes_max) else {
+        let Some((start, end)) = self.offsets(lo, hi) else {
             return (EntryBatch::default(), 0);
         };
-        if let Some(shared) = self.share_recent(lo, count) {
-            return (shared, bytes);
+        // The common case, a peer asking for exactly the batch just built
+        // for the disk: no walk over the entries to size them.
+        let all = end - start;
+        if all <= count_max
+            && self.recent.len() == all
+            && self.recent[0].id.index == lo
+            && (all == 1 || self.recent_bytes <= bytes_max)
+        {
+            return (self.recent.clone(), self.recent_bytes);
         }
-        let batch: EntryBatch = self.entries.range(start..start + count).cloned().collect();
-        self.recent = batch.clone();
-        (batch, bytes)
-    }
-
-    /// Where the entries of `[lo, hi)` within the limits start in
-    /// `entries`, how many there are and their size; `None` if none.
-    fn measure(
-        &self,
-        lo: LogIndex,
-        hi: LogIndex,
-        count_max: usize,
-        bytes_max: u64,
-    ) -> Option<(usize, usize, u64)> {
-        let first = self.first_index().0;
-        let start = lo.0.max(first) - first;
-        let end = hi.0.min(self.last_index().0 + 1).saturating_sub(first);
-        if lo.0 < first || start >= end {
-            return None;
-        }
-        let (start, end) = (start as usize, end as usize);
         let mut bytes = 0;
         let mut count = 0;
         for entry in self.entries.range(start..end).take(count_max) {
@@ -184,7 +173,30 @@ impl RaftLog {
             bytes += size;
             count += 1;
         }
-        Some((start, count, bytes))
+        (self.batch(lo, start, count), bytes)
+    }
+
+    /// The offsets in `entries` of `[lo, hi)` cut to what the log holds,
+    /// `[start, end)`; `None` if that is empty or `lo` was compacted.
+    fn offsets(&self, lo: LogIndex, hi: LogIndex) -> Option<(usize, usize)> {
+        let first = self.first_index().0;
+        let start = lo.0.max(first) - first;
+        let end = hi.0.min(self.last_index().0 + 1).saturating_sub(first);
+        if lo.0 < first || start >= end {
+            return None;
+        }
+        Some((start as usize, end as usize))
+    }
+
+    /// The `count` entries from `lo` (at offset `start`): cut from the
+    /// recent batch if it holds them, or else built and remembered.
+    fn batch(&mut self, lo: LogIndex, start: usize, count: usize) -> EntryBatch {
+        if let Some(shared) = self.share_recent(lo, count) {
+            return shared;
+        }
+        let batch: EntryBatch = self.entries.range(start..start + count).cloned().collect();
+        self.remember(batch.clone());
+        batch
     }
 
     /// The `count` entries from `lo` cut from the recent batch, if it
@@ -196,6 +208,16 @@ impl RaftLog {
         (end <= self.recent.len()).then(|| self.recent.range(offset..end))
     }
 
+    fn remember(&mut self, batch: EntryBatch) {
+        self.recent_bytes = batch.iter().map(Entry::size_bytes).sum();
+        self.recent = batch;
+    }
+
+    fn forget_recent(&mut self) {
+        self.recent = EntryBatch::default();
+        self.recent_bytes = 0;
+    }
+
     /// Remembers `batch`, just appended to the log (entries a leader
     /// sent), as the recent batch, so that its disk write shares it.
     pub fn set_recent(&mut self, batch: EntryBatch) {
@@ -203,7 +225,7 @@ impl RaftLog {
             batch.iter().all(|e| self.entry(e.id.index) == Some(e)),
             "a recent batch equals the log"
         );
-        self.recent = batch;
+        self.remember(batch);
     }
 
     /// Appends one entry at the end (leader side).
@@ -223,7 +245,7 @@ impl RaftLog {
         let keep = index.0 - self.first_index().0;
         self.entries.truncate(keep as usize);
         // New entries will take these indexes.
-        self.recent = EntryBatch::default();
+        self.forget_recent();
         self.persisted = self.persisted.min(index.prev());
         self.unpersisted_from = self.unpersisted_from.min(index);
     }
@@ -273,13 +295,10 @@ impl RaftLog {
 
     /// The entries not yet handed to the disk, marking them handed over.
     pub fn take_unpersisted(&mut self) -> Option<EntryBatch> {
-        let last = self.last_index();
-        if self.unpersisted_from > last {
-            return None;
-        }
-        let (entries, _) = self.slice(self.unpersisted_from, last.next(), usize::MAX, u64::MAX);
-        self.unpersisted_from = last.next();
-        Some(entries)
+        let lo = self.unpersisted_from;
+        let (start, end) = self.offsets(lo, self.last_index().next())?;
+        self.unpersisted_from = self.last_index().next();
+        Some(self.batch(lo, start, end - start))
     }
 
     /// The committed entries not yet handed out for applying, marking them
@@ -292,10 +311,10 @@ impl RaftLog {
             return EntryBatch::default();
         }
         let lo = self.applied.next();
-        let Some((start, count, _)) = self.measure(lo, self.committed.next(), count_max, u64::MAX)
-        else {
+        let Some((start, end)) = self.offsets(lo, self.committed.next()) else {
             return EntryBatch::default();
         };
+        let count = (end - start).min(count_max);
         let entries = match self.share_recent(lo, count) {
             Some(shared) => shared,
             None => self.entries.range(start..start + count).cloned().collect(),
@@ -327,7 +346,7 @@ impl RaftLog {
         let drop = index.0 - self.snapshot_last.index.0;
         self.entries.drain(..drop as usize);
         // It may hold compacted entries; letting it go frees them.
-        self.recent = EntryBatch::default();
+        self.forget_recent();
         self.snapshot_last = LogId { term, index };
         Some(self.snapshot_last)
     }
@@ -337,7 +356,7 @@ impl RaftLog {
     /// and durable (in the snapshot).
     pub fn reset_to(&mut self, snapshot: LogId) {
         self.entries.clear();
-        self.recent = EntryBatch::default();
+        self.forget_recent();
         self.snapshot_last = snapshot;
         self.committed = snapshot.index;
         self.applied = snapshot.index;
