@@ -78,7 +78,7 @@ fn sample_messages() -> Vec<Vec<u8>> {
         }),
         MessageBody::InstallSnapshot(SnapshotInfo {
             last_included: LogId::new(2, 9),
-            membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+            membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]).into(),
         }),
     ];
     bodies

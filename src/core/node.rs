@@ -163,7 +163,10 @@ impl RaftNode {
                     log.reset_to(snapshot.last_included);
                     log_reset = Some(snapshot.last_included);
                 }
-                ConfigManager::new(snapshot.last_included.index, snapshot.membership.clone())
+                ConfigManager::new(
+                    snapshot.last_included.index,
+                    Membership::clone(&snapshot.membership),
+                )
             }
             None => ConfigManager::new(initial.last_purged.index, initial.membership),
         };

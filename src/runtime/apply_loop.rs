@@ -252,7 +252,7 @@ impl ApplyLoop {
             snapshots: Arc::clone(&self.snapshots),
             snapshot: SnapshotInfo {
                 last_included: last,
-                membership: self.membership.clone(),
+                membership: self.membership.clone().into(),
             },
             group: self.group.clone(),
             shared: Arc::clone(&self.shared),
@@ -275,7 +275,7 @@ impl ApplyLoop {
                 self.shared.metrics.observe_snapshot(true, bytes);
                 self.shared.status.set_applied(snapshot.last_included.index);
                 self.last_applied = snapshot.last_included;
-                self.membership = snapshot.membership.clone();
+                self.membership = Membership::clone(&snapshot.membership);
                 self.since_snapshot = SinceSnapshot::default();
                 self.snapshot_at = Instant::now();
                 self.applied_index
@@ -322,7 +322,7 @@ impl Save {
     async fn run(self, view: Box<dyn SnapshotView>) -> Result<LogId, Error> {
         let last = self.snapshot.last_included;
         let snapshots = Arc::clone(&self.snapshots);
-        let membership = self.snapshot.membership.clone();
+        let membership = Membership::clone(&self.snapshot.membership);
         let meta = run_in_background(move || {
             let mut writer = snapshots.begin(false).map_err(StorageError::from_failure)?;
             view.write_to(&mut writer)

@@ -376,11 +376,15 @@ impl Cluster {
                 EntryPayload::Config(m) => Some(Membership::clone(m)),
                 _ => None,
             })
-            .or_else(|| node.snapshot.as_ref().map(|s| s.info.membership.clone()))
+            .or_else(|| {
+                node.snapshot
+                    .as_ref()
+                    .map(|s| Membership::clone(&s.info.membership))
+            })
             .unwrap_or_else(|| node.bootstrap.clone());
         let info = SnapshotInfo {
             last_included: last,
-            membership,
+            membership: membership.into(),
         };
         node.snapshot = Some(TestSnapshot {
             info: info.clone(),

@@ -310,7 +310,7 @@ pub fn from_proto(m: proto::RaftMessage) -> Result<(GroupId, Message), DecodeErr
                     r.last_included,
                     "install_snapshot.last_included",
                 )?,
-                membership: membership_from_proto(c)?,
+                membership: membership_from_proto(c)?.into(),
             })
         }
         Body::InstallSnapshotResponse(r) if !r.success => MessageBody::SnapshotFailed {
