@@ -18,15 +18,17 @@ use super::entry::Entry;
 /// sub-range shares one allocation. Reads as a `[Entry]`.
 ///
 /// Invariant: `start <= end <= shared.len()`; `shared` is `None` only when
-/// the batch is empty.
+/// the batch is empty. Offsets are `u32` to keep the batch (and every
+/// message and action carrying one) small: a batch holds at most
+/// `u32::MAX` entries, far above any append or apply limit.
 #[derive(Clone, Default)]
 pub struct EntryBatch {
     /// The shared entries; `None` for an empty batch.
     shared: Option<Arc<[Entry]>>,
     /// The first entry of `shared` in this batch.
-    start: usize,
+    start: u32,
     /// One past the last entry of `shared` in this batch.
-    end: usize,
+    end: u32,
 }
 
 impl EntryBatch {
@@ -44,10 +46,11 @@ impl EntryBatch {
         if range.start == range.end {
             return EntryBatch::default();
         }
+        // Within `start..end`, so within u32.
         EntryBatch {
             shared: self.shared.clone(),
-            start: self.start + range.start,
-            end: self.start + range.end,
+            start: self.start + range.start as u32,
+            end: self.start + range.end as u32,
         }
     }
 
@@ -66,18 +69,20 @@ impl Deref for EntryBatch {
 
     fn deref(&self) -> &[Entry] {
         match &self.shared {
-            Some(shared) => &shared[self.start..self.end],
+            Some(shared) => &shared[self.start as usize..self.end as usize],
             None => &[],
         }
     }
 }
 
 impl From<Vec<Entry>> for EntryBatch {
+    /// # Panics
+    /// If `entries` holds more than `u32::MAX` entries.
     fn from(entries: Vec<Entry>) -> Self {
         if entries.is_empty() {
             return EntryBatch::default();
         }
-        let end = entries.len();
+        let end = u32::try_from(entries.len()).expect("a batch of at most u32::MAX entries");
         EntryBatch {
             shared: Some(entries.into()),
             start: 0,
@@ -94,7 +99,7 @@ impl FromIterator<Entry> for EntryBatch {
         if shared.is_empty() {
             return EntryBatch::default();
         }
-        let end = shared.len();
+        let end = u32::try_from(shared.len()).expect("a batch of at most u32::MAX entries");
         EntryBatch {
             shared: Some(shared),
             start: 0,
