@@ -472,6 +472,49 @@ mod tests {
     }
 
     #[test]
+    fn ranges_inside_the_recent_batch_are_shared() {
+        let mut log = log_of(&[1, 1, 1, 1]);
+        let (whole, bytes) = log.slice(LogIndex(1), LogIndex(5), 9, u64::MAX);
+        let (again, again_bytes) = log.slice(LogIndex(1), LogIndex(5), 9, u64::MAX);
+        assert!(again.shares_with(&whole));
+        assert_eq!(again_bytes, bytes, "the whole batch keeps its size");
+        let (inner, _) = log.slice(LogIndex(2), LogIndex(4), 9, u64::MAX);
+        assert!(inner.shares_with(&whole));
+        assert_eq!(inner[0].id, LogId::new(1, 2));
+        log.commit_to(LogIndex(3));
+        let applied = log.take_committed(usize::MAX);
+        assert!(applied.shares_with(&whole));
+        assert_eq!(applied.len(), 3);
+    }
+
+    #[test]
+    fn the_whole_recent_batch_still_obeys_the_byte_limit() {
+        let mut log = log_of(&[1, 1, 1]);
+        let one = log.entry(LogIndex(1)).unwrap().size_bytes();
+        log.slice(LogIndex(1), LogIndex(4), 9, u64::MAX);
+        let (cut, bytes) = log.slice(LogIndex(1), LogIndex(4), 9, one * 2);
+        assert_eq!((cut.len(), bytes), (2, one * 2));
+        let (cut, _) = log.slice(LogIndex(1), LogIndex(4), 1, u64::MAX);
+        assert_eq!(cut.len(), 1, "and the count limit");
+    }
+
+    #[test]
+    fn truncation_forgets_the_recent_batch() {
+        let mut log = log_of(&[1, 1, 1]);
+        log.slice(LogIndex(1), LogIndex(4), 9, u64::MAX);
+        log.truncate_from(LogIndex(2));
+        for index in 2..=3 {
+            log.append(Entry {
+                id: LogId::new(2, index),
+                payload: EntryPayload::Noop,
+            });
+        }
+        let (entries, _) = log.slice(LogIndex(2), LogIndex(4), 9, u64::MAX);
+        let terms: Vec<u64> = entries.iter().map(|e| e.id.term.0).collect();
+        assert_eq!(terms, [2, 2], "the new entries, not the truncated ones");
+    }
+
+    #[test]
     fn slice_respects_count_and_bytes_but_always_carries_one() {
         let mut log = log_of(&[1, 1, 1, 1]);
         let one = log.entry(LogIndex(1)).unwrap().size_bytes();
