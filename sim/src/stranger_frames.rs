@@ -74,7 +74,7 @@ pub fn forged_messages(
     // gets past the core's own checks (a new server's first leader).
     let mut introduced = vec![Entry {
         id: LogId::new(next.0, last.index.0 + 1),
-        payload: EntryPayload::Config(Membership::with_voters([claimed, target])),
+        payload: EntryPayload::Config(Membership::with_voters([claimed, target]).into()),
     }];
     introduced.push(Entry {
         id: LogId::new(next.0, last.index.0 + 2),
