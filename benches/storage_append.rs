@@ -71,7 +71,7 @@ impl Ours {
                     payload: EntryPayload::Command(self.payload.clone()),
                 };
                 self.next += 1;
-                self.writer.submit(WriteOp::Entries(vec![entry]));
+                self.writer.submit(WriteOp::Entries(vec![entry].into()));
             }
             self.writer.flush().unwrap();
             appended += batch as u64;

@@ -93,7 +93,7 @@ fn a_message_from_an_old_term_is_rejected_and_answered_with_ours() {
     let term = c.nodes[&follower].raft.term();
     let stale = AppendRequest {
         prev_log_id: LogId::default(),
-        entries: vec![],
+        entries: vec![].into(),
         leader_commit: LogIndex(0),
     };
     let other = c
@@ -166,7 +166,7 @@ fn malformed_append_requests_are_rejected() {
     for (entries, what) in cases {
         let req = AppendRequest {
             prev_log_id: last,
-            entries,
+            entries: entries.into(),
             leader_commit: LogIndex(0),
         };
         let m = Message {
@@ -236,7 +236,7 @@ fn a_second_leader_in_the_same_term_is_refused() {
     let last = c.nodes[&leader].raft.log().last_id();
     let req = AppendRequest {
         prev_log_id: last,
-        entries: vec![],
+        entries: vec![].into(),
         leader_commit: LogIndex(0),
     };
     let m = Message {

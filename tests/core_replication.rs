@@ -76,7 +76,8 @@ fn figure_8_old_term_entry_on_a_majority_is_not_committed() {
         // The no-op (4,3) is lost on the way: appends arrive without it.
         for m in &mut c.network {
             if let MessageBody::AppendRequest(r) = &mut m.body {
-                r.entries.retain(|e| e.id.index != LogIndex(3));
+                let kept = r.entries.iter().filter(|e| e.id.index != LogIndex(3));
+                r.entries = kept.cloned().collect();
             }
         }
         if c.network.is_empty() {

@@ -200,7 +200,7 @@ fn a_snapshot_of_unapplied_entries_is_refused() {
     let last = write(&mut c, 3);
     let beyond = SnapshotInfo {
         last_included: LogId::new(last.term.0, last.index.0 + 1),
-        membership: Membership::with_voters(harness::ids(3)),
+        membership: Membership::with_voters(harness::ids(3)).into(),
     };
     let result = c.call(n(1), |r, now| r.handle_snapshot_saved(now, beyond));
     assert!(matches!(result, Err(InputError::SnapshotMismatch { .. })));
@@ -250,7 +250,7 @@ fn offered() -> (RaftNode, SnapshotInfo, Vec<Action>) {
     .unwrap();
     let info = SnapshotInfo {
         last_included: LogId::new(1, 5),
-        membership,
+        membership: membership.into(),
     };
     let now = oar::core::Instant::from_nanos(1);
     node.handle_message(now, offer(&info)).unwrap();
@@ -292,7 +292,7 @@ fn an_installed_snapshot_replaces_a_log_that_does_not_match_it() {
     let (mut node, _, _) = offered();
     let info = SnapshotInfo {
         last_included: LogId::new(1, 12),
-        membership: Membership::with_voters(harness::ids(3)),
+        membership: Membership::with_voters(harness::ids(3)).into(),
     };
     let now = oar::core::Instant::from_nanos(3);
     node.handle_message(now, offer(&info)).unwrap();
@@ -300,7 +300,7 @@ fn an_installed_snapshot_replaces_a_log_that_does_not_match_it() {
     // A newer offer replaced the first; the first's completion is refused.
     let stale = SnapshotInfo {
         last_included: LogId::new(1, 5),
-        membership: Membership::with_voters(harness::ids(3)),
+        membership: Membership::with_voters(harness::ids(3)).into(),
     };
     assert!(matches!(
         node.handle_snapshot_installed(now, stale),

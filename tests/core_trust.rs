@@ -97,7 +97,7 @@ fn terms_above_the_ceiling_are_refused_and_change_nothing() {
                     }),
                     MessageBody::AppendRequest(AppendRequest {
                         prev_log_id: last,
-                        entries: vec![command(term.0, last.index.0 + 1, "evil")],
+                        entries: vec![command(term.0, last.index.0 + 1, "evil")].into(),
                         leader_commit: last.index.next(),
                     }),
                     MessageBody::VoteRequest(VoteRequest {
@@ -165,7 +165,7 @@ fn a_snapshot_from_beyond_the_message_term_is_refused() {
     let before = observe(&c, n(2));
     let info = SnapshotInfo {
         last_included: LogId::new(u64::MAX, 1_000),
-        membership: Membership::with_voters([n(1), n(2), n(3)]),
+        membership: Membership::with_voters([n(1), n(2), n(3)]).into(),
     };
     let m = Message {
         from: n(1),
@@ -193,7 +193,7 @@ fn an_append_from_a_stranger_is_refused_and_applies_nothing() {
     let before = observe(&c, n(2));
     let forged = AppendRequest {
         prev_log_id: last,
-        entries: vec![command(term.0 + 1, last.index.0 + 1, "evil")],
+        entries: vec![command(term.0 + 1, last.index.0 + 1, "evil")].into(),
         leader_commit: last.index.next(),
     };
     let m = Message {
@@ -251,7 +251,7 @@ fn other_leader_messages_from_a_stranger_are_refused() {
         }),
         MessageBody::InstallSnapshot(SnapshotInfo {
             last_included: LogId::new(ahead.0, 1_000),
-            membership: Membership::with_voters([n(1), n(2), n(3)]),
+            membership: Membership::with_voters([n(1), n(2), n(3)]).into(),
         }),
         MessageBody::TimeoutNow,
     ];

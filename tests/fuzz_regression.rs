@@ -52,7 +52,7 @@ fn sample_messages() -> Vec<Vec<u8>> {
     };
     let config = Entry {
         id: LogId::new(2, 3),
-        payload: EntryPayload::Config(Membership::with_voters([NodeId(1), NodeId(2)])),
+        payload: EntryPayload::Config(Membership::with_voters([NodeId(1), NodeId(2)]).into()),
     };
     let bodies = [
         MessageBody::VoteRequest(VoteRequest {
@@ -62,7 +62,7 @@ fn sample_messages() -> Vec<Vec<u8>> {
         }),
         MessageBody::AppendRequest(AppendRequest {
             prev_log_id: LogId::new(1, 1),
-            entries: vec![entry(1, 2), config],
+            entries: vec![entry(1, 2), config].into(),
             leader_commit: LogIndex(1),
         }),
         MessageBody::AppendResponse(AppendResponse::Reject {
@@ -78,7 +78,7 @@ fn sample_messages() -> Vec<Vec<u8>> {
         }),
         MessageBody::InstallSnapshot(SnapshotInfo {
             last_included: LogId::new(2, 9),
-            membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+            membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]).into(),
         }),
     ];
     bodies

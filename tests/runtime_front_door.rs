@@ -139,7 +139,7 @@ async fn a_forged_append_injects_no_write() {
         term: Term(status.hard_state.term.0 + 1),
         body: MessageBody::AppendRequest(AppendRequest {
             prev_log_id: last,
-            entries: vec![injected],
+            entries: vec![injected].into(),
             leader_commit: last.index.next(),
         }),
     };

@@ -51,7 +51,7 @@ fn child_writes_storage() {
     };
     let dir = Path::new(&dir);
     let (mut w, _) = LogWriter::open(Arc::new(StdFileSystem), dir, small()).unwrap();
-    w.write([WriteOp::HardState(hs()), WriteOp::Entries(written())])
+    w.write([WriteOp::HardState(hs()), WriteOp::Entries(written().into())])
         .unwrap();
     w.truncate_prefix(LogId::new(5, 50)).unwrap();
     let store = SnapshotStore::open(Arc::new(StdFileSystem), &dir.join("snapshot")).unwrap();

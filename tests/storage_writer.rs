@@ -32,9 +32,10 @@ fn a_batch_of_many_ops_costs_one_log_sync_and_completes_in_order() {
     let (mut w, recovered) = open(&fs);
     assert_eq!(recovered, Recovered::default());
     // The first write creates (and syncs) the first segment.
-    w.write([WriteOp::Entries(vec![entry(1, 1, 100)])]).unwrap();
+    w.write([WriteOp::Entries(vec![entry(1, 1, 100)].into())])
+        .unwrap();
     for i in 2..=256 {
-        w.submit(WriteOp::Entries(vec![entry(1, i, 100)]));
+        w.submit(WriteOp::Entries(vec![entry(1, i, 100)].into()));
     }
     let syncs = fs.calls(FsOp::Sync);
     let done = w.flush().unwrap();
@@ -50,8 +51,8 @@ fn a_batch_of_many_ops_costs_one_log_sync_and_completes_in_order() {
 
     // With a hard state change: one log sync plus the meta's atomic write.
     w.submit(WriteOp::HardState(hs(2, Some(1))));
-    w.submit(WriteOp::Entries(vec![entry(2, 257, 10)]));
-    w.submit(WriteOp::Entries(vec![]));
+    w.submit(WriteOp::Entries(vec![entry(2, 257, 10)].into()));
+    w.submit(WriteOp::Entries(vec![].into()));
     let (syncs, dir_syncs) = (fs.calls(FsOp::Sync), fs.calls(FsOp::SyncDir));
     let done = w.flush().unwrap();
     assert_eq!(fs.calls(FsOp::Sync) - syncs, 2);
@@ -83,8 +84,12 @@ fn entries_truncate_the_suffix_they_overlap() {
     )])
     .unwrap();
     // Same batch: append 11..12, then a conflicting leader's 6..7 replaces 6..12.
-    w.submit(WriteOp::Entries(vec![entry(1, 11, 5), entry(1, 12, 5)]));
-    w.submit(WriteOp::Entries(vec![entry(2, 6, 5), entry(2, 7, 5)]));
+    w.submit(WriteOp::Entries(
+        vec![entry(1, 11, 5), entry(1, 12, 5)].into(),
+    ));
+    w.submit(WriteOp::Entries(
+        vec![entry(2, 6, 5), entry(2, 7, 5)].into(),
+    ));
     let done = w.flush().unwrap();
     assert_eq!(done.last(), Some(&Durable::Entries(LogId::new(2, 7))));
     fs.crash();
@@ -143,7 +148,7 @@ fn everything_reported_durable_survives_crashes() {
                         log.truncate(first as usize - 1);
                         log.extend(batch.iter().cloned());
                         allowed.push((log.clone(), floor));
-                        w.submit(WriteOp::Entries(batch));
+                        w.submit(WriteOp::Entries(batch.into()));
                     }
                 }
                 match w.flush() {

@@ -440,7 +440,7 @@ mod tests {
         let promises = Promises::default();
         let offer = MessageBody::InstallSnapshot(SnapshotInfo {
             last_included: LogId::new(3, 40),
-            membership: oar::core::Membership::with_voters([NodeId(1), NodeId(2)]),
+            membership: oar::core::Membership::with_voters([NodeId(1), NodeId(2)]).into(),
         });
         promises.sent(GroupId(1), &message(1, 2, 3, offer));
         promises.sent(GroupId(1), &message(2, 1, 3, ack(40)));

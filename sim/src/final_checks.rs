@@ -127,7 +127,7 @@ pub fn check_configurations(
             _ => None,
         });
         if let (true, Some((at, logged))) = (whole, logged)
-            && *logged != state.membership
+            && **logged != state.membership
         {
             violations.push(Violation::ConfigurationNotInLog {
                 node: *node,

@@ -61,7 +61,7 @@ pub fn forged_messages(
         let leader_commit = entries.last().map_or(last.index, |e| e.id.index);
         MessageBody::AppendRequest(AppendRequest {
             prev_log_id: last,
-            entries,
+            entries: entries.into(),
             leader_commit,
         })
     };
@@ -74,7 +74,7 @@ pub fn forged_messages(
     // gets past the core's own checks (a new server's first leader).
     let mut introduced = vec![Entry {
         id: LogId::new(next.0, last.index.0 + 1),
-        payload: EntryPayload::Config(Membership::with_voters([claimed, target])),
+        payload: EntryPayload::Config(Membership::with_voters([claimed, target]).into()),
     }];
     introduced.push(Entry {
         id: LogId::new(next.0, last.index.0 + 2),

@@ -43,7 +43,7 @@ impl RaftNode {
         let committed = self.log.committed();
         if prev_log_id.index < committed {
             let skip = (committed.0 - prev_log_id.index.0).min(entries.len() as u64);
-            entries.drain(..skip as usize);
+            entries = entries.range(skip as usize..entries.len());
             let term = self
                 .log
                 .term_at(committed)
@@ -81,9 +81,11 @@ impl RaftNode {
                 self.truncate_log_from(at);
                 self.fail_proposals_from(at, Some(entries[first_new].id.term));
             }
-            for entry in entries.drain(first_new..) {
-                self.append_entry(entry);
+            for entry in &entries[first_new..] {
+                self.append_entry(entry.clone());
             }
+            // The disk writes (and may apply) these very entries: share them.
+            self.log.set_recent(entries.range(first_new..entries.len()));
         }
         self.leader_matched = self.leader_matched.max(last_new);
         self.ack_wanted = self.ack_wanted.max(last_new);

@@ -401,7 +401,7 @@ impl RaftNode {
             // After `reset_peers`: the forced configuration is written as
             // this term's first entry, which also serves as the no-op.
             let forced = self.configs.effective().clone();
-            self.append_as_leader(EntryPayload::Config(forced));
+            self.append_as_leader(EntryPayload::Config(forced.into()));
         } else {
             // Raft §8: commit a no-op of the new term to learn what is committed.
             self.append_as_leader(EntryPayload::Noop);

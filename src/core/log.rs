@@ -14,10 +14,17 @@
 //! and snapshots bound the memory (the compaction point trails the newest
 //! snapshot by a margin, for slow followers). The storage layer holds the
 //! same entries durably; on restart the driver hands them back.
+//!
+//! Entries leave the log in [`EntryBatch`]es. The log remembers the last
+//! batch it built or received (`recent`), and serves any range inside it
+//! by sharing it: the leader's new entries go to its disk and to every peer
+//! in one allocation, a follower writes the batch its leader sent, and an
+//! apply of the same entries shares it too.
 
 use std::collections::VecDeque;
 
 use super::entry::Entry;
+use super::entry_batch::EntryBatch;
 use super::ids::{LogId, LogIndex, Term};
 
 /// The replicated log as this node knows it.
@@ -40,6 +47,12 @@ pub struct RaftLog {
     persisted: LogIndex,
     /// The first index not yet handed to the disk.
     unpersisted_from: LogIndex,
+    /// The last batch built for the disk or a peer, or received from the
+    /// leader: equal to this log at its indexes (emptied by any change
+    /// that could break that), so ranges inside it are shared, not built.
+    recent: EntryBatch,
+    /// The size of `recent` (`Entry::size_bytes` summed).
+    recent_bytes: u64,
 }
 
 impl RaftLog {
@@ -61,6 +74,8 @@ impl RaftLog {
             applied: snapshot_last.index,
             persisted: last,
             unpersisted_from: last.next(),
+            recent: EntryBatch::default(),
+            recent_bytes: 0,
         }
     }
 
@@ -126,34 +141,91 @@ impl RaftLog {
 
     /// Entries in `[lo, hi)`, at most `count_max` of them and, past the
     /// first, at most `bytes_max` bytes in total. Returns the entries and
-    /// their size.
+    /// their size. Shares the recent batch when it holds them; otherwise
+    /// builds a batch and remembers it as the recent one.
     pub fn slice(
-        &self,
+        &mut self,
         lo: LogIndex,
         hi: LogIndex,
         count_max: usize,
         bytes_max: u64,
-    ) -> (Vec<Entry>, u64) {
+    ) -> (EntryBatch, u64) {
+        let Some((start, end)) = self.offsets(lo, hi) else {
+            return (EntryBatch::default(), 0);
+        };
+        // The common case, a peer asking for exactly the batch just built
+        // for the disk: no walk over the entries to size them.
+        let all = end - start;
+        if all <= count_max
+            && self.recent.len() == all
+            && self.recent[0].id.index == lo
+            && (all == 1 || self.recent_bytes <= bytes_max)
+        {
+            return (self.recent.clone(), self.recent_bytes);
+        }
         let mut bytes = 0;
+        let mut count = 0;
+        for entry in self.entries.range(start..end).take(count_max) {
+            let size = entry.size_bytes();
+            if count > 0 && bytes + size > bytes_max {
+                break;
+            }
+            bytes += size;
+            count += 1;
+        }
+        (self.batch(lo, start, count), bytes)
+    }
+
+    /// The offsets in `entries` of `[lo, hi)` cut to what the log holds,
+    /// `[start, end)`; `None` if that is empty or `lo` was compacted.
+    fn offsets(&self, lo: LogIndex, hi: LogIndex) -> Option<(usize, usize)> {
         let first = self.first_index().0;
         let start = lo.0.max(first) - first;
         let end = hi.0.min(self.last_index().0 + 1).saturating_sub(first);
         if lo.0 < first || start >= end {
-            return (Vec::new(), bytes);
+            return None;
         }
-        let (start, end) = (start as usize, end as usize);
-        // Sized at once: growing an empty Vec takes the slower reserve path,
-        // and this runs for every append, disk write and apply.
-        let mut out = Vec::with_capacity((end - start).min(count_max));
-        for entry in self.entries.range(start..end).take(count_max) {
-            let size = entry.size_bytes();
-            if !out.is_empty() && bytes + size > bytes_max {
-                break;
-            }
-            bytes += size;
-            out.push(entry.clone());
+        Some((start as usize, end as usize))
+    }
+
+    /// The `count` entries from `lo` (at offset `start`): cut from the
+    /// recent batch if it holds them, or else built and remembered.
+    fn batch(&mut self, lo: LogIndex, start: usize, count: usize) -> EntryBatch {
+        if let Some(shared) = self.share_recent(lo, count) {
+            return shared;
         }
-        (out, bytes)
+        let batch: EntryBatch = self.entries.range(start..start + count).cloned().collect();
+        self.remember(batch.clone());
+        batch
+    }
+
+    /// The `count` entries from `lo` cut from the recent batch, if it
+    /// holds them all.
+    fn share_recent(&self, lo: LogIndex, count: usize) -> Option<EntryBatch> {
+        let recent_first = self.recent.first()?.id.index.0;
+        let offset = usize::try_from(lo.0.checked_sub(recent_first)?).ok()?;
+        let end = offset.checked_add(count)?;
+        (end <= self.recent.len()).then(|| self.recent.range(offset..end))
+    }
+
+    fn remember(&mut self, batch: EntryBatch) {
+        self.recent_bytes = batch.iter().map(Entry::size_bytes).sum();
+        self.recent = batch;
+    }
+
+    fn forget_recent(&mut self) {
+        self.recent = EntryBatch::default();
+        self.recent_bytes = 0;
+    }
+
+    /// Remembers `batch`, just appended to the log (entries a leader
+    /// sent), as the recent batch, so that its disk write shares it.
+    pub fn set_recent(&mut self, batch: EntryBatch) {
+        debug_assert!(
+            batch.iter().all(|e| self.entry(e.id.index) == Some(e)),
+            "a recent batch equals the log"
+        );
+        self.remember(batch);
     }
 
     /// Appends one entry at the end (leader side).
@@ -172,6 +244,8 @@ impl RaftLog {
         assert!(index > self.committed, "truncating committed entry {index}");
         let keep = index.0 - self.first_index().0;
         self.entries.truncate(keep as usize);
+        // New entries will take these indexes.
+        self.forget_recent();
         self.persisted = self.persisted.min(index.prev());
         self.unpersisted_from = self.unpersisted_from.min(index);
     }
@@ -220,29 +294,31 @@ impl RaftLog {
     }
 
     /// The entries not yet handed to the disk, marking them handed over.
-    pub fn take_unpersisted(&mut self) -> Option<Vec<Entry>> {
-        let last = self.last_index();
-        if self.unpersisted_from > last {
-            return None;
-        }
-        let (entries, _) = self.slice(self.unpersisted_from, last.next(), usize::MAX, u64::MAX);
-        self.unpersisted_from = last.next();
-        Some(entries)
+    pub fn take_unpersisted(&mut self) -> Option<EntryBatch> {
+        let lo = self.unpersisted_from;
+        let (start, end) = self.offsets(lo, self.last_index().next())?;
+        self.unpersisted_from = self.last_index().next();
+        Some(self.batch(lo, start, end - start))
     }
 
     /// The committed entries not yet handed out for applying, marking them
     /// handed out. Entries are applied in order and exactly once.
-    pub fn take_committed(&mut self, count_max: usize) -> Vec<Entry> {
+    /// Shares the recent batch when it holds them, but does not replace
+    /// it: the entries a peer or the disk needs next are newer.
+    pub fn take_committed(&mut self, count_max: usize) -> EntryBatch {
         // Most flushes find nothing new to apply.
         if self.applied >= self.committed {
-            return Vec::new();
+            return EntryBatch::default();
         }
-        let (entries, _) = self.slice(
-            self.applied.next(),
-            self.committed.next(),
-            count_max,
-            u64::MAX,
-        );
+        let lo = self.applied.next();
+        let Some((start, end)) = self.offsets(lo, self.committed.next()) else {
+            return EntryBatch::default();
+        };
+        let count = (end - start).min(count_max);
+        let entries = match self.share_recent(lo, count) {
+            Some(shared) => shared,
+            None => self.entries.range(start..start + count).cloned().collect(),
+        };
         if let Some(last) = entries.last() {
             self.applied = last.id.index;
         }
@@ -269,6 +345,8 @@ impl RaftLog {
         let term = self.term_at(index)?;
         let drop = index.0 - self.snapshot_last.index.0;
         self.entries.drain(..drop as usize);
+        // It may hold compacted entries; letting it go frees them.
+        self.forget_recent();
         self.snapshot_last = LogId { term, index };
         Some(self.snapshot_last)
     }
@@ -278,6 +356,7 @@ impl RaftLog {
     /// and durable (in the snapshot).
     pub fn reset_to(&mut self, snapshot: LogId) {
         self.entries.clear();
+        self.forget_recent();
         self.snapshot_last = snapshot;
         self.committed = snapshot.index;
         self.applied = snapshot.index;
@@ -393,8 +472,51 @@ mod tests {
     }
 
     #[test]
+    fn ranges_inside_the_recent_batch_are_shared() {
+        let mut log = log_of(&[1, 1, 1, 1]);
+        let (whole, bytes) = log.slice(LogIndex(1), LogIndex(5), 9, u64::MAX);
+        let (again, again_bytes) = log.slice(LogIndex(1), LogIndex(5), 9, u64::MAX);
+        assert!(again.shares_with(&whole));
+        assert_eq!(again_bytes, bytes, "the whole batch keeps its size");
+        let (inner, _) = log.slice(LogIndex(2), LogIndex(4), 9, u64::MAX);
+        assert!(inner.shares_with(&whole));
+        assert_eq!(inner[0].id, LogId::new(1, 2));
+        log.commit_to(LogIndex(3));
+        let applied = log.take_committed(usize::MAX);
+        assert!(applied.shares_with(&whole));
+        assert_eq!(applied.len(), 3);
+    }
+
+    #[test]
+    fn the_whole_recent_batch_still_obeys_the_byte_limit() {
+        let mut log = log_of(&[1, 1, 1]);
+        let one = log.entry(LogIndex(1)).unwrap().size_bytes();
+        log.slice(LogIndex(1), LogIndex(4), 9, u64::MAX);
+        let (cut, bytes) = log.slice(LogIndex(1), LogIndex(4), 9, one * 2);
+        assert_eq!((cut.len(), bytes), (2, one * 2));
+        let (cut, _) = log.slice(LogIndex(1), LogIndex(4), 1, u64::MAX);
+        assert_eq!(cut.len(), 1, "and the count limit");
+    }
+
+    #[test]
+    fn truncation_forgets_the_recent_batch() {
+        let mut log = log_of(&[1, 1, 1]);
+        log.slice(LogIndex(1), LogIndex(4), 9, u64::MAX);
+        log.truncate_from(LogIndex(2));
+        for index in 2..=3 {
+            log.append(Entry {
+                id: LogId::new(2, index),
+                payload: EntryPayload::Noop,
+            });
+        }
+        let (entries, _) = log.slice(LogIndex(2), LogIndex(4), 9, u64::MAX);
+        let terms: Vec<u64> = entries.iter().map(|e| e.id.term.0).collect();
+        assert_eq!(terms, [2, 2], "the new entries, not the truncated ones");
+    }
+
+    #[test]
     fn slice_respects_count_and_bytes_but_always_carries_one() {
-        let log = log_of(&[1, 1, 1, 1]);
+        let mut log = log_of(&[1, 1, 1, 1]);
         let one = log.entry(LogIndex(1)).unwrap().size_bytes();
         assert_eq!(log.slice(LogIndex(1), LogIndex(5), 2, u64::MAX).0.len(), 2);
         assert_eq!(log.slice(LogIndex(1), LogIndex(5), 9, one * 3).0.len(), 3);

@@ -59,7 +59,7 @@ impl RaftNode {
                 learners: target.learners,
             }
         };
-        let id = self.append_as_leader(EntryPayload::Config(payload));
+        let id = self.append_as_leader(EntryPayload::Config(payload.into()));
         self.finish_input();
         Ok(id)
     }
@@ -249,7 +249,7 @@ impl RaftNode {
                 outgoing_voters: BTreeSet::new(),
                 learners: effective.learners.clone(),
             };
-            self.append_as_leader(EntryPayload::Config(new));
+            self.append_as_leader(EntryPayload::Config(new.into()));
         } else if !effective.is_voter(self.id()) {
             tracing::info!(node = %self.id(), "removed from the configuration: stepping down");
             self.become_follower(self.term(), None);

@@ -3,7 +3,7 @@
 //! The wire form (protobuf) lives in `runtime`; keeping it out of the core
 //! keeps codec errors out of the protocol (see STYLE.md §11).
 
-use super::entry::Entry;
+use super::entry_batch::EntryBatch;
 use super::ids::{LogId, LogIndex, NodeId, Term};
 use super::snapshot::SnapshotInfo;
 
@@ -117,7 +117,7 @@ pub struct AppendRequest {
     /// The entry just before `entries`; the follower must hold it (§5.3).
     pub prev_log_id: LogId,
     /// Contiguous entries starting at `prev_log_id.index + 1` (may be empty).
-    pub entries: Vec<Entry>,
+    pub entries: EntryBatch,
     /// The leader's commit index.
     pub leader_commit: LogIndex,
 }

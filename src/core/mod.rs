@@ -22,6 +22,7 @@ mod append;
 pub mod config_manager;
 mod election;
 pub mod entry;
+pub mod entry_batch;
 pub mod error;
 pub mod ids;
 pub mod inflights;
@@ -49,6 +50,7 @@ mod trust;
 
 pub use config_manager::ConfigManager;
 pub use entry::{Entry, EntryPayload, HardState};
+pub use entry_batch::EntryBatch;
 pub use error::{
     ConfChangeError, InputError, OptionsError, ProposalLost, ProposalRefused, ReadError,
     ReadFailure, TransferError,

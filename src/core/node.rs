@@ -163,7 +163,10 @@ impl RaftNode {
                     log.reset_to(snapshot.last_included);
                     log_reset = Some(snapshot.last_included);
                 }
-                ConfigManager::new(snapshot.last_included.index, snapshot.membership.clone())
+                ConfigManager::new(
+                    snapshot.last_included.index,
+                    Membership::clone(&snapshot.membership),
+                )
             }
             None => ConfigManager::new(initial.last_purged.index, initial.membership),
         };
@@ -177,7 +180,7 @@ impl RaftNode {
         let base_index = configs.effective_index();
         for entry in log.iter().filter(|e| e.id.index > base_index) {
             if let EntryPayload::Config(m) = &entry.payload {
-                configs.add(entry.id.index, m.clone());
+                configs.add(entry.id.index, Membership::clone(m));
             }
         }
         let mut node = RaftNode {
@@ -594,7 +597,7 @@ impl RaftNode {
     pub(super) fn append_entry(&mut self, entry: Entry) {
         let is_config = matches!(entry.payload, EntryPayload::Config(_));
         if let EntryPayload::Config(m) = &entry.payload {
-            self.configs.add(entry.id.index, m.clone());
+            self.configs.add(entry.id.index, Membership::clone(m));
         }
         self.log.append(entry);
         if is_config && matches!(self.role, RoleState::Leader { .. }) {

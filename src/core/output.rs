@@ -10,7 +10,8 @@
 //!   acknowledgements) until the disk has confirmed it.
 //! - `Apply` batches are handed out in log order, each entry exactly once.
 
-use super::entry::{Entry, HardState};
+use super::entry::HardState;
+use super::entry_batch::EntryBatch;
 use super::error::{ProposalLost, ReadFailure};
 use super::ids::{LogId, LogIndex, NodeId, Term};
 use super::message::Message;
@@ -27,14 +28,14 @@ pub enum Action {
     /// Remove any durable entries at or after `entries[0].id.index`, then make
     /// these (contiguous, ascending) entries durable, then report the last.
     PersistEntries {
-        /// The entries to write.
-        entries: Vec<Entry>,
+        /// The entries to write (shared with the peers' appends).
+        entries: EntryBatch,
     },
     /// Apply these committed entries to the state machine, in order. A
     /// client waiting on a proposal with one of these ids gets its result.
     Apply {
         /// The entries, in log order.
-        entries: Vec<Entry>,
+        entries: EntryBatch,
     },
     /// The log through `through` is covered by a durable snapshot: storage
     /// may drop it (prefix truncation), in order with the other writes.

@@ -10,6 +10,8 @@
 //!                                           acknowledge like an append
 //! ```
 
+use std::sync::Arc;
+
 use super::config_manager::ConfigManager;
 use super::error::{InputError, ProposalLost};
 use super::ids::{LogId, NodeId};
@@ -26,8 +28,10 @@ use super::time::Instant;
 pub struct SnapshotInfo {
     /// The last entry the snapshot includes.
     pub last_included: LogId,
-    /// The configuration as of `last_included`.
-    pub membership: Membership,
+    /// The configuration as of `last_included`. Shared: a snapshot's
+    /// description travels in messages and actions, and inline its sets
+    /// would make every message and action larger.
+    pub membership: Arc<Membership>,
 }
 
 impl RaftNode {
@@ -118,7 +122,7 @@ impl RaftNode {
             self.log.skip_to_snapshot(last.index);
         } else {
             self.log.reset_to(last);
-            self.configs = ConfigManager::new(last.index, info.membership.clone());
+            self.configs = ConfigManager::new(last.index, Membership::clone(&info.membership));
             self.actions.push_back(Action::ResetLog { snapshot: last });
         }
         self.snapshot = Some(info);

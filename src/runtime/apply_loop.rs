@@ -25,7 +25,7 @@ use super::snapshot_view::SnapshotView;
 use super::state_machine::{Committed, QueryError, SnapshotError, StateMachine};
 use super::throttle::Throttle;
 use crate::core::{
-    Entry, EntryPayload, LogId, LogIndex, Membership, NodeId, Role, SnapshotInfo, Term,
+    Entry, EntryBatch, EntryPayload, LogId, LogIndex, Membership, NodeId, Role, SnapshotInfo, Term,
 };
 use crate::storage::StorageError;
 
@@ -49,7 +49,7 @@ pub(crate) type SnapshotReply = oneshot::Sender<Result<LogId, Error>>;
 pub(crate) enum ApplyTask {
     /// Committed entries, with the waiting client (if any) of each.
     Entries {
-        entries: Vec<Entry>,
+        entries: EntryBatch,
         replies: Vec<Option<ProposalReply>>,
     },
     /// The node's role changed.
@@ -255,7 +255,7 @@ impl ApplyLoop {
             snapshots: Arc::clone(&self.snapshots),
             snapshot: SnapshotInfo {
                 last_included: last,
-                membership: self.membership.clone(),
+                membership: self.membership.clone().into(),
             },
             group: self.group.clone(),
             shared: Arc::clone(&self.shared),
@@ -279,7 +279,7 @@ impl ApplyLoop {
                 self.shared.metrics.observe_snapshot(true, bytes);
                 self.shared.status.set_applied(snapshot.last_included.index);
                 self.last_applied = snapshot.last_included;
-                self.membership = snapshot.membership.clone();
+                self.membership = Membership::clone(&snapshot.membership);
                 self.since_snapshot = SinceSnapshot::default();
                 self.snapshot_at = Instant::now();
                 self.applied_index
@@ -327,7 +327,7 @@ impl Save {
     async fn run(self, view: Box<dyn SnapshotView>) -> Result<LogId, Error> {
         let last = self.snapshot.last_included;
         let snapshots = Arc::clone(&self.snapshots);
-        let membership = self.snapshot.membership.clone();
+        let membership = Membership::clone(&self.snapshot.membership);
         let throttle = self.throttle.clone();
         let meta = run_in_background(move || {
             let mut writer = snapshots.begin(false).map_err(StorageError::from_failure)?;
@@ -379,7 +379,7 @@ fn entry_bytes(entry: &Entry) -> u64 {
 /// Applies a batch; returns the last configuration it carried.
 fn apply_batch(
     sm: &mut dyn StateMachine,
-    entries: Vec<Entry>,
+    entries: EntryBatch,
     replies: Vec<Option<ProposalReply>>,
 ) -> Option<Membership> {
     let mut membership = None;
@@ -387,16 +387,17 @@ fn apply_batch(
     // entries, so that each callback sees the log order.
     let mut run: Vec<Committed> = Vec::new();
     let mut run_replies: Vec<Option<ProposalReply>> = Vec::new();
-    for (entry, reply_to) in entries.into_iter().zip(replies) {
-        match entry.payload {
+    for (entry, reply_to) in entries.iter().zip(replies) {
+        match &entry.payload {
             EntryPayload::Command(data) => {
+                let data = data.clone();
                 run.push(Committed { id: entry.id, data });
                 run_replies.push(reply_to);
             }
             EntryPayload::Config(m) => {
                 flush_run(sm, &mut run, &mut run_replies);
-                sm.on_configuration_committed(&m);
-                membership = Some(m);
+                sm.on_configuration_committed(m);
+                membership = Some(Membership::clone(m));
             }
             EntryPayload::Noop => {}
         }

@@ -217,7 +217,7 @@ impl GroupStorage for MemStorage {
                         .0
                         .saturating_sub(state.last_purged.index.0 + 1);
                     state.entries.truncate(keep as usize);
-                    state.entries.extend(entries);
+                    state.entries.extend(entries.iter().cloned());
                     done.push(Durable::Entries(last));
                 }
                 WriteOp::Compact(through) => {

@@ -103,7 +103,7 @@ async fn install(
     )
     .await
     .map_err(|e| e.to_string())?;
-    if meta.last_included != snapshot.last_included || meta.membership != snapshot.membership {
+    if meta.last_included != snapshot.last_included || meta.membership != *snapshot.membership {
         return Err(format!(
             "the leader served snapshot {} for an offer of {}",
             meta.last_included, snapshot.last_included
@@ -113,7 +113,11 @@ async fn install(
     // aborting its task, which must never leave a commit running on its own
     // (it would outlive the group's shutdown and race a restart's storage).
     snapshots
-        .commit(into, snapshot.last_included, snapshot.membership.clone())
+        .commit(
+            into,
+            snapshot.last_included,
+            crate::core::Membership::clone(&snapshot.membership),
+        )
         .map_err(|e| format!("saving the snapshot: {e}"))?;
     Ok(())
 }

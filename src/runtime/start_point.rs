@@ -58,7 +58,7 @@ pub(crate) fn recover_start_point(
     let reader = snapshots.open().map_err(StorageError::from_failure)?;
     let snapshot = reader.as_ref().map(|r| SnapshotInfo {
         last_included: r.meta().last_included,
-        membership: r.meta().membership.clone(),
+        membership: r.meta().membership.clone().into(),
     });
     let snapshot_last = snapshot.as_ref().map(|s| s.last_included);
     let base = snapshot_last.unwrap_or_default();
@@ -88,7 +88,7 @@ pub(crate) fn recover_start_point(
                     .map_err(|e| Error::StateMachine(format!("loading snapshot {base}: {e}")))?;
             }
             let membership = match &snapshot {
-                Some(s) => s.membership.clone(),
+                Some(s) => Membership::clone(&s.membership),
                 None => log.bootstrap,
             };
             Ok(StartPoint {
@@ -113,7 +113,7 @@ fn membership_at(
     let log_last = log.entries.last().map_or(log.last_purged, |e| e.id);
     let not_in_log = || Error::AppliedNotInLog { claimed, log_last };
     let (base, mut membership) = match snapshot {
-        Some(s) => (s.last_included, s.membership.clone()),
+        Some(s) => (s.last_included, Membership::clone(&s.membership)),
         None => (log.last_purged, log.bootstrap.clone()),
     };
     if claimed == base {
@@ -134,7 +134,7 @@ fn membership_at(
             && entry.id.index > base.index
             && entry.id.index <= claimed.index
         {
-            membership = m.clone();
+            membership = Membership::clone(m);
         }
     }
     Ok(membership)

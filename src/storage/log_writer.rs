@@ -16,14 +16,14 @@ use super::error::{Result, StorageError};
 use super::fs::{DirLock, FileSystem};
 use super::meta::MetaStorage;
 use super::segment_log::{LogOptions, SegmentLog, create_dir_durably};
-use crate::core::{Entry, HardState, LogId};
+use crate::core::{Entry, EntryBatch, HardState, LogId};
 
 /// A write the core asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteOp {
     /// `PersistEntries`: drop the log suffix from `entries[0]`'s index (if the
     /// log reaches that far), then append `entries` (contiguous, ascending).
-    Entries(Vec<Entry>),
+    Entries(EntryBatch),
     /// `PersistHardState`: make this term and vote durable.
     HardState(HardState),
     /// `CompactLog`: drop the entries through this one (a durable snapshot

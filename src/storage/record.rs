@@ -145,7 +145,7 @@ pub fn decode(buf: &[u8], offset: usize, salt: u64) -> Decoded {
         TYPE_NOOP => return Decoded::Invalid(CorruptionKind::MalformedPayload),
         TYPE_COMMAND => EntryPayload::Command(Bytes::copy_from_slice(payload)),
         TYPE_CONFIG => match decode_membership(payload) {
-            Some(m) => EntryPayload::Config(m),
+            Some(m) => EntryPayload::Config(m.into()),
             None => return Decoded::Invalid(CorruptionKind::MalformedPayload),
         },
         other => return Decoded::Invalid(CorruptionKind::UnknownEntryType(other)),

@@ -17,7 +17,7 @@ fn entries() -> Vec<Entry> {
         },
         Entry {
             id: LogId::new(2, 3),
-            payload: EntryPayload::Config(config),
+            payload: EntryPayload::Config(config.into()),
         },
     ]
 }

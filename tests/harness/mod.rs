@@ -13,16 +13,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oar::core::{
-    Action, Entry, EntryPayload, HardState, InitialState, Instant, LogId, LogIndex, Membership,
-    Message, MessageBody, NodeId, ProposalLost, RaftNode, RaftOptions, ReadFailure, ReadId, Role,
-    SnapshotInfo, Term,
+    Action, Entry, EntryBatch, EntryPayload, HardState, InitialState, Instant, LogId, LogIndex,
+    Membership, Message, MessageBody, NodeId, ProposalLost, RaftNode, RaftOptions, ReadFailure,
+    ReadId, Role, SnapshotInfo, Term,
 };
 
 /// A write the node asked for that the disk has not completed.
 #[derive(Clone, Debug)]
 pub enum DiskOp {
     HardState(HardState),
-    Entries(Vec<Entry>),
+    Entries(EntryBatch),
     Compact(LogId),
     Reset(LogId),
 }
@@ -373,14 +373,18 @@ impl Cluster {
             .iter()
             .rev()
             .find_map(|e| match &e.payload {
-                EntryPayload::Config(m) => Some(m.clone()),
+                EntryPayload::Config(m) => Some(Membership::clone(m)),
                 _ => None,
             })
-            .or_else(|| node.snapshot.as_ref().map(|s| s.info.membership.clone()))
+            .or_else(|| {
+                node.snapshot
+                    .as_ref()
+                    .map(|s| Membership::clone(&s.info.membership))
+            })
             .unwrap_or_else(|| node.bootstrap.clone());
         let info = SnapshotInfo {
             last_included: last,
-            membership,
+            membership: membership.into(),
         };
         node.snapshot = Some(TestSnapshot {
             info: info.clone(),
@@ -393,9 +397,9 @@ impl Cluster {
         Some(last)
     }
 
-    fn apply(&mut self, id: NodeId, entries: Vec<Entry>) {
+    fn apply(&mut self, id: NodeId, entries: EntryBatch) {
         let node = self.nodes.get_mut(&id).unwrap();
-        for entry in entries {
+        for entry in entries.iter().cloned() {
             let expected = LogIndex(node.applied.len() as u64 + 1);
             assert_eq!(
                 entry.id.index, expected,
@@ -458,7 +462,7 @@ impl Cluster {
                         .truncate(first.saturating_sub(start + 1) as usize);
                     let up_to = entries.last().unwrap().id;
                     let skip = (start + 1).saturating_sub(first) as usize;
-                    node.durable_log.extend(entries.into_iter().skip(skip));
+                    node.durable_log.extend(entries.iter().skip(skip).cloned());
                     // Stale completions (entries truncated since) are allowed.
                     let _ = node.raft.handle_entries_persisted(now, up_to);
                 }

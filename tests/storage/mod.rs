@@ -23,10 +23,8 @@ pub fn entry(term: u64, index: u64, len: usize) -> Entry {
 pub fn config_entry(term: u64, index: u64) -> Entry {
     Entry {
         id: LogId::new(term, index),
-        payload: EntryPayload::Config(Membership::with_voters([
-            NodeId(1),
-            NodeId(2),
-            NodeId(index),
-        ])),
+        payload: EntryPayload::Config(
+            Membership::with_voters([NodeId(1), NodeId(2), NodeId(index)]).into(),
+        ),
     }
 }

@@ -117,7 +117,7 @@ fn entry_from_proto(e: proto::LogEntry) -> Result<Entry, DecodeError> {
             let c = e
                 .configuration
                 .ok_or(DecodeError::MissingField("entry.configuration"))?;
-            EntryPayload::Config(membership_from_proto(c)?)
+            EntryPayload::Config(membership_from_proto(c)?.into())
         }
         Ok(proto::EntryType::Unspecified) | Err(_) => {
             return Err(DecodeError::UnknownEntryType(e.r#type));
@@ -257,7 +257,8 @@ pub fn from_proto(m: proto::RaftMessage) -> Result<(GroupId, Message), DecodeErr
                 .entries
                 .into_iter()
                 .map(entry_from_proto)
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<Vec<_>, _>>()?
+                .into(),
             leader_commit: LogIndex(r.leader_commit),
         }),
         Body::AppendResponse(r) if r.success => {
@@ -309,7 +310,7 @@ pub fn from_proto(m: proto::RaftMessage) -> Result<(GroupId, Message), DecodeErr
                     r.last_included,
                     "install_snapshot.last_included",
                 )?,
-                membership: membership_from_proto(c)?,
+                membership: membership_from_proto(c)?.into(),
             })
         }
         Body::InstallSnapshotResponse(r) if !r.success => MessageBody::SnapshotFailed {
@@ -363,9 +364,12 @@ mod tests {
                     entry(
                         3,
                         7,
-                        EntryPayload::Config(Membership::with_voters([NodeId(1), NodeId(2)])),
+                        EntryPayload::Config(
+                            Membership::with_voters([NodeId(1), NodeId(2)]).into(),
+                        ),
                     ),
-                ],
+                ]
+                .into(),
                 leader_commit: LogIndex(4),
             }),
             MessageBody::AppendResponse(AppendResponse::Success {
@@ -412,12 +416,16 @@ mod tests {
                 entries: vec![entry(
                     3,
                     8,
-                    EntryPayload::Config(Membership {
-                        voters: [NodeId(1), NodeId(4)].into(),
-                        outgoing_voters: [NodeId(1), NodeId(2), NodeId(3)].into(),
-                        learners: [NodeId(5)].into(),
-                    }),
-                )],
+                    EntryPayload::Config(
+                        Membership {
+                            voters: [NodeId(1), NodeId(4)].into(),
+                            outgoing_voters: [NodeId(1), NodeId(2), NodeId(3)].into(),
+                            learners: [NodeId(5)].into(),
+                        }
+                        .into(),
+                    ),
+                )]
+                .into(),
                 leader_commit: LogIndex(7),
             }),
             MessageBody::Removed {
