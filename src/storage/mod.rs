@@ -42,6 +42,7 @@ mod recycle;
 mod segment;
 pub mod segment_log;
 pub mod segment_name;
+pub mod server_log;
 mod snapshot_file;
 pub mod snapshot_meta;
 pub mod snapshot_store;
@@ -57,6 +58,7 @@ pub use log_writer::{Durable, LogWriter, Recovered, WriteOp};
 pub use meta::MetaStorage;
 pub use segment_log::{LogOptions, RecoveredLog, SegmentLog};
 pub use segment_name::SegmentName;
+pub use server_log::{ServerLog, ServerLogOptions};
 pub(crate) use snapshot_file::DetachedFileWriter;
 pub use snapshot_meta::{SnapshotFile, SnapshotMeta};
 pub use snapshot_store::{
