@@ -102,8 +102,16 @@ impl GroupState {
     /// Records a compact frame in `segment`: entries through `through` go
     /// (all of them when it is past the last, and the log then continues
     /// after it).
+    /// A compact frame at the current start (a rewrite's) only moves the
+    /// start's record to `segment`.
     pub(crate) fn compact(&mut self, through: LogId, segment: u64) {
-        if through.index <= self.last_purged.index {
+        if through.index < self.last_purged.index {
+            return;
+        }
+        if through.index == self.last_purged.index {
+            if self.purge_at.is_some() {
+                self.purge_at = Some(segment);
+            }
             return;
         }
         let drop = self.spans.partition_point(|s| s.last <= through.index.0);

@@ -105,7 +105,10 @@ impl ServerLog {
             maintenance_due: false,
             _lock: lock,
         };
-        let mut replay = Replay::default();
+        let mut replay = Replay {
+            history_reclaimed: first_live > 1,
+            ..Replay::default()
+        };
         for name in list_segments(&*log.fs, dir)? {
             let path = dir.join(name.to_string());
             if let SegmentName::Closed { last, .. } = name
@@ -401,8 +404,14 @@ impl ServerLog {
     }
 
     /// Rewrites into the open segment the live frames of every group that
-    /// pins the oldest closed segment (a reset to its log start, its live
-    /// entries, its hard state), so that the next reclaim can take it.
+    /// pins the oldest closed segment, so that the next reclaim can take
+    /// it: its live entries as one overwrite of themselves, its hard state,
+    /// a compact mark at its log start. Each frame leaves the group's state
+    /// as it was, so a crash tearing the rewrite anywhere loses nothing;
+    /// the old segment goes only once the rewrite is durable. A group whose
+    /// live entries exceed one frame is not rewritten (several frames would
+    /// not be idempotent one by one: the first overwrite drops the rest) and
+    /// keeps its segment.
     fn rewrite_oldest(&mut self) -> Result<()> {
         let Some(&oldest) = self.closed.keys().next() else {
             return Ok(());
@@ -415,13 +424,20 @@ impl ServerLog {
             .collect();
         for group in pinning {
             let state = self.groups[&group].clone();
-            let lo = state.last_purged.index.0 + 1;
-            let entries = self.entries(group, LogIndex(lo), LogIndex(state.last_index() + 1))?;
-            let (segment, _) = self.emit(group, &FrameBody::Reset(state.last_purged))?;
-            self.state(group).reset(state.last_purged, segment);
-            self.emit_entries(group, &entries)?;
+            let lo = LogIndex(state.last_purged.index.0 + 1);
+            let entries = self.entries(group, lo, LogIndex(state.last_index() + 1))?;
+            if frame::entries_len(&entries) > FRAME_PAYLOAD_BYTES_MAX {
+                continue;
+            }
+            if !entries.is_empty() {
+                self.emit_entries(group, &entries)?;
+            }
             if state.hard_state != HardState::default() {
                 self.emit_hard_state(group, state.hard_state)?;
+            }
+            if state.last_purged != LogId::default() {
+                let (segment, _) = self.emit(group, &FrameBody::Compact(state.last_purged))?;
+                self.state(group).compact(state.last_purged, segment);
             }
         }
         Ok(())

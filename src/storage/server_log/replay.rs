@@ -6,12 +6,16 @@ use super::super::error::CorruptionKind;
 use super::super::log_writer::Recovered;
 use super::frame::{Frame, FrameBody};
 use super::group_state::{GroupState, check_append, replay_gap};
+use crate::core::LogId;
 
 /// Every group as the frames so far leave it: its index and its entries.
 #[derive(Default)]
 pub(crate) struct Replay {
     /// Per group: the index and what recovery hands back.
     pub(crate) groups: BTreeMap<u64, (GroupState, Recovered)>,
+    /// Whether older segments were reclaimed: a group's first kept frames
+    /// may then continue frames that are gone.
+    pub(crate) history_reclaimed: bool,
 }
 
 impl Replay {
@@ -37,8 +41,18 @@ impl Replay {
                 let last = first + entries.len() as u64 - 1;
                 let purged = state.last_purged.index.0;
                 if check_append(purged, state.last_index(), first).is_err() {
-                    return Err(replay_gap(state, first));
+                    if !self.history_reclaimed {
+                        return Err(replay_gap(state, first));
+                    }
+                    // Its predecessors were reclaimed, so a later frame of
+                    // the group (a compaction, another overwrite) supersedes
+                    // it: a frame still needed pins every frame it follows.
+                    let start = LogId::new(0, first - 1);
+                    recovered.entries.clear();
+                    recovered.last_purged = start;
+                    state.reset(start, segment);
                 }
+                let purged = state.last_purged.index.0;
                 recovered.entries.truncate((first - purged - 1) as usize);
                 recovered.entries.extend(entries);
                 state.append(segment, offset, first, last);
@@ -53,8 +67,8 @@ impl Replay {
                     let drop = (drop as usize).min(recovered.entries.len());
                     recovered.entries.drain(..drop);
                     recovered.last_purged = through;
-                    state.compact(through, segment);
                 }
+                state.compact(through, segment);
             }
             FrameBody::Reset(snapshot) => {
                 recovered.entries.clear();
