@@ -379,3 +379,20 @@ fn a_missing_segment_is_a_typed_error() {
         "{err:?}"
     );
 }
+
+#[test]
+fn live_entries_alone_pin_their_segment() {
+    let fs = MemFileSystem::new(13);
+    let (mut log, _) = open_with(&fs, small());
+    // Entries only: no hard state or compact mark pins this segment.
+    log.write(8, vec![WriteOp::Entries(entries(2, 1, 3))])
+        .unwrap();
+    churn(&mut log, 1, 200);
+    drop(log);
+    fs.crash();
+    let (_, found) = open_with(&fs, small());
+    assert_eq!(
+        found[&8],
+        recovered(HardState::default(), LogId::default(), entries(2, 1, 3))
+    );
+}
