@@ -8,7 +8,8 @@
 //!      4    4 header_crc   CRC32C of (salt u64 LE, bytes 0..4, bytes 8..32)
 //!      8    8 group        u64 LE, the group id
 //!     16    8 lsn          u64 LE, the log sequence number (one per frame)
-//!     24    1 kind         1 entries, 2 hard state, 3 compact, 4 reset, 5 remove group
+//!     24    1 kind         1 entries, 2 hard state, 3 compact, 4 reset,
+//!                          5 remove group, 6 restate
 //!     25    3 reserved     zero
 //!     28    4 payload_crc  CRC32C of the payload
 //!     32    … payload
@@ -18,7 +19,8 @@
 //! is a run of the per-group log's entry records (salted with the group id),
 //! so entries are framed exactly as there; `hard state` is `term u64,
 //! voted_for u64` (0 = none), `compact` and `reset` a `LogId` (`term u64,
-//! index u64`), `remove group` empty.
+//! index u64`), `remove group` empty, `restate` (a rewrite's whole group in
+//! one frame) a `LogId` (log start), the hard state, then entry records.
 
 use super::super::error::{CorruptionKind, StorageError};
 use super::super::record::{self, Decoded, HEADER_BYTES, PAYLOAD_BYTES_MAX};
@@ -34,6 +36,7 @@ const KIND_HARD_STATE: u8 = 2;
 const KIND_COMPACT: u8 = 3;
 const KIND_RESET: u8 = 4;
 const KIND_REMOVE: u8 = 5;
+const KIND_RESTATE: u8 = 6;
 
 /// What a frame records about its group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +54,17 @@ pub(crate) enum FrameBody {
     Reset(LogId),
     /// The group is gone: every earlier frame of it is void.
     RemoveGroup,
+    /// The group's whole state, replacing whatever earlier frames left: a
+    /// rewrite moves a group forward in one frame, so that a crash tearing
+    /// it leaves the old frames in force.
+    Restate {
+        /// The last entry dropped: the log starts after it.
+        last_purged: LogId,
+        /// The term and vote.
+        hard_state: HardState,
+        /// Every live entry, contiguous from `last_purged.index + 1`.
+        entries: Vec<Entry>,
+    },
 }
 
 /// A decoded frame.
@@ -102,9 +116,20 @@ pub(crate) fn encode(
             KIND_ENTRIES
         }
         FrameBody::HardState(hs) => {
-            out.extend_from_slice(&hs.term.0.to_le_bytes());
-            out.extend_from_slice(&hs.voted_for.map_or(0, |n| n.0).to_le_bytes());
+            encode_hard_state(hs, out);
             KIND_HARD_STATE
+        }
+        FrameBody::Restate {
+            last_purged,
+            hard_state,
+            entries,
+        } => {
+            out.extend_from_slice(&encode_log_id(*last_purged));
+            encode_hard_state(hard_state, out);
+            for entry in entries {
+                record::encode(entry, group, out)?;
+            }
+            KIND_RESTATE
         }
         FrameBody::Compact(id) => {
             out.extend_from_slice(&encode_log_id(*id));
@@ -138,6 +163,20 @@ pub(crate) fn encode(
 pub(crate) fn entries_len(entries: &[Entry]) -> u64 {
     let payload: usize = entries.iter().map(record::encoded_len).sum();
     (HEADER_BYTES + payload) as u64
+}
+
+fn encode_hard_state(hs: &HardState, out: &mut Vec<u8>) {
+    out.extend_from_slice(&hs.term.0.to_le_bytes());
+    out.extend_from_slice(&hs.voted_for.map_or(0, |n| n.0).to_le_bytes());
+}
+
+fn decode_hard_state(b: &[u8]) -> Option<HardState> {
+    let b: &[u8; 16] = b.try_into().ok()?;
+    let vote = u64_at(b, 8);
+    Some(HardState {
+        term: Term(u64_at(b, 0)),
+        voted_for: (vote != 0).then_some(NodeId(vote)),
+    })
 }
 
 fn header_crc(h: &[u8], salt: u64) -> u32 {
@@ -195,25 +234,39 @@ pub(crate) fn decode(buf: &[u8], offset: usize, salt: u64) -> DecodedFrame {
 }
 
 fn decode_body(kind: u8, group: u64, payload: &[u8]) -> Result<FrameBody, CorruptionKind> {
-    let malformed = CorruptionKind::MalformedPayload;
+    const MALFORMED: CorruptionKind = CorruptionKind::MalformedPayload;
     match kind {
         KIND_ENTRIES => decode_entries(group, payload).map(FrameBody::Entries),
-        KIND_HARD_STATE => {
-            let b: &[u8; 16] = payload.try_into().map_err(|_| malformed)?;
-            let vote = u64_at(b, 8);
-            Ok(FrameBody::HardState(HardState {
-                term: Term(u64_at(b, 0)),
-                voted_for: (vote != 0).then_some(NodeId(vote)),
-            }))
+        KIND_HARD_STATE => decode_hard_state(payload)
+            .map(FrameBody::HardState)
+            .ok_or(MALFORMED),
+        KIND_RESTATE if payload.len() >= 32 => {
+            let last_purged = decode_log_id(&payload[..16]).ok_or(MALFORMED)?;
+            let hard_state = decode_hard_state(&payload[16..32]).ok_or(MALFORMED)?;
+            let entries = match payload.len() {
+                32 => Vec::new(),
+                _ => decode_entries(group, &payload[32..])?,
+            };
+            if entries
+                .first()
+                .is_some_and(|e| e.id.index != last_purged.index.next())
+            {
+                return Err(MALFORMED);
+            }
+            Ok(FrameBody::Restate {
+                last_purged,
+                hard_state,
+                entries,
+            })
         }
         KIND_COMPACT => decode_log_id(payload)
             .map(FrameBody::Compact)
-            .ok_or(malformed),
+            .ok_or(MALFORMED),
         KIND_RESET => decode_log_id(payload)
             .map(FrameBody::Reset)
-            .ok_or(malformed),
+            .ok_or(MALFORMED),
         KIND_REMOVE if payload.is_empty() => Ok(FrameBody::RemoveGroup),
-        KIND_REMOVE => Err(malformed),
+        KIND_REMOVE => Err(MALFORMED),
         other => Err(CorruptionKind::UnknownEntryType(other)),
     }
 }

@@ -1,9 +1,12 @@
 //! The in-memory index of one group in the server log: where its live
-//! entries, its term/vote and its log start lie, by segment.
+//! entries, its term/vote and its *anchor* lie, by segment.
 //!
-//! A segment is named by its first LSN. The group *pins* the oldest segment
-//! holding anything it still needs; the log reclaims only segments older
-//! than every group's pin.
+//! A segment is named by its first LSN. The anchor is the group's latest
+//! frame that sets its log absolutely (a reset, a restate, or its first
+//! frame ever): replayed from there on, the group's frames give its log
+//! exactly, whatever older frames of it some kept segment still holds. The
+//! group *pins* the older of its anchor's and its latest hard state's
+//! segments; the log reclaims only segments older than every group's pin.
 
 use super::super::error::{CorruptionKind, StorageError};
 use crate::core::{HardState, LogId, LogIndex};
@@ -36,8 +39,8 @@ pub(crate) struct GroupState {
     hard_state_at: Option<u64>,
     /// The last entry dropped by compaction or reset: the log starts after it.
     pub(crate) last_purged: LogId,
-    /// The segment holding the latest compact or reset frame.
-    purge_at: Option<u64>,
+    /// The segment holding the group's anchor.
+    anchor_at: Option<u64>,
     /// The live entries, by frame.
     pub(crate) spans: Vec<Span>,
 }
@@ -74,6 +77,7 @@ impl GroupState {
     /// [`check_append`].
     pub(crate) fn append(&mut self, segment: u64, offset: u64, first: u64, last: u64) {
         debug_assert!(check_append(self.last_purged.index.0, self.last_index(), first).is_ok());
+        self.anchor_at.get_or_insert(segment);
         self.truncate_from(first);
         let span = Span {
             segment,
@@ -95,23 +99,16 @@ impl GroupState {
 
     /// Records a hard-state frame in `segment`.
     pub(crate) fn set_hard_state(&mut self, hard_state: HardState, segment: u64) {
+        self.anchor_at.get_or_insert(segment);
         self.hard_state = hard_state;
         self.hard_state_at = Some(segment);
     }
 
-    /// Records a compact frame in `segment`: entries through `through` go
-    /// (all of them when it is past the last, and the log then continues
-    /// after it).
-    /// A compact frame at the current start (a rewrite's) only moves the
-    /// start's record to `segment`.
+    /// Records a compact frame in `segment`: entries through `through` go.
+    /// One that empties the log is written as a reset (an anchor).
     pub(crate) fn compact(&mut self, through: LogId, segment: u64) {
-        if through.index < self.last_purged.index {
-            return;
-        }
-        if through.index == self.last_purged.index {
-            if self.purge_at.is_some() {
-                self.purge_at = Some(segment);
-            }
+        self.anchor_at.get_or_insert(segment);
+        if through.index <= self.last_purged.index {
             return;
         }
         let drop = self.spans.partition_point(|s| s.last <= through.index.0);
@@ -120,7 +117,6 @@ impl GroupState {
             first.first = first.first.max(through.index.0 + 1);
         }
         self.last_purged = through;
-        self.purge_at = Some(segment);
     }
 
     /// Records a reset frame in `segment`: every entry goes, the log
@@ -128,13 +124,41 @@ impl GroupState {
     pub(crate) fn reset(&mut self, snapshot: LogId, segment: u64) {
         self.spans.clear();
         self.last_purged = snapshot;
-        self.purge_at = Some(segment);
+        self.anchor_at = Some(segment);
     }
 
-    /// The oldest segment holding a frame the group still needs, if any.
+    /// Records a restate frame at `offset` of `segment`: the group is
+    /// `hard_state`, `last_purged` and the frame's entries `[first, last]`
+    /// (none when `first > last`), whatever came before.
+    pub(crate) fn restate(
+        &mut self,
+        hard_state: HardState,
+        last_purged: LogId,
+        at: (u64, u64),
+        last: u64,
+    ) {
+        let (segment, offset) = at;
+        let first = last_purged.index.0 + 1;
+        self.spans.clear();
+        if first <= last {
+            let span = Span {
+                segment,
+                offset,
+                first,
+                last,
+            };
+            self.spans.push(span);
+        }
+        self.hard_state = hard_state;
+        self.hard_state_at = Some(segment);
+        self.last_purged = last_purged;
+        self.anchor_at = Some(segment);
+    }
+
+    /// The oldest segment holding a frame the group still needs, if any:
+    /// every frame from its anchor on, and its latest hard state.
     pub(crate) fn pinned_segment(&self) -> Option<u64> {
-        let spans = self.spans.first().map(|s| s.segment);
-        [spans, self.hard_state_at, self.purge_at]
+        [self.anchor_at, self.hard_state_at]
             .into_iter()
             .flatten()
             .min()

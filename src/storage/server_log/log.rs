@@ -193,7 +193,14 @@ impl ServerLog {
                 WriteOp::HardState(hs) => done.push(Durable::HardState(hs)),
                 WriteOp::Compact(through) => {
                     let state = self.groups.entry(group).or_default();
-                    if through.index > state.last_purged.index {
+                    if through.index <= state.last_purged.index {
+                        // Already compacted: nothing to write.
+                    } else if through.index.0 >= state.last_index() {
+                        // It empties the log: a reset, which anchors the
+                        // group and so unpins its older segments.
+                        let (segment, _) = self.emit(group, &FrameBody::Reset(through))?;
+                        self.state(group).reset(through, segment);
+                    } else {
                         let (segment, _) = self.emit(group, &FrameBody::Compact(through))?;
                         self.state(group).compact(through, segment);
                     }
@@ -281,6 +288,7 @@ impl ServerLog {
     fn emit(&mut self, group: u64, body: &FrameBody) -> Result<(u64, u64)> {
         let len = match body {
             FrameBody::Entries(entries) => frame::entries_len(entries),
+            FrameBody::Restate { entries, .. } => frame::entries_len(entries) + 32,
             _ => 64,
         };
         self.maybe_rotate(len)?;
@@ -403,15 +411,12 @@ impl ServerLog {
         Ok(doomed.len())
     }
 
-    /// Rewrites into the open segment the live frames of every group that
-    /// pins the oldest closed segment, so that the next reclaim can take
-    /// it: its live entries as one overwrite of themselves, its hard state,
-    /// a compact mark at its log start. Each frame leaves the group's state
-    /// as it was, so a crash tearing the rewrite anywhere loses nothing;
-    /// the old segment goes only once the rewrite is durable. A group whose
-    /// live entries exceed one frame is not rewritten (several frames would
-    /// not be idempotent one by one: the first overwrite drops the rest) and
-    /// keeps its segment.
+    /// Rewrites into the open segment, as one restate frame each, every
+    /// group that pins the oldest closed segment, so that the next reclaim
+    /// can take it. One frame a group, so that a crash tearing the rewrite
+    /// leaves the group's old frames in force; the old segment goes only
+    /// once the rewrite is durable. A group whose live entries exceed one
+    /// frame is not rewritten and keeps its segment.
     fn rewrite_oldest(&mut self) -> Result<()> {
         let Some(&oldest) = self.closed.keys().next() else {
             return Ok(());
@@ -423,22 +428,20 @@ impl ServerLog {
             .map(|(&id, _)| id)
             .collect();
         for group in pinning {
-            let state = self.groups[&group].clone();
-            let lo = LogIndex(state.last_purged.index.0 + 1);
-            let entries = self.entries(group, lo, LogIndex(state.last_index() + 1))?;
-            if frame::entries_len(&entries) > FRAME_PAYLOAD_BYTES_MAX {
+            let state = &self.groups[&group];
+            let (hard_state, last_purged, last) =
+                (state.hard_state, state.last_purged, state.last_index());
+            let entries = self.entries(group, last_purged.index.next(), LogIndex(last + 1))?;
+            if frame::entries_len(&entries) + 32 > FRAME_PAYLOAD_BYTES_MAX {
                 continue;
             }
-            if !entries.is_empty() {
-                self.emit_entries(group, &entries)?;
-            }
-            if state.hard_state != HardState::default() {
-                self.emit_hard_state(group, state.hard_state)?;
-            }
-            if state.last_purged != LogId::default() {
-                let (segment, _) = self.emit(group, &FrameBody::Compact(state.last_purged))?;
-                self.state(group).compact(state.last_purged, segment);
-            }
+            let body = FrameBody::Restate {
+                last_purged,
+                hard_state,
+                entries,
+            };
+            let at = self.emit(group, &body)?;
+            self.state(group).restate(hard_state, last_purged, at, last);
         }
         Ok(())
     }
@@ -466,7 +469,7 @@ impl ServerLog {
             let corrupt = |kind| StorageError::corruption(&path, span.offset, kind);
             let entries = match frame::decode(&bytes, 0, span.segment) {
                 DecodedFrame::Frame { frame, .. } if frame.group == group => match frame.body {
-                    FrameBody::Entries(entries) => entries,
+                    FrameBody::Entries(entries) | FrameBody::Restate { entries, .. } => entries,
                     _ => return Err(corrupt(CorruptionKind::MalformedPayload)),
                 },
                 DecodedFrame::Invalid(kind) => return Err(corrupt(kind)),

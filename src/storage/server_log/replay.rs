@@ -44,9 +44,10 @@ impl Replay {
                     if !self.history_reclaimed {
                         return Err(replay_gap(state, first));
                     }
-                    // Its predecessors were reclaimed, so a later frame of
-                    // the group (a compaction, another overwrite) supersedes
-                    // it: a frame still needed pins every frame it follows.
+                    // Its group's earlier frames were reclaimed: the frame
+                    // lies before the group's anchor (every frame from the
+                    // anchor on is kept), which sets the log absolutely.
+                    // Start afresh; the anchor overrides it.
                     let start = LogId::new(0, first - 1);
                     recovered.entries.clear();
                     recovered.last_purged = start;
@@ -74,6 +75,19 @@ impl Replay {
                 recovered.entries.clear();
                 recovered.last_purged = snapshot;
                 state.reset(snapshot, segment);
+            }
+            FrameBody::Restate {
+                last_purged,
+                hard_state,
+                entries,
+            } => {
+                let last = last_purged.index.0 + entries.len() as u64;
+                state.restate(hard_state, last_purged, (segment, offset), last);
+                *recovered = Recovered {
+                    hard_state,
+                    last_purged,
+                    entries,
+                };
             }
             FrameBody::RemoveGroup => unreachable!("handled above"),
         }
