@@ -150,3 +150,41 @@ async fn a_group_removed_for_good_releases_its_records() {
         assert!(!dir.path().join(format!("n{i}/groups/1")).exists());
     }
 }
+
+#[test]
+fn a_failed_flush_fails_every_later_batch_of_every_group() {
+    use oar::core::{Entry, EntryPayload, LogId};
+    use oar::runtime::GroupStorage;
+    use oar::storage::{FsOp, MemFileSystem, WriteOp};
+    let fs = MemFileSystem::new(1);
+    let log = SharedLog::open_blocking(Arc::new(fs.clone()), Path::new("/s"), options()).unwrap();
+    let mut one = log.storage(GroupId(1)).unwrap();
+    let mut two = log.storage(GroupId(2)).unwrap();
+    let entry = |i| Entry {
+        id: LogId::new(1, i),
+        payload: EntryPayload::Command(Bytes::from("x")),
+    };
+    one.persist(vec![WriteOp::Entries(vec![entry(1)])]).unwrap();
+    // A second member of a group is refused while the first holds it.
+    assert!(matches!(
+        log.storage(GroupId(1)),
+        Err(StorageError::Locked { .. })
+    ));
+    fs.inject_error(FsOp::Sync, 0);
+    let failed = one.persist(vec![WriteOp::Entries(vec![entry(2)])]);
+    let failed = StorageError::from_failure(failed.unwrap_err());
+    assert!(
+        matches!(
+            failed,
+            StorageError::Io {
+                op: "sync_data",
+                ..
+            }
+        ),
+        "{failed:?}"
+    );
+    // The disk works again, but nothing written after the failure may be
+    // vouched for: every group's next batch fails with the same error.
+    let later = two.persist(vec![WriteOp::Entries(vec![entry(1)])]);
+    assert_eq!(StorageError::from_failure(later.unwrap_err()), failed);
+}
