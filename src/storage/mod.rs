@@ -21,6 +21,10 @@
 //! returns what restart needs ([`Recovered`]), then drives it with
 //! [`LogWriter::submit`] and [`LogWriter::flush`] (one sync a batch);
 //! snapshots go through [`SnapshotStore`].
+//!
+//! A server may instead keep one log for all its groups ([`ServerLog`],
+//! `server_log/`): frames of every group in one segment sequence, one
+//! `fdatasync` for all the batches that arrived together.
 
 pub mod atomic_file;
 mod direct_writer;
