@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::super::atomic_file;
 use super::super::error::{CorruptionKind, Result, StorageError};
-use super::super::fs::{DIR_LOCK_NAME, DirLock, FileSystem};
+use super::super::fs::{DirLock, FileSystem};
 use super::super::log_writer::{Durable, Recovered, WriteOp};
 use super::super::segment_log::create_dir_durably;
 use super::super::segment_name::SegmentName;
@@ -14,12 +14,12 @@ use super::frame::{self, DecodedFrame, FRAME_PAYLOAD_BYTES_MAX, FrameBody};
 use super::group_state::{GroupState, check_append};
 use super::open_segment::{OpenSegment, io};
 use super::replay::Replay;
-use super::scan::scan_segment;
+use super::scan::{list_segments, read_meta, scan_segment};
 use crate::core::{Entry, HardState, LogId, LogIndex};
 
 /// The name of the marker of the first live LSN.
 pub const SERVER_LOG_META_NAME: &str = "server_log_meta";
-const META_MAGIC: [u8; 4] = *b"OARW";
+pub(super) const META_MAGIC: [u8; 4] = *b"OARW";
 
 /// Tuning of the server log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,19 +55,19 @@ impl Default for ServerLogOptions {
 /// kept segment.
 #[derive(Debug)]
 pub struct ServerLog {
-    fs: Arc<dyn FileSystem>,
-    dir: PathBuf,
-    options: ServerLogOptions,
+    pub(super) fs: Arc<dyn FileSystem>,
+    pub(super) dir: PathBuf,
+    pub(super) options: ServerLogOptions,
     /// Closed segments: first LSN → last LSN.
-    closed: BTreeMap<u64, u64>,
+    pub(super) closed: BTreeMap<u64, u64>,
     /// The open segment, created at the first frame after start or rotation.
-    open: Option<OpenSegment>,
+    pub(super) open: Option<OpenSegment>,
     /// The LSN the next frame gets.
-    next_lsn: u64,
+    pub(super) next_lsn: u64,
     /// Every live group.
-    groups: BTreeMap<u64, GroupState>,
+    pub(super) groups: BTreeMap<u64, GroupState>,
     /// Whether a segment was closed since the last maintenance.
-    maintenance_due: bool,
+    pub(super) maintenance_due: bool,
     _lock: Box<dyn DirLock>,
 }
 
@@ -248,7 +248,7 @@ impl ServerLog {
         Ok(())
     }
 
-    fn state(&mut self, group: u64) -> &mut GroupState {
+    pub(super) fn state(&mut self, group: u64) -> &mut GroupState {
         self.groups.entry(group).or_default()
     }
 
@@ -285,7 +285,7 @@ impl ServerLog {
 
     /// Buffers one frame in the open segment (rotating first if it would
     /// overflow); returns where it lies: (segment, offset).
-    fn emit(&mut self, group: u64, body: &FrameBody) -> Result<(u64, u64)> {
+    pub(super) fn emit(&mut self, group: u64, body: &FrameBody) -> Result<(u64, u64)> {
         let len = match body {
             FrameBody::Entries(entries) => frame::entries_len(entries),
             FrameBody::Restate { entries, .. } => frame::entries_len(entries) + 32,
@@ -368,80 +368,6 @@ impl ServerLog {
     pub fn remove_group(&mut self, group: u64) -> Result<()> {
         if self.groups.remove(&group).is_some() {
             self.emit(group, &FrameBody::RemoveGroup)?;
-        }
-        Ok(())
-    }
-
-    /// Removes the closed segments older than every group's oldest needed
-    /// frame: the first live LSN is made durable first, so that a crash
-    /// undoing a removal brings back only segments recovery removes again.
-    /// Returns how many were removed.
-    ///
-    /// # Errors
-    /// I/O errors.
-    pub fn reclaim(&mut self) -> Result<usize> {
-        let pins = self.groups.values().filter_map(GroupState::pinned_segment);
-        let open = self.open.as_ref().map_or(self.next_lsn, |o| o.first);
-        let keep_from = pins.min().unwrap_or(open).min(open);
-        let doomed: Vec<(u64, u64)> = self
-            .closed
-            .range(..keep_from)
-            .map(|(&f, &l)| (f, l))
-            .collect();
-        let Some(&(_, last_doomed)) = doomed.last() else {
-            return Ok(0);
-        };
-        let meta = (last_doomed + 1).to_le_bytes();
-        atomic_file::write(
-            &*self.fs,
-            &self.dir,
-            SERVER_LOG_META_NAME,
-            META_MAGIC,
-            &meta,
-        )?;
-        for &(first, last) in &doomed {
-            let path = self
-                .dir
-                .join(SegmentName::Closed { first, last }.to_string());
-            self.fs
-                .remove_file(&path)
-                .map_err(io("remove_file", &path))?;
-            self.closed.remove(&first);
-        }
-        Ok(doomed.len())
-    }
-
-    /// Rewrites into the open segment, as one restate frame each, every
-    /// group that pins the oldest closed segment, so that the next reclaim
-    /// can take it. One frame a group, so that a crash tearing the rewrite
-    /// leaves the group's old frames in force; the old segment goes only
-    /// once the rewrite is durable. A group whose live entries exceed one
-    /// frame is not rewritten and keeps its segment.
-    fn rewrite_oldest(&mut self) -> Result<()> {
-        let Some(&oldest) = self.closed.keys().next() else {
-            return Ok(());
-        };
-        let pinning: Vec<u64> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.pinned_segment() == Some(oldest))
-            .map(|(&id, _)| id)
-            .collect();
-        for group in pinning {
-            let state = &self.groups[&group];
-            let (hard_state, last_purged, last) =
-                (state.hard_state, state.last_purged, state.last_index());
-            let entries = self.entries(group, last_purged.index.next(), LogIndex(last + 1))?;
-            if frame::entries_len(&entries) + 32 > FRAME_PAYLOAD_BYTES_MAX {
-                continue;
-            }
-            let body = FrameBody::Restate {
-                last_purged,
-                hard_state,
-                entries,
-            };
-            let at = self.emit(group, &body)?;
-            self.state(group).restate(hard_state, last_purged, at, last);
         }
         Ok(())
     }
@@ -539,49 +465,4 @@ impl ServerLog {
     pub fn segment_count(&self) -> usize {
         self.closed.len() + usize::from(self.open.is_some())
     }
-}
-
-/// The segment names in `dir`, ascending by first LSN; only the last may
-/// be open.
-fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentName>> {
-    let mut names = BTreeMap::new();
-    for file_name in fs.list_dir(dir).map_err(io("list_dir", dir))? {
-        if file_name == SERVER_LOG_META_NAME || file_name == DIR_LOCK_NAME {
-            continue;
-        }
-        let path = dir.join(&file_name);
-        let corrupt = |kind| StorageError::corruption(&path, 0, kind);
-        let name =
-            SegmentName::parse(&file_name).ok_or(corrupt(CorruptionKind::UnexpectedFileName))?;
-        if names.insert(name.first(), name).is_some() {
-            return Err(corrupt(CorruptionKind::MisplacedOpenSegment));
-        }
-    }
-    let last = names.keys().next_back().copied();
-    for (&first, name) in &names {
-        if matches!(name, SegmentName::Open { .. }) && Some(first) != last {
-            let path = dir.join(name.to_string());
-            return Err(StorageError::corruption(
-                path,
-                0,
-                CorruptionKind::MisplacedOpenSegment,
-            ));
-        }
-    }
-    Ok(names.into_values().collect())
-}
-
-/// The first live LSN (1 for a new log).
-fn read_meta(fs: &dyn FileSystem, dir: &Path) -> Result<u64> {
-    let Some(payload) = atomic_file::read(fs, dir, SERVER_LOG_META_NAME, META_MAGIC, 8)? else {
-        return Ok(1);
-    };
-    let bytes: [u8; 8] = payload.as_slice().try_into().map_err(|_| {
-        StorageError::corruption(
-            dir.join(SERVER_LOG_META_NAME),
-            0,
-            CorruptionKind::FileLength,
-        )
-    })?;
-    Ok(u64::from_le_bytes(bytes).max(1))
 }

@@ -20,6 +20,7 @@
 mod frame;
 mod group_state;
 mod log;
+mod maintenance;
 mod open_segment;
 mod replay;
 mod scan;

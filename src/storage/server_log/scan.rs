@@ -1,4 +1,4 @@
-//! Open-time scan of one server-log segment, by the per-group log's rule
+//! Open-time scan of the server log's directory and of each segment, by the per-group log's rule
 //! (`recovery.rs`): only the unsynced tail of the **open** segment may be
 //! cut, when no whole valid frame of this segment (its salt, a later LSN)
 //! follows the first invalid one; every other invalid byte is
@@ -8,11 +8,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
+use super::super::atomic_file;
 use super::super::error::{CorruptionKind, Result, StorageError};
+use super::super::fs::DIR_LOCK_NAME;
 use super::super::fs::{File, FileSystem};
 use super::super::record::HEADER_BYTES;
 use super::super::segment_name::SegmentName;
 use super::frame::{self, DecodedFrame, FRAME_PAYLOAD_BYTES_MAX, Frame};
+use super::log::{META_MAGIC, SERVER_LOG_META_NAME};
 use super::open_segment::io;
 
 /// A segment read back, its frames validated.
@@ -115,4 +120,49 @@ fn cut_torn_tail(file: &mut dyn File, path: &Path, buf: &[u8], offset: usize) ->
         file.sync_data().map_err(io("sync_data", path))?;
     }
     Ok(())
+}
+
+/// The segment names in `dir`, ascending by first LSN; only the last may
+/// be open.
+pub(crate) fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentName>> {
+    let mut names = BTreeMap::new();
+    for file_name in fs.list_dir(dir).map_err(io("list_dir", dir))? {
+        if file_name == SERVER_LOG_META_NAME || file_name == DIR_LOCK_NAME {
+            continue;
+        }
+        let path = dir.join(&file_name);
+        let corrupt = |kind| StorageError::corruption(&path, 0, kind);
+        let name =
+            SegmentName::parse(&file_name).ok_or(corrupt(CorruptionKind::UnexpectedFileName))?;
+        if names.insert(name.first(), name).is_some() {
+            return Err(corrupt(CorruptionKind::MisplacedOpenSegment));
+        }
+    }
+    let last = names.keys().next_back().copied();
+    for (&first, name) in &names {
+        if matches!(name, SegmentName::Open { .. }) && Some(first) != last {
+            let path = dir.join(name.to_string());
+            return Err(StorageError::corruption(
+                path,
+                0,
+                CorruptionKind::MisplacedOpenSegment,
+            ));
+        }
+    }
+    Ok(names.into_values().collect())
+}
+
+/// The first live LSN (1 for a new log).
+pub(crate) fn read_meta(fs: &dyn FileSystem, dir: &Path) -> Result<u64> {
+    let Some(payload) = atomic_file::read(fs, dir, SERVER_LOG_META_NAME, META_MAGIC, 8)? else {
+        return Ok(1);
+    };
+    let bytes: [u8; 8] = payload.as_slice().try_into().map_err(|_| {
+        StorageError::corruption(
+            dir.join(SERVER_LOG_META_NAME),
+            0,
+            CorruptionKind::FileLength,
+        )
+    })?;
+    Ok(u64::from_le_bytes(bytes).max(1))
 }
