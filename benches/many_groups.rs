@@ -1,7 +1,8 @@
 //! What many groups on the same servers cost (issue 15): 3 servers
 //! (`NodeManager`s) in one process on loopback TCP with mutual TLS (as
 //! servers run by default), each a member of every one of G groups, with
-//! in-memory or on-disk storage (the per-group segment log, fsync on).
+//! in-memory or on-disk storage: the per-group segment log (`disk`) or
+//! one shared log per server (`shared`, `SharedLog`), fsync on.
 //!
 //! For each (storage, G) row it prints, from one run:
 //! - `setup`: from the first `add_group` until every group's three members
@@ -21,7 +22,8 @@
 //!   is deposed or lost, not for a failed pre-vote).
 //!
 //! Run: `cargo bench --bench many_groups`. Environment: `OAR_BENCH_GROUPS`
-//! (comma list, default `100,1000`), `OAR_BENCH_STORAGE` (`memory,disk`;
+//! (comma list, default `100,1000`), `OAR_BENCH_STORAGE` (`memory,disk`,
+//! or any of `memory`, `disk`, `shared`;
 //! disk rows run only for G ≤ 100 unless `OAR_BENCH_DISK_GROUPS_MAX` is
 //! raised: each disk member zero-fills an 8 MiB segment, 24 GB at 1,000
 //! groups), `OAR_BENCH_IDLE_S` (default 5), `OAR_BENCH_MS` (default 3000),
@@ -37,9 +39,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use oar::core::{NodeId, Term};
 use oar::runtime::{
-    DiskStorage, GroupId, GroupOptions, GroupStorage, MemStorage, Node, NodeManager,
+    DiskStorage, GroupId, GroupOptions, GroupStorage, MemStorage, Node, NodeManager, SharedLog,
 };
-use oar::storage::{LogOptions, StdFileSystem};
+use oar::storage::{LogOptions, ServerLogOptions, StdFileSystem};
 
 mod common;
 #[path = "../tests/runtime/pki.rs"]
@@ -49,6 +51,8 @@ mod pki;
 enum Storage {
     Memory,
     Disk,
+    /// One `SharedLog` per server.
+    Shared,
 }
 
 /// What the bench was asked to run.
@@ -104,6 +108,8 @@ fn open_fds() -> usize {
 struct Cluster {
     servers: Vec<NodeManager>,
     members: Vec<[Node; 3]>,
+    /// Each server's shared log (storage `shared` only).
+    _logs: Vec<SharedLog>,
 }
 
 impl Cluster {
@@ -123,6 +129,15 @@ impl Cluster {
             servers.push(server);
         }
         let peers = common::address_book(&servers);
+        let mut logs = Vec::new();
+        if storage == Storage::Shared {
+            for i in 0..3 {
+                let dir = dir.join(format!("n{i}"));
+                let fs = Arc::new(StdFileSystem);
+                let log = SharedLog::open(fs, &dir, ServerLogOptions::default()).await;
+                logs.push(log.expect("shared log"));
+            }
+        }
         let mut members = Vec::with_capacity(groups);
         for g in 0..groups {
             let group = GroupId(g as u64 + 1);
@@ -141,6 +156,7 @@ impl Cluster {
                         )
                         .expect("storage"),
                     ),
+                    Storage::Shared => Box::new(logs[i].storage(group).expect("storage")),
                 };
                 servers[i]
                     .add_group(options, storage, Box::new(common::Counter(0)))
@@ -152,7 +168,11 @@ impl Cluster {
                 tokio::task::yield_now().await;
             }
         }
-        Cluster { servers, members }
+        Cluster {
+            servers,
+            members,
+            _logs: logs,
+        }
     }
 
     /// The member of group `g` that leads it, when all three agree.
@@ -356,6 +376,7 @@ fn main() {
         let storage = match storage.trim() {
             "memory" => Storage::Memory,
             "disk" => Storage::Disk,
+            "shared" => Storage::Shared,
             other => panic!("unknown storage {other}"),
         };
         for &g in &groups {

@@ -34,6 +34,7 @@ mod observer;
 pub mod options;
 mod read_barrier;
 pub mod session;
+pub mod shared_log;
 pub mod snapshot_copy;
 mod snapshot_install;
 mod snapshot_policy;
@@ -71,6 +72,7 @@ pub use node_manager::{NodeManager, ServerStats};
 pub use observer::GroupDetails;
 pub use options::GroupOptions;
 pub use session::{SessionError, SessionId, SessionOptions};
+pub use shared_log::{SharedLog, SharedLogStorage};
 pub use snapshot_copy::{CopyError, CopyOptions, SnapshotSource, fetch_snapshot};
 pub use snapshot_storage::{
     DiskSnapshots, MemSnapshots, SnapshotFiles, SnapshotReadError, SnapshotStorage,

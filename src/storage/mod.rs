@@ -21,6 +21,10 @@
 //! returns what restart needs ([`Recovered`]), then drives it with
 //! [`LogWriter::submit`] and [`LogWriter::flush`] (one sync a batch);
 //! snapshots go through [`SnapshotStore`].
+//!
+//! A server may instead keep one log for all its groups ([`ServerLog`],
+//! `server_log/`): frames of every group in one segment sequence, one
+//! `fdatasync` for all the batches that arrived together.
 
 pub mod atomic_file;
 mod direct_writer;
@@ -42,6 +46,7 @@ mod recycle;
 mod segment;
 pub mod segment_log;
 pub mod segment_name;
+pub mod server_log;
 mod snapshot_file;
 pub mod snapshot_meta;
 pub mod snapshot_store;
@@ -57,6 +62,7 @@ pub use log_writer::{Durable, LogWriter, Recovered, WriteOp};
 pub use meta::MetaStorage;
 pub use segment_log::{LogOptions, RecoveredLog, SegmentLog};
 pub use segment_name::SegmentName;
+pub use server_log::{ServerLog, ServerLogOptions};
 pub(crate) use snapshot_file::DetachedFileWriter;
 pub use snapshot_meta::{SnapshotFile, SnapshotMeta};
 pub use snapshot_store::{

@@ -24,6 +24,8 @@ use oar::storage::{LogOptions, StdFileSystem};
 pub enum Store {
     Mem(MemStorage),
     Disk(std::path::PathBuf),
+    /// This group's member storage in its server's shared log.
+    Shared(oar::runtime::SharedLog, GroupId),
 }
 
 impl Store {
@@ -44,6 +46,7 @@ impl Store {
                         .expect("storage opens"),
                 )
             }
+            Store::Shared(log, group) => Box::new(log.storage(*group).expect("storage opens")),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod crash_fs;
 pub mod driver;
 pub mod model;
+pub mod shared_driver;
 
 use bytes::Bytes;
 use oar::core::{Entry, EntryPayload, LogId, Membership, NodeId};

@@ -1,0 +1,190 @@
+//! Group members whose storage is their server's one shared log
+//! (`SharedLog`): a restart of every server recovers each group from it,
+//! and a group removed for good releases its records.
+
+mod runtime;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use oar::runtime::{GroupId, Node, NodeManager, SharedLog};
+use oar::storage::{ServerLogOptions, StdFileSystem, StorageError};
+use runtime::*;
+
+const GROUPS: u64 = 12;
+
+fn options() -> ServerLogOptions {
+    ServerLogOptions {
+        segment_bytes_max: 64 << 10,
+        preallocate: true,
+        closed_segments_max: 2,
+    }
+}
+
+/// Opens server `i`'s shared log, waiting for a previous holder's lock to
+/// go (its last blocking call may still be ending).
+async fn open_log(dir: &Path, i: usize) -> SharedLog {
+    let dir = dir.join(format!("n{i}"));
+    for _ in 0..200 {
+        match SharedLog::open(Arc::new(StdFileSystem), &dir, options()).await {
+            Err(StorageError::Locked { .. }) => tokio::time::sleep(Duration::from_millis(25)).await,
+            other => return other.expect("shared log opens"),
+        }
+    }
+    panic!("shared log {i} still locked after 5 s");
+}
+
+async fn start(dir: &Path) -> (Vec<NodeManager>, Vec<SharedLog>, Vec<Vec<Member>>) {
+    let servers = servers(3).await;
+    let mut logs = Vec::new();
+    for i in 0..3 {
+        logs.push(open_log(dir, i).await);
+    }
+    let groups = (1..=GROUPS)
+        .map(|g| {
+            start_group(&servers, GroupId(g), |i| {
+                Store::Shared(logs[i].clone(), GroupId(g))
+            })
+        })
+        .collect();
+    (servers, logs, groups)
+}
+
+async fn stop(servers: Vec<NodeManager>, logs: Vec<SharedLog>, groups: Vec<Vec<Member>>) {
+    for server in &servers {
+        server.shutdown().await;
+    }
+    drop(groups);
+    drop(logs);
+}
+
+fn command(g: u64, k: u64) -> Bytes {
+    Bytes::from(format!("set k{k} g{g}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_group_recovers_from_its_servers_shared_log_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (servers, logs, groups) = start(dir.path()).await;
+    for (g, members) in (1..).zip(&groups) {
+        let nodes: Vec<&Node> = members.iter().map(|m| &m.node).collect();
+        for k in 0..5 {
+            apply_anywhere(&nodes, command(g, k)).await;
+        }
+    }
+    stop(servers, logs, groups).await;
+
+    let (servers, logs, groups) = start(dir.path()).await;
+    for log in &logs {
+        assert_eq!(log.groups(), (1..=GROUPS).map(GroupId).collect::<Vec<_>>());
+    }
+    for (g, members) in (1..).zip(&groups) {
+        let records: Vec<_> = members.iter().map(|m| m.record.clone()).collect();
+        // The restarted members apply their recovered log again.
+        wait_applied(&records, 5).await;
+        for record in &records {
+            let applied: Vec<Bytes> = record
+                .lock()
+                .unwrap()
+                .log
+                .iter()
+                .map(|(_, c)| c.clone())
+                .collect();
+            assert_eq!(
+                applied[..5],
+                (0..5).map(|k| command(g, k)).collect::<Vec<_>>()[..],
+                "group {g}"
+            );
+        }
+    }
+    stop(servers, logs, groups).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_removed_for_good_releases_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (servers, logs, mut groups) = start(dir.path()).await;
+    for (g, members) in (1..).zip(&groups) {
+        let nodes: Vec<&Node> = members.iter().map(|m| &m.node).collect();
+        apply_anywhere(&nodes, command(g, 0)).await;
+    }
+    // Group 1 leaves every server for good.
+    let removed = GroupId(1);
+    for server in &servers {
+        server.remove_group(removed).await.unwrap();
+    }
+    drop(groups.remove(0));
+    for log in &logs {
+        // The member's storage is released once its tasks ended.
+        let mut result = log.remove_group(removed).await;
+        for _ in 0..200 {
+            if !matches!(result, Err(StorageError::Locked { .. })) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            result = log.remove_group(removed).await;
+        }
+        result.unwrap();
+        assert!(!log.groups().contains(&removed));
+    }
+    // Enough writes to the other groups to fill segments past the bound.
+    let nodes: Vec<&Node> = groups[0].iter().map(|m| &m.node).collect();
+    let big = Bytes::from(vec![b'x'; 4000]);
+    for _ in 0..100 {
+        apply_anywhere(&nodes, big.clone()).await;
+    }
+    for log in &logs {
+        let segments = log.segment_count().unwrap_or(0);
+        assert!(
+            segments <= options().closed_segments_max + 2,
+            "{segments} segments"
+        );
+    }
+    stop(servers, logs, groups).await;
+    for i in 0..3 {
+        let log = open_log(dir.path(), i).await;
+        assert!(!log.groups().contains(&removed), "server {i}");
+        assert_eq!(log.groups().len() as u64, GROUPS - 1);
+        assert!(!dir.path().join(format!("n{i}/groups/1")).exists());
+    }
+}
+
+#[test]
+fn a_failed_flush_fails_every_later_batch_of_every_group() {
+    use oar::core::{Entry, EntryPayload, LogId};
+    use oar::runtime::GroupStorage;
+    use oar::storage::{FsOp, MemFileSystem, WriteOp};
+    let fs = MemFileSystem::new(1);
+    let log = SharedLog::open_blocking(Arc::new(fs.clone()), Path::new("/s"), options()).unwrap();
+    let mut one = log.storage(GroupId(1)).unwrap();
+    let mut two = log.storage(GroupId(2)).unwrap();
+    let entry = |i| Entry {
+        id: LogId::new(1, i),
+        payload: EntryPayload::Command(Bytes::from("x")),
+    };
+    one.persist(vec![WriteOp::Entries(vec![entry(1)])]).unwrap();
+    // A second member of a group is refused while the first holds it.
+    assert!(matches!(
+        log.storage(GroupId(1)),
+        Err(StorageError::Locked { .. })
+    ));
+    fs.inject_error(FsOp::Sync, 0);
+    let failed = one.persist(vec![WriteOp::Entries(vec![entry(2)])]);
+    let failed = StorageError::from_failure(failed.unwrap_err());
+    assert!(
+        matches!(
+            failed,
+            StorageError::Io {
+                op: "sync_data",
+                ..
+            }
+        ),
+        "{failed:?}"
+    );
+    // The disk works again, but nothing written after the failure may be
+    // vouched for: every group's next batch fails with the same error.
+    let later = two.persist(vec![WriteOp::Entries(vec![entry(1)])]);
+    assert_eq!(StorageError::from_failure(later.unwrap_err()), failed);
+}
