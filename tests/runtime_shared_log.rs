@@ -164,14 +164,15 @@ fn a_failed_flush_fails_every_later_batch_of_every_group() {
         id: LogId::new(1, i),
         payload: EntryPayload::Command(Bytes::from("x")),
     };
-    one.persist(vec![WriteOp::Entries(vec![entry(1)])]).unwrap();
+    one.persist(vec![WriteOp::Entries(vec![entry(1)].into())])
+        .unwrap();
     // A second member of a group is refused while the first holds it.
     assert!(matches!(
         log.storage(GroupId(1)),
         Err(StorageError::Locked { .. })
     ));
     fs.inject_error(FsOp::Sync, 0);
-    let failed = one.persist(vec![WriteOp::Entries(vec![entry(2)])]);
+    let failed = one.persist(vec![WriteOp::Entries(vec![entry(2)].into())]);
     let failed = StorageError::from_failure(failed.unwrap_err());
     assert!(
         matches!(
@@ -185,6 +186,6 @@ fn a_failed_flush_fails_every_later_batch_of_every_group() {
     );
     // The disk works again, but nothing written after the failure may be
     // vouched for: every group's next batch fails with the same error.
-    let later = two.persist(vec![WriteOp::Entries(vec![entry(1)])]);
+    let later = two.persist(vec![WriteOp::Entries(vec![entry(1)].into())]);
     assert_eq!(StorageError::from_failure(later.unwrap_err()), failed);
 }

@@ -70,7 +70,7 @@ fn interleaved_groups_recover_each_its_own_log() {
     for round in 0..10u64 {
         for group in 1..=5u64 {
             let lo = round * 2 + 1;
-            let mut ops = vec![WriteOp::Entries(entries(group, lo, lo + 2))];
+            let mut ops = vec![WriteOp::Entries(entries(group, lo, lo + 2).into())];
             if round == 0 {
                 ops.insert(0, WriteOp::HardState(hs(group, group)));
             }
@@ -106,14 +106,14 @@ fn one_flush_is_one_sync_for_the_batches_of_many_groups() {
     let (mut log, _) = open_with(&fs, options);
     // The first frame creates the open segment (its own syncs): take that
     // out of the count.
-    log.write(100, vec![WriteOp::Entries(entries(1, 1, 2))])
+    log.write(100, vec![WriteOp::Entries(entries(1, 1, 2).into())])
         .unwrap();
     let before = fs.calls(FsOp::Sync);
     let mut done = Vec::new();
     for group in 1..=50u64 {
         let ops = vec![
             WriteOp::HardState(hs(1, 1)),
-            WriteOp::Entries(entries(1, 1, 3)),
+            WriteOp::Entries(entries(1, 1, 3).into()),
         ];
         done.push(log.submit(group, ops).unwrap());
     }
@@ -131,10 +131,10 @@ fn an_overwrite_drops_the_suffix_even_across_segments() {
     let fs = MemFileSystem::new(3);
     let (mut log, _) = open_with(&fs, small());
     for lo in (1..40).step_by(3) {
-        log.write(7, vec![WriteOp::Entries(entries(1, lo, lo + 3))])
+        log.write(7, vec![WriteOp::Entries(entries(1, lo, lo + 3).into())])
             .unwrap();
     }
-    log.write(7, vec![WriteOp::Entries(entries(2, 5, 8))])
+    log.write(7, vec![WriteOp::Entries(entries(2, 5, 8).into())])
         .unwrap();
     drop(log);
     fs.crash();
@@ -149,11 +149,11 @@ fn an_overwrite_drops_the_suffix_even_across_segments() {
 fn an_append_that_does_not_continue_the_log_is_refused_and_buffers_nothing() {
     let fs = MemFileSystem::new(4);
     let (mut log, _) = open_with(&fs, small());
-    log.write(1, vec![WriteOp::Entries(entries(1, 1, 4))])
+    log.write(1, vec![WriteOp::Entries(entries(1, 1, 4).into())])
         .unwrap();
     let gap = vec![
         WriteOp::HardState(hs(5, 1)),
-        WriteOp::Entries(entries(1, 6, 7)),
+        WriteOp::Entries(entries(1, 6, 7).into()),
     ];
     let err = log.write(1, gap).unwrap_err();
     assert_eq!(
@@ -165,7 +165,7 @@ fn an_append_that_does_not_continue_the_log_is_refused_and_buffers_nothing() {
     );
     log.write(1, vec![WriteOp::Compact(LogId::new(1, 2))])
         .unwrap();
-    let below = log.write(1, vec![WriteOp::Entries(entries(1, 2, 3))]);
+    let below = log.write(1, vec![WriteOp::Entries(entries(1, 2, 3).into())]);
     assert!(matches!(
         below,
         Err(StorageError::Compacted {
@@ -185,15 +185,15 @@ fn an_append_that_does_not_continue_the_log_is_refused_and_buffers_nothing() {
 fn compaction_and_reset_survive_recovery() {
     let fs = MemFileSystem::new(5);
     let (mut log, _) = open_with(&fs, small());
-    log.write(1, vec![WriteOp::Entries(entries(1, 1, 10))])
+    log.write(1, vec![WriteOp::Entries(entries(1, 1, 10).into())])
         .unwrap();
-    log.write(2, vec![WriteOp::Entries(entries(1, 1, 10))])
+    log.write(2, vec![WriteOp::Entries(entries(1, 1, 10).into())])
         .unwrap();
     log.write(1, vec![WriteOp::Compact(LogId::new(1, 6))])
         .unwrap();
     log.write(2, vec![WriteOp::Reset(LogId::new(3, 50))])
         .unwrap();
-    log.write(2, vec![WriteOp::Entries(entries(3, 51, 53))])
+    log.write(2, vec![WriteOp::Entries(entries(3, 51, 53).into())])
         .unwrap();
     drop(log);
     fs.crash();
@@ -218,7 +218,7 @@ fn compaction_and_reset_survive_recovery() {
 /// Fills segments with group 1's entries, compacting them away as it goes.
 fn churn(log: &mut ServerLog, from: u64, to: u64) {
     for lo in (from..to).step_by(4) {
-        log.write(1, vec![WriteOp::Entries(entries(1, lo, lo + 4))])
+        log.write(1, vec![WriteOp::Entries(entries(1, lo, lo + 4).into())])
             .unwrap();
         log.write(1, vec![WriteOp::Compact(LogId::new(1, lo + 3))])
             .unwrap();
@@ -250,7 +250,7 @@ fn a_slow_group_pins_the_oldest_segment_until_it_is_rewritten_forward() {
         9,
         vec![
             WriteOp::HardState(hs(4, 2)),
-            WriteOp::Entries(entries(4, 1, 3)),
+            WriteOp::Entries(entries(4, 1, 3).into()),
         ],
     )
     .unwrap();
@@ -278,7 +278,7 @@ fn a_slow_group_pins_the_oldest_segment_until_it_is_rewritten_forward() {
 fn a_removed_group_releases_its_segments_and_does_not_come_back() {
     let fs = MemFileSystem::new(8);
     let (mut log, _) = open_with(&fs, small());
-    log.write(9, vec![WriteOp::Entries(entries(1, 1, 3))])
+    log.write(9, vec![WriteOp::Entries(entries(1, 1, 3).into())])
         .unwrap();
     churn(&mut log, 1, 100);
     let pinned = log.segment_count();
@@ -304,9 +304,9 @@ fn a_torn_tail_is_cut_and_recovery_keeps_going() {
         ..small()
     };
     let (mut log, _) = open_with(&fs, options);
-    log.write(1, vec![WriteOp::Entries(entries(1, 1, 4))])
+    log.write(1, vec![WriteOp::Entries(entries(1, 1, 4).into())])
         .unwrap();
-    log.write(2, vec![WriteOp::Entries(entries(1, 1, 4))])
+    log.write(2, vec![WriteOp::Entries(entries(1, 1, 4).into())])
         .unwrap();
     drop(log);
     let open = segment_names(&fs).pop().unwrap();
@@ -322,7 +322,7 @@ fn a_torn_tail_is_cut_and_recovery_keeps_going() {
     let (mut log, found) = open_with(&fs, options);
     assert_eq!(found[&1].entries, entries(1, 1, 4));
     assert!(!found.contains_key(&2));
-    log.write(2, vec![WriteOp::Entries(entries(2, 1, 2))])
+    log.write(2, vec![WriteOp::Entries(entries(2, 1, 2).into())])
         .unwrap();
     drop(log);
     let (_, found) = open_with(&fs, options);
@@ -334,7 +334,7 @@ fn corruption_before_valid_frames_is_a_typed_error() {
     let fs = MemFileSystem::new(10);
     let (mut log, _) = open_with(&fs, small());
     for lo in (1..60).step_by(3) {
-        log.write(1, vec![WriteOp::Entries(entries(1, lo, lo + 3))])
+        log.write(1, vec![WriteOp::Entries(entries(1, lo, lo + 3).into())])
             .unwrap();
     }
     drop(log);
@@ -361,7 +361,7 @@ fn a_missing_segment_is_a_typed_error() {
     let fs = MemFileSystem::new(12);
     let (mut log, _) = open_with(&fs, small());
     for lo in (1..60).step_by(3) {
-        log.write(1, vec![WriteOp::Entries(entries(1, lo, lo + 3))])
+        log.write(1, vec![WriteOp::Entries(entries(1, lo, lo + 3).into())])
             .unwrap();
     }
     drop(log);
@@ -385,7 +385,7 @@ fn live_entries_alone_pin_their_segment() {
     let fs = MemFileSystem::new(13);
     let (mut log, _) = open_with(&fs, small());
     // Entries only: no hard state or compact mark pins this segment.
-    log.write(8, vec![WriteOp::Entries(entries(2, 1, 3))])
+    log.write(8, vec![WriteOp::Entries(entries(2, 1, 3).into())])
         .unwrap();
     churn(&mut log, 1, 200);
     drop(log);
