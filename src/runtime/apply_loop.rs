@@ -151,6 +151,7 @@ impl ApplyLoop {
                     }
                     self.last_applied = last;
                     self.applied_index.store(last.index.0, Ordering::Release);
+                    self.shared.read_lease.on_applied();
                     self.shared.status.set_applied(last.index);
                     self.maybe_save(false).await;
                 }
@@ -280,6 +281,7 @@ impl ApplyLoop {
                 self.snapshot_at = Instant::now();
                 self.applied_index
                     .store(snapshot.last_included.index.0, Ordering::Release);
+                self.shared.read_lease.on_applied();
                 GroupInput::SnapshotInstalled(snapshot)
             }
             Err(e) => {

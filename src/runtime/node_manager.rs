@@ -401,6 +401,7 @@ impl NodeManager {
             options.raft.id,
             options.bootstrap_membership(),
             options.metrics,
+            Arc::clone(&clock),
         ));
         shared
             .applied_index

@@ -99,6 +99,17 @@ impl GroupDriver {
         }
     }
 
+    /// Publishes the core's lease for reads and its commit index for
+    /// `Node::read_barrier(Lease)` to serve without this task (see
+    /// `read_lease.rs` for why this runs before any action is performed).
+    pub(crate) fn publish_read_lease(&self) {
+        let lease = &self.shared.read_lease;
+        match self.raft.lease_read_until() {
+            Some(end) => lease.grant(self.raft.log().committed(), end),
+            None => lease.revoke(),
+        }
+    }
+
     /// The core failed read `id`.
     pub(crate) fn on_read_failed(&mut self, id: ReadId, error: ReadFailure) {
         let Some(waiter) = self.pending_reads.remove(&id) else {
