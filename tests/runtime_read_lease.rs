@@ -207,3 +207,60 @@ async fn a_leader_that_stepped_down_serves_no_lease_read() {
         server.shutdown().await;
     }
 }
+
+/// A write the old leader acknowledged, which the new leader committed but
+/// has not applied: the new leader's lease read (served from its published
+/// lease: it asks long after its lease is up) resolves only after that
+/// apply, and sees the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_read_waits_for_the_apply_of_an_acknowledged_write() {
+    let (servers, members, gates) = start(GroupId(3)).await;
+    let old = settle(&members).await;
+    let next = (old + 1) % 3;
+    let next_node = &members[next].node;
+    *gates[next].0.lock().unwrap() = true;
+    let written = members[old]
+        .node
+        .apply(Bytes::from_static(b"set held 1"))
+        .await
+        .expect("the write is acknowledged");
+    // The next leader has the write committed, and cannot apply it.
+    for _ in 0..500 {
+        if next_node.status().await.unwrap().committed >= written.index {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    members[old]
+        .node
+        .transfer_leadership(next_node.id())
+        .await
+        .expect("the transfer starts");
+    wait_led_by(next_node, next_node.id()).await;
+    // Its first commit, then rounds every 30 ms: its lease is up well
+    // before this sleep ends (a correct runtime passes without it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let read = tokio::spawn({
+        let node = next_node.clone();
+        let record = members[next].record.clone();
+        async move {
+            let read = node.read_barrier(ReadPolicy::Lease).await;
+            let seen = record.lock().unwrap().map.get("held").cloned();
+            (read, seen)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    *gates[next].0.lock().unwrap() = false;
+    gates[next].1.notify_all();
+    let (read, seen) = read.await.unwrap();
+    assert!(read.is_ok(), "the new leader serves the read: {read:?}");
+    assert_eq!(
+        seen.as_deref(),
+        Some("1"),
+        "a lease read on the new leader resolved before it applied the acknowledged write"
+    );
+    for server in &servers {
+        server.shutdown().await;
+    }
+}
