@@ -9,6 +9,7 @@
 //! completed before the barrier was asked.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -16,6 +17,7 @@ use tokio::sync::oneshot;
 use super::apply_loop::ApplyTask;
 use super::error::Error;
 use super::group::GroupDriver;
+use super::read_batch::ReadBatch;
 use crate::core::{Instant, LogIndex, NodeId, ReadError, ReadFailure, ReadId, ReadPolicy};
 
 /// Completes a read barrier with the read index the state machine reached.
@@ -31,6 +33,9 @@ pub(crate) enum ReadWaiter {
     /// A query the apply task answers from the state machine once it has
     /// applied through the read index (a client read that skips the log).
     Query { query: Bytes, reply: QueryReply },
+    /// Barriers sharing one read (`read_batch.rs`): each waits for its
+    /// apply itself once the batch has its read index.
+    Batch(Arc<ReadBatch>),
 }
 
 impl ReadWaiter {
@@ -43,6 +48,7 @@ impl ReadWaiter {
             ReadWaiter::Query { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
+            ReadWaiter::Batch(batch) => batch.complete(Err(error)),
         }
     }
 }
@@ -58,6 +64,10 @@ pub(crate) type ReadyBarriers = Vec<(LogIndex, ReadReply)>;
 impl GroupDriver {
     /// A client asks for a read barrier or a query.
     pub(crate) fn on_read(&mut self, policy: ReadPolicy, waiter: ReadWaiter, now: Instant) {
+        if let ReadWaiter::Batch(batch) = &waiter {
+            // Closed to newcomers before the core fixes its read index.
+            self.shared.read_batches.take(policy, batch);
+        }
         match self.raft.read(now, policy) {
             Ok(id) => {
                 self.pending_reads.insert(id, waiter);
@@ -78,6 +88,7 @@ impl GroupDriver {
     pub(crate) fn on_read_ready(&mut self, id: ReadId, index: LogIndex) {
         match self.pending_reads.remove(&id) {
             Some(ReadWaiter::Barrier(reply)) => self.ready_barriers.push((index, reply)),
+            Some(ReadWaiter::Batch(batch)) => batch.complete(Ok(index)),
             Some(ReadWaiter::Query { query, reply }) => {
                 let task = ApplyTask::Query {
                     index,
