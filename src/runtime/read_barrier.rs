@@ -1,12 +1,18 @@
 //! Read barriers: the runtime half of reads without the log (the core's
-//! `read.rs` decides; this file waits for the apply).
+//! `read.rs` decides; this file hands the core's answers out).
 //!
 //! `Node::read_barrier(policy)` asks the core for a read; when the core
 //! says `ReadReady { index }`, every entry through `index` was handed to the
-//! apply task before that, so a barrier queued behind them on the apply
-//! task resolves exactly when the state machine has applied through it.
-//! The caller then reads its own state: it reflects every write that
-//! completed before the barrier was asked.
+//! apply task before that, so the barrier resolves once the state machine
+//! has applied through it. The caller then reads its own state: it reflects
+//! every write that completed before the barrier was asked.
+//!
+//! Three ways in: a `Lease` barrier on a leader whose lease holds never
+//! reaches this task (`read_lease.rs`); `ReadIndex` and other `Lease`
+//! barriers come in batches, one core read each, and wait for the apply on
+//! the applied index themselves (`read_batch.rs`); `Log` barriers and
+//! queries come one by one and resolve on the apply task, queued behind the
+//! entries they must see.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
