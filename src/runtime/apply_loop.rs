@@ -208,6 +208,10 @@ impl ApplyLoop {
         if let Some(saving) = self.saving.take() {
             let _ = saving.await;
         }
+        // Nothing is applied from here on: readers waiting for an index
+        // fail instead of waiting forever (the group task may be gone
+        // without closing it, e.g. after a panic).
+        self.shared.read_lease.close();
         self.sm.on_shutdown();
         self.sm
     }

@@ -15,7 +15,6 @@
 //! entries they must see.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -23,7 +22,7 @@ use tokio::sync::oneshot;
 use super::apply_loop::ApplyTask;
 use super::error::Error;
 use super::group::GroupDriver;
-use super::read_batch::ReadBatch;
+use super::read_batch::BatchTicket;
 use crate::core::{Instant, LogIndex, NodeId, ReadError, ReadFailure, ReadId, ReadPolicy};
 
 /// Completes a read barrier with the read index the state machine reached.
@@ -41,7 +40,7 @@ pub(crate) enum ReadWaiter {
     Query { query: Bytes, reply: QueryReply },
     /// Barriers sharing one read (`read_batch.rs`): each waits for its
     /// apply itself once the batch has its read index.
-    Batch(Arc<ReadBatch>),
+    Batch(BatchTicket),
 }
 
 impl ReadWaiter {
@@ -70,9 +69,9 @@ pub(crate) type ReadyBarriers = Vec<(LogIndex, ReadReply)>;
 impl GroupDriver {
     /// A client asks for a read barrier or a query.
     pub(crate) fn on_read(&mut self, policy: ReadPolicy, waiter: ReadWaiter, now: Instant) {
-        if let ReadWaiter::Batch(batch) = &waiter {
+        if let ReadWaiter::Batch(ticket) = &waiter {
             // Closed to newcomers before the core fixes its read index.
-            self.shared.read_batches.take(policy, batch);
+            self.shared.read_batches.take(policy, ticket.batch());
         }
         match self.raft.read(now, policy) {
             Ok(id) => {
