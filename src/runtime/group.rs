@@ -28,7 +28,6 @@ use super::group_id::GroupId;
 use super::liveness::{LivenessWatch, PeerLiveness};
 use super::metrics::GroupMetrics;
 use super::observer::{GroupDetails, GroupObserver};
-use super::read_batch::ReadBatches;
 use super::read_lease::ReadLease;
 use super::snapshot_install::SnapshotInstaller;
 use super::transport::Transport;
@@ -112,8 +111,6 @@ pub(crate) struct SharedState {
     liveness_watch: std::sync::Mutex<Option<LivenessWatch>>,
     /// The leader's lease for reads that skip this task (`read_lease.rs`).
     pub(crate) read_lease: ReadLease,
-    /// Barriers sharing reads (`read_batch.rs`).
-    pub(crate) read_batches: ReadBatches,
 }
 
 impl SharedState {
@@ -129,7 +126,6 @@ impl SharedState {
         let applied_index: Arc<AtomicU64> = Arc::default();
         SharedState {
             read_lease: ReadLease::new(clock, Arc::clone(&applied_index)),
-            read_batches: ReadBatches::default(),
             applied_index,
             forbidden_messages: AtomicU64::new(0),
             queries_unsupported: AtomicBool::new(false),

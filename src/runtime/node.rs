@@ -188,11 +188,6 @@ impl Node {
         {
             return lease.wait_applied(index).await;
         }
-        if policy != crate::core::ReadPolicy::Log {
-            let batches = &self.shared.read_batches;
-            let index = batches.read_index(policy, &self.inbox).await?;
-            return lease.wait_applied(index).await;
-        }
         let (reply, response) = oneshot::channel();
         let waiter = ReadWaiter::Barrier(reply);
         self.inbox

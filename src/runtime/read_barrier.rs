@@ -7,12 +7,9 @@
 //! has applied through it. The caller then reads its own state: it reflects
 //! every write that completed before the barrier was asked.
 //!
-//! Three ways in: a `Lease` barrier on a leader whose lease holds never
-//! reaches this task (`read_lease.rs`); `ReadIndex` and other `Lease`
-//! barriers come in batches, one core read each, and wait for the apply on
-//! the applied index themselves (`read_batch.rs`); `Log` barriers and
-//! queries come one by one and resolve on the apply task, queued behind the
-//! entries they must see.
+//! A `Lease` barrier on a leader whose lease holds never reaches this task
+//! (`read_lease.rs`); every other barrier and query comes here one by one
+//! and resolves on the apply task, queued behind the entries it must see.
 
 use std::collections::BTreeMap;
 
@@ -22,7 +19,6 @@ use tokio::sync::oneshot;
 use super::apply_loop::ApplyTask;
 use super::error::Error;
 use super::group::GroupDriver;
-use super::read_batch::BatchTicket;
 use crate::core::{Instant, LogIndex, NodeId, ReadError, ReadFailure, ReadId, ReadPolicy};
 
 /// Completes a read barrier with the read index the state machine reached.
@@ -38,9 +34,6 @@ pub(crate) enum ReadWaiter {
     /// A query the apply task answers from the state machine once it has
     /// applied through the read index (a client read that skips the log).
     Query { query: Bytes, reply: QueryReply },
-    /// Barriers sharing one read (`read_batch.rs`): each waits for its
-    /// apply itself once the batch has its read index.
-    Batch(BatchTicket),
 }
 
 impl ReadWaiter {
@@ -53,7 +46,6 @@ impl ReadWaiter {
             ReadWaiter::Query { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
-            ReadWaiter::Batch(batch) => batch.complete(Err(error)),
         }
     }
 }
@@ -69,10 +61,6 @@ pub(crate) type ReadyBarriers = Vec<(LogIndex, ReadReply)>;
 impl GroupDriver {
     /// A client asks for a read barrier or a query.
     pub(crate) fn on_read(&mut self, policy: ReadPolicy, waiter: ReadWaiter, now: Instant) {
-        if let ReadWaiter::Batch(ticket) = &waiter {
-            // Closed to newcomers before the core fixes its read index.
-            self.shared.read_batches.take(policy, ticket.batch());
-        }
         match self.raft.read(now, policy) {
             Ok(id) => {
                 self.pending_reads.insert(id, waiter);
@@ -93,7 +81,6 @@ impl GroupDriver {
     pub(crate) fn on_read_ready(&mut self, id: ReadId, index: LogIndex) {
         match self.pending_reads.remove(&id) {
             Some(ReadWaiter::Barrier(reply)) => self.ready_barriers.push((index, reply)),
-            Some(ReadWaiter::Batch(batch)) => batch.complete(Ok(index)),
             Some(ReadWaiter::Query { query, reply }) => {
                 let task = ApplyTask::Query {
                     index,
