@@ -110,9 +110,18 @@ fn a_new_leader_serves_no_read_before_its_first_commit() {
     }
     assert_eq!(outcome(&c, 1, r), None, "queued until the first commit");
     assert_eq!(outcome(&c, 1, lease), None, "no lease before it either");
+    assert_eq!(
+        c.node(1).lease_read_until(),
+        None,
+        "nor a lease for a driver to publish"
+    );
     c.advance(30 * MS);
     c.stabilize();
     assert_eq!(c.node(1).log().committed(), noop);
+    assert!(
+        c.node(1).lease_read_until().is_some(),
+        "a lease once it did"
+    );
     assert_eq!(outcome(&c, 1, r), Some(Ok(noop)));
     assert_eq!(outcome(&c, 1, lease), Some(Ok(noop)));
 }

@@ -252,12 +252,22 @@ impl RaftNode {
 
     /// Leader: whether a lease read may be served now without a round.
     pub fn lease_valid(&self) -> bool {
-        matches!(self.role, RoleState::Leader { .. })
+        self.lease_read_until().is_some_and(|end| self.now < end)
+    }
+
+    /// Leader: when the lease for reads ends (exclusive), if this node may
+    /// serve lease reads at all: it leads with check-quorum, has committed
+    /// an entry of its term, starts no transfer and forfeited nothing this
+    /// term. A driver that serves lease reads off its own clock publishes
+    /// this (and the commit index) after every input, before it performs
+    /// the actions that input caused.
+    pub fn lease_read_until(&self) -> Option<Instant> {
+        let may_lease = matches!(self.role, RoleState::Leader { .. })
             && self.options.check_quorum
             && !self.reads.lease_forfeited
             && self.transfer.is_none()
-            && self.first_commit_done()
-            && self.reads.lease_end.is_some_and(|end| self.now < end)
+            && self.first_commit_done();
+        self.reads.lease_end.filter(|_| may_lease)
     }
 
     /// Whether an entry of the leader's own term has committed (Raft §8).

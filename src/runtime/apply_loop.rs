@@ -154,6 +154,7 @@ impl ApplyLoop {
                     }
                     self.last_applied = last;
                     self.applied_index.store(last.index.0, Ordering::Release);
+                    self.shared.read_lease.on_applied();
                     self.shared.status.set_applied(last.index);
                     self.maybe_save(false).await;
                 }
@@ -210,6 +211,10 @@ impl ApplyLoop {
         if let Some(saving) = self.saving.take() {
             let _ = saving.await;
         }
+        // Nothing is applied from here on: readers waiting for an index
+        // fail instead of waiting forever (the group task may be gone
+        // without closing it, e.g. after a panic).
+        self.shared.read_lease.close();
         self.sm.on_shutdown();
         self.sm
     }
@@ -284,6 +289,7 @@ impl ApplyLoop {
                 self.snapshot_at = Instant::now();
                 self.applied_index
                     .store(snapshot.last_included.index.0, Ordering::Release);
+                self.shared.read_lease.on_applied();
                 GroupInput::SnapshotInstalled(snapshot)
             }
             Err(e) => {

@@ -28,6 +28,7 @@ use super::group_id::GroupId;
 use super::liveness::{LivenessWatch, PeerLiveness};
 use super::metrics::GroupMetrics;
 use super::observer::{GroupDetails, GroupObserver};
+use super::read_lease::ReadLease;
 use super::snapshot_install::SnapshotInstaller;
 use super::transport::Transport;
 use super::watch::StatusPublisher;
@@ -108,18 +109,24 @@ pub(crate) struct SharedState {
     /// What the server's liveness monitor watches for this group (`None`:
     /// quiescence off, nothing to watch).
     liveness_watch: std::sync::Mutex<Option<LivenessWatch>>,
+    /// The leader's lease for reads that skip this task (`read_lease.rs`).
+    pub(crate) read_lease: ReadLease,
 }
 
 impl SharedState {
-    /// The state of member `id` of `group`, starting in `membership`.
+    /// The state of member `id` of `group`, starting in `membership`, on
+    /// `clock`.
     pub(crate) fn new(
         group: GroupId,
         id: NodeId,
         membership: crate::core::Membership,
         metrics_enabled: bool,
+        clock: Arc<dyn super::clock::Clock>,
     ) -> Self {
+        let applied_index: Arc<AtomicU64> = Arc::default();
         SharedState {
-            applied_index: Arc::default(),
+            read_lease: ReadLease::new(clock, Arc::clone(&applied_index)),
+            applied_index,
             forbidden_messages: AtomicU64::new(0),
             queries_unsupported: AtomicBool::new(false),
             stopped: watch::Sender::new(false),
@@ -397,6 +404,10 @@ impl GroupDriver {
     /// Performs the core's pending actions; returns the writes among them,
     /// in order, for one storage batch.
     fn drain_actions(&mut self) -> Vec<WriteOp> {
+        // Before any action leaves: a lease the input ended is revoked
+        // before the message that ended it goes out, and the commit index
+        // is raised before its entries reach the apply task.
+        self.publish_read_lease();
         let mut writes = Vec::new();
         while let Some(action) = self.raft.poll_action() {
             match action {
@@ -482,6 +493,7 @@ impl GroupDriver {
             waiter.fail(error.clone());
         }
         self.installer.cancel();
+        self.shared.read_lease.close();
         inbox.close();
         // Queued proposals were never handed to the core: definitely not
         // applied. (Queued shutdown callers wait for `SharedState::stopped`.)

@@ -180,6 +180,14 @@ impl Node {
     /// # }
     /// ```
     pub async fn read_barrier(&self, policy: crate::core::ReadPolicy) -> Result<LogIndex, Error> {
+        // The leader's lease, as its group task last published it: no hop
+        // through that task (`read_lease.rs` says why this is never stale).
+        let lease = &self.shared.read_lease;
+        if policy == crate::core::ReadPolicy::Lease
+            && let Some(index) = lease.read_index_if_held()
+        {
+            return lease.wait_applied(index).await;
+        }
         let (reply, response) = oneshot::channel();
         let waiter = ReadWaiter::Barrier(reply);
         self.inbox

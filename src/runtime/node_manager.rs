@@ -406,6 +406,7 @@ impl NodeManager {
             options.raft.id,
             options.bootstrap_membership(),
             options.metrics,
+            Arc::clone(&clock),
         ));
         shared
             .applied_index

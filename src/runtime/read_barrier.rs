@@ -1,12 +1,15 @@
 //! Read barriers: the runtime half of reads without the log (the core's
-//! `read.rs` decides; this file waits for the apply).
+//! `read.rs` decides; this file hands the core's answers out).
 //!
 //! `Node::read_barrier(policy)` asks the core for a read; when the core
 //! says `ReadReady { index }`, every entry through `index` was handed to the
-//! apply task before that, so a barrier queued behind them on the apply
-//! task resolves exactly when the state machine has applied through it.
-//! The caller then reads its own state: it reflects every write that
-//! completed before the barrier was asked.
+//! apply task before that, so the barrier resolves once the state machine
+//! has applied through it. The caller then reads its own state: it reflects
+//! every write that completed before the barrier was asked.
+//!
+//! A `Lease` barrier on a leader whose lease holds never reaches this task
+//! (`read_lease.rs`); every other barrier and query comes here one by one
+//! and resolves on the apply task, queued behind the entries it must see.
 
 use std::collections::BTreeMap;
 
@@ -96,6 +99,17 @@ impl GroupDriver {
         if !self.ready_barriers.is_empty() {
             let barriers = std::mem::take(&mut self.ready_barriers);
             let _ = self.apply.send(ApplyTask::ReadBarriers(barriers));
+        }
+    }
+
+    /// Publishes the core's lease for reads and its commit index for
+    /// `Node::read_barrier(Lease)` to serve without this task (see
+    /// `read_lease.rs` for why this runs before any action is performed).
+    pub(crate) fn publish_read_lease(&self) {
+        let lease = &self.shared.read_lease;
+        match self.raft.lease_read_until() {
+            Some(end) => lease.grant(self.raft.log().committed(), end),
+            None => lease.revoke(),
         }
     }
 
