@@ -100,46 +100,72 @@ pub fn encode(entry: &Entry, salt: u64, out: &mut Vec<u8>) -> Result<(), Storage
     Ok(())
 }
 
-fn header_crc(h: &[u8], salt: u64) -> u32 {
+pub(crate) fn header_crc(h: &[u8], salt: u64) -> u32 {
     let crc = crc32c::crc32c(&salt.to_le_bytes());
     let crc = crc32c::crc32c_append(crc, &h[0..4]);
     crc32c::crc32c_append(crc, &h[8..HEADER_BYTES])
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// A record header and payload at some offset, as [`check_framed`]
+/// found them.
+pub(crate) enum Framed<'a> {
+    /// Zeros: the clean end of the written part.
+    End,
+    /// A header or payload that fails its checks.
+    Invalid(CorruptionKind),
+    /// A header whose checksum, length bound and payload checksum hold.
+    Valid { header: &'a [u8], payload: &'a [u8] },
+}
+
+/// Checks the header-framed record at `offset` of `buf` (the layout every
+/// log record and server-log frame shares: length, header CRC over the
+/// salt and the rest of the header, payload CRC at byte 28), its payload
+/// at most `payload_max`. Never reads or allocates past `buf`, whatever
+/// the header claims.
+pub(crate) fn check_framed(buf: &[u8], offset: usize, salt: u64, payload_max: u64) -> Framed<'_> {
+    let Some(h) = buf.get(offset..offset.saturating_add(HEADER_BYTES)) else {
+        // Fewer bytes than a header left: zeros are the clean end of a
+        // segment trimmed mid-header, anything else is a torn header.
+        return match buf[offset.min(buf.len())..].iter().all(|&b| b == 0) {
+            true => Framed::End,
+            false => Framed::Invalid(CorruptionKind::HeaderChecksum),
+        };
+    };
+    if h.iter().all(|&b| b == 0) {
+        return Framed::End;
+    }
+    if header_crc(h, salt) != u32_at(h, 4) {
+        return Framed::Invalid(CorruptionKind::HeaderChecksum);
+    }
+    let len = u64::from(u32_at(h, 0));
+    let start = offset + HEADER_BYTES;
+    if len > payload_max || len > (buf.len() - start) as u64 {
+        return Framed::Invalid(CorruptionKind::LengthOutOfBounds { len });
+    }
+    let payload = &buf[start..start + len as usize];
+    if crc32c::crc32c(payload) != u32_at(h, 28) {
+        return Framed::Invalid(CorruptionKind::PayloadChecksum);
+    }
+    Framed::Valid { header: h, payload }
 }
 
 /// Decodes the record at `offset` of `buf`, which holds the file's bytes.
 /// Never reads or allocates past `buf`, whatever the header claims.
 pub fn decode(buf: &[u8], offset: usize, salt: u64) -> Decoded {
-    let Some(h) = buf.get(offset..offset.saturating_add(HEADER_BYTES)) else {
-        // Fewer bytes than a header left: zeros are the clean end of a
-        // segment trimmed mid-header, anything else is a torn header.
-        return match buf[offset.min(buf.len())..].iter().all(|&b| b == 0) {
-            true => Decoded::End,
-            false => Decoded::Invalid(CorruptionKind::HeaderChecksum),
-        };
+    let (h, payload) = match check_framed(buf, offset, salt, PAYLOAD_BYTES_MAX) {
+        Framed::End => return Decoded::End,
+        Framed::Invalid(kind) => return Decoded::Invalid(kind),
+        Framed::Valid { header, payload } => (header, payload),
     };
-    if h.iter().all(|&b| b == 0) {
-        return Decoded::End;
-    }
-    if header_crc(h, salt) != u32_at(h, 4) {
-        return Decoded::Invalid(CorruptionKind::HeaderChecksum);
-    }
-    let len = u64::from(u32_at(h, 0));
-    let start = offset + HEADER_BYTES;
-    if len > PAYLOAD_BYTES_MAX || len > (buf.len() - start) as u64 {
-        return Decoded::Invalid(CorruptionKind::LengthOutOfBounds { len });
-    }
-    let payload = &buf[start..start + len as usize];
-    if crc32c::crc32c(payload) != u32_at(h, 28) {
-        return Decoded::Invalid(CorruptionKind::PayloadChecksum);
-    }
+    let len = payload.len();
     let payload = match h[24] {
         TYPE_NOOP if payload.is_empty() => EntryPayload::Noop,
         TYPE_NOOP => return Decoded::Invalid(CorruptionKind::MalformedPayload),
@@ -153,7 +179,7 @@ pub fn decode(buf: &[u8], offset: usize, salt: u64) -> Decoded {
     let id = LogId::new(u64_at(h, 8), u64_at(h, 16));
     Decoded::Record {
         entry: Entry { id, payload },
-        len: HEADER_BYTES + len as usize,
+        len: HEADER_BYTES + len,
     }
 }
 

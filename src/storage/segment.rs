@@ -63,6 +63,30 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageEr
     move |e| StorageError::io(op, path, e)
 }
 
+/// Creates the open segment file `log_inprogress_{first}` in `dir`,
+/// preallocated with `preallocate_bytes` zeros, synced, and its name made
+/// durable (for the per-group log and the server log alike).
+pub(crate) fn create_open_segment(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    first: u64,
+    preallocate_bytes: u64,
+) -> Result<Box<dyn File>> {
+    let path = dir.join(SegmentName::Open { first }.to_string());
+    let mut file = fs.create(&path).map_err(io("create", &path))?;
+    let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(preallocate_bytes as usize)];
+    let mut at = 0;
+    while at < preallocate_bytes {
+        let n = zeros.len().min((preallocate_bytes - at) as usize);
+        file.write_all_at(&zeros[..n], at)
+            .map_err(io("preallocate", &path))?;
+        at += n as u64;
+    }
+    file.sync_all().map_err(io("sync_all", &path))?;
+    fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
+    Ok(file)
+}
+
 impl Segment {
     /// Creates a new open segment starting at `first`, preallocated with
     /// `preallocate_bytes` zeros, synced, and its name made durable.
@@ -72,18 +96,7 @@ impl Segment {
         first: u64,
         preallocate_bytes: u64,
     ) -> Result<Segment> {
-        let path = dir.join(SegmentName::Open { first }.to_string());
-        let mut file = fs.create(&path).map_err(io("create", &path))?;
-        let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(preallocate_bytes as usize)];
-        let mut at = 0;
-        while at < preallocate_bytes {
-            let n = zeros.len().min((preallocate_bytes - at) as usize);
-            file.write_all_at(&zeros[..n], at)
-                .map_err(io("preallocate", &path))?;
-            at += n as u64;
-        }
-        file.sync_all().map_err(io("sync_all", &path))?;
-        fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
+        let file = create_open_segment(fs, dir, first, preallocate_bytes)?;
         Ok(Segment::loaded(dir, first, Vec::new(), 0, Some(file)))
     }
 

@@ -23,7 +23,9 @@
 //! one frame) a `LogId` (log start), the hard state, then entry records.
 
 use super::super::error::{CorruptionKind, StorageError};
-use super::super::record::{self, Decoded, HEADER_BYTES, PAYLOAD_BYTES_MAX};
+use super::super::record::{
+    self, Decoded, Framed, HEADER_BYTES, PAYLOAD_BYTES_MAX, header_crc, u64_at,
+};
 use super::super::segment_log::{decode_log_id, encode_log_id};
 use crate::core::{Entry, HardState, LogId, NodeId, Term};
 
@@ -179,44 +181,15 @@ fn decode_hard_state(b: &[u8]) -> Option<HardState> {
     })
 }
 
-fn header_crc(h: &[u8], salt: u64) -> u32 {
-    let crc = crc32c::crc32c(&salt.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc, &h[0..4]);
-    crc32c::crc32c_append(crc, &h[8..HEADER_BYTES])
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
-
 /// Decodes the frame at `offset` of `buf`. Never reads or allocates past
 /// `buf`, whatever the header claims.
 pub(crate) fn decode(buf: &[u8], offset: usize, salt: u64) -> DecodedFrame {
-    let Some(h) = buf.get(offset..offset.saturating_add(HEADER_BYTES)) else {
-        return match buf[offset.min(buf.len())..].iter().all(|&b| b == 0) {
-            true => DecodedFrame::End,
-            false => DecodedFrame::Invalid(CorruptionKind::HeaderChecksum),
-        };
+    let (h, payload) = match record::check_framed(buf, offset, salt, FRAME_PAYLOAD_BYTES_MAX) {
+        Framed::End => return DecodedFrame::End,
+        Framed::Invalid(kind) => return DecodedFrame::Invalid(kind),
+        Framed::Valid { header, payload } => (header, payload),
     };
-    if h.iter().all(|&b| b == 0) {
-        return DecodedFrame::End;
-    }
-    if header_crc(h, salt) != u32_at(h, 4) {
-        return DecodedFrame::Invalid(CorruptionKind::HeaderChecksum);
-    }
-    let len = u64::from(u32_at(h, 0));
-    let start = offset + HEADER_BYTES;
-    if len > FRAME_PAYLOAD_BYTES_MAX || len > (buf.len() - start) as u64 {
-        return DecodedFrame::Invalid(CorruptionKind::LengthOutOfBounds { len });
-    }
-    let payload = &buf[start..start + len as usize];
-    if crc32c::crc32c(payload) != u32_at(h, 28) {
-        return DecodedFrame::Invalid(CorruptionKind::PayloadChecksum);
-    }
+    let len = payload.len();
     let group = u64_at(h, 8);
     let body = match decode_body(h[24], group, payload) {
         Ok(body) => body,
@@ -229,7 +202,7 @@ pub(crate) fn decode(buf: &[u8], offset: usize, salt: u64) -> DecodedFrame {
     };
     DecodedFrame::Frame {
         frame,
-        len: HEADER_BYTES + len as usize,
+        len: HEADER_BYTES + len,
     }
 }
 

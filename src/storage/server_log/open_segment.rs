@@ -12,11 +12,8 @@ use std::sync::Arc;
 
 use super::super::error::{Result, StorageError};
 use super::super::fs::{File, FileSystem};
-use super::super::segment::END_MARK_BYTES;
+use super::super::segment::{END_MARK_BYTES, create_open_segment};
 use super::super::segment_name::SegmentName;
-
-/// Zeros are written in chunks of this size to bound memory.
-const ZERO_CHUNK_BYTES: usize = 1 << 20;
 
 pub(super) fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
     let path = path.to_path_buf();
@@ -50,18 +47,7 @@ impl OpenSegment {
         first: u64,
         preallocate_bytes: u64,
     ) -> Result<OpenSegment> {
-        let path = dir.join(SegmentName::Open { first }.to_string());
-        let mut file = fs.create(&path).map_err(io("create", &path))?;
-        let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(preallocate_bytes as usize)];
-        let mut at = 0;
-        while at < preallocate_bytes {
-            let n = zeros.len().min((preallocate_bytes - at) as usize);
-            file.write_all_at(&zeros[..n], at)
-                .map_err(io("preallocate", &path))?;
-            at += n as u64;
-        }
-        file.sync_all().map_err(io("sync_all", &path))?;
-        fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
+        let file = create_open_segment(fs, dir, first, preallocate_bytes)?;
         Ok(OpenSegment::recovered(dir, first, first, 0, file))
     }
 
