@@ -14,36 +14,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oar::core::NodeId;
-use oar::runtime::{Committed, GroupId, GroupOptions, Node, ReadPolicy, StateMachine};
+use oar::runtime::{GroupId, GroupOptions, Node, ReadPolicy};
+use runtime::held::{Gate, Held};
 use runtime::*;
-
-/// Shut while `true`; opened once by the test.
-type Gate = Arc<(Mutex<bool>, Condvar)>;
-
-/// The recording state machine, holding its apply task on `hold` commands
-/// until the gate opens (at most 10 s, so that a broken runtime fails the
-/// test instead of hanging it).
-struct Held {
-    inner: Recorder,
-    gate: Gate,
-}
-
-impl StateMachine for Held {
-    fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
-        if commands.iter().any(|c| c.data.starts_with(b"set held")) {
-            let (shut, opened) = &*self.gate;
-            let shut = shut.lock().unwrap();
-            let _ = opened
-                .wait_timeout_while(shut, Duration::from_secs(10), |shut| *shut)
-                .unwrap();
-        }
-        self.inner.on_apply(commands)
-    }
-
-    fn may_block(&self) -> bool {
-        true
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_barrier_resolves_only_once_its_member_applied_the_write() {

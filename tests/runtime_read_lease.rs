@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oar::core::{NodeId, RaftOptions};
-use oar::runtime::{Committed, GroupId, GroupOptions, MemStorage, Node, ReadPolicy, StateMachine};
+use oar::runtime::{GroupId, GroupOptions, MemStorage, Node, ReadPolicy};
+use runtime::held::{Gate, Held};
 use runtime::*;
 
 /// A lease of about two seconds (election timeout 2 s, drift bound 50 ms),
@@ -25,34 +26,6 @@ fn long_lease(id: NodeId, group: GroupId) -> RaftOptions {
         election_timeout_max: Duration::from_secs(3),
         max_clock_drift: Duration::from_millis(50),
         ..fast_raft(id, group)
-    }
-}
-
-/// Shut while `true`; opened once by the test.
-type Gate = Arc<(Mutex<bool>, Condvar)>;
-
-/// The recording state machine, holding its apply task on `set held`
-/// until the gate opens (at most 10 s, so that a broken runtime fails the
-/// test instead of hanging it).
-struct Held {
-    inner: Recorder,
-    gate: Gate,
-}
-
-impl StateMachine for Held {
-    fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
-        if commands.iter().any(|c| c.data.starts_with(b"set held")) {
-            let (shut, opened) = &*self.gate;
-            let shut = shut.lock().unwrap();
-            let _ = opened
-                .wait_timeout_while(shut, Duration::from_secs(10), |shut| *shut)
-                .unwrap();
-        }
-        self.inner.on_apply(commands)
-    }
-
-    fn may_block(&self) -> bool {
-        true
     }
 }
 

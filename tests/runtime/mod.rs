@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod counter;
+pub mod held;
 pub mod pki;
 pub mod proxy;
 
