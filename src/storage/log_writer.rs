@@ -84,12 +84,7 @@ impl LogWriter {
         options: LogOptions,
     ) -> Result<(LogWriter, Recovered)> {
         create_dir_durably(&*fs, dir)?;
-        let lock = fs.lock_dir(dir).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock => StorageError::Locked {
-                path: dir.to_path_buf(),
-            },
-            _ => StorageError::io("lock_dir", dir, e),
-        })?;
+        let lock = lock_log_dir(&*fs, dir)?;
         let (meta, hard_state) = MetaStorage::open(Arc::clone(&fs), dir)?;
         let (log, recovered) = SegmentLog::open(fs, &dir.join(LOG_DIR_NAME), options)?;
         let recovered = Recovered {
@@ -187,4 +182,15 @@ impl LogWriter {
     pub fn hard_state(&self) -> HardState {
         self.meta.hard_state()
     }
+}
+
+/// Takes `dir`'s lock: `Locked` if another log (another process, or
+/// another open in this one) holds it.
+pub(crate) fn lock_log_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Box<dyn DirLock>> {
+    fs.lock_dir(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => StorageError::Locked {
+            path: dir.to_path_buf(),
+        },
+        _ => StorageError::io("lock_dir", dir, e),
+    })
 }

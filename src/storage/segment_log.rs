@@ -453,9 +453,15 @@ fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Listing> {
             ));
         }
     }
-    // Only the last segment may be open.
+    only_the_last_is_open(dir, &names)?;
+    Ok((names, pool))
+}
+
+/// Only the last of a log's segments (by first index) may be open: any
+/// other open one is `MisplacedOpenSegment` corruption.
+pub(crate) fn only_the_last_is_open(dir: &Path, names: &BTreeMap<u64, SegmentName>) -> Result<()> {
     let last = names.keys().next_back().copied();
-    for (&first, name) in &names {
+    for (&first, name) in names {
         if matches!(name, SegmentName::Open { .. }) && Some(first) != last {
             let path = dir.join(name.to_string());
             return Err(StorageError::corruption(
@@ -465,7 +471,7 @@ fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Listing> {
             ));
         }
     }
-    Ok((names, pool))
+    Ok(())
 }
 
 fn read_log_meta(fs: &dyn FileSystem, dir: &Path) -> Result<LogId> {

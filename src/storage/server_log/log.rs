@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::super::atomic_file;
 use super::super::error::{CorruptionKind, Result, StorageError};
 use super::super::fs::{DirLock, FileSystem};
-use super::super::log_writer::{Durable, Recovered, WriteOp};
+use super::super::log_writer::{Durable, Recovered, WriteOp, lock_log_dir};
 use super::super::segment_log::create_dir_durably;
 use super::super::segment_name::SegmentName;
 use super::frame::{self, DecodedFrame, FRAME_PAYLOAD_BYTES_MAX, FrameBody};
@@ -86,12 +86,7 @@ impl ServerLog {
         options: ServerLogOptions,
     ) -> Result<(ServerLog, BTreeMap<u64, Recovered>)> {
         create_dir_durably(&*fs, dir)?;
-        let lock = fs.lock_dir(dir).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock => StorageError::Locked {
-                path: dir.to_path_buf(),
-            },
-            _ => StorageError::io("lock_dir", dir, e),
-        })?;
+        let lock = lock_log_dir(&*fs, dir)?;
         atomic_file::remove_leftover(&*fs, dir, SERVER_LOG_META_NAME)?;
         let first_live = read_meta(&*fs, dir)?;
         let mut log = ServerLog {

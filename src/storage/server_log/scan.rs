@@ -15,6 +15,7 @@ use super::super::error::{CorruptionKind, Result, StorageError};
 use super::super::fs::DIR_LOCK_NAME;
 use super::super::fs::{File, FileSystem};
 use super::super::record::HEADER_BYTES;
+use super::super::segment_log::only_the_last_is_open;
 use super::super::segment_name::SegmentName;
 use super::frame::{self, DecodedFrame, FRAME_PAYLOAD_BYTES_MAX, Frame};
 use super::log::{META_MAGIC, SERVER_LOG_META_NAME};
@@ -138,17 +139,7 @@ pub(crate) fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<Segme
             return Err(corrupt(CorruptionKind::MisplacedOpenSegment));
         }
     }
-    let last = names.keys().next_back().copied();
-    for (&first, name) in &names {
-        if matches!(name, SegmentName::Open { .. }) && Some(first) != last {
-            let path = dir.join(name.to_string());
-            return Err(StorageError::corruption(
-                path,
-                0,
-                CorruptionKind::MisplacedOpenSegment,
-            ));
-        }
-    }
+    only_the_last_is_open(dir, &names)?;
     Ok(names.into_values().collect())
 }
 
