@@ -51,7 +51,7 @@ impl Default for ServerLogOptions {
 /// sequence of segments, one `fdatasync` a batch whatever groups it holds.
 ///
 /// Invariant: closed segments are contiguous in LSN and precede the open
-/// one; every frame a group needs ([`GroupState::pinned_segment`]) is in a
+/// one; every frame a group needs (`GroupState::pinned_segment`) is in a
 /// kept segment.
 #[derive(Debug)]
 pub struct ServerLog {
