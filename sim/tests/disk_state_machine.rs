@@ -30,3 +30,23 @@ fn restarts_resume_from_the_state_machines_own_store() {
     }
     assert!(resumptions > 0, "no restart resumed from its store");
 }
+
+/// Seed 77 with crash faults: a member applied a committed entry before
+/// its own log held it durably, its store kept it, the crash took the log
+/// write, and the restarted member refused to start (`AppliedNotInLog`).
+/// A node now applies only what its own disk holds.
+#[test]
+fn a_store_is_never_ahead_of_its_members_durable_log() {
+    let options = SimOptions {
+        faults: FaultSet::Crash,
+        sessions: false,
+        disk_state_machine: true,
+        ..SimOptions::new(77)
+    };
+    let report = run(&options).report;
+    assert!(
+        matches!(report.verdict, Verdict::Pass),
+        "{:?}",
+        report.verdict
+    );
+}

@@ -301,17 +301,22 @@ impl RaftLog {
         Some(self.batch(lo, start, end - start))
     }
 
-    /// The committed entries not yet handed out for applying, marking them
-    /// handed out. Entries are applied in order and exactly once.
+    /// The committed entries this node's disk holds and not yet handed out
+    /// for applying, marking them handed out. Entries are applied in order
+    /// and exactly once.
     /// Shares the recent batch when it holds them, but does not replace
     /// it: the entries a peer or the disk needs next are newer.
     pub fn take_committed(&mut self, count_max: usize) -> EntryBatch {
+        // Only what this node's own disk holds: a state machine that keeps
+        // its state on disk must never be ahead of its member's durable log
+        // after a crash (it would claim entries the log lost).
+        let through = self.committed.min(self.persisted);
         // Most flushes find nothing new to apply.
-        if self.applied >= self.committed {
+        if self.applied >= through {
             return EntryBatch::default();
         }
         let lo = self.applied.next();
-        let Some((start, end)) = self.offsets(lo, self.committed.next()) else {
+        let Some((start, end)) = self.offsets(lo, through.next()) else {
             return EntryBatch::default();
         };
         let count = (end - start).min(count_max);
@@ -446,6 +451,34 @@ mod tests {
         assert!(log.take_committed(usize::MAX).is_empty());
         log.commit_to(LogIndex(9));
         assert_eq!(log.committed(), LogIndex(3), "capped at the last index");
+    }
+
+    /// A node applies only what its own disk holds: committed by a quorum
+    /// that did not include it, an entry waits for this node's write (an
+    /// on-disk state machine would otherwise be ahead of the log after a
+    /// crash; the simulator found it: seeds 77, 95 and 96 of 0..200 with
+    /// `--faults crash --no-sessions --disk-state-machine`).
+    #[test]
+    fn committed_entries_wait_for_this_nodes_disk_before_they_are_applied() {
+        let mut log = log_of(&[1, 1]);
+        for index in 3..=5 {
+            log.append(Entry {
+                id: LogId::new(1, index),
+                payload: EntryPayload::Noop,
+            });
+        }
+        assert!(log.take_unpersisted().is_some());
+        assert!(log.commit_to(LogIndex(5)));
+        let applied: Vec<u64> = log
+            .take_committed(usize::MAX)
+            .iter()
+            .map(|e| e.id.index.0)
+            .collect();
+        assert_eq!(applied, vec![1, 2], "only the entries on disk");
+        log.persisted_to(LogIndex(4));
+        assert_eq!(log.take_committed(usize::MAX).len(), 2);
+        log.persisted_to(LogIndex(5));
+        assert_eq!(log.take_committed(usize::MAX).len(), 1);
     }
 
     #[test]
