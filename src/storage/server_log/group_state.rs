@@ -139,7 +139,7 @@ impl GroupState {
     ) {
         let (segment, offset) = at;
         let first = last_purged.index.0 + 1;
-        self.spans.clear();
+        self.reset(last_purged, segment);
         if first <= last {
             let span = Span {
                 segment,
@@ -151,8 +151,6 @@ impl GroupState {
         }
         self.hard_state = hard_state;
         self.hard_state_at = Some(segment);
-        self.last_purged = last_purged;
-        self.anchor_at = Some(segment);
     }
 
     /// The oldest segment holding a frame the group still needs, if any:
