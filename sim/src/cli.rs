@@ -79,6 +79,10 @@ struct Shape {
     /// session group always loads its snapshot, whose table it needs.
     #[arg(long, requires = "no_sessions")]
     disk_state_machine: bool,
+    /// Each server keeps one log for all its groups (`SharedLog`, with its
+    /// group commit) instead of one log per group member.
+    #[arg(long)]
+    shared_log: bool,
 }
 
 #[derive(Subcommand)]
@@ -171,6 +175,7 @@ fn options(seed: u64, shape: &Shape) -> SimOptions {
             ..defaults.raft
         },
         disk_state_machine: shape.disk_state_machine,
+        shared_log: shape.shared_log,
         ..defaults
     }
 }
@@ -179,7 +184,7 @@ fn options(seed: u64, shape: &Shape) -> SimOptions {
 /// that it can be edited (a kind set to 0 to see whether it matters).
 fn replay_command(options: &SimOptions, shape: &Shape) -> String {
     format!(
-        "cargo simrun -p oar-sim -- run --seed {} --nodes {}{} --faults {} --clients {} --fault-secs {} --weights {}{}{}{}{} --trace trace.jsonl --history history.jsonl",
+        "cargo simrun -p oar-sim -- run --seed {} --nodes {}{} --faults {} --clients {} --fault-secs {} --weights {}{}{}{}{}{} --trace trace.jsonl --history history.jsonl",
         options.seed,
         shape.nodes,
         match shape.groups {
@@ -205,6 +210,11 @@ fn replay_command(options: &SimOptions, shape: &Shape) -> String {
             .unwrap_or_default(),
         if shape.disk_state_machine {
             " --disk-state-machine"
+        } else {
+            ""
+        },
+        if shape.shared_log {
+            " --shared-log"
         } else {
             ""
         },
@@ -513,5 +523,14 @@ mod tests {
         let refused =
             Cli::try_parse_from(["oar-sim", "run", "--seed", "1", "--disk-state-machine"]);
         assert!(refused.is_err());
+    }
+
+    #[test]
+    fn the_shared_log_flag_reaches_the_options_and_the_replay_command() {
+        let shape = shape_of(&["--shared-log"]);
+        let on = options(1, &shape);
+        assert!(on.shared_log);
+        assert!(replay_command(&on, &shape).contains(" --shared-log"));
+        assert!(!options(1, &shape_of(&[])).shared_log);
     }
 }

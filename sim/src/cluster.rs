@@ -15,7 +15,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use oar::core::{NodeId, RaftOptions};
 
 use oar::runtime::{GroupId, Node, NodeManager, SessionOptions, TransportOptions};
-use oar::storage::{FileSystem, LogWriter, MemFileSystem, StorageError};
+use oar::storage::{FileSystem, LogWriter, MemFileSystem, ServerLog, StorageError};
 use serde_json::json;
 
 use crate::blackhole::Blackholes;
@@ -24,7 +24,7 @@ use crate::final_checks::DurableLog;
 use crate::groups::{SimGroup, group_dir};
 use crate::kv_machine::MachineDisk;
 use crate::observe::Observations;
-use crate::server::{ServerContext, log_options, serve};
+use crate::server::{ServerContext, log_options, serve, server_dir, server_log_options};
 use crate::trace::Trace;
 
 pub use crate::server::{CLUSTER_ID, CLUSTER_KEY};
@@ -60,8 +60,8 @@ pub struct SimNode {
     pub disk_error_injected: bool,
 }
 
-/// How each server's state machine is set up.
-pub struct MachineSetup {
+/// How each server's state machines and storage are set up.
+pub struct ServerSetup {
     /// The group's client sessions, if it keeps them.
     pub sessions: Option<SessionOptions>,
     /// Each state machine keeps a store of its own across restarts.
@@ -69,6 +69,9 @@ pub struct MachineSetup {
     /// The group (by index) whose member on the first server misreports
     /// what it applies: a planted divergence, for tests.
     pub planted_divergence: Option<usize>,
+    /// Each server keeps one log for all its groups (`SharedLog`) instead
+    /// of one per member.
+    pub shared_log: bool,
 }
 
 /// The simulated servers.
@@ -92,6 +95,8 @@ pub struct SimCluster {
     trace: Trace,
     /// Each running server's clock, for the nemesis to aim.
     clocks: crate::reads::Clocks,
+    /// Each server keeps one log for all its groups.
+    shared_log: bool,
 }
 
 fn node_ip(i: usize) -> IpAddr {
@@ -109,7 +114,7 @@ impl SimCluster {
         seed: u64,
         raft: RaftOptions,
         voters: usize,
-        machine: MachineSetup,
+        setup: ServerSetup,
         observations: Vec<Arc<Mutex<Observations>>>,
         trace: Trace,
     ) -> SimCluster {
@@ -136,14 +141,15 @@ impl SimCluster {
                     seed,
                     raft: raft.clone(),
                     voters,
-                    sessions: machine.sessions.clone(),
-                    machine_disks: machine
+                    sessions: setup.sessions.clone(),
+                    machine_disks: setup
                         .on_disk
                         .then(|| groups.iter().map(|_| MachineDisk::default()).collect()),
                     fs: fs.clone(),
                     peers: peers.clone(),
                     groups: groups.clone(),
-                    planted_divergence: machine.planted_divergence,
+                    planted_divergence: setup.planted_divergence,
+                    shared_log: setup.shared_log,
                     server: server.clone(),
                     blackholes: blackholes.clone(),
                     promises: promises.clone(),
@@ -180,10 +186,12 @@ impl SimCluster {
             .name("stranger")
             .ip(STRANGER_IP)
             .build();
+        let shared_log = setup.shared_log;
         SimCluster {
             nodes,
             groups,
             clocks,
+            shared_log,
             admin,
             stranger,
             peers,
@@ -448,6 +456,11 @@ impl SimCluster {
         self.groups[0].members.clone()
     }
 
+    /// Whether each server keeps one log for all its groups.
+    pub fn keeps_shared_log(&self) -> bool {
+        self.shared_log
+    }
+
     /// Server `i`'s storage of some group refused to open (corruption was
     /// detected): the server is not whole.
     pub fn unrecoverable(&self, i: usize) -> bool {
@@ -473,12 +486,20 @@ impl SimCluster {
                 *self.nodes[i].server.lock().expect("server") = None;
             }
         }
+        let group = self.groups[g].id();
+        let shared_log = self.shared_log;
         self.nodes
             .iter()
             .filter_map(|node| {
                 let fs: Arc<dyn FileSystem> = Arc::new(node.fs.clone());
-                let (_, recovered) = match LogWriter::open(fs, &group_dir(g), log_options()) {
-                    Ok(opened) => opened,
+                let opened = match shared_log {
+                    true => ServerLog::open(fs, &shared_log_dir(), server_log_options())
+                        .map(|(_, mut all)| all.remove(&group.0).unwrap_or_default()),
+                    false => LogWriter::open(fs, &group_dir(g), log_options())
+                        .map(|(_, recovered)| recovered),
+                };
+                let recovered = match opened {
+                    Ok(recovered) => recovered,
                     // A killed server's tasks are gone with it: a held lock
                     // would mean its storage outlived it.
                     Err(e @ StorageError::Locked { .. }) => panic!("{}: {e}", node.id),
@@ -493,6 +514,11 @@ impl SimCluster {
             })
             .collect()
     }
+}
+
+/// Where a server's shared log keeps its segments (`--shared-log`).
+pub fn shared_log_dir() -> PathBuf {
+    server_dir().join(oar::runtime::shared_log::SHARED_LOG_DIR_NAME)
 }
 
 /// The servers' transport: no kernel watches a simulated stream, so the

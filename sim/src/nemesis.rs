@@ -405,8 +405,10 @@ impl Nemesis {
         true
     }
 
-    /// Latent corruption of the term/vote file of a crashed server:
-    /// detected at restart, the server stays out.
+    /// Latent corruption of a crashed server's durable state, detected at
+    /// restart, the server staying out: its term/vote file, or with the
+    /// shared log (which keeps terms and votes in its frames) a closed
+    /// segment (a flip in the open one's tail would read as a torn write).
     fn meta_bit_flip(&mut self, cluster: &mut SimCluster) -> bool {
         let n = cluster.nodes.len();
         let Some(i) = self.pick(n, |i| !cluster.nodes[i].down && !cluster.nodes[i].paused) else {
@@ -416,21 +418,39 @@ impl Nemesis {
             return false;
         }
         cluster.kill(i);
-        let meta = data_dir().join("raft_meta");
+        let target = match cluster.keeps_shared_log() {
+            true => self.closed_segment(&cluster.nodes[i].fs),
+            false => Some(data_dir().join("raft_meta")),
+        };
         let bit = self.rng.random_range(0..8u8);
-        if cluster.nodes[i]
-            .fs
-            .flip_bit(&meta, self.rng.random_range(0..16), bit)
-            .is_ok()
+        let offset = self.rng.random_range(0..16);
+        if let Some(path) = target
+            && cluster.nodes[i].fs.flip_bit(&path, offset, bit).is_ok()
         {
+            let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
             self.trace.event(
                 SimCluster::now_ns(),
                 "flip_bit",
-                json!({ "node": cluster.nodes[i].id.0, "file": "raft_meta" }),
+                json!({ "node": cluster.nodes[i].id.0, "file": file }),
             );
         }
         cluster.restart(i);
         true
+    }
+
+    /// A closed segment of a server's shared log, drawn from the seed.
+    fn closed_segment(&mut self, fs: &oar::storage::MemFileSystem) -> Option<std::path::PathBuf> {
+        use oar::storage::FileSystem;
+        let dir = crate::cluster::shared_log_dir();
+        let mut closed: Vec<String> = fs.list_dir(&dir).ok()?;
+        closed.retain(|name| name.starts_with("log_") && !name.starts_with("log_inprogress"));
+        // The listing's order is the file system's: sort, so the draw replays.
+        closed.sort();
+        if closed.is_empty() {
+            return None;
+        }
+        let pick = self.rng.random_range(0..closed.len());
+        Some(dir.join(&closed[pick]))
     }
 
     /// The servers in a random order.

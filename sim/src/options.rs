@@ -105,6 +105,9 @@ pub struct SimOptions {
     /// batch behind now and then; meaningful without sessions, whose
     /// groups always load the snapshot.
     pub disk_state_machine: bool,
+    /// Each server keeps one log for all its groups (`SharedLog`, with its
+    /// group commit) instead of one log per member.
+    pub shared_log: bool,
     /// For tests: the group (by index) whose member on the first server
     /// misreports what it applies, a divergence the checks must report
     /// with the group's id.
@@ -131,6 +134,7 @@ impl SimOptions {
             raft: swarm_raft_options(seed),
             initial_voters: None,
             disk_state_machine: false,
+            shared_log: false,
             planted_divergence: None,
         }
     }

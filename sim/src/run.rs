@@ -12,7 +12,7 @@ use oar::core::NodeId;
 use serde_json::json;
 
 use crate::checker::linearizability;
-use crate::cluster::{MachineSetup, SimCluster, transport_options};
+use crate::cluster::{ServerSetup, SimCluster, transport_options};
 use crate::durability::Checked;
 use crate::fault_mix::{FaultKind, FaultWeights};
 use crate::final_checks::{
@@ -176,10 +176,11 @@ async fn simulate(options: SimOptions) -> (RunReport, Trace, History) {
         options.seed,
         options.raft.clone(),
         options.starting_voters(),
-        MachineSetup {
+        ServerSetup {
             sessions: options.session_options(),
             on_disk: options.disk_state_machine,
             planted_divergence: options.planted_divergence,
+            shared_log: options.shared_log,
         },
         group_observations,
         trace.clone(),

@@ -4,14 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oar::core::{NodeId, RaftOptions};
 use oar::runtime::{
-    ClusterKeyAuthenticator, DiskStorage, GroupOptions, NodeManager, Security, SessionOptions,
+    ClusterKeyAuthenticator, DiskStorage, GroupOptions, GroupStorage, NodeManager, Security,
+    SessionOptions, SharedLog,
 };
-use oar::storage::{FileSystem, LogOptions, MemFileSystem, StorageError};
+use oar::storage::{FileSystem, LogOptions, MemFileSystem, ServerLogOptions, StorageError};
 use serde_json::json;
 
 use crate::blackhole::{BlackholeAuthenticator, Blackholes};
@@ -30,6 +32,22 @@ pub(crate) fn log_options() -> LogOptions {
         segment_bytes_first: 64 << 10,
         preallocate: true,
         direct_io: true,
+    }
+}
+
+/// Where a server keeps its one log and its groups' snapshots with
+/// `--shared-log`.
+pub(crate) fn server_dir() -> PathBuf {
+    PathBuf::from("/data/server")
+}
+
+/// The shared log's options: small segments, so that runs rotate, reclaim
+/// and rewrite forward.
+pub(crate) fn server_log_options() -> ServerLogOptions {
+    ServerLogOptions {
+        segment_bytes_max: 64 << 10,
+        preallocate: true,
+        closed_segments_max: 4,
     }
 }
 
@@ -55,6 +73,8 @@ pub(crate) struct ServerContext {
     /// The group (by index) whose member on this server misreports what it
     /// applies: a planted divergence, for tests.
     pub(crate) planted_divergence: Option<usize>,
+    /// One log for all its groups (`SharedLog`) instead of one per member.
+    pub(crate) shared_log: bool,
     pub(crate) server: Arc<Mutex<Option<NodeManager>>>,
     pub(crate) blackholes: Blackholes,
     pub(crate) promises: Promises,
@@ -95,12 +115,60 @@ pub(crate) async fn serve(ctx: ServerContext) {
         .await
         .expect("bind in simulation");
     *ctx.server.lock().expect("server") = Some(server.clone());
+    let shared_log = match ctx.shared_log {
+        true => match open_shared_log(&ctx).await {
+            Some(log) => Some(log),
+            // Refused: every member on this server stays down.
+            None => return std::future::pending::<()>().await,
+        },
+        false => None,
+    };
     // One clock a server, drawn when its first member starts.
     let mut clock = None;
     for group in &ctx.groups {
-        start_member(&ctx, &server, group, &mut clock).await;
+        start_member(&ctx, &server, group, shared_log.as_ref(), &mut clock).await;
     }
     std::future::pending::<()>().await;
+}
+
+/// Opens this server's shared log; `None` if it refused to open (detected
+/// corruption), every group's member then marked unrecoverable.
+async fn open_shared_log(ctx: &ServerContext) -> Option<SharedLog> {
+    let fs: Arc<dyn FileSystem> = Arc::new(ctx.fs.clone());
+    match SharedLog::open(fs, &server_dir(), server_log_options()).await {
+        Ok(log) => Some(log),
+        Err(e @ StorageError::Locked { .. }) => panic!("{}: {e}", ctx.id),
+        Err(e) => {
+            ctx.trace.event(
+                SimCluster::now_ns(),
+                "storage_refused",
+                json!({ "node": ctx.id.0, "error": e.to_string() }),
+            );
+            for group in &ctx.groups {
+                *group.unrecoverable[ctx.index]
+                    .lock()
+                    .expect("unrecoverable") = true;
+            }
+            None
+        }
+    }
+}
+
+/// This server's storage of `group`: its member's view of the shared log
+/// if there is one, its own log otherwise.
+async fn open_storage(
+    ctx: &ServerContext,
+    group: &SimGroup,
+    shared_log: Option<&SharedLog>,
+) -> Result<Box<dyn GroupStorage>, StorageError> {
+    match shared_log {
+        Some(log) => Ok(Box::new(log.storage(group.id())?)),
+        None => {
+            let fs: Arc<dyn FileSystem> = Arc::new(ctx.fs.clone());
+            let storage = DiskStorage::open(fs, &group_dir(group.index), log_options()).await?;
+            Ok(Box::new(storage))
+        }
+    }
 }
 
 /// Opens this server's storage of `group` and starts its member; a storage
@@ -110,6 +178,7 @@ async fn start_member(
     ctx: &ServerContext,
     server: &NodeManager,
     group: &SimGroup,
+    shared_log: Option<&SharedLog>,
     clock: &mut Option<Arc<DriftClock>>,
 ) {
     let (id, seed, salt) = (ctx.id, ctx.seed, group_salt(group.index));
@@ -120,8 +189,7 @@ async fn start_member(
         }
         fields
     };
-    let fs: Arc<dyn FileSystem> = Arc::new(ctx.fs.clone());
-    let storage = match DiskStorage::open(fs, &group_dir(group.index), log_options()).await {
+    let storage = match open_storage(ctx, group, shared_log).await {
         Ok(storage) => storage,
         // Every restart follows a kill, which ends the old process: its lock
         // still held would mean its storage outlived it.
@@ -199,7 +267,7 @@ async fn start_member(
 /// durable only after a delay drawn from the seed, so that a crash can land
 /// between a write being issued and it being durable.
 struct SlowDisk {
-    inner: DiskStorage,
+    inner: Box<dyn GroupStorage>,
     rng: rand_chacha::ChaCha8Rng,
     /// Checks at recovery that the member kept what it promised.
     id: NodeId,

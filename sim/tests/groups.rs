@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oar::core::{RaftOptions, Role, Term};
-use oar_sim::cluster::{MachineSetup, SimCluster};
+use oar_sim::cluster::{ServerSetup, SimCluster};
 use oar_sim::fault_mix::{FaultKind, FaultWeights};
 use oar_sim::observe::{Observations, Violation};
 use oar_sim::options::{FaultSet, SimOptions};
@@ -90,10 +90,11 @@ fn quiet_groups_of_a_crashed_leader_wake_and_elect() {
         };
         let observations: Vec<Arc<Mutex<Observations>>> =
             (0..GROUPS).map(|_| Arc::default()).collect();
-        let setup = MachineSetup {
+        let setup = ServerSetup {
             sessions: None,
             on_disk: false,
             planted_divergence: None,
+            shared_log: false,
         };
         let mut cluster = SimCluster::start(3, 9, raft, 3, setup, observations, Trace::new(false));
 
