@@ -45,9 +45,9 @@ pub(crate) fn server_dir() -> PathBuf {
 /// and rewrite forward.
 pub(crate) fn server_log_options() -> ServerLogOptions {
     ServerLogOptions {
-        segment_bytes_max: 64 << 10,
+        segment_bytes_max: 32 << 10,
         preallocate: true,
-        closed_segments_max: 4,
+        closed_segments_max: 1,
     }
 }
 
