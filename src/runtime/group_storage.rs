@@ -1,13 +1,14 @@
 //! What a group's driver needs from durable storage: recover at start, then
 //! execute the core's ordered writes in batches with one sync per batch.
 //! [`DiskStorage`] is the real one (segment log + meta file over a
-//! [`FileSystem`]); [`MemStorage`] keeps everything in memory.
+//! [`FileSystem`]); [`MemStorage`](super::mem_storage::MemStorage) keeps
+//! everything in memory.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::blocking::run_blocking_unwinding;
-use super::snapshot_storage::{DiskSnapshots, MemSnapshots, SnapshotStorage};
+use super::snapshot_storage::{DiskSnapshots, SnapshotStorage};
 use crate::storage::{
     Durable, FileSystem, LogOptions, LogWriter, Recovered, StorageError, WriteOp,
 };
@@ -168,70 +169,3 @@ impl GroupStorage for DiskStorage {
 
 /// The snapshot subdirectory of a group's storage directory.
 pub const SNAPSHOT_DIR_NAME: &str = "snapshot";
-
-/// In-memory storage: durable for the life of the value (clones share it),
-/// so a test can stop a group and start it again from the same state.
-#[derive(Clone, Debug, Default)]
-pub struct MemStorage {
-    state: Arc<Mutex<Recovered>>,
-    snapshots: MemSnapshots,
-}
-
-impl MemStorage {
-    /// Empty storage.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-impl GroupStorage for MemStorage {
-    fn snapshots(&self) -> Arc<dyn SnapshotStorage> {
-        Arc::new(self.snapshots.clone())
-    }
-
-    /// Memory only: its lock is held for a copy, never across I/O.
-    fn persist_may_block(&self) -> bool {
-        false
-    }
-
-    fn recover(&mut self) -> Result<Recovered, StorageFailure> {
-        Ok(self.state.lock().map_err(|_| "poisoned")?.clone())
-    }
-
-    fn persist(&mut self, ops: Vec<WriteOp>) -> Result<Vec<Durable>, StorageFailure> {
-        let mut state = self.state.lock().map_err(|_| "poisoned")?;
-        let mut done = Vec::with_capacity(ops.len());
-        for op in ops {
-            match op {
-                WriteOp::HardState(hs) => {
-                    state.hard_state = hs;
-                    done.push(Durable::HardState(hs));
-                }
-                WriteOp::Entries(entries) => {
-                    let Some(last) = entries.last().map(|e| e.id) else {
-                        continue;
-                    };
-                    let keep = entries[0]
-                        .id
-                        .index
-                        .0
-                        .saturating_sub(state.last_purged.index.0 + 1);
-                    state.entries.truncate(keep as usize);
-                    state.entries.extend(entries.iter().cloned());
-                    done.push(Durable::Entries(last));
-                }
-                WriteOp::Compact(through) => {
-                    let drop = through.index.0.saturating_sub(state.last_purged.index.0);
-                    let drop = (drop as usize).min(state.entries.len());
-                    state.entries.drain(..drop);
-                    state.last_purged = state.last_purged.max(through);
-                }
-                WriteOp::Reset(snapshot) => {
-                    state.entries.clear();
-                    state.last_purged = snapshot;
-                }
-            }
-        }
-        Ok(done)
-    }
-}

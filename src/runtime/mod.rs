@@ -27,6 +27,7 @@ pub mod group_id;
 pub mod group_storage;
 pub mod inbound;
 mod liveness;
+pub mod mem_storage;
 mod metrics;
 mod node;
 mod node_manager;
@@ -66,7 +67,8 @@ pub use auth::{
 pub use clock::{Clock, MonotonicClock, SkewedClock};
 pub use error::Error;
 pub use group_id::GroupId;
-pub use group_storage::{DiskStorage, GroupStorage, MemStorage, StorageFailure};
+pub use group_storage::{DiskStorage, GroupStorage, StorageFailure};
+pub use mem_storage::MemStorage;
 pub use metrics::METRIC_NAMES;
 pub use node::Node;
 pub use node_manager::{NodeManager, ServerStats};
