@@ -74,6 +74,19 @@ pub struct ServerSetup {
     pub shared_log: bool,
 }
 
+impl ServerSetup {
+    /// Groups without sessions, state machines without a store of their
+    /// own, nothing planted, a log per member.
+    pub fn plain() -> Self {
+        ServerSetup {
+            sessions: None,
+            on_disk: false,
+            planted_divergence: None,
+            shared_log: false,
+        }
+    }
+}
+
 /// The simulated servers.
 pub struct SimCluster {
     /// The servers, in id order.
@@ -107,6 +120,20 @@ fn node_ip(i: usize) -> IpAddr {
 pub const STRANGER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1));
 
 impl SimCluster {
+    /// Starts `n` servers, all voters, hosting `groups` groups, each
+    /// observed afresh, without a trace: for tests that drive the cluster
+    /// themselves.
+    pub fn start_untraced(
+        n: usize,
+        seed: u64,
+        raft: RaftOptions,
+        setup: ServerSetup,
+        groups: usize,
+    ) -> SimCluster {
+        let observations = (0..groups).map(|_| Arc::default()).collect();
+        SimCluster::start(n, seed, raft, n, setup, observations, Trace::new(false))
+    }
+
     /// Starts `n` servers, each hosting a member of one group for each of
     /// `observations` (what is observed of that group).
     pub fn start(

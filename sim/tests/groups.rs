@@ -3,16 +3,14 @@
 //! server crashes wake and elect, and a many-group run replays the same.
 #![cfg(madsim)]
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oar::core::{RaftOptions, Role, Term};
 use oar_sim::cluster::{ServerSetup, SimCluster};
 use oar_sim::fault_mix::{FaultKind, FaultWeights};
-use oar_sim::observe::{Observations, Violation};
+use oar_sim::observe::Violation;
 use oar_sim::options::{FaultSet, SimOptions};
 use oar_sim::run::{Verdict, run};
-use oar_sim::trace::Trace;
 
 const GROUPS: usize = 100;
 
@@ -88,15 +86,7 @@ fn quiet_groups_of_a_crashed_leader_wake_and_elect() {
             quiesce_after: Some(Duration::from_millis(200)),
             ..RaftOptions::default()
         };
-        let observations: Vec<Arc<Mutex<Observations>>> =
-            (0..GROUPS).map(|_| Arc::default()).collect();
-        let setup = ServerSetup {
-            sessions: None,
-            on_disk: false,
-            planted_divergence: None,
-            shared_log: false,
-        };
-        let mut cluster = SimCluster::start(3, 9, raft, 3, setup, observations, Trace::new(false));
+        let mut cluster = SimCluster::start_untraced(3, 9, raft, ServerSetup::plain(), GROUPS);
 
         // Every group elects, then goes quiet on every server.
         let mut settled = None;

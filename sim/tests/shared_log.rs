@@ -4,7 +4,6 @@
 #![cfg(madsim)]
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,10 +11,8 @@ use oar::core::{EntryPayload, RaftOptions, Role};
 use oar::storage::FileSystem;
 use oar_sim::cluster::{ServerSetup, SimCluster, shared_log_dir};
 use oar_sim::fault_mix::{FaultKind, FaultWeights};
-use oar_sim::observe::Observations;
 use oar_sim::options::{FaultSet, SimOptions};
 use oar_sim::run::{Verdict, run};
-use oar_sim::trace::Trace;
 
 const GROUPS: usize = 3;
 const WRITES: usize = 5;
@@ -30,15 +27,11 @@ fn every_group_of_a_server_writes_to_its_one_log() {
             heartbeat_interval: Duration::from_millis(60),
             ..RaftOptions::default()
         };
-        let observations: Vec<Arc<Mutex<Observations>>> =
-            (0..GROUPS).map(|_| Arc::default()).collect();
         let setup = ServerSetup {
-            sessions: None,
-            on_disk: false,
-            planted_divergence: None,
             shared_log: true,
+            ..ServerSetup::plain()
         };
-        let mut cluster = SimCluster::start(3, 4, raft, 3, setup, observations, Trace::new(false));
+        let mut cluster = SimCluster::start_untraced(3, 4, raft, setup, GROUPS);
 
         // Each group's leader commits a few commands of its own.
         for g in 0..GROUPS {
