@@ -79,6 +79,12 @@ impl GroupDriver {
     /// end of the drain and go together (one task, one wake-up of the apply
     /// task for a round's worth of reads); a query goes at once.
     pub(crate) fn on_read_ready(&mut self, id: ReadId, index: LogIndex) {
+        if self
+            .read_batch
+            .is_some_and(|(_, batch_read)| batch_read == id)
+        {
+            return self.finish_read_batch(Ok(index));
+        }
         match self.pending_reads.remove(&id) {
             Some(ReadWaiter::Barrier(reply)) => self.ready_barriers.push((index, reply)),
             Some(ReadWaiter::Query { query, reply }) => {
@@ -115,9 +121,6 @@ impl GroupDriver {
 
     /// The core failed read `id`.
     pub(crate) fn on_read_failed(&mut self, id: ReadId, error: ReadFailure) {
-        let Some(waiter) = self.pending_reads.remove(&id) else {
-            return;
-        };
         let error = match error {
             ReadFailure::NotLeader { leader_hint } => self.not_leader(leader_hint),
             ReadFailure::LeadershipLost { leader_hint } => Error::LeadershipLost {
@@ -125,7 +128,51 @@ impl GroupDriver {
             },
             ReadFailure::Timeout => Error::Timeout,
         };
-        waiter.fail(error);
+        if self
+            .read_batch
+            .is_some_and(|(_, batch_read)| batch_read == id)
+        {
+            return self.finish_read_batch(Err(error));
+        }
+        if let Some(waiter) = self.pending_reads.remove(&id) {
+            waiter.fail(error);
+        }
+    }
+
+    /// Starts a read batch if a reader wants one and none is in flight:
+    /// one core read for every reader that joined since the last started
+    /// (`read_batch.rs`).
+    pub(crate) fn maybe_start_read_batch(&mut self) {
+        if self.read_batch.is_some() {
+            return;
+        }
+        let Some(batch) = self.shared.read_batches.start_if_wanted() else {
+            return;
+        };
+        // Counted before the core fixes the read index: the order the
+        // module doc of `read_batch.rs` rests on.
+        let now = self.clock.local(tokio::time::Instant::now());
+        let error = match self.raft.read(now, ReadPolicy::ReadIndex) {
+            Ok(id) => return self.read_batch = Some((batch, id)),
+            Err(ReadError::NotLeader { leader_hint }) => self.not_leader(leader_hint),
+            Err(ReadError::Busy { pending_max }) => Error::Busy { pending_max },
+        };
+        // Published behind the entries already handed out, as every outcome.
+        let _ = self.apply.send(ApplyTask::ReadBatch {
+            batch,
+            outcome: Err(error),
+        });
+    }
+
+    /// The batch in flight resolved: its outcome goes to the apply task
+    /// (which wakes its readers once applied reached it), and the next
+    /// batch starts if a reader joined meanwhile.
+    fn finish_read_batch(&mut self, outcome: Result<LogIndex, Error>) {
+        let Some((batch, _)) = self.read_batch.take() else {
+            return;
+        };
+        let _ = self.apply.send(ApplyTask::ReadBatch { batch, outcome });
+        self.maybe_start_read_batch();
     }
 
     fn not_leader(&self, leader: Option<NodeId>) -> Error {
