@@ -202,3 +202,61 @@ impl Drop for Counted<'_> {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn reader(
+        batches: &Arc<ReadBatches>,
+        batch: u64,
+    ) -> tokio::task::JoinHandle<Result<LogIndex, Error>> {
+        let batches = batches.clone();
+        tokio::spawn(async move { batches.wait(batch).await })
+    }
+
+    #[tokio::test]
+    async fn a_reader_waits_for_a_batch_started_after_it_joined() {
+        let batches = Arc::new(ReadBatches::new());
+        assert_eq!(
+            batches.join(),
+            (1, true),
+            "the first reader wakes the group"
+        );
+        assert_eq!(batches.join(), (1, false), "the next one joins quietly");
+        let early = reader(&batches, 1);
+        assert_eq!(batches.start_if_wanted(), Some(1));
+        assert_eq!(batches.start_if_wanted(), None, "nobody asked since");
+        // Batch 1's read index may predate this reader: it needs batch 2.
+        let (batch, wake) = batches.join();
+        assert_eq!((batch, wake), (2, true));
+        let late = reader(&batches, batch);
+        tokio::task::yield_now().await;
+        batches.finish(1, Ok(LogIndex(5)));
+        assert_eq!(early.await.unwrap(), Ok(LogIndex(5)));
+        tokio::task::yield_now().await;
+        assert!(!late.is_finished(), "batch 1 does not serve a later reader");
+        assert_eq!(batches.start_if_wanted(), Some(2));
+        batches.finish(2, Ok(LogIndex(6)));
+        assert_eq!(late.await.unwrap(), Ok(LogIndex(6)));
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_its_readers_and_a_close_fails_the_rest() {
+        let batches = Arc::new(ReadBatches::new());
+        let (batch, _) = batches.join();
+        let failing = reader(&batches, batch);
+        assert_eq!(batches.start_if_wanted(), Some(1));
+        let lost = Error::LeadershipLost { leader: None };
+        batches.finish(1, Err(lost.clone()));
+        assert_eq!(failing.await.unwrap(), Err(lost));
+        let (batch, _) = batches.join();
+        let stranded = reader(&batches, batch);
+        tokio::task::yield_now().await;
+        batches.close();
+        assert_eq!(stranded.await.unwrap(), Err(Error::Shutdown));
+        assert_eq!(batches.waiting.load(Ordering::SeqCst), 0, "uncounted");
+    }
+}
