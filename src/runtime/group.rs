@@ -169,9 +169,9 @@ pub(crate) struct GroupDriver {
     /// Confirmed barriers waiting for the end of the drain (empty between
     /// drains).
     pub(crate) ready_barriers: super::read_barrier::ReadyBarriers,
-    /// The read batch in flight (`read_batch.rs`): its number and its
-    /// read in the core.
-    pub(crate) read_batch: Option<(u64, crate::core::ReadId)>,
+    /// The read batches in flight (`read_batch.rs`), oldest first: each
+    /// one's number and its read in the core.
+    pub(crate) batch_reads: std::collections::VecDeque<(u64, crate::core::ReadId)>,
     /// Pulls snapshots from the leader; one install at a time.
     pub(crate) installer: SnapshotInstaller,
     /// Status, metrics and details kept for operators.

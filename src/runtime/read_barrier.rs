@@ -8,8 +8,11 @@
 //! every write that completed before the barrier was asked.
 //!
 //! A `Lease` barrier on a leader whose lease holds never reaches this task
-//! (`read_lease.rs`); every other barrier and query comes here one by one
-//! and resolves on the apply task, queued behind the entries it must see.
+//! (`read_lease.rs`); a `ReadIndex` barrier, or a `Lease` one outside the
+//! lease, joins a read batch: one read in the core for every barrier that
+//! joined (`read_batch.rs`). `Log` barriers and queries come here one by
+//! one. All resolve on the apply task, queued behind the entries they must
+//! see.
 
 use std::collections::BTreeMap;
 
@@ -50,6 +53,13 @@ impl ReadWaiter {
     }
 }
 
+/// Read batches a group keeps in its core at once: one whose round is out
+/// and one queued for the next round (a follower: one request out to the
+/// leader, one queued), so that the next round leaves as soon as the
+/// previous one is confirmed rather than once its readers woke and asked
+/// again.
+const BATCHES_IN_FLIGHT: usize = 2;
+
 /// Reads waiting on the core, by read id.
 pub(crate) type PendingReads = BTreeMap<ReadId, ReadWaiter>;
 
@@ -79,11 +89,8 @@ impl GroupDriver {
     /// end of the drain and go together (one task, one wake-up of the apply
     /// task for a round's worth of reads); a query goes at once.
     pub(crate) fn on_read_ready(&mut self, id: ReadId, index: LogIndex) {
-        if self
-            .read_batch
-            .is_some_and(|(_, batch_read)| batch_read == id)
-        {
-            return self.finish_read_batch(Ok(index));
+        if let Some(batch) = self.take_batch_read(id) {
+            return self.finish_read_batch(batch, Ok(index));
         }
         match self.pending_reads.remove(&id) {
             Some(ReadWaiter::Barrier(reply)) => self.ready_barriers.push((index, reply)),
@@ -128,22 +135,19 @@ impl GroupDriver {
             },
             ReadFailure::Timeout => Error::Timeout,
         };
-        if self
-            .read_batch
-            .is_some_and(|(_, batch_read)| batch_read == id)
-        {
-            return self.finish_read_batch(Err(error));
+        if let Some(batch) = self.take_batch_read(id) {
+            return self.finish_read_batch(batch, Err(error));
         }
         if let Some(waiter) = self.pending_reads.remove(&id) {
             waiter.fail(error);
         }
     }
 
-    /// Starts a read batch if a reader wants one and none is in flight:
-    /// one core read for every reader that joined since the last started
-    /// (`read_batch.rs`).
+    /// Starts a read batch if a reader wants one and fewer than
+    /// [`BATCHES_IN_FLIGHT`] are: one core read for every reader that joined
+    /// since the last one started (`read_batch.rs`).
     pub(crate) fn maybe_start_read_batch(&mut self) {
-        if self.read_batch.is_some() {
+        if self.batch_reads.len() >= BATCHES_IN_FLIGHT {
             return;
         }
         let Some(batch) = self.shared.read_batches.start_if_wanted() else {
@@ -153,7 +157,7 @@ impl GroupDriver {
         // module doc of `read_batch.rs` rests on.
         let now = self.clock.local(tokio::time::Instant::now());
         let error = match self.raft.read(now, ReadPolicy::ReadIndex) {
-            Ok(id) => return self.read_batch = Some((batch, id)),
+            Ok(id) => return self.batch_reads.push_back((batch, id)),
             Err(ReadError::NotLeader { leader_hint }) => self.not_leader(leader_hint),
             Err(ReadError::Busy { pending_max }) => Error::Busy { pending_max },
         };
@@ -164,13 +168,16 @@ impl GroupDriver {
         });
     }
 
-    /// The batch in flight resolved: its outcome goes to the apply task
-    /// (which wakes its readers once applied reached it), and the next
-    /// batch starts if a reader joined meanwhile.
-    fn finish_read_batch(&mut self, outcome: Result<LogIndex, Error>) {
-        let Some((batch, _)) = self.read_batch.take() else {
-            return;
-        };
+    /// The batch whose core read is `id`, no longer in flight.
+    fn take_batch_read(&mut self, id: ReadId) -> Option<u64> {
+        let at = self.batch_reads.iter().position(|&(_, read)| read == id)?;
+        self.batch_reads.remove(at).map(|(batch, _)| batch)
+    }
+
+    /// Batch `batch` resolved: its outcome goes to the apply task (which
+    /// wakes its readers once applied reached it), and the next batch
+    /// starts if a reader joined meanwhile.
+    fn finish_read_batch(&mut self, batch: u64, outcome: Result<LogIndex, Error>) {
         let _ = self.apply.send(ApplyTask::ReadBatch { batch, outcome });
         self.maybe_start_read_batch();
     }

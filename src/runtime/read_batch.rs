@@ -11,9 +11,11 @@
 //!    outcome: a read index the state machine has applied, or the batch's
 //!    typed, retryable error.
 //!
-//! The group task keeps at most one batch in flight. When none is and
-//! `wanted` is up, it lowers `wanted`, raises `started` to `n` and only
-//! then asks its core for one `ReadIndex` read: batch `n`. The core does
+//! The group task keeps at most two batches in its core (one whose round
+//! is out, one queued for the next round, which then leaves as soon as the
+//! previous one is confirmed). When it has room and `wanted` is up, it
+//! lowers `wanted`, raises `started` to `n` and only then asks its core for
+//! one `ReadIndex` read: batch `n`. The core does
 //! what it does for any read (the leader fixes the commit index as the read
 //! index once this term's first entry committed and confirms it with a
 //! heartbeat round sent after; a follower asks its leader for one index and
@@ -36,7 +38,9 @@
 //! every write committed before it was asked — `w` included — and refuse it
 //! (`LeadershipLost`, `NotLeader`, `Timeout`) when leadership cannot be
 //! confirmed after that point. Any batch above `s` qualifies, so a reader
-//! that wakes late may take a newer outcome. The apply task publishes an
+//! that wakes late may take a newer outcome; an outcome older than the
+//! newest published one is dropped (it would not serve the newer batch's
+//! readers). The apply task publishes an
 //! index only once it applied through it, and the state only grows.
 
 use std::fmt;
@@ -113,6 +117,11 @@ impl ReadBatches {
     /// The apply task: batch `batch` finished with `outcome` (an index
     /// already applied, or a failure); wakes its readers.
     pub(crate) fn finish(&self, batch: u64, outcome: Result<LogIndex, Error>) {
+        // A newer batch's outcome is out (an older one resolved late): it
+        // serves the older batch's readers, the older one's not the newer's.
+        if batch <= self.finished.load(Ordering::SeqCst) {
+            return;
+        }
         match outcome {
             Ok(index) => self.outcome.store(index.0, Ordering::SeqCst),
             Err(error) => {
@@ -120,7 +129,7 @@ impl ReadBatches {
                 self.outcome.store(FAILED, Ordering::SeqCst);
             }
         }
-        self.finished.fetch_max(batch, Ordering::SeqCst);
+        self.finished.store(batch, Ordering::SeqCst);
         // Pairs with the fence in `wait`: either the reader sees the batch
         // finished or this sees the reader counted.
         fence(Ordering::SeqCst);
@@ -241,6 +250,24 @@ mod tests {
         assert_eq!(batches.start_if_wanted(), Some(2));
         batches.finish(2, Ok(LogIndex(6)));
         assert_eq!(late.await.unwrap(), Ok(LogIndex(6)));
+    }
+
+    #[tokio::test]
+    async fn an_older_batch_finishing_late_serves_no_reader_of_a_newer_one() {
+        let batches = Arc::new(ReadBatches::new());
+        batches.join();
+        assert_eq!(batches.start_if_wanted(), Some(1));
+        let (batch, _) = batches.join();
+        assert_eq!(batches.start_if_wanted(), Some(2));
+        let lost = Error::LeadershipLost { leader: None };
+        batches.finish(batch, Err(lost.clone()));
+        batches.finish(1, Ok(LogIndex(5)));
+        assert_eq!(reader(&batches, batch).await.unwrap(), Err(lost.clone()));
+        assert_eq!(
+            reader(&batches, 1).await.unwrap(),
+            Err(lost),
+            "batch 2 serves batch 1's readers too"
+        );
     }
 
     #[tokio::test]
