@@ -11,11 +11,10 @@
 //!    outcome: a read index the state machine has applied, or the batch's
 //!    typed, retryable error.
 //!
-//! The group task keeps at most two batches in its core (one whose round
-//! is out, one queued for the next round, which then leaves as soon as the
-//! previous one is confirmed). When it has room and `wanted` is up, it
-//! lowers `wanted`, raises `started` to `n` and only then asks its core for
-//! one `ReadIndex` read: batch `n`. The core does
+//! The group task keeps one batch in its core at a time (on a follower:
+//! one request to the leader). When none is in flight and `wanted` is up,
+//! it lowers `wanted`, raises `started` to `n` and only then asks its core
+//! for one `ReadIndex` read: batch `n`. The core does
 //! what it does for any read (the leader fixes the commit index as the read
 //! index once this term's first entry committed and confirms it with a
 //! heartbeat round sent after; a follower asks its leader for one index and
