@@ -11,8 +11,11 @@ use oar::core::NodeId;
 use oar::runtime::{GroupId, GroupOptions, Node, ReadPolicy};
 use runtime::*;
 
-/// Concurrent barriers a round.
+/// Concurrent readers a round.
 const READERS: usize = 64;
+
+/// Barriers each reader asks for in a row, a round.
+const BARRIERS_PER_READER: usize = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_barriers_on_a_member_share_one_core_read_at_a_time() {
@@ -42,10 +45,14 @@ async fn concurrent_barriers_on_a_member_share_one_core_read_at_a_time() {
         // One member at a time: the leader's core also counts a follower's
         // request for a read index against the same bound.
         for at in [leader, follower] {
-            let barriers = (0..READERS).map(|_| nodes[at].read_barrier(ReadPolicy::ReadIndex));
-            for result in join_all(barriers).await {
-                result.expect("every barrier of the round resolves");
-            }
+            // Closed loops: readers come back while a batch is in flight.
+            let readers = (0..READERS).map(|_| async {
+                for _ in 0..BARRIERS_PER_READER {
+                    let result = nodes[at].read_barrier(ReadPolicy::ReadIndex).await;
+                    result.expect("every barrier of the round resolves");
+                }
+            });
+            join_all(readers).await;
             let record = members[at].record.lock().unwrap();
             assert_eq!(
                 record.map.get(&key).map(String::as_str),
