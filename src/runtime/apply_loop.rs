@@ -66,6 +66,12 @@ pub(crate) enum ApplyTask {
     /// Read barriers, each resolving once everything through its index is
     /// applied (queued behind the entries that reach them).
     ReadBarriers(super::read_barrier::ReadyBarriers),
+    /// A read batch finished (`read_batch.rs`): published once everything
+    /// through its index is applied (queued as a barrier is).
+    ReadBatch {
+        batch: u64,
+        outcome: Result<LogIndex, Error>,
+    },
     /// A query, answered by the state machine once everything through
     /// `index` is applied (queued as a barrier is).
     Query {
@@ -188,6 +194,10 @@ impl ApplyLoop {
                         let _ = reply.send(reached(self.last_applied.index, index));
                     }
                 }
+                ApplyTask::ReadBatch { batch, outcome } => {
+                    let outcome = outcome.and_then(|index| reached(self.last_applied.index, index));
+                    self.shared.read_batches.finish(batch, outcome);
+                }
                 ApplyTask::Query {
                     index,
                     query,
@@ -215,6 +225,7 @@ impl ApplyLoop {
         // fail instead of waiting forever (the group task may be gone
         // without closing it, e.g. after a panic).
         self.shared.read_lease.close();
+        self.shared.read_batches.close();
         self.sm.on_shutdown();
         self.sm
     }

@@ -28,6 +28,7 @@ use super::group_id::GroupId;
 use super::liveness::{LivenessWatch, PeerLiveness};
 use super::metrics::GroupMetrics;
 use super::observer::{GroupDetails, GroupObserver};
+use super::read_batch::ReadBatches;
 use super::read_lease::ReadLease;
 use super::snapshot_install::SnapshotInstaller;
 use super::transport::Transport;
@@ -83,6 +84,8 @@ pub(crate) enum GroupInput {
     /// The server at this address stopped answering (`liveness.rs`): a
     /// quiet member wakes.
     PeerServerDown(SocketAddr),
+    /// A reader wants a read batch (`read_batch.rs`): one a batch.
+    ReadBatchWanted,
     /// Stop; [`SharedState::stopped`] tells when storage is quiet.
     Shutdown,
 }
@@ -111,6 +114,8 @@ pub(crate) struct SharedState {
     liveness_watch: std::sync::Mutex<Option<LivenessWatch>>,
     /// The leader's lease for reads that skip this task (`read_lease.rs`).
     pub(crate) read_lease: ReadLease,
+    /// The batches ReadIndex readers share (`read_batch.rs`).
+    pub(crate) read_batches: ReadBatches,
 }
 
 impl SharedState {
@@ -127,6 +132,7 @@ impl SharedState {
         SharedState {
             read_lease: ReadLease::new(clock, Arc::clone(&applied_index)),
             applied_index,
+            read_batches: ReadBatches::new(),
             forbidden_messages: AtomicU64::new(0),
             queries_unsupported: AtomicBool::new(false),
             stopped: watch::Sender::new(false),
@@ -163,6 +169,9 @@ pub(crate) struct GroupDriver {
     /// Confirmed barriers waiting for the end of the drain (empty between
     /// drains).
     pub(crate) ready_barriers: super::read_barrier::ReadyBarriers,
+    /// The read batches in flight (`read_batch.rs`), oldest first: each
+    /// one's number and its read in the core.
+    pub(crate) batch_reads: std::collections::VecDeque<(u64, crate::core::ReadId)>,
     /// Pulls snapshots from the leader; one install at a time.
     pub(crate) installer: SnapshotInstaller,
     /// Status, metrics and details kept for operators.
@@ -308,6 +317,7 @@ impl GroupDriver {
                 self.raft.handle_snapshot_install_failed(now, snapshot);
             }
             GroupInput::PeerServerDown(addr) => self.on_peer_server_down(addr, now),
+            GroupInput::ReadBatchWanted => self.maybe_start_read_batch(),
             GroupInput::Shutdown => unreachable!("handled by the loop"),
         }
     }
@@ -494,6 +504,7 @@ impl GroupDriver {
         }
         self.installer.cancel();
         self.shared.read_lease.close();
+        self.shared.read_batches.close();
         inbox.close();
         // Queued proposals were never handed to the core: definitely not
         // applied. (Queued shutdown callers wait for `SharedState::stopped`.)

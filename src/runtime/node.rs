@@ -188,13 +188,28 @@ impl Node {
         {
             return lease.wait_applied(index).await;
         }
-        let (reply, response) = oneshot::channel();
-        let waiter = ReadWaiter::Barrier(reply);
-        self.inbox
-            .send(GroupInput::Read { policy, waiter })
-            .await
-            .map_err(|_| Error::NotRunning)?;
-        response.await.map_err(|_| Error::Shutdown)?
+        if policy == crate::core::ReadPolicy::Log {
+            let (reply, response) = oneshot::channel();
+            let waiter = ReadWaiter::Barrier(reply);
+            self.inbox
+                .send(GroupInput::Read { policy, waiter })
+                .await
+                .map_err(|_| Error::NotRunning)?;
+            return response.await.map_err(|_| Error::Shutdown)?;
+        }
+        // ReadIndex, and Lease outside the lease: join the next read batch
+        // (`read_batch.rs` says why that is never stale); only the reader
+        // that asked for it first wakes the group task.
+        let batches = &self.shared.read_batches;
+        let (batch, wake) = batches.join();
+        if wake {
+            self.inbox
+                .send(GroupInput::ReadBatchWanted)
+                .await
+                .map_err(|_| Error::NotRunning)?;
+        }
+        batches.wait(batch).await?;
+        Ok(LogIndex(self.shared.applied_index.load(Ordering::Acquire)))
     }
 
     /// A linearizable query without the log: this member's state machine

@@ -426,6 +426,7 @@ impl NodeManager {
             pending_changes: Vec::new(),
             pending_reads: Default::default(),
             ready_barriers: Vec::new(),
+            batch_reads: Default::default(),
             installer: SnapshotInstaller {
                 group: options.group,
                 snapshots: Arc::clone(&snapshots),
