@@ -366,3 +366,59 @@ fn a_clean_reopen_of_a_recycled_segment_writes_nothing() {
         );
     }
 }
+
+/// A recycled file shorter than the segment bound it is taken for (a young
+/// log's small first segments) has its tail allocated, as a new segment
+/// has: left a hole, each batch's `fdatasync` that reached it would also
+/// allocate blocks and write the inode.
+#[cfg(unix)]
+#[test]
+fn a_short_recycled_file_is_filled_not_left_with_a_hole() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        segment_bytes_max: 256 << 10,
+        segment_bytes_first: 16 << 10,
+        preallocate: true,
+        direct_io: true,
+    };
+    let fs = Arc::new(oar::storage::StdFileSystem);
+    let (mut w, _) = LogWriter::open(fs.clone(), dir.path(), options).unwrap();
+    let batch = |w: &mut LogWriter| {
+        let next = w.log().last_index().0 + 1;
+        let entries = (next..next + 8).map(|i| entry(1, i, 1000)).collect();
+        w.write([WriteOp::Entries(entries)]).unwrap();
+    };
+    // Segments of 16, 32, 64 and 128 KiB, then the open 256 KiB one.
+    while w.log().last_index().0 < 260 {
+        batch(&mut w);
+    }
+    // Purge the small ones into the recycle pool, then fill the open
+    // segment until the next one is a recycled (short) file.
+    w.truncate_prefix(LogId::new(1, 200)).unwrap();
+    let log_dir = dir.path().join("log");
+    let open_segment = || {
+        std::fs::read_dir(&log_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("log_inprogress_")
+            })
+            .unwrap()
+    };
+    let first = open_segment();
+    while open_segment() == first {
+        batch(&mut w);
+    }
+    let meta = std::fs::metadata(open_segment()).unwrap();
+    assert_eq!(meta.len(), options.segment_bytes_max);
+    assert!(
+        meta.blocks() * 512 >= meta.len(),
+        "{} of {} bytes allocated",
+        meta.blocks() * 512,
+        meta.len()
+    );
+}

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use super::error::{Result, StorageError};
 use super::fs::FileSystem;
-use super::segment::Segment;
+use super::segment::{Segment, write_zeros};
 use super::segment_name::SegmentName;
 
 const PREFIX: &str = "log_recycle_";
@@ -95,11 +95,16 @@ impl RecyclePool {
         let to = dir.join(SegmentName::Open { first }.to_string());
         fs.rename(&from, &to).map_err(io("rename", &from))?;
         let mut file = fs.open(&to).map_err(io("open", &to))?;
-        if file.len().map_err(io("len", &to))? < bytes_min {
-            // A file from a smaller size bound (or an older version, which
-            // trimmed closed segments): the short tail becomes a hole,
-            // allocated by the first writes that reach it.
-            file.set_len(bytes_min).map_err(io("set_len", &to))?;
+        let len = file.len().map_err(io("len", &to))?;
+        if len < bytes_min {
+            // A file from a smaller size bound (a young log's first
+            // segments, or an older version, which trimmed closed segments):
+            // its tail is filled with zeros as a new segment is. Left a hole,
+            // every batch's fdatasync that reached it allocated blocks and
+            // wrote the inode too (perf, `runtime_throughput` tcp+disk at
+            // 256 clients: inode writes under 60 % of the log's fdatasync
+            // samples).
+            write_zeros(&mut *file, len, bytes_min, &to)?;
             file.sync_all().map_err(io("sync_all", &to))?;
         }
         fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
