@@ -368,16 +368,17 @@ fn a_clean_reopen_of_a_recycled_segment_writes_nothing() {
 }
 
 /// A recycled file shorter than the segment bound it is taken for (a young
-/// log's small first segments) has its tail allocated, as a new segment
-/// has: left a hole, each batch's `fdatasync` that reached it would also
-/// allocate blocks and write the inode.
+/// log's small first segments) is grown with zeros to that bound (the
+/// doubling schedule's, not the full bound), its blocks allocated as a new
+/// segment's are: left a hole, each batch's `fdatasync` that reached it
+/// would also allocate blocks and write the inode.
 #[cfg(unix)]
 #[test]
 fn a_short_recycled_file_is_filled_not_left_with_a_hole() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
     let options = LogOptions {
-        segment_bytes_max: 256 << 10,
+        segment_bytes_max: 1 << 20,
         segment_bytes_first: 16 << 10,
         preallocate: true,
         direct_io: true,
@@ -413,8 +414,10 @@ fn a_short_recycled_file_is_filled_not_left_with_a_hole() {
     while open_segment() == first {
         batch(&mut w);
     }
+    // The 64 KiB file (the newest in the pool), as the next segment after
+    // the 256 KiB one: grown to 512 KiB.
     let meta = std::fs::metadata(open_segment()).unwrap();
-    assert_eq!(meta.len(), options.segment_bytes_max);
+    assert_eq!(meta.len(), 512 << 10);
     assert!(
         meta.blocks() * 512 >= meta.len(),
         "{} of {} bytes allocated",

@@ -78,16 +78,18 @@ impl RecyclePool {
         Ok(())
     }
 
-    /// Takes a pool file as the new open segment starting at `first`, at
-    /// least `bytes_min` long, its name made durable; `None` if the pool is
-    /// empty.
+    /// Takes a pool file as the new open segment starting at `first`, its
+    /// name made durable, with the segment's size bound: the file's length
+    /// (at most `bytes_max`), or `bytes_min` if that is more, the gap
+    /// filled with zeros; `None` if the pool is empty.
     pub(crate) fn take(
         &mut self,
         fs: &Arc<dyn FileSystem>,
         dir: &Path,
         first: u64,
         bytes_min: u64,
-    ) -> Result<Option<Segment>> {
+        bytes_max: u64,
+    ) -> Result<Option<(Segment, u64)>> {
         let Some(seq) = self.seqs.pop() else {
             return Ok(None);
         };
@@ -96,18 +98,20 @@ impl RecyclePool {
         fs.rename(&from, &to).map_err(io("rename", &from))?;
         let mut file = fs.open(&to).map_err(io("open", &to))?;
         let len = file.len().map_err(io("len", &to))?;
-        if len < bytes_min {
+        let limit = len.clamp(bytes_min.min(bytes_max), bytes_max);
+        if len < limit {
             // A file from a smaller size bound (a young log's first
             // segments, or an older version, which trimmed closed segments):
-            // its tail is filled with zeros as a new segment is. Left a hole,
-            // every batch's fdatasync that reached it allocated blocks and
-            // wrote the inode too (perf, `runtime_throughput` tcp+disk at
-            // 256 clients: inode writes under 60 % of the log's fdatasync
-            // samples).
-            write_zeros(&mut *file, len, bytes_min, &to)?;
+            // the gap is filled with zeros as a new segment is. Left a hole
+            // (as it once was, at the full bound), every batch's fdatasync
+            // that reached it allocated blocks and wrote the inode too
+            // (perf, `runtime_throughput` tcp+disk at 256 clients: inode
+            // writes under 60 % of the log's fdatasync samples).
+            write_zeros(&mut *file, len, limit, &to)?;
             file.sync_all().map_err(io("sync_all", &to))?;
         }
         fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
-        Ok(Some(Segment::loaded(dir, first, Vec::new(), 0, Some(file))))
+        let segment = Segment::loaded(dir, first, Vec::new(), 0, Some(file));
+        Ok(Some((segment, limit)))
     }
 }

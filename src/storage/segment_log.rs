@@ -275,18 +275,21 @@ impl SegmentLog {
         }
         let first = entry.id.index.0;
         let max = self.options.segment_bytes_max;
-        // A recycled file has its blocks already: it is used at the full bound.
+        let next = self.next_limit();
+        // A recycled file has its blocks already: it is used at its own
+        // length (at most the full bound), or grown with zeros to the next
+        // bound if shorter (a young log's small first files).
         let recycled = match self.options.preallocate {
-            true => self.pool.take(&self.fs, &self.dir, first, max)?,
+            true => self.pool.take(&self.fs, &self.dir, first, next, max)?,
             false => None,
         };
         let mut segment = match recycled {
-            Some(segment) => {
-                self.open_limit = max;
+            Some((segment, limit)) => {
+                self.open_limit = limit;
                 segment
             }
             None => {
-                self.open_limit = self.next_limit();
+                self.open_limit = next;
                 let prealloc = if self.options.preallocate {
                     self.open_limit
                 } else {
