@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use super::error::{Result, StorageError};
 use super::fs::FileSystem;
-use super::segment::{Segment, write_zeros};
+use super::segment::Segment;
 use super::segment_name::SegmentName;
 
 const PREFIX: &str = "log_recycle_";
@@ -78,18 +78,16 @@ impl RecyclePool {
         Ok(())
     }
 
-    /// Takes a pool file as the new open segment starting at `first`, its
-    /// name made durable, with the segment's size bound: the file's length
-    /// (at most `bytes_max`), or `bytes_min` if that is more, the gap
-    /// filled with zeros; `None` if the pool is empty.
+    /// Takes a pool file as the new open segment starting at `first`, at
+    /// least `bytes_min` long, its name made durable; `None` if the pool is
+    /// empty.
     pub(crate) fn take(
         &mut self,
         fs: &Arc<dyn FileSystem>,
         dir: &Path,
         first: u64,
         bytes_min: u64,
-        bytes_max: u64,
-    ) -> Result<Option<(Segment, u64)>> {
+    ) -> Result<Option<Segment>> {
         let Some(seq) = self.seqs.pop() else {
             return Ok(None);
         };
@@ -97,21 +95,14 @@ impl RecyclePool {
         let to = dir.join(SegmentName::Open { first }.to_string());
         fs.rename(&from, &to).map_err(io("rename", &from))?;
         let mut file = fs.open(&to).map_err(io("open", &to))?;
-        let len = file.len().map_err(io("len", &to))?;
-        let limit = len.clamp(bytes_min.min(bytes_max), bytes_max);
-        if len < limit {
-            // A file from a smaller size bound (a young log's first
-            // segments, or an older version, which trimmed closed segments):
-            // the gap is filled with zeros as a new segment is. Left a hole
-            // (as it once was, at the full bound), every batch's fdatasync
-            // that reached it allocated blocks and wrote the inode too
-            // (perf, `runtime_throughput` tcp+disk at 256 clients: inode
-            // writes under 60 % of the log's fdatasync samples).
-            write_zeros(&mut *file, len, limit, &to)?;
+        if file.len().map_err(io("len", &to))? < bytes_min {
+            // A file from a smaller size bound (or an older version, which
+            // trimmed closed segments): the short tail becomes a hole,
+            // allocated by the first writes that reach it.
+            file.set_len(bytes_min).map_err(io("set_len", &to))?;
             file.sync_all().map_err(io("sync_all", &to))?;
         }
         fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
-        let segment = Segment::loaded(dir, first, Vec::new(), 0, Some(file));
-        Ok(Some((segment, limit)))
+        Ok(Some(Segment::loaded(dir, first, Vec::new(), 0, Some(file))))
     }
 }

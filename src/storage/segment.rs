@@ -74,24 +74,17 @@ pub(crate) fn create_open_segment(
 ) -> Result<Box<dyn File>> {
     let path = dir.join(SegmentName::Open { first }.to_string());
     let mut file = fs.create(&path).map_err(io("create", &path))?;
-    write_zeros(&mut *file, 0, preallocate_bytes, &path)?;
+    let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(preallocate_bytes as usize)];
+    let mut at = 0;
+    while at < preallocate_bytes {
+        let n = zeros.len().min((preallocate_bytes - at) as usize);
+        file.write_all_at(&zeros[..n], at)
+            .map_err(io("preallocate", &path))?;
+        at += n as u64;
+    }
     file.sync_all().map_err(io("sync_all", &path))?;
     fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
     Ok(file)
-}
-
-/// Writes zeros to `file` over `[from, to)`, so that those blocks are
-/// allocated and later writes into them are overwrites (not synced).
-pub(crate) fn write_zeros(file: &mut dyn File, from: u64, to: u64, path: &Path) -> Result<()> {
-    let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(to.saturating_sub(from) as usize)];
-    let mut at = from;
-    while at < to {
-        let n = zeros.len().min((to - at) as usize);
-        file.write_all_at(&zeros[..n], at)
-            .map_err(io("preallocate", path))?;
-        at += n as u64;
-    }
-    Ok(())
 }
 
 impl Segment {

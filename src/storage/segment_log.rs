@@ -275,21 +275,18 @@ impl SegmentLog {
         }
         let first = entry.id.index.0;
         let max = self.options.segment_bytes_max;
-        let next = self.next_limit();
-        // A recycled file has its blocks already: it is used at its own
-        // length (at most the full bound), or grown with zeros to the next
-        // bound if shorter (a young log's small first files).
+        // A recycled file has its blocks already: it is used at the full bound.
         let recycled = match self.options.preallocate {
-            true => self.pool.take(&self.fs, &self.dir, first, next, max)?,
+            true => self.pool.take(&self.fs, &self.dir, first, max)?,
             false => None,
         };
         let mut segment = match recycled {
-            Some((segment, limit)) => {
-                self.open_limit = limit;
+            Some(segment) => {
+                self.open_limit = max;
                 segment
             }
             None => {
-                self.open_limit = next;
+                self.open_limit = self.next_limit();
                 let prealloc = if self.options.preallocate {
                     self.open_limit
                 } else {
