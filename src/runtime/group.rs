@@ -531,3 +531,7 @@ impl GroupDriver {
         self.shared.status.set_stopped();
     }
 }
+
+#[cfg(all(test, feature = "testing", not(madsim)))]
+#[path = "group_tests.rs"]
+mod tests;
