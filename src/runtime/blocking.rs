@@ -22,37 +22,6 @@ pub(crate) async fn run_blocking<R: Send + 'static>(
     }
 }
 
-/// Runs `job`, which blocks for a short while (an `fdatasync`), on this
-/// task's thread and returns its result; `Err` if it panicked. On tokio's
-/// multi-thread runtime the worker first hands its other tasks to another
-/// thread (`block_in_place`), so a slow disk still stalls only this task.
-/// Unlike [`run_blocking`], the task goes on on this thread when `job`
-/// returns: no wake-up back from a pool thread (measured at one client,
-/// tcp+disk: ~15 µs from the sync's end to the writer, now ~0.2 µs; the
-/// hand-off before `job` costs a wake-up either way). Through
-/// [`run_blocking`] on a current-thread runtime (which cannot hand its
-/// tasks off); inline under madsim.
-pub(crate) async fn run_blocking_in_place<R: Send + 'static>(
-    job: impl FnOnce() -> R + Send + 'static,
-) -> Result<R, String> {
-    #[cfg(not(madsim))]
-    {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        let multi_thread =
-            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-        if !multi_thread {
-            return run_blocking(job).await;
-        }
-        let job = std::panic::AssertUnwindSafe(job);
-        tokio::task::block_in_place(|| std::panic::catch_unwind(job))
-            .map_err(|_| "blocking storage call panicked".to_string())
-    }
-    #[cfg(madsim)]
-    {
-        Ok(job())
-    }
-}
-
 /// Runs `job` off the runtime's workers, on a background thread at a lower
 /// CPU priority (nice +10 on Linux), and returns its result; `Err` if it
 /// panicked. For long background work (a snapshot save streaming

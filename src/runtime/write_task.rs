@@ -3,9 +3,8 @@
 //! into one storage call (one sync), and completions go back to the group.
 //!
 //! Storage that may block (a disk) gets its own log writer task, and each
-//! batch's call runs through [`run_blocking_in_place`] (the worker's other
-//! tasks move to another thread first), so a slow sync stalls only this
-//! group. Storage that never blocks (memory) is called by the group
+//! batch's call runs through [`run_blocking`], so a slow sync stalls only
+//! this group. Storage that never blocks (memory) is called by the group
 //! task itself, in the wake-up that produced the batch: no hand-off to a
 //! writer task and back, so a memory group's write crosses no thread.
 
@@ -14,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::blocking::run_blocking_in_place;
+use super::blocking::run_blocking;
 use super::group_storage::GroupStorage;
 use super::metrics::GroupMetrics;
 use crate::storage::{Durable, StorageError, WriteOp};
@@ -148,14 +147,13 @@ fn entries_in(batch: &[WriteOp]) -> u64 {
         .sum()
 }
 
-/// One batch's storage call, on this task's thread once the worker's other
-/// tasks moved to another one. Gives the storage back unless the call
-/// panicked.
+/// One batch's storage call, off the runtime's workers. Gives the storage
+/// back unless the call panicked.
 async fn persist(
     mut storage: Box<dyn GroupStorage>,
     batch: Vec<WriteOp>,
 ) -> (Option<Box<dyn GroupStorage>>, WriteResult) {
-    let job = run_blocking_in_place(move || {
+    let job = run_blocking(move || {
         let result = storage.persist(batch).map_err(StorageError::from_failure);
         (storage, result)
     });
