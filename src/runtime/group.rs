@@ -388,22 +388,12 @@ impl GroupDriver {
     /// they release (acks, commits, applies) are performed in the same
     /// call. `Err` when storage failed: the group must stop.
     fn perform_actions(&mut self) -> Result<(), Error> {
-        let mut outbox = Vec::new();
         loop {
-            let writes = self.drain_actions(&mut outbox);
+            let writes = self.drain_actions();
             if writes.is_empty() {
-                self.send_all(&mut outbox);
                 return Ok(());
             }
-            let submitted = self.log.submit(writes);
-            // The messages that followed the write leave after it is handed
-            // over: tokio runs the task woken last first, so a peer's sender
-            // (woken here) writes a leader's appends to the network before
-            // the log writer hands its batch to the disk thread, not after
-            // (measured: the sender ran ~10 µs later, its follower got the
-            // append ~7 µs later).
-            self.send_all(&mut outbox);
-            match submitted {
+            match self.log.submit(writes) {
                 None => return Ok(()),
                 Some(Ok(done)) => self.on_persisted(done),
                 Some(Err(e)) => return Err(Error::Storage(e)),
@@ -411,17 +401,9 @@ impl GroupDriver {
         }
     }
 
-    /// Sends `outbox`'s messages in order, emptying it.
-    fn send_all(&self, outbox: &mut Vec<Message>) {
-        for m in outbox.drain(..) {
-            self.send(m);
-        }
-    }
-
-    /// Performs the core's pending actions but the messages that follow a
-    /// write, which go to `outbox` in order; returns the writes among them,
+    /// Performs the core's pending actions; returns the writes among them,
     /// in order, for one storage batch.
-    fn drain_actions(&mut self, outbox: &mut Vec<Message>) -> Vec<WriteOp> {
+    fn drain_actions(&mut self) -> Vec<WriteOp> {
         // Before any action leaves: a lease the input ended is revoked
         // before the message that ended it goes out, and the commit index
         // is raised before its entries reach the apply task.
@@ -429,11 +411,7 @@ impl GroupDriver {
         let mut writes = Vec::new();
         while let Some(action) = self.raft.poll_action() {
             match action {
-                // Messages that follow a write wait for its hand-off (see
-                // `perform_actions`); the others leave now, in order, so
-                // that an apply task woken after them runs first.
-                Action::Send(m) if writes.is_empty() => self.send(m),
-                Action::Send(m) => outbox.push(m),
+                Action::Send(m) => self.send(m),
                 Action::PersistHardState(hs) => writes.push(WriteOp::HardState(hs)),
                 Action::PersistEntries { entries } => writes.push(WriteOp::Entries(entries)),
                 Action::Apply { entries } => {
@@ -531,7 +509,3 @@ impl GroupDriver {
         self.shared.status.set_stopped();
     }
 }
-
-#[cfg(all(test, feature = "testing", not(madsim)))]
-#[path = "group_tests.rs"]
-mod tests;

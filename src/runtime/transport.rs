@@ -170,16 +170,6 @@ impl LocalNetwork {
             .insert(addr, router);
     }
 
-    /// The router registered at `addr`, to wrap in tests.
-    #[cfg(test)]
-    pub(crate) fn router(&self, addr: SocketAddr) -> Option<Router> {
-        self.routers
-            .lock()
-            .expect("network lock")
-            .get(&addr)
-            .cloned()
-    }
-
     pub(crate) fn unregister(&self, addr: SocketAddr) {
         self.routers.lock().expect("network lock").remove(&addr);
         self.file_handlers
