@@ -302,10 +302,12 @@ async fn storage_that_never_blocks_is_called_by_the_group_task() {
 }
 
 /// Memory storage whose `persist` panics once `armed` (a bug in storage
-/// code that runs in the group task).
+/// code that runs in the group task, or in the log writer task when it
+/// says it may block).
 struct PanickingStorage {
     inner: MemStorage,
     armed: Arc<std::sync::atomic::AtomicBool>,
+    may_block: bool,
 }
 
 impl GroupStorage for PanickingStorage {
@@ -326,7 +328,7 @@ impl GroupStorage for PanickingStorage {
     }
 
     fn persist_may_block(&self) -> bool {
-        false
+        self.may_block
     }
 }
 
@@ -335,6 +337,18 @@ impl GroupStorage for PanickingStorage {
 /// hears back and the group leaves the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_inline_storage_stops_its_group() {
+    a_panicking_storage_stops_its_group(false).await;
+}
+
+/// A storage call that panics in the log writer task (under
+/// `block_in_place`, on a multi-thread runtime) stops the group with a
+/// storage error too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_blocking_storage_stops_its_group() {
+    a_panicking_storage_stops_its_group(true).await;
+}
+
+async fn a_panicking_storage_stops_its_group(may_block: bool) {
     let server = servers(1).await.remove(0);
     let peers = BTreeMap::from([(NodeId(1), server.local_addr())]);
     let mut options = GroupOptions::new(GroupId(1), NodeId(1), peers);
@@ -343,6 +357,7 @@ async fn a_panicking_inline_storage_stops_its_group() {
     let storage = PanickingStorage {
         inner: MemStorage::new(),
         armed: Arc::clone(&armed),
+        may_block,
     };
     let record = Arc::new(Mutex::new(Record::default()));
     let node = server

@@ -32,6 +32,28 @@ pub(crate) fn fdatasync_p50(dir: &std::path::Path, samples: usize) -> Duration {
     p50(times)
 }
 
+/// p50 of 4 KiB writes each appended to a file that grows with them, each
+/// followed by `fdatasync`: what a log pays per batch when its segment is
+/// not preallocated (every sync also commits the new blocks and size).
+pub(crate) fn growing_fdatasync_p50(dir: &std::path::Path, samples: usize) -> Duration {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(dir.join("floor-growing"))
+        .expect("floor file");
+    file.sync_all().expect("sync");
+    let block = [0x5a_u8; 4096];
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let start = Instant::now();
+        file.write_all_at(&block, i as u64 * 4096).expect("write");
+        file.sync_data().expect("fdatasync");
+        times.push(start.elapsed());
+    }
+    p50(times)
+}
+
 /// p50 of a 16-byte ping-pong over loopback TCP (no delay on both ends).
 pub(crate) fn loopback_rtt_p50(samples: usize) -> Duration {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
