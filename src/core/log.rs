@@ -9,11 +9,26 @@
 //!                        persisted ≤ last_index; [unpersisted_from, last] not yet handed to disk
 //! ```
 //!
-//! The core keeps every entry since the compaction point in memory: it can
-//! build any AppendEntries without a disk read (no I/O inside the protocol),
-//! and snapshots bound the memory (the compaction point trails the newest
-//! snapshot by a margin, for slow followers). The storage layer holds the
-//! same entries durably; on restart the driver hands them back.
+//! The core keeps the entries since the compaction point in memory: it can
+//! build most AppendEntries without a disk read, and snapshots bound the
+//! memory (the compaction point trails the newest snapshot by a margin, for
+//! slow followers). The storage layer holds the same entries durably; on
+//! restart the driver hands them back.
+//!
+//! A snapshot cannot bound the memory while one is being saved, and a long
+//! save of a large state lets writes pile up. With `log_cache_bytes_max`
+//! (for storage that reads entries back) the log also *evicts*: once its
+//! entries take more than the bound, the oldest applied and durable ones
+//! leave memory, keeping only their terms
+//! ([`TermRuns`]); the hot tail stays. A leader then reads what a lagging
+//! peer needs below the eviction point back from its disk
+//! (`Action::LoadEntries`, `log_load.rs`).
+//!
+//! ```text
+//!   snapshot_last      evicted.through        applied      last_index
+//!        │  terms only      │   entries in memory  │              │
+//!  ──────┼──────────────────┼──────────────────────┴──────────────┤
+//! ```
 //!
 //! Entries leave the log in [`EntryBatch`]es. The log remembers the last
 //! batch it built or received (`recent`), and serves any range inside it
@@ -26,19 +41,33 @@ use std::collections::VecDeque;
 use super::entry::Entry;
 use super::entry_batch::EntryBatch;
 use super::ids::{LogId, LogIndex, Term};
+use super::log_terms::TermRuns;
 
 /// The replicated log as this node knows it.
 ///
-/// Invariants: entries are contiguous from `snapshot_last.index + 1` with
-/// non-decreasing terms not below `snapshot_last.term`; `applied <= committed
-/// <= last_index`; `persisted <= last_index`; `persisted < unpersisted_from
-/// <= last_index + 1`.
+/// Invariants: entries are contiguous from `evicted.through() + 1` with
+/// non-decreasing terms not below the evicted ones' and `snapshot_last.term`;
+/// `snapshot_last.index <= evicted.through() <= applied <= committed <=
+/// last_index` (only applied entries are evicted, so a suffix truncation,
+/// always above `committed`, never reaches them); `evicted.through() <=
+/// persisted` (only what the disk holds is evicted; a truncation pulls
+/// `persisted` back no lower than `committed`); `persisted <= last_index`;
+/// `persisted < unpersisted_from <= last_index + 1`; `cached_bytes` is the
+/// size of `entries`.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLog {
     /// The last entry compacted away (covered by a snapshot), `(0,0)` if none.
     snapshot_last: LogId,
-    /// Entries after `snapshot_last`, in order.
+    /// The terms of the entries evicted from memory, in
+    /// `(snapshot_last.index, evicted.through()]`.
+    evicted: TermRuns,
+    /// Entries after `evicted.through()`, in order.
     entries: VecDeque<Entry>,
+    /// The size of `entries` (`Entry::size_bytes` summed).
+    cached_bytes: u64,
+    /// Above this many bytes in `entries`, applied entries are evicted
+    /// (`u64::MAX`: never).
+    cache_bytes_max: u64,
     /// The highest index known to be committed.
     committed: LogIndex,
     /// The highest index handed out for applying.
@@ -69,6 +98,9 @@ impl RaftLog {
         let last = snapshot_last.index.plus(entries.len() as u64);
         RaftLog {
             snapshot_last,
+            evicted: TermRuns::empty_after(snapshot_last.index),
+            cached_bytes: entries.iter().map(Entry::size_bytes).sum(),
+            cache_bytes_max: u64::MAX,
             entries: entries.into(),
             committed: snapshot_last.index,
             applied: snapshot_last.index,
@@ -84,12 +116,36 @@ impl RaftLog {
         self.entries.back().map_or(self.snapshot_last, |e| e.id)
     }
 
+    /// Bounds the entries held in memory to about `bytes` (see the module
+    /// doc); `u64::MAX` keeps every entry. Only for storage that reads
+    /// entries back.
+    pub fn set_cache_bytes_max(&mut self, bytes: u64) {
+        self.cache_bytes_max = bytes;
+    }
+
+    /// The last evicted index: entries through it are on disk only (their
+    /// terms are known); `snapshot_last.index` when none is evicted.
+    pub fn evicted_through(&self) -> LogIndex {
+        self.evicted.through()
+    }
+
+    /// The first index whose entry is held in memory.
+    fn cached_from(&self) -> LogIndex {
+        self.evicted.through().next()
+    }
+
+    /// The bytes of the entries held in memory.
+    pub fn cached_bytes(&self) -> u64 {
+        self.cached_bytes
+    }
+
     /// The index of the last entry.
     pub fn last_index(&self) -> LogIndex {
         self.last_id().index
     }
 
-    /// The first index held in memory.
+    /// The first index after the compaction point (its entry may be
+    /// evicted: see [`evicted_through`](Self::evicted_through)).
     pub fn first_index(&self) -> LogIndex {
         self.snapshot_last.index.next()
     }
@@ -125,6 +181,9 @@ impl RaftLog {
         if index == self.snapshot_last.index {
             return Some(self.snapshot_last.term);
         }
+        if index <= self.evicted.through() {
+            return self.evicted.term_at(index);
+        }
         self.entry(index).map(|e| e.id.term)
     }
 
@@ -135,7 +194,7 @@ impl RaftLog {
 
     /// The entry at `index`, if held in memory.
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        let offset = index.0.checked_sub(self.first_index().0)?;
+        let offset = index.0.checked_sub(self.cached_from().0)?;
         self.entries.get(usize::try_from(offset).ok()?)
     }
 
@@ -177,9 +236,10 @@ impl RaftLog {
     }
 
     /// The offsets in `entries` of `[lo, hi)` cut to what the log holds,
-    /// `[start, end)`; `None` if that is empty or `lo` was compacted.
+    /// `[start, end)`; `None` if that is empty or `lo` was compacted or
+    /// evicted.
     fn offsets(&self, lo: LogIndex, hi: LogIndex) -> Option<(usize, usize)> {
-        let first = self.first_index().0;
+        let first = self.cached_from().0;
         let start = lo.0.max(first) - first;
         let end = hi.0.min(self.last_index().0 + 1).saturating_sub(first);
         if lo.0 < first || start >= end {
@@ -232,6 +292,7 @@ impl RaftLog {
     pub fn append(&mut self, entry: Entry) {
         debug_assert_eq!(entry.id.index, self.last_index().next());
         debug_assert!(entry.id.term >= self.last_id().term);
+        self.cached_bytes += entry.size_bytes();
         self.entries.push_back(entry);
     }
 
@@ -242,8 +303,14 @@ impl RaftLog {
     /// If `index` is committed: committed entries are never removed (§5.4).
     pub fn truncate_from(&mut self, index: LogIndex) {
         assert!(index > self.committed, "truncating committed entry {index}");
-        let keep = index.0 - self.first_index().0;
-        self.entries.truncate(keep as usize);
+        debug_assert!(
+            index > self.evicted.through(),
+            "evicted entries are applied"
+        );
+        let keep = (index.0 - self.cached_from().0) as usize;
+        let removed: u64 = self.entries.range(keep..).map(Entry::size_bytes).sum();
+        self.cached_bytes -= removed;
+        self.entries.truncate(keep);
         // New entries will take these indexes.
         self.forget_recent();
         self.persisted = self.persisted.min(index.prev());
@@ -256,24 +323,34 @@ impl RaftLog {
         let Some(term) = self.term_at(index) else {
             return index;
         };
+        if let Some((start, _)) = self.evicted.run_start(index) {
+            return start;
+        }
         let mut first = index;
-        while first > self.first_index() && self.term_at(first.prev()) == Some(term) {
+        while first > self.cached_from() && self.term_at(first.prev()) == Some(term) {
             first = first.prev();
         }
-        first
+        // The run may go on among the evicted entries: their runs know
+        // where it starts without a walk.
+        match self.evicted.run_start(first.prev()) {
+            Some((start, t)) if t == term => start,
+            _ => first,
+        }
     }
 
     /// The highest index at or below `index` whose term is at most `term`
     /// (the leader's side of fast backtracking), and its term.
     pub fn last_index_with_term_at_most(&self, index: LogIndex, term: Term) -> (LogIndex, Term) {
         let mut at = index.min(self.last_index());
-        loop {
+        while at > self.evicted.through() {
             match self.term_at(at) {
                 Some(t) if t <= term => return (at, t),
-                Some(_) if at > self.snapshot_last.index => at = at.prev(),
-                _ => return (self.snapshot_last.index, self.snapshot_last.term),
+                _ => at = at.prev(),
             }
         }
+        self.evicted
+            .last_at_most(at, term)
+            .unwrap_or((self.snapshot_last.index, self.snapshot_last.term))
     }
 
     /// Raises the commit index (never lowers it). Returns whether it moved.
@@ -348,12 +425,49 @@ impl RaftLog {
             return None;
         }
         let term = self.term_at(index)?;
-        let drop = index.0 - self.snapshot_last.index.0;
-        self.entries.drain(..drop as usize);
+        // The snapshot may end among the evicted entries (their terms go)
+        // or past them (held entries go too).
+        let drop = index.0.saturating_sub(self.evicted.through().0) as usize;
+        let dropped: u64 = self.entries.range(..drop).map(Entry::size_bytes).sum();
+        self.cached_bytes -= dropped;
+        self.entries.drain(..drop);
+        self.evicted.compact_to(index);
         // It may hold compacted entries; letting it go frees them.
         self.forget_recent();
         self.snapshot_last = LogId { term, index };
         Some(self.snapshot_last)
+    }
+
+    /// Evicts the oldest applied, durable entries from memory while the
+    /// entries held take more than the bound (see the module doc): the disk
+    /// can hand them back, and, committed, no truncation will ever remove
+    /// them. Returns whether any left.
+    pub fn evict_applied(&mut self) -> bool {
+        if self.cached_bytes <= self.cache_bytes_max {
+            return false;
+        }
+        let through = self.applied.min(self.persisted);
+        let mut evicted = false;
+        while self.cached_bytes > self.cache_bytes_max {
+            match self.entries.front() {
+                Some(front) if front.id.index <= through => {}
+                _ => break,
+            }
+            let entry = self.entries.pop_front().expect("front exists");
+            self.cached_bytes -= entry.size_bytes();
+            self.evicted.push(entry.id);
+            evicted = true;
+        }
+        // The recent batch would keep evicted payloads alive.
+        if evicted
+            && self
+                .recent
+                .first()
+                .is_some_and(|e| e.id.index <= self.evicted.through())
+        {
+            self.forget_recent();
+        }
+        evicted
     }
 
     /// Replaces the whole log with a snapshot point: an installed snapshot
@@ -361,6 +475,8 @@ impl RaftLog {
     /// and durable (in the snapshot).
     pub fn reset_to(&mut self, snapshot: LogId) {
         self.entries.clear();
+        self.cached_bytes = 0;
+        self.evicted = TermRuns::empty_after(snapshot.index);
         self.forget_recent();
         self.snapshot_last = snapshot;
         self.committed = snapshot.index;
@@ -369,7 +485,8 @@ impl RaftLog {
         self.unpersisted_from = snapshot.index.next();
     }
 
-    /// Entries in memory, oldest first (for invariant checks and status).
+    /// Entries in memory (after [`evicted_through`](Self::evicted_through)),
+    /// oldest first (for invariant checks and status).
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter()
     }

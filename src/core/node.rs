@@ -138,6 +138,8 @@ pub struct RaftNode {
     /// Leader: scratch for the peers one flush replicates to (kept to
     /// reuse its allocation; empty between flushes).
     pub(super) due_peers: Vec<NodeId>,
+    /// Leader: the id of the next `Action::LoadEntries` (`log_load.rs`).
+    pub(super) next_load_id: u64,
 }
 
 impl RaftNode {
@@ -152,6 +154,7 @@ impl RaftNode {
     ) -> Result<Self, OptionsError> {
         options.validate()?;
         let mut log = RaftLog::restore(initial.last_purged, initial.entries);
+        log.set_cache_bytes_max(options.log_cache_bytes_max.unwrap_or(u64::MAX));
         let mut log_reset = None;
         let mut configs = match &initial.snapshot {
             Some(snapshot) => {
@@ -217,6 +220,7 @@ impl RaftNode {
             quiet: false,
             busy_at: now,
             due_peers: Vec::new(),
+            next_load_id: 0,
             options,
         };
         if let Some(snapshot) = log_reset {
@@ -528,6 +532,7 @@ impl RaftNode {
         if self.installing.is_none() {
             self.apply_committed();
         }
+        self.log.evict_applied();
         if !self.reads.idle() {
             self.flush_reads();
         }

@@ -57,6 +57,12 @@ impl RaftNode {
                 // The entries this peer needs were compacted away.
                 return self.send_snapshot(peer) || sent;
             };
+            if p.next <= self.log.evicted_through() {
+                // Evicted from memory: read back from disk, sent when it
+                // arrives (`log_load.rs`).
+                self.request_load(peer);
+                return sent;
+            }
             let (entries, bytes) = self.log.slice(
                 p.next,
                 last.next(),
