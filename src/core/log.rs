@@ -113,7 +113,12 @@ impl RaftLog {
 
     /// The id of the last entry (or of the snapshot point when empty).
     pub fn last_id(&self) -> LogId {
-        self.entries.back().map_or(self.snapshot_last, |e| e.id)
+        match self.entries.back() {
+            Some(entry) => entry.id,
+            // Every entry evicted (or a suffix truncation took the ones
+            // held): the last evicted one, else the compaction point.
+            None => self.evicted.last_id().unwrap_or(self.snapshot_last),
+        }
     }
 
     /// Bounds the entries held in memory to about `bytes` (see the module
@@ -662,6 +667,65 @@ mod tests {
         let (entries, _) = log.slice(LogIndex(2), LogIndex(4), 9, u64::MAX);
         let terms: Vec<u64> = entries.iter().map(|e| e.id.term.0).collect();
         assert_eq!(terms, [2, 2], "the new entries, not the truncated ones");
+    }
+
+    /// Eviction drops the payloads of applied, durable entries only, and
+    /// every index keeps its term: log matching, the rejection hint and the
+    /// leader's backtracking answer as before.
+    #[test]
+    fn eviction_keeps_every_term_and_only_drops_applied_durable_entries() {
+        let mut log = log_of(&[1, 1, 2, 2, 2, 5, 5, 6]);
+        let one = log.entry(LogIndex(1)).unwrap().size_bytes();
+        log.set_cache_bytes_max(one * 2);
+        log.commit_to(LogIndex(7));
+        log.take_committed(6);
+        assert!(log.evict_applied());
+        assert_eq!(log.evicted_through(), LogIndex(6), "applied only");
+        assert_eq!(log.cached_bytes(), one * 2);
+        let terms: Vec<u64> = (1..=8)
+            .map(|i| log.term_at(LogIndex(i)).unwrap().0)
+            .collect();
+        assert_eq!(terms, [1, 1, 2, 2, 2, 5, 5, 6]);
+        assert!(log.matches(LogId::new(2, 4)) && !log.matches(LogId::new(3, 4)));
+        assert_eq!(log.first_index_of_term_at(LogIndex(4)), LogIndex(3));
+        assert_eq!(log.first_index_of_term_at(LogIndex(7)), LogIndex(6));
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(8), Term(4)),
+            (LogIndex(5), Term(2))
+        );
+        assert!(log.entry(LogIndex(6)).is_none() && log.entry(LogIndex(7)).is_some());
+        assert!(
+            log.slice(LogIndex(5), LogIndex(9), 9, u64::MAX)
+                .0
+                .is_empty()
+        );
+        assert_eq!(log.slice(LogIndex(7), LogIndex(9), 9, u64::MAX).0.len(), 2);
+        // A snapshot in the evicted range, then past it.
+        assert_eq!(log.compact_to(LogIndex(4)), Some(LogId::new(2, 4)));
+        assert_eq!(log.term_at(LogIndex(5)), Some(Term(2)));
+        assert_eq!(log.first_index_of_term_at(LogIndex(5)), LogIndex(5));
+        log.take_committed(9);
+        assert_eq!(log.compact_to(LogIndex(7)), Some(LogId::new(5, 7)));
+        assert_eq!(log.evicted_through(), LogIndex(7));
+        assert_eq!(log.cached_bytes(), one);
+        assert_eq!(log.last_id(), LogId::new(6, 8));
+    }
+
+    #[test]
+    fn a_log_with_every_entry_evicted_still_knows_its_last() {
+        let mut log = log_of(&[1, 1, 2]);
+        log.set_cache_bytes_max(0);
+        log.commit_to(LogIndex(3));
+        log.take_committed(9);
+        log.evict_applied();
+        assert_eq!(log.cached_bytes(), 0);
+        assert_eq!(log.last_id(), LogId::new(2, 3));
+        log.append(Entry {
+            id: LogId::new(3, 4),
+            payload: EntryPayload::Noop,
+        });
+        log.truncate_from(LogIndex(4));
+        assert_eq!(log.last_id(), LogId::new(2, 3), "after a truncation too");
     }
 
     #[test]

@@ -47,6 +47,15 @@ impl TermRuns {
         self.through = id.index;
     }
 
+    /// The id of the last covered entry, if any.
+    pub(super) fn last_id(&self) -> Option<LogId> {
+        let &(_, term) = self.runs.back()?;
+        Some(LogId {
+            term,
+            index: self.through,
+        })
+    }
+
     /// The position of the run holding `index`, if covered.
     fn run_of(&self, index: LogIndex) -> Option<usize> {
         let &(first, _) = self.runs.front()?;

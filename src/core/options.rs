@@ -71,7 +71,7 @@ pub struct RaftOptions {
     /// stay), and a peer that needs them is sent them read back from disk
     /// (`Action::LoadEntries`). `None` (the default): every entry since the
     /// compaction point stays in memory. Only for a driver whose storage
-    /// reads entries back; at least one entry always stays.
+    /// reads entries back.
     pub log_cache_bytes_max: Option<u64>,
 }
 
