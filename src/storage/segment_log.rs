@@ -225,16 +225,16 @@ impl SegmentLog {
         Ok(out)
     }
 
-    /// Entries from `lo` up to `hi` (exclusive), at most `count_max` of
-    /// them and, past the first, at most `bytes_max` bytes
+    /// Entries from `lo` up to `hi` (exclusive) or the last index, at most
+    /// `count_max` of them and, past the first, at most `bytes_max` bytes
     /// (`Entry::size_bytes`) in total: what a leader reads back for a peer
     /// whose entries left its memory. Every record's checksums are checked
     /// again (bytes rot on disk after recovery validated them).
     ///
     /// # Errors
     /// [`StorageError::Compacted`] when `lo` was purged,
-    /// [`StorageError::Unavailable`] past the last index (and for an empty
-    /// range), [`StorageError::Corruption`] for a record that fails its
+    /// [`StorageError::Unavailable`] when `lo` is past the last index (or
+    /// the range is empty), [`StorageError::Corruption`] for a record that fails its
     /// checks, [`StorageError::Io`] when the disk fails: never wrong bytes.
     pub fn read_range(
         &self,
@@ -243,12 +243,13 @@ impl SegmentLog {
         count_max: usize,
         bytes_max: u64,
     ) -> Result<Vec<Entry>> {
-        if lo >= hi || count_max == 0 {
+        let end = hi.0.min(self.last_index().0 + 1);
+        if lo.0 >= end || count_max == 0 {
             return Err(StorageError::Unavailable { index: lo });
         }
         let mut out = Vec::new();
         let mut bytes = 0;
-        for index in lo.0..hi.0 {
+        for index in lo.0..end {
             if out.len() == count_max {
                 break;
             }
