@@ -308,6 +308,7 @@ impl RaftNode {
             leader: self.leader,
             first_index: self.log.first_index(),
             last_log_id: self.log.last_id(),
+            evicted_through: self.log.evicted_through(),
             snapshot: self.snapshot.as_ref().map(|s| s.last_included),
             committed: self.log.committed(),
             applied: self.log.applied(),
