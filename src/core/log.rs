@@ -676,7 +676,7 @@ mod tests {
     fn eviction_keeps_every_term_and_only_drops_applied_durable_entries() {
         let mut log = log_of(&[1, 1, 2, 2, 2, 5, 5, 6]);
         let one = log.entry(LogIndex(1)).unwrap().size_bytes();
-        log.set_cache_bytes_max(one * 2);
+        log.set_cache_bytes_max(one);
         log.commit_to(LogIndex(7));
         log.take_committed(6);
         assert!(log.evict_applied());
