@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use harness::{Cluster, MS};
-use oar::core::{Entry, EntryPayload, LogId, Message, MessageBody, NodeId, RaftOptions};
+use oar::core::{
+    EntriesLoad, Entry, EntryPayload, LogId, Message, MessageBody, NodeId, RaftOptions,
+};
 
-/// Three nodes that keep no applied entry in memory.
-fn cluster() -> Cluster {
+/// Three nodes that keep no applied entry in memory, sending at most
+/// `append_entries_max` entries an append.
+fn cluster(append_entries_max: usize) -> Cluster {
     Cluster::with_options(3, |id| RaftOptions {
         log_cache_bytes_max: Some(0),
         compaction_margin: 0,
+        append_entries_max,
         ..harness::options(id, 7)
     })
 }
@@ -23,8 +27,8 @@ fn cluster() -> Cluster {
 /// A leader, a follower cut off while 20 entries committed (which the
 /// leader then evicted), and the leader's first load for it once the
 /// network heals (held, not answered).
-fn lagging_peer_with_a_load_pending() -> (Cluster, NodeId, NodeId) {
-    let mut c = cluster();
+fn lagging_peer_with_a_load_pending(append_entries_max: usize) -> (Cluster, NodeId, NodeId) {
+    let mut c = cluster(append_entries_max);
     let leader = c.elect();
     let lagging = (1..=3).map(NodeId).find(|&id| id != leader).unwrap();
     c.stabilize();
@@ -60,7 +64,7 @@ fn appends_to(c: &Cluster, to: NodeId) -> Vec<&Message> {
 
 #[test]
 fn a_lagging_peer_is_sent_its_evicted_entries_read_back_from_disk() {
-    let (mut c, leader, lagging) = lagging_peer_with_a_load_pending();
+    let (mut c, leader, lagging) = lagging_peer_with_a_load_pending(1024);
     let (from, load) = c.pending_loads[0].clone();
     assert_eq!((from, load.peer), (leader, lagging));
     assert_eq!(
@@ -89,11 +93,25 @@ fn a_lagging_peer_is_sent_its_evicted_entries_read_back_from_disk() {
     c.check_log_matching();
 }
 
-/// The peer's next entries went into a snapshot while its load was out:
-/// the peer is offered the snapshot, and the late answer is dropped.
+/// What the leader's disk holds for `load` now (a read that ran before
+/// anything else happened).
+fn read_now(c: &Cluster, leader: NodeId, load: &EntriesLoad) -> Vec<Entry> {
+    let node = &c.nodes[&leader];
+    let start = node.durable_last_purged.index.0 + 1;
+    let from = (load.lo.0 - start) as usize;
+    let to = (load.hi.0 - start) as usize;
+    node.durable_log[from..to.min(node.durable_log.len())].to_vec()
+}
+
+/// The peer's next entries went into a snapshot while its load was out
+/// (read before the compaction, answered after): the peer is offered the
+/// snapshot, and the late answer is dropped. (Two checks drop it: the
+/// peer no longer wants those entries, and their previous entry is gone.)
 #[test]
 fn a_load_answered_after_a_snapshot_made_it_obsolete_is_dropped() {
-    let (mut c, leader, lagging) = lagging_peer_with_a_load_pending();
+    let (mut c, leader, lagging) = lagging_peer_with_a_load_pending(1024);
+    let (_, load) = c.pending_loads.remove(0);
+    let read = read_now(&c, leader, &load);
     c.defer_installs = true;
     c.snapshot_now(leader).expect("a snapshot");
     let offered = c.run_until(5 * MS, Duration::from_secs(2), |c| {
@@ -101,18 +119,45 @@ fn a_load_answered_after_a_snapshot_made_it_obsolete_is_dropped() {
     });
     assert!(offered, "the peer is offered the snapshot");
     c.network.retain(|m| m.to != lagging);
-    c.complete_load(0);
+    c.call(leader, |raft, now| {
+        raft.handle_entries_loaded(now, load, read)
+    });
     assert!(
         appends_to(&c, lagging).is_empty(),
         "the late load is dropped"
     );
 }
 
+/// An answer delivered twice (or an old one) is not the load outstanding:
+/// it is dropped, and the one outstanding still counts. (Two checks drop
+/// it: its id, and the peer's next index having moved past it.)
+#[test]
+fn a_load_answered_twice_is_sent_once() {
+    let (mut c, leader, lagging) = lagging_peer_with_a_load_pending(4);
+    let (_, first) = c.pending_loads[0].clone();
+    let read = read_now(&c, leader, &first);
+    c.complete_load(0);
+    assert_eq!(appends_to(&c, lagging).len(), 1);
+    // The peer takes the entries; the leader asks for the next ones.
+    let asked = c.run_until(MS, Duration::from_secs(1), |c| !c.pending_loads.is_empty());
+    assert!(asked, "a second load");
+    c.network.retain(|m| m.to != lagging);
+    c.call(leader, |raft, now| {
+        raft.handle_entries_loaded(now, first, read)
+    });
+    assert!(
+        appends_to(&c, lagging).is_empty(),
+        "the duplicate is dropped"
+    );
+    c.complete_load(0);
+    assert_eq!(appends_to(&c, lagging).len(), 1, "the second load is sent");
+}
+
 /// Whatever a disk hands back is checked against the log's terms: a read
 /// that disagrees is never sent, and a later read is asked for.
 #[test]
 fn entries_read_back_that_contradict_the_log_are_never_sent() {
-    let (mut c, leader, lagging) = lagging_peer_with_a_load_pending();
+    let (mut c, leader, lagging) = lagging_peer_with_a_load_pending(1024);
     let (_, load) = c.pending_loads.remove(0);
     let forged = vec![Entry {
         id: LogId::new(99, load.lo.0),
