@@ -52,8 +52,8 @@ use super::log_terms::TermRuns;
 /// always above `committed`, never reaches them); `evicted.through() <=
 /// persisted` (only what the disk holds is evicted; a truncation pulls
 /// `persisted` back no lower than `committed`); `persisted <= last_index`;
-/// `persisted < unpersisted_from <= last_index + 1`; `cached_bytes` is the
-/// size of `entries`.
+/// `persisted < unpersisted_from <= last_index + 1`; with a bound,
+/// `cached_bytes` is the size of `entries`.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLog {
     /// The last entry compacted away (covered by a snapshot), `(0,0)` if none.
@@ -63,11 +63,13 @@ pub struct RaftLog {
     evicted: TermRuns,
     /// Entries after `evicted.through()`, in order.
     entries: VecDeque<Entry>,
-    /// The size of `entries` (`Entry::size_bytes` summed).
+    /// The size of `entries` (`Entry::size_bytes` summed), kept only with a
+    /// bound (0 without: sizing every entry would be wasted work on the
+    /// hot path).
     cached_bytes: u64,
     /// Above this many bytes in `entries`, applied entries are evicted
-    /// (`u64::MAX`: never).
-    cache_bytes_max: u64,
+    /// (`None`: never).
+    cache_bytes_max: Option<u64>,
     /// The highest index known to be committed.
     committed: LogIndex,
     /// The highest index handed out for applying.
@@ -99,8 +101,8 @@ impl RaftLog {
         RaftLog {
             snapshot_last,
             evicted: TermRuns::empty_after(snapshot_last.index),
-            cached_bytes: entries.iter().map(Entry::size_bytes).sum(),
-            cache_bytes_max: u64::MAX,
+            cached_bytes: 0,
+            cache_bytes_max: None,
             entries: entries.into(),
             committed: snapshot_last.index,
             applied: snapshot_last.index,
@@ -122,10 +124,22 @@ impl RaftLog {
     }
 
     /// Bounds the entries held in memory to about `bytes` (see the module
-    /// doc); `u64::MAX` keeps every entry. Only for storage that reads
+    /// doc); `None` keeps every entry. Only for storage that reads
     /// entries back.
-    pub fn set_cache_bytes_max(&mut self, bytes: u64) {
+    pub fn set_cache_bytes_max(&mut self, bytes: Option<u64>) {
         self.cache_bytes_max = bytes;
+        self.cached_bytes = match bytes {
+            Some(_) => self.entries.iter().map(Entry::size_bytes).sum(),
+            None => 0,
+        };
+    }
+
+    /// The size of `entries` in `range`, if kept (see `cached_bytes`).
+    fn bytes_of(&self, range: impl std::ops::RangeBounds<usize>) -> u64 {
+        match self.cache_bytes_max {
+            Some(_) => self.entries.range(range).map(Entry::size_bytes).sum(),
+            None => 0,
+        }
     }
 
     /// The last evicted index: entries through it are on disk only (their
@@ -139,7 +153,7 @@ impl RaftLog {
         self.evicted.through().next()
     }
 
-    /// The bytes of the entries held in memory.
+    /// The bytes of the entries held in memory (0 without a bound).
     pub fn cached_bytes(&self) -> u64 {
         self.cached_bytes
     }
@@ -182,22 +196,32 @@ impl RaftLog {
 
     /// The term of the entry at `index`; `None` if compacted (other than the
     /// snapshot point itself) or beyond the end.
+    #[inline]
     pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        // Inline for the common case, an entry held in memory.
+        if index > self.evicted.through() {
+            return self.entry(index).map(|e| e.id.term);
+        }
+        self.term_at_or_below_eviction(index)
+    }
+
+    /// `term_at` for the compaction point and the evicted entries.
+    #[cold]
+    fn term_at_or_below_eviction(&self, index: LogIndex) -> Option<Term> {
         if index == self.snapshot_last.index {
             return Some(self.snapshot_last.term);
         }
-        if index <= self.evicted.through() {
-            return self.evicted.term_at(index);
-        }
-        self.entry(index).map(|e| e.id.term)
+        self.evicted.term_at(index)
     }
 
     /// Whether the log holds `id` (the same term at that index).
+    #[inline]
     pub fn matches(&self, id: LogId) -> bool {
         self.term_at(id.index) == Some(id.term)
     }
 
     /// The entry at `index`, if held in memory.
+    #[inline]
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
         let offset = index.0.checked_sub(self.cached_from().0)?;
         self.entries.get(usize::try_from(offset).ok()?)
@@ -294,10 +318,13 @@ impl RaftLog {
     }
 
     /// Appends one entry at the end (leader side).
+    #[inline]
     pub fn append(&mut self, entry: Entry) {
         debug_assert_eq!(entry.id.index, self.last_index().next());
         debug_assert!(entry.id.term >= self.last_id().term);
-        self.cached_bytes += entry.size_bytes();
+        if self.cache_bytes_max.is_some() {
+            self.cached_bytes += entry.size_bytes();
+        }
         self.entries.push_back(entry);
     }
 
@@ -313,8 +340,7 @@ impl RaftLog {
             "evicted entries are applied"
         );
         let keep = (index.0 - self.cached_from().0) as usize;
-        let removed: u64 = self.entries.range(keep..).map(Entry::size_bytes).sum();
-        self.cached_bytes -= removed;
+        self.cached_bytes -= self.bytes_of(keep..);
         self.entries.truncate(keep);
         // New entries will take these indexes.
         self.forget_recent();
@@ -433,8 +459,7 @@ impl RaftLog {
         // The snapshot may end among the evicted entries (their terms go)
         // or past them (held entries go too).
         let drop = index.0.saturating_sub(self.evicted.through().0) as usize;
-        let dropped: u64 = self.entries.range(..drop).map(Entry::size_bytes).sum();
-        self.cached_bytes -= dropped;
+        self.cached_bytes -= self.bytes_of(..drop);
         self.entries.drain(..drop);
         self.evicted.compact_to(index);
         // It may hold compacted entries; letting it go frees them.
@@ -447,13 +472,20 @@ impl RaftLog {
     /// entries held take more than the bound (see the module doc): the disk
     /// can hand them back, and, committed, no truncation will ever remove
     /// them. Returns whether any left.
+    #[inline]
     pub fn evict_applied(&mut self) -> bool {
-        if self.cached_bytes <= self.cache_bytes_max {
-            return false;
+        // Checked inline: called for every apply batch, it rarely has work.
+        match self.cache_bytes_max {
+            Some(max) if self.cached_bytes > max => self.evict_over_bound(max),
+            _ => false,
         }
+    }
+
+    #[cold]
+    fn evict_over_bound(&mut self, max: u64) -> bool {
         let through = self.applied.min(self.persisted);
         let mut evicted = false;
-        while self.cached_bytes > self.cache_bytes_max {
+        while self.cached_bytes > max {
             match self.entries.front() {
                 Some(front) if front.id.index <= through => {}
                 _ => break,
@@ -676,7 +708,7 @@ mod tests {
     fn eviction_keeps_every_term_and_only_drops_applied_durable_entries() {
         let mut log = log_of(&[1, 1, 2, 2, 2, 5, 5, 6]);
         let one = log.entry(LogIndex(1)).unwrap().size_bytes();
-        log.set_cache_bytes_max(one);
+        log.set_cache_bytes_max(Some(one));
         log.commit_to(LogIndex(7));
         log.take_committed(6);
         assert!(log.evict_applied());
@@ -714,7 +746,7 @@ mod tests {
     #[test]
     fn a_log_with_every_entry_evicted_still_knows_its_last() {
         let mut log = log_of(&[1, 1, 2]);
-        log.set_cache_bytes_max(0);
+        log.set_cache_bytes_max(Some(0));
         log.commit_to(LogIndex(3));
         log.take_committed(9);
         log.evict_applied();

@@ -59,6 +59,8 @@ impl RaftNode {
     /// Leader: asks the driver for `peer`'s next entries, which were
     /// evicted from memory, unless a load for it is outstanding or just
     /// failed. Nothing is sent meanwhile.
+    // Cold: out of `send_appends`, which runs for every entry.
+    #[cold]
     pub(super) fn request_load(&mut self, peer: NodeId) {
         let hi = self.log.evicted_through().next();
         let RoleState::Leader { progress } = &mut self.role else {

@@ -154,7 +154,7 @@ impl RaftNode {
     ) -> Result<Self, OptionsError> {
         options.validate()?;
         let mut log = RaftLog::restore(initial.last_purged, initial.entries);
-        log.set_cache_bytes_max(options.log_cache_bytes_max.unwrap_or(u64::MAX));
+        log.set_cache_bytes_max(options.log_cache_bytes_max);
         let mut log_reset = None;
         let mut configs = match &initial.snapshot {
             Some(snapshot) => {
@@ -533,7 +533,6 @@ impl RaftNode {
         if self.installing.is_none() {
             self.apply_committed();
         }
-        self.log.evict_applied();
         if !self.reads.idle() {
             self.flush_reads();
         }
@@ -545,6 +544,9 @@ impl RaftNode {
             if entries.is_empty() {
                 return;
             }
+            // Applying is what makes entries evictable (after a snapshot's
+            // skip, they go with the next batch).
+            self.log.evict_applied();
             let log_reads = !self.reads.idle();
             for entry in &entries {
                 self.resolve_proposal(entry.id);
