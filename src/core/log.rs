@@ -215,7 +215,6 @@ impl RaftLog {
     }
 
     /// Whether the log holds `id` (the same term at that index).
-    #[inline]
     pub fn matches(&self, id: LogId) -> bool {
         self.term_at(id.index) == Some(id.term)
     }
