@@ -220,7 +220,6 @@ impl RaftLog {
     }
 
     /// The entry at `index`, if held in memory.
-    #[inline]
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
         let offset = index.0.checked_sub(self.cached_from().0)?;
         self.entries.get(usize::try_from(offset).ok()?)
