@@ -115,7 +115,7 @@ fn a_load_answered_after_a_snapshot_made_it_obsolete_is_dropped() {
     c.defer_installs = true;
     c.snapshot_now(leader).expect("a snapshot");
     let offered = c.run_until(5 * MS, Duration::from_secs(2), |c| {
-        c.sent.get("install_snapshot").is_some()
+        c.sent.contains_key("install_snapshot")
     });
     assert!(offered, "the peer is offered the snapshot");
     c.network.retain(|m| m.to != lagging);

@@ -5,7 +5,6 @@
 mod runtime;
 
 use std::path::Path;
-use std::time::Duration;
 
 use bytes::Bytes;
 use oar::core::{NodeId, RaftOptions};
