@@ -83,6 +83,11 @@ struct Shape {
     /// group commit) instead of one log per group member.
     #[arg(long)]
     shared_log: bool,
+    /// Bound every member's in-memory log to this many bytes
+    /// (`RaftOptions::log_cache_bytes_max`): a few KiB make leaders read
+    /// a lagging peer's entries back from disk all the time.
+    #[arg(long)]
+    log_cache_bytes: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -172,6 +177,7 @@ fn options(seed: u64, shape: &Shape) -> SimOptions {
             .map_or(defaults.session_expiry, Duration::from_millis),
         raft: oar::core::RaftOptions {
             quiesce_after: shape.quiesce_after_ms.map(Duration::from_millis),
+            log_cache_bytes_max: shape.log_cache_bytes,
             ..defaults.raft
         },
         disk_state_machine: shape.disk_state_machine,
@@ -184,7 +190,7 @@ fn options(seed: u64, shape: &Shape) -> SimOptions {
 /// that it can be edited (a kind set to 0 to see whether it matters).
 fn replay_command(options: &SimOptions, shape: &Shape) -> String {
     format!(
-        "cargo simrun -p oar-sim -- run --seed {} --nodes {}{} --faults {} --clients {} --fault-secs {} --weights {}{}{}{}{}{} --trace trace.jsonl --history history.jsonl",
+        "cargo simrun -p oar-sim -- run --seed {} --nodes {}{} --faults {} --clients {} --fault-secs {} --weights {}{}{}{}{}{}{} --trace trace.jsonl --history history.jsonl",
         options.seed,
         shape.nodes,
         match shape.groups {
@@ -218,6 +224,10 @@ fn replay_command(options: &SimOptions, shape: &Shape) -> String {
         } else {
             ""
         },
+        shape
+            .log_cache_bytes
+            .map(|bytes| format!(" --log-cache-bytes {bytes}"))
+            .unwrap_or_default(),
     )
 }
 
@@ -532,5 +542,14 @@ mod tests {
         assert!(on.shared_log);
         assert!(replay_command(&on, &shape).contains(" --shared-log"));
         assert!(!options(1, &shape_of(&[])).shared_log);
+    }
+
+    #[test]
+    fn the_log_cache_flag_reaches_the_options_and_the_replay_command() {
+        let shape = shape_of(&["--log-cache-bytes", "4096"]);
+        let on = options(1, &shape);
+        assert_eq!(on.raft.log_cache_bytes_max, Some(4096));
+        assert!(replay_command(&on, &shape).contains(" --log-cache-bytes 4096"));
+        assert_eq!(options(1, &shape_of(&[])).raft.log_cache_bytes_max, None);
     }
 }

@@ -321,4 +321,15 @@ impl oar::runtime::GroupStorage for SlowDisk {
     fn snapshots(&self) -> std::sync::Arc<dyn oar::runtime::SnapshotStorage> {
         self.inner.snapshots()
     }
+
+    fn reads_entries(&self) -> bool {
+        self.inner.reads_entries()
+    }
+
+    fn read_entries(
+        &mut self,
+        load: &oar::core::EntriesLoad,
+    ) -> Result<Vec<oar::core::Entry>, oar::runtime::StorageFailure> {
+        self.inner.read_entries(load)
+    }
 }

@@ -2,7 +2,7 @@
 //! turn a protocol bug into an immediate, local panic instead of a wrong
 //! answer much later (TigerBeetle's assertion discipline).
 
-use super::ids::LogIndex;
+use super::ids::{LogId, LogIndex};
 use super::node::{RaftNode, RoleState};
 
 /// Panics if the node's state breaks one of the documented invariants.
@@ -19,12 +19,22 @@ pub(super) fn check(node: &RaftNode) {
     // Only the tail changes between inputs: walking the whole log each
     // time would make long debug runs quadratic.
     const TAIL: u64 = 64;
-    let tail_from = last.0.saturating_sub(TAIL).max(log.snapshot_last().index.0);
+    let evicted = log.evicted_through();
+    assert!(
+        log.snapshot_last().index <= evicted
+            && evicted <= log.applied()
+            && evicted <= log.persisted(),
+        "evicted entries not applied or not durable"
+    );
+    let tail_from = last.0.saturating_sub(TAIL).max(evicted.0);
     let mut prev = match log.entry(LogIndex(tail_from)) {
         Some(entry) => entry.id,
-        None => log.snapshot_last(),
+        None => LogId {
+            index: evicted,
+            term: log.term_at(evicted).expect("the evicted terms are known"),
+        },
     };
-    let skip = (tail_from - log.snapshot_last().index.0) as usize;
+    let skip = (tail_from - evicted.0) as usize;
     for entry in log.iter().skip(skip) {
         assert_eq!(entry.id.index, prev.index.next(), "log not contiguous");
         assert!(

@@ -9,11 +9,26 @@
 //!                        persisted ≤ last_index; [unpersisted_from, last] not yet handed to disk
 //! ```
 //!
-//! The core keeps every entry since the compaction point in memory: it can
-//! build any AppendEntries without a disk read (no I/O inside the protocol),
-//! and snapshots bound the memory (the compaction point trails the newest
-//! snapshot by a margin, for slow followers). The storage layer holds the
-//! same entries durably; on restart the driver hands them back.
+//! The core keeps the entries since the compaction point in memory: it can
+//! build most AppendEntries without a disk read, and snapshots bound the
+//! memory (the compaction point trails the newest snapshot by a margin, for
+//! slow followers). The storage layer holds the same entries durably; on
+//! restart the driver hands them back.
+//!
+//! A snapshot cannot bound the memory while one is being saved, and a long
+//! save of a large state lets writes pile up. With `log_cache_bytes_max`
+//! (for storage that reads entries back) the log also *evicts*: once its
+//! entries take more than the bound, the oldest applied and durable ones
+//! leave memory, keeping only their terms
+//! ([`TermRuns`]); the hot tail stays. A leader then reads what a lagging
+//! peer needs below the eviction point back from its disk
+//! (`Action::LoadEntries`, `log_load.rs`).
+//!
+//! ```text
+//!   snapshot_last      evicted.through        applied      last_index
+//!        │  terms only      │   entries in memory  │              │
+//!  ──────┼──────────────────┼──────────────────────┴──────────────┤
+//! ```
 //!
 //! Entries leave the log in [`EntryBatch`]es. The log remembers the last
 //! batch it built or received (`recent`), and serves any range inside it
@@ -26,19 +41,35 @@ use std::collections::VecDeque;
 use super::entry::Entry;
 use super::entry_batch::EntryBatch;
 use super::ids::{LogId, LogIndex, Term};
+use super::log_terms::TermRuns;
 
 /// The replicated log as this node knows it.
 ///
-/// Invariants: entries are contiguous from `snapshot_last.index + 1` with
-/// non-decreasing terms not below `snapshot_last.term`; `applied <= committed
-/// <= last_index`; `persisted <= last_index`; `persisted < unpersisted_from
-/// <= last_index + 1`.
+/// Invariants: entries are contiguous from `evicted.through() + 1` with
+/// non-decreasing terms not below the evicted ones' and `snapshot_last.term`;
+/// `snapshot_last.index <= evicted.through() <= applied <= committed <=
+/// last_index` (only applied entries are evicted, so a suffix truncation,
+/// always above `committed`, never reaches them); `evicted.through() <=
+/// persisted` (only what the disk holds is evicted; a truncation pulls
+/// `persisted` back no lower than `committed`); `persisted <= last_index`;
+/// `persisted < unpersisted_from <= last_index + 1`; with a bound,
+/// `cached_bytes` is the size of `entries`.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLog {
     /// The last entry compacted away (covered by a snapshot), `(0,0)` if none.
     snapshot_last: LogId,
-    /// Entries after `snapshot_last`, in order.
+    /// The terms of the entries evicted from memory, in
+    /// `(snapshot_last.index, evicted.through()]`.
+    evicted: TermRuns,
+    /// Entries after `evicted.through()`, in order.
     entries: VecDeque<Entry>,
+    /// The size of `entries` (`Entry::size_bytes` summed), kept only with a
+    /// bound (0 without: sizing every entry would be wasted work on the
+    /// hot path).
+    cached_bytes: u64,
+    /// Above this many bytes in `entries`, applied entries are evicted
+    /// (`None`: never).
+    cache_bytes_max: Option<u64>,
     /// The highest index known to be committed.
     committed: LogIndex,
     /// The highest index handed out for applying.
@@ -69,6 +100,9 @@ impl RaftLog {
         let last = snapshot_last.index.plus(entries.len() as u64);
         RaftLog {
             snapshot_last,
+            evicted: TermRuns::empty_after(snapshot_last.index),
+            cached_bytes: 0,
+            cache_bytes_max: None,
             entries: entries.into(),
             committed: snapshot_last.index,
             applied: snapshot_last.index,
@@ -81,7 +115,47 @@ impl RaftLog {
 
     /// The id of the last entry (or of the snapshot point when empty).
     pub fn last_id(&self) -> LogId {
-        self.entries.back().map_or(self.snapshot_last, |e| e.id)
+        match self.entries.back() {
+            Some(entry) => entry.id,
+            // Every entry evicted (or a suffix truncation took the ones
+            // held): the last evicted one, else the compaction point.
+            None => self.evicted.last_id().unwrap_or(self.snapshot_last),
+        }
+    }
+
+    /// Bounds the entries held in memory to about `bytes` (see the module
+    /// doc); `None` keeps every entry. Only for storage that reads
+    /// entries back.
+    pub fn set_cache_bytes_max(&mut self, bytes: Option<u64>) {
+        self.cache_bytes_max = bytes;
+        self.cached_bytes = match bytes {
+            Some(_) => self.entries.iter().map(Entry::size_bytes).sum(),
+            None => 0,
+        };
+    }
+
+    /// The size of `entries` in `range`, if kept (see `cached_bytes`).
+    fn bytes_of(&self, range: impl std::ops::RangeBounds<usize>) -> u64 {
+        match self.cache_bytes_max {
+            Some(_) => self.entries.range(range).map(Entry::size_bytes).sum(),
+            None => 0,
+        }
+    }
+
+    /// The last evicted index: entries through it are on disk only (their
+    /// terms are known); `snapshot_last.index` when none is evicted.
+    pub fn evicted_through(&self) -> LogIndex {
+        self.evicted.through()
+    }
+
+    /// The first index whose entry is held in memory.
+    fn cached_from(&self) -> LogIndex {
+        self.evicted.through().next()
+    }
+
+    /// The bytes of the entries held in memory (0 without a bound).
+    pub fn cached_bytes(&self) -> u64 {
+        self.cached_bytes
     }
 
     /// The index of the last entry.
@@ -89,7 +163,8 @@ impl RaftLog {
         self.last_id().index
     }
 
-    /// The first index held in memory.
+    /// The first index after the compaction point (its entry may be
+    /// evicted: see [`evicted_through`](Self::evicted_through)).
     pub fn first_index(&self) -> LogIndex {
         self.snapshot_last.index.next()
     }
@@ -121,11 +196,22 @@ impl RaftLog {
 
     /// The term of the entry at `index`; `None` if compacted (other than the
     /// snapshot point itself) or beyond the end.
+    #[inline]
     pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        // Inline for the common case, an entry held in memory.
+        if index > self.evicted.through() {
+            return self.entry(index).map(|e| e.id.term);
+        }
+        self.term_at_or_below_eviction(index)
+    }
+
+    /// `term_at` for the compaction point and the evicted entries.
+    #[cold]
+    fn term_at_or_below_eviction(&self, index: LogIndex) -> Option<Term> {
         if index == self.snapshot_last.index {
             return Some(self.snapshot_last.term);
         }
-        self.entry(index).map(|e| e.id.term)
+        self.evicted.term_at(index)
     }
 
     /// Whether the log holds `id` (the same term at that index).
@@ -135,7 +221,7 @@ impl RaftLog {
 
     /// The entry at `index`, if held in memory.
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        let offset = index.0.checked_sub(self.first_index().0)?;
+        let offset = index.0.checked_sub(self.cached_from().0)?;
         self.entries.get(usize::try_from(offset).ok()?)
     }
 
@@ -177,9 +263,10 @@ impl RaftLog {
     }
 
     /// The offsets in `entries` of `[lo, hi)` cut to what the log holds,
-    /// `[start, end)`; `None` if that is empty or `lo` was compacted.
+    /// `[start, end)`; `None` if that is empty or `lo` was compacted or
+    /// evicted.
     fn offsets(&self, lo: LogIndex, hi: LogIndex) -> Option<(usize, usize)> {
-        let first = self.first_index().0;
+        let first = self.cached_from().0;
         let start = lo.0.max(first) - first;
         let end = hi.0.min(self.last_index().0 + 1).saturating_sub(first);
         if lo.0 < first || start >= end {
@@ -229,9 +316,13 @@ impl RaftLog {
     }
 
     /// Appends one entry at the end (leader side).
+    #[inline]
     pub fn append(&mut self, entry: Entry) {
         debug_assert_eq!(entry.id.index, self.last_index().next());
         debug_assert!(entry.id.term >= self.last_id().term);
+        if self.cache_bytes_max.is_some() {
+            self.cached_bytes += entry.size_bytes();
+        }
         self.entries.push_back(entry);
     }
 
@@ -242,8 +333,13 @@ impl RaftLog {
     /// If `index` is committed: committed entries are never removed (§5.4).
     pub fn truncate_from(&mut self, index: LogIndex) {
         assert!(index > self.committed, "truncating committed entry {index}");
-        let keep = index.0 - self.first_index().0;
-        self.entries.truncate(keep as usize);
+        debug_assert!(
+            index > self.evicted.through(),
+            "evicted entries are applied"
+        );
+        let keep = (index.0 - self.cached_from().0) as usize;
+        self.cached_bytes -= self.bytes_of(keep..);
+        self.entries.truncate(keep);
         // New entries will take these indexes.
         self.forget_recent();
         self.persisted = self.persisted.min(index.prev());
@@ -256,24 +352,34 @@ impl RaftLog {
         let Some(term) = self.term_at(index) else {
             return index;
         };
+        if let Some((start, _)) = self.evicted.run_start(index) {
+            return start;
+        }
         let mut first = index;
-        while first > self.first_index() && self.term_at(first.prev()) == Some(term) {
+        while first > self.cached_from() && self.term_at(first.prev()) == Some(term) {
             first = first.prev();
         }
-        first
+        // The run may go on among the evicted entries: their runs know
+        // where it starts without a walk.
+        match self.evicted.run_start(first.prev()) {
+            Some((start, t)) if t == term => start,
+            _ => first,
+        }
     }
 
     /// The highest index at or below `index` whose term is at most `term`
     /// (the leader's side of fast backtracking), and its term.
     pub fn last_index_with_term_at_most(&self, index: LogIndex, term: Term) -> (LogIndex, Term) {
         let mut at = index.min(self.last_index());
-        loop {
+        while at > self.evicted.through() {
             match self.term_at(at) {
                 Some(t) if t <= term => return (at, t),
-                Some(_) if at > self.snapshot_last.index => at = at.prev(),
-                _ => return (self.snapshot_last.index, self.snapshot_last.term),
+                _ => at = at.prev(),
             }
         }
+        self.evicted
+            .last_at_most(at, term)
+            .unwrap_or((self.snapshot_last.index, self.snapshot_last.term))
     }
 
     /// Raises the commit index (never lowers it). Returns whether it moved.
@@ -348,12 +454,55 @@ impl RaftLog {
             return None;
         }
         let term = self.term_at(index)?;
-        let drop = index.0 - self.snapshot_last.index.0;
-        self.entries.drain(..drop as usize);
+        // The snapshot may end among the evicted entries (their terms go)
+        // or past them (held entries go too).
+        let drop = index.0.saturating_sub(self.evicted.through().0) as usize;
+        self.cached_bytes -= self.bytes_of(..drop);
+        self.entries.drain(..drop);
+        self.evicted.compact_to(index);
         // It may hold compacted entries; letting it go frees them.
         self.forget_recent();
         self.snapshot_last = LogId { term, index };
         Some(self.snapshot_last)
+    }
+
+    /// Evicts the oldest applied, durable entries from memory while the
+    /// entries held take more than the bound (see the module doc): the disk
+    /// can hand them back, and, committed, no truncation will ever remove
+    /// them. Returns whether any left.
+    #[inline]
+    pub fn evict_applied(&mut self) -> bool {
+        // Checked inline: called for every apply batch, it rarely has work.
+        match self.cache_bytes_max {
+            Some(max) if self.cached_bytes > max => self.evict_over_bound(max),
+            _ => false,
+        }
+    }
+
+    #[cold]
+    fn evict_over_bound(&mut self, max: u64) -> bool {
+        let through = self.applied.min(self.persisted);
+        let mut evicted = false;
+        while self.cached_bytes > max {
+            match self.entries.front() {
+                Some(front) if front.id.index <= through => {}
+                _ => break,
+            }
+            let entry = self.entries.pop_front().expect("front exists");
+            self.cached_bytes -= entry.size_bytes();
+            self.evicted.push(entry.id);
+            evicted = true;
+        }
+        // The recent batch would keep evicted payloads alive.
+        if evicted
+            && self
+                .recent
+                .first()
+                .is_some_and(|e| e.id.index <= self.evicted.through())
+        {
+            self.forget_recent();
+        }
+        evicted
     }
 
     /// Replaces the whole log with a snapshot point: an installed snapshot
@@ -361,6 +510,8 @@ impl RaftLog {
     /// and durable (in the snapshot).
     pub fn reset_to(&mut self, snapshot: LogId) {
         self.entries.clear();
+        self.cached_bytes = 0;
+        self.evicted = TermRuns::empty_after(snapshot.index);
         self.forget_recent();
         self.snapshot_last = snapshot;
         self.committed = snapshot.index;
@@ -369,7 +520,8 @@ impl RaftLog {
         self.unpersisted_from = snapshot.index.next();
     }
 
-    /// Entries in memory, oldest first (for invariant checks and status).
+    /// Entries in memory (after [`evicted_through`](Self::evicted_through)),
+    /// oldest first (for invariant checks and status).
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter()
     }
@@ -545,6 +697,65 @@ mod tests {
         let (entries, _) = log.slice(LogIndex(2), LogIndex(4), 9, u64::MAX);
         let terms: Vec<u64> = entries.iter().map(|e| e.id.term.0).collect();
         assert_eq!(terms, [2, 2], "the new entries, not the truncated ones");
+    }
+
+    /// Eviction drops the payloads of applied, durable entries only, and
+    /// every index keeps its term: log matching, the rejection hint and the
+    /// leader's backtracking answer as before.
+    #[test]
+    fn eviction_keeps_every_term_and_only_drops_applied_durable_entries() {
+        let mut log = log_of(&[1, 1, 2, 2, 2, 5, 5, 6]);
+        let one = log.entry(LogIndex(1)).unwrap().size_bytes();
+        log.set_cache_bytes_max(Some(one));
+        log.commit_to(LogIndex(7));
+        log.take_committed(6);
+        assert!(log.evict_applied());
+        assert_eq!(log.evicted_through(), LogIndex(6), "applied only");
+        assert_eq!(log.cached_bytes(), one * 2);
+        let terms: Vec<u64> = (1..=8)
+            .map(|i| log.term_at(LogIndex(i)).unwrap().0)
+            .collect();
+        assert_eq!(terms, [1, 1, 2, 2, 2, 5, 5, 6]);
+        assert!(log.matches(LogId::new(2, 4)) && !log.matches(LogId::new(3, 4)));
+        assert_eq!(log.first_index_of_term_at(LogIndex(4)), LogIndex(3));
+        assert_eq!(log.first_index_of_term_at(LogIndex(7)), LogIndex(6));
+        assert_eq!(
+            log.last_index_with_term_at_most(LogIndex(8), Term(4)),
+            (LogIndex(5), Term(2))
+        );
+        assert!(log.entry(LogIndex(6)).is_none() && log.entry(LogIndex(7)).is_some());
+        assert!(
+            log.slice(LogIndex(5), LogIndex(9), 9, u64::MAX)
+                .0
+                .is_empty()
+        );
+        assert_eq!(log.slice(LogIndex(7), LogIndex(9), 9, u64::MAX).0.len(), 2);
+        // A snapshot in the evicted range, then past it.
+        assert_eq!(log.compact_to(LogIndex(4)), Some(LogId::new(2, 4)));
+        assert_eq!(log.term_at(LogIndex(5)), Some(Term(2)));
+        assert_eq!(log.first_index_of_term_at(LogIndex(5)), LogIndex(5));
+        log.take_committed(9);
+        assert_eq!(log.compact_to(LogIndex(7)), Some(LogId::new(5, 7)));
+        assert_eq!(log.evicted_through(), LogIndex(7));
+        assert_eq!(log.cached_bytes(), one);
+        assert_eq!(log.last_id(), LogId::new(6, 8));
+    }
+
+    #[test]
+    fn a_log_with_every_entry_evicted_still_knows_its_last() {
+        let mut log = log_of(&[1, 1, 2]);
+        log.set_cache_bytes_max(Some(0));
+        log.commit_to(LogIndex(3));
+        log.take_committed(9);
+        log.evict_applied();
+        assert_eq!(log.cached_bytes(), 0);
+        assert_eq!(log.last_id(), LogId::new(2, 3));
+        log.append(Entry {
+            id: LogId::new(3, 4),
+            payload: EntryPayload::Noop,
+        });
+        log.truncate_from(LogIndex(4));
+        assert_eq!(log.last_id(), LogId::new(2, 3), "after a truncation too");
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub mod input;
 #[cfg(any(debug_assertions, feature = "invariants"))]
 mod invariants;
 pub mod log;
+pub mod log_load;
+mod log_terms;
 pub mod membership;
 mod membership_change;
 pub mod message;
@@ -57,6 +59,7 @@ pub use error::{
 };
 pub use ids::{LogId, LogIndex, NodeId, Term};
 pub use input::Event;
+pub use log_load::EntriesLoad;
 pub use membership::Membership;
 pub use message::{
     AppendRequest, AppendResponse, Heartbeat, Message, MessageBody, ReadIndexRequest,

@@ -138,6 +138,8 @@ pub struct RaftNode {
     /// Leader: scratch for the peers one flush replicates to (kept to
     /// reuse its allocation; empty between flushes).
     pub(super) due_peers: Vec<NodeId>,
+    /// Leader: the id of the next `Action::LoadEntries` (`log_load.rs`).
+    pub(super) next_load_id: u64,
 }
 
 impl RaftNode {
@@ -152,6 +154,7 @@ impl RaftNode {
     ) -> Result<Self, OptionsError> {
         options.validate()?;
         let mut log = RaftLog::restore(initial.last_purged, initial.entries);
+        log.set_cache_bytes_max(options.log_cache_bytes_max);
         let mut log_reset = None;
         let mut configs = match &initial.snapshot {
             Some(snapshot) => {
@@ -217,6 +220,7 @@ impl RaftNode {
             quiet: false,
             busy_at: now,
             due_peers: Vec::new(),
+            next_load_id: 0,
             options,
         };
         if let Some(snapshot) = log_reset {
@@ -304,6 +308,7 @@ impl RaftNode {
             leader: self.leader,
             first_index: self.log.first_index(),
             last_log_id: self.log.last_id(),
+            evicted_through: self.log.evicted_through(),
             snapshot: self.snapshot.as_ref().map(|s| s.last_included),
             committed: self.log.committed(),
             applied: self.log.applied(),
@@ -539,6 +544,9 @@ impl RaftNode {
             if entries.is_empty() {
                 return;
             }
+            // Applying is what makes entries evictable (after a snapshot's
+            // skip, they go with the next batch).
+            self.log.evict_applied();
             let log_reads = !self.reads.idle();
             for entry in &entries {
                 self.resolve_proposal(entry.id);

@@ -66,6 +66,13 @@ pub struct RaftOptions {
     /// driver that reports unreachable peers, or a quiet group never
     /// notices its leader's death.
     pub quiesce_after: Option<Duration>,
+    /// Bounds the log entries held in memory to about this many bytes:
+    /// beyond it the oldest applied entries leave memory (their terms
+    /// stay), and a peer that needs them is sent them read back from disk
+    /// (`Action::LoadEntries`). `None` (the default): every entry since the
+    /// compaction point stays in memory. Only for a driver whose storage
+    /// reads entries back.
+    pub log_cache_bytes_max: Option<u64>,
 }
 
 impl Default for RaftOptions {
@@ -89,6 +96,7 @@ impl Default for RaftOptions {
             max_clock_drift: Duration::from_millis(100),
             read_pending_max: 1 << 16,
             quiesce_after: None,
+            log_cache_bytes_max: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use super::entry::HardState;
 use super::entry_batch::EntryBatch;
 use super::error::{ProposalLost, ReadFailure};
 use super::ids::{LogId, LogIndex, NodeId, Term};
+use super::log_load::EntriesLoad;
 use super::message::Message;
 use super::read::ReadId;
 use super::snapshot::SnapshotInfo;
@@ -58,6 +59,12 @@ pub enum Action {
         /// What it covers.
         snapshot: SnapshotInfo,
     },
+    /// Read entries back from the log's storage for a peer (they were
+    /// evicted from memory: `RaftOptions::log_cache_bytes_max`), off the
+    /// protocol's path, then report `handle_entries_loaded` or
+    /// `handle_entries_load_failed`. Never answer with bytes that failed
+    /// their checksum.
+    LoadEntries(EntriesLoad),
     /// A proposal this node accepted will never be applied.
     ProposalFailed(ProposalLost),
     /// Read `id` may be served once the state machine has applied every

@@ -15,6 +15,7 @@
 
 use super::ids::LogIndex;
 use super::inflights::Inflights;
+use super::log_load::LoadState;
 use super::time::Instant;
 
 /// How the leader is sending to a peer.
@@ -58,6 +59,8 @@ pub struct Progress {
     /// Whether the peer acknowledged an append (or a snapshot) from this
     /// leader, so that `matched` is known to come from it.
     pub acknowledged: bool,
+    /// Entries this peer needs being read back from disk (`log_load.rs`).
+    pub load: LoadState,
 }
 
 impl Progress {
@@ -74,6 +77,7 @@ impl Progress {
             recent_active: false,
             commit_sent: LogIndex(0),
             acknowledged: false,
+            load: LoadState::Idle,
         }
     }
 
@@ -201,6 +205,9 @@ impl Progress {
     /// probe was probably lost); frees one slot of a stuck pipeline.
     pub fn on_heartbeat_response(&mut self) {
         self.recent_active = true;
+        if self.load == LoadState::Failed {
+            self.load = LoadState::Idle;
+        }
         match self.state {
             ProgressState::Probe => self.probe_sent = false,
             ProgressState::Replicate => {

@@ -63,6 +63,12 @@ impl RaftNode {
                 self.options.append_entries_max,
                 self.options.append_bytes_max,
             );
+            if entries.is_empty() && p.next <= self.log.evicted_through() {
+                // Evicted from memory: read back from disk, sent when it
+                // arrives (`log_load.rs`).
+                self.request_load(peer);
+                return sent;
+            }
             let last_sent = entries.last().map_or(prev_index, |e| e.id.index);
             p.on_sent(last_sent, bytes);
             p.commit_sent = self.log.committed();

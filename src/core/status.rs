@@ -21,6 +21,10 @@ pub struct Status {
     pub first_index: LogIndex,
     /// Its last log entry.
     pub last_log_id: LogId,
+    /// Its last entry evicted from memory (`RaftOptions::log_cache_bytes_max`;
+    /// read back from disk when a peer needs it); `first_index - 1` when
+    /// none is.
+    pub evicted_through: LogIndex,
     /// The last entry of its newest durable snapshot.
     pub snapshot: Option<LogId>,
     /// Its commit index.

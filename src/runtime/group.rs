@@ -33,10 +33,10 @@ use super::read_lease::ReadLease;
 use super::snapshot_install::SnapshotInstaller;
 use super::transport::Transport;
 use super::watch::StatusPublisher;
-use super::write_task::WritePath;
+use super::write_task::{LoadResult, StorageDone, WritePath};
 use crate::core::{
-    Action, Instant, LogIndex, Message, NodeId, ProposalLost, ProposalRefused, RaftNode,
-    SnapshotInfo, Status, Term,
+    Action, EntriesLoad, Instant, LogIndex, Message, NodeId, ProposalLost, ProposalRefused,
+    RaftNode, SnapshotInfo, Status, Term,
 };
 use crate::storage::{Durable, WriteOp};
 
@@ -178,6 +178,9 @@ pub(crate) struct GroupDriver {
     pub(crate) observer: GroupObserver,
     /// The server's view of its peer servers' liveness.
     pub(crate) liveness: Arc<PeerLiveness>,
+    /// Loads the core asked for in this drain, submitted after its writes
+    /// (empty between drains).
+    pub(crate) loads_due: Vec<EntriesLoad>,
 }
 
 /// Inputs taken per wake-up before actions are drained, so that a burst of
@@ -200,11 +203,12 @@ impl GroupDriver {
             tokio::select! {
                 biased;
                 result = self.log.completed(), if self.log.is_task() => match result {
-                    Some(Ok(done)) => self.on_persisted(done),
-                    Some(Err(e)) => {
+                    Some(StorageDone::Written(Ok(done))) => self.on_persisted(done),
+                    Some(StorageDone::Written(Err(e))) => {
                         failure = Some(Error::Storage(e));
                         break;
                     }
+                    Some(StorageDone::Loaded(load, result)) => self.on_loaded(load, result),
                     None => break,
                 },
                 input = inbox.recv() => match input {
@@ -393,6 +397,20 @@ impl GroupDriver {
         }
     }
 
+    /// Entries read back for a peer (`Action::LoadEntries`) go to the
+    /// core; a failed read is reported, and the core tries again later.
+    fn on_loaded(&mut self, load: EntriesLoad, result: LoadResult) {
+        let now = self.now();
+        match result {
+            Ok(entries) => self.raft.handle_entries_loaded(now, load, entries),
+            Err(error) => {
+                tracing::error!(group = %self.group, peer = %load.peer, lo = %load.lo, %error,
+                    "reading log entries back for a peer failed");
+                self.raft.handle_entries_load_failed(now, load);
+            }
+        }
+    }
+
     /// Drains the core's actions and performs them. With inline storage,
     /// a batch's completions go back to the core at once, and the actions
     /// they release (acks, commits, applies) are performed in the same
@@ -400,13 +418,30 @@ impl GroupDriver {
     fn perform_actions(&mut self) -> Result<(), Error> {
         loop {
             let writes = self.drain_actions();
-            if writes.is_empty() {
+            let loads = std::mem::take(&mut self.loads_due);
+            if writes.is_empty() && loads.is_empty() {
                 return Ok(());
             }
-            match self.log.submit(writes) {
-                None => return Ok(()),
-                Some(Ok(done)) => self.on_persisted(done),
-                Some(Err(e)) => return Err(Error::Storage(e)),
+            let mut answered = false;
+            if !writes.is_empty() {
+                match self.log.submit(writes) {
+                    None => {}
+                    Some(Ok(done)) => {
+                        self.on_persisted(done);
+                        answered = true;
+                    }
+                    Some(Err(e)) => return Err(Error::Storage(e)),
+                }
+            }
+            // After the writes: a load reads what was queued before it.
+            for load in loads {
+                if let Some(result) = self.log.load(load.clone()) {
+                    self.on_loaded(load, result);
+                    answered = true;
+                }
+            }
+            if !answered {
+                return Ok(());
             }
         }
     }
@@ -462,6 +497,7 @@ impl GroupDriver {
                         let _ = reply_to.send(Err(error));
                     }
                 }
+                Action::LoadEntries(load) => self.loads_due.push(load),
                 Action::CompactLog { through } => writes.push(WriteOp::Compact(through)),
                 Action::ResetLog { snapshot } => writes.push(WriteOp::Reset(snapshot)),
                 Action::InstallSnapshot { from, snapshot } => {

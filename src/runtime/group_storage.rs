@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::blocking::run_blocking_unwinding;
 use super::snapshot_storage::{DiskSnapshots, SnapshotStorage};
+use crate::core::{EntriesLoad, Entry};
 use crate::storage::{
     Durable, FileSystem, LogOptions, LogWriter, Recovered, StorageError, WriteOp,
 };
@@ -56,6 +57,26 @@ pub trait GroupStorage: Send + 'static {
     fn persist_may_block(&self) -> bool {
         true
     }
+
+    /// Whether [`read_entries`](Self::read_entries) reads durable entries
+    /// back. Only then may the core evict applied entries from memory
+    /// (`RaftOptions::log_cache_bytes_max`; ignored otherwise).
+    fn reads_entries(&self) -> bool {
+        false
+    }
+
+    /// Reads back the durable entries `load` asks for (`[lo, hi)`, within
+    /// its count and byte bounds), checksums verified. Called in order with
+    /// `persist` (after every batch submitted before it), in the same
+    /// place: on the blocking pool when `persist` may block.
+    ///
+    /// # Errors
+    /// Any failure (corruption included): the read fails, and the core
+    /// tries again later; wrong bytes are never returned.
+    fn read_entries(&mut self, load: &EntriesLoad) -> Result<Vec<Entry>, StorageFailure> {
+        let _ = load;
+        Err("this storage does not read entries back".into())
+    }
 }
 
 /// A boxed storage is one, so that callers holding a `Box<dyn
@@ -80,6 +101,14 @@ impl<S: GroupStorage + ?Sized> GroupStorage for Box<S> {
 
     fn persist_may_block(&self) -> bool {
         (**self).persist_may_block()
+    }
+
+    fn reads_entries(&self) -> bool {
+        (**self).reads_entries()
+    }
+
+    fn read_entries(&mut self, load: &EntriesLoad) -> Result<Vec<Entry>, StorageFailure> {
+        (**self).read_entries(load)
     }
 }
 
@@ -160,6 +189,15 @@ impl GroupStorage for DiskStorage {
 
     fn persist(&mut self, ops: Vec<WriteOp>) -> Result<Vec<Durable>, StorageFailure> {
         Ok(self.writer.write(ops)?)
+    }
+
+    fn reads_entries(&self) -> bool {
+        true
+    }
+
+    fn read_entries(&mut self, load: &EntriesLoad) -> Result<Vec<Entry>, StorageFailure> {
+        let log = self.writer.log();
+        Ok(log.read_range(load.lo, load.hi, load.count_max, load.bytes_max)?)
     }
 
     fn snapshots(&self) -> Arc<dyn SnapshotStorage> {

@@ -397,8 +397,13 @@ impl NodeManager {
             }),
         };
         let now = clock.local(tokio::time::Instant::now());
-        let raft = RaftNode::new(options.raft.clone(), initial, now)
-            .map_err(|e| Error::Options(e.to_string()))?;
+        let mut raft_options = options.raft.clone();
+        if !storage.reads_entries() {
+            // Evicted entries could not be read back for a lagging peer.
+            raft_options.log_cache_bytes_max = None;
+        }
+        let raft =
+            RaftNode::new(raft_options, initial, now).map_err(|e| Error::Options(e.to_string()))?;
         let (inbox_tx, inbox) = mpsc::channel(options.inbox_max);
         let (apply_tx, apply_tasks) = mpsc::unbounded_channel();
         let shared = Arc::new(SharedState::new(
@@ -438,6 +443,7 @@ impl NodeManager {
             },
             observer: GroupObserver::default(),
             liveness: Arc::clone(self.inner.transport.liveness()),
+            loads_due: Vec::new(),
         };
         driver.publish_peer_servers();
         let node = Node {

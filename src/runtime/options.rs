@@ -71,6 +71,15 @@ pub struct GroupOptions {
 /// server goes silent.
 pub const QUIESCE_AFTER: Duration = Duration::from_secs(2);
 
+/// The bound [`GroupOptions::new`] puts on a group's in-memory log
+/// (`RaftOptions::log_cache_bytes_max`): beyond it, applied entries leave
+/// memory and a lagging peer is sent them read back from disk. A snapshot
+/// bounds the log too, but not while one is being saved: a long save of a
+/// large state under writes would otherwise hold every entry written
+/// meanwhile. Ignored by storage that does not read entries back (memory,
+/// the shared log).
+pub const LOG_CACHE_BYTES: u64 = 32 << 20;
+
 /// The default [`GroupOptions::command_bytes_max`]: 8 MiB.
 pub const COMMAND_BYTES_MAX: usize = 8 << 20;
 
@@ -96,6 +105,7 @@ impl GroupOptions {
                 id,
                 rng_seed: group.0.wrapping_mul(0x9e37_79b9) ^ id.0,
                 quiesce_after: Some(QUIESCE_AFTER),
+                log_cache_bytes_max: Some(LOG_CACHE_BYTES),
                 ..RaftOptions::default()
             },
             peers,

@@ -7,6 +7,10 @@
 //! this group. Storage that never blocks (memory) is called by the group
 //! task itself, in the wake-up that produced the batch: no hand-off to a
 //! writer task and back, so a memory group's write crosses no thread.
+//!
+//! Reads of evicted entries (`Action::LoadEntries`) take the same path, in
+//! order after the writes queued before them: the storage is owned by one
+//! task, and a read never sees a half-applied batch.
 
 use std::sync::Arc;
 
@@ -16,10 +20,30 @@ use tokio::task::JoinHandle;
 use super::blocking::run_blocking;
 use super::group_storage::GroupStorage;
 use super::metrics::GroupMetrics;
+use crate::core::{EntriesLoad, Entry};
 use crate::storage::{Durable, StorageError, WriteOp};
 
 /// A batch's outcome: completions in order, or the failure that stops the group.
 pub(crate) type WriteResult = Result<Vec<Durable>, StorageError>;
+
+/// A load's outcome: the entries read back, or why not (the group goes on).
+pub(crate) type LoadResult = Result<Vec<Entry>, StorageError>;
+
+/// What the group asks of its writer task.
+pub(crate) enum StorageRequest {
+    /// Writes to persist, in order.
+    Write(Vec<WriteOp>),
+    /// Entries to read back.
+    Load(EntriesLoad),
+}
+
+/// What the writer task answers.
+pub(crate) enum StorageDone {
+    /// A batch's completions (or the failure that stops the group).
+    Written(WriteResult),
+    /// A load's entries.
+    Loaded(EntriesLoad, LoadResult),
+}
 
 /// The group task's path to its storage: called inline when the storage
 /// never blocks, else through the writer task below.
@@ -31,8 +55,8 @@ pub(crate) enum WritePath {
     },
     /// A log writer task: batches in, completions out.
     Task {
-        writes: mpsc::UnboundedSender<Vec<WriteOp>>,
-        results: mpsc::UnboundedReceiver<WriteResult>,
+        writes: mpsc::UnboundedSender<StorageRequest>,
+        results: mpsc::UnboundedReceiver<StorageDone>,
     },
 }
 
@@ -77,18 +101,42 @@ impl WritePath {
                 }
                 Some(result)
             }
-            WritePath::Task { writes, results } => match writes.send(batch) {
-                Ok(()) => None,
-                // The writer ended (only a panicking call ends it early);
-                // its failure, if any, is still queued.
-                Err(_) => Some(results.try_recv().unwrap_or(Err(PANICKED))),
-            },
+            WritePath::Task { writes, results } => {
+                match writes.send(StorageRequest::Write(batch)) {
+                    Ok(()) => None,
+                    // The writer ended (only a panicking call ends it early);
+                    // its failure, if any, is still queued.
+                    Err(_) => Some(match results.try_recv() {
+                        Ok(StorageDone::Written(result)) => result,
+                        _ => Err(PANICKED),
+                    }),
+                }
+            }
         }
     }
 
-    /// The writer task's next completion; `None` once it ended. Only for
+    /// Hands `load` to storage: `Some` with its outcome when read at once
+    /// (inline), `None` when it will come through [`WritePath::completed`]
+    /// (or never, if the writer task ended: the group stops then anyway).
+    pub(crate) fn load(&mut self, load: EntriesLoad) -> Option<LoadResult> {
+        match self {
+            WritePath::Inline { storage, .. } => {
+                let call = std::panic::AssertUnwindSafe(|| storage.read_entries(&load));
+                Some(match std::panic::catch_unwind(call) {
+                    Ok(result) => result.map_err(StorageError::from_failure),
+                    Err(_) => Err(LOAD_PANICKED),
+                })
+            }
+            WritePath::Task { writes, .. } => {
+                let _ = writes.send(StorageRequest::Load(load));
+                None
+            }
+        }
+    }
+
+    /// The writer task's next answer; `None` once it ended. Only for
     /// [`WritePath::Task`] (pending forever otherwise).
-    pub(crate) async fn completed(&mut self) -> Option<WriteResult> {
+    pub(crate) async fn completed(&mut self) -> Option<StorageDone> {
         match self {
             WritePath::Task { results, .. } => results.recv().await,
             WritePath::Inline { .. } => std::future::pending().await,
@@ -99,14 +147,33 @@ impl WritePath {
 /// Runs until the group closes the queue or storage fails.
 async fn run_write_task(
     mut storage: Box<dyn GroupStorage>,
-    mut writes: mpsc::UnboundedReceiver<Vec<WriteOp>>,
-    done: mpsc::UnboundedSender<WriteResult>,
+    mut writes: mpsc::UnboundedReceiver<StorageRequest>,
+    done: mpsc::UnboundedSender<StorageDone>,
     metrics: Arc<GroupMetrics>,
 ) {
-    while let Some(mut batch) = writes.recv().await {
-        while let Ok(more) = writes.try_recv() {
-            batch.extend(more);
+    // Loads that arrived behind writes of a batch: read after it, so each
+    // read sees every write queued before it. At most one per peer.
+    let mut loads = Vec::new();
+    loop {
+        for load in loads.drain(..) {
+            let (returned, result) = read(storage, load).await;
+            if done.send(result).is_err() {
+                return;
+            }
+            let Some(returned) = returned else { return };
+            storage = returned;
         }
+        let Some(request) = writes.recv().await else {
+            return;
+        };
+        let mut batch = match request {
+            StorageRequest::Write(batch) => batch,
+            StorageRequest::Load(load) => {
+                loads.push(load);
+                continue;
+            }
+        };
+        take_queued(&mut writes, &mut batch, &mut loads);
         // Only a simulated device has a latency of its own.
         #[cfg(feature = "testing")]
         let latency = storage.device_latency();
@@ -115,9 +182,7 @@ async fn run_write_task(
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
             // What queued meanwhile joins this batch, as on a real device.
-            while let Ok(more) = writes.try_recv() {
-                batch.extend(more);
-            }
+            take_queued(&mut writes, &mut batch, &mut loads);
         }
         let entries = metrics.enabled.then(|| entries_in(&batch));
         let start = entries.map(|_| tokio::time::Instant::now());
@@ -126,13 +191,47 @@ async fn run_write_task(
             metrics.observe_persist(start.elapsed().as_nanos() as u64, entries);
         }
         let failed = result.is_err();
-        if done.send(result).is_err() || failed {
+        if done.send(StorageDone::Written(result)).is_err() || failed {
             break;
         }
         let Some(returned) = returned else { break };
         storage = returned;
         // Let the group run between batches so completions flow back.
         tokio::task::yield_now().await;
+    }
+}
+
+/// Moves the queued writes into `batch` and the queued loads into `loads`.
+fn take_queued(
+    queue: &mut mpsc::UnboundedReceiver<StorageRequest>,
+    batch: &mut Vec<WriteOp>,
+    loads: &mut Vec<EntriesLoad>,
+) {
+    while let Ok(request) = queue.try_recv() {
+        match request {
+            StorageRequest::Write(more) => batch.extend(more),
+            StorageRequest::Load(load) => loads.push(load),
+        }
+    }
+}
+
+/// One load's storage call, off the runtime's workers. Gives the storage
+/// back unless the call panicked.
+async fn read(
+    mut storage: Box<dyn GroupStorage>,
+    load: EntriesLoad,
+) -> (Option<Box<dyn GroupStorage>>, StorageDone) {
+    let job = run_blocking(move || {
+        let result = storage
+            .read_entries(&load)
+            .map_err(StorageError::from_failure);
+        (storage, load, result)
+    });
+    match job.await {
+        Ok((storage, load, result)) => (Some(storage), StorageDone::Loaded(load, result)),
+        // The load is gone with the panic; the group stops on the
+        // writer's end (its next submit finds the queue closed).
+        Err(_) => (None, StorageDone::Written(Err(LOAD_PANICKED))),
     }
 }
 
@@ -165,3 +264,8 @@ async fn persist(
 
 /// A `persist` that panicked (inline or on the blocking pool).
 const PANICKED: StorageError = StorageError::Panicked { during: "persist" };
+
+/// A `read_entries` that panicked.
+const LOAD_PANICKED: StorageError = StorageError::Panicked {
+    during: "read_entries",
+};

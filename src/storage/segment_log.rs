@@ -225,6 +225,45 @@ impl SegmentLog {
         Ok(out)
     }
 
+    /// Entries from `lo` up to `hi` (exclusive) or the last index, at most
+    /// `count_max` of them and, past the first, at most `bytes_max` bytes
+    /// (`Entry::size_bytes`) in total: what a leader reads back for a peer
+    /// whose entries left its memory. Every record's checksums are checked
+    /// again (bytes rot on disk after recovery validated them).
+    ///
+    /// # Errors
+    /// [`StorageError::Compacted`] when `lo` was purged,
+    /// [`StorageError::Unavailable`] when `lo` is past the last index (or
+    /// the range is empty), [`StorageError::Corruption`] for a record that fails its
+    /// checks, [`StorageError::Io`] when the disk fails: never wrong bytes.
+    pub fn read_range(
+        &self,
+        lo: LogIndex,
+        hi: LogIndex,
+        count_max: usize,
+        bytes_max: u64,
+    ) -> Result<Vec<Entry>> {
+        let end = hi.0.min(self.last_index().0 + 1);
+        if lo.0 >= end || count_max == 0 {
+            return Err(StorageError::Unavailable { index: lo });
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for index in lo.0..end {
+            if out.len() == count_max {
+                break;
+            }
+            let entry = self.segment_of(LogIndex(index))?.read(&self.fs, index)?;
+            let size = entry.size_bytes();
+            if !out.is_empty() && bytes + size > bytes_max {
+                break;
+            }
+            bytes += size;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
     fn segment_of(&self, index: LogIndex) -> Result<&Segment> {
         if index <= self.last_purged.index {
             let first_index = self.first_index();

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oar::core::{
-    Action, Entry, EntryBatch, EntryPayload, HardState, InitialState, Instant, LogId, LogIndex,
-    Membership, Message, MessageBody, NodeId, ProposalLost, RaftNode, RaftOptions, ReadFailure,
-    ReadId, Role, SnapshotInfo, Term,
+    Action, EntriesLoad, Entry, EntryBatch, EntryPayload, HardState, InitialState, Instant, LogId,
+    LogIndex, Membership, Message, MessageBody, NodeId, ProposalLost, RaftNode, RaftOptions,
+    ReadFailure, ReadId, Role, SnapshotInfo, Term,
 };
 
 /// A write the node asked for that the disk has not completed.
@@ -111,6 +111,13 @@ pub struct Cluster {
     pub record_trace: bool,
     /// Counts of messages sent, by kind.
     pub sent: BTreeMap<&'static str, u64>,
+    /// Hold reads of evicted entries until `complete_load` (else answered
+    /// at once from the node's durable log).
+    pub defer_loads: bool,
+    /// Reads asked for and not yet answered: (node, load).
+    pub pending_loads: Vec<(NodeId, EntriesLoad)>,
+    /// Reads answered with entries.
+    pub loads_answered: u64,
 }
 
 pub const MS: Duration = Duration::from_millis(1);
@@ -212,6 +219,9 @@ impl Cluster {
             trace: Vec::new(),
             record_trace: false,
             sent: BTreeMap::new(),
+            defer_loads: false,
+            pending_loads: Vec::new(),
+            loads_answered: 0,
         }
     }
 
@@ -303,6 +313,48 @@ impl Cluster {
                 self.pending_installs.push((id, from, snapshot));
             }
             Action::InstallSnapshot { from, snapshot } => self.install(id, from, snapshot),
+            Action::LoadEntries(load) if self.defer_loads => self.pending_loads.push((id, load)),
+            Action::LoadEntries(load) => self.answer_load(id, load),
+        }
+    }
+
+    /// Answers the pending load at `position` (the read happens now).
+    pub fn complete_load(&mut self, position: usize) {
+        let (id, load) = self.pending_loads.remove(position);
+        if self.nodes[&id].up {
+            self.answer_load(id, load);
+            self.drain(id);
+        }
+    }
+
+    /// Answers `load` from the node's durable log, as a disk would: within
+    /// its bounds, or failed when the range left the log.
+    fn answer_load(&mut self, id: NodeId, load: EntriesLoad) {
+        let now = self.now;
+        let node = self.nodes.get_mut(&id).unwrap();
+        let start = node.durable_last_purged.index.0 + 1;
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        if load.lo.0 >= start {
+            let from = (load.lo.0 - start) as usize;
+            let to = ((load.hi.0 - start) as usize).min(node.durable_log.len());
+            for entry in node.durable_log.get(from..to).unwrap_or_default() {
+                let size = entry.size_bytes();
+                if entries.len() == load.count_max
+                    || (!entries.is_empty() && bytes + size > load.bytes_max)
+                {
+                    break;
+                }
+                bytes += size;
+                entries.push(entry.clone());
+            }
+        }
+        match entries.is_empty() {
+            true => node.raft.handle_entries_load_failed(now, load),
+            false => {
+                self.loads_answered += 1;
+                node.raft.handle_entries_loaded(now, load, entries);
+            }
         }
     }
 
@@ -645,6 +697,8 @@ impl Cluster {
         node.pending_disk.clear();
         self.pending_installs
             .retain(|(installing, ..)| *installing != id);
+        // A driver's reads die with it.
+        self.pending_loads.retain(|(loading, _)| *loading != id);
         self.network.retain(|m| m.to != id);
     }
 
