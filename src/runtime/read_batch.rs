@@ -49,6 +49,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use tokio::sync::Notify;
 
 use super::error::Error;
+use super::read_lease::Counted;
 use crate::core::LogIndex;
 
 /// The published outcome of a batch that failed (the error is in
@@ -199,15 +200,6 @@ impl fmt::Debug for ReadBatches {
             .field("finished", &self.finished)
             .field("closed", &self.closed)
             .finish_non_exhaustive()
-    }
-}
-
-/// Uncounts a waiter when its wait ends (or is dropped).
-struct Counted<'a>(&'a AtomicUsize);
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -179,8 +179,9 @@ impl fmt::Debug for ReadLease {
     }
 }
 
-/// Uncounts a waiter when its wait ends (or is dropped).
-struct Counted<'a>(&'a AtomicUsize);
+/// Uncounts a waiter when its wait ends (or is dropped); the read batches'
+/// waiters are counted the same way.
+pub(super) struct Counted<'a>(pub(super) &'a AtomicUsize);
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
