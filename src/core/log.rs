@@ -20,7 +20,7 @@
 //! (for storage that reads entries back) the log also *evicts*: once its
 //! entries take more than the bound, the oldest applied and durable ones
 //! leave memory, keeping only their terms
-//! ([`TermRuns`]); the hot tail stays. A leader then reads what a lagging
+//! (`TermRuns`, `log_terms.rs`); the hot tail stays. A leader then reads what a lagging
 //! peer needs below the eviction point back from its disk
 //! (`Action::LoadEntries`, `log_load.rs`).
 //!
