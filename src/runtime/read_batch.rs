@@ -49,7 +49,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use tokio::sync::Notify;
 
 use super::error::Error;
-use super::read_lease::Counted;
+use super::read_lease::wait_until;
 use crate::core::LogIndex;
 
 /// The published outcome of a batch that failed (the error is in
@@ -150,24 +150,8 @@ impl ReadBatches {
     /// # Errors
     /// The batch's failure, or `Shutdown` if the group stopped first.
     pub(crate) async fn wait(&self, batch: u64) -> Result<LogIndex, Error> {
-        if let Some(outcome) = self.outcome_if_finished(batch) {
-            return outcome;
-        }
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _counted = Counted(&self.waiting);
-        loop {
-            let moved = self.finished_moved.notified();
-            tokio::pin!(moved);
-            moved.as_mut().enable();
-            fence(Ordering::SeqCst);
-            if let Some(outcome) = self.outcome_if_finished(batch) {
-                return outcome;
-            }
-            if self.closed.load(Ordering::SeqCst) {
-                return Err(Error::Shutdown);
-            }
-            moved.await;
-        }
+        let finished = || self.outcome_if_finished(batch);
+        wait_until(&self.finished_moved, &self.waiting, &self.closed, finished).await
     }
 
     fn outcome_if_finished(&self, batch: u64) -> Option<Result<LogIndex, Error>> {

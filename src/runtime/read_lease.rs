@@ -146,26 +146,11 @@ impl ReadLease {
     /// # Errors
     /// `Shutdown` if the group stopped first.
     pub(crate) async fn wait_applied(&self, index: LogIndex) -> Result<LogIndex, Error> {
-        let applied = self.applied.load(Ordering::Acquire);
-        if applied >= index.0 {
-            return Ok(LogIndex(applied));
-        }
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _counted = Counted(&self.waiting);
-        loop {
-            let moved = self.applied_moved.notified();
-            tokio::pin!(moved);
-            moved.as_mut().enable();
-            fence(Ordering::SeqCst);
+        let reached = || {
             let applied = self.applied.load(Ordering::Acquire);
-            if applied >= index.0 {
-                return Ok(LogIndex(applied));
-            }
-            if self.closed.load(Ordering::SeqCst) {
-                return Err(Error::Shutdown);
-            }
-            moved.await;
-        }
+            (applied >= index.0).then_some(Ok(LogIndex(applied)))
+        };
+        wait_until(&self.applied_moved, &self.waiting, &self.closed, reached).await
     }
 }
 
@@ -179,9 +164,42 @@ impl fmt::Debug for ReadLease {
     }
 }
 
-/// Uncounts a waiter when its wait ends (or is dropped); the read batches'
-/// waiters are counted the same way.
-pub(super) struct Counted<'a>(pub(super) &'a AtomicUsize);
+/// Waits until `ready` has an answer, woken by `moved`, counted in
+/// `waiting` meanwhile; `Shutdown` once `closed` (and `ready` still has
+/// none). The lease's applied index and the read batches' outcomes are
+/// waited for this way. Free of lost wake-ups: the notification is enabled
+/// before the fenced re-check, and the publishers fence before notifying.
+///
+/// # Errors
+/// `ready`'s error, or `Shutdown`.
+pub(super) async fn wait_until<T>(
+    moved: &Notify,
+    waiting: &AtomicUsize,
+    closed: &AtomicBool,
+    ready: impl Fn() -> Option<Result<T, Error>>,
+) -> Result<T, Error> {
+    if let Some(answer) = ready() {
+        return answer;
+    }
+    waiting.fetch_add(1, Ordering::SeqCst);
+    let _counted = Counted(waiting);
+    loop {
+        let notified = moved.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        fence(Ordering::SeqCst);
+        if let Some(answer) = ready() {
+            return answer;
+        }
+        if closed.load(Ordering::SeqCst) {
+            return Err(Error::Shutdown);
+        }
+        notified.await;
+    }
+}
+
+/// Uncounts a waiter when its wait ends (or is dropped).
+struct Counted<'a>(&'a AtomicUsize);
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
