@@ -234,3 +234,34 @@ fn a_refused_candidate_does_not_restart_the_refusers_election_timer() {
         "a refused candidate left the timer alone"
     );
 }
+
+/// Found by `core_random` (the churn schedule, seed 3174, once the election
+/// timer's draws changed): a candidate elected by the other voters alone led
+/// term T before T was on its own disk. A crash made it forget T, and the
+/// same voters, who had voted for it in T, elected it in T again: two
+/// leaderships of one term with different logs, so two entries had one id
+/// and nodes applied different commands at one index.
+#[test]
+fn a_candidate_leads_only_once_its_own_term_is_durable() {
+    let mut c = Cluster::new(3, 3);
+    c.auto_disk = false;
+    c.now = c.now + Duration::from_secs(1);
+    c.tick_node(NodeId(1));
+    c.stabilize(); // pre-votes need no disk
+    assert_eq!(c.node(1).role(), Role::Candidate);
+    let term = c.node(1).term();
+    // Both voters grant, their votes durable; the candidate's write is not.
+    for voter in [NodeId(2), NodeId(3)] {
+        c.deliver_first(|m| m.to == voter);
+        c.complete_disk(voter, usize::MAX);
+        c.deliver_first(|m| m.from == voter);
+    }
+    assert_eq!(
+        c.node(1).role(),
+        Role::Candidate,
+        "a quorum of grants, but its own term is not durable"
+    );
+    c.complete_disk(NodeId(1), usize::MAX);
+    assert_eq!(c.node(1).role(), Role::Leader);
+    assert_eq!(c.node(1).term(), term);
+}

@@ -246,6 +246,12 @@ impl RaftNode {
         };
         match (result, &self.role) {
             (VoteResult::Won, RoleState::PreCandidate { .. }) => self.become_candidate(false),
+            // Not before this term is on our disk, even when the others'
+            // votes alone make a quorum: a crash would forget the term, and
+            // the same voters could elect us in it again with another log.
+            // `on_hard_state_durable` tallies again.
+            (VoteResult::Won, RoleState::Candidate { .. })
+                if self.durable_hard_state.term < self.term() => {}
             (VoteResult::Won, RoleState::Candidate { .. }) => self.become_leader(),
             (VoteResult::Lost, _) => self.become_follower(self.term(), None),
             _ => {}
