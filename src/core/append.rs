@@ -21,7 +21,7 @@ impl RaftNode {
             self.become_follower(self.term(), Some(from));
         } else {
             self.set_leader(Some(from));
-            self.reset_election_deadline();
+            self.restart_election_deadline();
         }
         Ok(())
     }
