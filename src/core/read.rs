@@ -161,12 +161,6 @@ pub(super) struct Reads {
 /// round only shortens the lease).
 const SENT_ROUNDS_MAX: usize = 1024;
 
-/// Read rounds a leader keeps unconfirmed at once. A read arriving while
-/// one is out starts the next at once instead of waiting for it to return
-/// (its wait is one round trip, not up to two); beyond this many, reads
-/// queue for the next free round and share it.
-pub(super) const READ_ROUNDS_IN_FLIGHT_MAX: u64 = 2;
-
 impl Reads {
     fn pending(&self) -> usize {
         self.confirming.len()
@@ -463,19 +457,13 @@ impl RaftNode {
         self.reads.lease_end = None;
     }
 
-    /// Flush: sends a round if a read waits for one and fewer than
-    /// [`READ_ROUNDS_IN_FLIGHT_MAX`] are in flight (none of those can serve
-    /// it: they were sent before its index was fixed); asks the leader on a
-    /// follower; hands out ready reads.
+    /// Flush: sends a round if a read waits for one and none it could use
+    /// is in flight; asks the leader on a follower; hands out ready reads.
     pub(super) fn flush_reads(&mut self) {
         match self.role {
             RoleState::Leader { .. } => {
-                // Rounds sent and not confirmed.
-                let in_flight = self
-                    .reads
-                    .round_next
-                    .saturating_sub(self.reads.confirmed_round + 1);
-                if self.reads.round_wanted && in_flight < READ_ROUNDS_IN_FLIGHT_MAX {
+                let in_flight = self.reads.round_next > self.reads.confirmed_round + 1;
+                if self.reads.round_wanted && !in_flight {
                     self.broadcast_heartbeat();
                 }
                 self.ready_log_reads();
