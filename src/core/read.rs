@@ -464,7 +464,7 @@ impl RaftNode {
             RoleState::Leader { .. } => {
                 let in_flight = self.reads.round_next > self.reads.confirmed_round + 1;
                 if self.reads.round_wanted && !in_flight {
-                    self.send_read_round();
+                    self.broadcast_heartbeat();
                 }
                 self.ready_log_reads();
             }
@@ -481,43 +481,6 @@ impl RaftNode {
         for (id, index) in ready {
             self.actions.push_back(Action::ReadReady { id, index });
         }
-    }
-
-    /// Leader: a round for reads, sent to the fewest voters that make a
-    /// quorum with this node, those that acknowledged the newest rounds
-    /// first (ties by id). A round confirms a read only once a quorum
-    /// acknowledged it, whichever peers it went to; the others are spared
-    /// its work. Should a chosen peer not answer, the next tick's heartbeat
-    /// (to every peer, a newer round) confirms the reads, and the peers
-    /// that answer it are chosen from then on.
-    fn send_read_round(&mut self) {
-        let RoleState::Leader { progress } = &self.role else {
-            return;
-        };
-        let me = self.id();
-        let config = self.configs.effective();
-        let acked = &self.reads.acked_rounds;
-        let mut peers: Vec<(u64, NodeId)> = progress
-            .keys()
-            .filter(|&&id| config.is_voter(id))
-            .map(|&id| (acked.get(&id).copied().unwrap_or(0), id))
-            .collect();
-        peers.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut chosen: Vec<NodeId> = Vec::with_capacity(peers.len());
-        let quorum = |chosen: &[NodeId]| {
-            let acks = |id| (id == me || chosen.contains(&id)).then_some(LogIndex(1));
-            config.committed_index(acks) >= LogIndex(1)
-        };
-        for (_, id) in peers {
-            if quorum(&chosen) {
-                break;
-            }
-            chosen.push(id);
-        }
-        // No quorum among the peers at all (a leader outside its own
-        // configuration, say): every peer gets it, as from a tick.
-        let only = quorum(&chosen).then_some(chosen);
-        self.send_heartbeats(false, only.as_deref());
     }
 
     /// Leader: log reads whose entry was handed out to apply.

@@ -104,12 +104,6 @@ impl RaftNode {
     /// Sends every peer a heartbeat (a `Quiesce` with `quiesce`), which
     /// starts a read round.
     pub(super) fn broadcast_heartbeat_as(&mut self, quiesce: bool) {
-        self.send_heartbeats(quiesce, None);
-    }
-
-    /// Sends a heartbeat to every peer, or to those in `only`; starts a
-    /// read round.
-    pub(super) fn send_heartbeats(&mut self, quiesce: bool, only: Option<&[NodeId]>) {
         self.expire_snapshot_installs();
         let committed = self.log.committed();
         if !matches!(self.role, RoleState::Leader { .. }) {
@@ -121,7 +115,6 @@ impl RaftNode {
         };
         let beats: Vec<(NodeId, LogIndex)> = progress
             .iter_mut()
-            .filter(|(id, _)| only.is_none_or(|only| only.contains(id)))
             .map(|(&id, p)| {
                 let leader_commit = committed.min(p.matched);
                 p.commit_sent = p.commit_sent.max(leader_commit);
