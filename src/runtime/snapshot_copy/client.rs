@@ -1,8 +1,9 @@
 //! The copying half (braft's `RemoteFileCopier` + `SnapshotCopier`): pulls
 //! a snapshot's meta, then each file in chunks, from a server's file
 //! service, streaming each chunk to disk as it arrives: memory holds at most
-//! one chunk here (and the window's requests in the socket buffers), never a
-//! file.
+//! two chunks here (one being written while the next arrives; the rest of
+//! the window's answers wait in the socket buffers), never a file. A file's
+//! fsync runs while the next file is fetched.
 //!
 //! Up to `window` chunk requests are in flight on one connection; the server
 //! answers them in order. Every chunk carries its CRC32C and every file is
