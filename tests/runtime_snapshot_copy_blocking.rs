@@ -84,3 +84,80 @@ async fn an_fsync_that_blocks_does_not_block_the_runtime() {
     assert_eq!(committed, meta, "the file synced is the file served");
     server.shutdown().await;
 }
+
+/// A file's fsync runs while the next file is fetched: with the first
+/// file's fsync held, the second file arrives whole in the install
+/// directory; the copy completes once the fsync is let go. (Awaiting each
+/// fsync before the next file, as the copier once did, the second file
+/// never appears while the first's fsync is held.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_file_is_fetched_while_a_file_syncs() {
+    let second = vec![9u8; 300_000];
+    let files = SnapshotFiles::from([
+        ("a".to_string(), Bytes::from(vec![7u8; 300_000])),
+        ("b".to_string(), Bytes::from(second.clone())),
+    ]);
+    let served = MemSnapshots::new();
+    let membership = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+    let meta = served.save(SNAPSHOT, membership, &files).unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = NodeManager::bind(
+        addr,
+        Security::insecure(CLUSTER),
+        TransportOptions::default(),
+    )
+    .await
+    .unwrap();
+    server.serve_snapshots(GROUP, Arc::new(served));
+
+    let (entered, fsync_entered) = oneshot::channel();
+    let (go, gate) = mpsc::channel();
+    let fs = GatedFs::new(
+        GatePoint::FileSyncAll,
+        Gate {
+            entered: Some(entered),
+            go: gate,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let into = DiskSnapshots::open(Arc::new(fs), dir.path()).unwrap();
+    let writer = into.begin(true).unwrap();
+    let security = Security::insecure(CLUSTER);
+    let source = SnapshotSource::Tcp {
+        addr: server.local_addr(),
+        dialer: Dialer::server(
+            &security,
+            "127.0.0.1:1".parse().unwrap(),
+            Duration::from_secs(5),
+        ),
+    };
+    let (_keep, never) = watch::channel(false);
+    let throttle = Throttle::new(None);
+    let options = CopyOptions::default();
+    let partial = dir.path().join("temp_install").join("b");
+    // With "a"'s fsync held: whether "b" arrives whole within 3 s.
+    let watching = tokio::spawn(async move {
+        fsync_entered.await.expect("the first fsync starts");
+        let mut arrived = false;
+        for _ in 0..300 {
+            if std::fs::read(&partial).is_ok_and(|b| b == second) {
+                arrived = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        go.send(()).unwrap();
+        arrived
+    });
+    let copied = fetch_snapshot(source, GROUP, SNAPSHOT, &throttle, &options, never, writer).await;
+    assert!(
+        watching.await.unwrap(),
+        "the second file arrives while the first syncs"
+    );
+    let (got, writer) = copied.expect("the copy completes");
+    let committed = into
+        .commit(writer, got.last_included, got.membership.clone())
+        .unwrap();
+    assert_eq!(committed, meta);
+    server.shutdown().await;
+}

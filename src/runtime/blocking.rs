@@ -162,6 +162,33 @@ pub(crate) async fn run_blocking_unwinding<R: Send + 'static>(
     }
 }
 
+/// Starts `job` off the runtime's workers at once (as
+/// [`run_blocking_unwinding`], whose job starts only when first polled) and
+/// returns its result's future: the caller goes on meanwhile (a copier
+/// receives its next chunk while this one is written). A panic in `job`
+/// resumes when the future is awaited. Inline under madsim.
+pub(crate) fn start_blocking_unwinding<R: Send + 'static>(
+    job: impl FnOnce() -> R + Send + 'static,
+) -> impl std::future::Future<Output = R> + Send + 'static {
+    #[cfg(not(madsim))]
+    {
+        let handle = tokio::task::spawn_blocking(job);
+        async move {
+            match handle.await {
+                Ok(result) => result,
+                Err(e) => match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(e) => panic!("blocking storage call cancelled: {e}"),
+                },
+            }
+        }
+    }
+    #[cfg(madsim)]
+    {
+        std::future::ready(job())
+    }
+}
+
 /// Runs a state machine callback that may block (see
 /// `StateMachine::may_block`) in place on this task. On tokio's
 /// multi-thread runtime the worker first hands its other queued tasks to

@@ -63,7 +63,7 @@ pub use meta::MetaStorage;
 pub use segment_log::{LogOptions, RecoveredLog, SegmentLog};
 pub use segment_name::SegmentName;
 pub use server_log::{ServerLog, ServerLogOptions};
-pub(crate) use snapshot_file::DetachedFileWriter;
+pub(crate) use snapshot_file::{DetachedFileWriter, SyncedFile};
 pub use snapshot_meta::{SnapshotFile, SnapshotMeta};
 pub use snapshot_store::{
     SnapshotFileReader, SnapshotFileWriter, SnapshotReader, SnapshotStore, SnapshotWriter,

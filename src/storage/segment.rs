@@ -49,7 +49,8 @@ pub(crate) struct Segment {
     buffer: Vec<u8>,
     /// Whether this is the open segment (named `log_inprogress_`).
     is_open: bool,
-    /// The open segment's file; closed segments open theirs for each read.
+    /// The open segment's file; closed segments open theirs for each
+    /// read, or range of reads.
     file: Option<Box<dyn File>>,
     /// The open segment's direct-I/O writer, when in use: batches go
     /// through it, `file` serves reads.
@@ -271,14 +272,21 @@ impl Segment {
         self.is_open = false;
         self.index.truncate(keep);
         self.written = end;
-        // Closed segments open their file for each read.
+        // Closed segments open their file for each read (or range).
         self.file = None;
         self.direct = None;
         Ok(())
     }
 
-    /// Reads entry `index`, which this segment must hold.
-    pub(crate) fn read(&self, fs: &Arc<dyn FileSystem>, index: u64) -> Result<Entry> {
+    /// Reads entry `index`, which this segment must hold. A closed
+    /// segment's file is opened into `opened` on the first read that needs
+    /// it and read through it after: a range opens it once, not per entry.
+    pub(crate) fn read(
+        &self,
+        fs: &Arc<dyn FileSystem>,
+        index: u64,
+        opened: &mut Option<Box<dyn File>>,
+    ) -> Result<Entry> {
         let i = (index - self.first) as usize;
         let start = self.index[i].0;
         let end = self.index.get(i + 1).map_or(self.bytes(), |&(o, _)| o);
@@ -288,13 +296,13 @@ impl Segment {
             self.buffer[from..(end - self.written) as usize].to_vec()
         } else {
             let mut buf = vec![0u8; (end - start) as usize];
-            match &self.file {
-                Some(file) => file.read_exact_at(&mut buf, start),
-                None => fs
-                    .open(&path)
-                    .and_then(|f| f.read_exact_at(&mut buf, start)),
-            }
-            .map_err(io("read", &path))?;
+            let file = match (&self.file, opened) {
+                (Some(file), _) => file,
+                (None, Some(file)) => file,
+                (None, opened) => opened.insert(fs.open(&path).map_err(io("read", &path))?),
+            };
+            file.read_exact_at(&mut buf, start)
+                .map_err(io("read", &path))?;
             buf
         };
         // The bytes were valid at recovery or append; a mismatch now is

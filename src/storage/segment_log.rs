@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::atomic_file;
 use super::error::{CorruptionKind, Result, StorageError};
-use super::fs::FileSystem;
+use super::fs::{File, FileSystem};
 use super::recovery::load_segment;
 use super::recycle::RecyclePool;
 use super::segment::Segment;
@@ -100,6 +100,16 @@ fn segment_limit(options: &LogOptions, bytes: u64) -> u64 {
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
     let path = path.to_path_buf();
     move |e| StorageError::io(op, path, e)
+}
+
+/// The file of the closed segment a range read is in, opened once.
+#[derive(Default)]
+struct Opened {
+    /// That segment's first index (`None`: no segment read yet).
+    first: Option<u64>,
+    /// Its file, once a read needed it (the open segment reads through its
+    /// own).
+    file: Option<Box<dyn File>>,
 }
 
 impl SegmentLog {
@@ -218,9 +228,9 @@ impl SegmentLog {
     /// since they were validated.
     pub fn entries(&self, lo: LogIndex, hi: LogIndex) -> Result<Vec<Entry>> {
         let mut out = Vec::with_capacity(hi.0.saturating_sub(lo.0) as usize);
+        let mut opened = Opened::default();
         for index in lo.0..hi.0 {
-            let segment = self.segment_of(LogIndex(index))?;
-            out.push(segment.read(&self.fs, index)?);
+            out.push(self.read_entry(index, &mut opened)?);
         }
         Ok(out)
     }
@@ -249,11 +259,12 @@ impl SegmentLog {
         }
         let mut out = Vec::new();
         let mut bytes = 0;
+        let mut opened = Opened::default();
         for index in lo.0..end {
             if out.len() == count_max {
                 break;
             }
-            let entry = self.segment_of(LogIndex(index))?.read(&self.fs, index)?;
+            let entry = self.read_entry(index, &mut opened)?;
             let size = entry.size_bytes();
             if !out.is_empty() && bytes + size > bytes_max {
                 break;
@@ -262,6 +273,19 @@ impl SegmentLog {
             out.push(entry);
         }
         Ok(out)
+    }
+
+    /// Reads entry `index` through `opened`, the file of the segment the
+    /// range read last (reopened when the range crosses into the next).
+    fn read_entry(&self, index: u64, opened: &mut Opened) -> Result<Entry> {
+        let segment = self.segment_of(LogIndex(index))?;
+        if opened.first != Some(segment.first) {
+            *opened = Opened {
+                first: Some(segment.first),
+                file: None,
+            };
+        }
+        segment.read(&self.fs, index, &mut opened.file)
     }
 
     fn segment_of(&self, index: LogIndex) -> Result<&Segment> {

@@ -304,6 +304,32 @@ fn a_range_read_obeys_its_bounds_across_segments() {
     ));
 }
 
+/// A range read opens each closed segment's file once, not once per entry
+/// (the open segment reads through its own file).
+#[test]
+fn a_range_read_opens_each_closed_segment_once() {
+    let fs = MemFileSystem::new(1);
+    let (mut log, _) = open(&fs);
+    log.append(&entries(1, 1, 30)).unwrap();
+    log.flush().unwrap();
+    let closed = (segment_names(&fs).iter())
+        .filter(|n| !n.contains("inprogress"))
+        .count() as u64;
+    assert!(closed >= 2, "the range spans closed segments");
+    let before = fs.calls(FsOp::Open);
+    let read = log
+        .read_range(LogIndex(1), LogIndex(30), usize::MAX, u64::MAX)
+        .unwrap();
+    assert_eq!(read, entries(1, 1, 30));
+    assert_eq!(fs.calls(FsOp::Open) - before, closed, "read_range");
+    let before = fs.calls(FsOp::Open);
+    assert_eq!(
+        log.entries(LogIndex(1), LogIndex(30)).unwrap(),
+        entries(1, 1, 30)
+    );
+    assert_eq!(fs.calls(FsOp::Open) - before, closed, "entries");
+}
+
 /// A record that rotted on disk after recovery validated it fails the
 /// read with a typed error: its bytes are never handed out.
 #[test]

@@ -101,9 +101,16 @@ impl DetachedFileWriter {
         Ok(())
     }
 
-    /// Bytes written so far.
-    pub(crate) fn len(&self) -> u64 {
-        self.len
+    /// Appends `data`, whose CRC32C the caller already computed (a
+    /// copier checks each chunk's): the file's CRC32C then extends by
+    /// combining, without a second pass over the bytes.
+    pub(crate) fn write_checked_at_end(&mut self, data: &[u8], crc: u32) -> Result<()> {
+        self.file
+            .write_all_at(data, self.len)
+            .map_err(|e| StorageError::io("write", &self.path, e))?;
+        self.len += data.len() as u64;
+        self.crc = crc32c::crc32c_combine(self.crc, crc, data.len());
+        Ok(())
     }
 
     /// The CRC32C of the bytes written so far.

@@ -1,8 +1,9 @@
 //! The copying half (braft's `RemoteFileCopier` + `SnapshotCopier`): pulls
 //! a snapshot's meta, then each file in chunks, from a server's file
 //! service, streaming each chunk to disk as it arrives: memory holds at most
-//! one chunk here (and the window's requests in the socket buffers), never a
-//! file.
+//! two chunks here (one being written while the next arrives; the rest of
+//! the window's answers wait in the socket buffers), never a file. A file's
+//! fsync runs while the next file is fetched.
 //!
 //! Up to `window` chunk requests are in flight on one connection; the server
 //! answers them in order. Every chunk carries its CRC32C and every file is
@@ -34,7 +35,7 @@ use super::server::SERVE_CHUNK_BYTES_MAX;
 use crate::core::LogId;
 use crate::runtime::auth::Dialer;
 use crate::runtime::backoff::Backoff;
-use crate::runtime::blocking::run_blocking_unwinding;
+use crate::runtime::blocking::{run_blocking_unwinding, start_blocking_unwinding};
 use crate::runtime::group_id::GroupId;
 use crate::runtime::throttle::Throttle;
 use crate::runtime::transport::LocalNetwork;
@@ -44,7 +45,7 @@ use crate::runtime::wire::snapshot_meta::{
     log_id_from_proto, log_id_to_proto, snapshot_meta_from_proto,
 };
 use crate::storage::{
-    DetachedFileWriter, SnapshotFile, SnapshotMeta, SnapshotWriter, StorageError,
+    DetachedFileWriter, SnapshotFile, SnapshotMeta, SnapshotWriter, StorageError, SyncedFile,
 };
 
 /// Where a snapshot is copied from.
@@ -282,6 +283,15 @@ struct Inflight {
     sent: Instant,
 }
 
+/// A chunk's write under way on the blocking pool; it gives the writer back.
+type Writing = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (DetachedFileWriter, Result<(), StorageError>)> + Send>,
+>;
+
+/// A finished file's fsync under way on the blocking pool.
+type Syncing =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<SyncedFile, StorageError>> + Send>>;
+
 struct Copier<'a> {
     source: SnapshotSource,
     group: GroupId,
@@ -315,6 +325,9 @@ impl Copier<'_> {
         };
         let total: u64 = meta.files.iter().map(|f| f.len).sum();
         tracing::debug!(group = %self.group, snapshot = %self.snapshot, files = meta.files.len(), total, "copying snapshot");
+        // One file's fsync runs while the next file is fetched: the disk
+        // writes one file back while the network fills the next.
+        let mut syncing: Option<(&SnapshotFile, Syncing)> = None;
         for file in &meta.files {
             let name = file.name.clone();
             let (writer, created) = run_blocking_unwinding(move || {
@@ -324,9 +337,16 @@ impl Copier<'_> {
             .await;
             into = writer;
             let target = self.fetch_file(file, created.map_err(local)?).await?;
-            let synced = run_blocking_unwinding(move || target.sync()).await;
-            into.add_synced(synced.map_err(local)?);
-            tracing::debug!(group = %self.group, file = %file.name, len = file.len, "snapshot file copied");
+            if let Some((done, sync)) = syncing.take() {
+                into.add_synced(sync.await.map_err(local)?);
+                tracing::debug!(group = %self.group, file = %done.name, len = done.len, "snapshot file copied");
+            }
+            let sync = start_blocking_unwinding(move || target.sync());
+            syncing = Some((file, Box::pin(sync)));
+        }
+        if let Some((done, sync)) = syncing {
+            into.add_synced(sync.await.map_err(local)?);
+            tracing::debug!(group = %self.group, file = %done.name, len = done.len, "snapshot file copied");
         }
         Ok((meta, into))
     }
@@ -369,17 +389,24 @@ impl Copier<'_> {
 
     /// Streams `file` into `target`, which it returns holding exactly the
     /// file's bytes (checked whole against the meta's CRC32C), not synced.
+    /// A chunk is written on the blocking pool while the next one is
+    /// received: memory holds the window's chunks and one being written.
     async fn fetch_file(
         &mut self,
         file: &SnapshotFile,
-        mut target: DetachedFileWriter,
+        target: DetachedFileWriter,
     ) -> Result<DetachedFileWriter, CopyError> {
         let mut inflight = VecDeque::new();
-        // Where the next request starts. Invariant: `target.len() ≤ next`,
-        // and the requests in flight that are not stale cover
-        // [target.len(), next) in order.
+        // The writer when no write holds it.
+        let mut target = Some(target);
+        let mut writing: Option<Writing> = None;
+        // Bytes handed to the writer (written once `writing` is done).
+        let mut queued = 0;
+        // Where the next request starts. Invariant: `queued ≤ next`, and
+        // the requests in flight that are not stale cover [queued, next)
+        // in order.
         let mut next = 0;
-        while target.len() < file.len {
+        while queued < file.len {
             let Some(mut conn) = self.conn.take() else {
                 match self.connection().await {
                     Ok(conn) => self.conn = Some(conn),
@@ -388,35 +415,52 @@ impl Copier<'_> {
                 }
                 continue;
             };
-            let round = self
-                .round(&mut conn, file, target.len(), &mut inflight, &mut next)
-                .await;
+            let write = writing.take();
+            let (round, wrote) = tokio::join!(
+                self.round(&mut conn, file, queued, &mut inflight, &mut next),
+                async move {
+                    match write {
+                        Some(write) => Some(write.await),
+                        None => None,
+                    }
+                }
+            );
+            if let Some((writer, written)) = wrote {
+                target = Some(writer);
+                written.map_err(local)?;
+            }
             match round {
                 Ok(None) => self.conn = Some(conn),
-                Ok(Some(chunk)) => {
+                Ok(Some((chunk, crc))) => {
                     self.conn = Some(conn);
-                    let (writer, written) = run_blocking_unwinding(move || {
-                        let written = target.write_at_end(&chunk);
-                        (target, written)
-                    })
-                    .await;
-                    target = writer;
-                    written.map_err(local)?;
+                    queued += chunk.len() as u64;
+                    let mut writer = target.take().expect("no write in progress");
+                    writing = Some(Box::pin(start_blocking_unwinding(move || {
+                        let written = writer.write_checked_at_end(&chunk, crc);
+                        (writer, written)
+                    })));
                     self.progressed();
                 }
                 Err(StepError::Fatal(e)) => return Err(e),
                 Err(StepError::Retry(f)) => {
-                    // Resume at the first missing byte on a new connection.
+                    // Resume at the first byte not yet handed to the
+                    // writer, on a new connection.
                     inflight.clear();
-                    next = target.len();
+                    next = queued;
                     self.failed(f).await?;
                 }
             }
+        }
+        if let Some(write) = writing {
+            let (writer, written) = write.await;
+            written.map_err(local)?;
+            target = Some(writer);
         }
         if !inflight.is_empty() {
             // Stale answers still due would be misread as the next file's.
             self.conn = None;
         }
+        let target = target.expect("no write in progress");
         if target.crc() != file.crc {
             return Err(CopyError::Corrupt {
                 file: file.name.clone(),
@@ -427,7 +471,8 @@ impl Copier<'_> {
     }
 
     /// Tops the window up, then takes one answer: the chunk that goes next
-    /// into the file (`written` bytes long so far), checked, if it is one.
+    /// into the file (`written` bytes long so far), checked, with its
+    /// CRC32C, if it is one.
     async fn round(
         &mut self,
         conn: &mut Connection,
@@ -435,7 +480,7 @@ impl Copier<'_> {
         written: u64,
         inflight: &mut VecDeque<Inflight>,
         next: &mut u64,
-    ) -> Result<Option<Bytes>, StepError> {
+    ) -> Result<Option<(Bytes, u32)>, StepError> {
         let options = self.options;
         while inflight.len() < options.window.max(1) && *next < file.len {
             let count = self.chunk_bytes.min(file.len - *next);
@@ -488,7 +533,7 @@ impl Copier<'_> {
             *next = offset + len;
             self.chunk_bytes = len;
         }
-        Ok(Some(response.data))
+        Ok(Some((response.data, response.crc)))
     }
 
     /// Maps an answer's error to a step error.

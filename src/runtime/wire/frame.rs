@@ -56,9 +56,15 @@ pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
     kind: proto::frame::Kind,
 ) -> std::io::Result<()> {
-    let body = proto::Frame { kind: Some(kind) }.encode_to_vec();
-    let mut out = BytesMut::with_capacity(body.len() + 4);
-    encode_frame(&body, &mut out);
+    // Encoded straight behind its length prefix: one pass over the body
+    // (a snapshot chunk's megabyte is not copied a second time).
+    let frame = proto::Frame { kind: Some(kind) };
+    let len = frame.encoded_len();
+    let mut out = BytesMut::with_capacity(len + 4);
+    out.put_u32(len as u32);
+    frame
+        .encode(&mut out)
+        .expect("the buffer was sized to the frame");
     writer.write_all(&out).await?;
     writer.flush().await
 }
