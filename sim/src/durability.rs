@@ -32,6 +32,10 @@ struct Promised {
     installed: Option<Acknowledged>,
     /// Snapshots offered to this server: (term, leader) → last index.
     offers: BTreeMap<(Term, NodeId), LogIndex>,
+    /// The newest term it sent appends or heartbeats in as leader: a
+    /// leader's term is durable before it leads (else a restart forgets it,
+    /// and the voters that elected it may elect it in that term again).
+    led: Option<Term>,
     /// How it last went down, for the report.
     crash: Option<String>,
 }
@@ -124,6 +128,14 @@ impl Promises {
         }
     }
 
+    /// Notes that `node`'s member of `group` sent an append or a heartbeat
+    /// as the leader of `term`.
+    pub fn led(&self, group: GroupId, node: NodeId, term: Term) {
+        let mut nodes = self.inner.lock().expect("promises");
+        let led = &mut nodes.entry((group, node)).or_default().led;
+        *led = (*led).max(Some(term));
+    }
+
     /// What the restarts so far checked.
     pub fn checked(&self) -> Checked {
         *self.checked.lock().expect("checked")
@@ -186,6 +198,11 @@ impl Promises {
             recovered: state.clone(),
         };
         let mut violations = Vec::new();
+        if let Some(term) = promised.led
+            && recovered.term < term
+        {
+            violations.push(lost(format!("its term {} as leader", term.0)));
+        }
         if let Some((term, candidate)) = promised.vote {
             let kept = recovered.term > term
                 || (recovered.term == term && recovered.voted_for == Some(candidate));
@@ -247,6 +264,12 @@ pub struct FrameTap {
 const VOTE_RESPONSE: u64 = 11;
 const APPEND_RESPONSE: u64 = 13;
 const INSTALL_SNAPSHOT_REQUEST: u64 = 16;
+const APPEND_REQUEST: u64 = 12;
+const HEARTBEAT_REQUEST: u64 = 14;
+/// `RaftMessage` header fields (varints, before the body).
+const RAFT_GROUP_ID: u64 = 1;
+const RAFT_FROM: u64 = 2;
+const RAFT_TERM: u64 = 4;
 /// `Frame.raft`.
 const FRAME_RAFT: u64 = 1;
 
@@ -269,6 +292,9 @@ impl FrameTap {
             }
             self.buffer.advance(4);
             let body = self.buffer.split_to(len);
+            if let Some((group, from, term)) = leading(&body) {
+                self.promises.led(group, from, term);
+            }
             if promising(&body)
                 && let Ok(proto::Frame {
                     kind: Some(proto::frame::Kind::Raft(raft)),
@@ -303,6 +329,38 @@ fn promising(body: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// The group, sender and term of a frame that is an append or a heartbeat
+/// request (only a leader sends them), from the Raft message's leading
+/// varint fields; the body is not decoded.
+fn leading(body: &[u8]) -> Option<(GroupId, NodeId, Term)> {
+    let mut at = 0;
+    let (FRAME_RAFT, 2) = tag(body, &mut at)? else {
+        return None;
+    };
+    let len = varint(body, &mut at)?;
+    let raft = body.get(at..at + usize::try_from(len).ok()?)?;
+    let (mut group, mut from, mut term) = (0, 0, 0);
+    let mut at = 0;
+    while let Some((field, wire_type)) = tag(raft, &mut at) {
+        match (field, wire_type) {
+            (APPEND_REQUEST | HEARTBEAT_REQUEST, 2) => {
+                return Some((GroupId(group), NodeId(from), Term(term)));
+            }
+            (_, 0) => {
+                let value = varint(raft, &mut at)?;
+                match field {
+                    RAFT_GROUP_ID => group = value,
+                    RAFT_FROM => from = value,
+                    RAFT_TERM => term = value,
+                    _ => {}
+                }
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 fn tag(bytes: &[u8], at: &mut usize) -> Option<(u64, u64)> {
@@ -432,6 +490,28 @@ mod tests {
         assert_eq!(crash, "power loss at 1.500s");
         assert!(
             matches!(&lost[0], Violation::DurabilityLost { promise, .. } if promise == "its vote for n1 in term 4")
+        );
+    }
+
+    #[test]
+    fn a_leader_that_forgot_its_term_is_named() {
+        let promises = Promises::default();
+        let mut tap = FrameTap::new(promises.clone());
+        let append = MessageBody::AppendRequest(oar::core::AppendRequest {
+            prev_log_id: LogId::new(5, 9),
+            entries: Vec::new().into(),
+            leader_commit: LogIndex(9),
+        });
+        tap.written(&framed(&[message(1, 2, 6, append)]));
+        let lost = promises.check(GroupId(1), NodeId(1), state(5, Some(1), (5, 9), None));
+        assert!(
+            matches!(&lost[..], [Violation::DurabilityLost { promise, .. }] if promise == "its term 6 as leader"),
+            "{lost:?}"
+        );
+        assert!(
+            promises
+                .check(GroupId(1), NodeId(1), state(6, Some(1), (5, 9), None))
+                .is_empty()
         );
     }
 

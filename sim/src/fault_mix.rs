@@ -161,6 +161,9 @@ fault_kinds! {
     /// drift bound allows), pause the leader, let the others elect and
     /// write, then read at the leader the moment it resumes.
     LeasePause, lease_pause, Crash, 4;
+    /// Hand leadership to a voter and cut its power the moment it has won
+    /// (or led a write), then restart it.
+    FreshLeaderRestart, fresh_leader_restart, Crash, 3;
 }
 
 impl FaultKind {
@@ -182,6 +185,7 @@ impl FaultKind {
                 | FaultKind::InstallCampaign
                 | FaultKind::InstallRestart
                 | FaultKind::LeasePause
+                | FaultKind::FreshLeaderRestart
         )
     }
 

@@ -2,7 +2,8 @@
 //! or never hold: learners that linger while voters are cut off, a leader
 //! struck while it holds an uncommitted configuration, a server that
 //! campaigns (or restarts) right after installing a snapshot that carried a
-//! membership change it missed. Each waits on the cluster's state (polling
+//! membership change it missed, a leader that loses power the moment it
+//! won. Each waits on the cluster's state (polling
 //! the leader's status every millisecond) and strikes at the moment the
 //! window is open.
 
@@ -52,6 +53,7 @@ impl Nemesis {
             FaultKind::InstallCampaign => self.after_install(cluster, false).await,
             FaultKind::InstallRestart => self.after_install(cluster, true).await,
             FaultKind::LeasePause => self.lease_pause(cluster).await,
+            FaultKind::FreshLeaderRestart => self.fresh_leader_restart(cluster).await,
             _ => false,
         }
     }
@@ -277,6 +279,79 @@ impl Nemesis {
             }
         }
         false
+    }
+
+    /// Hands leadership to another voter and, once it has won (half the
+    /// time at once, else once it appended a write after its no-op, or 30
+    /// ms passed), cuts its power and restarts it. The term and vote it won
+    /// with may not be durable yet (one device latency, 50 µs to 20 ms,
+    /// after it campaigned), while the voters that elected it still hold
+    /// their votes for it in that term: a server that led before its own
+    /// term was durable could forget it and be elected in it again, with
+    /// another log.
+    async fn fresh_leader_restart(&mut self, cluster: &mut SimCluster) -> bool {
+        let Some((old, leader_node, status)) = leader(cluster).await else {
+            return false;
+        };
+        // A transfer: every other voter, the old leader too, may grant the
+        // target its term, so their votes alone can elect it (with a
+        // majority cut off from it, its own vote would be needed).
+        let others: Vec<NodeId> = status
+            .membership
+            .voters
+            .iter()
+            .copied()
+            .filter(|&id| id != status.id)
+            .collect();
+        let Some(&target) = others.get(self.rng.random_range(0..others.len().max(1))) else {
+            return false;
+        };
+        crate::reconfigure::spawn_transfer(cluster, leader_node, target, self.trace.clone());
+        let fresh = |cluster: &SimCluster| {
+            (0..cluster.nodes.len()).find(|&i| {
+                i != old
+                    && cluster.nodes[i].id == target
+                    && cluster
+                        .member(i)
+                        .is_some_and(|m| m.leader() == Some(m.id()))
+            })
+        };
+        let end = Instant::now() + Duration::from_secs(3);
+        let (at, member) = loop {
+            sleep(INSTALL_POLL).await;
+            if let Some(i) = fresh(cluster)
+                && let Some(member) = cluster.member(i)
+            {
+                break (i, member);
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+        };
+        let Ok(won) = member.status().await else {
+            return false;
+        };
+        // Half the time at once (its term's write may still be on its
+        // way), else once it has led a write (which a second election in
+        // the same term would contradict).
+        let wait = match self.rng.random_range(0..2) {
+            0 => Duration::ZERO,
+            _ => Duration::from_millis(30),
+        };
+        let strike = Instant::now() + wait;
+        while Instant::now() < strike {
+            match member.status().await {
+                Ok(now) if now.last_log_id.index > won.last_log_id.index.next() => break,
+                Ok(_) => sleep(INSTALL_POLL).await,
+                Err(_) => return false,
+            }
+        }
+        let fields = json!({ "node": won.id.0, "term": won.hard_state.term.0 });
+        self.trace
+            .event(SimCluster::now_ns(), "fresh_leader_restart", fields);
+        cluster.kill(at);
+        cluster.restart(at);
+        true
     }
 
     /// A server whose membership change can finish while `x` is cut off:
