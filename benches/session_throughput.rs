@@ -25,7 +25,12 @@
 //! `OAR_BENCH_CLIENTS` as a comma list (default `1,64`), `OAR_BENCH_MODE`
 //! to measure one mode alone (`raw`, `session`, `client-raw` or `client`,
 //! for a profiler), `OAR_BENCH_CONNECTIONS` the client's connections per
-//! server at most (`ClientOptions::connections_per_server_max`).
+//! server at most (`ClientOptions::connections_per_server_max`),
+//! `OAR_BENCH_COMMAND=copied` to give every write a command of its own on
+//! the heap, as a server's commands come off the network (by default one
+//! static command: `raw`'s entries then cost no allocation and no reference
+//! count anywhere in process, while `session` logs an envelope on the heap
+//! either way).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -114,7 +119,12 @@ async fn write_loop(
     stop: Arc<AtomicBool>,
     count: Arc<AtomicU64>,
 ) {
-    let command = Bytes::from_static(b"0123456789abcdef");
+    const COMMAND: &[u8; 16] = b"0123456789abcdef";
+    let copied = std::env::var("OAR_BENCH_COMMAND").is_ok_and(|v| v == "copied");
+    let command = || match copied {
+        true => Bytes::copy_from_slice(COMMAND),
+        false => Bytes::from_static(COMMAND),
+    };
     let (session, remote) = match mode {
         Mode::Raw | Mode::ClientRaw => (None, None),
         Mode::Session => (Some(leader.open_session().await.expect("session")), None),
@@ -128,19 +138,19 @@ async fn write_loop(
         seq += 1;
         match (session, &remote) {
             _ if mode == Mode::ClientRaw => {
-                client.apply(GROUP, command.clone()).await.expect("write");
+                client.apply(GROUP, command()).await.expect("write");
             }
             (Some(s), _) => {
                 leader
-                    .apply_in_session(s, seq, seq, command.clone())
+                    .apply_in_session(s, seq, seq, command())
                     .await
                     .expect("write");
             }
             (_, Some(remote)) => {
-                remote.apply(command.clone()).await.expect("write");
+                remote.apply(command()).await.expect("write");
             }
             _ => {
-                leader.apply(command.clone()).await.expect("write");
+                leader.apply(command()).await.expect("write");
             }
         }
         if measuring.load(Ordering::Relaxed) {

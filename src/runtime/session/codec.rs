@@ -182,6 +182,10 @@ impl Envelope {
 
 /// A session operation's answer as bytes.
 pub(crate) fn encode_reply(reply: &Result<Bytes, SessionError>) -> Bytes {
+    if matches!(reply, Ok(payload) if payload.is_empty()) {
+        // Common (a write that answers nothing, a close): no allocation.
+        return Bytes::from_static(&[0]);
+    }
     let mut out = BytesMut::with_capacity(match reply {
         Ok(payload) => 1 + payload.len(),
         Err(_) => 18,

@@ -2,8 +2,6 @@
 //! user's, which deduplicates session requests before the user's state
 //! machine sees them and keeps the session table in every snapshot.
 
-use std::collections::BTreeSet;
-
 use bytes::Bytes;
 
 use super::codec::{Envelope, encode_reply};
@@ -25,27 +23,21 @@ pub(crate) struct SessionStateMachine {
     inner: Box<dyn StateMachine>,
     table: SessionTable,
     options: SessionOptions,
+    /// Commands collected for the next call of the user's `on_apply`
+    /// (empty between batches; the buffer is reused, as is `waiting`'s).
+    run: Vec<Committed>,
+    /// The answers waiting on `run`, in order.
+    waiting: Vec<Waiting>,
 }
 
-/// Where a command's answer comes from.
-enum Answer {
-    /// Known already (a duplicate, a refusal, an open or close).
-    Ready(Bytes),
-    /// The user's reply to run entry `at`, answered raw (a Plain command).
-    Plain(usize),
-    /// The user's reply to run entry `at`, recorded under (session, seq)
-    /// and answered in a session reply.
-    Session(usize, SessionId, u64),
-}
-
-/// Commands collected for one call of the user's `on_apply`.
-#[derive(Default)]
-struct Run {
-    commands: Vec<Committed>,
-    /// Fresh session requests in the run, not yet recorded.
-    pending: BTreeSet<(SessionId, u64)>,
-    /// How many of the answers so far are still waiting on this run.
-    first_answer: usize,
+/// An answer that the user's reply to a command of the run fills.
+struct Waiting {
+    /// Its place in the batch's answers.
+    slot: usize,
+    /// A session request's (session, seq), its reply recorded under them
+    /// and answered in a session reply; `None` for a Plain command,
+    /// answered raw.
+    request: Option<(SessionId, u64)>,
 }
 
 impl SessionStateMachine {
@@ -54,60 +46,74 @@ impl SessionStateMachine {
             table: SessionTable::new(options.clone()),
             inner,
             options,
+            run: Vec::new(),
+            waiting: Vec::new(),
         }
     }
 
     /// Applies the run: the user's state machine sees its commands, and the
     /// answers waiting on it are filled (session replies recorded). `false`
     /// if the user's state machine broke the response-count contract.
-    fn flush(
-        &mut self,
-        run: &mut Run,
-        answers: &mut [Answer],
-        ready: &mut [Option<Bytes>],
-    ) -> bool {
-        if run.commands.is_empty() {
+    fn flush(&mut self, answers: &mut [Bytes]) -> bool {
+        if self.run.is_empty() {
             return true;
         }
-        let replies = self.inner.on_apply(&run.commands);
-        if replies.len() != run.commands.len() {
-            return false;
-        }
-        for (slot, answer) in answers.iter().enumerate().skip(run.first_answer) {
-            match *answer {
-                Answer::Ready(_) => {}
-                Answer::Plain(at) => ready[slot] = Some(replies[at].clone()),
-                Answer::Session(at, session, seq) => {
-                    self.table.record(session, seq, replies[at].clone());
-                    ready[slot] = Some(encode_reply(&Ok(replies[at].clone())));
+        let replies = self.inner.on_apply(&self.run);
+        self.run.clear();
+        if replies.len() != self.waiting.len() {
+            // Nothing of the run is recorded: its requests are pending no more.
+            for w in self.waiting.drain(..) {
+                if let Some((session, seq)) = w.request {
+                    self.table.unmark(session, seq);
                 }
             }
+            return false;
         }
-        run.commands.clear();
-        run.pending.clear();
-        run.first_answer = answers.len();
+        for (w, reply) in self.waiting.drain(..).zip(replies) {
+            answers[w.slot] = match w.request {
+                None => reply,
+                Some((session, seq)) => {
+                    let answer = encode_reply(&Ok(reply));
+                    // The record shares the answer's bytes.
+                    self.table.record(session, seq, answer.slice(1..));
+                    answer
+                }
+            };
+        }
         true
+    }
+
+    /// Adds a command to the run, its answer at `slot` waiting on it.
+    fn push(
+        &mut self,
+        c: &Committed,
+        command: Bytes,
+        slot: usize,
+        request: Option<(SessionId, u64)>,
+    ) {
+        self.run.push(Committed {
+            id: c.id,
+            data: command,
+        });
+        self.waiting.push(Waiting { slot, request });
     }
 }
 
 impl StateMachine for SessionStateMachine {
     fn on_apply(&mut self, commands: &[Committed]) -> Vec<Bytes> {
-        let mut answers: Vec<Answer> = Vec::with_capacity(commands.len());
-        let mut ready: Vec<Option<Bytes>> = vec![None; commands.len()];
-        let mut run = Run::default();
+        // Answers waiting on a run hold an empty placeholder until it flushes.
+        let mut answers: Vec<Bytes> = Vec::with_capacity(commands.len());
         for c in commands {
+            let slot = answers.len();
             let Some(envelope) = Envelope::decode(c.data.clone()) else {
-                answers.push(Answer::Ready(encode_reply(&Err(SessionError::Malformed))));
+                answers.push(encode_reply(&Err(SessionError::Malformed)));
                 continue;
             };
             let answer = match envelope {
                 Envelope::Plain { time_ms, command } => {
                     self.table.advance(time_ms);
-                    run.commands.push(Committed {
-                        id: c.id,
-                        data: command,
-                    });
-                    Answer::Plain(run.commands.len() - 1)
+                    self.push(c, command, slot, None);
+                    Bytes::new()
                 }
                 Envelope::Open { time_ms } => {
                     self.table.advance(time_ms);
@@ -116,13 +122,11 @@ impl StateMachine for SessionStateMachine {
                         .table
                         .open(id)
                         .map(|()| Bytes::copy_from_slice(&id.0.to_be_bytes()));
-                    Answer::Ready(encode_reply(&opened))
+                    encode_reply(&opened)
                 }
                 Envelope::Close { time_ms, session } => {
                     self.table.advance(time_ms);
-                    Answer::Ready(encode_reply(
-                        &self.table.close(session).map(|()| Bytes::new()),
-                    ))
+                    encode_reply(&self.table.close(session).map(|()| Bytes::new()))
                 }
                 Envelope::Request {
                     time_ms,
@@ -132,45 +136,35 @@ impl StateMachine for SessionStateMachine {
                     command,
                 } => {
                     self.table.advance(time_ms);
-                    if run.pending.contains(&(session, seq)) {
+                    let mut decision = self.table.decide(session, seq, first_unacked);
+                    if decision == Decision::InFlight {
                         // A retry of a request earlier in this very batch:
                         // apply the first so that this one finds its reply.
-                        if !self.flush(&mut run, &mut answers, &mut ready) {
+                        if !self.flush(&mut answers) {
                             return Vec::new();
                         }
+                        decision = self.table.decide(session, seq, first_unacked);
                     }
-                    let pending = run
-                        .pending
-                        .range((session, 0)..=(session, u64::MAX))
-                        .count();
-                    match self.table.decide(session, seq, first_unacked, pending) {
+                    match decision {
                         Decision::Fresh => {
-                            run.pending.insert((session, seq));
-                            run.commands.push(Committed {
-                                id: c.id,
-                                data: command,
-                            });
-                            Answer::Session(run.commands.len() - 1, session, seq)
+                            self.push(c, command, slot, Some((session, seq)));
+                            Bytes::new()
                         }
-                        Decision::Duplicate(reply) => Answer::Ready(encode_reply(&Ok(reply))),
-                        Decision::Refused(e) => Answer::Ready(encode_reply(&Err(e))),
+                        Decision::Duplicate(reply) => encode_reply(&Ok(reply)),
+                        Decision::Refused(e) => encode_reply(&Err(e)),
+                        Decision::InFlight => {
+                            unreachable!("the batch's fresh requests were just recorded")
+                        }
                     }
                 }
             };
             answers.push(answer);
         }
-        if !self.flush(&mut run, &mut answers, &mut ready) {
+        if !self.flush(&mut answers) {
             // A broken contract: the apply loop reports a count mismatch.
             return Vec::new();
         }
         answers
-            .into_iter()
-            .zip(ready)
-            .map(|(answer, filled)| match answer {
-                Answer::Ready(bytes) => bytes,
-                _ => filled.expect("every run was flushed"),
-            })
-            .collect()
     }
 
     fn on_leader_start(&mut self, term: Term) {

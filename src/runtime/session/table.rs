@@ -34,6 +34,11 @@ struct Session {
     replies: Replies,
     /// Invariant: the sum of `replies`' lengths.
     reply_bytes: usize,
+    /// Sequence numbers of fresh requests in the apply batch under way, not
+    /// yet recorded: empty between batches (so in no snapshot and in no
+    /// comparison). Kept here, not in a set of the batch's own, so a request
+    /// costs no lookup besides its session's; the buffer is reused.
+    pending: Vec<u64>,
 }
 
 /// Equal in what the log decides; where the expiry index has it may lag.
@@ -95,8 +100,12 @@ impl Replies {
 /// What to do with a session request.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Decision {
-    /// Not seen before: apply it, then [`SessionTable::record`] its reply.
+    /// Not seen before: apply it, then [`SessionTable::record`] its reply
+    /// (it counts against the session's limits until then).
     Fresh,
+    /// The same request is fresh earlier in the batch, not yet recorded:
+    /// apply what came before, then decide again. Nothing was touched.
+    InFlight,
     /// A retry of an applied request: its recorded reply.
     Duplicate(Bytes),
     /// Refused; not applied.
@@ -212,18 +221,15 @@ impl SessionTable {
 
     /// Decides a request: touches the session, forgets the replies below
     /// `first_unacked`, then answers from the record, refuses, or lets it
-    /// apply. `pending` requests of the session (fresh, not yet recorded)
-    /// count against its reply limit.
-    pub(crate) fn decide(
-        &mut self,
-        id: SessionId,
-        seq: u64,
-        first_unacked: u64,
-        pending: usize,
-    ) -> Decision {
+    /// apply. Fresh requests not yet recorded count against the session's
+    /// reply limit.
+    pub(crate) fn decide(&mut self, id: SessionId, seq: u64, first_unacked: u64) -> Decision {
         let Some(session) = self.sessions.get_mut(&id) else {
             return Decision::Refused(SessionError::Expired { session: id });
         };
+        if session.pending.contains(&seq) {
+            return Decision::InFlight;
+        }
         session.last_active_ms = self.log_time_ms;
         if first_unacked > session.forgotten_below {
             session.forgotten_below = first_unacked;
@@ -238,12 +244,24 @@ impl SessionTable {
         if let Some(reply) = session.replies.get(seq) {
             return Decision::Duplicate(reply.clone());
         }
+        let pending = session.pending.len();
         let full = session.replies.len() + pending >= self.options.replies_per_session_max
             || session.reply_bytes >= self.options.reply_bytes_per_session_max
             || self.reply_bytes >= self.options.reply_bytes_max;
         match full {
             true => Decision::Refused(SessionError::ReplyCacheFull { session: id }),
-            false => Decision::Fresh,
+            false => {
+                session.pending.push(seq);
+                Decision::Fresh
+            }
+        }
+    }
+
+    /// Forgets that a fresh request is pending without recording a reply
+    /// (its batch failed).
+    pub(crate) fn unmark(&mut self, id: SessionId, seq: u64) {
+        if let Some(session) = self.sessions.get_mut(&id) {
+            session.pending.retain(|&s| s != seq);
         }
     }
 
@@ -253,6 +271,10 @@ impl SessionTable {
         let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
+        // Mostly one pending request a session, found at once.
+        if let Some(at) = session.pending.iter().position(|&s| s == seq) {
+            session.pending.swap_remove(at);
+        }
         if seq < session.forgotten_below {
             return;
         }
@@ -361,20 +383,45 @@ mod tests {
     fn a_retry_gets_the_recorded_reply_and_the_watermark_forgets_it() {
         let mut t = table();
         t.open(S).unwrap();
-        assert_eq!(t.decide(S, 1, 1, 0), Decision::Fresh);
+        assert_eq!(t.decide(S, 1, 1), Decision::Fresh);
         t.record(S, 1, Bytes::from_static(b"one"));
         assert_eq!(
-            t.decide(S, 1, 1, 0),
+            t.decide(S, 1, 1),
             Decision::Duplicate(Bytes::from_static(b"one"))
         );
         // The client acknowledged 1: its reply goes, and a retry of 1 is
         // refused rather than applied again.
-        assert_eq!(t.decide(S, 2, 2, 0), Decision::Fresh);
+        assert_eq!(t.decide(S, 2, 2), Decision::Fresh);
         assert_eq!(t.reply_bytes, 0);
         assert_eq!(
-            t.decide(S, 1, 2, 0),
+            t.decide(S, 1, 2),
             Decision::Refused(SessionError::ReplyForgotten { session: S, seq: 1 })
         );
+    }
+
+    #[test]
+    fn fresh_requests_not_yet_recorded_count_against_the_limit() {
+        let mut t = table();
+        t.open(S).unwrap();
+        assert_eq!(t.decide(S, 1, 1), Decision::Fresh);
+        assert_eq!(
+            t.decide(S, 1, 1),
+            Decision::InFlight,
+            "the same, unrecorded"
+        );
+        assert_eq!(t.decide(S, 2, 1), Decision::Fresh);
+        assert_eq!(
+            t.decide(S, 3, 1),
+            Decision::Refused(SessionError::ReplyCacheFull { session: S })
+        );
+        t.record(S, 1, Bytes::from_static(b"one"));
+        t.record(S, 2, Bytes::new());
+        assert_eq!(
+            t.decide(S, 1, 1),
+            Decision::Duplicate(Bytes::from_static(b"one"))
+        );
+        // Recorded, the two still fill the session; acknowledged, they go.
+        assert_eq!(t.decide(S, 3, 3), Decision::Fresh);
     }
 
     #[test]
@@ -388,7 +435,7 @@ mod tests {
         t.advance(1_101);
         assert_eq!(t.len(), 0);
         assert_eq!(
-            t.decide(S, 1, 1, 0),
+            t.decide(S, 1, 1),
             Decision::Refused(SessionError::Expired { session: S })
         );
     }
@@ -399,7 +446,7 @@ mod tests {
         t.advance(1_000);
         t.open(S).unwrap();
         t.advance(1_090);
-        assert_eq!(t.decide(S, 1, 1, 0), Decision::Fresh);
+        assert_eq!(t.decide(S, 1, 1), Decision::Fresh);
         // Indexed at 1,000, active at 1,090: not idle for the expiry yet.
         t.advance(1_150);
         assert_eq!(t.len(), 1);
@@ -430,12 +477,12 @@ mod tests {
         t.record(SessionId(1), 1, Bytes::new());
         t.record(SessionId(1), 2, Bytes::new());
         assert_eq!(
-            t.decide(SessionId(1), 3, 1, 0),
+            t.decide(SessionId(1), 3, 1),
             Decision::Refused(SessionError::ReplyCacheFull {
                 session: SessionId(1)
             })
         );
-        assert_eq!(t.decide(SessionId(1), 3, 2, 0), Decision::Fresh);
+        assert_eq!(t.decide(SessionId(1), 3, 2), Decision::Fresh);
     }
 
     #[test]
