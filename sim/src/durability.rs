@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, BytesMut};
-use oar::core::{AppendResponse, LogId, LogIndex, Message, MessageBody, NodeId, Term};
+use oar::core::{AppendResponse, Entry, LogId, LogIndex, Message, MessageBody, NodeId, Term};
 use oar::runtime::GroupId;
 use oar::runtime::wire::convert::from_proto;
 use oar::runtime::wire::proto;
@@ -134,6 +134,29 @@ impl Promises {
         let mut nodes = self.inner.lock().expect("promises");
         let led = &mut nodes.entry((group, node)).or_default().led;
         *led = (*led).max(Some(term));
+    }
+
+    /// `node`'s member of `group` is about to write `entries` over its log
+    /// from their first index on. An entry of a newer term than the append
+    /// acknowledgement, at an index it covered, is a newer leader's: it
+    /// conflicts with the entry acknowledged (a leader sends entries of its
+    /// term or older), which therefore was never committed (leader
+    /// completeness), so the promise ends before it. Called before the
+    /// write: its truncation may reach the disk and its entries not (a
+    /// failed sync, then a power loss) — a shorter log that breaks no promise.
+    pub fn replacing(&self, group: GroupId, node: NodeId, entries: &[Entry]) {
+        let mut nodes = self.inner.lock().expect("promises");
+        let Some(ack) = nodes
+            .get_mut(&(group, node))
+            .and_then(|p| p.appended.as_mut())
+        else {
+            return;
+        };
+        let newer = entries.iter().find(|e| e.id.term > ack.term);
+        if let Some(entry) = newer.filter(|e| e.id.index <= ack.index) {
+            ack.index = LogIndex(entry.id.index.0 - 1);
+            ack.snapshot = false;
+        }
     }
 
     /// What the restarts so far checked.
@@ -565,5 +588,50 @@ mod tests {
             recovered.ends_with("entries 13..=40 are nowhere"),
             "{recovered}"
         );
+    }
+
+    /// Seed 1057 at 5 servers on 54ea817: a learner cut off with a deposed
+    /// leader acknowledged its uncommitted entries through 118 in term 1;
+    /// the term-3 leader's entries from 116 on replaced them, the
+    /// truncation reached the disk, then a sync of the new entries failed
+    /// and a power loss took them. Nothing promised was lost.
+    #[test]
+    fn a_newer_leaders_entries_end_the_promise_where_they_conflict() {
+        let noop = |term, index| Entry {
+            id: LogId::new(term, index),
+            payload: oar::core::EntryPayload::Noop,
+        };
+        let promises = Promises::default();
+        promises.sent(GroupId(1), &message(4, 2, 1, ack(118)));
+        let truncated = state(3, None, (1, 115), Some(80));
+        // The old leader's entries written again (its term, or older):
+        // the promise still stands.
+        promises.replacing(GroupId(1), NodeId(4), &[noop(1, 116)]);
+        let lost = promises.check(GroupId(1), NodeId(4), truncated);
+        assert!(
+            matches!(&lost[..], [Violation::DurabilityLost { promise, .. }] if promise == "entries through 118 acknowledged to leader n2 in term 1"),
+            "{lost:?}"
+        );
+        // Another node's write is not this one's.
+        promises.replacing(GroupId(1), NodeId(3), &[noop(2, 116)]);
+        assert_eq!(promises.check(GroupId(1), NodeId(4), truncated).len(), 1);
+        promises.replacing(
+            GroupId(1),
+            NodeId(4),
+            &[noop(1, 116), noop(2, 117), noop(3, 118)],
+        );
+        // Entries up to the conflict are still promised.
+        let lost = promises.check(GroupId(1), NodeId(4), state(3, None, (1, 115), Some(80)));
+        assert!(
+            matches!(&lost[..], [Violation::DurabilityLost { promise, .. }] if promise == "entries through 116 acknowledged to leader n2 in term 1"),
+            "{lost:?}"
+        );
+        assert!(
+            promises
+                .check(GroupId(1), NodeId(4), state(3, None, (1, 116), Some(80)))
+                .is_empty()
+        );
+        promises.replacing(GroupId(1), NodeId(4), &[noop(2, 116)]);
+        assert!(promises.check(GroupId(1), NodeId(4), truncated).is_empty());
     }
 }

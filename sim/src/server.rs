@@ -304,6 +304,11 @@ impl oar::runtime::GroupStorage for SlowDisk {
         &mut self,
         ops: Vec<oar::storage::WriteOp>,
     ) -> Result<Vec<oar::storage::Durable>, oar::runtime::StorageFailure> {
+        for op in &ops {
+            if let oar::storage::WriteOp::Entries(entries) = op {
+                self.promises.replacing(self.group, self.id, entries);
+            }
+        }
         self.inner.persist(ops)
     }
 

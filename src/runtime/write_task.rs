@@ -104,11 +104,16 @@ impl WritePath {
             WritePath::Task { writes, results } => {
                 match writes.send(StorageRequest::Write(batch)) {
                     Ok(()) => None,
-                    // The writer ended (only a panicking call ends it early);
-                    // its failure, if any, is still queued.
-                    Err(_) => Some(match results.try_recv() {
-                        Ok(StorageDone::Written(result)) => result,
-                        _ => Err(PANICKED),
+                    // The writer ended (only a failed or panicking call
+                    // ends it early); its failure is still queued, behind
+                    // answers the group has not taken yet (loads, earlier
+                    // batches: moot, the group stops).
+                    Err(_) => Some(loop {
+                        match results.try_recv() {
+                            Ok(StorageDone::Written(Err(e))) => break Err(e),
+                            Ok(_) => {}
+                            Err(_) => break Err(PANICKED),
+                        }
                     }),
                 }
             }
@@ -269,3 +274,62 @@ const PANICKED: StorageError = StorageError::Panicked { during: "persist" };
 const LOAD_PANICKED: StorageError = StorageError::Panicked {
     during: "read_entries",
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{LogIndex, NodeId};
+    use crate::runtime::{MemStorage, SnapshotStorage, StorageFailure};
+    use crate::storage::Recovered;
+
+    /// Memory storage whose writes fail and whose reads find nothing.
+    struct FailingWrites(MemStorage);
+
+    impl GroupStorage for FailingWrites {
+        fn recover(&mut self) -> Result<Recovered, StorageFailure> {
+            self.0.recover()
+        }
+        fn persist(&mut self, _: Vec<WriteOp>) -> Result<Vec<Durable>, StorageFailure> {
+            Err(Box::new(std::io::Error::other("the disk is gone")))
+        }
+        fn snapshots(&self) -> Arc<dyn SnapshotStorage> {
+            self.0.snapshots()
+        }
+        fn persist_may_block(&self) -> bool {
+            true
+        }
+        fn reads_entries(&self) -> bool {
+            true
+        }
+        fn read_entries(&mut self, _: &EntriesLoad) -> Result<Vec<Entry>, StorageFailure> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_submit_after_the_writer_failed_reports_its_failure_behind_a_load() {
+        let storage = Box::new(FailingWrites(MemStorage::new()));
+        let (mut path, task) = WritePath::start(storage, Arc::new(GroupMetrics::new(false)));
+        let load = EntriesLoad {
+            id: 1,
+            peer: NodeId(2),
+            lo: LogIndex(1),
+            hi: LogIndex(2),
+            count_max: 1,
+            bytes_max: 0,
+        };
+        assert!(path.load(load).is_none());
+        assert!(
+            path.submit(vec![WriteOp::Compact(Default::default())])
+                .is_none()
+        );
+        // The writer answers the load, fails the write and ends; the
+        // group has taken neither answer yet.
+        task.expect("a writer task").await.expect("the writer ends");
+        let result = path.submit(vec![WriteOp::Compact(Default::default())]);
+        assert!(
+            matches!(&result, Some(Err(StorageError::Other(e))) if e.to_string() == "the disk is gone"),
+            "{result:?}"
+        );
+    }
+}
