@@ -6,18 +6,23 @@
 use oar_sim::options::SimOptions;
 use oar_sim::run::{Verdict, run};
 
-/// Seed 655 at 5 servers with sync errors, restarts and leader partitions
-/// weighted up (seed 1057 with its own mix did the same on 54ea817): n4
-/// acknowledged entries through 544 to the term-2 leader, which were never
-/// committed; the term-3 leader's entries from 541 on replaced them, the
-/// truncation was durable, the new segment's sync failed (fail-stop) and a
-/// power loss took its entries. Before the checker learned of replacing
-/// writes this was a `DurabilityLost` ("entries through 544 acknowledged to
-/// leader n1 in term 2", recovered "log 452..=540 (last 2.540)").
+/// Seed 1057 at 5 servers with its whole fault mix pinned (a new fault
+/// kind or another schedule would move it; 655 with a weighted mix did the
+/// same on b72ab27): n4, a learner cut off with the term-1 leader,
+/// acknowledged entries through 115 that were never committed; the term-3
+/// leader's entries replaced them from 113 on, the truncation was durable,
+/// the new segment's sync failed (fail-stop) and a power loss took its
+/// entries. Before the checker learned of replacing writes this was a
+/// `DurabilityLost` ("entries through 115 acknowledged to leader n2 in term
+/// 1", recovered "log 82..=112 (last 1.112)").
 #[test]
 fn a_truncation_whose_replacement_never_reached_the_disk_breaks_no_promise() {
-    let defaults = SimOptions::new(655);
-    let weights = "sync_error=40,restart=30,partition_leader=20,linger=10";
+    let defaults = SimOptions::new(1057);
+    let weights = "partition_leader=14,partition_random=6,partition_bridge=0,blackhole=2,\
+        clog_link=0,slow_network=3,heal_network=9,crash=0,restart=28,pause=3,resume=5,\
+        sync_error=12,meta_bit_flip=3,membership_change=7,transfer=0,replacement=2,linger=6,\
+        config_window=2,install_campaign=5,install_restart=3,snapshot=0,lull=6,stranger=10,\
+        lease_pause=4,fresh_leader_restart=0";
     let options = SimOptions {
         nodes: 5,
         fault_weights: defaults
