@@ -44,15 +44,21 @@ fn a_single_node_elects_itself_and_commits_after_its_own_disk_write() {
     assert_eq!(c.node(1).log().committed(), id.index);
 }
 
-#[test]
-fn a_vote_is_granted_only_after_it_is_durable() {
+/// Three nodes with manual disks, node 1 a candidate (its pre-votes won,
+/// its vote requests out, nothing durable yet): nobody else's timer fired.
+fn lone_candidate() -> Cluster {
     let mut c = Cluster::new(3, 3);
     c.auto_disk = false;
-    // Node 1 campaigns alone: nobody else's timer fires.
     c.now = c.now + Duration::from_secs(1);
     c.tick_node(NodeId(1));
     c.stabilize(); // pre-votes need no disk
     assert_eq!(c.node(1).role(), Role::Candidate);
+    c
+}
+
+#[test]
+fn a_vote_is_granted_only_after_it_is_durable() {
+    let mut c = lone_candidate();
     c.deliver_first(|m| m.to == NodeId(2));
     assert_eq!(c.node(2).term(), c.node(1).term(), "voter adopted the term");
     let grant = |c: &Cluster| {
@@ -243,12 +249,7 @@ fn a_refused_candidate_does_not_restart_the_refusers_election_timer() {
 /// and nodes applied different commands at one index.
 #[test]
 fn a_candidate_leads_only_once_its_own_term_is_durable() {
-    let mut c = Cluster::new(3, 3);
-    c.auto_disk = false;
-    c.now = c.now + Duration::from_secs(1);
-    c.tick_node(NodeId(1));
-    c.stabilize(); // pre-votes need no disk
-    assert_eq!(c.node(1).role(), Role::Candidate);
+    let mut c = lone_candidate();
     let term = c.node(1).term();
     // Both voters grant, their votes durable; the candidate's write is not.
     for voter in [NodeId(2), NodeId(3)] {

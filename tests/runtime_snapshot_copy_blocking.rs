@@ -23,6 +23,66 @@ const GROUP: GroupId = GroupId(1);
 const SNAPSHOT: LogId = LogId::new(2, 100);
 const CLUSTER: &str = "copy-blocking-tests";
 
+/// A server serving `files` as the snapshot, and a copier's side whose
+/// file system holds the first `sync_all` until `go` is sent
+/// (`fsync_entered` fires when it is reached).
+struct GatedCopy {
+    server: NodeManager,
+    meta: oar::storage::SnapshotMeta,
+    into: DiskSnapshots,
+    dir: tempfile::TempDir,
+    fsync_entered: oneshot::Receiver<()>,
+    go: mpsc::Sender<()>,
+}
+
+impl GatedCopy {
+    async fn new(files: SnapshotFiles) -> Self {
+        let served = MemSnapshots::new();
+        let membership = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+        let meta = served.save(SNAPSHOT, membership, &files).unwrap();
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let server = NodeManager::bind(
+            addr,
+            Security::insecure(CLUSTER),
+            TransportOptions::default(),
+        )
+        .await
+        .unwrap();
+        server.serve_snapshots(GROUP, Arc::new(served));
+        let (entered, fsync_entered) = oneshot::channel();
+        let (go, gate) = mpsc::channel();
+        let fs = GatedFs::new(
+            GatePoint::FileSyncAll,
+            Gate {
+                entered: Some(entered),
+                go: gate,
+            },
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let into = DiskSnapshots::open(Arc::new(fs), dir.path()).unwrap();
+        GatedCopy {
+            server,
+            meta,
+            into,
+            dir,
+            fsync_entered,
+            go,
+        }
+    }
+
+    fn source(&self) -> SnapshotSource {
+        let security = Security::insecure(CLUSTER);
+        SnapshotSource::Tcp {
+            addr: self.server.local_addr(),
+            dialer: Dialer::server(
+                &security,
+                "127.0.0.1:1".parse().unwrap(),
+                Duration::from_secs(5),
+            ),
+        }
+    }
+}
+
 /// On a runtime with one thread, the copier's fsync at a file's end blocks
 /// inside the file system until another task on that thread opens the
 /// gate: the copy completes only if the fsync runs off the thread. (Run
@@ -32,40 +92,17 @@ const CLUSTER: &str = "copy-blocking-tests";
 #[tokio::test(flavor = "current_thread")]
 async fn an_fsync_that_blocks_does_not_block_the_runtime() {
     let files = SnapshotFiles::from([("data".to_string(), Bytes::from(vec![7u8; 300_000]))]);
-    let served = MemSnapshots::new();
-    let membership = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
-    let meta = served.save(SNAPSHOT, membership, &files).unwrap();
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = NodeManager::bind(
-        addr,
-        Security::insecure(CLUSTER),
-        TransportOptions::default(),
-    )
-    .await
-    .unwrap();
-    server.serve_snapshots(GROUP, Arc::new(served));
-
-    let (entered, fsync_entered) = oneshot::channel();
-    let (go, gate) = mpsc::channel();
-    let fs = GatedFs::new(
-        GatePoint::FileSyncAll,
-        Gate {
-            entered: Some(entered),
-            go: gate,
-        },
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let into = DiskSnapshots::open(Arc::new(fs), dir.path()).unwrap();
+    let copy = GatedCopy::new(files).await;
+    let source = copy.source();
+    let GatedCopy {
+        server,
+        meta,
+        into,
+        dir: _dir,
+        fsync_entered,
+        go,
+    } = copy;
     let writer = into.begin(true).unwrap();
-    let security = Security::insecure(CLUSTER);
-    let source = SnapshotSource::Tcp {
-        addr: server.local_addr(),
-        dialer: Dialer::server(
-            &security,
-            "127.0.0.1:1".parse().unwrap(),
-            Duration::from_secs(5),
-        ),
-    };
     let (_keep, never) = watch::channel(false);
     let throttle = Throttle::new(None);
     let options = CopyOptions::default();
@@ -97,40 +134,17 @@ async fn the_next_file_is_fetched_while_a_file_syncs() {
         ("a".to_string(), Bytes::from(vec![7u8; 300_000])),
         ("b".to_string(), Bytes::from(second.clone())),
     ]);
-    let served = MemSnapshots::new();
-    let membership = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
-    let meta = served.save(SNAPSHOT, membership, &files).unwrap();
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = NodeManager::bind(
-        addr,
-        Security::insecure(CLUSTER),
-        TransportOptions::default(),
-    )
-    .await
-    .unwrap();
-    server.serve_snapshots(GROUP, Arc::new(served));
-
-    let (entered, fsync_entered) = oneshot::channel();
-    let (go, gate) = mpsc::channel();
-    let fs = GatedFs::new(
-        GatePoint::FileSyncAll,
-        Gate {
-            entered: Some(entered),
-            go: gate,
-        },
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let into = DiskSnapshots::open(Arc::new(fs), dir.path()).unwrap();
+    let copy = GatedCopy::new(files).await;
+    let source = copy.source();
+    let GatedCopy {
+        server,
+        meta,
+        into,
+        dir,
+        fsync_entered,
+        go,
+    } = copy;
     let writer = into.begin(true).unwrap();
-    let security = Security::insecure(CLUSTER);
-    let source = SnapshotSource::Tcp {
-        addr: server.local_addr(),
-        dialer: Dialer::server(
-            &security,
-            "127.0.0.1:1".parse().unwrap(),
-            Duration::from_secs(5),
-        ),
-    };
     let (_keep, never) = watch::channel(false);
     let throttle = Throttle::new(None);
     let options = CopyOptions::default();
