@@ -49,8 +49,11 @@ fn removed_while_a_voter_lagged(pre_vote: bool, seed: u64) -> Cluster {
 }
 
 /// Without the notice, 2 campaigns for ever and wins 4's vote term after
-/// term; with it, 2 stops after its first refusal, 3 leads within two
-/// election timeouts of its own, and 2 campaigns no more.
+/// term (3 first led after 2.9 s); with it, 2 stops after its first
+/// refusal, 3 leads within a second, and 2 campaigns no more. (Within a
+/// second, not two of its election timeouts: 4, campaigning from its stale
+/// log without pre-vote, raises the term and so restarts 3's timer until 3
+/// draws the shorter timeout; over these 20 seeds that took 160-855 ms.)
 fn a_removed_server_stops_disrupting(pre_vote: bool) {
     for seed in 0..20 {
         let mut c = removed_while_a_voter_lagged(pre_vote, seed);
@@ -61,7 +64,7 @@ fn a_removed_server_stops_disrupting(pre_vote: bool) {
         assert!(led, "seed {seed}: 3 never led");
         let took = c.now.saturating_duration_since(start);
         assert!(
-            took <= Duration::from_millis(700),
+            took <= Duration::from_millis(1000),
             "seed {seed}: 3 led after {took:?}: the removed server kept winning 4's vote"
         );
         c.propose(n(3), "after").expect("3 leads");

@@ -341,7 +341,8 @@ impl Nemesis {
         let strike = Instant::now() + wait;
         while Instant::now() < strike {
             match member.status().await {
-                Ok(now) if now.last_log_id.index > won.last_log_id.index.next() => break,
+                // `won` already holds its no-op: one entry more is a write.
+                Ok(now) if now.last_log_id.index > won.last_log_id.index => break,
                 Ok(_) => sleep(INSTALL_POLL).await,
                 Err(_) => return false,
             }

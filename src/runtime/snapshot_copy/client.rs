@@ -336,7 +336,24 @@ impl Copier<'_> {
             })
             .await;
             into = writer;
-            let target = self.fetch_file(file, created.map_err(local)?).await?;
+            let fetched = match created.map_err(local) {
+                Ok(created) => self.fetch_file(file, created).await,
+                Err(e) => Err(e),
+            };
+            let target = match fetched {
+                Ok(target) => target,
+                Err(e) => {
+                    // The previous file's fsync ends before the error is
+                    // reported: the next install's `begin` must not clear
+                    // the directory under a write still running. (An
+                    // aborted copy cannot wait: its fsync finishes alone,
+                    // on a file the next `begin` has unlinked.)
+                    if let Some((_, sync)) = syncing.take() {
+                        let _ = sync.await;
+                    }
+                    return Err(e);
+                }
+            };
             if let Some((done, sync)) = syncing.take() {
                 into.add_synced(sync.await.map_err(local)?);
                 tracing::debug!(group = %self.group, file = %done.name, len = done.len, "snapshot file copied");
