@@ -62,11 +62,14 @@ fn the_timeline_renders_lanes_events_and_violations_in_chromium() {
     let Some(browser) = chromium() else { return };
     // Seed 3 (3 servers, 4 clients): server 3 loses its metadata to a bit
     // flip and its storage refuses to open.
-    // The mix as it was before `lease_pause` existed (its weight is drawn
-    // last, so the other kinds keep theirs): the same run.
+    // The mix as it was before `lease_pause` and `fresh_leader_restart`
+    // existed (their weights are drawn last, so the other kinds keep
+    // theirs): the same run.
     let options = SimOptions {
         trace: true,
-        fault_weights: FaultWeights::swarm(3).with(FaultKind::LeasePause, 0),
+        fault_weights: FaultWeights::swarm(3)
+            .with(FaultKind::LeasePause, 0)
+            .with(FaultKind::FreshLeaderRestart, 0),
         ..SimOptions::new(3)
     };
     let output = run(&options);
