@@ -31,8 +31,8 @@ struct GatedCopy {
     meta: oar::storage::SnapshotMeta,
     into: DiskSnapshots,
     dir: tempfile::TempDir,
-    fsync_entered: oneshot::Receiver<()>,
-    go: mpsc::Sender<()>,
+    fsync_entered: Option<oneshot::Receiver<()>>,
+    go: Option<mpsc::Sender<()>>,
 }
 
 impl GatedCopy {
@@ -65,9 +65,33 @@ impl GatedCopy {
             meta,
             into,
             dir,
-            fsync_entered,
-            go,
+            fsync_entered: Some(fsync_entered),
+            go: Some(go),
         }
+    }
+
+    /// Copies the served snapshot into `into` and commits it: the meta
+    /// committed.
+    async fn fetch_and_commit(&self) -> oar::storage::SnapshotMeta {
+        let writer = self.into.begin(true).unwrap();
+        let (_keep, never) = watch::channel(false);
+        let throttle = Throttle::new(None);
+        let options = CopyOptions::default();
+        let copied = fetch_snapshot(
+            self.source(),
+            GROUP,
+            SNAPSHOT,
+            &throttle,
+            &options,
+            never,
+            writer,
+        )
+        .await;
+        let (got, writer) = copied.expect("the copy completes");
+        assert_eq!(got, self.meta);
+        self.into
+            .commit(writer, got.last_included, got.membership.clone())
+            .unwrap()
     }
 
     fn source(&self) -> SnapshotSource {
@@ -92,34 +116,17 @@ impl GatedCopy {
 #[tokio::test(flavor = "current_thread")]
 async fn an_fsync_that_blocks_does_not_block_the_runtime() {
     let files = SnapshotFiles::from([("data".to_string(), Bytes::from(vec![7u8; 300_000]))]);
-    let copy = GatedCopy::new(files).await;
-    let source = copy.source();
-    let GatedCopy {
-        server,
-        meta,
-        into,
-        dir: _dir,
-        fsync_entered,
-        go,
-    } = copy;
-    let writer = into.begin(true).unwrap();
-    let (_keep, never) = watch::channel(false);
-    let throttle = Throttle::new(None);
-    let options = CopyOptions::default();
+    let mut copy = GatedCopy::new(files).await;
+    let (fsync_entered, go) = (copy.fsync_entered.take().unwrap(), copy.go.take().unwrap());
     // Runs only if the runtime's one thread is free while the fsync blocks.
     tokio::spawn(async move {
         if fsync_entered.await.is_ok() {
             go.send(()).unwrap();
         }
     });
-    let copied = fetch_snapshot(source, GROUP, SNAPSHOT, &throttle, &options, never, writer).await;
-    let (got, writer) = copied.expect("the copy completes");
-    assert_eq!(got, meta);
-    let committed = into
-        .commit(writer, got.last_included, got.membership.clone())
-        .unwrap();
-    assert_eq!(committed, meta, "the file synced is the file served");
-    server.shutdown().await;
+    let committed = copy.fetch_and_commit().await;
+    assert_eq!(committed, copy.meta, "the file synced is the file served");
+    copy.server.shutdown().await;
 }
 
 /// A file's fsync runs while the next file is fetched: with the first
@@ -134,21 +141,9 @@ async fn the_next_file_is_fetched_while_a_file_syncs() {
         ("a".to_string(), Bytes::from(vec![7u8; 300_000])),
         ("b".to_string(), Bytes::from(second.clone())),
     ]);
-    let copy = GatedCopy::new(files).await;
-    let source = copy.source();
-    let GatedCopy {
-        server,
-        meta,
-        into,
-        dir,
-        fsync_entered,
-        go,
-    } = copy;
-    let writer = into.begin(true).unwrap();
-    let (_keep, never) = watch::channel(false);
-    let throttle = Throttle::new(None);
-    let options = CopyOptions::default();
-    let partial = dir.path().join("temp_install").join("b");
+    let mut copy = GatedCopy::new(files).await;
+    let (fsync_entered, go) = (copy.fsync_entered.take().unwrap(), copy.go.take().unwrap());
+    let partial = copy.dir.path().join("temp_install").join("b");
     // With "a"'s fsync held: whether "b" arrives whole within 3 s.
     let watching = tokio::spawn(async move {
         fsync_entered.await.expect("the first fsync starts");
@@ -163,15 +158,11 @@ async fn the_next_file_is_fetched_while_a_file_syncs() {
         go.send(()).unwrap();
         arrived
     });
-    let copied = fetch_snapshot(source, GROUP, SNAPSHOT, &throttle, &options, never, writer).await;
+    let committed = copy.fetch_and_commit().await;
     assert!(
         watching.await.unwrap(),
         "the second file arrives while the first syncs"
     );
-    let (got, writer) = copied.expect("the copy completes");
-    let committed = into
-        .commit(writer, got.last_included, got.membership.clone())
-        .unwrap();
-    assert_eq!(committed, meta);
-    server.shutdown().await;
+    assert_eq!(committed, copy.meta);
+    copy.server.shutdown().await;
 }
