@@ -248,6 +248,7 @@ fn sample_connections() -> Vec<Vec<u8>> {
         frame_bytes(Kind::Hello(proto::Hello {
             cluster_id: cluster.into(),
             role: Some(role),
+            incarnation: 1,
         }))
     };
     let server = Role::ServerAddr("10.0.0.1:7000".into());

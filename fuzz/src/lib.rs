@@ -315,24 +315,24 @@ pub fn handshake(data: &[u8]) {
     let contact = runtime.block_on(first_contact(&mut stream, &credential, &security));
     match contact {
         Ok(FirstContact::Http) => assert!(rest.starts_with(b"GET "), "HTTP without GET"),
-        Ok(FirstContact::Frames(Identity::Server(addr))) => {
+        Ok(FirstContact::Frames(Identity::Server(addr), _)) => {
             assert!(
                 credential.vouches_for_server(addr),
                 "{credential:?} made {addr}"
             );
         }
-        Ok(FirstContact::Frames(Identity::Operator)) => {
+        Ok(FirstContact::Frames(Identity::Operator, _)) => {
             let token_ok = !security.operator_tokens.is_empty() && contains(rest, HANDSHAKE_TOKEN);
             let unchecked = matches!(credential, Credential::Unchecked(_));
             assert!(token_ok || unchecked, "an operator without a token");
         }
-        Ok(FirstContact::Frames(Identity::Client)) => {
+        Ok(FirstContact::Frames(Identity::Client, _)) => {
             let unchecked = matches!(credential, Credential::Unchecked(_));
             assert!(unchecked, "a client without a client token");
         }
         Err(_) => return,
     }
-    if !matches!(contact, Ok(FirstContact::Frames(_))) {
+    if !matches!(contact, Ok(FirstContact::Frames(..))) {
         return;
     }
     while let Ok(body) = runtime.block_on(read_frame(&mut stream, FRAME_BYTES_MAX)) {

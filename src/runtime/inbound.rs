@@ -31,6 +31,7 @@ use super::client_connection::serve_pipelined;
 use super::client_service;
 use super::group_id::GroupId;
 use super::node_manager::Inner;
+use super::peer_lives::PeerLife;
 use super::socket_options::watch_progress;
 use super::status_http::{self, StatusSources};
 use super::wire::convert::{DecodeError, from_proto};
@@ -180,8 +181,9 @@ pub enum ConnectionError {
 enum Classified {
     /// An HTTP request whose first four bytes were read.
     Http(BoxedStream, Credential),
-    /// A frame connection whose `Hello` was accepted.
-    Frames(BoxedStream, Identity),
+    /// A frame connection whose `Hello` was accepted, and the incarnation
+    /// it named.
+    Frames(BoxedStream, Identity, u64),
 }
 
 /// Authenticates one connection, then serves it until it closes, breaks a
@@ -214,13 +216,17 @@ async fn serve_connection(
             status_http::serve(stream, sources, &security, &credential).await;
             return;
         }
-        Ok(Ok(Classified::Frames(stream, identity))) => {
-            drop(inner);
-            match identity {
-                Identity::Server(_) => serve_frames(stream, peer, identity, &manager, which).await,
-                _ => serve_pipelined(stream, peer, identity, &manager, which).await,
+        Ok(Ok(Classified::Frames(stream, identity, incarnation))) => match identity {
+            Identity::Server(addr) => {
+                let life = inner.peer_lives.enter(addr, incarnation);
+                drop(inner);
+                serve_frames(stream, peer, identity, life, &manager, which).await
             }
-        }
+            _ => {
+                drop(inner);
+                serve_pipelined(stream, peer, identity, &manager, which).await
+            }
+        },
     };
     let Err(error) = result else {
         return;
@@ -254,7 +260,9 @@ async fn classify(stream: TcpStream, inner: &Inner) -> Result<Classified, Connec
         .map_err(|e| ConnectionError::Handshake(e.to_string()))?;
     match first_contact(&mut stream, &credential, &inner.security).await? {
         FirstContact::Http => Ok(Classified::Http(stream, credential)),
-        FirstContact::Frames(identity) => Ok(Classified::Frames(stream, identity)),
+        FirstContact::Frames(identity, incarnation) => {
+            Ok(Classified::Frames(stream, identity, incarnation))
+        }
     }
 }
 
@@ -263,8 +271,9 @@ async fn classify(stream: TcpStream, inner: &Inner) -> Result<Classified, Connec
 pub enum FirstContact {
     /// An HTTP request (its first four bytes, `GET `, were read).
     Http,
-    /// A `Hello` that was accepted and answered: frames follow.
-    Frames(Identity),
+    /// A `Hello` that was accepted and answered: frames follow. With the
+    /// incarnation a server's `Hello` named (0 for other roles).
+    Frames(Identity, u64),
 }
 
 /// Reads the first frame of a secured connection whose other end proved
@@ -286,12 +295,12 @@ pub async fn first_contact<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let body = read_frame_body(stream, first, HANDSHAKE_FRAME_BYTES_MAX).await?;
     match accept_hello(body, credential, security) {
-        Ok(identity) => {
+        Ok((identity, incarnation)) => {
             let reply = proto::frame::Kind::HelloReply(hello_accepted());
             write_frame(stream, reply)
                 .await
                 .map_err(|_| ConnectionError::Write)?;
-            Ok(FirstContact::Frames(identity))
+            Ok(FirstContact::Frames(identity, incarnation))
         }
         Err(refusal) => {
             let reply = proto::frame::Kind::HelloReply(refusal.reply());
@@ -321,11 +330,12 @@ pub fn decode_frame(
 
 /// Reads frames from an authenticated connection: routes Raft messages and
 /// answers requests in the order they came, each only if `identity` may
-/// send it.
+/// send it. Closes once `life` is superseded (`peer_lives.rs`).
 async fn serve_frames(
     stream: BoxedStream,
     peer: SocketAddr,
     identity: Identity,
+    mut life: Option<PeerLife>,
     manager: &Weak<Inner>,
     which: Listener,
 ) -> Result<(), ConnectionError> {
@@ -344,8 +354,24 @@ async fn serve_frames(
             options.frame_bytes_max,
             options.idle_timeout,
             options.frame_timeout,
-        )
-        .await;
+        );
+        let superseded = async {
+            match life.as_mut() {
+                Some(life) => life.superseded().await,
+                None => std::future::pending().await,
+            }
+        };
+        let read = tokio::select! {
+            biased;
+            () = superseded => {
+                if let Some(inner) = manager.upgrade() {
+                    inner.stats.superseded_connections.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::info!(%peer, "a newer start of this server connected: closing its earlier one's connection");
+                return Ok(());
+            }
+            read = read => read,
+        };
         let body = match read {
             Ok(body) => body,
             Err(FrameError::Closed) => return Ok(()),

@@ -23,6 +23,7 @@ use super::metrics::ServerSnapshot;
 use super::node::Node;
 use super::observer::GroupObserver;
 use super::options::GroupOptions;
+use super::peer_lives::PeerLives;
 use super::session::SessionStateMachine;
 use super::snapshot_copy::{FileService, SnapshotSource};
 use super::snapshot_install::{SnapshotInstaller, SourceResolver};
@@ -66,6 +67,9 @@ pub struct ServerStats {
     pub snapshot_bytes_served: AtomicU64,
     /// Connections accepted within the caps.
     pub accepted_connections: AtomicU64,
+    /// Connections closed because a later start of their server connected
+    /// (what its earlier life had not delivered must not arrive now).
+    pub superseded_connections: AtomicU64,
 }
 
 /// What the server's tasks share (the registry, the inbound side, the
@@ -97,6 +101,8 @@ pub(crate) struct Inner {
     admin_elsewhere: AtomicBool,
     pub(crate) stats: ServerStats,
     pub(crate) connections: Arc<ConnectionCounts>,
+    /// Which start of each peer server its connections here belong to.
+    pub(crate) peer_lives: Arc<PeerLives>,
     /// The groups whose snapshots peers may copy from here.
     files: FileService,
     /// The rate every group's snapshot saves share
@@ -175,14 +181,16 @@ impl NodeManager {
         if security.is_insecure() {
             tracing::warn!(%local_addr, "running INSECURE: connections are not authenticated");
         }
+        let incarnation = incarnation();
         let dialer = Dialer::server(&security, local_addr, options.connect_timeout)
-            .with_stall_timeout(options.stall_timeout);
+            .with_stall_timeout(options.stall_timeout)
+            .with_incarnation(incarnation);
         let inner = Arc::new(Inner {
             local_addr,
             local_network: None,
             routes: Mutex::default(),
             closed: AtomicBool::new(false),
-            incarnation: incarnation(),
+            incarnation,
             members_stopped: AtomicU64::new(0),
             starting: Mutex::default(),
             transport: Transport::tcp(options.clone(), dialer.clone()),
@@ -195,6 +203,7 @@ impl NodeManager {
             admin_elsewhere: AtomicBool::new(false),
             stats: ServerStats::default(),
             connections: Arc::default(),
+            peer_lives: Arc::default(),
         });
         let accept = tokio::spawn(inbound::accept_loop(
             listener,
@@ -232,6 +241,7 @@ impl NodeManager {
             admin_elsewhere: AtomicBool::new(false),
             stats: ServerStats::default(),
             connections: Arc::default(),
+            peer_lives: Arc::default(),
         });
         let weak = Arc::downgrade(&inner);
         network.register_file_handler(

@@ -69,10 +69,19 @@ impl Dialer {
             hello: proto::Hello {
                 cluster_id: security.cluster_id.clone(),
                 role: Some(proto::hello::Role::ServerAddr(own_addr.to_string())),
+                incarnation: 0,
             },
             timeout,
             stall_timeout: None,
         }
+    }
+
+    /// This dialer, its `Hello` naming this start of the server
+    /// (`incarnation`: later starts name higher numbers), so that a peer
+    /// closes the connections of this server's earlier lives.
+    pub fn with_incarnation(mut self, incarnation: u64) -> Self {
+        self.hello.incarnation = incarnation;
+        self
     }
 
     /// This dialer, its connections dropped by the kernel once they make no
@@ -95,6 +104,7 @@ impl Dialer {
             hello: proto::Hello {
                 cluster_id: cluster_id.into(),
                 role: Some(proto::hello::Role::OperatorToken(token.into())),
+                incarnation: 0,
             },
             timeout,
             stall_timeout: None,
@@ -114,6 +124,7 @@ impl Dialer {
             hello: proto::Hello {
                 cluster_id: cluster_id.into(),
                 role: Some(proto::hello::Role::ClientToken(token.into())),
+                incarnation: 0,
             },
             timeout,
             stall_timeout: None,

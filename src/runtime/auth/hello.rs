@@ -64,6 +64,9 @@ pub(crate) fn accepted() -> proto::HelloReply {
 /// Checks the first frame of a connection (`body`, a protobuf `Frame`)
 /// as a `Hello` against what the channel proved.
 ///
+/// The identity, and for a server the incarnation its `Hello` named (0
+/// otherwise).
+///
 /// # Errors
 /// [`HelloRefusal`]: not a `Hello`, another cluster, or a claim the
 /// credential does not back.
@@ -71,7 +74,7 @@ pub(crate) fn accept_hello(
     body: Bytes,
     credential: &Credential,
     security: &Security,
-) -> Result<Identity, HelloRefusal> {
+) -> Result<(Identity, u64), HelloRefusal> {
     let hello = match proto::Frame::decode(body).map(|f| f.kind) {
         Ok(Some(proto::frame::Kind::Hello(hello))) => hello,
         _ => {
@@ -94,7 +97,7 @@ pub(crate) fn accept_hello(
                 .parse()
                 .map_err(|_| HelloRefusal::new(Status::Malformed, "unparsable server address"))?;
             if credential.vouches_for_server(addr) {
-                Ok(Identity::Server(addr))
+                Ok((Identity::Server(addr), hello.incarnation))
             } else {
                 Err(HelloRefusal::new(
                     Status::NotAuthenticated,
@@ -104,7 +107,7 @@ pub(crate) fn accept_hello(
         }
         Some(Role::OperatorToken(token)) => {
             if security.is_operator(credential, &token) {
-                Ok(Identity::Operator)
+                Ok((Identity::Operator, 0))
             } else {
                 Err(HelloRefusal::new(
                     Status::NotAuthenticated,
@@ -114,7 +117,7 @@ pub(crate) fn accept_hello(
         }
         Some(Role::ClientToken(token)) => {
             if security.is_client(credential, &token) {
-                Ok(Identity::Client)
+                Ok((Identity::Client, 0))
             } else {
                 Err(HelloRefusal::new(
                     Status::NotAuthenticated,

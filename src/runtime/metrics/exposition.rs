@@ -396,6 +396,7 @@ impl ServerSnapshot {
             ("malformed_frame", stats.malformed_frames.load(Relaxed)),
             ("unknown_group", stats.unknown_group_messages.load(Relaxed)),
             ("inbox_full", stats.dropped_messages.load(Relaxed)),
+            ("superseded", stats.superseded_connections.load(Relaxed)),
         ];
         ServerSnapshot {
             connections_open: connections_open as u64,
