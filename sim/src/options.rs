@@ -138,6 +138,24 @@ impl SimOptions {
             planted_divergence: None,
         }
     }
+
+    /// Defaults for `seed` on `nodes` servers with the fault mix `weights`
+    /// (`kind=weight,...` as a replay line prints it): a failing seed
+    /// pinned by a test, so that a new fault kind leaves its mix alone.
+    ///
+    /// # Panics
+    /// On weights that do not parse (a test's own typo).
+    pub fn pinned(seed: u64, nodes: usize, weights: &str) -> Self {
+        let defaults = SimOptions::new(seed);
+        SimOptions {
+            nodes,
+            fault_weights: defaults
+                .fault_weights
+                .override_from(weights)
+                .expect("pinned weights"),
+            ..defaults
+        }
+    }
 }
 
 impl SimOptions {

@@ -100,6 +100,22 @@ pub struct RunOutput {
     pub history: History,
 }
 
+/// Runs a failing seed pinned by a regression test (`SimOptions::pinned`:
+/// `seed` on `nodes` servers with the fault mix `weights`) and returns its
+/// report.
+///
+/// # Panics
+/// Unless the run passed, with its verdict.
+pub fn run_pinned_expecting_pass(seed: u64, nodes: usize, weights: &str) -> RunReport {
+    let report = run(&SimOptions::pinned(seed, nodes, weights)).report;
+    assert!(
+        matches!(report.verdict, Verdict::Pass),
+        "seed {seed}: {:?}",
+        report.verdict
+    );
+    report
+}
+
 /// Runs one seed in a fresh madsim runtime.
 pub fn run(options: &SimOptions) -> RunOutput {
     let wall = Instant::now();

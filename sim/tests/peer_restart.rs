@@ -12,29 +12,14 @@
 //! request never arrives.
 #![cfg(madsim)]
 
-use oar_sim::options::SimOptions;
-use oar_sim::run::{Verdict, run};
+use oar_sim::run::run_pinned_expecting_pass;
 
 #[test]
 fn a_dead_lifes_vote_request_does_not_depose_the_leader() {
-    let defaults = SimOptions::new(3);
     let weights = "partition_leader=20,partition_random=2,partition_bridge=1,blackhole=0,\
         clog_link=9,slow_network=0,heal_network=16,crash=15,restart=30,pause=7,resume=10,\
         sync_error=40,meta_bit_flip=7,membership_change=20,transfer=3,replacement=8,linger=10,\
         config_window=0,install_campaign=6,install_restart=0,snapshot=8,lull=3,stranger=8,\
         lease_pause=8,fresh_leader_restart=6";
-    let options = SimOptions {
-        nodes: 5,
-        fault_weights: defaults
-            .fault_weights
-            .override_from(weights)
-            .expect("weights"),
-        ..defaults
-    };
-    let report = run(&options).report;
-    assert!(
-        matches!(report.verdict, Verdict::Pass),
-        "{:?}",
-        report.verdict
-    );
+    run_pinned_expecting_pass(3, 5, weights);
 }
