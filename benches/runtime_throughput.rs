@@ -273,13 +273,15 @@ fn main() {
             "", "", "", "", ""
         );
         let mut single_p50 = None;
+        let mut cpu = Vec::new();
         for n in clients {
             let Row {
                 per_second,
                 p50,
                 p99,
-                ..
+                cpu_per_write,
             } = runtime.block_on(measure(setup, metrics, n, Duration::from_millis(millis)));
+            cpu.push((n, cpu_per_write));
             println!(
                 "{n:>8} | {per_second:>10.0} | {:>8.0} | {:>10.1?} | {:>10.1?}",
                 1e9 / per_second,
@@ -290,9 +292,23 @@ fn main() {
                 single_p50 = Some(p50);
             }
         }
+        print_cpu(name, &cpu);
         if let (Setup::TcpDisk { .. }, Some(p50)) = (setup, single_p50) {
             print_floor(p50);
         }
+    }
+}
+
+/// CPU time of the whole process per write, row by row: a table of its
+/// own, so that the writes/s table keeps its heading (scripts/bench-compare
+/// matches rows of older builds by it), and a figure that other processes'
+/// load moves far less than writes/s.
+fn print_cpu(name: &str, rows: &[(usize, Duration)]) {
+    println!("\noar runtime, {name}: CPU time of the process per write");
+    println!("{:>8} | {:>12}", "clients", "cpu ns/write");
+    println!("{:-<8}-+-{:-<12}", "", "");
+    for (n, cpu) in rows {
+        println!("{n:>8} | {:>12}", cpu.as_nanos());
     }
 }
 

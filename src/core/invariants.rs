@@ -120,12 +120,18 @@ pub(super) fn check(node: &RaftNode) {
     );
     let first_proposal = node
         .proposals
-        .keys()
-        .next()
-        .copied()
+        .front()
+        .map(|&(index, _)| index)
         .unwrap_or(LogIndex(u64::MAX));
     assert!(
         first_proposal > log.applied(),
         "a proposal at an applied index is unresolved"
+    );
+    assert!(
+        node.proposals
+            .iter()
+            .zip(node.proposals.iter().skip(1))
+            .all(|(a, b)| a.0 < b.0),
+        "proposals out of index order"
     );
 }

@@ -402,8 +402,8 @@ fn apply_batch(
     let mut membership = None;
     // Commands go to the state machine in runs between configuration
     // entries, so that each callback sees the log order.
-    let mut run: Vec<Committed> = Vec::new();
-    let mut run_replies: Vec<Option<ProposalReply>> = Vec::new();
+    let mut run: Vec<Committed> = Vec::with_capacity(entries.len());
+    let mut run_replies: Vec<Option<ProposalReply>> = Vec::with_capacity(entries.len());
     for (entry, reply_to) in entries.iter().zip(replies) {
         match &entry.payload {
             EntryPayload::Command(data) => {

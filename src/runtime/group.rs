@@ -35,8 +35,8 @@ use super::transport::Transport;
 use super::watch::StatusPublisher;
 use super::write_task::{LoadResult, StorageDone, WritePath};
 use crate::core::{
-    Action, EntriesLoad, Instant, LogIndex, Message, NodeId, ProposalLost, ProposalRefused,
-    RaftNode, SnapshotInfo, Status, Term,
+    Action, EntriesLoad, Instant, Message, NodeId, ProposalLost, ProposalRefused, RaftNode,
+    SnapshotInfo, Status,
 };
 use crate::storage::{Durable, WriteOp};
 
@@ -161,7 +161,7 @@ pub(crate) struct GroupDriver {
     pub(crate) apply: mpsc::UnboundedSender<ApplyTask>,
     pub(crate) shared: Arc<SharedState>,
     /// Clients waiting for their proposal: index → (term, reply_to).
-    pub(crate) pending: BTreeMap<LogIndex, (Term, ProposalReply)>,
+    pub(crate) pending: super::pending::PendingProposals,
     /// Membership changes waiting to complete.
     pub(crate) pending_changes: Vec<PendingChange>,
     /// Read barriers waiting for the core.
@@ -462,7 +462,7 @@ impl GroupDriver {
                 Action::Apply { entries } => {
                     let replies = entries
                         .iter()
-                        .map(|e| match self.pending.remove(&e.id.index) {
+                        .map(|e| match self.pending.remove(e.id.index) {
                             Some((term, reply_to)) if term == e.id.term => Some(reply_to),
                             Some((term, reply_to)) => {
                                 let id = crate::core::LogId {
@@ -493,7 +493,7 @@ impl GroupDriver {
                             (proposal, Error::OutcomeUnknown(proposal))
                         }
                     };
-                    if let Some((_, reply_to)) = self.pending.remove(&proposal.index) {
+                    if let Some((_, reply_to)) = self.pending.remove(proposal.index) {
                         let _ = reply_to.send(Err(error));
                     }
                 }

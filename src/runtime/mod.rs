@@ -34,6 +34,7 @@ mod node_manager;
 mod observer;
 pub mod options;
 mod peer_lives;
+mod pending;
 mod read_barrier;
 mod read_batch;
 mod read_lease;

@@ -437,7 +437,7 @@ impl NodeManager {
             log,
             apply: apply_tx,
             shared: shared.clone(),
-            pending: BTreeMap::new(),
+            pending: Default::default(),
             pending_changes: Vec::new(),
             pending_reads: Default::default(),
             ready_barriers: Vec::new(),
