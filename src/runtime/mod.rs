@@ -33,6 +33,7 @@ mod node;
 mod node_manager;
 mod observer;
 pub mod options;
+mod queue;
 mod read_barrier;
 mod read_batch;
 mod read_lease;
