@@ -219,7 +219,12 @@ impl GroupDriver {
                     Some(input) => self.on_input(input, self.now()),
                     None => break,
                 },
-                () = sleep_until_or_never(timer) => self.raft.handle_tick(self.now()),
+                () = sleep_until_or_never(timer) => {
+                    self.raft.handle_tick(self.now());
+                    // Between bursts: the queues' buffers go (issue 15).
+                    inbox.release_if_empty();
+                    self.apply.release_if_empty();
+                }
             }
             // One clock read for the whole batch: inputs drained together
             // happened "now" as far as the protocol can tell.
@@ -244,6 +249,11 @@ impl GroupDriver {
             }
             self.observer
                 .maybe_publish(&self.raft, &self.peers, &self.shared);
+            if self.raft.is_quiet() {
+                // No tick comes to a quiet group: its queues' buffers go now.
+                inbox.release_if_empty();
+                self.apply.release_if_empty();
+            }
             if self.apply.is_closed() {
                 // Nothing committed can be applied or answered any more:
                 // fail-stop rather than lead on with a dead state machine.

@@ -1,9 +1,11 @@
 //! The per-group queues (the group task's inbox, the apply task's queue):
-//! a `VecDeque` under a mutex and two `Notify`s. Its buffer is allocated on
-//! the first push and released once the receiver has drained it, so an idle
-//! group holds none (tokio's mpsc keeps its first 32-slot block for the
-//! channel's life: 3.6 KB an inbox, 1.8 KB an apply queue, and grown blocks
-//! under load; issue 15).
+//! a `VecDeque` under a mutex, with the receiver's waker. Its buffer is allocated on
+//! the first push and released by [`Sender::release_if_empty`], which the
+//! group task calls on its timer ticks and once quiet, so an idle group
+//! holds none (tokio's mpsc keeps its first 32-slot block for the channel's
+//! life: 3.6 KB an inbox, 1.8 KB an apply queue, and grown blocks under
+//! load; issue 15). A busy group keeps its buffer between ticks: releasing
+//! it at every drain cost a third of one client's writes/s.
 //!
 //! Semantics are those of `tokio::sync::mpsc` that the runtime relies on: a
 //! bound (`try_send` refuses, `send` waits for room), one receiver, `recv`
@@ -12,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
@@ -28,18 +31,27 @@ struct State<T> {
     items: VecDeque<T>,
     closed: bool,
     senders: usize,
+    /// The receiver, waiting for an item (under the queue's own lock: a
+    /// `Notify` took a second lock and cost a single client's writes ~30 %
+    /// of their latency).
+    receiver: Option<Waker>,
 }
 
 struct Shared<T> {
     state: Mutex<State<T>>,
-    /// Wakes the receiver: an item, a close, or the last sender gone.
-    ready: Notify,
     /// Wakes senders waiting for room (bounded queues only).
     room: Notify,
     bound: usize,
 }
 
 impl<T> Shared<T> {
+    fn release_if_empty(&self) {
+        let mut state = self.lock();
+        if state.items.is_empty() && state.items.capacity() > 0 {
+            state.items = VecDeque::new();
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // No critical section panics with the state half-changed.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -73,8 +85,8 @@ fn channel<T>(bound: usize) -> (Sender<T>, Receiver<T>) {
             items: VecDeque::new(),
             closed: false,
             senders: 1,
+            receiver: None,
         }),
-        ready: Notify::new(),
         room: Notify::new(),
         bound,
     });
@@ -97,14 +109,22 @@ impl<T> Sender<T> {
             return Err(Refused::Full(item));
         }
         state.items.push_back(item);
+        let receiver = state.receiver.take();
         drop(state);
-        self.shared.ready.notify_one();
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
         Ok(())
     }
 
     /// Queues `item`, waiting for room; refused (`Closed`) only once the
     /// queue is closed.
     pub(crate) async fn send(&self, mut item: T) -> Result<(), Refused<T>> {
+        // Without registering first: registering takes `Notify`'s lock.
+        match self.try_send(item) {
+            Err(Refused::Full(back)) => item = back,
+            other => return other,
+        }
         loop {
             // Registered before the check, so that a pop or a close between
             // the check and the wait still wakes this sender.
@@ -117,6 +137,12 @@ impl<T> Sender<T> {
             }
             room.await;
         }
+    }
+
+    /// Frees the queue's buffer if nothing is queued (an idle group's
+    /// queues then hold no memory).
+    pub(crate) fn release_if_empty(&self) {
+        self.shared.release_if_empty();
     }
 
     /// Whether the receiver closed the queue or is gone.
@@ -142,13 +168,16 @@ impl<T> Clone for Sender<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let last = {
+        let receiver = {
             let mut state = self.shared.lock();
             state.senders -= 1;
-            state.senders == 0
+            match state.senders {
+                0 => state.receiver.take(),
+                _ => None,
+            }
         };
-        if last {
-            self.shared.ready.notify_one();
+        if let Some(receiver) = receiver {
+            receiver.wake();
         }
     }
 }
@@ -157,27 +186,37 @@ impl<T> Receiver<T> {
     /// The next item; `None` once the queue is closed, or every sender is
     /// gone, and it is empty. Cancel-safe.
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        loop {
-            // `notify_one` keeps a permit for a receiver not yet waiting:
-            // a push between the check and the wait is not missed.
-            let ready = self.shared.ready.notified();
-            {
-                let mut state = self.shared.lock();
-                if let Some(item) = self.pop(&mut state) {
-                    return Some(item);
-                }
-                if state.closed || state.senders == 0 {
-                    return None;
-                }
-            }
-            ready.await;
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut state = self.shared.lock();
+        if let Some(item) = self.pop(&mut state) {
+            return Poll::Ready(Some(item));
         }
+        if state.closed || state.senders == 0 {
+            return Poll::Ready(None);
+        }
+        // Checked and registered under one lock: no push slips between.
+        if !state
+            .receiver
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.receiver = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// The next item if one is queued.
     pub(crate) fn try_recv(&mut self) -> Option<T> {
         let mut state = self.shared.lock();
         self.pop(&mut state)
+    }
+
+    /// [`Sender::release_if_empty`], from the receiving end.
+    pub(crate) fn release_if_empty(&self) {
+        self.shared.release_if_empty();
     }
 
     /// Refuses every later send; what is queued can still be received.
@@ -188,10 +227,6 @@ impl<T> Receiver<T> {
 
     fn pop(&self, state: &mut State<T>) -> Option<T> {
         let item = state.items.pop_front()?;
-        if state.items.is_empty() {
-            // Drained: the buffer goes until the next burst.
-            state.items = VecDeque::new();
-        }
         if self.shared.bound != usize::MAX {
             self.shared.room.notify_one();
         }
@@ -236,7 +271,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_buffer_is_released_once_drained() {
+    async fn the_buffer_comes_with_the_first_push_and_goes_once_drained() {
         let (tx, mut rx) = bounded(64);
         assert_eq!(rx.shared.lock().items.capacity(), 0);
         for i in 0..10 {
@@ -246,8 +281,10 @@ mod tests {
         for _ in 0..9 {
             rx.try_recv().unwrap();
         }
+        tx.release_if_empty();
         assert!(rx.shared.lock().items.capacity() >= 1);
         assert_eq!(rx.recv().await, Some(9));
+        tx.release_if_empty();
         assert_eq!(rx.shared.lock().items.capacity(), 0);
     }
 
