@@ -595,31 +595,3 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)")
 }
-
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        use std::mem::size_of;
-        eprintln!("GroupInput {}", size_of::<super::GroupInput>());
-        eprintln!("ApplyTask {}", size_of::<super::ApplyTask>());
-        eprintln!("GroupDriver {}", size_of::<super::GroupDriver>());
-        eprintln!("RaftNode {}", size_of::<crate::core::RaftNode>());
-        eprintln!("SharedState {}", size_of::<super::SharedState>());
-        eprintln!("GroupObserver {}", size_of::<super::GroupObserver>());
-        eprintln!(
-            "SnapshotInstaller {}",
-            size_of::<super::SnapshotInstaller>()
-        );
-        eprintln!("WritePath {}", size_of::<super::WritePath>());
-        eprintln!(
-            "ApplyLoop {}",
-            size_of::<super::super::apply_loop::ApplyLoop>()
-        );
-        eprintln!("StatusPublisher {}", size_of::<super::StatusPublisher>());
-        eprintln!("ReadLease {}", size_of::<super::ReadLease>());
-        eprintln!("ReadBatches {}", size_of::<super::ReadBatches>());
-        eprintln!("GroupMetrics {}", size_of::<super::GroupMetrics>());
-        eprintln!("Transport {}", size_of::<super::Transport>());
-    }
-}
