@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep};
 
 use super::blocking::{run_in_background, state_machine_call};
 use super::error::Error;
 use super::group::{GroupInput, SharedState};
+use super::queue;
 use super::snapshot_policy::{ENTRY_OVERHEAD_BYTES, SinceSnapshot, SnapshotPolicy};
 use super::snapshot_storage::SnapshotStorage;
 use super::snapshot_view::SnapshotView;
@@ -88,7 +89,7 @@ pub(crate) struct ApplyLoop {
     pub(crate) sm: Box<dyn StateMachine>,
     pub(crate) snapshots: Arc<dyn SnapshotStorage>,
     /// Where saved and installed snapshots are reported.
-    pub(crate) group: mpsc::Sender<GroupInput>,
+    pub(crate) group: queue::Sender<GroupInput>,
     pub(crate) applied_index: Arc<AtomicU64>,
     /// The group's watchable status and metrics.
     pub(crate) shared: Arc<SharedState>,
@@ -108,10 +109,12 @@ pub(crate) struct ApplyLoop {
 }
 
 impl ApplyLoop {
-    /// Runs until the group closes the queue.
+    /// Runs until the group closes the queue. Boxed, and the rare snapshot
+    /// work boxed in turn, so that every member's task future stays small
+    /// (an async fn's future holds its arguments twice; issue 15).
     pub(crate) async fn run(
-        mut self,
-        mut tasks: mpsc::UnboundedReceiver<ApplyTask>,
+        mut self: Box<Self>,
+        mut tasks: queue::Receiver<ApplyTask>,
     ) -> Box<dyn StateMachine> {
         let mut leading = false;
         let mut following: Option<NodeId> = None;
@@ -187,8 +190,8 @@ impl ApplyLoop {
                         _ => {}
                     }
                 }
-                ApplyTask::Snapshot { reply } => self.save_snapshot(Some(reply)).await,
-                ApplyTask::Install { snapshot } => self.install(snapshot).await,
+                ApplyTask::Snapshot { reply } => Box::pin(self.save_snapshot(Some(reply))).await,
+                ApplyTask::Install { snapshot } => Box::pin(self.install(snapshot)).await,
                 ApplyTask::ReadBarriers(barriers) => {
                     for (index, reply) in barriers {
                         let _ = reply.send(reached(self.last_applied.index, index));
@@ -239,7 +242,7 @@ impl ApplyLoop {
             return;
         }
         if wait || self.saving.as_ref().is_none_or(|s| s.is_finished()) {
-            self.save_snapshot(None).await;
+            Box::pin(self.save_snapshot(None)).await;
         }
     }
 
@@ -333,7 +336,7 @@ impl ApplyLoop {
 struct Save {
     snapshots: Arc<dyn SnapshotStorage>,
     snapshot: SnapshotInfo,
-    group: mpsc::Sender<GroupInput>,
+    group: queue::Sender<GroupInput>,
     shared: Arc<SharedState>,
     throttle: Throttle,
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use super::admin::{AdminReply, AdminRequest, PendingChange};
 use super::apply_loop::{ApplyTask, ProposalReply, SnapshotReply};
@@ -28,6 +28,7 @@ use super::group_id::GroupId;
 use super::liveness::{LivenessWatch, PeerLiveness};
 use super::metrics::GroupMetrics;
 use super::observer::{GroupDetails, GroupObserver};
+use super::queue;
 use super::read_batch::ReadBatches;
 use super::read_lease::ReadLease;
 use super::snapshot_install::SnapshotInstaller;
@@ -158,7 +159,7 @@ pub(crate) struct GroupDriver {
     pub(crate) transport: Transport,
     /// Where the core's writes go: a log writer task, or inline.
     pub(crate) log: WritePath,
-    pub(crate) apply: mpsc::UnboundedSender<ApplyTask>,
+    pub(crate) apply: queue::Sender<ApplyTask>,
     pub(crate) shared: Arc<SharedState>,
     /// Clients waiting for their proposal: index → (term, reply_to).
     pub(crate) pending: super::pending::PendingProposals,
@@ -193,8 +194,10 @@ impl GroupDriver {
     }
 
     /// Runs until shutdown, a storage failure, or the end of the apply task
-    /// (the state machine panicked).
-    pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<GroupInput>) {
+    /// (the state machine panicked). Boxed: an async fn's future holds its
+    /// arguments twice (before and after the first poll), 2 KB a member for
+    /// a driver by value.
+    pub(crate) async fn run(mut self: Box<Self>, mut inbox: queue::Receiver<GroupInput>) {
         let mut shutdown = false;
         let mut failure = None;
         loop {
@@ -216,19 +219,24 @@ impl GroupDriver {
                     Some(input) => self.on_input(input, self.now()),
                     None => break,
                 },
-                () = sleep_until_or_never(timer) => self.raft.handle_tick(self.now()),
+                () = sleep_until_or_never(timer) => {
+                    self.raft.handle_tick(self.now());
+                    // Between bursts: the queues' buffers go (issue 15).
+                    inbox.release_if_empty();
+                    self.apply.release_if_empty();
+                }
             }
             // One clock read for the whole batch: inputs drained together
             // happened "now" as far as the protocol can tell.
             let now = self.now();
             for _ in 0..INPUT_BATCH_MAX {
                 match inbox.try_recv() {
-                    Ok(GroupInput::Shutdown) => {
+                    Some(GroupInput::Shutdown) => {
                         shutdown = true;
                         break;
                     }
-                    Ok(input) => self.on_input(input, now),
-                    Err(_) => break,
+                    Some(input) => self.on_input(input, now),
+                    None => break,
                 }
             }
             if shutdown {
@@ -241,6 +249,11 @@ impl GroupDriver {
             }
             self.observer
                 .maybe_publish(&self.raft, &self.peers, &self.shared);
+            if self.raft.is_quiet() {
+                // No tick comes to a quiet group: its queues' buffers go now.
+                inbox.release_if_empty();
+                self.apply.release_if_empty();
+            }
             if self.apply.is_closed() {
                 // Nothing committed can be applied or answered any more:
                 // fail-stop rather than lead on with a dead state machine.
@@ -305,7 +318,7 @@ impl GroupDriver {
                 let _ = reply.send(details);
             }
             GroupInput::Snapshot { reply } => {
-                let _ = self.apply.send(ApplyTask::Snapshot { reply });
+                let _ = self.apply.try_send(ApplyTask::Snapshot { reply });
             }
             GroupInput::SnapshotSaved(snapshot) => {
                 if let Err(e) = self.raft.handle_snapshot_saved(now, snapshot) {
@@ -482,7 +495,7 @@ impl GroupDriver {
                         self.observer.on_committed(last.id.index, now, &self.shared);
                     }
                     self.resolve_changes(&entries);
-                    let _ = self.apply.send(ApplyTask::Entries { entries, replies });
+                    let _ = self.apply.try_send(ApplyTask::Entries { entries, replies });
                 }
                 Action::ProposalFailed(failure) => {
                     let (proposal, error) = match failure {
@@ -508,7 +521,7 @@ impl GroupDriver {
                 Action::ReadFailed { id, error } => self.on_read_failed(id, error),
                 Action::RoleChanged { role, term, leader } => {
                     self.observer.on_role(role, leader, &self.shared);
-                    let _ = self.apply.send(ApplyTask::Role { role, term, leader });
+                    let _ = self.apply.try_send(ApplyTask::Role { role, term, leader });
                 }
             }
         }
@@ -525,11 +538,11 @@ impl GroupDriver {
     }
 
     /// Fails every waiting client and every queued request.
-    fn stop(&mut self, failure: Option<Error>, mut inbox: mpsc::Receiver<GroupInput>) {
+    fn stop(&mut self, failure: Option<Error>, mut inbox: queue::Receiver<GroupInput>) {
         let error = failure.clone().unwrap_or(Error::Shutdown);
         if let Some(failure) = failure {
             tracing::error!(group = %self.group, error = %failure, "group stopped");
-            let _ = self.apply.send(ApplyTask::Failed(failure));
+            let _ = self.apply.try_send(ApplyTask::Failed(failure));
         }
         self.fail_changes(&error);
         for (_, (_, reply_to)) in std::mem::take(&mut self.pending) {
@@ -544,7 +557,7 @@ impl GroupDriver {
         inbox.close();
         // Queued proposals were never handed to the core: definitely not
         // applied. (Queued shutdown callers wait for `SharedState::stopped`.)
-        while let Ok(input) = inbox.try_recv() {
+        while let Some(input) = inbox.try_recv() {
             match input {
                 GroupInput::Propose { reply, .. } => {
                     let _ = reply.send(Err(Error::NotRunning));
@@ -555,4 +568,30 @@ impl GroupDriver {
         }
         self.shared.status.set_stopped();
     }
+}
+
+/// Runs `future`, catching its panic (`futures`' `catch_unwind` with std
+/// alone): the future is dropped when this returns, either way.
+pub(crate) async fn catch_unwind<F: std::future::Future>(
+    future: F,
+) -> Result<F::Output, Box<dyn std::any::Any + Send>> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(move |cx| {
+        let poll = std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx));
+        match std::panic::catch_unwind(poll) {
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    })
+    .await
+}
+
+/// A caught panic's message, if it has one.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }

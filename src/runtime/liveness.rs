@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::group::GroupInput;
@@ -177,7 +177,7 @@ impl PeerLiveness {
 #[derive(Default)]
 struct Watched {
     /// Each watched server's groups' inboxes.
-    groups: BTreeMap<SocketAddr, Vec<mpsc::Sender<GroupInput>>>,
+    groups: BTreeMap<SocketAddr, Vec<super::queue::Sender<GroupInput>>>,
     /// The smallest `election_timeout_min` among them.
     silence_max: Option<Duration>,
 }

@@ -35,6 +35,7 @@ mod observer;
 pub mod options;
 mod peer_lives;
 mod pending;
+mod queue;
 mod read_barrier;
 mod read_batch;
 mod read_lease;

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::admin::AdminRequest;
 use super::apply_loop::Applied;
 use super::error::Error;
 use super::group::{GroupInput, SharedState};
 use super::group_id::GroupId;
+use super::queue;
 use super::read_barrier::ReadWaiter;
 use super::state_machine::QueryError;
 use std::net::SocketAddr;
@@ -32,7 +33,7 @@ use crate::core::{ConfChangeError, LogId, LogIndex, Membership, NodeId, Status};
 pub struct Node {
     pub(crate) group: GroupId,
     pub(crate) id: NodeId,
-    pub(crate) inbox: mpsc::Sender<GroupInput>,
+    pub(crate) inbox: queue::Sender<GroupInput>,
     pub(crate) shared: Arc<SharedState>,
     /// Commands above this size are refused before they reach the log.
     pub(crate) command_bytes_max: usize,

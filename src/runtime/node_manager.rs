@@ -8,13 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::apply_loop::ApplyLoop;
 use super::auth::{Dialer, Security};
 use super::error::Error;
-use super::group::{GroupDriver, GroupInput, SharedState};
+use super::group::{GroupDriver, GroupInput, SharedState, catch_unwind, panic_message};
 use super::group_id::GroupId;
 use super::group_storage::GroupStorage;
 use super::inbound::{self, ConnectionCounts, Listener};
@@ -24,6 +23,7 @@ use super::node::Node;
 use super::observer::GroupObserver;
 use super::options::GroupOptions;
 use super::peer_lives::PeerLives;
+use super::queue;
 use super::session::SessionStateMachine;
 use super::snapshot_copy::{FileService, SnapshotSource};
 use super::snapshot_install::{SnapshotInstaller, SourceResolver};
@@ -414,8 +414,8 @@ impl NodeManager {
         }
         let raft =
             RaftNode::new(raft_options, initial, now).map_err(|e| Error::Options(e.to_string()))?;
-        let (inbox_tx, inbox) = mpsc::channel(options.inbox_max);
-        let (apply_tx, apply_tasks) = mpsc::unbounded_channel();
+        let (inbox_tx, inbox) = queue::bounded(options.inbox_max);
+        let (apply_tx, apply_tasks) = queue::unbounded();
         let shared = Arc::new(SharedState::new(
             options.group,
             options.raft.id,
@@ -428,7 +428,7 @@ impl NodeManager {
             .store(start.applied.index.0, Ordering::Release);
         shared.status.set_applied(start.applied.index);
         let (log, write_task) = WritePath::start(storage, Arc::clone(&shared.metrics));
-        let driver = GroupDriver {
+        let driver = Box::new(GroupDriver {
             group: options.group,
             raft,
             clock,
@@ -454,7 +454,7 @@ impl NodeManager {
             observer: GroupObserver::default(),
             liveness: Arc::clone(self.inner.transport.liveness()),
             loads_due: Vec::new(),
-        };
+        });
         driver.publish_peer_servers();
         let node = Node {
             group: options.group,
@@ -466,7 +466,7 @@ impl NodeManager {
         };
         let mut routes = self.inner.routes.lock().expect("routes lock");
         routes.insert(options.group, node.clone());
-        let apply_loop = ApplyLoop {
+        let apply_loop = Box::new(ApplyLoop {
             sm: state_machine,
             snapshots: Arc::clone(&snapshots),
             group: inbox_tx,
@@ -483,19 +483,18 @@ impl NodeManager {
             snapshot_at: tokio::time::Instant::now(),
             saving: None,
             save_throttle: self.inner.save_throttle.clone(),
-        };
+        });
         self.inner
             .files
             .serve(options.group, Arc::clone(&snapshots));
         let apply = tokio::spawn(apply_loop.run(apply_tasks));
         let manager = Arc::downgrade(&self.inner);
         let group = options.group;
-        // The driver runs as its own task so that even its panic is joined
-        // here and `stopped` still means that storage is quiet.
-        let driver = tokio::spawn(driver.run(inbox));
+        // One task: the driver's panic is caught here, so that `stopped`
+        // still means that storage is quiet.
         tokio::spawn(async move {
-            if let Err(e) = driver.await {
-                tracing::error!(%group, error = %e, "group task failed");
+            if let Err(panic) = catch_unwind(driver.run(inbox)).await {
+                tracing::error!(%group, panic = panic_message(&*panic), "group task panicked");
             }
             // The driver is gone with its queues: the writer finishes what
             // was queued, the apply loop what was committed.

@@ -103,7 +103,7 @@ impl GroupDriver {
                     query,
                     reply,
                 };
-                let _ = self.apply.send(task);
+                let _ = self.apply.try_send(task);
             }
             None => {}
         }
@@ -114,7 +114,7 @@ impl GroupDriver {
     pub(crate) fn flush_ready_barriers(&mut self) {
         if !self.ready_barriers.is_empty() {
             let barriers = std::mem::take(&mut self.ready_barriers);
-            let _ = self.apply.send(ApplyTask::ReadBarriers(barriers));
+            let _ = self.apply.try_send(ApplyTask::ReadBarriers(barriers));
         }
     }
 
@@ -165,7 +165,7 @@ impl GroupDriver {
             Err(ReadError::Busy { pending_max }) => Error::Busy { pending_max },
         };
         // Published behind the entries already handed out, as every outcome.
-        let _ = self.apply.send(ApplyTask::ReadBatch {
+        let _ = self.apply.try_send(ApplyTask::ReadBatch {
             batch,
             outcome: Err(error),
         });
@@ -181,7 +181,7 @@ impl GroupDriver {
     /// wakes its readers once applied reached it), and the next batch
     /// starts if a reader joined meanwhile.
     fn finish_read_batch(&mut self, batch: u64, outcome: Result<LogIndex, Error>) {
-        let _ = self.apply.send(ApplyTask::ReadBatch { batch, outcome });
+        let _ = self.apply.try_send(ApplyTask::ReadBatch { batch, outcome });
         self.maybe_start_read_batch();
     }
 

@@ -7,12 +7,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::apply_loop::ApplyTask;
 use super::group::GroupInput;
 use super::group_id::GroupId;
+use super::queue;
 use super::snapshot_copy::{CopyOptions, SnapshotSource, fetch_snapshot};
 use super::snapshot_storage::SnapshotStorage;
 use super::throttle::Throttle;
@@ -23,7 +23,7 @@ pub(crate) struct SnapshotInstaller {
     pub(crate) group: GroupId,
     pub(crate) snapshots: Arc<dyn SnapshotStorage>,
     /// The group's inbox, for reporting a failed install.
-    pub(crate) inbox: mpsc::Sender<GroupInput>,
+    pub(crate) inbox: queue::Sender<GroupInput>,
     /// Resolves a peer's Raft address to where its snapshots are served.
     pub(crate) source: SourceResolver,
     /// The server's snapshot throttle, shared by every group on it.
@@ -43,7 +43,7 @@ impl SnapshotInstaller {
         &mut self,
         from: Option<SocketAddr>,
         snapshot: SnapshotInfo,
-        apply: mpsc::UnboundedSender<ApplyTask>,
+        apply: queue::Sender<ApplyTask>,
     ) {
         self.cancel();
         let group = self.group;
@@ -56,7 +56,7 @@ impl SnapshotInstaller {
             let result = install(group, source, &snapshot, &*snapshots, &throttle, &options).await;
             match result {
                 Ok(()) => {
-                    let _ = apply.send(ApplyTask::Install { snapshot });
+                    let _ = apply.try_send(ApplyTask::Install { snapshot });
                 }
                 Err(error) => {
                     tracing::warn!(%group, last = %snapshot.last_included, %error, "snapshot install failed");
