@@ -258,6 +258,7 @@ async fn metrics_scraped_under_load_name_every_metric_and_move() {
             "oar_proposals_refused_total",
             "oar_forbidden_messages_total",
             "oar_peer_replication_lag_entries",
+            "oar_peer_servers_lost_total",
         ];
         if !steady.contains(name) {
             assert!(now > was, "{name} did not move: {was} → {now}");

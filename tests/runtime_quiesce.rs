@@ -229,6 +229,12 @@ async fn a_stranger_at_a_dead_servers_address_does_not_keep_its_groups_quiet() {
 async fn a_member_that_stops_on_a_live_server_wakes_its_quiet_groups() {
     let (servers, groups) = quiet_cluster().await;
 
+    let lost = |server: &NodeManager| server.stats().peer_servers_lost.load(Ordering::Relaxed);
+    assert!(
+        servers.iter().all(|s| lost(s) == 0),
+        "a quiet healthy cluster loses no peer"
+    );
+
     // Server 0 lives on (it answers every probe), but its members leave:
     // its probes' answers count them, and its peers wake those groups.
     for members in &groups {
@@ -238,6 +244,9 @@ async fn a_member_that_stops_on_a_live_server_wakes_its_quiet_groups() {
             .unwrap();
     }
     survivors_serve_every_group(&groups).await;
+    for server in &servers[1..] {
+        assert!(lost(server) >= 1, "the peers counted server 0 as lost");
+    }
     for server in &servers {
         server.shutdown().await;
     }

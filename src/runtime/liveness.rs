@@ -270,6 +270,10 @@ pub(crate) async fn run_liveness_monitor(manager: Weak<Inner>) {
         last_check = Some(now);
         let lost = liveness.check(silence_max, |addr| inner.reachable_in_process(addr));
         for addr in lost {
+            inner
+                .stats
+                .peer_servers_lost
+                .fetch_add(1, Ordering::Relaxed);
             tracing::info!(%addr, ?silence_max, "peer server silent, restarted or lost a member; waking its quiet groups");
             for inbox in watched.groups.get(&addr).into_iter().flatten() {
                 // A full inbox belongs to a busy group, which is not

@@ -70,6 +70,9 @@ pub struct ServerStats {
     /// Connections closed because a later start of their server connected
     /// (what its earlier life had not delivered must not arrive now).
     pub superseded_connections: AtomicU64,
+    /// Times a peer server was found silent, restarted or short of a
+    /// member, each waking this server's quiet groups that share it.
+    pub peer_servers_lost: AtomicU64,
 }
 
 /// What the server's tasks share (the registry, the inbound side, the

@@ -93,6 +93,7 @@ pub(crate) fn server_json(server: &ServerSnapshot, groups: Vec<Value>) -> Value 
             "connections_open": server.connections_open,
             "connections_accepted": server.connections_accepted,
             "snapshot_bytes_served": server.snapshot_bytes_served,
+            "peer_servers_lost": server.peer_servers_lost,
             "refused": refused,
         },
         "groups": groups,

@@ -30,6 +30,9 @@ pub(crate) struct ServerSnapshot {
     pub(crate) connections_accepted: u64,
     /// Snapshot file bytes served to copying peers.
     pub(crate) snapshot_bytes_served: u64,
+    /// Times a peer server was found silent or restarted (its quiet groups
+    /// here were woken to check their leaders).
+    pub(crate) peer_servers_lost: u64,
     /// Refusals by reason (a fixed list of reasons).
     pub(crate) refused: Vec<(&'static str, u64)>,
 }
@@ -332,6 +335,13 @@ impl Scrape {
             MetricType::Counter,
         )?;
         counter(m, s.snapshot_bytes_served)?;
+        let m = e.encode_descriptor(
+            "oar_peer_servers_lost",
+            "Times a peer server was found silent or restarted, waking the quiet groups it shares.",
+            None,
+            MetricType::Counter,
+        )?;
+        counter(m, s.peer_servers_lost)?;
         let mut m = e.encode_descriptor(
             "oar_refused",
             "Connections, frames, requests and messages refused, by reason.",
@@ -379,6 +389,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "oar_connections_open",
     "oar_connections_accepted_total",
     "oar_snapshot_served_bytes_total",
+    "oar_peer_servers_lost_total",
     "oar_refused_total",
 ];
 
@@ -402,6 +413,7 @@ impl ServerSnapshot {
             connections_open: connections_open as u64,
             connections_accepted: stats.accepted_connections.load(Relaxed),
             snapshot_bytes_served: stats.snapshot_bytes_served.load(Relaxed),
+            peer_servers_lost: stats.peer_servers_lost.load(Relaxed),
             refused,
         }
     }
