@@ -87,15 +87,24 @@ fn put_varint(out: &mut [u8], at: &mut usize, mut v: u64) {
     *at += 1;
 }
 
-/// Reads a varint at `bytes[*at..]` with prost (a one-byte fast path; off
-/// a slice, whose advance is a pointer's, not a `Bytes`'s); `None` if cut
-/// short or too long for a u64.
+/// Reads a varint at `bytes[*at..]` as prost does (at most 10 bytes, the
+/// last at most 1); `None` if cut short or too long for a u64. Inlined off
+/// a slice: cheaper than prost's through `Buf` on a `Bytes`.
+#[inline]
 fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut rest = bytes.get(*at..)?;
-    let len = rest.len();
-    let v = prost::encoding::decode_varint(&mut rest).ok()?;
-    *at += len - rest.len();
-    Some(v)
+    let mut v = 0u64;
+    for i in 0..10 {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        if i == 9 && byte > 1 {
+            return None;
+        }
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 impl Envelope {
@@ -372,7 +381,7 @@ mod tests {
     }
 
     #[test]
-    fn varints_write_as_prost_does_and_bad_ones_are_refused() {
+    fn varints_read_and_write_as_prost_does() {
         let values = [
             0,
             1,
