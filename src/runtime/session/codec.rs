@@ -90,7 +90,7 @@ fn put_varint(out: &mut [u8], at: &mut usize, mut v: u64) {
 /// Reads a varint at `bytes[*at..]` as prost does (at most 10 bytes, the
 /// last at most 1); `None` if cut short or too long for a u64. Inlined off
 /// a slice: cheaper than prost's through `Buf` on a `Bytes`.
-#[inline]
+#[inline(always)]
 fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     for i in 0..10 {
