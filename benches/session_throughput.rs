@@ -30,7 +30,12 @@
 //! the heap, as a server's commands come off the network (by default one
 //! static command: `raw`'s entries then cost no allocation and no reference
 //! count anywhere in process, while `session` logs an envelope on the heap
-//! either way).
+//! either way). `OAR_BENCH_SLOW=N` multiplies the election timeouts and
+//! heartbeat interval by N, for a run under valgrind (callgrind runs the
+//! process ~50x slower: with the default timeouts elections never settle);
+//! `OAR_BENCH_WRITES=N` measures N writes from the first (no warm-up)
+//! instead of `OAR_BENCH_MS`, so that two runs' difference in instructions
+//! counts the work of writes alone.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +70,11 @@ async fn cluster(sessions: bool, dir: &std::path::Path) -> (Vec<NodeManager>, No
         connections_per_ip_max: 1024,
         ..TransportOptions::default()
     };
+    let slow: u64 = std::env::var("OAR_BENCH_SLOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let mut servers = Vec::new();
     for _ in 0..3 {
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -86,9 +96,9 @@ async fn cluster(sessions: bool, dir: &std::path::Path) -> (Vec<NodeManager>, No
             id,
             compaction_margin: 1000,
             // Node 1 times out first, so it leads.
-            election_timeout_min: Duration::from_millis(100 + 200 * i as u64),
-            election_timeout_max: Duration::from_millis(150 + 200 * i as u64),
-            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis((100 + 200 * i as u64) * slow),
+            election_timeout_max: Duration::from_millis((150 + 200 * i as u64) * slow),
+            heartbeat_interval: Duration::from_millis(50 * slow),
             ..options.raft
         };
         let storage = DiskStorage::open(
@@ -161,8 +171,8 @@ async fn write_loop(
 
 /// Writes/s of `writers` writers in `mode`, and the process's CPU time
 /// per write (all three servers and the writers: less moved than writes/s
-/// by other processes' load).
-async fn measure(mode: Mode, writers: usize, duration: Duration) -> (f64, Duration) {
+/// by other processes' load), and the writes counted.
+async fn measure(mode: Mode, writers: usize, duration: Duration) -> (f64, Duration, u64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let sessions = matches!(mode, Mode::Session | Mode::Client);
     let (servers, leader) = cluster(sessions, dir.path()).await;
@@ -190,11 +200,25 @@ async fn measure(mode: Mode, writers: usize, duration: Duration) -> (f64, Durati
             count.clone(),
         )));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await; // warm up
+    // A fixed count of writes (from the first, no warm-up) instead of a
+    // time: under callgrind, the work of N writes, whatever the wall clock.
+    let target: Option<u64> = std::env::var("OAR_BENCH_WRITES")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    if target.is_none() {
+        tokio::time::sleep(Duration::from_millis(500)).await; // warm up
+    }
     measuring.store(true, Ordering::Relaxed);
     let start = Instant::now();
     let cpu_start = common::cpu_time();
-    tokio::time::sleep(duration).await;
+    match target {
+        Some(n) => {
+            while count.load(Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        None => tokio::time::sleep(duration).await,
+    }
     measuring.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed();
     let cpu = common::cpu_time().saturating_sub(cpu_start);
@@ -203,6 +227,7 @@ async fn measure(mode: Mode, writers: usize, duration: Duration) -> (f64, Durati
     (
         count as f64 / elapsed.as_secs_f64(),
         cpu / count.max(1) as u32,
+        count,
     )
 }
 
@@ -229,8 +254,8 @@ fn main() {
             other => panic!("unknown mode {other}"),
         };
         for n in writers {
-            let (rate, cpu) = runtime.block_on(measure(mode, n, time));
-            println!("{mode:?} {n} writers: {rate:.0} writes/s, {cpu:?} CPU/write");
+            let (rate, cpu, count) = runtime.block_on(measure(mode, n, time));
+            println!("{mode:?} {n} writers: {rate:.0} writes/s, {cpu:?} CPU/write, {count} writes");
         }
         return;
     }
@@ -265,7 +290,7 @@ fn main() {
                 order.reverse();
             }
             for mode in order {
-                let (rate, cpu) = runtime.block_on(measure(mode, n, time));
+                let (rate, cpu, _) = runtime.block_on(measure(mode, n, time));
                 cells[mode as usize].push((rate, cpu.as_secs_f64()));
             }
         }
