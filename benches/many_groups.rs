@@ -16,6 +16,10 @@
 //!   spread over `OAR_BENCH_WRITE_GROUPS` groups (default: one group per
 //!   client, at most G), each writing 16 bytes at a time to its group's
 //!   leader for `OAR_BENCH_MS` milliseconds; CPU of the whole process;
+//! - `awake`: members not quiet at the end of the idle window (each wakes
+//!   on its own timers; with quiescence on, every one should be quiet);
+//! - `dropped`: messages the servers dropped because a peer's send queue
+//!   was full (`NodeManager::dropped_outbound_messages`), over the row;
 //! - `elections idle` / `load`: term increases summed over the groups
 //!   (the highest term among a group's members) during the idle window and
 //!   during the load (pre-vote is on, so a term moves only when a leader
@@ -203,6 +207,19 @@ impl Cluster {
         true
     }
 
+    /// Members not quiet now.
+    async fn awake(&self) -> usize {
+        let mut awake = 0;
+        for member in self.members.iter().flatten() {
+            if let Ok(status) = member.status().await
+                && !status.quiet
+            {
+                awake += 1;
+            }
+        }
+        awake
+    }
+
     /// Per group, the highest term among its members.
     fn terms(&self) -> Vec<Term> {
         self.members
@@ -225,6 +242,8 @@ struct Row {
     writes_per_second: f64,
     cpu_per_write: Duration,
     elections_idle: u64,
+    awake: usize,
+    dropped: u64,
     elections_load: u64,
     write_errors: u64,
 }
@@ -250,9 +269,15 @@ async fn measure(storage: Storage, groups: usize, config: &Config) -> Row {
     let idle_cpu =
         cpu_time().saturating_sub(cpu_start).as_secs_f64() / wall_start.elapsed().as_secs_f64();
     let terms_idle = cluster.terms();
+    let awake = cluster.awake().await;
 
     let (writes, cpu, errors) = load(&cluster, groups, config).await;
     let terms_load = cluster.terms();
+    let dropped = cluster
+        .servers
+        .iter()
+        .map(NodeManager::dropped_outbound_messages)
+        .sum();
     for server in &cluster.servers {
         server.shutdown().await;
     }
@@ -264,6 +289,8 @@ async fn measure(storage: Storage, groups: usize, config: &Config) -> Row {
         writes_per_second: writes as f64 / config.load.as_secs_f64(),
         cpu_per_write: cpu / (writes.max(1) as u32),
         elections_idle: elections(&terms_before, &terms_idle),
+        awake,
+        dropped,
         elections_load: elections(&terms_idle, &terms_load),
         write_errors: errors,
     }
@@ -359,7 +386,7 @@ fn main() {
         config.clients, config.idle, config.load, config.quiesce_after
     );
     println!(
-        "{:>7} | {:>7} | {:>8} | {:>8} | {:>8} | {:>6} | {:>9} | {:>9} | {:>9} | {:>9} | {:>6}",
+        "{:>7} | {:>7} | {:>8} | {:>8} | {:>8} | {:>6} | {:>9} | {:>9} | {:>9} | {:>9} | {:>6} | {:>6} | {:>7}",
         "groups",
         "storage",
         "setup",
@@ -370,7 +397,9 @@ fn main() {
         "CPU/write",
         "elect idl",
         "elect ld",
-        "errors"
+        "errors",
+        "awake",
+        "dropped"
     );
     for storage in storages.split(',') {
         let storage = match storage.trim() {
@@ -392,7 +421,7 @@ fn main() {
                 .setup
                 .map_or_else(|| "not led".to_string(), |s| format!("{:.1?}", s));
             println!(
-                "{g:>7} | {:>7} | {setup:>8} | {:>7.1}% | {:>8} | {:>6} | {:>9.0} | {:>9.1?} | {:>9} | {:>9} | {:>6}",
+                "{g:>7} | {:>7} | {setup:>8} | {:>7.1}% | {:>8} | {:>6} | {:>9.0} | {:>9.1?} | {:>9} | {:>9} | {:>6} | {:>6} | {:>7}",
                 format!("{storage:?}").to_lowercase(),
                 row.idle_cpu * 100.0,
                 row.bytes_per_member,
@@ -401,7 +430,9 @@ fn main() {
                 row.cpu_per_write,
                 row.elections_idle,
                 row.elections_load,
-                row.write_errors
+                row.write_errors,
+                row.awake,
+                row.dropped
             );
         }
     }

@@ -137,6 +137,47 @@ fn a_quiet_follower_whose_leader_is_reported_down_elects_a_new_leader() {
     }
 }
 
+/// Found by `many_groups` at 10,000 groups (a tenth of them never quiet,
+/// 20-40 % of a core idle): a follower that missed its leader's `Quiesce`
+/// timed out, pre-voted and woke the leader, whose heartbeats made it
+/// follow again, but a new leader for it meant "nothing known to match",
+/// and heartbeats never told it what matched: at the next `Quiesce` it
+/// stayed awake, and the cycle repeated forever.
+#[test]
+fn a_follower_that_missed_the_quiesce_goes_quiet_with_the_next_one() {
+    for seed in 0..5 {
+        let mut c = Cluster::with_options(3, |id| quiet_options(id, seed));
+        c.make_leader(1);
+        c.propose(n(1), "x").unwrap();
+        c.stabilize();
+        let missed = |m: &Message| m.to == n(3) && harness::kind(&m.body) == "quiesce";
+        for _ in 0..200 {
+            if c.node(1).is_quiet() {
+                break;
+            }
+            c.advance(10 * MS);
+            c.stabilize_dropping(missed);
+        }
+        assert!(
+            c.node(1).is_quiet(),
+            "seed {seed}: the leader never went quiet"
+        );
+        assert!(
+            !c.node(3).is_quiet(),
+            "seed {seed}: n3 went quiet without its Quiesce"
+        );
+        let quiet = c.run_until(10 * MS, Duration::from_secs(5), |c| {
+            (1..=3).all(|i| c.node(i).is_quiet())
+        });
+        assert!(
+            quiet,
+            "seed {seed}: n3 never went quiet (n3 quiet: {})",
+            c.node(3).is_quiet()
+        );
+        assert_eq!(c.node(1).role(), Role::Leader, "seed {seed}");
+    }
+}
+
 /// Found by the simulator (`--quiesce-after-ms 100`, seeds 160 and 358):
 /// the leader's server restarted faster than the liveness bound, so no
 /// report came; the restarted leader's own campaign must wake its quiet

@@ -140,3 +140,32 @@ async fn fifty_groups_on_three_servers_elect_and_commit_independently() {
     }
     let _ = Duration::ZERO;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_dropped_for_a_full_peer_queue_are_counted_and_the_groups_recover() {
+    // A one-frame queue per peer: fifty groups electing and writing at
+    // once overflow it, and the protocol's retries must make up for it.
+    let options = oar::runtime::TransportOptions {
+        queue_frames_max: 1,
+        ..Default::default()
+    };
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(server_at("127.0.0.1:0".parse().unwrap(), options.clone()).await);
+    }
+    let groups: Vec<_> = (1..=50)
+        .map(|g| start_group(&servers, GroupId(g), |_| Store::Mem(Default::default())))
+        .collect();
+    let work = groups.iter().enumerate().map(|(g, members)| async move {
+        let nodes: Vec<&Node> = members.iter().map(|m| &m.node).collect();
+        for k in 0..5 {
+            apply_anywhere(&nodes, Bytes::from(format!("set g{g}k{k} x"))).await;
+        }
+    });
+    join_all(work).await;
+    let dropped: u64 = servers.iter().map(|s| s.dropped_outbound_messages()).sum();
+    assert!(dropped > 0, "a one-frame queue dropped nothing");
+    for server in &servers {
+        server.shutdown().await;
+    }
+}

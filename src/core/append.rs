@@ -129,6 +129,13 @@ impl RaftNode {
         // The leader caps the commit at what we acknowledged durably, so
         // our log matches it that far (even across our restarts).
         self.log.commit_to(hb.leader_commit);
+        // For the same reason that much is known to match this leader, and
+        // known to it: a follower that followed it afresh (after a timeout
+        // of its own) learns it here, as a heartbeat brings no entries, or
+        // it would never count as caught up for a `Quiesce`. No ack for it.
+        let known = hb.leader_commit.min(self.log.last_index());
+        self.leader_matched = self.leader_matched.max(known);
+        self.last_acked = self.last_acked.max(known);
         let round = hb.round;
         self.send(from, MessageBody::HeartbeatResponse { round });
         Ok(())

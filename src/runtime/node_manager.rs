@@ -300,6 +300,12 @@ impl NodeManager {
         &self.inner.stats
     }
 
+    /// Outbound messages dropped so far because their peer server's send
+    /// queue was full ([`TransportOptions::queue_frames_max`]).
+    pub fn dropped_outbound_messages(&self) -> u64 {
+        self.inner.transport.dropped_frames()
+    }
+
     /// Inbound connections open now.
     pub fn open_connections(&self) -> usize {
         self.inner.connections.total()
@@ -733,6 +739,10 @@ impl Drop for Reservation<'_> {
 impl Inner {
     /// The server's counters now, for `/metrics` and `/status.json`.
     pub(crate) fn server_snapshot(&self) -> ServerSnapshot {
-        ServerSnapshot::of(&self.stats, self.connections.total())
+        ServerSnapshot::of(
+            &self.stats,
+            self.connections.total(),
+            self.transport.dropped_frames(),
+        )
     }
 }

@@ -231,6 +231,8 @@ pub struct Transport {
     kind: TransportKind,
     /// What the connections' probes learn of the peer servers' liveness.
     liveness: Arc<PeerLiveness>,
+    /// Frames dropped because their peer's queue was full.
+    dropped: Arc<AtomicU64>,
 }
 
 #[derive(Clone, Debug)]
@@ -255,6 +257,7 @@ impl Transport {
                 dialer,
             },
             liveness: Arc::default(),
+            dropped: Arc::default(),
         }
     }
 
@@ -264,12 +267,19 @@ impl Transport {
         Transport {
             kind: TransportKind::Local(network),
             liveness: Arc::default(),
+            dropped: Arc::default(),
         }
     }
 
     /// The peer servers' liveness, as the probes see it.
     pub(crate) fn liveness(&self) -> &Arc<PeerLiveness> {
         &self.liveness
+    }
+
+    /// Frames dropped so far because their peer's queue was full (each a
+    /// lost message the protocol recovers from by retrying, at a cost).
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Keeps a connection to the server at `addr`, probing it even while
@@ -306,7 +316,11 @@ impl Transport {
                 let mut out = BytesMut::with_capacity(body.len() + 4);
                 encode_frame(&body, &mut out);
                 let frame = out.freeze();
-                send_frame(senders, options, dialer, &self.liveness, addr, frame)
+                let sent = send_frame(senders, options, dialer, &self.liveness, addr, frame);
+                if !sent {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                sent
             }
             TransportKind::Local(network) => {
                 network.deliver(addr, group, message);

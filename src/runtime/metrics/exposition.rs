@@ -395,7 +395,11 @@ pub const METRIC_NAMES: &[&str] = &[
 
 impl ServerSnapshot {
     /// Reads the server's counters now.
-    pub(crate) fn of(stats: &crate::runtime::ServerStats, connections_open: usize) -> Self {
+    pub(crate) fn of(
+        stats: &crate::runtime::ServerStats,
+        connections_open: usize,
+        outbound_dropped: u64,
+    ) -> Self {
         use std::sync::atomic::Ordering::Relaxed;
         let refused = vec![
             ("connection_cap", stats.refused_connections.load(Relaxed)),
@@ -408,6 +412,7 @@ impl ServerSnapshot {
             ("unknown_group", stats.unknown_group_messages.load(Relaxed)),
             ("inbox_full", stats.dropped_messages.load(Relaxed)),
             ("superseded", stats.superseded_connections.load(Relaxed)),
+            ("peer_queue_full", outbound_dropped),
         ];
         ServerSnapshot {
             connections_open: connections_open as u64,
