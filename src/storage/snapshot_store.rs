@@ -49,14 +49,19 @@ pub struct SnapshotStore {
 }
 
 impl SnapshotStore {
-    /// Opens (creating) the store in `dir`, discarding a half-written
-    /// snapshot and finishing the removal of superseded ones.
+    /// Opens the store in `dir`, discarding a half-written snapshot and
+    /// finishing the removal of superseded ones. A missing `dir` is made
+    /// by the first [`begin`](Self::begin), not here: a server creating
+    /// thousands of groups pays no directory and no fsync for each until
+    /// it saves or installs a snapshot (issue 15).
     pub fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<SnapshotStore> {
-        create_dir_durably(&*fs, dir)?;
         let store = SnapshotStore {
             fs,
             dir: dir.to_path_buf(),
         };
+        if !store.fs.exists(dir).map_err(io("exists", dir))? {
+            return Ok(store);
+        }
         let mut indexes = store.list()?;
         for name in [TEMP_NAME, INSTALL_TEMP_NAME] {
             store.discard(&dir.join(name))?;
@@ -93,6 +98,9 @@ impl SnapshotStore {
     /// Indexes of the complete snapshots, ascending.
     fn list(&self) -> Result<Vec<u64>> {
         let mut indexes = Vec::new();
+        if !self.fs.exists(&self.dir).map_err(io("exists", &self.dir))? {
+            return Ok(indexes); // No snapshot was ever begun here.
+        }
         for name in self
             .fs
             .list_dir(&self.dir)
@@ -159,6 +167,7 @@ impl SnapshotStore {
         } else {
             TEMP_NAME
         });
+        create_dir_durably(&*self.fs, &self.dir)?;
         self.discard(&temp)?;
         self.fs
             .create_dir_all(&temp)

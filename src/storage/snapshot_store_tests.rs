@@ -203,3 +203,22 @@ fn a_paced_writer_asks_its_pace_before_every_byte_it_writes() {
         .unwrap();
     assert_eq!(*asked.lock().unwrap(), vec![300, 4096, 10]);
 }
+
+#[test]
+fn opening_makes_no_directory_until_the_first_snapshot_and_that_one_is_durable() {
+    for seed in 0..4 {
+        let fs = MemFileSystem::new(seed);
+        let s = store(&fs);
+        assert!(s.latest().unwrap().is_none());
+        assert!(
+            !fs.exists(Path::new(DIR)).unwrap(),
+            "open made the directory"
+        );
+        // The first save makes it (and its parents) durably: a crash right
+        // after the commit keeps the snapshot.
+        save(&s, 7).unwrap();
+        fs.crash();
+        let r = store(&fs).latest().unwrap().expect("the snapshot survived");
+        assert_eq!(r.meta().last_included, LogId::new(1, 7), "seed {seed}");
+    }
+}
