@@ -189,3 +189,51 @@ fn a_failed_flush_fails_every_later_batch_of_every_group() {
     let later = two.persist(vec![WriteOp::Entries(vec![entry(1)].into())]);
     assert_eq!(StorageError::from_failure(later.unwrap_err()), failed);
 }
+
+#[test]
+fn members_persisting_at_once_each_get_their_own_completions_and_all_is_recovered() {
+    use oar::core::{Entry, EntryPayload, LogId};
+    use oar::runtime::GroupStorage;
+    use oar::storage::{Durable, MemFileSystem, WriteOp};
+    const MEMBERS: u64 = 48;
+    const WRITES: u64 = 40;
+    let fs = MemFileSystem::new(7);
+    let log = SharedLog::open_blocking(Arc::new(fs.clone()), Path::new("/s"), options()).unwrap();
+    // In each round every member's thread persists one entry at once:
+    // the first flush carries a few of them, and the members queued behind
+    // it have no later caller to flush for them (all wait at the next
+    // round's barrier), so the turn to flush must pass from member to
+    // member. Each must be answered exactly its own entry.
+    let round = Arc::new(std::sync::Barrier::new(MEMBERS as usize));
+    let (finished, all_finished) = std::sync::mpsc::channel();
+    for g in 1..=MEMBERS {
+        let mut storage = log.storage(GroupId(g)).unwrap();
+        let (round, finished) = (Arc::clone(&round), finished.clone());
+        std::thread::spawn(move || {
+            for i in 1..=WRITES {
+                round.wait();
+                let entry = Entry {
+                    id: LogId::new(1, i),
+                    payload: EntryPayload::Command(Bytes::from(format!("g{g}i{i}"))),
+                };
+                let done = storage
+                    .persist(vec![WriteOp::Entries(vec![entry].into())])
+                    .unwrap();
+                assert_eq!(done, vec![Durable::Entries(LogId::new(1, i))], "g{g}");
+            }
+            finished.send(g).unwrap();
+        });
+    }
+    for _ in 1..=MEMBERS {
+        let g = all_finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("every member answered (a member left waiting hangs its round)");
+        assert!(g <= MEMBERS);
+    }
+    drop(log);
+    let log = SharedLog::open_blocking(Arc::new(fs), Path::new("/s"), options()).unwrap();
+    for g in 1..=MEMBERS {
+        let recovered = log.storage(GroupId(g)).unwrap().recover().unwrap();
+        assert_eq!(recovered.entries.len() as u64, WRITES, "g{g}");
+    }
+}

@@ -8,6 +8,10 @@
 //! queued batch, writes them with one write and one `fdatasync`, and hands
 //! each member its completions. Batches that arrive while a flush runs
 //! share the next one. The queue is bounded: a member waits for room.
+//! Each member waits on its own [`Waiter`], woken once, for its result or
+//! for its turn to flush: with a thousand members in flight, one condition
+//! variable woken for every flush cost a thousand wake-ups a flush (the
+//! server's CPU went to the scheduler: issue 15).
 //!
 //! Failure is fail-stop for the server log, as for a group's own log: an
 //! I/O error (or a panic) in a flush fails every batch of it and every
@@ -47,11 +51,8 @@ enum Request {
 /// Invariant: `log` is `None` exactly while a flusher holds it.
 struct State {
     log: Option<ServerLog>,
-    /// Requests waiting for the next flush: (ticket, group, request).
-    queue: Vec<(u64, u64, Request)>,
-    /// Results of flushed requests, by ticket, until their member takes them.
-    done: BTreeMap<u64, Result<Vec<Durable>, StorageError>>,
-    next_ticket: u64,
+    /// Requests waiting for the next flush, each with its member's waiter.
+    queue: Vec<Queued>,
     /// What recovery found, until each group's member takes it.
     recovered: BTreeMap<u64, Recovered>,
     /// Groups with a member attached.
@@ -60,10 +61,63 @@ struct State {
     failed: Option<StorageError>,
 }
 
+/// One member's queued request: (group, request, where its member waits).
+type Queued = (u64, Request, Arc<Waiter>);
+
+type Outcome = Result<Vec<Durable>, StorageError>;
+
+/// Where one member waits for its request's outcome, or for its turn to
+/// flush the queue (when the flush before ended with requests queued).
+#[derive(Default)]
+struct Waiter {
+    slot: Mutex<Slot>,
+    posted: Condvar,
+}
+
+#[derive(Default)]
+enum Slot {
+    #[default]
+    Waiting,
+    /// The log is free and requests are queued: take them.
+    Lead,
+    Done(Outcome),
+}
+
+impl Waiter {
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Posts the request's outcome.
+    fn done(&self, outcome: Outcome) {
+        *self.slot() = Slot::Done(outcome);
+        self.posted.notify_one();
+    }
+
+    /// Asks the member to flush, unless its outcome is already posted
+    /// (then whoever flushed it passes the turn on at its own finish).
+    fn lead(&self) {
+        let mut slot = self.slot();
+        if matches!(*slot, Slot::Waiting) {
+            *slot = Slot::Lead;
+            self.posted.notify_one();
+        }
+    }
+
+    /// Waits for a post and takes it.
+    fn wait(&self) -> Slot {
+        let mut slot = self.slot();
+        while matches!(*slot, Slot::Waiting) {
+            slot = self.posted.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+        std::mem::take(&mut *slot)
+    }
+}
+
 struct Shared {
     state: Mutex<State>,
-    /// Signalled when a flush ends and when queue room frees.
-    wake: Condvar,
+    /// Signalled when queue room frees.
+    room: Condvar,
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
 }
@@ -120,15 +174,13 @@ impl SharedLog {
         let state = State {
             log: Some(log),
             queue: Vec::new(),
-            done: BTreeMap::new(),
-            next_ticket: 0,
             recovered,
             attached: BTreeSet::new(),
             failed: None,
         };
         let shared = Shared {
             state: Mutex::new(state),
-            wake: Condvar::new(),
+            room: Condvar::new(),
             fs,
             dir: dir.to_path_buf(),
         };
@@ -225,60 +277,67 @@ impl SharedLog {
     }
 
     /// Queues `request` for `group` and returns once a flush carried it.
-    fn submit(&self, group: u64, request: Request) -> Result<Vec<Durable>, StorageError> {
+    fn submit(&self, group: u64, request: Request) -> Outcome {
         let shared = &*self.shared;
+        let waiter = Arc::new(Waiter::default());
         let mut state = lock(shared);
         while state.queue.len() >= SHARED_LOG_QUEUE_MAX && state.failed.is_none() {
-            state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            state = shared.room.wait(state).unwrap_or_else(|e| e.into_inner());
         }
         if let Some(error) = &state.failed {
             return Err(error.clone());
         }
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        state.queue.push((ticket, group, request));
+        state.queue.push((group, request, Arc::clone(&waiter)));
         loop {
-            if let Some(result) = state.done.remove(&ticket) {
-                return result;
-            }
-            if let Some(log) = state.log.take() {
+            if !state.queue.is_empty()
+                && let Some(log) = state.log.take()
+            {
                 let batch = std::mem::take(&mut state.queue);
                 drop(state);
-                shared.wake.notify_all();
+                shared.room.notify_all();
                 let mut guard = FlushGuard {
                     shared,
                     log: Some(log),
+                    waiters: Vec::with_capacity(batch.len()),
                 };
                 let results = guard.flush(batch);
-                state = guard.finish(results);
-                continue;
+                guard.finish(results);
+            } else {
+                drop(state);
             }
-            if let Some(error) = &state.failed {
-                return Err(error.clone());
+            match waiter.wait() {
+                Slot::Done(outcome) => return outcome,
+                Slot::Lead | Slot::Waiting => state = lock(shared),
             }
-            state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
 
-/// The flusher's hold on the log: gives it back on every path, and marks
-/// the log failed if the flush panicked, so that no member waits forever.
+/// The flusher's hold on the log and on the waiters of its batch: gives
+/// the log back and answers every waiter on every path, and marks the log
+/// failed if the flush panicked, so that no member waits forever.
 struct FlushGuard<'a> {
     shared: &'a Shared,
     log: Option<ServerLog>,
+    waiters: Vec<Arc<Waiter>>,
 }
 
-type Results = Vec<(u64, Result<Vec<Durable>, StorageError>)>;
-
 impl<'a> FlushGuard<'a> {
-    /// Submits every request of `batch`, then flushes once.
-    fn flush(&mut self, batch: Vec<(u64, u64, Request)>) -> Results {
+    /// Submits every request of `batch`, then flushes once; the outcomes
+    /// are in the order of `self.waiters`.
+    fn flush(&mut self, batch: Vec<Queued>) -> Vec<Outcome> {
+        // Every waiter first: a panic below must still answer them all.
+        let mut requests = Vec::with_capacity(batch.len());
+        for (group, request, waiter) in batch {
+            self.waiters.push(waiter);
+            requests.push((group, request));
+        }
         let log = self.log.as_mut().expect("held until finish");
-        let mut results = Vec::with_capacity(batch.len());
+        let mut results = Vec::with_capacity(requests.len());
         let mut fatal = None;
-        for (ticket, group, request) in batch {
+        for (group, request) in requests {
             if fatal.is_some() {
-                results.push((ticket, Ok(Vec::new())));
+                results.push(Ok(Vec::new()));
                 continue;
             }
             let result = match request {
@@ -289,37 +348,47 @@ impl<'a> FlushGuard<'a> {
             if let Err(e @ (StorageError::Io { .. } | StorageError::Corruption { .. })) = &result {
                 fatal = Some(e.clone());
             }
-            results.push((ticket, result));
+            results.push(result);
         }
         let flushed = match fatal {
             Some(error) => Err(error),
             None => log.flush(),
         };
         if let Err(error) = flushed {
-            let mut state = lock(self.shared);
-            state.failed = Some(error.clone());
-            drop(state);
-            for (_, result) in &mut results {
+            lock(self.shared).failed = Some(error.clone());
+            for result in &mut results {
                 *result = Err(error.clone());
             }
         }
         results
     }
 
-    /// Gives the log back and publishes `results`.
-    fn finish(mut self, results: Results) -> MutexGuard<'a, State> {
-        let shared = self.shared;
-        let mut state = lock(shared);
+    /// Gives the log back, answers the batch's waiters, and passes the
+    /// turn to flush to the first member queued meanwhile.
+    fn finish(mut self, results: Vec<Outcome>) {
+        let waiters = std::mem::take(&mut self.waiters);
+        let mut state = lock(self.shared);
         state.log = self.log.take();
-        state.done.extend(results);
-        if let Some(error) = state.failed.clone() {
-            // Requests queued behind a failed flush never run.
-            for (ticket, _, _) in std::mem::take(&mut state.queue) {
-                state.done.insert(ticket, Err(error.clone()));
+        let failed = state.failed.clone();
+        // Requests queued behind a failed flush never run.
+        let refused = match &failed {
+            Some(_) => std::mem::take(&mut state.queue),
+            None => Vec::new(),
+        };
+        let next = state.queue.first().map(|(_, _, w)| Arc::clone(w));
+        drop(state);
+        for (waiter, result) in waiters.iter().zip(results) {
+            waiter.done(result);
+        }
+        if let Some(error) = failed {
+            self.shared.room.notify_all();
+            for (_, _, waiter) in refused {
+                waiter.done(Err(error.clone()));
             }
         }
-        shared.wake.notify_all();
-        state
+        if let Some(next) = next {
+            next.lead();
+        }
     }
 }
 
@@ -327,15 +396,17 @@ impl Drop for FlushGuard<'_> {
     fn drop(&mut self) {
         if let Some(log) = self.log.take() {
             // Only a panic between take and finish gets here.
+            let error = || StorageError::Panicked { during: "persist" };
             let mut state = lock(self.shared);
             state.log = Some(log);
-            state.failed = Some(StorageError::Panicked { during: "persist" });
-            for (ticket, _, _) in std::mem::take(&mut state.queue) {
-                let error = StorageError::Panicked { during: "persist" };
-                state.done.insert(ticket, Err(error));
-            }
+            state.failed = Some(error());
+            let queued = std::mem::take(&mut state.queue);
             drop(state);
-            self.shared.wake.notify_all();
+            self.shared.room.notify_all();
+            let batch = self.waiters.drain(..);
+            for waiter in batch.chain(queued.into_iter().map(|(_, _, w)| w)) {
+                waiter.done(Err(error()));
+            }
         }
     }
 }
