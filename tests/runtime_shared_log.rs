@@ -237,3 +237,54 @@ fn members_persisting_at_once_each_get_their_own_completions_and_all_is_recovere
         assert_eq!(recovered.entries.len() as u64, WRITES, "g{g}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_batches_are_answered_without_a_thread_each_and_a_failed_flush_fails_them_all() {
+    use oar::core::{Entry, EntryPayload, LogId};
+    use oar::runtime::GroupStorage;
+    use oar::storage::{Durable, FsOp, MemFileSystem, WriteOp};
+    const MEMBERS: u64 = 64;
+    let fs = MemFileSystem::new(3);
+    let log = SharedLog::open_blocking(Arc::new(fs.clone()), Path::new("/s"), options()).unwrap();
+    let entry = |i| Entry {
+        id: LogId::new(1, i),
+        payload: EntryPayload::Command(Bytes::from("x")),
+    };
+    let mut members: Vec<_> = (1..=MEMBERS)
+        .map(|g| log.storage(GroupId(g)).unwrap())
+        .collect();
+    for i in 1..=10 {
+        // Every member queues at once; flushes carry them in batches.
+        let answers: Vec<_> = members
+            .iter_mut()
+            .map(|m| {
+                let ops = vec![WriteOp::Entries(vec![entry(i)].into())];
+                m.persist_queued(ops)
+                    .unwrap_or_else(|_| panic!("the shared log queues"))
+            })
+            .collect();
+        for answer in answers {
+            let done = tokio::time::timeout(Duration::from_secs(30), answer)
+                .await
+                .expect("answered")
+                .unwrap();
+            assert_eq!(done, vec![Durable::Entries(LogId::new(1, i))]);
+        }
+    }
+    fs.inject_error(FsOp::Sync, 0);
+    let answers: Vec<_> = members
+        .iter_mut()
+        .map(|m| {
+            let ops = vec![WriteOp::Entries(vec![entry(11)].into())];
+            m.persist_queued(ops)
+                .unwrap_or_else(|_| panic!("the shared log queues"))
+        })
+        .collect();
+    for answer in answers {
+        let failed = tokio::time::timeout(Duration::from_secs(30), answer)
+            .await
+            .expect("answered");
+        let failed = StorageError::from_failure(failed.unwrap_err());
+        assert!(matches!(failed, StorageError::Io { .. }), "{failed:?}");
+    }
+}

@@ -17,6 +17,11 @@ use crate::storage::{
 /// A storage failure, as the runtime reports it.
 pub type StorageFailure = Box<dyn std::error::Error + Send + Sync>;
 
+/// The completions of a batch queued by [`GroupStorage::persist_queued`].
+pub type PersistFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<Durable>, StorageFailure>> + Send>,
+>;
+
 /// Durable storage of one group.
 pub trait GroupStorage: Send + 'static {
     /// Reads back what is durable. Called once, at start.
@@ -56,6 +61,17 @@ pub trait GroupStorage: Send + 'static {
     /// never block, or its group stops answering while it does.
     fn persist_may_block(&self) -> bool {
         true
+    }
+
+    /// Queues `ops` with storage that makes them durable on its own
+    /// schedule (a server's [`SharedLog`](super::SharedLog), flushing for
+    /// many groups at once): `Ok` with the future of their completions,
+    /// which the group's log writer awaits without holding a blocking-pool
+    /// thread; `Err(ops)` (the default) to have [`persist`](Self::persist)
+    /// called instead. Never blocks. Called in order with `persist`, with
+    /// at most one batch in flight.
+    fn persist_queued(&mut self, ops: Vec<WriteOp>) -> Result<PersistFuture, Vec<WriteOp>> {
+        Err(ops)
     }
 
     /// Whether [`read_entries`](Self::read_entries) reads durable entries

@@ -71,7 +71,7 @@ pub use auth::{
 pub use clock::{Clock, MonotonicClock, SkewedClock};
 pub use error::Error;
 pub use group_id::GroupId;
-pub use group_storage::{DiskStorage, GroupStorage, StorageFailure};
+pub use group_storage::{DiskStorage, GroupStorage, PersistFuture, StorageFailure};
 pub use mem_storage::MemStorage;
 pub use metrics::METRIC_NAMES;
 pub use node::Node;

@@ -2,16 +2,18 @@
 //! a server, and [`SharedLogStorage`], the [`GroupStorage`] of one member
 //! backed by it.
 //!
-//! Group commit, one writer at a time: a member's `persist` (on the
-//! blocking pool) queues its batch, then either waits for a flush to carry
-//! it or, when no flush is running, becomes the flusher: it takes every
-//! queued batch, writes them with one write and one `fdatasync`, and hands
-//! each member its completions. Batches that arrive while a flush runs
-//! share the next one. The queue is bounded: a member waits for room.
-//! Each member waits on its own [`Waiter`], woken once, for its result or
-//! for its turn to flush: with a thousand members in flight, one condition
-//! variable woken for every flush cost a thousand wake-ups a flush (the
-//! server's CPU went to the scheduler: issue 15).
+//! Group commit, one flusher at a time: a member's log writer queues its
+//! batch (`persist_queued`) and awaits the answer; if no flush is running,
+//! one starts on the blocking pool. The flusher takes every queued batch,
+//! writes them with one write and one `fdatasync`, answers each member,
+//! and goes on while more is queued; batches that arrive meanwhile share
+//! the next flush. A thousand members with a write in flight thus hold no
+//! thread each and are each woken once, by their own answer: a blocking
+//! `persist` per member (one pool thread each, all woken by one condition
+//! variable at every flush) spent the server's CPU in the scheduler
+//! (issue 15). A direct `persist` (tests, tools) queues the same way and
+//! blocks its thread for its answer, flushing itself if no flush runs;
+//! its queue is bounded (it waits for room).
 //!
 //! Failure is fail-stop for the server log, as for a group's own log: an
 //! I/O error (or a panic) in a flush fails every batch of it and every
@@ -23,9 +25,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use super::blocking::run_blocking_unwinding;
+use tokio::sync::oneshot;
+
+use super::blocking::{run_blocking, run_blocking_unwinding};
 use super::group_id::GroupId;
-use super::group_storage::{GroupStorage, SNAPSHOT_DIR_NAME, StorageFailure};
+use super::group_storage::{GroupStorage, PersistFuture, SNAPSHOT_DIR_NAME, StorageFailure};
 use super::snapshot_storage::{DiskSnapshots, SnapshotStorage};
 use crate::storage::{
     Durable, FileSystem, Recovered, ServerLog, ServerLogOptions, StorageError, WriteOp,
@@ -61,56 +65,50 @@ struct State {
     failed: Option<StorageError>,
 }
 
-/// One member's queued request: (group, request, where its member waits).
-type Queued = (u64, Request, Arc<Waiter>);
+/// One member's queued request: (group, request, where its answer goes).
+type Queued = (u64, Request, Reply);
 
 type Outcome = Result<Vec<Durable>, StorageError>;
 
-/// Where one member waits for its request's outcome, or for its turn to
-/// flush the queue (when the flush before ended with requests queued).
+/// Where a queued request's outcome goes.
+enum Reply {
+    /// A thread blocked in [`SharedLog::submit`] (a direct `persist`).
+    Thread(Arc<Waiter>),
+    /// A log writer task awaiting [`SharedLog::submit_queued`].
+    Task(oneshot::Sender<Outcome>),
+}
+
+impl Reply {
+    fn send(self, outcome: Outcome) {
+        match self {
+            Reply::Thread(waiter) => waiter.done(outcome),
+            // A writer that stopped waiting (its group stopped) needs none.
+            Reply::Task(sender) => drop(sender.send(outcome)),
+        }
+    }
+}
+
+/// Where a thread waits for its own request's outcome, woken once.
 #[derive(Default)]
 struct Waiter {
-    slot: Mutex<Slot>,
+    outcome: Mutex<Option<Outcome>>,
     posted: Condvar,
 }
 
-#[derive(Default)]
-enum Slot {
-    #[default]
-    Waiting,
-    /// The log is free and requests are queued: take them.
-    Lead,
-    Done(Outcome),
-}
-
 impl Waiter {
-    fn slot(&self) -> MutexGuard<'_, Slot> {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Posts the request's outcome.
     fn done(&self, outcome: Outcome) {
-        *self.slot() = Slot::Done(outcome);
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
         self.posted.notify_one();
     }
 
-    /// Asks the member to flush, unless its outcome is already posted
-    /// (then whoever flushed it passes the turn on at its own finish).
-    fn lead(&self) {
-        let mut slot = self.slot();
-        if matches!(*slot, Slot::Waiting) {
-            *slot = Slot::Lead;
-            self.posted.notify_one();
+    fn wait(&self) -> Outcome {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(outcome) = outcome.take() {
+                return outcome;
+            }
+            outcome = self.posted.wait(outcome).unwrap_or_else(|e| e.into_inner());
         }
-    }
-
-    /// Waits for a post and takes it.
-    fn wait(&self) -> Slot {
-        let mut slot = self.slot();
-        while matches!(*slot, Slot::Waiting) {
-            slot = self.posted.wait(slot).unwrap_or_else(|e| e.into_inner());
-        }
-        std::mem::take(&mut *slot)
     }
 }
 
@@ -276,7 +274,8 @@ impl SharedLog {
             .map(ServerLog::segment_count)
     }
 
-    /// Queues `request` for `group` and returns once a flush carried it.
+    /// Queues `request` for `group` and returns once a flush carried it
+    /// (the calling thread flushes if no flush runs).
     fn submit(&self, group: u64, request: Request) -> Outcome {
         let shared = &*self.shared;
         let waiter = Arc::new(Waiter::default());
@@ -287,49 +286,86 @@ impl SharedLog {
         if let Some(error) = &state.failed {
             return Err(error.clone());
         }
-        state.queue.push((group, request, Arc::clone(&waiter)));
-        loop {
-            if !state.queue.is_empty()
-                && let Some(log) = state.log.take()
-            {
-                let batch = std::mem::take(&mut state.queue);
+        state
+            .queue
+            .push((group, request, Reply::Thread(Arc::clone(&waiter))));
+        match state.log.take() {
+            Some(log) => {
                 drop(state);
-                shared.room.notify_all();
-                let mut guard = FlushGuard {
-                    shared,
-                    log: Some(log),
-                    waiters: Vec::with_capacity(batch.len()),
-                };
-                let results = guard.flush(batch);
-                guard.finish(results);
-            } else {
-                drop(state);
+                self.flush_until_empty(log);
             }
-            match waiter.wait() {
-                Slot::Done(outcome) => return outcome,
-                Slot::Lead | Slot::Waiting => state = lock(shared),
+            None => drop(state),
+        }
+        waiter.wait()
+    }
+
+    /// Queues `request` for `group` from a log writer task, which awaits
+    /// the answer without holding a thread; if no flush runs, one starts on
+    /// the blocking pool. No room is waited for: each member's writer has
+    /// at most one request here, so the members bound the queue.
+    fn submit_queued(&self, group: u64, request: Request) -> oneshot::Receiver<Outcome> {
+        let (sender, receiver) = oneshot::channel();
+        let mut state = lock(&self.shared);
+        if let Some(error) = &state.failed {
+            let _ = sender.send(Err(error.clone()));
+            return receiver;
+        }
+        state.queue.push((group, request, Reply::Task(sender)));
+        if let Some(log) = state.log.take() {
+            drop(state);
+            let this = self.clone();
+            // A panic in the flush is answered by `FlushGuard`.
+            tokio::spawn(run_blocking(move || this.flush_until_empty(log)));
+        }
+        receiver
+    }
+
+    /// The flusher's loop: flushes what is queued, again and again, until
+    /// the queue is empty, and only then gives the log back (under the same
+    /// lock that queues requests, so none is left without a flusher).
+    fn flush_until_empty(&self, log: ServerLog) {
+        let shared = &*self.shared;
+        let mut log = log;
+        loop {
+            let mut state = lock(shared);
+            if state.queue.is_empty() {
+                state.log = Some(log);
+                return;
+            }
+            let batch = std::mem::take(&mut state.queue);
+            drop(state);
+            shared.room.notify_all();
+            let mut guard = FlushGuard {
+                shared,
+                log: Some(log),
+                replies: Vec::with_capacity(batch.len()),
+            };
+            let results = guard.flush(batch);
+            match guard.finish(results) {
+                Some(next) => log = next,
+                None => return,
             }
         }
     }
 }
 
-/// The flusher's hold on the log and on the waiters of its batch: gives
-/// the log back and answers every waiter on every path, and marks the log
-/// failed if the flush panicked, so that no member waits forever.
+/// The flusher's hold on the log and on its batch's replies: answers every
+/// reply and gives the log back on every path, and marks the log failed if
+/// the flush panicked, so that no member waits forever.
 struct FlushGuard<'a> {
     shared: &'a Shared,
     log: Option<ServerLog>,
-    waiters: Vec<Arc<Waiter>>,
+    replies: Vec<Reply>,
 }
 
-impl<'a> FlushGuard<'a> {
+impl FlushGuard<'_> {
     /// Submits every request of `batch`, then flushes once; the outcomes
-    /// are in the order of `self.waiters`.
+    /// are in the order of `self.replies`.
     fn flush(&mut self, batch: Vec<Queued>) -> Vec<Outcome> {
-        // Every waiter first: a panic below must still answer them all.
+        // Every reply first: a panic below must still answer them all.
         let mut requests = Vec::with_capacity(batch.len());
-        for (group, request, waiter) in batch {
-            self.waiters.push(waiter);
+        for (group, request, reply) in batch {
+            self.replies.push(reply);
             requests.push((group, request));
         }
         let log = self.log.as_mut().expect("held until finish");
@@ -363,31 +399,30 @@ impl<'a> FlushGuard<'a> {
         results
     }
 
-    /// Gives the log back, answers the batch's waiters, and passes the
-    /// turn to flush to the first member queued meanwhile.
-    fn finish(mut self, results: Vec<Outcome>) {
-        let waiters = std::mem::take(&mut self.waiters);
+    /// Answers the batch's replies. Returns the log to flush on with if
+    /// more is queued and the log has not failed; gives it back otherwise
+    /// (failing what is queued behind a failure: it never runs).
+    fn finish(mut self, results: Vec<Outcome>) -> Option<ServerLog> {
+        for (reply, result) in std::mem::take(&mut self.replies).into_iter().zip(results) {
+            reply.send(result);
+        }
         let mut state = lock(self.shared);
-        state.log = self.log.take();
-        let failed = state.failed.clone();
-        // Requests queued behind a failed flush never run.
-        let refused = match &failed {
-            Some(_) => std::mem::take(&mut state.queue),
-            None => Vec::new(),
-        };
-        let next = state.queue.first().map(|(_, _, w)| Arc::clone(w));
-        drop(state);
-        for (waiter, result) in waiters.iter().zip(results) {
-            waiter.done(result);
-        }
-        if let Some(error) = failed {
-            self.shared.room.notify_all();
-            for (_, _, waiter) in refused {
-                waiter.done(Err(error.clone()));
+        match state.failed.clone() {
+            Some(error) => {
+                state.log = self.log.take();
+                let refused = std::mem::take(&mut state.queue);
+                drop(state);
+                self.shared.room.notify_all();
+                for (_, _, reply) in refused {
+                    reply.send(Err(error.clone()));
+                }
+                None
             }
-        }
-        if let Some(next) = next {
-            next.lead();
+            None if state.queue.is_empty() => {
+                state.log = self.log.take();
+                None
+            }
+            None => self.log.take(),
         }
     }
 }
@@ -403,9 +438,9 @@ impl Drop for FlushGuard<'_> {
             let queued = std::mem::take(&mut state.queue);
             drop(state);
             self.shared.room.notify_all();
-            let batch = self.waiters.drain(..);
-            for waiter in batch.chain(queued.into_iter().map(|(_, _, w)| w)) {
-                waiter.done(Err(error()));
+            let batch = self.replies.drain(..);
+            for reply in batch.chain(queued.into_iter().map(|(_, _, r)| r)) {
+                reply.send(Err(error()));
             }
         }
     }
@@ -442,6 +477,16 @@ impl GroupStorage for SharedLogStorage {
 
     fn persist(&mut self, ops: Vec<WriteOp>) -> Result<Vec<Durable>, StorageFailure> {
         Ok(self.log.submit(self.group, Request::Write(ops))?)
+    }
+
+    fn persist_queued(&mut self, ops: Vec<WriteOp>) -> Result<PersistFuture, Vec<WriteOp>> {
+        let answer = self.log.submit_queued(self.group, Request::Write(ops));
+        Ok(Box::pin(async move {
+            match answer.await {
+                Ok(outcome) => Ok(outcome?),
+                Err(_) => Err("the shared log's flush ended without an answer".into()),
+            }
+        }))
     }
 
     fn snapshots(&self) -> Arc<dyn SnapshotStorage> {

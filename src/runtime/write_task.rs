@@ -191,7 +191,13 @@ async fn run_write_task(
         }
         let entries = metrics.enabled.then(|| entries_in(&batch));
         let start = entries.map(|_| tokio::time::Instant::now());
-        let (returned, result) = persist(storage, batch).await;
+        let (returned, result) = match storage.persist_queued(batch) {
+            Ok(completions) => {
+                let result = completions.await.map_err(StorageError::from_failure);
+                (Some(storage), result)
+            }
+            Err(batch) => persist(storage, batch).await,
+        };
         if let (Some(entries), Some(start)) = (entries, start) {
             metrics.observe_persist(start.elapsed().as_nanos() as u64, entries);
         }
