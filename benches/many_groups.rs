@@ -113,7 +113,7 @@ struct Cluster {
     servers: Vec<NodeManager>,
     members: Vec<[Node; 3]>,
     /// Each server's shared log (storage `shared` only).
-    _logs: Vec<SharedLog>,
+    logs: Vec<SharedLog>,
 }
 
 impl Cluster {
@@ -175,7 +175,7 @@ impl Cluster {
         Cluster {
             servers,
             members,
-            _logs: logs,
+            logs,
         }
     }
 
@@ -271,7 +271,16 @@ async fn measure(storage: Storage, groups: usize, config: &Config) -> Row {
     let terms_idle = cluster.terms();
     let awake = cluster.awake().await;
 
+    let flushed_before: Vec<_> = cluster.logs.iter().map(SharedLog::stats).collect();
     let (writes, cpu, errors) = load(&cluster, groups, config).await;
+    for (i, (log, before)) in cluster.logs.iter().zip(flushed_before).enumerate() {
+        let after = log.stats();
+        let (flushes, batches) = (after.flushes - before.flushes, after.batches - before.batches);
+        eprintln!(
+            "  server {i}'s shared log under load: {flushes} flushes, {batches} members' batches, {:.1} a flush",
+            batches as f64 / flushes.max(1) as f64
+        );
+    }
     let terms_load = cluster.terms();
     let dropped = cluster
         .servers

@@ -79,7 +79,7 @@ pub use node_manager::{NodeManager, ServerStats};
 pub use observer::GroupDetails;
 pub use options::GroupOptions;
 pub use session::{SessionError, SessionId, SessionOptions};
-pub use shared_log::{SharedLog, SharedLogStorage};
+pub use shared_log::{SharedLog, SharedLogStats, SharedLogStorage};
 pub use snapshot_copy::{CopyError, CopyOptions, SnapshotSource, fetch_snapshot};
 pub use snapshot_storage::{
     DiskSnapshots, MemSnapshots, SnapshotFiles, SnapshotReadError, SnapshotStorage,

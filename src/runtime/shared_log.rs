@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
@@ -112,8 +113,20 @@ impl Waiter {
     }
 }
 
+/// What the shared log's flushes carried so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SharedLogStats {
+    /// Flushes run (each one write and one `fdatasync`, or none if empty).
+    pub flushes: u64,
+    /// Members' batches those flushes carried.
+    pub batches: u64,
+}
+
 struct Shared {
     state: Mutex<State>,
+    /// Flushes and batches so far (under no lock: read for metrics).
+    flushes: AtomicU64,
+    batches: AtomicU64,
     /// Signalled when queue room frees.
     room: Condvar,
     fs: Arc<dyn FileSystem>,
@@ -179,12 +192,22 @@ impl SharedLog {
         let shared = Shared {
             state: Mutex::new(state),
             room: Condvar::new(),
+            flushes: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
             fs,
             dir: dir.to_path_buf(),
         };
         Ok(SharedLog {
             shared: Arc::new(shared),
         })
+    }
+
+    /// What the flushes carried so far: how well group commit batches.
+    pub fn stats(&self) -> SharedLogStats {
+        SharedLogStats {
+            flushes: self.shared.flushes.load(Ordering::Relaxed),
+            batches: self.shared.batches.load(Ordering::Relaxed),
+        }
     }
 
     /// The groups the log holds records of (recovered or written since).
@@ -368,6 +391,10 @@ impl FlushGuard<'_> {
             self.replies.push(reply);
             requests.push((group, request));
         }
+        let shared = self.shared;
+        shared.flushes.fetch_add(1, Ordering::Relaxed);
+        let carried = requests.len() as u64;
+        shared.batches.fetch_add(carried, Ordering::Relaxed);
         let log = self.log.as_mut().expect("held until finish");
         let mut results = Vec::with_capacity(requests.len());
         let mut fatal = None;
