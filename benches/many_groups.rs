@@ -275,7 +275,10 @@ async fn measure(storage: Storage, groups: usize, config: &Config) -> Row {
     let (writes, cpu, errors) = load(&cluster, groups, config).await;
     for (i, (log, before)) in cluster.logs.iter().zip(flushed_before).enumerate() {
         let after = log.stats();
-        let (flushes, batches) = (after.flushes - before.flushes, after.batches - before.batches);
+        let (flushes, batches) = (
+            after.flushes - before.flushes,
+            after.batches - before.batches,
+        );
         eprintln!(
             "  server {i}'s shared log under load: {flushes} flushes, {batches} members' batches, {:.1} a flush",
             batches as f64 / flushes.max(1) as f64
