@@ -33,7 +33,8 @@
 //! groups), `OAR_BENCH_IDLE_S` (default 5), `OAR_BENCH_MS` (default 3000),
 //! `OAR_BENCH_CLIENTS` (default 64), `OAR_BENCH_WRITE_GROUPS`,
 //! `OAR_BENCH_SETUP_S` (give up waiting for leaders after this, default 600),
-//! `OAR_BENCH_QUIESCE_MS` (`RaftOptions::quiesce_after` in milliseconds,
+//! `OAR_BENCH_QUEUE_FRAMES` (`TransportOptions::queue_frames_max`, default
+//! 4,096), `OAR_BENCH_QUIESCE_MS` (`RaftOptions::quiesce_after` in milliseconds,
 //! `0` for never quiet; default: `GroupOptions::new`'s, 2 s).
 
 use std::sync::Arc;
@@ -127,7 +128,11 @@ impl Cluster {
         for _ in 0..3 {
             let addr = "127.0.0.1:0".parse().unwrap();
             let security = pki::shared().security(std::net::IpAddr::from([127, 0, 0, 1]));
-            let server = NodeManager::bind(addr, security, Default::default())
+            let transport = oar::runtime::TransportOptions {
+                queue_frames_max: env("OAR_BENCH_QUEUE_FRAMES", 4096),
+                ..Default::default()
+            };
+            let server = NodeManager::bind(addr, security, transport)
                 .await
                 .expect("bind");
             servers.push(server);
