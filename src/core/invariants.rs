@@ -118,20 +118,16 @@ pub(super) fn check(node: &RaftNode) {
         node.transfer.is_none() || matches!(node.role, RoleState::Leader { .. }),
         "a transfer outlived leadership"
     );
-    let first_proposal = node
-        .proposals
-        .front()
-        .map(|&(index, _)| index)
-        .unwrap_or(LogIndex(u64::MAX));
+    let first_proposal = node.proposals.first_index().unwrap_or(LogIndex(u64::MAX));
     assert!(
         first_proposal > log.applied(),
         "a proposal at an applied index is unresolved"
     );
     assert!(
         node.proposals
-            .iter()
-            .zip(node.proposals.iter().skip(1))
-            .all(|(a, b)| a.0 < b.0),
+            .indexes()
+            .zip(node.proposals.indexes().skip(1))
+            .all(|(a, b)| a < b),
         "proposals out of index order"
     );
 }

@@ -25,6 +25,7 @@ pub mod entry;
 pub mod entry_batch;
 pub mod error;
 pub mod ids;
+pub(crate) mod index_deque;
 pub mod inflights;
 pub mod input;
 #[cfg(any(debug_assertions, feature = "invariants"))]

@@ -17,6 +17,7 @@ use super::config_manager::ConfigManager;
 use super::entry::{Entry, EntryPayload, HardState};
 use super::error::{InputError, OptionsError, ProposalLost, ProposalRefused};
 use super::ids::{LogId, LogIndex, NodeId, Term};
+use super::index_deque::IndexDeque;
 use super::input::Event;
 use super::log::RaftLog;
 use super::membership::Membership;
@@ -121,10 +122,8 @@ pub struct RaftNode {
     pub(super) ack_owed: bool,
     /// Follower: the last index acknowledged to the current leader.
     pub(super) last_acked: LogIndex,
-    /// Proposals accepted by this node and not yet resolved: (index,
-    /// term), by index. A deque, not a map: proposals are made at the
-    /// log's end and resolved in log order, so both ends are O(1).
-    pub(super) proposals: VecDeque<(LogIndex, Term)>,
+    /// Proposals accepted by this node and not yet resolved: index → term.
+    pub(super) proposals: IndexDeque<Term>,
     /// Reads in flight and the leader's heartbeat rounds (`read.rs`).
     pub(super) reads: super::read::Reads,
     /// Until then this node votes for no one: it may have acknowledged a
@@ -215,7 +214,7 @@ impl RaftNode {
             ack_wanted: LogIndex(0),
             ack_owed: false,
             last_acked: LogIndex(0),
-            proposals: VecDeque::new(),
+            proposals: IndexDeque::default(),
             reads: super::read::Reads::default(),
             // At term 0 it never heard from a leader: no lease counts on it.
             vote_quiet_until: match initial.hard_state.term {
@@ -470,7 +469,7 @@ impl RaftNode {
         }
         self.mark_busy();
         let id = self.append_as_leader(EntryPayload::Command(command));
-        self.insert_proposal(id);
+        self.proposals.insert(id.index, id.term);
         self.finish_input();
         Ok(id)
     }
@@ -568,21 +567,7 @@ impl RaftNode {
     /// An entry at a proposal's index is being applied: the proposal either
     /// is that entry or lost its slot to it.
     fn resolve_proposal(&mut self, applied: LogId) {
-        // Applies come in log order: the proposal, if any, is the first.
-        let term = match self.proposals.front() {
-            None => return,
-            Some(&(index, term)) if index == applied.index => {
-                self.proposals.pop_front();
-                Some(term)
-            }
-            Some(_) => self
-                .proposals
-                .binary_search_by_key(&applied.index, |&(index, _)| index)
-                .ok()
-                .and_then(|at| self.proposals.remove(at))
-                .map(|(_, term)| term),
-        };
-        if let Some(term) = term
+        if let Some(term) = self.proposals.remove(applied.index)
             && term != applied.term
         {
             let error = ProposalLost::Overwritten {
@@ -599,35 +584,12 @@ impl RaftNode {
     /// Fails every pending proposal at or after `index`: their entries were
     /// truncated.
     pub(super) fn fail_proposals_from(&mut self, index: LogIndex, by_term: Option<Term>) {
-        let failed = self.split_proposals_from(index);
+        let failed = self.proposals.split_from(index);
         for (index, term) in failed {
             let proposal = LogId { term, index };
             let error = ProposalLost::Overwritten { proposal, by_term };
             self.actions.push_back(Action::ProposalFailed(error));
         }
-    }
-
-    /// Records a proposal, keeping `proposals` sorted by index (a new one
-    /// is at the log's end, hence last, but this does not rely on it).
-    fn insert_proposal(&mut self, id: LogId) {
-        match self.proposals.back() {
-            Some(&(last, _)) if last >= id.index => {
-                match self
-                    .proposals
-                    .binary_search_by_key(&id.index, |&(index, _)| index)
-                {
-                    Ok(at) => self.proposals[at].1 = id.term,
-                    Err(at) => self.proposals.insert(at, (id.index, id.term)),
-                }
-            }
-            _ => self.proposals.push_back((id.index, id.term)),
-        }
-    }
-
-    /// Removes and returns the proposals at or after `index`.
-    pub(super) fn split_proposals_from(&mut self, index: LogIndex) -> VecDeque<(LogIndex, Term)> {
-        let at = self.proposals.partition_point(|&(i, _)| i < index);
-        self.proposals.split_off(at)
     }
 
     /// Appends an entry of the current term as leader.

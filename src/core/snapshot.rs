@@ -106,7 +106,7 @@ impl RaftNode {
         }
         // Proposals the snapshot covers were never applied here: their
         // outcome is in the snapshot, beyond this node's knowledge.
-        let rest = self.split_proposals_from(last.index.next());
+        let rest = self.proposals.split_from(last.index.next());
         for (index, term) in std::mem::replace(&mut self.proposals, rest) {
             let proposal = LogId { term, index };
             let error = match self.log.term_at(index) {
