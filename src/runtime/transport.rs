@@ -316,11 +316,8 @@ impl Transport {
                 let mut out = BytesMut::with_capacity(body.len() + 4);
                 encode_frame(&body, &mut out);
                 let frame = out.freeze();
-                let sent = send_frame(senders, options, dialer, &self.liveness, addr, frame);
-                if !sent {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                sent
+                let (liveness, dropped) = (&self.liveness, &self.dropped);
+                send_frame(senders, options, dialer, liveness, dropped, addr, frame)
             }
             TransportKind::Local(network) => {
                 network.deliver(addr, group, message);
@@ -338,12 +335,13 @@ impl Transport {
 }
 
 /// Queues one encoded frame (length prefix included) for `addr`, starting
-/// its sender task on first use.
+/// its sender task on first use; counts it in `dropped` if the queue is full.
 fn send_frame(
     senders: &SenderMap,
     options: &TransportOptions,
     dialer: &Dialer,
     liveness: &Arc<PeerLiveness>,
+    dropped: &AtomicU64,
     addr: SocketAddr,
     frame: Bytes,
 ) -> bool {
@@ -355,6 +353,7 @@ fn send_frame(
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
             tracing::debug!(%addr, "peer queue full; message dropped");
+            dropped.fetch_add(1, Ordering::Relaxed);
             false
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {

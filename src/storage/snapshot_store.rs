@@ -98,14 +98,13 @@ impl SnapshotStore {
     /// Indexes of the complete snapshots, ascending.
     fn list(&self) -> Result<Vec<u64>> {
         let mut indexes = Vec::new();
-        if !self.fs.exists(&self.dir).map_err(io("exists", &self.dir))? {
-            return Ok(indexes); // No snapshot was ever begun here.
-        }
-        for name in self
-            .fs
-            .list_dir(&self.dir)
-            .map_err(io("list_dir", &self.dir))?
-        {
+        let names = match self.fs.list_dir(&self.dir) {
+            Ok(names) => names,
+            // No snapshot was ever begun here.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(indexes),
+            Err(e) => return Err(io("list_dir", &self.dir)(e)),
+        };
+        for name in names {
             if name == TEMP_NAME || name == INSTALL_TEMP_NAME {
                 continue;
             }
