@@ -249,23 +249,25 @@ async fn queued_batches_are_answered_without_a_thread_each_and_a_failed_flush_fa
     const MEMBERS: u64 = 64;
     let fs = MemFileSystem::new(3);
     let log = SharedLog::open_blocking(Arc::new(fs.clone()), Path::new("/s"), options()).unwrap();
-    let entry = |i| Entry {
-        id: LogId::new(1, i),
-        payload: EntryPayload::Command(Bytes::from("x")),
-    };
     let mut members: Vec<_> = (1..=MEMBERS)
         .map(|g| log.storage(GroupId(g)).unwrap())
         .collect();
-    for i in 1..=10 {
-        // Every member queues at once; flushes carry them in batches.
-        let answers: Vec<_> = members
+    // Every member queues entry `i` at once; flushes carry them in batches.
+    let queue_all = |members: &mut Vec<_>, i| -> Vec<oar::runtime::PersistFuture> {
+        members
             .iter_mut()
-            .map(|m| {
-                let ops = vec![WriteOp::Entries(vec![entry(i)].into())];
-                m.persist_queued(ops)
+            .map(|m: &mut oar::runtime::SharedLogStorage| {
+                let entry = Entry {
+                    id: LogId::new(1, i),
+                    payload: EntryPayload::Command(Bytes::from("x")),
+                };
+                m.persist_queued(vec![WriteOp::Entries(vec![entry].into())])
                     .unwrap_or_else(|_| panic!("the shared log queues"))
             })
-            .collect();
+            .collect()
+    };
+    for i in 1..=10 {
+        let answers = queue_all(&mut members, i);
         for answer in answers {
             let done = tokio::time::timeout(Duration::from_secs(30), answer)
                 .await
@@ -275,15 +277,7 @@ async fn queued_batches_are_answered_without_a_thread_each_and_a_failed_flush_fa
         }
     }
     fs.inject_error(FsOp::Sync, 0);
-    let answers: Vec<_> = members
-        .iter_mut()
-        .map(|m| {
-            let ops = vec![WriteOp::Entries(vec![entry(11)].into())];
-            m.persist_queued(ops)
-                .unwrap_or_else(|_| panic!("the shared log queues"))
-        })
-        .collect();
-    for answer in answers {
+    for answer in queue_all(&mut members, 11) {
         let failed = tokio::time::timeout(Duration::from_secs(30), answer)
             .await
             .expect("answered");
